@@ -1,0 +1,1 @@
+"""gaussnll's command line: parse options, call ``gaussnll.core``, render the report."""

@@ -1,0 +1,5 @@
+"""``python -m gaussnll.cli``."""
+
+from gaussnll.cli.app import main
+
+main()

@@ -1,0 +1,122 @@
+"""The ``gaussnll`` command. Heavy modules (torch, pyarrow) are imported inside commands only."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import version
+from typing import Annotated
+
+import typer
+
+from gaussnll.core.errors import GaussnllError, UsageError
+
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="gaussnll",
+    help="Score probabilistic regression predictions with a torch-exact Gaussian NLL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gaussnll {version('gaussnll')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Score probabilistic regression predictions with a torch-exact Gaussian NLL."""
+
+
+@app.command()
+def score(
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="Parquet/CSV/Arrow file, a directory or glob of them, or - for CSV on stdin."
+        ),
+    ],
+    mean_col: Annotated[
+        str, typer.Option(help="Mean column(s); comma-separated for several outputs.")
+    ] = "mean",
+    target_col: Annotated[str, typer.Option(help="Target column(s).")] = "target",
+    var_col: Annotated[
+        str | None, typer.Option(help="Variance column(s) [default: var].", show_default=False)
+    ] = None,
+    std_col: Annotated[
+        str | None, typer.Option(help="Give the spread as standard deviation column(s).")
+    ] = None,
+    log_var_col: Annotated[
+        str | None, typer.Option(help="Give the spread as log-variance column(s).")
+    ] = None,
+    full: Annotated[bool, typer.Option(help="Add the constant 0.5*log(2*pi) per element.")] = False,
+    eps: Annotated[float, typer.Option(help="Floor for the variance, as torch's eps.")] = 1e-6,
+    reduction: Annotated[str, typer.Option(help="mean, sum, or none (per-row losses).")] = "mean",
+    chunk_size: Annotated[int, typer.Option(help="Rows per chunk held in memory.")] = 1 << 20,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="float64 or float32 for the computation.")] = (
+        "float64"
+    ),
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout.")
+    ] = False,
+    per_row: Annotated[
+        str | None, typer.Option(help="Write per-row losses to this .parquet or .csv file.")
+    ] = None,
+    id_col: Annotated[
+        str | None, typer.Option(help="Carry this column into the per-row output.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Stream a prediction file through the Gaussian NLL and report the result."""
+    with _user_errors():
+        from gaussnll.cli import commands
+
+        commands.run_score(
+            path,
+            commands.ScoreRequest(
+                mean_col=mean_col,
+                target_col=target_col,
+                var_col=var_col,
+                std_col=std_col,
+                log_var_col=log_var_col,
+                full=full,
+                eps=eps,
+                reduction=reduction,
+                chunk_size=chunk_size,
+                device=device,
+                dtype=dtype,
+                json_output=json_output,
+                per_row=per_row,
+                id_col=id_col,
+                quiet=quiet,
+            ),
+        )
+
+
+class _user_errors:
+    """Turn a GaussnllError into one line on stderr and exit code 2; let bugs keep tracebacks."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, error: BaseException | None, _tb: object) -> bool:
+        if isinstance(error, GaussnllError):
+            prefix = "usage error" if isinstance(error, UsageError) else "error"
+            print(f"gaussnll: {prefix}: {error}", file=sys.stderr)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        return False
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="gaussnll")

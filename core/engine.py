@@ -1,0 +1,216 @@
+"""The streaming scorer: file → chunks → device → element-wise loss → sum-only state → Report."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from gaussnll.core.columns import ColumnSpec, Spread
+from gaussnll.core.devices import resolve_device
+from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.loss import HALF_LOG_2PI, REDUCTIONS, elementwise_nll
+from gaussnll.core.prefetch import prefetched
+from gaussnll.core.readers import count_rows, iter_batches
+from gaussnll.core.report import OutputScore, Report
+from gaussnll.core.sources import resolve_source
+from gaussnll.core.state import ScoreState
+from gaussnll.core.tensors import Location, role_tensor
+from gaussnll.core.validation import column_label, raise_first_problem
+from gaussnll.core.writers import RowWriter
+
+DEFAULT_CHUNK_ROWS = 1 << 20
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+ProgressCallback = Callable[[int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How to score: the columns, torch's loss options, and how to stream."""
+
+    columns: ColumnSpec = field(default_factory=ColumnSpec)
+    full: bool = False
+    eps: float = 1e-6
+    reduction: str = "mean"
+    chunk_size: int = DEFAULT_CHUNK_ROWS
+    device: str = "auto"
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.eps) and self.eps >= 0):
+            raise UsageError(f"--eps must be a finite number >= 0. Got {self.eps!r} instead.")
+        if self.reduction not in REDUCTIONS:
+            raise UsageError(f"--reduction must be mean, sum or none. Got {self.reduction!r}.")
+        if self.chunk_size < 1:
+            raise UsageError(f"--chunk-size must be at least 1. Got {self.chunk_size} instead.")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype must be float64 or float32. Got {self.dtype!r} instead.")
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One batch on the device: the roles as ``(rows, width)`` tensors, and where it came from."""
+
+    mean: Tensor
+    target: Tensor
+    spread: Tensor
+    ids: pa.Array | None
+    where: Location
+
+
+def score(
+    path: str,
+    options: ScoreOptions = ScoreOptions(),
+    *,
+    rows_to: RowWriter | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Report:
+    """Stream ``path`` through the Gaussian NLL and return the report.
+
+    ``rows_to`` receives the per-row losses (with the ``full`` constant when set) as record
+    batches; ``on_progress(rows_done, total_rows_or_None)`` is called after every chunk.
+    """
+    started = time.perf_counter()
+    source = resolve_source(path)
+    device = resolve_device(options.device)
+    spec = options.columns
+    total_rows = count_rows(source)
+    state: ScoreState | None = None
+    invalid = torch.zeros((), dtype=torch.bool, device=device)
+    for chunk in prefetched(_chunks(source, spec, options, device)):
+        if state is None:
+            state = ScoreState(chunk.mean.shape[1], device)
+        _check_widths(chunk, spec, state.outputs)
+        var = _variance(chunk.spread, spec.spread_kind)
+        loss = elementwise_nll(chunk.mean, chunk.target, var.clamp(min=options.eps))
+        chunk_sums = state.update(loss)
+        bad = ~torch.isfinite(chunk_sums).all()
+        if spec.spread_kind is not Spread.LOG_VAR:
+            bad |= chunk.spread.min() < 0
+        if device.type == "cpu":
+            if bad:
+                roles = [(chunk.mean, spec.mean), (chunk.target, spec.target)]
+                raise_first_problem(
+                    [*roles, (chunk.spread, spec.spread)], spec.spread_kind, var, loss, chunk.where
+                )
+        else:
+            invalid |= bad
+        if rows_to is not None:
+            rows_to.write(_row_batch(loss, options.full, spec, chunk.ids))
+        if on_progress is not None:
+            on_progress(state.rows, total_rows)
+    if state is None:
+        raise InputError("no data rows", path=source.name)
+    if bool(invalid):
+        score(path, replace(options, device="cpu"))
+        raise InputError("invalid values found on the device but not on the CPU", path=path)
+    return _report(state, source.name, source.format.value, options, device, started)
+
+
+def _chunks(
+    source, spec: ColumnSpec, options: ScoreOptions, device: torch.device
+) -> Iterator[_Chunk]:
+    dtype = DTYPES[options.dtype]
+    current_path, first_row = None, 1
+    for path, batch in iter_batches(source, spec.needed, options.chunk_size, spec.numeric):
+        if path != current_path:
+            current_path, first_row = path, 1
+        where = Location(path, first_row)
+        first_row += batch.num_rows
+        yield _Chunk(
+            mean=role_tensor(batch, spec.mean, dtype, where).to(device, non_blocking=True),
+            target=role_tensor(batch, spec.target, dtype, where).to(device, non_blocking=True),
+            spread=role_tensor(batch, spec.spread, dtype, where).to(device, non_blocking=True),
+            ids=batch.column(spec.id) if spec.id else None,
+            where=where,
+        )
+
+
+def _check_widths(chunk: _Chunk, spec: ColumnSpec, outputs: int) -> None:
+    """Mean fixes the width D; target and spread must have width D or 1 (broadcast)."""
+    for role, names, values in (
+        ("mean", spec.mean, chunk.mean),
+        ("target", spec.target, chunk.target),
+        ("spread", spec.spread, chunk.spread),
+    ):
+        width = values.shape[1]
+        allowed = (outputs,) if role == "mean" else (outputs, 1)
+        if width not in allowed:
+            raise InputError(
+                f"{role} has {width} values per row; expected "
+                + " or ".join(str(n) for n in dict.fromkeys(allowed))
+                + f" to match the mean's {outputs}",
+                path=chunk.where.path,
+                column=",".join(names),
+                row=chunk.where.first_row,
+            )
+
+
+def _variance(spread: Tensor, kind: Spread) -> Tensor:
+    if kind is Spread.STD:
+        return spread * spread
+    if kind is Spread.LOG_VAR:
+        return torch.exp(spread)
+    return spread
+
+
+def _row_batch(loss: Tensor, full: bool, spec: ColumnSpec, ids: pa.Array | None) -> pa.RecordBatch:
+    values = (loss + HALF_LOG_2PI if full else loss).cpu().numpy()
+    names = output_names(spec, values.shape[1])
+    columns = [pa.array(np.ascontiguousarray(values[:, j])) for j in range(values.shape[1])]
+    labels = ["nll"] if len(names) == 1 else [f"nll_{name}" for name in names]
+    if ids is not None:
+        columns.insert(0, ids)
+        labels.insert(0, spec.id)
+    return pa.RecordBatch.from_arrays(columns, names=labels)
+
+
+def output_names(spec: ColumnSpec, width: int) -> list[str]:
+    """One name per output: the mean columns, or ``name[i]`` inside a list column."""
+    return [column_label(spec.mean, j, width) for j in range(width)]
+
+
+def _report(
+    state: ScoreState,
+    path: str,
+    file_format: str,
+    options: ScoreOptions,
+    device: torch.device,
+    started: float,
+) -> Report:
+    constant = HALF_LOG_2PI if options.full else 0.0
+    sums = [total + constant * state.rows for total in state.loss_sums()]
+    names = output_names(options.columns, state.outputs)
+    elements = state.rows * state.outputs
+    spec = options.columns
+    return Report(
+        path=path,
+        format=file_format,
+        rows=state.rows,
+        elements=elements,
+        reduction=options.reduction,
+        full=options.full,
+        eps=options.eps,
+        nll_mean=math.fsum(sums) / elements,
+        nll_sum=math.fsum(sums),
+        outputs=tuple(
+            OutputScore(name, state.rows, total / state.rows, total)
+            for name, total in zip(names, sums, strict=True)
+        ),
+        device=str(device),
+        dtype=options.dtype,
+        chunk_size=options.chunk_size,
+        seconds=time.perf_counter() - started,
+        columns={
+            "mean": list(spec.mean),
+            "target": list(spec.target),
+            spec.spread_kind.value: list(spec.spread),
+            "id": spec.id,
+        },
+    )

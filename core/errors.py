@@ -1,0 +1,46 @@
+"""The exceptions gaussnll raises for problems a user can fix.
+
+Hierarchy::
+
+    GaussnllError          base: a user-facing problem, rendered as one line, exit code 2
+    ├── UsageError         the options contradict each other or are out of range
+    └── InputError         the data cannot be read or violates what the options promise
+
+Bugs are not ``GaussnllError``: they keep their traceback.
+"""
+
+from __future__ import annotations
+
+
+class GaussnllError(Exception):
+    """A problem in what the user gave us; its message is one line meant for them."""
+
+
+class UsageError(GaussnllError):
+    """Options that are invalid on their own or together."""
+
+
+class InputError(GaussnllError):
+    """Data that cannot be read, or a value that breaks the contract (file, column, row)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+    ) -> None:
+        self.path = path
+        self.column = column
+        self.row = row
+        where = [part for part in (path, _column(column), _row(row)) if part]
+        super().__init__(": ".join([*where, message]) if where else message)
+
+
+def _column(column: str | None) -> str | None:
+    return f"column {column!r}" if column is not None else None
+
+
+def _row(row: int | None) -> str | None:
+    return f"row {row}" if row is not None else None

@@ -1,0 +1,71 @@
+"""The result of scoring: a plain record that renderers and the JSON output read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCORE_SCHEMA = "gaussnll.score/1"
+
+
+@dataclass(frozen=True)
+class OutputScore:
+    """The NLL of one output column (one of the ``D`` in a multi-output prediction)."""
+
+    column: str
+    elements: int
+    nll_mean: float
+    nll_sum: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``gaussnll score`` reports; ``nll`` is the value under ``reduction``."""
+
+    path: str
+    format: str
+    rows: int
+    elements: int
+    reduction: str
+    full: bool
+    eps: float
+    nll_mean: float
+    nll_sum: float
+    outputs: tuple[OutputScore, ...]
+    device: str
+    dtype: str
+    chunk_size: int
+    seconds: float
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nll(self) -> float | None:
+        """The reduced loss torch would return; None for ``reduction='none'``."""
+        return {"mean": self.nll_mean, "sum": self.nll_sum}.get(self.reduction)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``gaussnll score --json`` (schema ``gaussnll.score/1``)."""
+        return {
+            "schema": SCORE_SCHEMA,
+            "path": self.path,
+            "format": self.format,
+            "rows": self.rows,
+            "elements": self.elements,
+            "reduction": self.reduction,
+            "full": self.full,
+            "eps": self.eps,
+            "nll": self.nll,
+            "nll_mean": self.nll_mean,
+            "nll_sum": self.nll_sum,
+            "outputs": [vars(output) for output in self.outputs],
+            "columns": self.columns,
+            "device": self.device,
+            "dtype": self.dtype,
+            "chunk_size": self.chunk_size,
+            "seconds": self.seconds,
+            "rows_per_second": self.rows_per_second,
+        }

@@ -1,0 +1,88 @@
+"""Resolve what the user named (a file, a directory, a glob or ``-``) into files of one format."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from gaussnll.core.errors import InputError
+
+STDIN = "-"
+
+
+class FileFormat(str, Enum):
+    PARQUET = "parquet"
+    CSV = "csv"
+    IPC = "ipc"
+
+
+_SUFFIXES = {
+    ".parquet": FileFormat.PARQUET,
+    ".pq": FileFormat.PARQUET,
+    ".csv": FileFormat.CSV,
+    ".arrow": FileFormat.IPC,
+    ".feather": FileFormat.IPC,
+    ".ipc": FileFormat.IPC,
+}
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One logical dataset: ``files`` read in order as if concatenated."""
+
+    name: str
+    format: FileFormat
+    files: tuple[str, ...]
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.files == (STDIN,)
+
+
+def format_of(path: str) -> FileFormat | None:
+    """The format implied by a file name (``.csv.gz`` is CSV), or None if it names none."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    return _SUFFIXES.get(suffixes[-1]) if suffixes else None
+
+
+def resolve_source(path: str) -> Source:
+    """Find the data files behind ``path`` and check they share one known format."""
+    if path == STDIN:
+        return Source(name="<stdin>", format=FileFormat.CSV, files=(STDIN,))
+    if glob.has_magic(path):
+        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise InputError("the pattern matches no file", path=path)
+    elif os.path.isdir(path):
+        files = sorted(
+            str(f) for f in Path(path).rglob("*") if f.is_file() and format_of(str(f)) is not None
+        )
+        if not files:
+            raise InputError(
+                "the directory holds no .parquet, .csv or .arrow/.feather file", path=path
+            )
+    elif os.path.isfile(path):
+        files = [path]
+    else:
+        raise InputError("no such file or directory", path=path)
+    formats = {format_of(f) for f in files}
+    if None in formats:
+        unknown = next(f for f in files if format_of(f) is None)
+        raise InputError(
+            "unknown file type: expected .parquet, .csv (optionally .gz/.bz2/.zst) "
+            "or .arrow/.feather",
+            path=unknown,
+        )
+    if len(formats) > 1:
+        raise InputError(
+            f"mixes file formats ({', '.join(sorted(f.value for f in formats))}); "
+            "point at files of one format",
+            path=path,
+        )
+    return Source(name=path, format=formats.pop(), files=tuple(files))

@@ -1,0 +1,88 @@
+"""Explain why a chunk produced an invalid loss: the first offending row, column and value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gaussnll.core.columns import Spread
+from gaussnll.core.errors import InputError
+from gaussnll.core.tensors import Location
+
+_SPREAD_EXPECTED = {
+    Spread.VAR: "a non-negative variance",
+    Spread.STD: "a non-negative standard deviation",
+    Spread.LOG_VAR: "a log-variance small enough for a finite variance",
+}
+
+
+@dataclass(frozen=True, order=True)
+class _Problem:
+    row: int
+    rank: int
+    column: str
+    expected: str
+    value: float
+
+
+def raise_first_problem(
+    roles: Sequence[tuple[Tensor, Sequence[str]]],
+    spread_kind: Spread,
+    var: Tensor,
+    loss: Tensor,
+    where: Location,
+) -> None:
+    """Raise an InputError for the earliest row of the chunk with a bad value.
+
+    ``roles`` are the ``(values, column names)`` read from the file, the spread last; ``var`` is
+    the variance derived from the spread and ``loss`` the element-wise loss of the chunk.
+    """
+    spread, spread_names = roles[-1]
+    checks = [(~torch.isfinite(values), values, names) for values, names in roles]
+    if spread_kind is Spread.LOG_VAR:
+        checks.append((torch.isinf(var) & torch.isfinite(spread), spread, spread_names))
+    else:
+        checks.append((spread < 0, spread, spread_names))
+    expectations = ["a finite number"] * len(roles) + [_SPREAD_EXPECTED[spread_kind]]
+    problems = [
+        problem
+        for rank, ((mask, values, names), expected) in enumerate(
+            zip(checks, expectations, strict=True)
+        )
+        for problem in _first_hit(mask, values, names, rank, expected)
+    ]
+    if problems:
+        first = min(problems)
+        raise InputError(
+            f"expected {first.expected}, got {first.value!r}",
+            path=where.path,
+            column=first.column,
+            row=where.first_row + first.row,
+        )
+    bad_rows = (~torch.isfinite(loss)).any(dim=1).nonzero()
+    if len(bad_rows):
+        raise InputError(
+            "the loss is not finite (a zero variance with --eps 0, or an overflow)",
+            path=where.path,
+            row=where.first_row + int(bad_rows[0]),
+        )
+
+
+def _first_hit(
+    mask: Tensor, values: Tensor, names: Sequence[str], rank: int, expected: str
+) -> Iterator[_Problem]:
+    hits = mask.nonzero()
+    if len(hits):
+        row, col = (int(i) for i in hits[0])
+        column = column_label(names, col, values.shape[1])
+        yield _Problem(row, rank, column, expected, values[row, col].item())
+
+
+def column_label(names: Sequence[str], index: int, width: int) -> str:
+    """The name of output ``index``: its own column, or ``name[index]`` inside a list column."""
+    if len(names) == width:
+        return names[index]
+    return f"{names[0]}[{index}]" if width > 1 else names[0]

@@ -1,0 +1,73 @@
+"""Stream per-row losses to Parquet or CSV, atomically: a failed run leaves no file behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from gaussnll.core.errors import UsageError
+from gaussnll.core.sources import FileFormat, Source, format_of
+
+_READABLE = 0o644
+
+
+class RowWriter:
+    """Writes record batches to ``sink`` as Parquet or CSV; the schema comes from the first."""
+
+    def __init__(self, sink: str | BinaryIO, file_format: FileFormat) -> None:
+        self._sink = sink
+        self._format = file_format
+        self._writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            if self._format is FileFormat.PARQUET:
+                self._writer = pq.ParquetWriter(self._sink, batch.schema)
+            else:
+                self._writer = pacsv.CSVWriter(self._sink, batch.schema)
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def row_file_format(path: str, source: Source) -> FileFormat:
+    """Check that ``path`` can take per-row output for ``source``; return its format."""
+    file_format = format_of(path)
+    if file_format not in (FileFormat.PARQUET, FileFormat.CSV) or path.endswith(
+        (".gz", ".bz2", ".zst")
+    ):
+        raise UsageError(f"--per-row must name a .parquet or .csv file. Got {path!r} instead.")
+    target = os.path.realpath(path)
+    if any(os.path.realpath(f) == target for f in source.files):
+        raise UsageError(f"--per-row {path!r} is an input file; choose another path")
+    return file_format
+
+
+@contextmanager
+def atomic_row_writer(path: str, file_format: FileFormat) -> Iterator[RowWriter]:
+    """A RowWriter on a temporary file beside ``path``, renamed to ``path`` only on success."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=directory
+    )
+    os.close(handle)
+    os.chmod(temporary, _READABLE)
+    writer = RowWriter(temporary, file_format)
+    try:
+        yield writer
+        writer.close()
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(Exception):
+            writer.close()
+        os.unlink(temporary)
+        raise
