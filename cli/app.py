@@ -42,7 +42,8 @@ def score(
     path: Annotated[
         str,
         typer.Argument(
-            help="Parquet/CSV/Arrow file, a directory or glob of them, or - for CSV on stdin."
+            metavar="PATH",
+            help="Parquet/CSV/Arrow file, a directory or glob of them, or - for CSV on stdin.",
         ),
     ],
     mean_col: Annotated[

@@ -26,6 +26,9 @@ class ColumnSpec:
     spread_kind: Spread = Spread.VAR
     id: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spread_kind", Spread(self.spread_kind))
+
     @classmethod
     def from_options(
         cls,

@@ -110,7 +110,7 @@ def score(
     if bool(invalid):
         score(path, replace(options, device="cpu"))
         raise InputError("invalid values found on the device but not on the CPU", path=path)
-    return _report(state, source.name, source.format.value, options, device, started)
+    return _report(state, path, source.format.value, options, device, started)
 
 
 def _chunks(

@@ -48,17 +48,28 @@ def iter_batches(
 
 
 def count_rows(source: Source) -> int | None:
-    """The dataset's row count when the format records it (Parquet, Arrow IPC), else None."""
-    if source.format is FileFormat.PARQUET:
-        return sum(pq.ParquetFile(path).metadata.num_rows for path in source.files)
-    if source.format is FileFormat.IPC:
-        total = 0
-        for path in source.files:
-            with pa.memory_map(path) as mapped:
-                reader = pa.ipc.open_file(mapped)
-                total += sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-        return total
-    return None
+    """The row count when the files record it (Parquet, Arrow IPC file format), else None.
+
+    Only a hint for progress: a file that cannot tell is left for the reader to report.
+    """
+    counters = {FileFormat.PARQUET: _parquet_rows, FileFormat.IPC: _ipc_file_rows}
+    counter = counters.get(source.format)
+    if counter is None:
+        return None
+    try:
+        return sum(counter(path) for path in source.files)
+    except (pa.ArrowException, OSError):
+        return None
+
+
+def _parquet_rows(path: str) -> int:
+    return pq.read_metadata(path).num_rows
+
+
+def _ipc_file_rows(path: str) -> int:
+    with pa.memory_map(path) as mapped:
+        reader = pa.ipc.open_file(mapped)
+        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
 def _parquet_batches(
@@ -123,7 +134,10 @@ def require_columns(present: Sequence[str], needed: Sequence[str], path: str) ->
     for name in needed:
         if name in present:
             continue
-        close = difflib.get_close_matches(name, present, n=1)
+        folded = {column.lower(): column for column in present}
+        close = [
+            folded[c] for c in difflib.get_close_matches(name.lower(), folded, n=1, cutoff=0.5)
+        ]
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise InputError(
             f"no such column; the file has {', '.join(map(repr, present))}{hint}",

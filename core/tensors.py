@@ -6,9 +6,11 @@ rows becomes width ``D``; several columns for one role are stacked side by side.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -20,6 +22,7 @@ _TORCH_DTYPES = {
     pa.float64(): torch.float64,
     pa.float32(): torch.float32,
 }
+_NUMPY_DTYPES = {torch.float64: np.float64, torch.float32: np.float32}
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,25 @@ def _flat_tensor(
         )
     if len(array) == 0:
         return torch.empty(0, dtype=dtype)
+    return _zero_copy_view(array, source_dtype).to(dtype)
+
+
+def _zero_copy_view(array: pa.Array, source_dtype: torch.dtype) -> Tensor:
+    """A tensor over the array's value buffer, read-only ones (memory maps) included.
+
+    torch has no read-only tensors and warns about them; the engine never writes into its
+    inputs, so the warning is silenced.
+    """
     itemsize = array.type.byte_width
-    values = torch.frombuffer(
-        array.buffers()[1], dtype=source_dtype, count=len(array), offset=array.offset * itemsize
+    values = np.frombuffer(
+        array.buffers()[1],
+        dtype=_NUMPY_DTYPES[source_dtype],
+        count=len(array),
+        offset=array.offset * itemsize,
     )
-    return values.to(dtype)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
+        return torch.from_numpy(values)
 
 
 def _common_list_length(array: pa.Array, name: str, where: Location) -> int:

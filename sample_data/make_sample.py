@@ -1,0 +1,53 @@
+"""Make the sample prediction files (seeded, so every run writes the same data).
+
+A heteroscedastic regression: y = sin(3x) + x/2 + noise with std 0.1 + 0.4|x|. The "model" has a
+small bias in its mean and predicts variances 30% too small (over-confident), so calibration
+has something to show.
+
+    python sample_data/make_sample.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+SEED = 20261122
+ROWS = 10_000
+HERE = Path(__file__).resolve().parent
+
+
+def predictions(rng: np.random.Generator, rows: int) -> dict[str, np.ndarray]:
+    """Inputs ``x``, targets, and an over-confident model's predicted mean and variance."""
+    x = rng.uniform(-2.0, 2.0, rows)
+    true_mean = np.sin(3 * x) + x / 2
+    true_std = 0.1 + 0.4 * np.abs(x)
+    target = true_mean + true_std * rng.standard_normal(rows)
+    mean = true_mean + 0.05 + 0.05 * rng.standard_normal(rows)
+    var = 0.7 * true_std**2
+    return {"x": x, "mean": mean, "var": var, "target": target}
+
+
+def main() -> None:
+    rng = np.random.default_rng(SEED)
+    columns = predictions(rng, ROWS)
+    table = pa.table({"id": np.arange(ROWS), **{k: np.round(v, 6) for k, v in columns.items()}})
+    pq.write_table(table, HERE / "preds.parquet")
+    pacsv.write_csv(table, HERE / "preds.csv")
+
+    first, second = predictions(rng, 2_000), predictions(rng, 2_000)
+    pairs = {
+        name: pa.FixedSizeListArray.from_arrays(
+            np.round(np.column_stack([first[name], second[name]]).ravel(), 6), 2
+        )
+        for name in ("mean", "var", "target")
+    }
+    pq.write_table(pa.table({"id": np.arange(2_000), **pairs}), HERE / "preds_2d.parquet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Shared helpers: write the same predictions in every supported format, and torch's answer."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+
+
+def make_predictions(rows: int, seed: int = 0, outputs: int = 1) -> dict[str, np.ndarray]:
+    """Heteroscedastic predictions with an NLL far from zero, so relative errors mean something."""
+    rng = np.random.default_rng(seed)
+    shape = (rows, outputs) if outputs > 1 else (rows,)
+    mean = rng.normal(size=shape)
+    var = rng.uniform(0.05, 3.0, size=shape)
+    target = mean + 1.3 * np.sqrt(var) * rng.standard_normal(shape)
+    return {"mean": mean, "var": var, "target": target}
+
+
+def write_table(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` in the format its file name asks for."""
+    name = path.name
+    if name.endswith((".parquet", ".pq")):
+        pq.write_table(table, path, row_group_size=max(1, table.num_rows // 3))
+    elif name.endswith((".arrow", ".feather")):
+        feather.write_feather(table, path, chunksize=max(1, table.num_rows // 3))
+    elif name.endswith(".csv"):
+        pacsv.write_csv(table, path)
+    elif name.endswith(".csv.gz"):
+        path.write_bytes(gzip.compress(_csv_bytes(table)))
+    elif name.endswith(".csv.bz2"):
+        path.write_bytes(bz2.compress(_csv_bytes(table)))
+    elif name.endswith(".csv.zst"):
+        zstandard = pytest.importorskip("zstandard")
+        path.write_bytes(zstandard.ZstdCompressor().compress(_csv_bytes(table)))
+    else:
+        raise ValueError(name)
+    return path
+
+
+def _csv_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def torch_nll(columns: dict[str, np.ndarray], **options: object) -> float:
+    """torch's one-shot gaussian_nll_loss on the whole arrays, in float64."""
+    mean, target, var = (torch.from_numpy(columns[k]) for k in ("mean", "target", "var"))
+    return F.gaussian_nll_loss(mean, target, var, **options).item()
+
+
+@pytest.fixture
+def predictions() -> dict[str, np.ndarray]:
+    return make_predictions(2_500, seed=1)
+
+
+@pytest.fixture
+def parquet_file(tmp_path: Path, predictions: dict[str, np.ndarray]) -> Path:
+    table = pa.table({"id": np.arange(2_500), **predictions})
+    return write_table(table, tmp_path / "preds.parquet")

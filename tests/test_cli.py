@@ -1,0 +1,245 @@
+"""The gaussnll command: exit codes, JSON, table, per-row output and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_predictions, torch_nll, write_table
+from typer.testing import CliRunner
+
+from gaussnll.cli.app import app
+
+REQUIRED_JSON_KEYS = {
+    "schema",
+    "path",
+    "rows",
+    "elements",
+    "reduction",
+    "full",
+    "eps",
+    "nll",
+    "nll_mean",
+    "nll_sum",
+    "device",
+    "dtype",
+    "seconds",
+}
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gaussnll: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_json_has_the_documented_schema(parquet_file, predictions):
+    result = run("score", str(parquet_file), "--json", "--device", "cpu", "--chunk-size", "100")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload.keys() >= REQUIRED_JSON_KEYS
+    assert payload["schema"] == "gaussnll.score/1"
+    assert (payload["rows"], payload["elements"]) == (2_500, 2_500)
+    assert (payload["reduction"], payload["full"], payload["eps"]) == ("mean", False, 1e-6)
+    assert (payload["device"], payload["dtype"]) == ("cpu", "float64")
+    assert payload["nll"] == pytest.approx(torch_nll(predictions), rel=1e-12)
+    assert payload["nll_sum"] == pytest.approx(torch_nll(predictions, reduction="sum"), rel=1e-12)
+    assert payload["outputs"][0]["column"] == "mean"
+    assert result.stderr == ""
+
+
+def test_json_sum_and_full(parquet_file, predictions):
+    result = run("score", str(parquet_file), "--json", "--reduction", "sum", "--full")
+    payload = json.loads(result.stdout)
+    assert payload["nll"] == pytest.approx(torch_nll(predictions, full=True, reduction="sum"))
+    assert payload["nll"] == payload["nll_sum"]
+
+
+def test_table_shows_the_numbers(parquet_file, predictions):
+    result = run("score", str(parquet_file), "--device", "cpu")
+    assert result.exit_code == 0
+    assert f"{torch_nll(predictions):.6f}" in result.stdout
+    for label in ("nll (mean)", "nll sum", "rows", "2,500", "elements", "eps", "full", "rows/s"):
+        assert label in result.stdout
+
+
+def test_per_row_parquet_with_ids(tmp_path, parquet_file, predictions):
+    out = tmp_path / "rows.parquet"
+    result = run("score", str(parquet_file), "--per-row", str(out), "--id-col", "id", "--json")
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out)
+    tensors = [torch.from_numpy(predictions[k]) for k in ("mean", "target", "var")]
+    expected = F.gaussian_nll_loss(*tensors, reduction="none").numpy()
+    np.testing.assert_array_equal(rows.column("nll").to_numpy(), expected)
+    assert rows.column("id").to_pylist() == list(range(2_500))
+    assert json.loads(result.stdout)["rows"] == 2_500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.parquet", "rows.parquet"]
+
+
+def test_per_row_csv_multi_output(tmp_path):
+    columns = make_predictions(30, outputs=2)
+    table = pa.table(
+        {
+            "m0": columns["mean"][:, 0],
+            "m1": columns["mean"][:, 1],
+            "t0": columns["target"][:, 0],
+            "t1": columns["target"][:, 1],
+            "v0": columns["var"][:, 0],
+            "v1": columns["var"][:, 1],
+        }
+    )
+    path = write_table(table, tmp_path / "multi.csv")
+    out = tmp_path / "rows.csv"
+    result = run(
+        "score",
+        str(path),
+        "--mean-col",
+        "m0,m1",
+        "--target-col",
+        "t0,t1",
+        "--var-col",
+        "v0,v1",
+        "--per-row",
+        str(out),
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    rows = pacsv.read_csv(out)
+    assert rows.column_names == ["nll_m0", "nll_m1"]
+    expected = F.gaussian_nll_loss(
+        *(torch.from_numpy(columns[k]) for k in ("mean", "target", "var")), reduction="none"
+    ).numpy()
+    np.testing.assert_allclose(rows.column("nll_m1").to_numpy(), expected[:, 1], rtol=1e-15)
+
+
+def test_reduction_none_streams_csv_to_stdout(parquet_file, predictions):
+    result = run(
+        "score", str(parquet_file), "--reduction", "none", "--id-col", "id", "--chunk-size", "1000"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == '"id","nll"'
+    assert len(lines) == 2_501
+    first = F.gaussian_nll_loss(
+        *(torch.from_numpy(predictions[k][:1]) for k in ("mean", "target", "var"))
+    )
+    assert float(lines[1].split(",")[1]) == pytest.approx(first.item(), rel=1e-15)
+
+
+def test_csv_from_stdin(predictions):
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(pa.table(predictions), sink)
+    result = run("score", "-", "--json", input=sink.getvalue().to_pybytes().decode())
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["path"] == "-"
+    assert payload["nll"] == pytest.approx(torch_nll(predictions), rel=1e-12)
+
+
+def test_bad_data_is_one_line_and_leaves_no_per_row_file(tmp_path):
+    columns = make_predictions(3_000)
+    columns["var"][2_345] = -1.0
+    path = write_table(pa.table(columns), tmp_path / "bad.parquet")
+    out = tmp_path / "rows.parquet"
+    result = run("score", str(path), "--per-row", str(out), "--chunk-size", "500")
+    assert_one_line_error(result, str(path), "column 'var'", "row 2346", "non-negative variance")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet"]
+
+
+def test_failed_run_keeps_an_existing_output_untouched(tmp_path):
+    columns = make_predictions(100)
+    columns["target"][50] = np.inf
+    path = write_table(pa.table(columns), tmp_path / "bad.csv")
+    out = tmp_path / "rows.csv"
+    out.write_text("precious\n")
+    result = run("score", str(path), "--per-row", str(out))
+    assert_one_line_error(result, "column 'target'", "row 51", "finite number")
+    assert out.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "rows.csv"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--mean-col", "maen"], ["column 'maen'", "no such column", "did you mean 'mean'?"]),
+        (["--target-col", "Target"], ["did you mean 'target'?"]),
+        (["--var-col", "var", "--std-col", "sd"], ["usage error", "--var-col and --std-col"]),
+        (["--eps", "-1"], ["--eps must be a finite number >= 0"]),
+        (["--chunk-size", "0"], ["--chunk-size must be at least 1"]),
+        (["--reduction", "avg"], ["--reduction must be mean, sum or none"]),
+        (["--device", "gpu"], ["--device must be auto, cpu, cuda or cuda:N"]),
+        (["--dtype", "float16"], ["--dtype must be float64 or float32"]),
+        (["--reduction", "none", "--json"], ["add --per-row FILE"]),
+        (["--id-col", "id"], ["--id-col only applies to per-row output"]),
+        (["--per-row", "out.txt"], ["--per-row must name a .parquet or .csv file"]),
+    ],
+)
+def test_usage_and_input_errors_exit_2(parquet_file, args, fragments):
+    assert_one_line_error(run("score", str(parquet_file), *args), *fragments)
+
+
+def test_per_row_cannot_overwrite_the_input(parquet_file):
+    result = run("score", str(parquet_file), "--per-row", str(parquet_file))
+    assert_one_line_error(result, "is an input file")
+    assert pq.read_table(parquet_file).num_rows == 2_500
+
+
+def test_missing_file():
+    assert_one_line_error(run("score", "does-not-exist.parquet"), "no such file or directory")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["score", "--help"]])
+def test_every_command_has_help(args):
+    result = run(*args)
+    assert result.exit_code == 0
+    assert "Usage: gaussnll" in result.stdout
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("gaussnll 0.")
+
+
+def test_python_dash_m_and_nothing_installed_as_bare_core(tmp_path):
+    """The installed layout: ``python -m gaussnll.cli`` works; no top-level ``core``/``cli``."""
+    env = {**os.environ, "PYTHONPATH": ""}
+    probe = "import importlib.util as u; print(u.find_spec('core'), u.find_spec('cli'))"
+    found = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.split() == ["None", "None"]
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "preds.parquet"
+    result = subprocess.run(
+        [sys.executable, "-m", "gaussnll.cli", "score", str(sample), "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == 10_000

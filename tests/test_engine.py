@@ -1,0 +1,329 @@
+"""gaussnll.core.score: equal to torch one-shot on the whole file, for any chunking and format."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_predictions, torch_nll, write_table
+
+from gaussnll.core import ColumnSpec, InputError, ScoreOptions, ScoreState, UsageError, score
+from gaussnll.core.sources import FileFormat
+from gaussnll.core.writers import RowWriter
+
+REL = 1e-12
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 1000, 10_000])
+def test_mean_is_chunk_invariant_and_equals_torch(parquet_file, predictions, chunk_size):
+    report = score(str(parquet_file), ScoreOptions(chunk_size=chunk_size, device="cpu"))
+    assert report.rows == report.elements == 2_500
+    assert report.nll_mean == pytest.approx(torch_nll(predictions), rel=REL)
+    assert report.nll == report.nll_mean
+
+
+@pytest.mark.parametrize("chunk_size", [7, 10_000])
+@pytest.mark.parametrize(("full", "reduction"), [(True, "mean"), (False, "sum"), (True, "sum")])
+def test_full_and_sum_equal_torch(parquet_file, predictions, chunk_size, full, reduction):
+    options = ScoreOptions(full=full, reduction=reduction, chunk_size=chunk_size, device="cpu")
+    report = score(str(parquet_file), options)
+    assert report.nll == pytest.approx(
+        torch_nll(predictions, full=full, reduction=reduction), rel=REL
+    )
+
+
+def test_eps_floors_like_torch(tmp_path):
+    columns = make_predictions(500, seed=4)
+    columns["var"][::5] = 0.0
+    columns["var"][1::5] = 1e-9
+    path = write_table(pa.table(columns), tmp_path / "tiny.parquet")
+    for eps in (1e-6, 0.01):
+        report = score(str(path), ScoreOptions(eps=eps, chunk_size=64, device="cpu"))
+        assert report.nll_mean == pytest.approx(torch_nll(columns, eps=eps), rel=REL)
+
+
+@pytest.mark.parametrize(
+    "name", ["p.parquet", "p.arrow", "p.feather", "p.csv", "p.csv.gz", "p.csv.bz2", "p.csv.zst"]
+)
+def test_every_format_gives_the_same_answer(tmp_path, predictions, name):
+    path = write_table(pa.table(predictions), tmp_path / name)
+    report = score(str(path), ScoreOptions(chunk_size=333, device="cpu"))
+    assert report.rows == 2_500
+    assert report.nll_mean == pytest.approx(torch_nll(predictions), rel=REL)
+
+
+def test_arrow_ipc_stream_format(tmp_path, predictions):
+    table = pa.table(predictions)
+    path = tmp_path / "p.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=1000)
+    assert score(str(path), ScoreOptions(device="cpu")).nll_mean == pytest.approx(
+        torch_nll(predictions), rel=REL
+    )
+
+
+@pytest.mark.parametrize("how", ["directory", "glob"])
+def test_several_files_are_one_dataset(tmp_path, predictions, how):
+    table = pa.table(predictions)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i, start in enumerate(range(0, 2_500, 1_000)):
+        write_table(table.slice(start, 1_000), parts / f"part-{i}.parquet")
+    path = parts if how == "directory" else parts / "part-*.parquet"
+    report = score(str(path), ScoreOptions(chunk_size=300, device="cpu"))
+    assert report.rows == 2_500
+    assert report.nll_mean == pytest.approx(torch_nll(predictions), rel=REL)
+
+
+def test_only_the_needed_columns_are_read(tmp_path, predictions, monkeypatch):
+    table = pa.table({**predictions, "huge_text": ["x" * 100] * 2_500})
+    path = write_table(table, tmp_path / "p.parquet")
+    requested = []
+    original = pq.ParquetFile.iter_batches
+
+    def spy(self, *args, **kwargs):
+        requested.append(kwargs["columns"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    score(str(path), ScoreOptions(device="cpu"))
+    assert sorted(requested[0]) == ["mean", "target", "var"]
+
+
+def test_std_and_log_var_equal_var(tmp_path, predictions):
+    spreads = {"std": np.sqrt(predictions["var"]), "log_var": np.log(predictions["var"])}
+    path = write_table(pa.table({**predictions, **spreads}), tmp_path / "p.parquet")
+    expected = torch_nll(predictions)
+    for spec in (
+        ColumnSpec(spread=("std",), spread_kind="std"),
+        ColumnSpec.from_options(log_var="log_var"),
+    ):
+        report = score(str(path), ScoreOptions(columns=spec, device="cpu"))
+        assert report.nll_mean == pytest.approx(expected, rel=1e-12)
+
+
+def test_integer_columns_are_cast(tmp_path):
+    columns = {"mean": np.arange(50) % 7, "target": np.arange(50) % 5, "var": np.arange(50) % 3 + 1}
+    path = write_table(pa.table(columns), tmp_path / "ints.parquet")
+    as_float = {k: v.astype(np.float64) for k, v in columns.items()}
+    assert score(str(path), ScoreOptions(device="cpu")).nll_mean == pytest.approx(
+        torch_nll(as_float), rel=REL
+    )
+
+
+def test_float32_computes_each_element_in_float32(tmp_path, predictions):
+    path = write_table(pa.table(predictions), tmp_path / "p.parquet")
+    report = score(str(path), ScoreOptions(dtype="float32", chunk_size=100, device="cpu"))
+    as32 = [torch.from_numpy(predictions[k]).float() for k in ("mean", "target", "var")]
+    elementwise = F.gaussian_nll_loss(*as32, reduction="none").double()
+    assert report.nll_mean == pytest.approx(elementwise.mean().item(), rel=1e-12)
+    assert report.nll_mean != pytest.approx(torch_nll(predictions), rel=1e-12)
+
+
+def list_column(values: np.ndarray, fixed: bool) -> pa.Array:
+    if fixed:
+        return pa.FixedSizeListArray.from_arrays(values.ravel(), values.shape[1])
+    return pa.array(list(values))
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+@pytest.mark.parametrize("chunk_size", [1, 13, 10_000])
+def test_multi_output_list_columns_equal_torch(tmp_path, fixed, chunk_size):
+    columns = make_predictions(400, seed=2, outputs=3)
+    table = pa.table({k: list_column(v, fixed) for k, v in columns.items()})
+    path = write_table(table, tmp_path / "multi.parquet")
+    report = score(str(path), ScoreOptions(chunk_size=chunk_size, device="cpu"))
+    assert (report.rows, report.elements) == (400, 1_200)
+    assert report.nll_mean == pytest.approx(torch_nll(columns), rel=REL)
+    per_output = [torch_nll({k: v[:, j] for k, v in columns.items()}) for j in range(3)]
+    assert [o.nll_mean for o in report.outputs] == pytest.approx(per_output, rel=REL)
+    assert [o.column for o in report.outputs] == ["mean[0]", "mean[1]", "mean[2]"]
+
+
+def test_homoscedastic_variance_broadcasts_like_torch(tmp_path):
+    columns = make_predictions(300, seed=5, outputs=2)
+    shared_var = columns["var"][:, :1]
+    table = pa.table(
+        {
+            "m0": columns["mean"][:, 0],
+            "m1": columns["mean"][:, 1],
+            "t0": columns["target"][:, 0],
+            "t1": columns["target"][:, 1],
+            "v": shared_var[:, 0],
+        }
+    )
+    path = write_table(table, tmp_path / "homo.csv")
+    spec = ColumnSpec.from_options(mean="m0,m1", target="t0, t1", var="v")
+    report = score(str(path), ScoreOptions(columns=spec, chunk_size=50, device="cpu"))
+    expected = F.gaussian_nll_loss(
+        torch.from_numpy(columns["mean"]),
+        torch.from_numpy(columns["target"]),
+        torch.from_numpy(shared_var),
+    ).item()
+    assert report.elements == 600
+    assert report.nll_mean == pytest.approx(expected, rel=REL)
+    assert [o.column for o in report.outputs] == ["m0", "m1"]
+
+
+def test_states_merge_exactly(predictions):
+    tensors = [torch.from_numpy(predictions[k]).unsqueeze(1) for k in ("mean", "target", "var")]
+    losses = F.gaussian_nll_loss(*tensors, reduction="none")
+    whole, first, second = (ScoreState(1, torch.device("cpu")) for _ in range(3))
+    whole.update(losses)
+    first.update(losses[:1000])
+    second.update(losses[1000:])
+    first.merge(second)
+    assert first.rows == whole.rows == 2_500
+    assert first.loss_sums() == pytest.approx(whole.loss_sums(), rel=REL)
+    with pytest.raises(ValueError, match="outputs"):
+        first.merge(ScoreState(2, torch.device("cpu")))
+
+
+def test_per_row_losses_equal_torch_none(tmp_path, parquet_file, predictions):
+    out = tmp_path / "rows.parquet"
+    writer = RowWriter(str(out), FileFormat.PARQUET)
+    spec = ColumnSpec(id="id")
+    score(
+        str(parquet_file),
+        ScoreOptions(columns=spec, full=True, chunk_size=77, device="cpu"),
+        rows_to=writer,
+    )
+    writer.close()
+    rows = pq.read_table(out)
+    assert rows.column_names == ["id", "nll"]
+    assert rows.column("id").to_pylist() == list(range(2_500))
+    tensors = [torch.from_numpy(predictions[k]) for k in ("mean", "target", "var")]
+    expected = F.gaussian_nll_loss(*tensors, full=True, reduction="none").numpy()
+    np.testing.assert_array_equal(rows.column("nll").to_numpy(), expected)
+
+
+def test_progress_is_reported_per_chunk(parquet_file):
+    seen = []
+    score(
+        str(parquet_file),
+        ScoreOptions(chunk_size=1000, device="cpu"),
+        on_progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen == [(1000, 2500), (2000, 2500), (2500, 2500)]
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def error_of(path: Path, **options) -> str:
+    with pytest.raises(InputError) as caught:
+        score(str(path), ScoreOptions(device="cpu", **options))
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_negative_variance_names_file_column_and_row(tmp_path):
+    columns = make_predictions(100)
+    columns["var"][41] = -0.5
+    path = write_table(pa.table(columns), tmp_path / "neg.csv")
+    message = error_of(path, chunk_size=16)
+    assert message == f"{path}: column 'var': row 42: expected a non-negative variance, got -0.5"
+
+
+def test_first_bad_value_wins(tmp_path):
+    columns = make_predictions(100)
+    columns["var"][60] = -1.0
+    columns["target"][30] = np.nan
+    path = write_table(pa.table(columns), tmp_path / "bad.parquet")
+    assert "column 'target': row 31: expected a finite number, got nan" in error_of(path)
+
+
+def test_negative_std_and_overflowing_log_var(tmp_path):
+    columns = make_predictions(20)
+    table = pa.table(
+        {
+            **columns,
+            "std": np.r_[np.ones(5), -2.0, np.ones(14)],
+            "lv": np.r_[np.zeros(8), 800.0, np.zeros(11)],
+        }
+    )
+    path = write_table(table, tmp_path / "spread.parquet")
+    assert "column 'std': row 6: expected a non-negative standard deviation" in error_of(
+        path, columns=ColumnSpec.from_options(std="std")
+    )
+    assert "column 'lv': row 9: expected a log-variance" in error_of(
+        path, columns=ColumnSpec.from_options(log_var="lv")
+    )
+
+
+def test_missing_column_lists_present_and_suggests(tmp_path, predictions):
+    for name in ("p.parquet", "p.csv", "p.arrow"):
+        path = write_table(pa.table(predictions), tmp_path / name)
+        message = error_of(path, columns=ColumnSpec(target=("targt",)))
+        assert "column 'targt': no such column" in message
+        assert "did you mean 'target'?" in message
+
+
+def test_null_and_ragged_lists_and_width_mismatch(tmp_path):
+    table = pa.table({"mean": [1.0, None, 2.0], "target": [1.0, 1.0, 1.0], "var": [1.0] * 3})
+    assert "column 'mean': row 2: missing value" in error_of(
+        write_table(table, tmp_path / "n.parquet")
+    )
+    ragged = pa.table(
+        {"mean": [[1.0, 2.0], [1.0]], "target": [[1.0, 2.0]] * 2, "var": [[1.0, 1.0]] * 2}
+    )
+    assert "row 2: list has 1 values" in error_of(write_table(ragged, tmp_path / "r.parquet"))
+    wide = pa.table({"mean": [[1.0, 2.0]] * 2, "target": [[1.0, 2.0]] * 2, "var": [[1.0] * 3] * 2})
+    assert "spread has 3 values per row; expected 2 or 1" in error_of(
+        write_table(wide, tmp_path / "w.parquet")
+    )
+
+
+def test_text_column_and_empty_file_and_missing_path(tmp_path):
+    text = pa.table({"mean": ["a", "b"], "target": [1.0, 2.0], "var": [1.0, 1.0]})
+    assert "expected numbers, got values of type string" in error_of(
+        write_table(text, tmp_path / "t.parquet")
+    )
+    empty = tmp_path / "empty.csv"
+    empty.write_text("mean,target,var\n")
+    assert error_of(empty).endswith("no data rows")
+    assert error_of(tmp_path / "nope.parquet").endswith("no such file or directory")
+    assert "matches no file" in error_of(tmp_path / "*.nothing")
+
+
+def test_zero_variance_without_floor_is_an_error(tmp_path):
+    columns = make_predictions(10)
+    columns["var"][3] = 0.0
+    path = write_table(pa.table(columns), tmp_path / "z.parquet")
+    assert "row 4: the loss is not finite" in error_of(path, eps=0.0)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"eps": -1.0}, {"eps": math.inf}, {"chunk_size": 0}, {"reduction": "avg"}, {"dtype": "int8"}],
+)
+def test_invalid_options_are_usage_errors(options):
+    with pytest.raises(UsageError):
+        ScoreOptions(**options)
+
+
+def test_unknown_device_and_contradicting_spreads(parquet_file):
+    with pytest.raises(UsageError, match="--device must be"):
+        score(str(parquet_file), ScoreOptions(device="tpu"))
+    with pytest.raises(UsageError, match="contradict"):
+        ColumnSpec.from_options(var="var", std="std")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_requested_without_cuda(parquet_file):
+    with pytest.raises(UsageError, match="no CUDA device"):
+        score(str(parquet_file), ScoreOptions(device="cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_equals_cpu(parquet_file, predictions):
+    report = score(str(parquet_file), ScoreOptions(device="cuda", chunk_size=300))
+    assert report.device.startswith("cuda")
+    assert report.nll_mean == pytest.approx(torch_nll(predictions), rel=REL)
