@@ -39,7 +39,7 @@ def random_case(shape, var_shape, dtype, seed):
 
 @pytest.mark.parametrize(("shape", "var_shape", "dtype"), CASES)
 @pytest.mark.parametrize(
-    ("full", "reduction"), itertools.product([False, True], ["mean", "sum", "none"])
+    ("full", "reduction"), list(itertools.product([False, True], ["mean", "sum", "none"]))
 )
 def test_values_equal_torch_bitwise(shape, var_shape, dtype, full, reduction):
     mean, target, var = random_case(shape, var_shape, dtype, seed=len(shape) * 31 + len(var_shape))
