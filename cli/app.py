@@ -77,6 +77,16 @@ def score(
         str | None, typer.Option(help="Carry this column into the per-row output.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    calibration: Annotated[
+        bool,
+        typer.Option(
+            "--calibration/--no-calibration", help="Compute calibration and accuracy summaries."
+        ),
+    ] = True,
+    levels: Annotated[
+        str, typer.Option(help="Central-interval levels for coverage, comma-separated.")
+    ] = "0.5,0.8,0.9,0.95,0.99",
+    pit_bins: Annotated[int, typer.Option(help="Bins of the PIT histogram.")] = 20,
 ) -> None:
     """Stream a prediction file through the Gaussian NLL and report the result."""
     with _user_errors():
@@ -100,6 +110,9 @@ def score(
                 per_row=per_row,
                 id_col=id_col,
                 quiet=quiet,
+                calibration=calibration,
+                levels=levels,
+                pit_bins=pit_bins,
             ),
         )
 

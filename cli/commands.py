@@ -7,7 +7,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from gaussnll.cli.progress import progress_callback
-from gaussnll.cli.render import print_table, report_json
+from gaussnll.cli.render import print_report, report_json
 from gaussnll.core.columns import ColumnSpec
 from gaussnll.core.engine import ScoreOptions, score
 from gaussnll.core.errors import UsageError
@@ -34,6 +34,9 @@ class ScoreRequest:
     per_row: str | None
     id_col: str | None
     quiet: bool
+    calibration: bool
+    levels: str
+    pit_bins: int
 
 
 def run_score(path: str, request: ScoreRequest) -> None:
@@ -54,6 +57,9 @@ def run_score(path: str, request: ScoreRequest) -> None:
         chunk_size=request.chunk_size,
         device=request.device,
         dtype=request.dtype,
+        calibration=request.calibration,
+        levels=parse_levels(request.levels),
+        pit_bins=request.pit_bins,
     )
     rows_on_stdout = request.reduction == "none" and request.per_row is None
     if rows_on_stdout and request.json_output:
@@ -79,4 +85,12 @@ def run_score(path: str, request: ScoreRequest) -> None:
     if request.json_output:
         print(report_json(report))
     else:
-        print_table(report)
+        print_report(report)
+
+
+def parse_levels(text: str) -> tuple[float, ...]:
+    """``"0.5,0.9"`` → ``(0.5, 0.9)``; anything else is a usage error."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--levels must be numbers separated by commas. Got {text!r}.") from None

@@ -1,14 +1,17 @@
-"""Render a Report for people (a rich table) or programs (JSON)."""
+"""Render a Report for people (rich tables) or programs (JSON)."""
 
 from __future__ import annotations
 
 import json
 import math
 
-from rich.console import Console
+from rich.columns import Columns
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
 from gaussnll.core.report import Report
+
+PIT_BAR_WIDTH = 24
 
 
 def report_json(report: Report) -> str:
@@ -16,33 +19,116 @@ def report_json(report: Report) -> str:
     return json.dumps(_finite(report.to_dict()), indent=2)
 
 
-def report_table(report: Report) -> Table:
-    """The default human-readable summary."""
-    table = Table(title=f"gaussnll score — {report.path}", show_header=False, title_justify="left")
+def print_report(report: Report) -> None:
+    Console().print(report_renderable(report))
+
+
+def report_renderable(report: Report) -> RenderableType:
+    """The summary table, then coverage and the PIT histogram side by side, then outputs."""
+    parts: list[RenderableType] = [summary_table(report)]
+    if report.calibration is not None:
+        parts.append(Columns([coverage_table(report), pit_chart(report)], padding=(0, 4)))
+    if len(report.outputs) > 1:
+        parts.append(outputs_table(report))
+    return Group(*parts)
+
+
+def summary_table(report: Report) -> Table:
+    table = Table(title=f"gaussnll score: {report.path}", show_header=False, title_justify="left")
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
-    reduced = "—" if report.nll is None else _number(report.nll)
+    reduced = "-" if report.nll is None else _number(report.nll)
     table.add_row(f"nll ({report.reduction})", reduced, style="bold green")
     table.add_row("nll mean", _number(report.nll_mean))
     table.add_row("nll sum", _number(report.nll_sum))
-    if len(report.outputs) > 1:
-        for output in report.outputs:
-            table.add_row(f"  nll mean [{output.column}]", _number(output.nll_mean))
-    table.add_row("rows", f"{report.rows:,}")
-    table.add_row("elements", f"{report.elements:,}")
-    table.add_row("eps", f"{report.eps:g}")
-    table.add_row("full", str(report.full).lower())
+    cal, acc = report.calibration, report.accuracy
+    if cal is not None and acc is not None:
+        table.add_section()
+        table.add_row("nll with constant (full)", _number(cal.nll_full))
+        table.add_row("variance scale s* (1 = calibrated)", _number(cal.var_scale))
+        table.add_row("nll with variance x s*", _number(cal.nll_at_var_scale))
+        table.add_row("CRPS", _number(cal.crps))
+        table.add_row(
+            "check score / interval score",
+            f"{_number(cal.check_score)} / {_number(cal.interval_score_avg)}",
+        )
+        table.add_row(
+            "MACE / RMSCE / miscal. area",
+            f"{cal.mace:.4f} / {cal.rmsce:.4f} / {cal.miscalibration_area:.4f}",
+        )
+        table.add_row("sharpness sqrt(mean var)", _number(cal.sharpness))
+        table.add_row("z mean / std", f"{cal.z_mean:.4f} / {cal.z_std:.4f}")
+        table.add_row(
+            "MAE / RMSE / bias", f"{_number(acc.mae)} / {_number(acc.rmse)} / {_number(acc.bias)}"
+        )
+    table.add_section()
+    table.add_row("rows / elements", f"{report.rows:,} / {report.elements:,}")
+    table.add_row("eps / full", f"{report.eps:g} / {str(report.full).lower()}")
     table.add_row("device / dtype", f"{report.device} / {report.dtype}")
-    table.add_row("seconds", f"{report.seconds:.3f}")
-    table.add_row("rows/s", f"{report.rows_per_second:,.0f}")
+    table.add_row("seconds / rows/s", f"{report.seconds:.3f} / {report.rows_per_second:,.0f}")
     return table
 
 
-def print_table(report: Report) -> None:
-    Console().print(report_table(report))
+def coverage_table(report: Report) -> Table:
+    cal = report.calibration
+    table = Table(title="central intervals", title_justify="left")
+    for header in ("level", "observed", "inside", "mean width", "interval score"):
+        table.add_column(header, justify="right")
+    for level, observed, inside, width, interval in zip(
+        cal.levels,
+        cal.coverage,
+        cal.inside_counts,
+        cal.interval_width,
+        cal.interval_score,
+        strict=True,
+    ):
+        style = "red" if abs(observed - level) > 0.05 else None
+        table.add_row(
+            f"{level:g}",
+            f"{observed:.4f}",
+            f"{inside:,}",
+            _number(width),
+            _number(interval),
+            style=style,
+        )
+    return table
+
+
+def pit_chart(report: Report) -> Table:
+    """PIT histogram bars: flat is calibrated, a U over-confident, a hump under-confident."""
+    cal = report.calibration
+    table = Table(
+        title="PIT histogram (flat = calibrated)", title_justify="left", show_header=False, box=None
+    )
+    table.add_column("bin", justify="right", style="dim")
+    table.add_column("bar")
+    table.add_column("count", justify="right", style="dim")
+    top = max(cal.pit_counts) or 1
+    for index, count in enumerate(cal.pit_counts):
+        start = index / cal.pit_bins
+        table.add_row(f"{start:.2f}", "█" * round(PIT_BAR_WIDTH * count / top), f"{count:,}")
+    return table
+
+
+def outputs_table(report: Report) -> Table:
+    table = Table(title="per output", title_justify="left")
+    for header in ("output", "nll mean", "CRPS", "var scale", "RMSE"):
+        table.add_column(header, justify="right" if header != "output" else "left")
+    for output in report.outputs:
+        cal, acc = output.calibration, output.accuracy
+        table.add_row(
+            output.column,
+            _number(output.nll_mean),
+            _number(cal.crps) if cal else "-",
+            _number(cal.var_scale) if cal else "-",
+            _number(acc.rmse) if acc else "-",
+        )
+    return table
 
 
 def _number(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
     return f"{value:.6f}" if abs(value) < 1e6 else f"{value:.6e}"
 
 

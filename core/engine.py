@@ -12,13 +12,19 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
+from gaussnll.core.calibration import (
+    DEFAULT_LEVELS,
+    DEFAULT_PIT_BINS,
+    CalibrationGrid,
+    summarise,
+)
 from gaussnll.core.columns import ColumnSpec, Spread
 from gaussnll.core.devices import resolve_device
 from gaussnll.core.errors import InputError, UsageError
 from gaussnll.core.loss import HALF_LOG_2PI, REDUCTIONS, elementwise_nll
 from gaussnll.core.prefetch import prefetched
 from gaussnll.core.readers import count_rows, iter_batches
-from gaussnll.core.report import OutputScore, Report
+from gaussnll.core.report import AccuracySummary, CalibrationSummary, OutputScore, Report
 from gaussnll.core.sources import resolve_source
 from gaussnll.core.state import ScoreState
 from gaussnll.core.tensors import Location, role_tensor
@@ -26,6 +32,7 @@ from gaussnll.core.validation import column_label, raise_first_problem
 from gaussnll.core.writers import RowWriter
 
 DEFAULT_CHUNK_ROWS = 1 << 20
+MAX_PIT_BINS = 1000
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 ProgressCallback = Callable[[int, "int | None"], None]
 
@@ -41,6 +48,9 @@ class ScoreOptions:
     chunk_size: int = DEFAULT_CHUNK_ROWS
     device: str = "auto"
     dtype: str = "float64"
+    calibration: bool = True
+    levels: tuple[float, ...] = DEFAULT_LEVELS
+    pit_bins: int = DEFAULT_PIT_BINS
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.eps) and self.eps >= 0):
@@ -51,6 +61,14 @@ class ScoreOptions:
             raise UsageError(f"--chunk-size must be at least 1. Got {self.chunk_size} instead.")
         if self.dtype not in DTYPES:
             raise UsageError(f"--dtype must be float64 or float32. Got {self.dtype!r} instead.")
+        if not self.levels or not all(0 < level < 1 for level in self.levels):
+            raise UsageError(
+                f"--levels must be numbers in (0, 1). Got {list(self.levels)} instead."
+            )
+        if not 1 <= self.pit_bins <= MAX_PIT_BINS:
+            raise UsageError(
+                f"--pit-bins must be between 1 and {MAX_PIT_BINS}. Got {self.pit_bins} instead."
+            )
 
 
 @dataclass(frozen=True)
@@ -82,14 +100,20 @@ def score(
     spec = options.columns
     total_rows = count_rows(source)
     state: ScoreState | None = None
+    grid = (
+        CalibrationGrid.build(options.levels, options.pit_bins, device, DTYPES[options.dtype])
+        if options.calibration
+        else None
+    )
     invalid = torch.zeros((), dtype=torch.bool, device=device)
     for chunk in prefetched(_chunks(source, spec, options, device)):
         if state is None:
-            state = ScoreState(chunk.mean.shape[1], device)
+            state = ScoreState(chunk.mean.shape[1], device, grid)
         _check_widths(chunk, spec, state.outputs)
         var = _variance(chunk.spread, spec.spread_kind)
-        loss = elementwise_nll(chunk.mean, chunk.target, var.clamp(min=options.eps))
-        chunk_sums = state.update(loss)
+        floored = var.clamp(min=options.eps)
+        loss = elementwise_nll(chunk.mean, chunk.target, floored)
+        chunk_sums = state.update(loss, chunk.mean, chunk.target, floored)
         bad = ~torch.isfinite(chunk_sums).all()
         if spec.spread_kind is not Spread.LOG_VAR:
             bad |= chunk.spread.min() < 0
@@ -185,10 +209,12 @@ def _report(
     started: float,
 ) -> Report:
     constant = HALF_LOG_2PI if options.full else 0.0
-    sums = [total + constant * state.rows for total in state.loss_sums()]
+    loss_sums = state.loss_sums()
+    sums = [total + constant * state.rows for total in loss_sums]
     names = output_names(options.columns, state.outputs)
     elements = state.rows * state.outputs
     spec = options.columns
+    overall, per_output = _calibration_summaries(state, loss_sums, options.full)
     return Report(
         path=path,
         format=file_format,
@@ -200,9 +226,11 @@ def _report(
         nll_mean=math.fsum(sums) / elements,
         nll_sum=math.fsum(sums),
         outputs=tuple(
-            OutputScore(name, state.rows, total / state.rows, total)
-            for name, total in zip(names, sums, strict=True)
+            OutputScore(name, state.rows, total / state.rows, total, *summaries)
+            for name, total, summaries in zip(names, sums, per_output, strict=True)
         ),
+        calibration=overall[0],
+        accuracy=overall[1],
         device=str(device),
         dtype=options.dtype,
         chunk_size=options.chunk_size,
@@ -214,3 +242,33 @@ def _report(
             "id": spec.id,
         },
     )
+
+
+Summaries = tuple["CalibrationSummary | None", "AccuracySummary | None"]
+
+
+def _calibration_summaries(
+    state: ScoreState, loss_sums: list[float], full: bool
+) -> tuple[Summaries, list[Summaries]]:
+    """Calibration and accuracy over all elements, and per output column (None without)."""
+    calibration = state.calibration
+    if calibration is None:
+        return (None, None), [(None, None)] * state.outputs
+    sums = calibration.sums.value().cpu()
+    coverage = calibration.coverage_counts.cpu()
+    pit = calibration.pit_counts.cpu()
+
+    def summary(rows: slice) -> Summaries:
+        outputs = len(range(*rows.indices(state.outputs)))
+        return summarise(
+            sums[rows].sum(dim=0).tolist(),
+            coverage[rows].sum(dim=0).tolist(),
+            pit[rows].sum(dim=0).tolist(),
+            state.rows * outputs,
+            math.fsum(loss_sums[rows]),
+            full,
+            calibration.grid,
+        )
+
+    per_output = [summary(slice(d, d + 1)) for d in range(state.outputs)]
+    return summary(slice(None)), per_output

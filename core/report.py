@@ -2,20 +2,60 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCORE_SCHEMA = "gaussnll.score/1"
 
 
 @dataclass(frozen=True)
+class CalibrationSummary:
+    """How well the predicted variances match the errors (definitions in the README)."""
+
+    levels: list[float]
+    coverage: list[float]
+    inside_counts: list[int]
+    interval_width: list[float]
+    interval_score: list[float]
+    pit_bins: int
+    pit_counts: list[int]
+    mace: float
+    rmsce: float
+    miscalibration_area: float
+    crps: float
+    check_score: float
+    interval_score_avg: float
+    nll_full: float
+    sharpness: float
+    z_mean: float
+    z_std: float
+    z2_mean: float
+    var_scale: float
+    nll_at_var_scale: float
+
+
+@dataclass(frozen=True)
+class AccuracySummary:
+    """How close the predicted means are: errors are ``target - mean``."""
+
+    mae: float
+    rmse: float
+    bias: float
+
+
+@dataclass(frozen=True)
 class OutputScore:
-    """The NLL of one output column (one of the ``D`` in a multi-output prediction)."""
+    """The scores of one output column (one of the ``D`` in a multi-output prediction)."""
 
     column: str
     elements: int
     nll_mean: float
     nll_sum: float
+    calibration: CalibrationSummary | None = None
+    accuracy: AccuracySummary | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -37,6 +77,8 @@ class Report:
     chunk_size: int
     seconds: float
     columns: dict[str, Any] = field(default_factory=dict)
+    calibration: CalibrationSummary | None = None
+    accuracy: AccuracySummary | None = None
 
     @property
     def nll(self) -> float | None:
@@ -61,7 +103,9 @@ class Report:
             "nll": self.nll,
             "nll_mean": self.nll_mean,
             "nll_sum": self.nll_sum,
-            "outputs": [vars(output) for output in self.outputs],
+            "calibration": asdict(self.calibration) if self.calibration else None,
+            "accuracy": asdict(self.accuracy) if self.accuracy else None,
+            "outputs": [output.to_dict() for output in self.outputs],
             "columns": self.columns,
             "device": self.device,
             "dtype": self.dtype,

@@ -5,34 +5,47 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gaussnll.core.calibration import CalibrationGrid, CalibrationState
 from gaussnll.core.summation import CompensatedSum
 
 
 class ScoreState:
-    """Sums of per-element losses, per output column, in float64 on the compute device.
+    """Per-output sums of element losses (and, with a grid, calibration sums and counts).
 
     ``update`` adds a chunk, ``merge`` adds another state (e.g. from another worker or file
-    partition), and ``loss_sums`` reads the totals with one device synchronisation.
+    partition); nothing is read back from the device until the caller asks.
     """
 
-    def __init__(self, outputs: int, device: torch.device) -> None:
+    def __init__(
+        self, outputs: int, device: torch.device, grid: CalibrationGrid | None = None
+    ) -> None:
         self.rows = 0
         self.outputs = outputs
         self._loss = CompensatedSum((outputs,), device)
+        self.calibration = CalibrationState(outputs, grid, device) if grid else None
 
-    def update(self, loss: Tensor) -> Tensor:
-        """Add a chunk of element-wise losses ``(rows, outputs)``; return its per-output sums."""
+    def update(self, loss: Tensor, mean: Tensor, target: Tensor, floored_var: Tensor) -> Tensor:
+        """Add a chunk: element losses ``(rows, outputs)`` and the inputs they came from.
+
+        Returns the chunk's per-output loss sums, for the caller's validity check.
+        """
         chunk_sums = loss.sum(dim=0, dtype=torch.float64)
         self.rows += loss.shape[0]
         self._loss.add(chunk_sums)
+        if self.calibration is not None:
+            self.calibration.update(mean, target, floored_var)
         return chunk_sums
 
     def merge(self, other: ScoreState) -> None:
-        """Add ``other``, a state of the same outputs, into this one."""
+        """Add ``other``, a state of the same outputs and calibration grid, into this one."""
         if other.outputs != self.outputs:
             raise ValueError(f"cannot merge states of {other.outputs} and {self.outputs} outputs")
+        if (self.calibration is None) != (other.calibration is None):
+            raise ValueError("cannot merge a state with calibration into one without")
         self.rows += other.rows
         self._loss.merge(other._loss)
+        if self.calibration is not None:
+            self.calibration.merge(other.calibration)
 
     def loss_sums(self) -> list[float]:
         """The per-output loss sums (without the ``full`` constant)."""

@@ -243,3 +243,68 @@ def test_python_dash_m_and_nothing_installed_as_bare_core(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["rows"] == 10_000
+
+
+CALIBRATION_KEYS = {
+    "levels",
+    "coverage",
+    "interval_width",
+    "interval_score",
+    "pit_bins",
+    "pit_counts",
+    "mace",
+    "rmsce",
+    "miscalibration_area",
+    "crps",
+    "check_score",
+    "interval_score_avg",
+    "nll_full",
+    "sharpness",
+    "z_mean",
+    "z_std",
+    "z2_mean",
+    "var_scale",
+    "nll_at_var_scale",
+}
+
+
+def test_json_calibration_accuracy_and_outputs(parquet_file):
+    payload = json.loads(run("score", str(parquet_file), "--json", "--pit-bins", "10").stdout)
+    assert payload["calibration"].keys() >= CALIBRATION_KEYS
+    assert payload["accuracy"].keys() == {"mae", "rmse", "bias"}
+    assert payload["calibration"]["pit_bins"] == 10
+    assert sum(payload["calibration"]["pit_counts"]) == 2_500
+    output = payload["outputs"][0]
+    assert output["calibration"]["crps"] == pytest.approx(payload["calibration"]["crps"])
+    assert output["accuracy"] == pytest.approx(payload["accuracy"])
+
+
+def test_levels_option_and_no_calibration(parquet_file):
+    payload = json.loads(run("score", str(parquet_file), "--json", "--levels", "0.3, 0.7").stdout)
+    assert payload["calibration"]["levels"] == [0.3, 0.7]
+    assert len(payload["calibration"]["coverage"]) == 2
+    bare = json.loads(run("score", str(parquet_file), "--json", "--no-calibration").stdout)
+    assert bare["calibration"] is None and bare["accuracy"] is None
+    assert bare["nll"] == payload["nll"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--levels", "0.5,abc"], "--levels must be numbers"),
+        (["--levels", "0.5,1.0"], "--levels must be numbers in (0, 1)"),
+        (["--pit-bins", "0"], "--pit-bins must be between 1 and 1000"),
+    ],
+)
+def test_calibration_option_errors(parquet_file, args, fragment):
+    assert_one_line_error(run("score", str(parquet_file), *args), fragment)
+
+
+def test_table_shows_calibration_sections(parquet_file):
+    result = run("score", str(parquet_file), "--device", "cpu")
+    for text in ("central intervals", "PIT histogram", "variance scale s*", "CRPS", "MAE / RMSE"):
+        assert text in result.stdout
+    multi = make_predictions(50, outputs=2)
+    table = pa.table({k: pa.FixedSizeListArray.from_arrays(v.ravel(), 2) for k, v in multi.items()})
+    path = write_table(table, parquet_file.parent / "multi.parquet")
+    assert "per output" in run("score", str(path)).stdout

@@ -175,9 +175,9 @@ def test_states_merge_exactly(predictions):
     tensors = [torch.from_numpy(predictions[k]).unsqueeze(1) for k in ("mean", "target", "var")]
     losses = F.gaussian_nll_loss(*tensors, reduction="none")
     whole, first, second = (ScoreState(1, torch.device("cpu")) for _ in range(3))
-    whole.update(losses)
-    first.update(losses[:1000])
-    second.update(losses[1000:])
+    whole.update(losses, *tensors)
+    first.update(losses[:1000], *(t[:1000] for t in tensors))
+    second.update(losses[1000:], *(t[1000:] for t in tensors))
     first.merge(second)
     assert first.rows == whole.rows == 2_500
     assert first.loss_sums() == pytest.approx(whole.loss_sums(), rel=REL)
