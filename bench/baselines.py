@@ -1,7 +1,8 @@
 """What gaussnll is measured against, one process each, printing the mean NLL.
 
-    python bench/baselines.py floor FILE    # bare pyarrow streaming read + numpy NLL sum
-    python bench/baselines.py naive FILE    # the usual script: pandas read + torch loss
+    python bench/baselines.py floor FILE              # pyarrow streaming read + numpy NLL sum
+    python bench/baselines.py floor-calibration FILE  # + coverage, PIT and CRPS in numpy/scipy
+    python bench/baselines.py naive FILE              # the usual script: pandas read + torch
 
 Both follow torch's formula with eps=1e-6 on the columns mean, var, target.
 """
@@ -27,6 +28,33 @@ def floor(path: str) -> float:
         count += len(mean)
         del batch
     assert pa is not None
+    return total / count
+
+
+def floor_calibration(path: str) -> float:
+    """The floor plus coverage at 5 levels, a 20-bin PIT histogram and CRPS, in numpy/scipy."""
+    import numpy as np
+    from scipy.special import ndtr, ndtri
+
+    levels = np.array([0.5, 0.8, 0.9, 0.95, 0.99])
+    half_widths = ndtri(0.5 + levels / 2)
+    total, crps_total, count = 0.0, 0.0, 0
+    inside = np.zeros(len(levels), dtype=np.int64)
+    pit = np.zeros(20, dtype=np.int64)
+    for batch in _stream(path, ["mean", "var", "target"]):
+        mean, var, target = (batch.column(i).to_numpy() for i in range(3))
+        v = np.maximum(var, EPS)
+        total += float(np.sum(0.5 * (np.log(v) + (mean - target) ** 2 / v)))
+        std = np.sqrt(v)
+        z = (target - mean) / std
+        abs_z = np.abs(z)
+        inside += [np.count_nonzero(abs_z <= q) for q in half_widths]
+        u = ndtr(z)
+        pit += np.bincount(np.minimum((u * 20).astype(np.int64), 19), minlength=20)
+        density = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+        crps_total += float(np.sum(std * (z * (2 * u - 1) + 2 * density - 1 / np.sqrt(np.pi))))
+        count += len(mean)
+    assert crps_total > 0 and inside.sum() > 0 and pit.sum() == count
     return total / count
 
 
@@ -57,4 +85,5 @@ def _stream(path: str, columns: list[str]):
 
 if __name__ == "__main__":
     kind, path = sys.argv[1], sys.argv[2]
-    print(repr({"floor": floor, "naive": naive}[kind](path)))
+    baselines = {"floor": floor, "floor-calibration": floor_calibration, "naive": naive}
+    print(repr(baselines[kind](path)))

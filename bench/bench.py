@@ -23,9 +23,15 @@ SEED = 7
 WRITE_ROWS = 1 << 20
 
 
+FLOOR = "floor: pyarrow stream + numpy NLL"
+FLOOR_CALIBRATION = "floor + coverage, PIT, CRPS (numpy)"
+NAIVE = "naive: pandas + torch"
+
+
 @dataclass
 class Result:
     case: str
+    floor: str
     file: str
     rows: int
     seconds: float
@@ -65,7 +71,7 @@ def generate(path: Path, rows: int) -> Path:
     return path
 
 
-def measure(case: str, command: list[str], file: Path, rows: int) -> Result:
+def measure(case: str, floor: str, command: list[str], file: Path, rows: int) -> Result:
     """Run ``command`` to completion; wall time, peak RSS, and the NLL it printed."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -76,16 +82,21 @@ def measure(case: str, command: list[str], file: Path, rows: int) -> Result:
     if process.returncode != 0:
         raise SystemExit(f"{case} failed ({process.returncode}): {err.strip()}")
     nll = json.loads(out)["nll"] if out.lstrip().startswith("{") else float(out) if out else None
-    return Result(case, file.name, rows, seconds, usage.ru_maxrss / 1024, nll)
+    return Result(case, floor, file.name, rows, seconds, usage.ru_maxrss / 1024, nll)
 
 
-def cases(file: Path) -> list[tuple[str, list[str]]]:
+def cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
+    """(case, the floor it is compared with, command)."""
     python = sys.executable
     score = [python, "-m", "gaussnll.cli", "score", str(file), "--json", "--quiet"]
+    score += ["--device", device]
+    baseline = [python, str(HERE / "baselines.py")]
     return [
-        ("floor: pyarrow stream + numpy", [python, str(HERE / "baselines.py"), "floor", str(file)]),
-        ("gaussnll score", [*score, "--device", "cpu"]),
-        ("naive: pandas + torch", [python, str(HERE / "baselines.py"), "naive", str(file)]),
+        (FLOOR, FLOOR, [*baseline, "floor", str(file)]),
+        ("gaussnll score --no-calibration", FLOOR, [*score, "--no-calibration"]),
+        (FLOOR_CALIBRATION, FLOOR_CALIBRATION, [*baseline, "floor-calibration", str(file)]),
+        ("gaussnll score (full calibration)", FLOOR_CALIBRATION, score),
+        (NAIVE, FLOOR, [*baseline, "naive", str(file)]),
     ]
 
 
@@ -103,9 +114,9 @@ def startup_seconds() -> dict[str, float]:
 
 
 def table(results: list[Result]) -> str:
-    floors = {r.file: r.seconds for r in results if r.case.startswith("floor")}
-    naive = {r.file: r.seconds for r in results if r.case.startswith("naive")}
-    reference = {r.file: r.nll for r in results if r.case.startswith("floor")}
+    seconds = {(r.file, r.case): r.seconds for r in results}
+    naive = {r.file: r.seconds for r in results if r.case == NAIVE}
+    reference = {r.file: r.nll for r in results if r.case == FLOOR}
     lines = [
         "| file | case | rows/s | wall s | peak RSS MB | x floor | naive / this | NLL rel. diff |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -114,7 +125,7 @@ def table(results: list[Result]) -> str:
         diff = abs(r.nll - reference[r.file]) / abs(reference[r.file]) if r.nll is not None else 0
         lines.append(
             f"| {r.file} | {r.case} | {r.rows_per_second:,.0f} | {r.seconds:.2f} | "
-            f"{r.peak_rss_mb:,.0f} | {r.seconds / floors[r.file]:.2f} | "
+            f"{r.peak_rss_mb:,.0f} | {r.seconds / seconds[r.file, r.floor]:.2f} | "
             f"{naive.get(r.file, float('nan')) / r.seconds:.1f} | {diff:.1e} |"
         )
     return "\n".join(lines)
@@ -131,6 +142,7 @@ def main() -> None:
         default=60_000_000,
         help="skip the in-memory naive script for larger files",
     )
+    parser.add_argument("--device", default="cpu", help="gaussnll's --device (cpu, cuda)")
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     files = [(args.data_dir / f"bench_{n}.parquet", n) for n in args.parquet_rows]
@@ -139,11 +151,11 @@ def main() -> None:
     for path, rows in files:
         print(f"generating/using {path} ...", file=sys.stderr)
         generate(path, rows)
-        for case, command in cases(path):
-            if case.startswith("naive") and rows > args.skip_naive_above:
+        for case, floor, command in cases(path, args.device):
+            if case == NAIVE and rows > args.skip_naive_above:
                 continue
             print(f"  {case}", file=sys.stderr)
-            results.append(measure(case, command, path, rows))
+            results.append(measure(case, floor, command, path, rows))
     startup = startup_seconds()
     print(table(results))
     print()

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.metadata import version
 from typing import Annotated
 
 import typer
 
+from gaussnll.core.allocator import keep_freed_memory
+from gaussnll.core.defaults import (
+    DEFAULT_CHUNK_ROWS,
+    DEFAULT_EPS,
+    DEFAULT_LEVELS,
+    DEFAULT_PIT_BINS,
+)
 from gaussnll.core.errors import GaussnllError, UsageError
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
 
 app = typer.Typer(
     name="gaussnll",
@@ -60,9 +69,13 @@ def score(
         str | None, typer.Option(help="Give the spread as log-variance column(s).")
     ] = None,
     full: Annotated[bool, typer.Option(help="Add the constant 0.5*log(2*pi) per element.")] = False,
-    eps: Annotated[float, typer.Option(help="Floor for the variance, as torch's eps.")] = 1e-6,
+    eps: Annotated[
+        float, typer.Option(help="Floor for the variance, as torch's eps.")
+    ] = DEFAULT_EPS,
     reduction: Annotated[str, typer.Option(help="mean, sum, or none (per-row losses).")] = "mean",
-    chunk_size: Annotated[int, typer.Option(help="Rows per chunk held in memory.")] = 1 << 20,
+    chunk_size: Annotated[
+        int, typer.Option(help="Rows per chunk held in memory.")
+    ] = DEFAULT_CHUNK_ROWS,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option(help="float64 or float32 for the computation.")] = (
         "float64"
@@ -85,8 +98,8 @@ def score(
     ] = True,
     levels: Annotated[
         str, typer.Option(help="Central-interval levels for coverage, comma-separated.")
-    ] = "0.5,0.8,0.9,0.95,0.99",
-    pit_bins: Annotated[int, typer.Option(help="Bins of the PIT histogram.")] = 20,
+    ] = ",".join(map(str, DEFAULT_LEVELS)),
+    pit_bins: Annotated[int, typer.Option(help="Bins of the PIT histogram.")] = DEFAULT_PIT_BINS,
 ) -> None:
     """Stream a prediction file through the Gaussian NLL and report the result."""
     with _user_errors():
@@ -118,7 +131,8 @@ def score(
 
 
 class _user_errors:
-    """Turn a GaussnllError into one line on stderr and exit code 2; let bugs keep tracebacks."""
+    """A GaussnllError becomes one line on stderr and exit code 2; a closed stdout pipe ends
+    the run quietly with 141; bugs keep their tracebacks."""
 
     def __enter__(self) -> None:
         return None
@@ -128,9 +142,27 @@ class _user_errors:
             prefix = "usage error" if isinstance(error, UsageError) else "error"
             print(f"gaussnll: {prefix}: {error}", file=sys.stderr)
             raise typer.Exit(EXIT_BAD_INPUT)
+        if isinstance(error, BrokenPipeError):
+            raise typer.Exit(EXIT_BROKEN_PIPE)
         return False
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="gaussnll")
+    """Console-script entry point: run the command, then leave without interpreter teardown.
+
+    Tearing down torch's modules costs about 0.35 s per run and there is nothing to clean up:
+    every output file is closed before a command returns. stdout and stderr are flushed first;
+    a reader that closed the pipe early (``| head``) ends the run quietly.
+    """
+    keep_freed_memory()
+    try:
+        app(prog_name="gaussnll")
+        code = 0
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or EXIT_BROKEN_PIPE
+    os._exit(code)

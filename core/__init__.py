@@ -13,7 +13,7 @@ from typing import Any
 _EXPORTS = {
     "ColumnSpec": "columns",
     "Spread": "columns",
-    "DEFAULT_CHUNK_ROWS": "engine",
+    "DEFAULT_CHUNK_ROWS": "defaults",
     "ScoreOptions": "engine",
     "score": "engine",
     "GaussnllError": "errors",
@@ -24,6 +24,7 @@ _EXPORTS = {
     "OutputScore": "report",
     "Report": "report",
     "ScoreState": "state",
+    "keep_freed_memory": "allocator",
 }
 __all__ = sorted(_EXPORTS)
 

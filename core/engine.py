@@ -12,13 +12,8 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from gaussnll.core.calibration import (
-    DEFAULT_LEVELS,
-    DEFAULT_PIT_BINS,
-    CalibrationGrid,
-    summarise,
-)
 from gaussnll.core.columns import ColumnSpec, Spread
+from gaussnll.core.defaults import DEFAULT_CHUNK_ROWS, DEFAULT_EPS, DEFAULT_LEVELS, DEFAULT_PIT_BINS
 from gaussnll.core.devices import resolve_device
 from gaussnll.core.errors import InputError, UsageError
 from gaussnll.core.loss import HALF_LOG_2PI, REDUCTIONS, elementwise_nll
@@ -31,7 +26,6 @@ from gaussnll.core.tensors import Location, role_tensor
 from gaussnll.core.validation import column_label, raise_first_problem
 from gaussnll.core.writers import RowWriter
 
-DEFAULT_CHUNK_ROWS = 1 << 20
 MAX_PIT_BINS = 1000
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -43,7 +37,7 @@ class ScoreOptions:
 
     columns: ColumnSpec = field(default_factory=ColumnSpec)
     full: bool = False
-    eps: float = 1e-6
+    eps: float = DEFAULT_EPS
     reduction: str = "mean"
     chunk_size: int = DEFAULT_CHUNK_ROWS
     device: str = "auto"
@@ -100,15 +94,13 @@ def score(
     spec = options.columns
     total_rows = count_rows(source)
     state: ScoreState | None = None
-    grid = (
-        CalibrationGrid.build(options.levels, options.pit_bins, device, DTYPES[options.dtype])
-        if options.calibration
-        else None
-    )
+    levels = options.levels if options.calibration else None
     invalid = torch.zeros((), dtype=torch.bool, device=device)
     for chunk in prefetched(_chunks(source, spec, options, device)):
         if state is None:
-            state = ScoreState(chunk.mean.shape[1], device, grid)
+            state = ScoreState(
+                chunk.mean.shape[1], device, levels=levels, pit_bins=options.pit_bins
+            )
         _check_widths(chunk, spec, state.outputs)
         var = _variance(chunk.spread, spec.spread_kind)
         floored = var.clamp(min=options.eps)
@@ -244,31 +236,13 @@ def _report(
     )
 
 
-Summaries = tuple["CalibrationSummary | None", "AccuracySummary | None"]
-
-
 def _calibration_summaries(
     state: ScoreState, loss_sums: list[float], full: bool
 ) -> tuple[Summaries, list[Summaries]]:
-    """Calibration and accuracy over all elements, and per output column (None without)."""
-    calibration = state.calibration
-    if calibration is None:
+    """Calibration and accuracy over all elements and per output column; None without."""
+    if state.calibration is None:
         return (None, None), [(None, None)] * state.outputs
-    sums = calibration.sums.value().cpu()
-    coverage = calibration.coverage_counts.cpu()
-    pit = calibration.pit_counts.cpu()
+    return state.calibration.summaries(state.rows, loss_sums, full)
 
-    def summary(rows: slice) -> Summaries:
-        outputs = len(range(*rows.indices(state.outputs)))
-        return summarise(
-            sums[rows].sum(dim=0).tolist(),
-            coverage[rows].sum(dim=0).tolist(),
-            pit[rows].sum(dim=0).tolist(),
-            state.rows * outputs,
-            math.fsum(loss_sums[rows]),
-            full,
-            calibration.grid,
-        )
 
-    per_output = [summary(slice(d, d + 1)) for d in range(state.outputs)]
-    return summary(slice(None)), per_output
+Summaries = tuple["CalibrationSummary | None", "AccuracySummary | None"]

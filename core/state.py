@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-from gaussnll.core.calibration import CalibrationGrid, CalibrationState
+from gaussnll.core.calibration import CalibrationState
 from gaussnll.core.summation import CompensatedSum
 
 
 class ScoreState:
-    """Per-output sums of element losses (and, with a grid, calibration sums and counts).
+    """Per-output sums of element losses (and, given levels, calibration sums and counts).
 
     ``update`` adds a chunk, ``merge`` adds another state (e.g. from another worker or file
     partition); nothing is read back from the device until the caller asks.
     """
 
     def __init__(
-        self, outputs: int, device: torch.device, grid: CalibrationGrid | None = None
+        self,
+        outputs: int,
+        device: torch.device,
+        *,
+        levels: Sequence[float] | None = None,
+        pit_bins: int = 20,
     ) -> None:
         self.rows = 0
         self.outputs = outputs
         self._loss = CompensatedSum((outputs,), device)
-        self.calibration = CalibrationState(outputs, grid, device) if grid else None
+        self.calibration = (
+            CalibrationState(outputs, levels, pit_bins, device) if levels is not None else None
+        )
 
     def update(self, loss: Tensor, mean: Tensor, target: Tensor, floored_var: Tensor) -> Tensor:
         """Add a chunk: element losses ``(rows, outputs)`` and the inputs they came from.

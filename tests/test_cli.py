@@ -308,3 +308,26 @@ def test_table_shows_calibration_sections(parquet_file):
     table = pa.table({k: pa.FixedSizeListArray.from_arrays(v.ravel(), 2) for k, v in multi.items()})
     path = write_table(table, parquet_file.parent / "multi.parquet")
     assert "per output" in run("score", str(path)).stdout
+
+
+def test_closed_stdout_pipe_ends_quietly_with_141():
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "preds.csv"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gaussnll.cli",
+            "score",
+            str(sample),
+            "--reduction",
+            "none",
+            "--chunk-size",
+            "100",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout.readline() == b'"nll"\n'
+    process.stdout.close()
+    assert process.wait(timeout=60) == 141
+    assert process.stderr.read() == b""
