@@ -20,7 +20,7 @@ from gaussnll.core.loss import HALF_LOG_2PI, REDUCTIONS, elementwise_nll
 from gaussnll.core.prefetch import prefetched
 from gaussnll.core.readers import count_rows, iter_batches
 from gaussnll.core.report import AccuracySummary, CalibrationSummary, OutputScore, Report
-from gaussnll.core.sources import resolve_source
+from gaussnll.core.sources import Source, resolve_source
 from gaussnll.core.state import ScoreState
 from gaussnll.core.tensors import Location, role_tensor
 from gaussnll.core.validation import column_label, raise_first_problem
@@ -95,7 +95,7 @@ def score(
     total_rows = count_rows(source)
     state: ScoreState | None = None
     levels = options.levels if options.calibration else None
-    invalid = torch.zeros((), dtype=torch.bool, device=device)
+    validity = _Validity(device)
     for chunk in prefetched(_chunks(source, spec, options, device)):
         if state is None:
             state = ScoreState(
@@ -106,31 +106,60 @@ def score(
         floored = var.clamp(min=options.eps)
         loss = elementwise_nll(chunk.mean, chunk.target, floored)
         chunk_sums = state.update(loss, chunk.mean, chunk.target, floored)
-        bad = ~torch.isfinite(chunk_sums).all()
-        if spec.spread_kind is not Spread.LOG_VAR:
-            bad |= chunk.spread.min() < 0
-        if device.type == "cpu":
-            if bad:
-                roles = [(chunk.mean, spec.mean), (chunk.target, spec.target)]
-                raise_first_problem(
-                    [*roles, (chunk.spread, spec.spread)], spec.spread_kind, var, loss, chunk.where
-                )
-        else:
-            invalid |= bad
+        if validity.bad_here(chunk, spec, chunk_sums):
+            _explain(chunk, spec, var, loss)
         if rows_to is not None:
             rows_to.write(_row_batch(loss, options.full, spec, chunk.ids))
         if on_progress is not None:
             on_progress(state.rows, total_rows)
     if state is None:
         raise InputError("no data rows", path=source.name)
-    if bool(invalid):
-        score(path, replace(options, device="cpu"))
-        raise InputError("invalid values found on the device but not on the CPU", path=path)
+    if validity.failed():
+        _locate_invalid_value(source, path, options)
     return _report(state, path, source.format.value, options, device, started)
 
 
+class _Validity:
+    """Is every chunk valid? On the CPU a bad chunk is reported at once; on a GPU a device flag
+    collects the verdicts and is read once at the end, so the pass never synchronises."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._deferred = device.type != "cpu"
+        self._flag = torch.zeros((), dtype=torch.bool, device=device)
+
+    def bad_here(self, chunk: _Chunk, spec: ColumnSpec, loss_sums: Tensor) -> bool:
+        """True when this chunk is invalid and must be explained now (CPU only)."""
+        bad = ~torch.isfinite(loss_sums).all()
+        if spec.spread_kind is not Spread.LOG_VAR:
+            bad |= chunk.spread.min() < 0
+        if self._deferred:
+            self._flag |= bad
+            return False
+        return bool(bad)
+
+    def failed(self) -> bool:
+        return bool(self._flag)
+
+
+def _explain(chunk: _Chunk, spec: ColumnSpec, var: Tensor, loss: Tensor) -> None:
+    roles = [(chunk.mean, spec.mean), (chunk.target, spec.target), (chunk.spread, spec.spread)]
+    raise_first_problem(roles, spec.spread_kind, var.cpu(), loss.cpu(), chunk.where)
+
+
+def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> None:
+    """After a GPU pass found a bad chunk: find and raise the first bad row with a CPU pass."""
+    if source.is_stdin:
+        raise InputError(
+            "holds a negative spread, a NaN or an infinity; stdin cannot be read again to find "
+            "the row: rerun with --device cpu",
+            path=source.name,
+        )
+    score(path, replace(options, device="cpu", calibration=False))
+    raise InputError("invalid values found on the device but not on the CPU", path=path)
+
+
 def _chunks(
-    source, spec: ColumnSpec, options: ScoreOptions, device: torch.device
+    source: Source, spec: ColumnSpec, options: ScoreOptions, device: torch.device
 ) -> Iterator[_Chunk]:
     dtype = DTYPES[options.dtype]
     current_path, first_row = None, 1

@@ -331,3 +331,10 @@ def test_closed_stdout_pipe_ends_quietly_with_141():
     process.stdout.close()
     assert process.wait(timeout=60) == 141
     assert process.stderr.read() == b""
+
+
+def test_progress_bar_is_off_when_stderr_is_not_a_terminal():
+    from gaussnll.cli.progress import progress_callback
+
+    with progress_callback("scoring", enabled=True) as callback:
+        assert callback is None  # pytest captures stderr: not a terminal

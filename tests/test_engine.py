@@ -327,3 +327,37 @@ def test_cuda_equals_cpu(parquet_file, predictions):
     report = score(str(parquet_file), ScoreOptions(device="cuda", chunk_size=300))
     assert report.device.startswith("cuda")
     assert report.nll_mean == pytest.approx(torch_nll(predictions), rel=REL)
+
+
+def defer_checks_as_on_a_gpu(monkeypatch):
+    """Run the first pass as on a GPU (one flag, read at the end); the locating rerun is the
+    CPU's own, as it would be."""
+    from gaussnll.core import engine
+
+    original = engine._Validity.__init__
+    passes = []
+
+    def deferred(self, device):
+        original(self, device)
+        self._deferred = not passes
+        passes.append(device)
+
+    monkeypatch.setattr(engine._Validity, "__init__", deferred)
+
+
+def test_deferred_check_still_names_the_first_bad_row(tmp_path, monkeypatch):
+    defer_checks_as_on_a_gpu(monkeypatch)
+    columns = make_predictions(300)
+    columns["var"][123] = -2.0
+    path = write_table(pa.table(columns), tmp_path / "neg.parquet")
+    message = error_of(path, chunk_size=50)
+    assert message.endswith("column 'var': row 124: expected a non-negative variance, got -2.0")
+
+
+def test_deferred_check_on_stdin_says_how_to_locate(monkeypatch):
+    defer_checks_as_on_a_gpu(monkeypatch)
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"mean,target,var\n0,1,-1\n")))
+    with pytest.raises(InputError, match="rerun with --device cpu"):
+        score("-", ScoreOptions(device="cpu"))
