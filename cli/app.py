@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from gaussnll.cli.exits import EXIT_BROKEN_PIPE, raise_on_sigterm, user_errors
 from gaussnll.core.allocator import keep_freed_memory
 from gaussnll.core.defaults import (
     DEFAULT_CHUNK_ROWS,
@@ -16,10 +17,6 @@ from gaussnll.core.defaults import (
     DEFAULT_LEVELS,
     DEFAULT_PIT_BINS,
 )
-from gaussnll.core.errors import GaussnllError, UsageError
-
-EXIT_BAD_INPUT = 2
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
 
 app = typer.Typer(
     name="gaussnll",
@@ -100,9 +97,14 @@ def score(
         str, typer.Option(help="Central-interval levels for coverage, comma-separated.")
     ] = ",".join(map(str, DEFAULT_LEVELS)),
     pit_bins: Annotated[int, typer.Option(help="Bins of the PIT histogram.")] = DEFAULT_PIT_BINS,
+    nan_policy: Annotated[
+        str,
+        typer.Option(help="NaN/inf values: error, skip (drop their rows) or propagate (as torch)."),
+    ] = "error",
+    debug: Annotated[bool, typer.Option(help="Show tracebacks, for bug reports.")] = False,
 ) -> None:
     """Stream a prediction file through the Gaussian NLL and report the result."""
-    with _user_errors():
+    with user_errors(debug):
         from gaussnll.cli import commands
 
         commands.run_score(
@@ -126,25 +128,9 @@ def score(
                 calibration=calibration,
                 levels=levels,
                 pit_bins=pit_bins,
+                nan_policy=nan_policy,
             ),
         )
-
-
-class _user_errors:
-    """A GaussnllError becomes one line on stderr and exit code 2; a closed stdout pipe ends
-    the run quietly with 141; bugs keep their tracebacks."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, error: BaseException | None, _tb: object) -> bool:
-        if isinstance(error, GaussnllError):
-            prefix = "usage error" if isinstance(error, UsageError) else "error"
-            print(f"gaussnll: {prefix}: {error}", file=sys.stderr)
-            raise typer.Exit(EXIT_BAD_INPUT)
-        if isinstance(error, BrokenPipeError):
-            raise typer.Exit(EXIT_BROKEN_PIPE)
-        return False
 
 
 def main() -> None:
@@ -155,6 +141,7 @@ def main() -> None:
     a reader that closed the pipe early (``| head``) ends the run quietly.
     """
     keep_freed_memory()
+    raise_on_sigterm()
     try:
         app(prog_name="gaussnll")
         code = 0

@@ -37,6 +37,7 @@ class ScoreRequest:
     calibration: bool
     levels: str
     pit_bins: int
+    nan_policy: str
 
 
 def run_score(path: str, request: ScoreRequest) -> None:
@@ -60,6 +61,7 @@ def run_score(path: str, request: ScoreRequest) -> None:
         calibration=request.calibration,
         levels=parse_levels(request.levels),
         pit_bins=request.pit_bins,
+        nan_policy=request.nan_policy,
     )
     rows_on_stdout = request.reduction == "none" and request.per_row is None
     if rows_on_stdout and request.json_output:

@@ -63,6 +63,13 @@ def summary_table(report: Report) -> Table:
         )
     table.add_section()
     table.add_row("rows / elements", f"{report.rows:,} / {report.elements:,}")
+    if report.skipped_rows:
+        reasons = ", ".join(f"{role} {n:,}" for role, n in report.skipped_reasons.items() if n)
+        table.add_row(
+            "skipped rows (non-finite)", f"{report.skipped_rows:,} ({reasons})", style="yellow"
+        )
+    if report.eps_floored:
+        table.add_row("variances floored to eps", f"{report.eps_floored:,}", style="yellow")
     table.add_row("eps / full", f"{report.eps:g} / {str(report.full).lower()}")
     table.add_row("device / dtype", f"{report.device} / {report.dtype}")
     table.add_row("seconds / rows/s", f"{report.seconds:.3f} / {report.rows_per_second:,.0f}")

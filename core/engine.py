@@ -17,6 +17,7 @@ from gaussnll.core.defaults import DEFAULT_CHUNK_ROWS, DEFAULT_EPS, DEFAULT_LEVE
 from gaussnll.core.devices import resolve_device
 from gaussnll.core.errors import InputError, UsageError
 from gaussnll.core.loss import HALF_LOG_2PI, REDUCTIONS, elementwise_nll
+from gaussnll.core.nonfinite import NAN_POLICIES, SKIP_REASONS, expand_rows, finite_rows
 from gaussnll.core.prefetch import prefetched
 from gaussnll.core.readers import count_rows, iter_batches
 from gaussnll.core.report import AccuracySummary, CalibrationSummary, OutputScore, Report
@@ -42,6 +43,7 @@ class ScoreOptions:
     chunk_size: int = DEFAULT_CHUNK_ROWS
     device: str = "auto"
     dtype: str = "float64"
+    nan_policy: str = "error"
     calibration: bool = True
     levels: tuple[float, ...] = DEFAULT_LEVELS
     pit_bins: int = DEFAULT_PIT_BINS
@@ -55,6 +57,10 @@ class ScoreOptions:
             raise UsageError(f"--chunk-size must be at least 1. Got {self.chunk_size} instead.")
         if self.dtype not in DTYPES:
             raise UsageError(f"--dtype must be float64 or float32. Got {self.dtype!r} instead.")
+        if self.nan_policy not in NAN_POLICIES:
+            raise UsageError(
+                f"--nan-policy must be error, skip or propagate. Got {self.nan_policy!r} instead."
+            )
         if not self.levels or not all(0 < level < 1 for level in self.levels):
             raise UsageError(
                 f"--levels must be numbers in (0, 1). Got {list(self.levels)} instead."
@@ -74,6 +80,12 @@ class _Chunk:
     spread: Tensor
     ids: pa.Array | None
     where: Location
+
+    def rows(self, kept: Tensor) -> _Chunk:
+        """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
+        return replace(
+            self, mean=self.mean[kept], target=self.target[kept], spread=self.spread[kept]
+        )
 
 
 def score(
@@ -103,17 +115,29 @@ def score(
             )
         _check_widths(chunk, spec, state.outputs)
         var = _variance(chunk.spread, spec.spread_kind)
-        floored = var.clamp(min=options.eps)
-        loss = elementwise_nll(chunk.mean, chunk.target, floored)
-        chunk_sums = state.update(loss, chunk.mean, chunk.target, floored)
-        if validity.bad_here(chunk, spec, chunk_sums):
-            _explain(chunk, spec, var, loss)
+        scored, scored_var, kept = chunk, var, None
+        if options.nan_policy == "skip":
+            kept, reasons = finite_rows(chunk.mean, chunk.target, var)
+            state.count_skipped(kept, reasons)
+            if bool(kept.all()):
+                kept = None
+            else:
+                scored, scored_var = chunk.rows(kept), var[kept]
+        state.count_floored(scored_var, options.eps)
+        floored = scored_var.clamp(min=options.eps)
+        loss = elementwise_nll(scored.mean, scored.target, floored)
+        chunk_sums = state.update(loss, scored.mean, scored.target, floored)
+        if validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
+            aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
+            _explain(chunk, spec, var, aligned, options.nan_policy)
         if rows_to is not None:
-            rows_to.write(_row_batch(loss, options.full, spec, chunk.ids))
+            rows_to.write(_row_batch(loss, options.full, spec, chunk.ids, kept))
         if on_progress is not None:
             on_progress(state.rows, total_rows)
     if state is None:
         raise InputError("no data rows", path=source.name)
+    if state.rows == 0:
+        raise InputError("every row has a NaN or infinite value: nothing to score", path=path)
     if validity.failed():
         _locate_invalid_value(source, path, options)
     return _report(state, path, source.format.value, options, device, started)
@@ -127,11 +151,17 @@ class _Validity:
         self._deferred = device.type != "cpu"
         self._flag = torch.zeros((), dtype=torch.bool, device=device)
 
-    def bad_here(self, chunk: _Chunk, spec: ColumnSpec, loss_sums: Tensor) -> bool:
-        """True when this chunk is invalid and must be explained now (CPU only)."""
-        bad = ~torch.isfinite(loss_sums).all()
+    def bad_here(self, chunk: _Chunk, spec: ColumnSpec, loss_sums: Tensor, policy: str) -> bool:
+        """True when this chunk is invalid and must be explained now (CPU only).
+
+        A negative spread is always invalid (torch raises); a non-finite loss unless the
+        policy is ``propagate``.
+        """
+        bad = torch.zeros((), dtype=torch.bool, device=loss_sums.device)
+        if policy != "propagate":
+            bad |= ~torch.isfinite(loss_sums).all()
         if spec.spread_kind is not Spread.LOG_VAR:
-            bad |= chunk.spread.min() < 0
+            bad |= (chunk.spread < 0).any()
         if self._deferred:
             self._flag |= bad
             return False
@@ -141,9 +171,9 @@ class _Validity:
         return bool(self._flag)
 
 
-def _explain(chunk: _Chunk, spec: ColumnSpec, var: Tensor, loss: Tensor) -> None:
+def _explain(chunk: _Chunk, spec: ColumnSpec, var: Tensor, loss: Tensor, policy: str) -> None:
     roles = [(chunk.mean, spec.mean), (chunk.target, spec.target), (chunk.spread, spec.spread)]
-    raise_first_problem(roles, spec.spread_kind, var.cpu(), loss.cpu(), chunk.where)
+    raise_first_problem(roles, spec.spread_kind, var, loss, chunk.where, policy)
 
 
 def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> None:
@@ -205,10 +235,20 @@ def _variance(spread: Tensor, kind: Spread) -> Tensor:
     return spread
 
 
-def _row_batch(loss: Tensor, full: bool, spec: ColumnSpec, ids: pa.Array | None) -> pa.RecordBatch:
-    values = (loss + HALF_LOG_2PI if full else loss).cpu().numpy()
+def _row_batch(
+    loss: Tensor, full: bool, spec: ColumnSpec, ids: pa.Array | None, kept: Tensor | None
+) -> pa.RecordBatch:
+    """Per-row losses of one chunk; rows skipped for non-finite values get nulls."""
+    values = loss + HALF_LOG_2PI if full else loss
+    skipped = None
+    if kept is not None:
+        values = expand_rows(values, kept, float("nan"))
+        skipped = (~kept).cpu().numpy()
+    values = values.cpu().numpy()
     names = output_names(spec, values.shape[1])
-    columns = [pa.array(np.ascontiguousarray(values[:, j])) for j in range(values.shape[1])]
+    columns = [
+        pa.array(np.ascontiguousarray(values[:, j]), mask=skipped) for j in range(values.shape[1])
+    ]
     labels = ["nll"] if len(names) == 1 else [f"nll_{name}" for name in names]
     if ids is not None:
         columns.insert(0, ids)
@@ -252,6 +292,10 @@ def _report(
         ),
         calibration=overall[0],
         accuracy=overall[1],
+        nan_policy=options.nan_policy,
+        skipped_rows=int(state.skipped_rows),
+        skipped_reasons=dict(zip(SKIP_REASONS, state.skipped_reasons.tolist(), strict=True)),
+        eps_floored=int(state.eps_floored),
         device=str(device),
         dtype=options.dtype,
         chunk_size=options.chunk_size,

@@ -4,7 +4,8 @@ Hierarchy::
 
     GaussnllError          base: a user-facing problem, rendered as one line, exit code 2
     ├── UsageError         the options contradict each other or are out of range
-    └── InputError         the data cannot be read or violates what the options promise
+    ├── InputError         the data cannot be read or violates what the options promise
+    └── OutputError        an output file cannot be written (disk full, permissions)
 
 Bugs are not ``GaussnllError``: they keep their traceback.
 """
@@ -36,6 +37,10 @@ class InputError(GaussnllError):
         self.row = row
         where = [part for part in (path, _column(column), _row(row)) if part]
         super().__init__(": ".join([*where, message]) if where else message)
+
+
+class OutputError(GaussnllError):
+    """An output that cannot be created or written."""
 
 
 def _column(column: str | None) -> str | None:

@@ -79,6 +79,10 @@ class Report:
     columns: dict[str, Any] = field(default_factory=dict)
     calibration: CalibrationSummary | None = None
     accuracy: AccuracySummary | None = None
+    nan_policy: str = "error"
+    skipped_rows: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+    eps_floored: int = 0
 
     @property
     def nll(self) -> float | None:
@@ -107,6 +111,10 @@ class Report:
             "accuracy": asdict(self.accuracy) if self.accuracy else None,
             "outputs": [output.to_dict() for output in self.outputs],
             "columns": self.columns,
+            "nan_policy": self.nan_policy,
+            "skipped_rows": self.skipped_rows,
+            "skipped_reasons": self.skipped_reasons,
+            "eps_floored": self.eps_floored,
             "device": self.device,
             "dtype": self.dtype,
             "chunk_size": self.chunk_size,

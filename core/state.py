@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.calibration import CalibrationState
+from gaussnll.core.nonfinite import SKIP_REASONS
 from gaussnll.core.summation import CompensatedSum
 
 
@@ -32,6 +33,18 @@ class ScoreState:
         self.calibration = (
             CalibrationState(outputs, levels, pit_bins, device) if levels is not None else None
         )
+        self.skipped_rows = torch.zeros((), dtype=torch.int64, device=device)
+        self.skipped_reasons = torch.zeros(len(SKIP_REASONS), dtype=torch.int64, device=device)
+        self.eps_floored = torch.zeros((), dtype=torch.int64, device=device)
+
+    def count_skipped(self, kept: Tensor, reasons: Tensor) -> None:
+        """Add the rows not ``kept`` for non-finite values, and their reasons (``SKIP_REASONS``)."""
+        self.skipped_rows += (~kept).sum()
+        self.skipped_reasons += reasons
+
+    def count_floored(self, var: Tensor, eps: float) -> None:
+        """Add how many variance values ``max(var, eps)`` raised."""
+        self.eps_floored += (var < eps).sum()
 
     def update(self, loss: Tensor, mean: Tensor, target: Tensor, floored_var: Tensor) -> Tensor:
         """Add a chunk: element losses ``(rows, outputs)`` and the inputs they came from.
@@ -53,6 +66,9 @@ class ScoreState:
             raise ValueError("cannot merge a state with calibration into one without")
         self.rows += other.rows
         self._loss.merge(other._loss)
+        self.skipped_rows += other.skipped_rows.to(self.skipped_rows.device)
+        self.skipped_reasons += other.skipped_reasons.to(self.skipped_reasons.device)
+        self.eps_floored += other.eps_floored.to(self.eps_floored.device)
         if self.calibration is not None:
             self.calibration.merge(other.calibration)
 

@@ -1,4 +1,4 @@
-"""Explain why a chunk produced an invalid loss: the first offending row, column and value."""
+"""Explain why a chunk is invalid: the first offending row, column and value."""
 
 from __future__ import annotations
 
@@ -34,24 +34,29 @@ def raise_first_problem(
     var: Tensor,
     loss: Tensor,
     where: Location,
+    policy: str = "error",
 ) -> None:
     """Raise an InputError for the earliest row of the chunk with a bad value.
 
     ``roles`` are the ``(values, column names)`` read from the file, the spread last; ``var`` is
-    the variance derived from the spread and ``loss`` the element-wise loss of the chunk.
+    the variance derived from the spread and ``loss`` the element-wise loss, all row-aligned
+    with the file. What is bad depends on the non-finite ``policy``: under ``error`` a NaN or
+    infinity anywhere; under ``skip`` only a non-finite loss from finite inputs (rows with
+    non-finite inputs were dropped; give them a finite ``loss``); a negative variance or
+    standard deviation always, as torch.
     """
     spread, spread_names = roles[-1]
-    checks = [(~torch.isfinite(values), values, names) for values, names in roles]
-    if spread_kind is Spread.LOG_VAR:
-        checks.append((torch.isinf(var) & torch.isfinite(spread), spread, spread_names))
-    else:
-        checks.append((spread < 0, spread, spread_names))
-    expectations = ["a finite number"] * len(roles) + [_SPREAD_EXPECTED[spread_kind]]
+    checks: list[tuple[Tensor, Tensor, Sequence[str], str]] = []
+    if policy == "error":
+        checks += [(~torch.isfinite(v), v, names, "a finite number") for v, names in roles]
+        if spread_kind is Spread.LOG_VAR:
+            overflow = torch.isinf(var) & torch.isfinite(spread)
+            checks.append((overflow, spread, spread_names, _SPREAD_EXPECTED[spread_kind]))
+    if spread_kind is not Spread.LOG_VAR:
+        checks.append((spread < 0, spread, spread_names, _SPREAD_EXPECTED[spread_kind]))
     problems = [
         problem
-        for rank, ((mask, values, names), expected) in enumerate(
-            zip(checks, expectations, strict=True)
-        )
+        for rank, (mask, values, names, expected) in enumerate(checks)
         for problem in _first_hit(mask, values, names, rank, expected)
     ]
     if problems:
@@ -62,6 +67,8 @@ def raise_first_problem(
             column=first.column,
             row=where.first_row + first.row,
         )
+    if policy == "propagate":
+        return
     bad_rows = (~torch.isfinite(loss)).any(dim=1).nonzero()
     if len(bad_rows):
         raise InputError(

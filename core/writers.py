@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from gaussnll.core.errors import UsageError
+from gaussnll.core.errors import OutputError, UsageError
 from gaussnll.core.sources import FileFormat, Source, format_of
 
 _READABLE = 0o644
@@ -27,16 +27,31 @@ class RowWriter:
         self._writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self._writer is None:
-            if self._format is FileFormat.PARQUET:
-                self._writer = pq.ParquetWriter(self._sink, batch.schema)
-            else:
-                self._writer = pacsv.CSVWriter(self._sink, batch.schema)
-        self._writer.write_batch(batch)
+        with _writing(self._sink):
+            if self._writer is None:
+                if self._format is FileFormat.PARQUET:
+                    self._writer = pq.ParquetWriter(self._sink, batch.schema)
+                else:
+                    self._writer = pacsv.CSVWriter(self._sink, batch.schema)
+            self._writer.write_batch(batch)
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            with _writing(self._sink):
+                self._writer.close()
+
+
+@contextmanager
+def _writing(sink: str | BinaryIO) -> Iterator[None]:
+    """Report a failed write (disk full, permissions) as an OutputError; a closed pipe stays
+    a BrokenPipeError, which the CLI ends quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        name = sink if isinstance(sink, str) else "<stdout>"
+        raise OutputError(f"cannot write {name}: {error}") from error
 
 
 def row_file_format(path: str, source: Source) -> FileFormat:
@@ -56,16 +71,20 @@ def row_file_format(path: str, source: Source) -> FileFormat:
 def atomic_row_writer(path: str, file_format: FileFormat) -> Iterator[RowWriter]:
     """A RowWriter on a temporary file beside ``path``, renamed to ``path`` only on success."""
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=directory
-    )
+    try:
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=directory
+        )
+    except OSError as error:
+        raise OutputError(f"cannot create {path}: {error.strerror or error}") from error
     os.close(handle)
     os.chmod(temporary, _READABLE)
     writer = RowWriter(temporary, file_format)
     try:
         yield writer
         writer.close()
-        os.replace(temporary, path)
+        with _writing(path):
+            os.replace(temporary, path)
     except BaseException:
         with suppress(Exception):
             writer.close()

@@ -361,3 +361,85 @@ def test_deferred_check_on_stdin_says_how_to_locate(monkeypatch):
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"mean,target,var\n0,1,-1\n")))
     with pytest.raises(InputError, match="rerun with --device cpu"):
         score("-", ScoreOptions(device="cpu"))
+
+
+# --- non-finite policy and eps floor counts -----------------------------------------------------
+
+
+def with_non_finite(rows: int = 200):
+    columns = make_predictions(rows, seed=21)
+    columns["mean"][[3, 50]] = [np.nan, np.inf]
+    columns["target"][50] = -np.inf  # same row as the infinite mean: counted once as a row
+    columns["var"][[70, 71]] = [np.nan, np.inf]
+    return columns
+
+
+def test_skip_drops_non_finite_rows_and_counts_them(tmp_path):
+    columns = with_non_finite()
+    path = write_table(pa.table({"id": np.arange(200), **columns}), tmp_path / "nan.parquet")
+    out = tmp_path / "rows.parquet"
+    writer = RowWriter(str(out), FileFormat.PARQUET)
+    options = ScoreOptions(
+        columns=ColumnSpec(id="id"), nan_policy="skip", chunk_size=32, device="cpu"
+    )
+    report = score(str(path), options, rows_to=writer)
+    writer.close()
+    kept = np.ones(200, dtype=bool)
+    kept[[3, 50, 70, 71]] = False
+    finite = {k: v[kept] for k, v in columns.items()}
+    assert report.rows == 196 and report.skipped_rows == 4
+    assert report.skipped_reasons == {"mean": 2, "target": 1, "var": 2}
+    assert report.nll_mean == pytest.approx(torch_nll(finite), rel=REL)
+    assert (
+        report.calibration.pit_counts
+        == score(
+            str(write_table(pa.table(finite), tmp_path / "finite.parquet")),
+            ScoreOptions(device="cpu"),
+        ).calibration.pit_counts
+    )
+    rows = pq.read_table(out)
+    assert rows.num_rows == 200 and rows.column("nll").null_count == 4
+    assert rows.column("nll").to_pylist()[3] is None
+    assert report.to_dict()["skipped_rows"] == 4
+
+
+def test_propagate_follows_torch_and_error_names_the_first(tmp_path):
+    columns = with_non_finite()
+    path = write_table(pa.table(columns), tmp_path / "nan.parquet")
+    report = score(str(path), ScoreOptions(nan_policy="propagate", device="cpu"))
+    assert math.isnan(report.nll_mean) and math.isnan(torch_nll(columns))
+    assert "column 'mean': row 4: expected a finite number, got nan" in error_of(path)
+
+
+def test_negative_variance_is_an_error_under_every_policy(tmp_path):
+    columns = make_predictions(100)
+    columns["target"][10] = np.nan
+    columns["var"][40] = -1.0
+    path = write_table(pa.table(columns), tmp_path / "neg.parquet")
+    for policy in ("skip", "propagate"):
+        assert "column 'var': row 41: expected a non-negative variance" in error_of(
+            path, nan_policy=policy
+        )
+
+
+def test_skip_keeps_the_zero_variance_check(tmp_path):
+    columns = make_predictions(50)
+    columns["var"][7] = 0.0
+    path = write_table(pa.table(columns), tmp_path / "zero.parquet")
+    assert "row 8: the loss is not finite" in error_of(path, eps=0.0, nan_policy="skip")
+
+
+def test_all_rows_skipped_is_an_error(tmp_path):
+    table = pa.table({"mean": [np.nan, 1.0], "target": [0.0, np.inf], "var": [1.0, 1.0]})
+    path = write_table(table, tmp_path / "all.parquet")
+    assert "nothing to score" in error_of(path, nan_policy="skip")
+
+
+def test_eps_floored_counts_variances_below_eps(tmp_path):
+    columns = make_predictions(300)
+    columns["var"][:17] = 0.0
+    columns["var"][17:20] = 5e-7
+    path = write_table(pa.table(columns), tmp_path / "floor.parquet")
+    report = score(str(path), ScoreOptions(device="cpu", chunk_size=64))
+    assert report.eps_floored == 20
+    assert score(str(path), ScoreOptions(device="cpu", eps=1e-9)).eps_floored == 17

@@ -1,0 +1,26 @@
+"""The non-finite policy: stop at a NaN/inf (``error``), drop its row (``skip``), or let it
+flow into the result as torch does (``propagate``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+NAN_POLICIES = ("error", "skip", "propagate")
+SKIP_REASONS = ("mean", "target", "var")
+
+
+def finite_rows(mean: Tensor, target: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+    """The mask of rows whose mean, target and variance are all finite; and the count of rows
+    with a non-finite value per role in ``SKIP_REASONS`` (a row may count under several)."""
+    bad = torch.stack([~torch.isfinite(values).all(dim=1) for values in (mean, target, var)])
+    return ~bad.any(dim=0), bad.sum(dim=1)
+
+
+def expand_rows(values: Tensor, keep: Tensor, fill: float) -> Tensor:
+    """Put the kept rows' ``values`` back at their places among all rows, ``fill`` elsewhere."""
+    full = torch.full(
+        (keep.shape[0], values.shape[1]), fill, dtype=values.dtype, device=values.device
+    )
+    full[keep] = values
+    return full
