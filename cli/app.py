@@ -97,6 +97,7 @@ def score(
         str, typer.Option(help="Central-interval levels for coverage, comma-separated.")
     ] = ",".join(map(str, DEFAULT_LEVELS)),
     pit_bins: Annotated[int, typer.Option(help="Bins of the PIT histogram.")] = DEFAULT_PIT_BINS,
+    delimiter: Annotated[str, typer.Option(help="Field delimiter of CSV input.")] = ",",
     nan_policy: Annotated[
         str,
         typer.Option(help="NaN/inf values: error, skip (drop their rows) or propagate (as torch)."),
@@ -129,6 +130,7 @@ def score(
                 levels=levels,
                 pit_bins=pit_bins,
                 nan_policy=nan_policy,
+                delimiter=delimiter,
             ),
         )
 

@@ -38,6 +38,7 @@ class ScoreRequest:
     levels: str
     pit_bins: int
     nan_policy: str
+    delimiter: str
 
 
 def run_score(path: str, request: ScoreRequest) -> None:
@@ -62,6 +63,7 @@ def run_score(path: str, request: ScoreRequest) -> None:
         levels=parse_levels(request.levels),
         pit_bins=request.pit_bins,
         nan_policy=request.nan_policy,
+        delimiter=request.delimiter,
     )
     rows_on_stdout = request.reduction == "none" and request.per_row is None
     if rows_on_stdout and request.json_output:

@@ -15,11 +15,11 @@ from torch import Tensor
 from gaussnll.core.columns import ColumnSpec, Spread
 from gaussnll.core.defaults import DEFAULT_CHUNK_ROWS, DEFAULT_EPS, DEFAULT_LEVELS, DEFAULT_PIT_BINS
 from gaussnll.core.devices import resolve_device
-from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.errors import InputError, NegativeSpreadError, UsageError
 from gaussnll.core.loss import HALF_LOG_2PI, REDUCTIONS, elementwise_nll
 from gaussnll.core.nonfinite import NAN_POLICIES, SKIP_REASONS, expand_rows, finite_rows
 from gaussnll.core.prefetch import prefetched
-from gaussnll.core.readers import count_rows, iter_batches
+from gaussnll.core.readers import ReadRequest, count_rows, iter_batches
 from gaussnll.core.report import AccuracySummary, CalibrationSummary, OutputScore, Report
 from gaussnll.core.sources import Source, resolve_source
 from gaussnll.core.state import ScoreState
@@ -44,6 +44,7 @@ class ScoreOptions:
     device: str = "auto"
     dtype: str = "float64"
     nan_policy: str = "error"
+    delimiter: str = ","
     calibration: bool = True
     levels: tuple[float, ...] = DEFAULT_LEVELS
     pit_bins: int = DEFAULT_PIT_BINS
@@ -57,6 +58,8 @@ class ScoreOptions:
             raise UsageError(f"--chunk-size must be at least 1. Got {self.chunk_size} instead.")
         if self.dtype not in DTYPES:
             raise UsageError(f"--dtype must be float64 or float32. Got {self.dtype!r} instead.")
+        if len(self.delimiter) != 1 or self.delimiter in '\r\n"':
+            raise UsageError(f"--delimiter must be one character. Got {self.delimiter!r} instead.")
         if self.nan_policy not in NAN_POLICIES:
             raise UsageError(
                 f"--nan-policy must be error, skip or propagate. Got {self.nan_policy!r} instead."
@@ -108,7 +111,8 @@ def score(
     state: ScoreState | None = None
     levels = options.levels if options.calibration else None
     validity = _Validity(device)
-    for chunk in prefetched(_chunks(source, spec, options, device)):
+    chunks = prefetched(_chunks(source, spec, options, device))
+    for chunk in chunks:
         if state is None:
             state = ScoreState(
                 chunk.mean.shape[1], device, levels=levels, pit_bins=options.pit_bins
@@ -129,7 +133,10 @@ def score(
         chunk_sums = state.update(loss, scored.mean, scored.target, floored)
         if validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
-            _explain(chunk, spec, var, aligned, options.nan_policy)
+            try:
+                _explain(chunk, spec, var, aligned, options.nan_policy)
+            except NegativeSpreadError as first:
+                raise _with_negative_count(first, [chunk], chunks) from None
         if rows_to is not None:
             rows_to.write(_row_batch(loss, options.full, spec, chunk.ids, kept))
         if on_progress is not None:
@@ -176,6 +183,26 @@ def _explain(chunk: _Chunk, spec: ColumnSpec, var: Tensor, loss: Tensor, policy:
     raise_first_problem(roles, spec.spread_kind, var, loss, chunk.where, policy)
 
 
+def _with_negative_count(
+    first: NegativeSpreadError, seen: list[_Chunk], rest: Iterator[_Chunk]
+) -> NegativeSpreadError:
+    """The first negative spread, with how many the whole input holds (read to the end)."""
+    total = sum(int((chunk.spread < 0).sum()) for chunk in seen)
+    bound = "in all"
+    try:
+        for chunk in rest:
+            total += int((chunk.spread < 0).sum())
+    except InputError:
+        bound = "at least, before another error"
+    noun = "value" if total == 1 else "values"
+    return NegativeSpreadError(
+        f"{first.detail} ({total:,} negative {noun} {bound})",
+        path=first.path,
+        column=first.column,
+        row=first.row,
+    )
+
+
 def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> None:
     """After a GPU pass found a bad chunk: find and raise the first bad row with a CPU pass."""
     if source.is_stdin:
@@ -193,7 +220,8 @@ def _chunks(
 ) -> Iterator[_Chunk]:
     dtype = DTYPES[options.dtype]
     current_path, first_row = None, 1
-    for path, batch in iter_batches(source, spec.needed, options.chunk_size, spec.numeric):
+    request = ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
+    for path, batch in iter_batches(source, request):
         if path != current_path:
             current_path, first_row = path, 1
         where = Location(path, first_row)

@@ -32,11 +32,16 @@ class InputError(GaussnllError):
         column: str | None = None,
         row: int | None = None,
     ) -> None:
+        self.detail = message
         self.path = path
         self.column = column
         self.row = row
         where = [part for part in (path, _column(column), _row(row)) if part]
         super().__init__(": ".join([*where, message]) if where else message)
+
+
+class NegativeSpreadError(InputError):
+    """A negative variance or standard deviation (torch raises on these too)."""
 
 
 class OutputError(GaussnllError):

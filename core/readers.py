@@ -8,31 +8,32 @@ pyarrow's incremental reader, Arrow IPC through a memory map.
 from __future__ import annotations
 
 import difflib
-import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from gaussnll.core.csv_input import CsvRead, csv_batches, csv_header
 from gaussnll.core.errors import InputError
-from gaussnll.core.sources import COMPRESSIONS, STDIN, FileFormat, Source
+from gaussnll.core.sources import STDIN, FileFormat, Source
 
 PARQUET_BUFFER_BYTES = 1 << 22
-CSV_BYTES_PER_ROW_GUESS = 64
-CSV_BLOCK_BYTES = (1 << 20, 1 << 26)
+_DELIMITER_HINTS = (";", "\t", "|", ":")
 
 
-def iter_batches(
-    source: Source,
-    columns: Sequence[str],
-    chunk_size: int,
-    numeric_columns: Sequence[str] = (),
-) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """Yield ``(file, batch)`` in file order, batches of ``columns`` of at most ``chunk_size`` rows.
+@dataclass(frozen=True)
+class ReadRequest:
+    """Which columns to read (``numeric`` ones as numbers), in chunks of how many rows."""
 
-    ``numeric_columns`` are parsed as float64 where the format leaves types open (CSV).
-    """
+    columns: tuple[str, ...]
+    numeric: tuple[str, ...]
+    chunk_size: int
+    delimiter: str = ","
+
+
+def iter_batches(source: Source, request: ReadRequest) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Yield ``(file, batch)`` in file order: the requested columns, at most ``chunk_size`` rows."""
     read_file = {
         FileFormat.PARQUET: _parquet_batches,
         FileFormat.CSV: _csv_batches,
@@ -40,8 +41,8 @@ def iter_batches(
     }[source.format]
     for path in source.files:
         try:
-            for batch in read_file(path, list(columns), chunk_size, list(numeric_columns)):
-                for piece in _slices(batch, chunk_size):
+            for batch in read_file(path, request):
+                for piece in _slices(batch, request.chunk_size):
                     yield _display(path), piece
         except (pa.ArrowException, OSError) as error:
             raise InputError(_one_line(error), path=_display(path)) from error
@@ -72,17 +73,13 @@ def _ipc_file_rows(path: str) -> int:
         return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
-def _parquet_batches(
-    path: str, columns: list[str], chunk_size: int, _numeric: list[str]
-) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
     parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
-    require_columns(parquet.schema_arrow.names, columns, path)
-    yield from parquet.iter_batches(batch_size=chunk_size, columns=columns)
+    require_columns(parquet.schema_arrow.names, request.columns, path)
+    yield from parquet.iter_batches(batch_size=request.chunk_size, columns=list(request.columns))
 
 
-def _ipc_batches(
-    path: str, columns: list[str], _chunk_size: int, _numeric: list[str]
-) -> Iterator[pa.RecordBatch]:
+def _ipc_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
     with pa.memory_map(path) as mapped:
         try:
             reader = pa.ipc.open_file(mapped)
@@ -91,59 +88,47 @@ def _ipc_batches(
             mapped.seek(0)
             reader = pa.ipc.open_stream(mapped)
             batches = iter(reader)
-        require_columns(reader.schema.names, columns, path)
+        require_columns(reader.schema.names, request.columns, path)
         for batch in batches:
-            yield batch.select(columns)
+            yield batch.select(list(request.columns))
 
 
-def _csv_batches(
-    path: str, columns: list[str], chunk_size: int, numeric: list[str]
-) -> Iterator[pa.RecordBatch]:
-    block = min(max(chunk_size * CSV_BYTES_PER_ROW_GUESS, CSV_BLOCK_BYTES[0]), CSV_BLOCK_BYTES[1])
-    convert = pacsv.ConvertOptions(
-        include_columns=columns, column_types={name: pa.float64() for name in numeric}
-    )
-    stream = _open_csv_stream(path)
+def _csv_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
+    if path != STDIN:
+        require_columns(csv_header(path, request.delimiter), request.columns, path)
+    read = CsvRead(request.columns, request.numeric, request.delimiter, request.chunk_size)
     try:
-        reader = pacsv.open_csv(
-            stream, read_options=pacsv.ReadOptions(block_size=block), convert_options=convert
-        )
-    except pa.ArrowKeyError as error:
-        stream.close()
-        if path != STDIN:
-            require_columns(_csv_header(path), columns, path)
+        yield from csv_batches(path, read)
+    except pa.ArrowKeyError as error:  # a missing column on stdin, whose header we cannot pre-read
         raise InputError(_one_line(error), path=_display(path)) from error
-    with stream:
-        yield from reader
-
-
-def _open_csv_stream(path: str) -> pa.NativeFile:
-    if path == STDIN:
-        return pa.PythonFile(sys.stdin.buffer, mode="r")
-    compression = next((c for s, c in COMPRESSIONS.items() if path.lower().endswith(s)), None)
-    return pa.input_stream(path, compression=compression)
-
-
-def _csv_header(path: str) -> list[str]:
-    with _open_csv_stream(path) as stream:
-        return pacsv.open_csv(stream).schema.names
 
 
 def require_columns(present: Sequence[str], needed: Sequence[str], path: str) -> None:
-    """Raise an InputError naming the first missing column, those present and a close match."""
+    """Each needed column must appear exactly once; name what is wrong and what might be meant."""
     for name in needed:
-        if name in present:
-            continue
-        folded = {column.lower(): column for column in present}
-        close = [
-            folded[c] for c in difflib.get_close_matches(name.lower(), folded, n=1, cutoff=0.5)
-        ]
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise InputError(
-            f"no such column; the file has {', '.join(map(repr, present))}{hint}",
-            path=_display(path),
-            column=name,
-        )
+        if present.count(name) > 1:
+            raise InputError(
+                f"the name appears {present.count(name)} times in the header; rename the copies",
+                path=_display(path),
+                column=name,
+            )
+        if name not in present:
+            raise InputError(
+                f"no such column; the file has {', '.join(map(repr, present))}"
+                + _missing_column_hint(name, present),
+                path=_display(path),
+                column=name,
+            )
+
+
+def _missing_column_hint(name: str, present: Sequence[str]) -> str:
+    if len(present) == 1:
+        for delimiter in _DELIMITER_HINTS:
+            if delimiter in present[0]:
+                return f"; the header looks {delimiter!r}-delimited: pass --delimiter {delimiter!r}"
+    folded = {column.lower(): column for column in present}
+    close = difflib.get_close_matches(name.lower(), folded, n=1, cutoff=0.5)
+    return f"; did you mean {folded[close[0]]!r}?" if close else ""
 
 
 def _slices(batch: pa.RecordBatch, chunk_size: int) -> Iterator[pa.RecordBatch]:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.columns import Spread
-from gaussnll.core.errors import InputError
+from gaussnll.core.errors import InputError, NegativeSpreadError
 from gaussnll.core.tensors import Location
 
 _SPREAD_EXPECTED = {
@@ -61,7 +61,8 @@ def raise_first_problem(
     ]
     if problems:
         first = min(problems)
-        raise InputError(
+        negative = spread_kind is not Spread.LOG_VAR and first.rank == len(checks) - 1
+        raise (NegativeSpreadError if negative else InputError)(
             f"expected {first.expected}, got {first.value!r}",
             path=where.path,
             column=first.column,

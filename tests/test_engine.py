@@ -226,10 +226,13 @@ def error_of(path: Path, **options) -> str:
 
 def test_negative_variance_names_file_column_and_row(tmp_path):
     columns = make_predictions(100)
-    columns["var"][41] = -0.5
+    columns["var"][[41, 59, 98]] = [-0.5, -1.0, -2.0]
     path = write_table(pa.table(columns), tmp_path / "neg.csv")
     message = error_of(path, chunk_size=16)
-    assert message == f"{path}: column 'var': row 42: expected a non-negative variance, got -0.5"
+    assert message == (
+        f"{path}: column 'var': row 42: expected a non-negative variance, got -0.5"
+        " (3 negative values in all)"
+    )
 
 
 def test_first_bad_value_wins(tmp_path):
@@ -351,7 +354,10 @@ def test_deferred_check_still_names_the_first_bad_row(tmp_path, monkeypatch):
     columns["var"][123] = -2.0
     path = write_table(pa.table(columns), tmp_path / "neg.parquet")
     message = error_of(path, chunk_size=50)
-    assert message.endswith("column 'var': row 124: expected a non-negative variance, got -2.0")
+    assert message.endswith(
+        "column 'var': row 124: expected a non-negative variance, got -2.0"
+        " (1 negative value in all)"
+    )
 
 
 def test_deferred_check_on_stdin_says_how_to_locate(monkeypatch):
@@ -443,3 +449,74 @@ def test_eps_floored_counts_variances_below_eps(tmp_path):
     report = score(str(path), ScoreOptions(device="cpu", chunk_size=64))
     assert report.eps_floored == 20
     assert score(str(path), ScoreOptions(device="cpu", eps=1e-9)).eps_floored == 17
+
+
+# --- CSV and file diagnostics -------------------------------------------------------------------
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_non_numeric_csv_value_names_row_column_and_value(tmp_path):
+    lines = ["mean,target,var"] + [f"{i},{i + 1},1" for i in range(5_000)]
+    lines[3_001] = "3000,oops,1"
+    path = write_text(tmp_path / "text.csv", "\n".join(lines) + "\n")
+    message = error_of(path, chunk_size=700)
+    assert message == f"{path}: column 'target': row 3001: expected a number, got 'oops'"
+
+
+def test_ragged_csv_row(tmp_path):
+    path = write_text(tmp_path / "ragged.csv", "mean,target,var\n1,2,3\n4,5\n6,7,8\n")
+    assert error_of(path) == f"{path}: row 2: expected 3 fields, got 2: '4,5'"
+
+
+def test_wrong_delimiter_hint_and_delimiter_option(tmp_path):
+    path = write_text(tmp_path / "semi.csv", "mean;target;var\n1;2;3\n2;2;1\n")
+    assert "looks ';'-delimited: pass --delimiter ';'" in error_of(path)
+    report = score(str(path), ScoreOptions(delimiter=";", device="cpu", calibration=False))
+    assert report.rows == 2
+    with pytest.raises(UsageError, match="one character"):
+        ScoreOptions(delimiter=";;")
+
+
+def test_duplicate_column_names(tmp_path):
+    path = write_text(tmp_path / "dup.csv", "mean,mean,target,var\n1,2,3,4\n")
+    assert "column 'mean': the name appears 2 times in the header" in error_of(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("empty.parquet", b"", "Parquet file size is 0 bytes"),
+        ("empty.csv", b"", "Empty CSV file"),
+        ("junk.parquet", b"PAR1 this is not parquet", "magic bytes"),
+        ("fake.csv.gz", b"mean,target,var\n1,2,3\n", "zlib inflate failed"),
+    ],
+)
+def test_unreadable_files_are_one_line_errors(tmp_path, name, content, fragment):
+    path = tmp_path / name
+    path.write_bytes(content)
+    message = error_of(path)
+    assert message.startswith(str(path)) and fragment in message
+
+
+def test_truncated_parquet_and_gzip(tmp_path, predictions):
+    whole = write_table(pa.table(predictions), tmp_path / "whole.parquet").read_bytes()
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert "magic bytes" in error_of(cut)
+    gz = write_table(pa.table(make_predictions(50_000)), tmp_path / "big.csv.gz")
+    gz.write_bytes(gz.read_bytes()[:-5_000])
+    assert "Truncated compressed stream" in error_of(gz)
+
+
+def test_unreadable_file_reports_the_os_error(tmp_path, predictions, monkeypatch):
+    path = write_table(pa.table(predictions), tmp_path / "p.parquet")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pq, "ParquetFile", denied)
+    assert error_of(path).startswith(f"{path}: [Errno 13] Permission denied")
