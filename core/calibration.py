@@ -126,7 +126,7 @@ class CalibrationState:
             self._summarise(totals.select(d), rows, loss_sums[d], full) for d in range(self.outputs)
         ]
         overall = self._summarise(
-            totals.select(slice(None)), rows * self.outputs, math.fsum(loss_sums), full
+            totals.select(slice(None)), rows * self.outputs, sum(loss_sums), full
         )
         return overall, per_output
 
@@ -160,7 +160,7 @@ class CalibrationState:
             nll_full=loss_sum / elements + _HALF_LOG_2PI,
             sharpness=math.sqrt(mean["var"]),
             z_mean=mean["z"],
-            z_std=math.sqrt(max(mean["z2"] - mean["z"] ** 2, 0.0)),
+            z_std=math.sqrt(max(mean["z2"] - mean["z"] * mean["z"], 0.0)),
             z2_mean=mean["z2"],
             var_scale=var_scale,
             nll_at_var_scale=(

@@ -312,8 +312,8 @@ def _report(
         reduction=options.reduction,
         full=options.full,
         eps=options.eps,
-        nll_mean=math.fsum(sums) / elements,
-        nll_sum=math.fsum(sums),
+        nll_mean=sum(sums) / elements,
+        nll_sum=sum(sums),
         outputs=tuple(
             OutputScore(name, state.rows, total / state.rows, total, *summaries)
             for name, total, summaries in zip(names, sums, per_output, strict=True)

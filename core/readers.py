@@ -46,6 +46,9 @@ def iter_batches(source: Source, request: ReadRequest) -> Iterator[tuple[str, pa
                     yield _display(path), piece
         except (pa.ArrowException, OSError) as error:
             raise InputError(_one_line(error), path=_display(path)) from error
+        except UnicodeDecodeError as error:
+            message = f"is not UTF-8 text ({error.reason} at byte {error.start})"
+            raise InputError(message, path=_display(path)) from error
 
 
 def count_rows(source: Source) -> int | None:

@@ -32,5 +32,6 @@ class CompensatedSum:
         self.error += other.error.to(self.error.device)
 
     def value(self) -> Tensor:
-        """The compensated total."""
-        return self.total + self.error
+        """The compensated total; where the total overflowed (or is NaN) the total itself, as a
+        plain sum would give (the compensation of an infinite total is ``inf - inf``)."""
+        return torch.where(torch.isfinite(self.total), self.total + self.error, self.total)

@@ -19,15 +19,21 @@ _READABLE = 0o644
 
 
 class RowWriter:
-    """Writes record batches to ``sink`` as Parquet or CSV; the schema comes from the first."""
+    """Writes record batches to ``sink`` as Parquet or CSV; the schema comes from the first.
 
-    def __init__(self, sink: str | BinaryIO, file_format: FileFormat) -> None:
+    ``name`` is what errors call the output (the user's path, not a temporary one).
+    """
+
+    def __init__(
+        self, sink: str | BinaryIO, file_format: FileFormat, name: str | None = None
+    ) -> None:
         self._sink = sink
         self._format = file_format
+        self._name = name or (sink if isinstance(sink, str) else "<stdout>")
         self._writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        with _writing(self._sink):
+        with _writing(self._name):
             if self._writer is None:
                 if self._format is FileFormat.PARQUET:
                     self._writer = pq.ParquetWriter(self._sink, batch.schema)
@@ -37,12 +43,12 @@ class RowWriter:
 
     def close(self) -> None:
         if self._writer is not None:
-            with _writing(self._sink):
+            with _writing(self._name):
                 self._writer.close()
 
 
 @contextmanager
-def _writing(sink: str | BinaryIO) -> Iterator[None]:
+def _writing(name: str) -> Iterator[None]:
     """Report a failed write (disk full, permissions) as an OutputError; a closed pipe stays
     a BrokenPipeError, which the CLI ends quietly."""
     try:
@@ -50,7 +56,6 @@ def _writing(sink: str | BinaryIO) -> Iterator[None]:
     except BrokenPipeError:
         raise
     except OSError as error:
-        name = sink if isinstance(sink, str) else "<stdout>"
         raise OutputError(f"cannot write {name}: {error}") from error
 
 
@@ -79,7 +84,7 @@ def atomic_row_writer(path: str, file_format: FileFormat) -> Iterator[RowWriter]
         raise OutputError(f"cannot create {path}: {error.strerror or error}") from error
     os.close(handle)
     os.chmod(temporary, _READABLE)
-    writer = RowWriter(temporary, file_format)
+    writer = RowWriter(temporary, file_format, name=path)
     try:
         yield writer
         writer.close()

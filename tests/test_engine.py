@@ -520,3 +520,26 @@ def test_unreadable_file_reports_the_os_error(tmp_path, predictions, monkeypatch
 
     monkeypatch.setattr(pq, "ParquetFile", denied)
     assert error_of(path).startswith(f"{path}: [Errno 13] Permission denied")
+
+
+def test_binary_garbage_is_an_input_error(tmp_path):
+    path = tmp_path / "garbage.csv"
+    path.write_bytes(b"\x8b\xca\r\r\xa8~")
+    assert error_of(path) == f"{path}: is not UTF-8 text (invalid start byte at byte 0)"
+
+
+def test_huge_values_under_propagate_report_inf_not_a_crash(tmp_path):
+    table = pa.table({"mean": [0.0, -7e304], "target": [7e16, 1e-7], "var": [3e-209, 5e-324]})
+    path = write_table(table, tmp_path / "huge.parquet")
+    report = score(str(path), ScoreOptions(nan_policy="propagate", device="cpu"))
+    assert math.isinf(report.nll_mean) and math.isinf(report.calibration.z2_mean)
+
+
+def test_compensated_sum_keeps_infinities_as_a_plain_sum_would():
+    from gaussnll.core.summation import CompensatedSum
+
+    total = CompensatedSum((2,), torch.device("cpu"))
+    total.add(torch.tensor([1.0, 1.0], dtype=torch.float64))
+    total.add(torch.tensor([math.inf, -math.inf], dtype=torch.float64))
+    total.add(torch.tensor([2.0, 3.0], dtype=torch.float64))
+    assert total.value().tolist() == [math.inf, -math.inf]
