@@ -23,7 +23,7 @@ from gaussnll.core.readers import ReadRequest, count_rows, iter_batches
 from gaussnll.core.report import AccuracySummary, CalibrationSummary, OutputScore, Report
 from gaussnll.core.sources import Source, resolve_source
 from gaussnll.core.state import ScoreState
-from gaussnll.core.tensors import Location, role_tensor
+from gaussnll.core.tensors import Conversion, Location
 from gaussnll.core.validation import column_label, raise_first_problem
 from gaussnll.core.writers import RowWriter
 
@@ -225,11 +225,12 @@ def _chunks(
         if path != current_path:
             current_path, first_row = path, 1
         where = Location(path, first_row)
+        convert = Conversion(dtype, where, nulls_as_nan=options.nan_policy != "error")
         first_row += batch.num_rows
         yield _Chunk(
-            mean=role_tensor(batch, spec.mean, dtype, where).to(device, non_blocking=True),
-            target=role_tensor(batch, spec.target, dtype, where).to(device, non_blocking=True),
-            spread=role_tensor(batch, spec.spread, dtype, where).to(device, non_blocking=True),
+            mean=convert.role(batch, spec.mean).to(device, non_blocking=True),
+            target=convert.role(batch, spec.target).to(device, non_blocking=True),
+            spread=convert.role(batch, spec.spread).to(device, non_blocking=True),
             ids=batch.column(spec.id) if spec.id else None,
             where=where,
         )

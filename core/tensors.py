@@ -18,10 +18,7 @@ from torch import Tensor
 
 from gaussnll.core.errors import InputError
 
-_TORCH_DTYPES = {
-    pa.float64(): torch.float64,
-    pa.float32(): torch.float32,
-}
+_TORCH_DTYPES = {pa.float64(): torch.float64, pa.float32(): torch.float32}
 _NUMPY_DTYPES = {torch.float64: np.float64, torch.float32: np.float32}
 
 
@@ -33,48 +30,86 @@ class Location:
     first_row: int
 
 
-def role_tensor(
-    batch: pa.RecordBatch, names: Sequence[str], dtype: torch.dtype, where: Location
-) -> Tensor:
-    """The role's columns of ``batch`` as one ``(rows, width)`` tensor of ``dtype``."""
-    parts = [_column_tensor(batch.column(name), name, dtype, where) for name in names]
-    if len(parts) == 1:
-        return parts[0]
-    if any(part.shape[1] != 1 for part in parts):
-        raise InputError(
-            "list columns cannot be combined with other columns for one role",
-            path=where.path,
-            column=",".join(names),
-        )
-    return torch.cat(parts, dim=1)
+@dataclass(frozen=True)
+class Conversion:
+    """How to turn a batch's columns into tensors.
 
+    ``nulls_as_nan``: a missing value becomes NaN (for the skip and propagate policies) instead
+    of an error naming its row.
+    """
 
-def _column_tensor(array: pa.Array, name: str, dtype: torch.dtype, where: Location) -> Tensor:
-    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-        width = _common_list_length(array, name, where)
-    elif pa.types.is_fixed_size_list(array.type):
-        _reject_nulls(array, name, where)
-        width = array.type.list_size
-    else:
-        return _flat_tensor(array, name, dtype, where, width=1).unsqueeze(1)
-    values = _flat_tensor(array.flatten(), name, dtype, where, width=width)
-    return values.reshape(len(array), width)
+    dtype: torch.dtype
+    where: Location
+    nulls_as_nan: bool = False
 
+    def role(self, batch: pa.RecordBatch, names: Sequence[str]) -> Tensor:
+        """The role's columns of ``batch`` as one ``(rows, width)`` tensor."""
+        parts = [self._column(batch.column(name), name) for name in names]
+        if len(parts) == 1:
+            return parts[0]
+        if any(part.shape[1] != 1 for part in parts):
+            raise InputError(
+                "list columns cannot be combined with other columns for one role",
+                path=self.where.path,
+                column=",".join(names),
+            )
+        return torch.cat(parts, dim=1)
 
-def _flat_tensor(
-    array: pa.Array, name: str, dtype: torch.dtype, where: Location, *, width: int
-) -> Tensor:
-    _reject_nulls(array, name, where, width=width)
-    if pa.types.is_integer(array.type) or pa.types.is_float16(array.type):
-        array = pc.cast(array, pa.float64())
-    source_dtype = _TORCH_DTYPES.get(array.type)
-    if source_dtype is None:
-        raise InputError(
-            f"expected numbers, got values of type {array.type}", path=where.path, column=name
-        )
-    if len(array) == 0:
-        return torch.empty(0, dtype=dtype)
-    return _zero_copy_view(array, source_dtype).to(dtype)
+    def _column(self, array: pa.Array, name: str) -> Tensor:
+        if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+            width = self._common_list_length(array, name)
+        elif pa.types.is_fixed_size_list(array.type):
+            self._reject_nulls(array, name)
+            width = array.type.list_size
+        else:
+            return self._flat(array, name, width=1).unsqueeze(1)
+        return self._flat(array.flatten(), name, width=width).reshape(len(array), width)
+
+    def _flat(self, array: pa.Array, name: str, *, width: int) -> Tensor:
+        if pa.types.is_integer(array.type) or pa.types.is_float16(array.type):
+            array = pc.cast(array, pa.float64())
+        source_dtype = _TORCH_DTYPES.get(array.type)
+        if source_dtype is None:
+            raise InputError(
+                f"expected numbers, got values of type {array.type}",
+                path=self.where.path,
+                column=name,
+            )
+        if array.null_count:
+            if not self.nulls_as_nan:
+                self._reject_nulls(array, name, width=width)
+            array = pc.fill_null(array, pa.scalar(float("nan"), array.type))
+        if len(array) == 0:
+            return torch.empty(0, dtype=self.dtype)
+        return _zero_copy_view(array, source_dtype).to(self.dtype)
+
+    def _common_list_length(self, array: pa.Array, name: str) -> int:
+        self._reject_nulls(array, name)
+        lengths = pc.list_value_length(array)
+        extremes = pc.min_max(lengths)
+        shortest, longest = extremes["min"].as_py(), extremes["max"].as_py()
+        if shortest != longest:
+            first_other = pc.index(pc.not_equal(lengths, lengths[0]), True).as_py()
+            raise InputError(
+                f"list has {lengths[first_other].as_py()} values where earlier rows have "
+                f"{lengths[0].as_py()}; every row must have the same number of outputs",
+                path=self.where.path,
+                column=name,
+                row=self.where.first_row + first_other,
+            )
+        return shortest or 0
+
+    def _reject_nulls(self, array: pa.Array, name: str, *, width: int = 1) -> None:
+        """Raise on the first null; ``width`` maps an index of flattened list values to its row."""
+        if array.null_count:
+            first = pc.index(pc.is_null(array), True).as_py()
+            raise InputError(
+                "missing value (empty, NA or NaN in CSV); expected a number, or pass "
+                "--nan-policy skip",
+                path=self.where.path,
+                column=name,
+                row=self.where.first_row + first // max(width, 1),
+            )
 
 
 def _zero_copy_view(array: pa.Array, source_dtype: torch.dtype) -> Tensor:
@@ -93,32 +128,3 @@ def _zero_copy_view(array: pa.Array, source_dtype: torch.dtype) -> Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
         return torch.from_numpy(values)
-
-
-def _common_list_length(array: pa.Array, name: str, where: Location) -> int:
-    _reject_nulls(array, name, where)
-    lengths = pc.list_value_length(array)
-    extremes = pc.min_max(lengths)
-    shortest, longest = extremes["min"].as_py(), extremes["max"].as_py()
-    if shortest != longest:
-        first_other = pc.index(pc.not_equal(lengths, lengths[0]), True).as_py()
-        raise InputError(
-            f"list has {lengths[first_other].as_py()} values where earlier rows have "
-            f"{lengths[0].as_py()}; every row must have the same number of outputs",
-            path=where.path,
-            column=name,
-            row=where.first_row + first_other,
-        )
-    return shortest or 0
-
-
-def _reject_nulls(array: pa.Array, name: str, where: Location, *, width: int = 1) -> None:
-    """Raise on the first null; ``width`` maps an index of flattened list values to its row."""
-    if array.null_count:
-        first = pc.index(pc.is_null(array), True).as_py()
-        raise InputError(
-            "missing value; expected a number",
-            path=where.path,
-            column=name,
-            row=where.first_row + first // max(width, 1),
-        )

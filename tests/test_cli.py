@@ -338,3 +338,87 @@ def test_progress_bar_is_off_when_stderr_is_not_a_terminal():
 
     with progress_callback("scoring", enabled=True) as callback:
         assert callback is None  # pytest captures stderr: not a terminal
+
+
+# --- every bad input: exit 2, one line naming what went wrong, no output left ------------------
+
+
+def _parquet(table: dict) -> callable:
+    return lambda d: write_table(pa.table(table), d / "in.parquet")
+
+
+def _text(name: str, content: str | bytes) -> callable:
+    def build(d: Path) -> Path:
+        path = d / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return path
+
+    return build
+
+
+def _empty_dir(d: Path) -> Path:
+    (d / "nothing").mkdir()
+    (d / "nothing" / "notes.txt").write_text("no data here")
+    return d / "nothing"
+
+
+GOOD = "mean,target,var\n1,2,3\n"
+BAD_INPUTS = {
+    "missing path": (lambda d: d / "absent.parquet", [], "no such file or directory"),
+    "directory without data": (_empty_dir, [], "holds no .parquet, .csv"),
+    "glob matching nothing": (lambda d: d / "*.nothing", [], "matches no file"),
+    "empty file": (_text("e.csv", ""), [], "Empty CSV file"),
+    "header only": (_text("h.csv", "mean,target,var\n"), [], "no data rows"),
+    "missing column": (_text("m.csv", "mean,targt,var\n1,2,3\n"), [], "did you mean 'targt'?"),
+    "duplicate column": (_text("d.csv", "mean,mean,target,var\n1,1,2,3\n"), [], "appears 2 times"),
+    "non-numeric value": (_text("n.csv", GOOD + "1,abc,3\n"), [], "row 2: expected a number"),
+    "ragged row": (_text("r.csv", GOOD + "1,2\n"), [], "row 2: expected 3 fields, got 2"),
+    "wrong delimiter": (_text("s.csv", "mean;target;var\n1;2;3\n"), [], "--delimiter ';'"),
+    "corrupt parquet": (_text("c.parquet", b"PAR1garbagePAR1"), [], "Parquet"),
+    "corrupt gzip": (_text("g.csv.gz", GOOD), [], "zlib inflate failed"),
+    "string column": (_parquet({"mean": ["a"], "target": [1.0], "var": [1.0]}), [], "type string"),
+    "boolean column": (_parquet({"mean": [True], "target": [1.0], "var": [1.0]}), [], "type bool"),
+    "null value": (
+        _parquet({"mean": [1.0, None], "target": [1.0, 1.0], "var": [1.0, 1.0]}),
+        [],
+        "row 2: missing value",
+    ),
+    "negative variance": (_text("v.csv", GOOD + "1,2,-3\n"), [], "row 2: expected a non-negative"),
+    "negative std": (
+        _text("sd.csv", "mean,target,sd\n1,2,-1\n"),
+        ["--std-col", "sd"],
+        "standard deviation",
+    ),
+    "log-variance overflow": (
+        _text("lv.csv", "mean,target,lv\n1,2,900\n"),
+        ["--log-var-col", "lv"],
+        "log-variance small enough",
+    ),
+    "NaN target": (_text("nan.csv", GOOD + "1,nan,3\n"), [], "row 2: missing value"),
+    "infinite mean": (_text("inf.csv", GOOD + "inf,1,3\n"), [], "row 2: expected a finite number"),
+    "ragged list": (
+        _parquet(
+            {"mean": [[1.0, 2.0], [1.0]], "target": [[1.0, 1.0]] * 2, "var": [[1.0, 1.0]] * 2}
+        ),
+        [],
+        "list has 1 values",
+    ),
+    "unbroadcastable variance": (
+        _parquet({"mean": [[1.0, 2.0]], "target": [[1.0, 1.0]], "var": [[1.0, 1.0, 1.0]]}),
+        [],
+        "expected 2 or 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, case):
+    build, extra, fragment = BAD_INPUTS[case]
+    data = tmp_path / "data"
+    data.mkdir()
+    source = build(data)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = run("score", str(source), "--per-row", str(out_dir / "rows.parquet"), *extra)
+    assert_one_line_error(result, fragment)
+    assert list(out_dir.iterdir()) == []

@@ -543,3 +543,19 @@ def test_compensated_sum_keeps_infinities_as_a_plain_sum_would():
     total.add(torch.tensor([math.inf, -math.inf], dtype=torch.float64))
     total.add(torch.tensor([2.0, 3.0], dtype=torch.float64))
     assert total.value().tolist() == [math.inf, -math.inf]
+
+
+def test_missing_values_follow_the_nan_policy(tmp_path):
+    path = write_text(
+        tmp_path / "gaps.csv", "mean,target,var\n1,2,3\n1,,3\n2,NA,1\n0,nan,1\n4,4,2\n"
+    )
+    assert "row 2: missing value" in error_of(path)
+    report = score(str(path), ScoreOptions(nan_policy="skip", device="cpu"))
+    assert (report.rows, report.skipped_rows) == (2, 3)
+    assert report.skipped_reasons == {"mean": 0, "target": 3, "var": 0}
+    nulls = pa.table({"mean": [1.0, None], "target": [1.0, 1.0], "var": [1.0, 1.0]})
+    propagated = score(
+        str(write_table(nulls, tmp_path / "n.parquet")),
+        ScoreOptions(nan_policy="propagate", device="cpu"),
+    )
+    assert math.isnan(propagated.nll_mean)
