@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from importlib.metadata import version
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -43,6 +43,13 @@ def _root(
     """Score probabilistic regression predictions with a torch-exact Gaussian NLL."""
 
 
+def _option(help: str, default: object = None, *flags: str) -> Any:
+    """An option that is None unless given, so that a config file can fill it; its help shows
+    the built-in default."""
+    shown = default if default is not None else False
+    return typer.Option(*flags, help=help, show_default=str(shown) if shown is not False else False)
+
+
 @app.command()
 def score(
     path: Annotated[
@@ -53,86 +60,107 @@ def score(
         ),
     ],
     mean_col: Annotated[
-        str, typer.Option(help="Mean column(s); comma-separated for several outputs.")
-    ] = "mean",
-    target_col: Annotated[str, typer.Option(help="Target column(s).")] = "target",
-    var_col: Annotated[
-        str | None, typer.Option(help="Variance column(s) [default: var].", show_default=False)
+        str | None, _option("Mean column(s); comma-separated for several outputs.", "mean")
     ] = None,
+    target_col: Annotated[str | None, _option("Target column(s).", "target")] = None,
+    var_col: Annotated[str | None, _option("Variance column(s).", "var")] = None,
     std_col: Annotated[
-        str | None, typer.Option(help="Give the spread as standard deviation column(s).")
+        str | None, _option("Give the spread as standard deviation column(s).")
     ] = None,
     log_var_col: Annotated[
-        str | None, typer.Option(help="Give the spread as log-variance column(s).")
+        str | None, _option("Give the spread as log-variance column(s).")
     ] = None,
-    full: Annotated[bool, typer.Option(help="Add the constant 0.5*log(2*pi) per element.")] = False,
+    id_col: Annotated[str | None, _option("Carry this column into the per-row output.")] = None,
+    full: Annotated[
+        bool | None,
+        _option("Add the constant 0.5*log(2*pi) per element.", None, "--full/--no-full"),
+    ] = None,
     eps: Annotated[
-        float, typer.Option(help="Floor for the variance, as torch's eps.")
-    ] = DEFAULT_EPS,
-    reduction: Annotated[str, typer.Option(help="mean, sum, or none (per-row losses).")] = "mean",
+        float | None, _option("Floor for the variance, as torch's eps.", DEFAULT_EPS)
+    ] = None,
+    reduction: Annotated[
+        str | None, _option("mean, sum, or none (per-row losses).", "mean")
+    ] = None,
     chunk_size: Annotated[
-        int, typer.Option(help="Rows per chunk held in memory.")
-    ] = DEFAULT_CHUNK_ROWS,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="float64 or float32 for the computation.")] = (
-        "float64"
-    ),
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout.")
-    ] = False,
-    per_row: Annotated[
-        str | None, typer.Option(help="Write per-row losses to this .parquet or .csv file.")
+        int | None, _option("Rows per chunk held in memory.", DEFAULT_CHUNK_ROWS)
     ] = None,
-    id_col: Annotated[
-        str | None, typer.Option(help="Carry this column into the per-row output.")
+    device: Annotated[str | None, _option("auto, cpu, cuda or cuda:N.", "auto")] = None,
+    dtype: Annotated[
+        str | None, _option("float64 or float32 for the computation.", "float64")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    calibration: Annotated[
-        bool,
-        typer.Option(
-            "--calibration/--no-calibration", help="Compute calibration and accuracy summaries."
-        ),
-    ] = True,
-    levels: Annotated[
-        str, typer.Option(help="Central-interval levels for coverage, comma-separated.")
-    ] = ",".join(map(str, DEFAULT_LEVELS)),
-    pit_bins: Annotated[int, typer.Option(help="Bins of the PIT histogram.")] = DEFAULT_PIT_BINS,
-    delimiter: Annotated[str, typer.Option(help="Field delimiter of CSV input.")] = ",",
     nan_policy: Annotated[
-        str,
-        typer.Option(help="NaN/inf values: error, skip (drop their rows) or propagate (as torch)."),
-    ] = "error",
+        str | None, _option("NaN/inf/missing: error, skip (drop rows) or propagate.", "error")
+    ] = None,
+    delimiter: Annotated[str | None, _option("Field delimiter of CSV input.", ",")] = None,
+    calibration: Annotated[
+        bool | None,
+        _option(
+            "Compute calibration and accuracy summaries.", True, "--calibration/--no-calibration"
+        ),
+    ] = None,
+    levels: Annotated[
+        str | None,
+        _option("Central-interval levels, comma-separated.", ",".join(map(str, DEFAULT_LEVELS))),
+    ] = None,
+    pit_bins: Annotated[int | None, _option("Bins of the PIT histogram.", DEFAULT_PIT_BINS)] = None,
+    check: Annotated[
+        list[str] | None,
+        _option("A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable."),
+    ] = None,
+    config: Annotated[
+        str | None, _option("Options file (default: [tool.gaussnll] in pyproject.toml).")
+    ] = None,
+    output_format: Annotated[
+        str | None, _option("table, json or markdown.", "table", "--format")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Short for --format json.")] = False,
+    per_row: Annotated[
+        str | None, _option("Write per-row losses to this .parquet or .csv file.")
+    ] = None,
+    junit_xml: Annotated[str | None, _option("Write the checks as JUnit XML to this file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks, for bug reports.")] = False,
 ) -> None:
-    """Stream a prediction file through the Gaussian NLL and report the result."""
+    """Stream a prediction file through the Gaussian NLL, report it, and apply quality gates.
+
+    Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input.
+    """
     with user_errors(debug):
         from gaussnll.cli import commands
 
-        commands.run_score(
+        given = {
+            "mean_col": mean_col,
+            "target_col": target_col,
+            "var_col": var_col,
+            "std_col": std_col,
+            "log_var_col": log_var_col,
+            "id_col": id_col,
+            "full": full,
+            "eps": eps,
+            "reduction": reduction,
+            "chunk_size": chunk_size,
+            "device": device,
+            "dtype": dtype,
+            "nan_policy": nan_policy,
+            "delimiter": delimiter,
+            "calibration": calibration,
+            "levels": levels,
+            "pit_bins": pit_bins,
+            "checks": check,
+        }
+        code = commands.run_score(
             path,
-            commands.ScoreRequest(
-                mean_col=mean_col,
-                target_col=target_col,
-                var_col=var_col,
-                std_col=std_col,
-                log_var_col=log_var_col,
-                full=full,
-                eps=eps,
-                reduction=reduction,
-                chunk_size=chunk_size,
-                device=device,
-                dtype=dtype,
-                json_output=json_output,
+            {name: value for name, value in given.items() if value is not None},
+            commands.Outputs(
+                format="json" if json_output else output_format,
                 per_row=per_row,
-                id_col=id_col,
+                junit_xml=junit_xml,
+                config=config,
                 quiet=quiet,
-                calibration=calibration,
-                levels=levels,
-                pit_bins=pit_bins,
-                nan_policy=nan_policy,
-                delimiter=delimiter,
             ),
         )
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -4,33 +4,104 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
+from gaussnll.core.checks import CheckResult
 from gaussnll.core.report import Report
 
 PIT_BAR_WIDTH = 24
 
 
-def report_json(report: Report) -> str:
-    """One JSON object; non-finite floats become null so every JSON parser accepts it."""
-    return json.dumps(_finite(report.to_dict()), indent=2)
+def report_json(
+    report: Report,
+    results: list[CheckResult] = (),
+    *,
+    config_file: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> str:
+    """One JSON object: the report, the checks, and the resolved configuration.
+
+    Non-finite floats become null so every JSON parser accepts it.
+    """
+    payload = report.to_dict()
+    payload["checks"] = [result.to_dict() for result in results]
+    payload["passed"] = all(result.passed for result in results)
+    payload["config"] = {"file": config_file, "settings": settings or {}}
+    return json.dumps(_finite(payload), indent=2, default=list)
 
 
-def print_report(report: Report) -> None:
-    Console().print(report_renderable(report))
+def print_report(report: Report, results: list[CheckResult] = ()) -> None:
+    Console().print(report_renderable(report, results))
 
 
-def report_renderable(report: Report) -> RenderableType:
-    """The summary table, then coverage and the PIT histogram side by side, then outputs."""
+def report_renderable(report: Report, results: list[CheckResult] = ()) -> RenderableType:
+    """The summary, coverage and the PIT histogram side by side, outputs, then the checks."""
     parts: list[RenderableType] = [summary_table(report)]
     if report.calibration is not None:
         parts.append(Columns([coverage_table(report), pit_chart(report)], padding=(0, 4)))
     if len(report.outputs) > 1:
         parts.append(outputs_table(report))
+    if results:
+        parts.append(checks_table(results))
     return Group(*parts)
+
+
+def checks_table(results: list[CheckResult]) -> Table:
+    failures = sum(not r.passed for r in results)
+    title = "checks: all passed" if not failures else f"checks: {failures} failed"
+    table = Table(title=title, title_justify="left")
+    for header in ("metric", "value", "bound", "result"):
+        table.add_column(header, justify="left" if header == "metric" else "right")
+    for result in results:
+        value = "missing" if result.value is None else _number(result.value)
+        verdict = "[green]pass[/]" if result.passed else "[bold red]FAIL[/]"
+        bound = f"{result.check.op} {result.check.bound_text()}"
+        table.add_row(result.check.metric, value, bound, verdict)
+    return table
+
+
+def report_markdown(report: Report, results: list[CheckResult] = ()) -> str:
+    """A compact report for a pull-request comment or a CI job summary."""
+    lines = [f"### gaussnll score: `{report.path}`", ""]
+    headline = [("NLL (" + report.reduction + ")", report.nll), ("rows", report.rows)]
+    if report.calibration is not None and report.accuracy is not None:
+        cal = report.calibration
+        headline += [
+            ("variance scale s* (1 = calibrated)", cal.var_scale),
+            ("CRPS", cal.crps),
+            ("MACE", cal.mace),
+            ("RMSE", report.accuracy.rmse),
+        ]
+    lines += ["| metric | value |", "| --- | ---: |"]
+    lines += [f"| {name} | {_cell(value)} |" for name, value in headline]
+    if report.calibration is not None:
+        cal = report.calibration
+        lines += ["", "| level | observed coverage | mean width |", "| ---: | ---: | ---: |"]
+        lines += [
+            f"| {level:g} | {observed:.4f} | {_number(width)} |"
+            for level, observed, width in zip(
+                cal.levels, cal.coverage, cal.interval_width, strict=True
+            )
+        ]
+    if results:
+        failures = sum(not r.passed for r in results)
+        verdict = "all checks passed" if not failures else f"{failures} check(s) failed"
+        lines += ["", f"**{verdict}**", "", "| | check | value |", "| --- | --- | ---: |"]
+        lines += [
+            f"| {'✅' if r.passed else '❌'} | `{r.check.text}` | {_cell(r.value)} |"
+            for r in results
+        ]
+    return "\n".join(lines)
+
+
+def _cell(value: float | int | None) -> str:
+    if value is None:
+        return "missing"
+    return f"{value:,}" if isinstance(value, int) else _number(value)
 
 
 def summary_table(report: Report) -> Table:

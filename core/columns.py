@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from gaussnll.core.errors import UsageError
 
 
-class Spread(str, Enum):
+class Spread(StrEnum):
     """How the file gives the predictive spread; every kind is turned into a variance."""
 
     VAR = "var"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from gaussnll.core.errors import InputError
@@ -13,7 +13,7 @@ from gaussnll.core.errors import InputError
 STDIN = "-"
 
 
-class FileFormat(str, Enum):
+class FileFormat(StrEnum):
     PARQUET = "parquet"
     CSV = "csv"
     IPC = "ipc"

@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
@@ -75,6 +76,27 @@ def row_file_format(path: str, source: Source) -> FileFormat:
 @contextmanager
 def atomic_row_writer(path: str, file_format: FileFormat) -> Iterator[RowWriter]:
     """A RowWriter on a temporary file beside ``path``, renamed to ``path`` only on success."""
+    with _replaced_on_success(path) as temporary:
+        writer = RowWriter(temporary, file_format, name=path)
+        try:
+            yield writer
+            writer.close()
+        except BaseException:
+            with suppress(Exception):
+                writer.close()
+            raise
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it."""
+    with _replaced_on_success(path) as temporary, _writing(path):
+        Path(temporary).write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def _replaced_on_success(path: str) -> Iterator[str]:
+    """A temporary path beside ``path``: renamed to ``path`` when the block succeeds, removed
+    when it fails or is interrupted, so ``path`` is never half-written."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         handle, temporary = tempfile.mkstemp(
@@ -84,14 +106,11 @@ def atomic_row_writer(path: str, file_format: FileFormat) -> Iterator[RowWriter]
         raise OutputError(f"cannot create {path}: {error.strerror or error}") from error
     os.close(handle)
     os.chmod(temporary, _READABLE)
-    writer = RowWriter(temporary, file_format, name=path)
     try:
-        yield writer
-        writer.close()
+        yield temporary
         with _writing(path):
             os.replace(temporary, path)
     except BaseException:
-        with suppress(Exception):
-            writer.close()
-        os.unlink(temporary)
+        with suppress(OSError):
+            os.unlink(temporary)
         raise

@@ -1,0 +1,36 @@
+"""The checks as JUnit XML, so CI systems list each gate as a test case."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from gaussnll.core.checks import CheckResult
+from gaussnll.core.report import Report
+
+
+def junit_xml(results: list[CheckResult], report: Report) -> str:
+    """One ``<testsuite>`` named after the input; one ``<testcase>`` per check."""
+    failures = sum(not result.passed for result in results)
+    suites = ET.Element("testsuites", tests=str(len(results)), failures=str(failures))
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=f"gaussnll score {report.path}",
+        tests=str(len(results)),
+        failures=str(failures),
+        errors="0",
+        time=f"{report.seconds:.3f}",
+    )
+    for result in results:
+        case = ET.SubElement(suite, "testcase", classname="gaussnll.checks", name=result.check.text)
+        value = "missing" if result.value is None else f"{result.value:.6g}"
+        if result.passed:
+            ET.SubElement(case, "system-out").text = f"{result.check.metric} = {value}"
+        else:
+            message = (
+                f"{result.check.metric} = {value}, expected {result.check.op} "
+                f"{result.check.bound_text()}"
+            )
+            ET.SubElement(case, "failure", message=message, type="CheckFailed").text = message
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
