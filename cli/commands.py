@@ -20,8 +20,9 @@ from gaussnll.core.checks import (
 from gaussnll.core.columns import ColumnSpec
 from gaussnll.core.config import Config, load_config
 from gaussnll.core.defaults import DEFAULT_CHUNK_ROWS, DEFAULT_EPS, DEFAULT_LEVELS, DEFAULT_PIT_BINS
-from gaussnll.core.engine import ScoreOptions, score
+from gaussnll.core.engine import score
 from gaussnll.core.errors import UsageError
+from gaussnll.core.options import ScoreOptions
 from gaussnll.core.sources import FileFormat, resolve_source
 from gaussnll.core.writers import (
     RowWriter,

@@ -335,7 +335,7 @@ def test_cuda_equals_cpu(parquet_file, predictions):
 def defer_checks_as_on_a_gpu(monkeypatch):
     """Run the first pass as on a GPU (one flag, read at the end); the locating rerun is the
     CPU's own, as it would be."""
-    from gaussnll.core import engine
+    from gaussnll.core import scorer as engine
 
     original = engine._Validity.__init__
     passes = []

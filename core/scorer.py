@@ -1,0 +1,266 @@
+"""The scoring core: chunks of tensors in, a Report out. Mergeable, device-agnostic.
+
+The file engine feeds it chunks read from disk; Python code can feed it tensors directly
+(``Scorer.update``), e.g. from an evaluation loop, and merge scorers of different partitions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from gaussnll.core.columns import ColumnSpec, Spread
+from gaussnll.core.devices import resolve_device
+from gaussnll.core.errors import InputError
+from gaussnll.core.loss import HALF_LOG_2PI, elementwise_nll
+from gaussnll.core.nonfinite import SKIP_REASONS, expand_rows, finite_rows
+from gaussnll.core.options import DTYPES, ScoreOptions
+from gaussnll.core.report import AccuracySummary, CalibrationSummary, OutputScore, Report
+from gaussnll.core.state import ScoreState
+from gaussnll.core.tensors import Location
+from gaussnll.core.validation import column_label, raise_first_problem
+
+TENSORS = "<tensors>"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from."""
+
+    mean: Tensor
+    target: Tensor
+    spread: Tensor
+    ids: pa.Array | None
+    where: Location
+
+    def rows(self, kept: Tensor) -> Chunk:
+        """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
+        return replace(
+            self, mean=self.mean[kept], target=self.target[kept], spread=self.spread[kept]
+        )
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What one chunk contributed: the element losses of its scored rows (no constant), and
+    which rows were kept (None: all of them)."""
+
+    loss: Tensor
+    kept: Tensor | None
+
+
+class Scorer:
+    """Accumulates the Gaussian NLL, calibration and accuracy of chunks into a Report.
+
+    ``update(mean, target, var)`` takes tensors (1-D, or ``(rows, D)`` for several outputs);
+    ``merge`` adds another scorer of the same options; ``report()`` derives every number.
+    Invalid values raise :class:`InputError` as the file engine does (rows counted from 1).
+    """
+
+    def __init__(self, options: ScoreOptions | None = None, **settings: object) -> None:
+        self.options = replace(options or ScoreOptions(), **settings)
+        self.device = resolve_device(self.options.device)
+        self.state: ScoreState | None = None
+        self._validity = _Validity(self.device)
+        self._started = time.perf_counter()
+
+    def update(self, mean: Tensor, target: Tensor, var: Tensor) -> Tensor:
+        """Add rows given as tensors; return their element losses (with the ``full`` constant)."""
+        rows = self.state.rows + int(self.state.skipped_rows) if self.state else 0
+        dtype = DTYPES[self.options.dtype]
+        roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
+        roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
+        chunk = Chunk(*roles, ids=None, where=Location(TENSORS, rows + 1))
+        scored = self.add(chunk)
+        loss = scored.loss
+        if scored.kept is not None:
+            loss = expand_rows(loss, scored.kept, float("nan"))
+        return loss + HALF_LOG_2PI if self.options.full else loss
+
+    def add(self, chunk: Chunk) -> Scored:
+        """Add a chunk; invalid values raise at once on the CPU (see ``failed`` on a GPU)."""
+        options, spec = self.options, self.options.columns
+        if self.state is None:
+            levels = options.levels if options.calibration else None
+            self.state = ScoreState(
+                chunk.mean.shape[1], self.device, levels=levels, pit_bins=options.pit_bins
+            )
+        state = self.state
+        _check_widths(chunk, spec, state.outputs)
+        var = _variance(chunk.spread, spec.spread_kind)
+        scored, scored_var, kept = chunk, var, None
+        if options.nan_policy == "skip":
+            kept, reasons = finite_rows(chunk.mean, chunk.target, var)
+            state.count_skipped(kept, reasons)
+            if bool(kept.all()):
+                kept = None
+            else:
+                scored, scored_var = chunk.rows(kept), var[kept]
+        state.count_floored(scored_var, options.eps)
+        floored = scored_var.clamp(min=options.eps)
+        loss = elementwise_nll(scored.mean, scored.target, floored)
+        chunk_sums = state.update(loss, scored.mean, scored.target, floored)
+        if self._validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
+            aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
+            _explain(chunk, spec, var, aligned, options.nan_policy)
+        return Scored(loss, kept)
+
+    def failed(self) -> bool:
+        """On a GPU, whether any chunk so far was invalid (one synchronisation)."""
+        return self._validity.failed()
+
+    def merge(self, other: Scorer) -> None:
+        """Add another scorer's rows (same options), e.g. of another partition or worker."""
+        if other.state is None:
+            return
+        if self.state is None:
+            self.state = ScoreState(
+                other.state.outputs,
+                self.device,
+                levels=self.options.levels if self.options.calibration else None,
+                pit_bins=self.options.pit_bins,
+            )
+        self.state.merge(other.state)
+
+    def report(self, path: str = TENSORS, file_format: str = "tensors") -> Report:
+        """Every reported number, derived from the sums."""
+        if self.state is None:
+            raise InputError("no data rows", path=path)
+        if self.state.rows == 0:
+            raise InputError("every row has a NaN or infinite value: nothing to score", path=path)
+        if self.failed():
+            raise InputError(
+                "holds a negative spread, a NaN or an infinity; score on the CPU to find the row",
+                path=path,
+            )
+        return _report(self.state, path, file_format, self.options, self.device, self._started)
+
+
+class _Validity:
+    """Is every chunk valid? On the CPU a bad chunk is reported at once; on a GPU a device flag
+    collects the verdicts and is read once at the end, so the pass never synchronises."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._deferred = device.type != "cpu"
+        self._flag = torch.zeros((), dtype=torch.bool, device=device)
+
+    def bad_here(self, chunk: Chunk, spec: ColumnSpec, loss_sums: Tensor, policy: str) -> bool:
+        """True when this chunk is invalid and must be explained now (CPU only).
+
+        A negative spread is always invalid (torch raises); a non-finite loss unless the
+        policy is ``propagate``.
+        """
+        bad = torch.zeros((), dtype=torch.bool, device=loss_sums.device)
+        if policy != "propagate":
+            bad |= ~torch.isfinite(loss_sums).all()
+        if spec.spread_kind is not Spread.LOG_VAR:
+            bad |= (chunk.spread < 0).any()
+        if self._deferred:
+            self._flag |= bad
+            return False
+        return bool(bad)
+
+    def failed(self) -> bool:
+        return bool(self._flag)
+
+
+def _explain(chunk: Chunk, spec: ColumnSpec, var: Tensor, loss: Tensor, policy: str) -> None:
+    roles = [(chunk.mean, spec.mean), (chunk.target, spec.target), (chunk.spread, spec.spread)]
+    raise_first_problem(roles, spec.spread_kind, var, loss, chunk.where, policy)
+
+
+def _check_widths(chunk: Chunk, spec: ColumnSpec, outputs: int) -> None:
+    """Mean fixes the width D; target and spread must have width D or 1 (broadcast)."""
+    for role, names, values in (
+        ("mean", spec.mean, chunk.mean),
+        ("target", spec.target, chunk.target),
+        ("spread", spec.spread, chunk.spread),
+    ):
+        width = values.shape[1]
+        allowed = (outputs,) if role == "mean" else (outputs, 1)
+        if width not in allowed:
+            raise InputError(
+                f"{role} has {width} values per row; expected "
+                + " or ".join(str(n) for n in dict.fromkeys(allowed))
+                + f" to match the mean's {outputs}",
+                path=chunk.where.path,
+                column=",".join(names),
+                row=chunk.where.first_row,
+            )
+
+
+def _variance(spread: Tensor, kind: Spread) -> Tensor:
+    if kind is Spread.STD:
+        return spread * spread
+    if kind is Spread.LOG_VAR:
+        return torch.exp(spread)
+    return spread
+
+
+def output_names(spec: ColumnSpec, width: int) -> list[str]:
+    """One name per output: the mean columns, or ``name[i]`` inside a list column."""
+    return [column_label(spec.mean, j, width) for j in range(width)]
+
+
+def _report(
+    state: ScoreState,
+    path: str,
+    file_format: str,
+    options: ScoreOptions,
+    device: torch.device,
+    started: float,
+) -> Report:
+    constant = HALF_LOG_2PI if options.full else 0.0
+    loss_sums = state.loss_sums()
+    sums = [total + constant * state.rows for total in loss_sums]
+    names = output_names(options.columns, state.outputs)
+    elements = state.rows * state.outputs
+    spec = options.columns
+    overall, per_output = _calibration_summaries(state, loss_sums, options.full)
+    return Report(
+        path=path,
+        format=file_format,
+        rows=state.rows,
+        elements=elements,
+        reduction=options.reduction,
+        full=options.full,
+        eps=options.eps,
+        nll_mean=sum(sums) / elements,
+        nll_sum=sum(sums),
+        outputs=tuple(
+            OutputScore(name, state.rows, total / state.rows, total, *summaries)
+            for name, total, summaries in zip(names, sums, per_output, strict=True)
+        ),
+        calibration=overall[0],
+        accuracy=overall[1],
+        nan_policy=options.nan_policy,
+        skipped_rows=int(state.skipped_rows),
+        skipped_reasons=dict(zip(SKIP_REASONS, state.skipped_reasons.tolist(), strict=True)),
+        eps_floored=int(state.eps_floored),
+        device=str(device),
+        dtype=options.dtype,
+        chunk_size=options.chunk_size,
+        seconds=time.perf_counter() - started,
+        columns={
+            "mean": list(spec.mean),
+            "target": list(spec.target),
+            spec.spread_kind.value: list(spec.spread),
+            "id": spec.id,
+        },
+    )
+
+
+def _calibration_summaries(
+    state: ScoreState, loss_sums: list[float], full: bool
+) -> tuple[Summaries, list[Summaries]]:
+    """Calibration and accuracy over all elements and per output column; None without."""
+    if state.calibration is None:
+        return (None, None), [(None, None)] * state.outputs
+    return state.calibration.summaries(state.rows, loss_sums, full)
+
+
+Summaries = tuple["CalibrationSummary | None", "AccuracySummary | None"]
