@@ -16,7 +16,7 @@ _EXPORTS = {
     "DEFAULT_CHUNK_ROWS": "defaults",
     "ScoreOptions": "options",
     "Scorer": "scorer",
-    "score": "engine",
+    "score": "api",
     "GaussnllError": "errors",
     "InputError": "errors",
     "UsageError": "errors",

@@ -93,6 +93,25 @@ class Report:
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
+    def to_frame(self) -> Any:
+        """A one-row pandas DataFrame: every scalar of the report, calibration and accuracy
+        included (per-level values as ``coverage@0.9`` columns)."""
+        import pandas as pd
+
+        row = {k: v for k, v in self.to_dict().items() if isinstance(v, (int, float, str))}
+        for section in (self.calibration, self.accuracy):
+            if section is None:
+                continue
+            for key, value in asdict(section).items():
+                if isinstance(value, (int, float)):
+                    row[key] = value
+        if self.calibration is not None:
+            cal = self.calibration
+            for name in ("coverage", "interval_width", "interval_score"):
+                for level, value in zip(cal.levels, getattr(cal, name), strict=True):
+                    row[f"{name}@{level:g}"] = value
+        return pd.DataFrame([row])
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``gaussnll score --json`` (schema ``gaussnll.score/1``)."""
         return {

@@ -1,0 +1,102 @@
+"""``score(source)``: one entry point for every kind of input a Python user holds.
+
+A path (file, directory, glob), a list of paths, a pandas DataFrame, a pyarrow Table or
+RecordBatchReader, or an iterable of ``(mean, target, var)`` tensor chunks. Files and tables go
+through the same pipeline as the CLI, so the numbers are the CLI's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pyarrow as pa
+
+from gaussnll.core import engine
+from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.options import ScoreOptions
+from gaussnll.core.readers import ReadRequest, iter_batches, require_columns
+from gaussnll.core.report import Report
+from gaussnll.core.scorer import Scorer
+from gaussnll.core.sources import Source, resolve_source
+
+TABLE = "<table>"
+
+
+def score(source: Any, options: ScoreOptions | None = None, **settings: Any) -> Report:
+    """Score ``source`` with ``options`` (a ScoreOptions), or keyword settings of one.
+
+    >>> score("preds.parquet", full=True).nll            # doctest: +SKIP
+    >>> score(frame, columns=ColumnSpec(mean=("mu",))).to_frame()   # doctest: +SKIP
+    """
+    options = replace(options or ScoreOptions(), **settings)
+    if isinstance(source, (str, os.PathLike)):
+        return engine.score(os.fspath(source), options)
+    if (
+        isinstance(source, (list, tuple))
+        and source
+        and all(isinstance(item, (str, os.PathLike)) for item in source)
+    ):
+        return _score_files([os.fspath(item) for item in source], options)
+    if _is_dataframe(source):
+        source = pa.Table.from_pandas(source, preserve_index=False)
+    if isinstance(source, pa.Table):
+        return _score_arrow(source.schema, source.to_batches(options.chunk_size), options)
+    if isinstance(source, pa.RecordBatchReader):
+        return _score_arrow(source.schema, source, options)
+    if isinstance(source, Iterable):
+        return _score_tensors(source, options)
+    raise UsageError(
+        "score() takes a path, a list of paths, a pandas DataFrame, a pyarrow Table or "
+        f"RecordBatchReader, or an iterable of (mean, target, var). Got {type(source).__name__}."
+    )
+
+
+def _score_files(paths: list[str], options: ScoreOptions) -> Report:
+    sources = [resolve_source(path) for path in paths]
+    formats = {s.format for s in sources}
+    if len(formats) > 1:
+        raise InputError("the files mix formats; give files of one format", path=", ".join(paths))
+    label = ", ".join(paths)
+    combined = Source(label, formats.pop(), tuple(f for s in sources for f in s.files))
+    spec = options.columns
+    request = ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
+    return engine.score_batches(
+        iter_batches(combined, request), options, label=label, file_format=combined.format.value
+    )
+
+
+def _score_arrow(
+    schema: pa.Schema, batches: Iterable[pa.RecordBatch], options: ScoreOptions
+) -> Report:
+    columns = list(options.columns.needed)
+    require_columns(schema.names, columns, TABLE)
+    pairs = _labelled(batches, columns, options.chunk_size)
+    return engine.score_batches(pairs, options, label=TABLE, file_format="arrow")
+
+
+def _labelled(
+    batches: Iterable[pa.RecordBatch], columns: list[str], chunk_size: int
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    for batch in batches:
+        projected = batch.select(columns)
+        for start in range(0, projected.num_rows, chunk_size):
+            yield TABLE, projected.slice(start, chunk_size)
+
+
+def _score_tensors(chunks: Iterable[Any], options: ScoreOptions) -> Report:
+    scorer = Scorer(options)
+    for chunk in chunks:
+        try:
+            mean, target, var = chunk
+        except (TypeError, ValueError):
+            raise UsageError("each chunk must be a (mean, target, var) tuple of tensors") from None
+        scorer.update(mean, target, var)
+    return scorer.report()
+
+
+def _is_dataframe(value: object) -> bool:
+    """A pandas DataFrame, recognised without importing pandas."""
+    return type(value).__name__ == "DataFrame" and type(value).__module__.startswith("pandas")
