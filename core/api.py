@@ -21,32 +21,47 @@ from gaussnll.core.readers import ReadRequest, iter_batches, require_columns
 from gaussnll.core.report import Report
 from gaussnll.core.scorer import Scorer
 from gaussnll.core.sources import Source, resolve_source
+from gaussnll.core.writers import RowWriter
 
 TABLE = "<table>"
 
 
-def score(source: Any, options: ScoreOptions | None = None, **settings: Any) -> Report:
+def score(
+    source: Any,
+    options: ScoreOptions | None = None,
+    *,
+    rows_to: RowWriter | None = None,
+    on_progress: engine.ProgressCallback | None = None,
+    **settings: Any,
+) -> Report:
     """Score ``source`` with ``options`` (a ScoreOptions), or keyword settings of one.
+
+    ``rows_to`` and ``on_progress`` are as for the file engine (files and tables only; tensor
+    chunks get their per-element losses back from ``Scorer.update``).
 
     >>> score("preds.parquet", full=True).nll            # doctest: +SKIP
     >>> score(frame, columns=ColumnSpec(mean=("mu",))).to_frame()   # doctest: +SKIP
     """
     options = replace(options or ScoreOptions(), **settings)
-    if isinstance(source, (str, os.PathLike)):
-        return engine.score(os.fspath(source), options)
+    streams: dict[str, Any] = {"rows_to": rows_to, "on_progress": on_progress}
+    if isinstance(source, str | os.PathLike):
+        return engine.score(os.fspath(source), options, **streams)
     if (
-        isinstance(source, (list, tuple))
+        isinstance(source, list | tuple)
         and source
-        and all(isinstance(item, (str, os.PathLike)) for item in source)
+        and all(isinstance(item, str | os.PathLike) for item in source)
     ):
-        return _score_files([os.fspath(item) for item in source], options)
+        return _score_files([os.fspath(item) for item in source], options, streams)
     if _is_dataframe(source):
         source = pa.Table.from_pandas(source, preserve_index=False)
     if isinstance(source, pa.Table):
-        return _score_arrow(source.schema, source.to_batches(options.chunk_size), options)
+        batches = source.to_batches(options.chunk_size)
+        return _score_arrow(source.schema, batches, options, streams)
     if isinstance(source, pa.RecordBatchReader):
-        return _score_arrow(source.schema, source, options)
+        return _score_arrow(source.schema, source, options, streams)
     if isinstance(source, Iterable):
+        if rows_to is not None or on_progress is not None:
+            raise UsageError("tensor chunks return their losses from Scorer.update instead")
         return _score_tensors(source, options)
     raise UsageError(
         "score() takes a path, a list of paths, a pandas DataFrame, a pyarrow Table or "
@@ -54,7 +69,7 @@ def score(source: Any, options: ScoreOptions | None = None, **settings: Any) -> 
     )
 
 
-def _score_files(paths: list[str], options: ScoreOptions) -> Report:
+def _score_files(paths: list[str], options: ScoreOptions, streams: dict[str, Any]) -> Report:
     sources = [resolve_source(path) for path in paths]
     formats = {s.format for s in sources}
     if len(formats) > 1:
@@ -63,18 +78,22 @@ def _score_files(paths: list[str], options: ScoreOptions) -> Report:
     combined = Source(label, formats.pop(), tuple(f for s in sources for f in s.files))
     spec = options.columns
     request = ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
+    batches = iter_batches(combined, request)
     return engine.score_batches(
-        iter_batches(combined, request), options, label=label, file_format=combined.format.value
+        batches, options, label=label, file_format=combined.format.value, **streams
     )
 
 
 def _score_arrow(
-    schema: pa.Schema, batches: Iterable[pa.RecordBatch], options: ScoreOptions
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    options: ScoreOptions,
+    streams: dict[str, Any],
 ) -> Report:
     columns = list(options.columns.needed)
     require_columns(schema.names, columns, TABLE)
     pairs = _labelled(batches, columns, options.chunk_size)
-    return engine.score_batches(pairs, options, label=TABLE, file_format="arrow")
+    return engine.score_batches(pairs, options, label=TABLE, file_format="arrow", **streams)
 
 
 def _labelled(
