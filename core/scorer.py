@@ -56,8 +56,9 @@ class Scored:
 class Scorer:
     """Accumulates the Gaussian NLL, calibration and accuracy of chunks into a Report.
 
-    ``update(mean, target, var)`` takes tensors (1-D, or ``(rows, D)`` for several outputs);
-    ``merge`` adds another scorer of the same options; ``report()`` derives every number.
+    ``update(mean, target, var)`` takes tensors (1-D, or ``(rows, D)`` for several outputs; the
+    third is the spread as the options' columns say, a variance by default); ``merge`` adds
+    another scorer of the same options; ``report()`` derives every number.
     Invalid values raise :class:`InputError` as the file engine does (rows counted from 1).
     """
 
@@ -67,14 +68,15 @@ class Scorer:
         self.state: ScoreState | None = None
         self._validity = _Validity(self.device)
         self._started = time.perf_counter()
+        self._rows_given = 0
 
     def update(self, mean: Tensor, target: Tensor, var: Tensor) -> Tensor:
         """Add rows given as tensors; return their element losses (with the ``full`` constant)."""
-        rows = self.state.rows + int(self.state.skipped_rows) if self.state else 0
         dtype = DTYPES[self.options.dtype]
         roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
-        chunk = Chunk(*roles, ids=None, where=Location(TENSORS, rows + 1))
+        chunk = Chunk(*roles, ids=None, where=Location(TENSORS, self._rows_given + 1))
+        self._rows_given += roles[0].shape[0]
         scored = self.add(chunk)
         loss = scored.loss
         if scored.kept is not None:
