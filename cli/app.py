@@ -46,8 +46,7 @@ def _root(
 def _option(help: str, default: object = None, *flags: str) -> Any:
     """An option that is None unless given, so that a config file can fill it; its help shows
     the built-in default."""
-    shown = default if default is not None else False
-    return typer.Option(*flags, help=help, show_default=str(shown) if shown is not False else False)
+    return typer.Option(*flags, help=help, show_default=False if default is None else str(default))
 
 
 @app.command()
@@ -108,7 +107,8 @@ def score(
         _option("A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable."),
     ] = None,
     config: Annotated[
-        str | None, _option("Options file (default: [tool.gaussnll] in pyproject.toml).")
+        str | None,
+        _option("Options file (default: the \\[tool.gaussnll] table of pyproject.toml)."),
     ] = None,
     output_format: Annotated[
         str | None, _option("table, json or markdown.", "table", "--format")
