@@ -38,9 +38,14 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 MOMENTS = ("z", "z2", "log_var", "var", "std", "crps", "abs_error", "squared_error", "error")
 
 
+def central_quantiles(levels: Tensor) -> Tensor:
+    """``Φ⁻¹(0.5 + p/2)``: the half-widths, in standard deviations, of central p-intervals."""
+    return torch.special.ndtri(0.5 + levels / 2)
+
+
 def central_quantile(level: float) -> float:
-    """``Φ⁻¹(0.5 + p/2)``: the half-width, in standard deviations, of the central p-interval."""
-    return float(torch.special.ndtri(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
+    """:func:`central_quantiles` of one level."""
+    return float(central_quantiles(torch.tensor(level, dtype=torch.float64)))
 
 
 class CalibrationState:
@@ -220,7 +225,7 @@ def _interval_score_sum(score_sums: Tensor) -> float:
     """
     std, abs_error = score_sums[0], score_sums[1]
     levels = torch.arange(1, SCORE_STEPS, dtype=torch.float64) / SCORE_STEPS
-    q = torch.special.ndtri(0.5 + levels / 2)
+    q = central_quantiles(levels)
     weight = 2 / (1 - levels)
     zero = torch.zeros(1, dtype=torch.float64)
     weight_prefix = torch.cat([zero, torch.cumsum(weight, 0)])[:SCORE_STEPS]

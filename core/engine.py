@@ -12,16 +12,13 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 import torch
-from torch import Tensor
 
 from gaussnll.core.errors import InputError, NegativeSpreadError
-from gaussnll.core.loss import HALF_LOG_2PI
-from gaussnll.core.nonfinite import expand_rows
 from gaussnll.core.options import DTYPES, ScoreOptions
 from gaussnll.core.prefetch import prefetched
 from gaussnll.core.readers import ReadRequest, count_rows, iter_batches
 from gaussnll.core.report import Report
-from gaussnll.core.scorer import Chunk, Scorer, output_names
+from gaussnll.core.scorer import Chunk, Scored, Scorer, output_names
 from gaussnll.core.sources import Source, resolve_source
 from gaussnll.core.tensors import Conversion, Location
 from gaussnll.core.writers import RowWriter
@@ -81,7 +78,7 @@ def score_batches(
         except NegativeSpreadError as first:
             raise _with_negative_count(first, [chunk], chunks) from None
         if rows_to is not None:
-            rows_to.write(_row_batch(scored.loss, options, chunk.ids, scored.kept))
+            rows_to.write(_row_batch(scored, options, chunk.ids))
         if on_progress is not None:
             on_progress(scorer.state.rows, total_rows)
     if scorer.state is None:
@@ -145,17 +142,11 @@ def _chunks(
         )
 
 
-def _row_batch(
-    loss: Tensor, options: ScoreOptions, ids: pa.Array | None, kept: Tensor | None
-) -> pa.RecordBatch:
+def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> pa.RecordBatch:
     """Per-row losses of one chunk; rows skipped for non-finite values get nulls."""
     spec = options.columns
-    values = loss + HALF_LOG_2PI if options.full else loss
-    skipped = None
-    if kept is not None:
-        values = expand_rows(values, kept, float("nan"))
-        skipped = (~kept).cpu().numpy()
-    values = values.cpu().numpy()
+    values = scored.per_row(options.full).cpu().numpy()
+    skipped = None if scored.kept is None else (~scored.kept).cpu().numpy()
     names = output_names(spec, values.shape[1])
     columns = [
         pa.array(np.ascontiguousarray(values[:, j]), mask=skipped) for j in range(values.shape[1])

@@ -52,6 +52,12 @@ class Scored:
     loss: Tensor
     kept: Tensor | None
 
+    def per_row(self, full: bool) -> Tensor:
+        """The losses aligned with the chunk's rows (NaN where skipped), with the constant if
+        ``full``: what torch's ``reduction='none'`` gives."""
+        loss = self.loss + HALF_LOG_2PI if full else self.loss
+        return loss if self.kept is None else expand_rows(loss, self.kept, float("nan"))
+
 
 class Scorer:
     """Accumulates the Gaussian NLL, calibration and accuracy of chunks into a Report.
@@ -77,20 +83,13 @@ class Scorer:
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
         chunk = Chunk(*roles, ids=None, where=Location(TENSORS, self._rows_given + 1))
         self._rows_given += roles[0].shape[0]
-        scored = self.add(chunk)
-        loss = scored.loss
-        if scored.kept is not None:
-            loss = expand_rows(loss, scored.kept, float("nan"))
-        return loss + HALF_LOG_2PI if self.options.full else loss
+        return self.add(chunk).per_row(self.options.full)
 
     def add(self, chunk: Chunk) -> Scored:
         """Add a chunk; invalid values raise at once on the CPU (see ``failed`` on a GPU)."""
         options, spec = self.options, self.options.columns
         if self.state is None:
-            levels = options.levels if options.calibration else None
-            self.state = ScoreState(
-                chunk.mean.shape[1], self.device, levels=levels, pit_bins=options.pit_bins
-            )
+            self.state = self._new_state(chunk.mean.shape[1])
         state = self.state
         _check_widths(chunk, spec, state.outputs)
         var = _variance(chunk.spread, spec.spread_kind)
@@ -120,13 +119,12 @@ class Scorer:
         if other.state is None:
             return
         if self.state is None:
-            self.state = ScoreState(
-                other.state.outputs,
-                self.device,
-                levels=self.options.levels if self.options.calibration else None,
-                pit_bins=self.options.pit_bins,
-            )
+            self.state = self._new_state(other.state.outputs)
         self.state.merge(other.state)
+
+    def _new_state(self, outputs: int) -> ScoreState:
+        levels = self.options.levels if self.options.calibration else None
+        return ScoreState(outputs, self.device, levels=levels, pit_bins=self.options.pit_bins)
 
     def report(self, path: str = TENSORS, file_format: str = "tensors") -> Report:
         """Every reported number, derived from the sums."""
