@@ -49,6 +49,45 @@ def _option(help: str, default: object = None, *flags: str) -> Any:
     return typer.Option(*flags, help=help, show_default=False if default is None else str(default))
 
 
+# Options shared by the commands, declared once.
+MeanCol = Annotated[
+    str | None, _option("Mean column(s); comma-separated for several outputs.", "mean")
+]
+TargetCol = Annotated[str | None, _option("Target column(s).", "target")]
+VarCol = Annotated[str | None, _option("Variance column(s).", "var")]
+StdCol = Annotated[str | None, _option("Give the spread as standard deviation column(s).")]
+LogVarCol = Annotated[str | None, _option("Give the spread as log-variance column(s).")]
+Full = Annotated[
+    bool | None, _option("Add the constant 0.5*log(2*pi) per element.", None, "--full/--no-full")
+]
+Eps = Annotated[float | None, _option("Floor for the variance, as torch's eps.", DEFAULT_EPS)]
+ChunkSize = Annotated[int | None, _option("Rows per chunk held in memory.", DEFAULT_CHUNK_ROWS)]
+Device = Annotated[str | None, _option("auto, cpu, cuda or cuda:N.", "auto")]
+Dtype = Annotated[str | None, _option("float64 or float32 for the computation.", "float64")]
+NanPolicy = Annotated[
+    str | None, _option("NaN/inf/missing: error, skip (drop rows) or propagate.", "error")
+]
+Delimiter = Annotated[str | None, _option("Field delimiter of CSV input.", ",")]
+Calibration = Annotated[
+    bool | None,
+    _option("Compute calibration and accuracy summaries.", True, "--calibration/--no-calibration"),
+]
+Levels = Annotated[
+    str | None,
+    _option("Central-interval levels, comma-separated.", ",".join(map(str, DEFAULT_LEVELS))),
+]
+PitBins = Annotated[int | None, _option("Bins of the PIT histogram.", DEFAULT_PIT_BINS)]
+ConfigFile = Annotated[
+    str | None, _option("Options file (default: the \\[tool.gaussnll] table of pyproject.toml).")
+]
+OutputFormat = Annotated[str | None, _option("table, json or markdown.", "table", "--format")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Short for --format json.")]
+JunitXml = Annotated[str | None, _option("Write the checks as JUnit XML to this file.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Debug = Annotated[bool, typer.Option(help="Show tracebacks, for bug reports.")]
+_OUTPUT_PARAMETERS = ("output_format", "json_output", "per_row", "junit_xml", "config", "quiet")
+
+
 @app.command()
 def score(
     path: Annotated[
@@ -58,109 +97,137 @@ def score(
             help="Parquet/CSV/Arrow file, a directory or glob of them, or - for CSV on stdin.",
         ),
     ],
-    mean_col: Annotated[
-        str | None, _option("Mean column(s); comma-separated for several outputs.", "mean")
-    ] = None,
-    target_col: Annotated[str | None, _option("Target column(s).", "target")] = None,
-    var_col: Annotated[str | None, _option("Variance column(s).", "var")] = None,
-    std_col: Annotated[
-        str | None, _option("Give the spread as standard deviation column(s).")
-    ] = None,
-    log_var_col: Annotated[
-        str | None, _option("Give the spread as log-variance column(s).")
-    ] = None,
+    mean_col: MeanCol = None,
+    target_col: TargetCol = None,
+    var_col: VarCol = None,
+    std_col: StdCol = None,
+    log_var_col: LogVarCol = None,
     id_col: Annotated[str | None, _option("Carry this column into the per-row output.")] = None,
-    full: Annotated[
-        bool | None,
-        _option("Add the constant 0.5*log(2*pi) per element.", None, "--full/--no-full"),
-    ] = None,
-    eps: Annotated[
-        float | None, _option("Floor for the variance, as torch's eps.", DEFAULT_EPS)
-    ] = None,
+    full: Full = None,
+    eps: Eps = None,
     reduction: Annotated[
         str | None, _option("mean, sum, or none (per-row losses).", "mean")
     ] = None,
-    chunk_size: Annotated[
-        int | None, _option("Rows per chunk held in memory.", DEFAULT_CHUNK_ROWS)
-    ] = None,
-    device: Annotated[str | None, _option("auto, cpu, cuda or cuda:N.", "auto")] = None,
-    dtype: Annotated[
-        str | None, _option("float64 or float32 for the computation.", "float64")
-    ] = None,
-    nan_policy: Annotated[
-        str | None, _option("NaN/inf/missing: error, skip (drop rows) or propagate.", "error")
-    ] = None,
-    delimiter: Annotated[str | None, _option("Field delimiter of CSV input.", ",")] = None,
-    calibration: Annotated[
-        bool | None,
-        _option(
-            "Compute calibration and accuracy summaries.", True, "--calibration/--no-calibration"
-        ),
-    ] = None,
-    levels: Annotated[
-        str | None,
-        _option("Central-interval levels, comma-separated.", ",".join(map(str, DEFAULT_LEVELS))),
-    ] = None,
-    pit_bins: Annotated[int | None, _option("Bins of the PIT histogram.", DEFAULT_PIT_BINS)] = None,
+    chunk_size: ChunkSize = None,
+    device: Device = None,
+    dtype: Dtype = None,
+    nan_policy: NanPolicy = None,
+    delimiter: Delimiter = None,
+    calibration: Calibration = None,
+    levels: Levels = None,
+    pit_bins: PitBins = None,
     check: Annotated[
         list[str] | None,
         _option("A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable."),
     ] = None,
-    config: Annotated[
-        str | None,
-        _option("Options file (default: the \\[tool.gaussnll] table of pyproject.toml)."),
-    ] = None,
-    output_format: Annotated[
-        str | None, _option("table, json or markdown.", "table", "--format")
-    ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Short for --format json.")] = False,
+    config: ConfigFile = None,
+    output_format: OutputFormat = None,
+    json_output: JsonOutput = False,
     per_row: Annotated[
         str | None, _option("Write per-row losses to this .parquet or .csv file.")
     ] = None,
-    junit_xml: Annotated[str | None, _option("Write the checks as JUnit XML to this file.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks, for bug reports.")] = False,
+    junit_xml: JunitXml = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
 ) -> None:
     """Stream a prediction file through the Gaussian NLL, report it, and apply quality gates.
 
     Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input.
     """
+    given, outputs = _split_parameters(locals())
     with user_errors(debug):
         from gaussnll.cli import commands
 
-        given = {
-            "mean_col": mean_col,
-            "target_col": target_col,
-            "var_col": var_col,
-            "std_col": std_col,
-            "log_var_col": log_var_col,
-            "id_col": id_col,
-            "full": full,
-            "eps": eps,
-            "reduction": reduction,
-            "chunk_size": chunk_size,
-            "device": device,
-            "dtype": dtype,
-            "nan_policy": nan_policy,
-            "delimiter": delimiter,
-            "calibration": calibration,
-            "levels": levels,
-            "pit_bins": pit_bins,
-            "checks": check,
-        }
-        code = commands.run_score(
-            path,
-            {name: value for name, value in given.items() if value is not None},
-            commands.Outputs(
-                format="json" if json_output else output_format,
-                per_row=per_row,
-                junit_xml=junit_xml,
-                config=config,
-                quiet=quiet,
-            ),
-        )
+        code = commands.run_score(path, given, commands.Outputs(**outputs))
     if code:
         raise typer.Exit(code)
+
+
+@app.command()
+def compare(
+    baseline: Annotated[
+        str, typer.Argument(metavar="BASELINE", help="The reference model's predictions.")
+    ],
+    candidate: Annotated[
+        str,
+        typer.Argument(metavar="CANDIDATE", help="The new model's predictions of the same rows."),
+    ],
+    id_col: Annotated[
+        str | None, _option("Pair rows by this id column instead of by order.")
+    ] = None,
+    max_regression: Annotated[
+        float | None,
+        _option(
+            "Fail (exit 1) when the candidate's NLL is worse by more than this beyond noise: "
+            "the lower end of the confidence interval of delta_nll is above it."
+        ),
+    ] = None,
+    confidence: Annotated[
+        float | None, _option("Level of the confidence interval of delta_nll.", 0.95)
+    ] = None,
+    mean_col: MeanCol = None,
+    target_col: TargetCol = None,
+    var_col: VarCol = None,
+    std_col: StdCol = None,
+    log_var_col: LogVarCol = None,
+    full: Full = None,
+    eps: Eps = None,
+    chunk_size: ChunkSize = None,
+    device: Device = None,
+    dtype: Dtype = None,
+    nan_policy: NanPolicy = None,
+    delimiter: Delimiter = None,
+    calibration: Calibration = None,
+    levels: Levels = None,
+    pit_bins: PitBins = None,
+    check: Annotated[
+        list[str] | None,
+        _option(
+            "A quality gate on the comparison, e.g. 'delta_nll <= 0' or "
+            "'candidate.coverage@0.9 >= 0.85'; repeatable."
+        ),
+    ] = None,
+    config: ConfigFile = None,
+    output_format: OutputFormat = None,
+    json_output: JsonOutput = False,
+    per_row: Annotated[
+        str | None,
+        _option("Write each pair's NLL and difference to this .parquet or .csv file."),
+    ] = None,
+    junit_xml: JunitXml = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Compare two models' predictions of the same targets: both scored side by side, and the
+    paired difference of their per-row NLL with a confidence interval.
+
+    Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input.
+    """
+    given, outputs = _split_parameters(locals())
+    with user_errors(debug):
+        from gaussnll.cli import commands
+
+        code = commands.run_compare(baseline, candidate, given, commands.Outputs(**outputs))
+    if code:
+        raise typer.Exit(code)
+
+
+def _split_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A command's parameters as (settings given on the command line, output options).
+
+    Settings left out (None) are for the config file or the defaults to fill; ``check`` is
+    the ``checks`` setting.
+    """
+    outputs = {name: parameters[name] for name in _OUTPUT_PARAMETERS}
+    output_format, json_output = outputs.pop("output_format"), outputs.pop("json_output")
+    outputs["format"] = "json" if json_output else output_format
+    skip = {*_OUTPUT_PARAMETERS, "path", "baseline", "candidate", "debug"}
+    given = {
+        ("checks" if name == "check" else name): value
+        for name, value in parameters.items()
+        if name not in skip and value is not None
+    }
+    return given, outputs
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ run the core, render, apply the checks, and choose the exit code."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -11,13 +12,19 @@ from typing import Any
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import print_report, report_json, report_markdown
+from gaussnll.cli.render_compare import compare_json, compare_markdown, print_compare
 from gaussnll.core.checks import (
+    SCORE_METRICS,
+    Catalog,
+    Check,
+    CheckResult,
     check_levels,
     evaluate,
     needs_calibration,
     parse_checks,
 )
 from gaussnll.core.columns import ColumnSpec
+from gaussnll.core.comparison import COMPARE_METRICS, DEFAULT_CONFIDENCE, compare
 from gaussnll.core.config import Config, load_config
 from gaussnll.core.defaults import DEFAULT_CHUNK_ROWS, DEFAULT_EPS, DEFAULT_LEVELS, DEFAULT_PIT_BINS
 from gaussnll.core.engine import score
@@ -52,8 +59,16 @@ BUILT_IN: dict[str, Any] = {
     "levels": list(DEFAULT_LEVELS),
     "pit_bins": DEFAULT_PIT_BINS,
     "checks": [],
+    "compare_checks": [],
+    "max_regression": None,
+    "confidence": DEFAULT_CONFIDENCE,
 }
 _SPREAD_KEYS = ("var_col", "std_col", "log_var_col")
+# Settings of one command only (the rest are shared); each command shows only its own.
+_COMMAND_ONLY = {
+    "score": ("reduction", "checks"),
+    "compare": ("compare_checks", "max_regression", "confidence"),
+}
 
 
 @dataclass(frozen=True)
@@ -67,49 +82,29 @@ class Outputs:
     quiet: bool = False
 
 
-def resolve_settings(given: dict[str, Any], config: Config) -> dict[str, Any]:
-    """Built-in defaults, overridden by the config file, overridden by the command line.
+def resolve_settings(
+    given: dict[str, Any], config: Config, command: str = "score"
+) -> dict[str, Any]:
+    """Built-in defaults, overridden by the config file, overridden by the command line; only
+    the settings ``command`` uses.
 
     Giving the spread one way on the command line replaces the file's choice entirely.
     """
+    others = {key for name, keys in _COMMAND_ONLY.items() if name != command for key in keys}
     settings = {**BUILT_IN, **config.values, **given}
     if any(key in given for key in _SPREAD_KEYS):
         settings.update({key: given.get(key) for key in _SPREAD_KEYS})
     settings["levels"] = parse_levels(settings["levels"])
-    return settings
+    return {key: value for key, value in settings.items() if key not in others}
 
 
 def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
     """Score ``path``, render the report and the checks; return the exit code (0 or 1)."""
     config = load_config(outputs.config)
     settings = resolve_settings(given, config)
-    output_format = outputs.format or "table"
-    if output_format not in FORMATS:
-        raise UsageError(f"--format must be table, json or markdown. Got {output_format!r}.")
-    checks = parse_checks(settings["checks"])
-    if needs_calibration(checks) and not settings["calibration"]:
-        raise UsageError("a --check uses a calibration metric: drop --no-calibration")
-    options = ScoreOptions(
-        columns=ColumnSpec.from_options(
-            mean=settings["mean_col"],
-            target=settings["target_col"],
-            var=settings["var_col"],
-            std=settings["std_col"],
-            log_var=settings["log_var_col"],
-            id=settings["id_col"],
-        ),
-        full=settings["full"],
-        eps=float(settings["eps"]),
-        reduction=settings["reduction"],
-        chunk_size=settings["chunk_size"],
-        device=settings["device"],
-        dtype=settings["dtype"],
-        nan_policy=settings["nan_policy"],
-        delimiter=settings["delimiter"],
-        calibration=settings["calibration"],
-        levels=tuple(dict.fromkeys([*settings["levels"], *check_levels(checks)])),
-        pit_bins=settings["pit_bins"],
-    )
+    output_format = _output_format(outputs)
+    checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
+    options = _score_options(settings, checks)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
     if rows_on_stdout and (outputs.format is not None or checks or outputs.junit_xml):
         raise UsageError(
@@ -120,7 +115,9 @@ def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
     if outputs.per_row is not None:
-        rows_context = atomic_row_writer(outputs.per_row, row_file_format(outputs.per_row, source))
+        rows_context = atomic_row_writer(
+            outputs.per_row, row_file_format(outputs.per_row, source.files)
+        )
     elif rows_on_stdout:
         rows_context = nullcontext(RowWriter(sys.stdout.buffer, FileFormat.CSV))
     else:
@@ -132,15 +129,118 @@ def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
     if rows_on_stdout:
         return 0
     results = evaluate(checks, report.to_dict())
+    _render(SCORE_RENDERERS, output_format, report, results, config, settings)
+    return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds)
+
+
+def run_compare(baseline: str, candidate: str, given: dict[str, Any], outputs: Outputs) -> int:
+    """Compare two prediction files, render both reports, their difference and the checks."""
+    if "checks" in given:
+        given = {**given, "compare_checks": given.pop("checks")}
+    config = load_config(outputs.config)
+    settings = resolve_settings(given, config, "compare")
+    output_format = _output_format(outputs)
+    texts = list(settings["compare_checks"])
+    if settings["max_regression"] is not None:
+        texts.append(f"delta_nll_ci_low <= {float(settings['max_regression']):g}")
+    checks = _parsed_checks(texts, settings, COMPARE_METRICS)
+    options = _score_options(settings, checks)
+    sources = [resolve_source(path) for path in (baseline, candidate)]
+    rows_context = nullcontext(None)
+    if outputs.per_row is not None:
+        files = [f for source in sources for f in source.files]
+        rows_context = atomic_row_writer(outputs.per_row, row_file_format(outputs.per_row, files))
+    with (
+        rows_context as rows_to,
+        progress_callback("comparing", not outputs.quiet) as on_progress,
+    ):
+        report = compare(
+            baseline,
+            candidate,
+            options,
+            confidence=float(settings["confidence"]),
+            rows_to=rows_to,
+            on_progress=on_progress,
+        )
+    results = evaluate(checks, report.to_dict(), COMPARE_METRICS)
+    _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
+    return _finish(results, outputs, f"gaussnll compare {report.label}", report.seconds)
+
+
+@dataclass(frozen=True)
+class Renderers:
+    """How one command's report is shown in each ``--format``."""
+
+    json: Callable[..., str]
+    markdown: Callable[[Any, list[CheckResult]], str]
+    table: Callable[[Any, list[CheckResult]], None]
+
+
+SCORE_RENDERERS = Renderers(report_json, report_markdown, print_report)
+COMPARE_RENDERERS = Renderers(compare_json, compare_markdown, print_compare)
+
+
+def _render(
+    renderers: Renderers,
+    output_format: str,
+    report: Any,
+    results: list[CheckResult],
+    config: Config,
+    settings: dict[str, Any],
+) -> None:
+    """Print ``report`` and the check ``results`` on stdout in ``output_format``."""
     if output_format == "json":
-        print(report_json(report, results, config_file=config.path, settings=settings))
+        print(renderers.json(report, results, config_file=config.path, settings=settings))
     elif output_format == "markdown":
-        print(report_markdown(report, results))
+        print(renderers.markdown(report, results))
     else:
-        print_report(report, results)
+        renderers.table(report, results)
+
+
+def _output_format(outputs: Outputs) -> str:
+    output_format = outputs.format or "table"
+    if output_format not in FORMATS:
+        raise UsageError(f"--format must be table, json or markdown. Got {output_format!r}.")
+    return output_format
+
+
+def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog) -> list[Check]:
+    checks = parse_checks(texts, catalog)
+    if needs_calibration(checks, catalog) and not settings["calibration"]:
+        raise UsageError("a --check uses a calibration metric: drop --no-calibration")
+    return checks
+
+
+def _finish(results: list[CheckResult], outputs: Outputs, suite: str, seconds: float) -> int:
+    """Write the JUnit file if asked; the exit code: 1 when a check failed, else 0."""
     if outputs.junit_xml is not None:
-        write_text_atomically(outputs.junit_xml, junit_xml(results, report))
+        write_text_atomically(outputs.junit_xml, junit_xml(results, suite, seconds))
     return EXIT_CHECK_FAILED if any(not r.passed for r in results) else 0
+
+
+def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions:
+    """The core's options from resolved settings; levels named in checks are computed too."""
+    return ScoreOptions(
+        columns=ColumnSpec.from_options(
+            mean=settings["mean_col"],
+            target=settings["target_col"],
+            var=settings["var_col"],
+            std=settings["std_col"],
+            log_var=settings["log_var_col"],
+            id=settings["id_col"],
+        ),
+        full=settings["full"],
+        eps=float(settings["eps"]),
+        reduction=settings.get("reduction", "mean"),
+        chunk_size=settings["chunk_size"],
+        device=settings["device"],
+        dtype=settings["dtype"],
+        nan_policy=settings["nan_policy"],
+        delimiter=settings["delimiter"],
+        calibration=settings["calibration"],
+        levels=tuple(dict.fromkeys([*settings["levels"], *check_levels(checks)])),
+        pit_bins=settings["pit_bins"],
+    )
 
 
 def parse_levels(value: str | list[float] | tuple[float, ...]) -> tuple[float, ...]:

@@ -5,21 +5,21 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from gaussnll.core.checks import CheckResult
-from gaussnll.core.report import Report
 
 
-def junit_xml(results: list[CheckResult], report: Report) -> str:
-    """One ``<testsuite>`` named after the input; one ``<testcase>`` per check."""
+def junit_xml(results: list[CheckResult], suite_name: str, seconds: float) -> str:
+    """One ``<testsuite>`` named ``suite_name`` (the command and its inputs); one
+    ``<testcase>`` per check."""
     failures = sum(not result.passed for result in results)
     suites = ET.Element("testsuites", tests=str(len(results)), failures=str(failures))
     suite = ET.SubElement(
         suites,
         "testsuite",
-        name=f"gaussnll score {report.path}",
+        name=suite_name,
         tests=str(len(results)),
         failures=str(failures),
         errors="0",
-        time=f"{report.seconds:.3f}",
+        time=f"{seconds:.3f}",
     )
     for result in results:
         case = ET.SubElement(suite, "testcase", classname="gaussnll.checks", name=result.check.text)

@@ -27,11 +27,23 @@ def report_json(
 
     Non-finite floats become null so every JSON parser accepts it.
     """
-    payload = report.to_dict()
-    payload["checks"] = [result.to_dict() for result in results]
-    payload["passed"] = all(result.passed for result in results)
-    payload["config"] = {"file": config_file, "settings": settings or {}}
-    return json.dumps(_finite(payload), indent=2, default=list)
+    return json_with_checks(report.to_dict(), results, config_file, settings)
+
+
+def json_with_checks(
+    payload: dict[str, Any],
+    results: list[CheckResult],
+    config_file: str | None,
+    settings: dict[str, Any] | None,
+) -> str:
+    """``payload`` with ``checks``, ``passed`` and ``config`` added, as JSON."""
+    payload = {
+        **payload,
+        "checks": [result.to_dict() for result in results],
+        "passed": all(result.passed for result in results),
+        "config": {"file": config_file, "settings": settings or {}},
+    }
+    return json.dumps(finite(payload), indent=2, default=list)
 
 
 def print_report(report: Report, results: list[CheckResult] = ()) -> None:
@@ -57,7 +69,7 @@ def checks_table(results: list[CheckResult]) -> Table:
     for header in ("metric", "value", "bound", "result"):
         table.add_column(header, justify="left" if header == "metric" else "right")
     for result in results:
-        value = "missing" if result.value is None else _number(result.value)
+        value = "missing" if result.value is None else number(result.value)
         verdict = "[green]pass[/]" if result.passed else "[bold red]FAIL[/]"
         bound = f"{result.check.op} {result.check.bound_text()}"
         table.add_row(result.check.metric, value, bound, verdict)
@@ -77,60 +89,65 @@ def report_markdown(report: Report, results: list[CheckResult] = ()) -> str:
             ("RMSE", report.accuracy.rmse),
         ]
     lines += ["| metric | value |", "| --- | ---: |"]
-    lines += [f"| {name} | {_cell(value)} |" for name, value in headline]
+    lines += [f"| {name} | {cell(value)} |" for name, value in headline]
     if report.calibration is not None:
         cal = report.calibration
         lines += ["", "| level | observed coverage | mean width |", "| ---: | ---: | ---: |"]
         lines += [
-            f"| {level:g} | {observed:.4f} | {_number(width)} |"
+            f"| {level:g} | {observed:.4f} | {number(width)} |"
             for level, observed, width in zip(
                 cal.levels, cal.coverage, cal.interval_width, strict=True
             )
         ]
-    if results:
-        failures = sum(not r.passed for r in results)
-        verdict = "all checks passed" if not failures else f"{failures} check(s) failed"
-        lines += ["", f"**{verdict}**", "", "| | check | value |", "| --- | --- | ---: |"]
-        lines += [
-            f"| {'✅' if r.passed else '❌'} | `{r.check.text}` | {_cell(r.value)} |"
-            for r in results
-        ]
-    return "\n".join(lines)
+    return "\n".join(lines + checks_markdown(results))
 
 
-def _cell(value: float | int | None) -> str:
+def checks_markdown(results: list[CheckResult]) -> list[str]:
+    """The checks as Markdown lines (none without checks)."""
+    if not results:
+        return []
+    failures = sum(not r.passed for r in results)
+    verdict = "all checks passed" if not failures else f"{failures} check(s) failed"
+    lines = ["", f"**{verdict}**", "", "| | check | value |", "| --- | --- | ---: |"]
+    lines += [
+        f"| {'✅' if r.passed else '❌'} | `{r.check.text}` | {cell(r.value)} |" for r in results
+    ]
+    return lines
+
+
+def cell(value: float | int | None) -> str:
     if value is None:
         return "missing"
-    return f"{value:,}" if isinstance(value, int) else _number(value)
+    return f"{value:,}" if isinstance(value, int) else number(value)
 
 
 def summary_table(report: Report) -> Table:
     table = Table(title=f"gaussnll score: {report.path}", show_header=False, title_justify="left")
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
-    reduced = "-" if report.nll is None else _number(report.nll)
+    reduced = "-" if report.nll is None else number(report.nll)
     table.add_row(f"nll ({report.reduction})", reduced, style="bold green")
-    table.add_row("nll mean", _number(report.nll_mean))
-    table.add_row("nll sum", _number(report.nll_sum))
+    table.add_row("nll mean", number(report.nll_mean))
+    table.add_row("nll sum", number(report.nll_sum))
     cal, acc = report.calibration, report.accuracy
     if cal is not None and acc is not None:
         table.add_section()
-        table.add_row("nll with constant (full)", _number(cal.nll_full))
-        table.add_row("variance scale s* (1 = calibrated)", _number(cal.var_scale))
-        table.add_row("nll with variance x s*", _number(cal.nll_at_var_scale))
-        table.add_row("CRPS", _number(cal.crps))
+        table.add_row("nll with constant (full)", number(cal.nll_full))
+        table.add_row("variance scale s* (1 = calibrated)", number(cal.var_scale))
+        table.add_row("nll with variance x s*", number(cal.nll_at_var_scale))
+        table.add_row("CRPS", number(cal.crps))
         table.add_row(
             "check score / interval score",
-            f"{_number(cal.check_score)} / {_number(cal.interval_score_avg)}",
+            f"{number(cal.check_score)} / {number(cal.interval_score_avg)}",
         )
         table.add_row(
             "MACE / RMSCE / miscal. area",
             f"{cal.mace:.4f} / {cal.rmsce:.4f} / {cal.miscalibration_area:.4f}",
         )
-        table.add_row("sharpness sqrt(mean var)", _number(cal.sharpness))
+        table.add_row("sharpness sqrt(mean var)", number(cal.sharpness))
         table.add_row("z mean / std", f"{cal.z_mean:.4f} / {cal.z_std:.4f}")
         table.add_row(
-            "MAE / RMSE / bias", f"{_number(acc.mae)} / {_number(acc.rmse)} / {_number(acc.bias)}"
+            "MAE / RMSE / bias", f"{number(acc.mae)} / {number(acc.rmse)} / {number(acc.bias)}"
         )
     table.add_section()
     table.add_row("rows / elements", f"{report.rows:,} / {report.elements:,}")
@@ -165,8 +182,8 @@ def coverage_table(report: Report) -> Table:
             f"{level:g}",
             f"{observed:.4f}",
             f"{inside:,}",
-            _number(width),
-            _number(interval),
+            number(width),
+            number(interval),
             style=style,
         )
     return table
@@ -196,25 +213,25 @@ def outputs_table(report: Report) -> Table:
         cal, acc = output.calibration, output.accuracy
         table.add_row(
             output.column,
-            _number(output.nll_mean),
-            _number(cal.crps) if cal else "-",
-            _number(cal.var_scale) if cal else "-",
-            _number(acc.rmse) if acc else "-",
+            number(output.nll_mean),
+            number(cal.crps) if cal else "-",
+            number(cal.var_scale) if cal else "-",
+            number(acc.rmse) if acc else "-",
         )
     return table
 
 
-def _number(value: float) -> str:
+def number(value: float) -> str:
     if not math.isfinite(value):
         return str(value)
     return f"{value:.6f}" if abs(value) < 1e6 else f"{value:.6e}"
 
 
-def _finite(value: object) -> object:
+def finite(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_finite(item) for item in value]
+        return [finite(item) for item in value]
     return value

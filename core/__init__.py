@@ -17,6 +17,8 @@ _EXPORTS = {
     "ScoreOptions": "options",
     "Scorer": "scorer",
     "score": "api",
+    "compare": "comparison",
+    "CompareReport": "comparison",
     "GaussnllError": "errors",
     "InputError": "errors",
     "UsageError": "errors",

@@ -2,7 +2,9 @@
 
 Metrics are the report's JSON names: top-level numbers (``nll``, ``rows``, ...), the
 ``calibration`` and ``accuracy`` numbers (``mace``, ``var_scale``, ``rmse``, ...), and per-level
-values as ``NAME@LEVEL`` (``coverage@0.9``, ``interval_width@0.5``).
+values as ``NAME@LEVEL`` (``coverage@0.9``, ``interval_width@0.5``). A catalogue says which
+names a kind of report has: ``ScoreMetrics`` for ``score``, ``CompareMetrics`` for ``compare``
+(which also reaches either model's score metrics as ``candidate.NAME``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +55,7 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_METRIC = r"[a-z_0-9]+(?:@" + _NUMBER + r")?"
+_METRIC = r"(?:[a-z]+\.)?[a-z_0-9]+(?:@" + _NUMBER + r")?"
 _COMPARISON = re.compile(rf"^\s*({_METRIC})\s*(<=|>=|==|!=|<|>)\s*({_NUMBER})\s*$")
 _BETWEEN = re.compile(rf"^\s*({_METRIC})\s+between\s+({_NUMBER})\s+({_NUMBER})\s*$")
 
@@ -70,7 +72,7 @@ class Check:
     @property
     def level(self) -> float | None:
         """The level of a ``NAME@LEVEL`` metric, else None."""
-        return float(self.metric.split("@")[1]) if "@" in self.metric else None
+        return _level(self.metric)
 
     def bound_text(self) -> str:
         return " ".join(f"{b:g}" for b in self.bounds)
@@ -101,17 +103,82 @@ class CheckResult:
         }
 
 
-def metric_names() -> list[str]:
-    """Every name a check may use (``NAME@LEVEL`` shown with a placeholder level)."""
-    return [
-        *TOP_LEVEL_METRICS,
-        *CALIBRATION_METRICS,
-        *ACCURACY_METRICS,
-        *(f"{name}@LEVEL" for name in LEVEL_METRICS),
-    ]
+class ScoreMetrics:
+    """The metrics of a score report (``Report.to_dict()``), by their JSON names."""
+
+    def names(self) -> list[str]:
+        """Every name a check may use (``NAME@LEVEL`` shown with a placeholder level)."""
+        return [
+            *TOP_LEVEL_METRICS,
+            *CALIBRATION_METRICS,
+            *ACCURACY_METRICS,
+            *(f"{name}@LEVEL" for name in LEVEL_METRICS),
+        ]
+
+    def knows(self, metric: str) -> bool:
+        name, levelled = _base_name(metric), "@" in metric
+        if levelled:
+            return name in LEVEL_METRICS
+        return name in (*TOP_LEVEL_METRICS, *CALIBRATION_METRICS, *ACCURACY_METRICS)
+
+    def uses_calibration(self, metric: str) -> bool:
+        return _base_name(metric) in (*CALIBRATION_METRICS, *ACCURACY_METRICS, *LEVEL_METRICS)
+
+    def value(self, report: Mapping[str, Any], metric: str) -> float | None:
+        """The value ``metric`` names in ``report``; None where it lacks it (or it is null)."""
+        name = _base_name(metric)
+        if name in TOP_LEVEL_METRICS:
+            return _number(report.get(name))
+        section = report.get("accuracy" if name in ACCURACY_METRICS else "calibration")
+        if not section:
+            return None
+        level = _level(metric)
+        if level is None:
+            return _number(section.get(name))
+        matches = [i for i, known in enumerate(section["levels"]) if math.isclose(known, level)]
+        return _number(section[name][matches[0]]) if matches else None
 
 
-def parse_check(text: str) -> Check:
+class CompareMetrics:
+    """The metrics of a comparison (``CompareReport.to_dict()``): the paired differences, and
+    either model's score metrics as ``baseline.NAME`` / ``candidate.NAME``."""
+
+    sides = ("baseline", "candidate")
+
+    def __init__(self, paired: Sequence[str]) -> None:
+        self.paired = tuple(paired)
+        self._score = ScoreMetrics()
+
+    def names(self) -> list[str]:
+        return [*self.paired, *(f"{side}.METRIC" for side in self.sides)]
+
+    def knows(self, metric: str) -> bool:
+        side, name = self._split(metric)
+        if side is None:
+            return name in self.paired
+        return side in self.sides and self._score.knows(name)
+
+    def uses_calibration(self, metric: str) -> bool:
+        side, name = self._split(metric)
+        return side is not None and self._score.uses_calibration(name)
+
+    def value(self, report: Mapping[str, Any], metric: str) -> float | None:
+        side, name = self._split(metric)
+        if side is None:
+            return _number(report.get(name))
+        return self._score.value(report[side], name)
+
+    @staticmethod
+    def _split(metric: str) -> tuple[str | None, str]:
+        side, dot, name = metric.partition(".")
+        return (side, name) if dot else (None, metric)
+
+
+Catalog = ScoreMetrics | CompareMetrics
+SCORE_METRICS = ScoreMetrics()
+
+
+def parse_check(text: str, catalog: Catalog = SCORE_METRICS) -> Check:
     """Parse one ``--check`` expression; a malformed one or an unknown metric is a UsageError."""
     if match := _COMPARISON.match(text):
         metric, op, bounds = match[1], match[2], (float(match[3]),)
@@ -124,12 +191,14 @@ def parse_check(text: str) -> Check:
             f"--check must be 'METRIC OP NUMBER' (OP one of <= < >= > == !=) or "
             f"'METRIC between LOW HIGH'. Got {text!r} instead."
         )
-    name = metric.split("@")[0]
-    known = (*TOP_LEVEL_METRICS, *CALIBRATION_METRICS, *ACCURACY_METRICS)
-    if ("@" in metric and name not in LEVEL_METRICS) or ("@" not in metric and name not in known):
+    if not catalog.knows(metric):
+        detail = ""
+        if isinstance(catalog, CompareMetrics):
+            detail = "; METRIC is one of " + ", ".join(SCORE_METRICS.names())
         raise UsageError(
             f"--check {text!r}: unknown metric {metric!r}; the metrics are "
-            + ", ".join(metric_names())
+            + ", ".join(catalog.names())
+            + detail
         )
     check = Check(text.strip(), metric, op, bounds)
     if check.level is not None and not 0 < check.level < 1:
@@ -137,15 +206,12 @@ def parse_check(text: str) -> Check:
     return check
 
 
-def parse_checks(texts: Iterable[str]) -> list[Check]:
-    return [parse_check(text) for text in texts]
+def parse_checks(texts: Iterable[str], catalog: Catalog = SCORE_METRICS) -> list[Check]:
+    return [parse_check(text, catalog) for text in texts]
 
 
-def needs_calibration(checks: Iterable[Check]) -> bool:
-    return any(
-        c.metric.split("@")[0] in (*CALIBRATION_METRICS, *ACCURACY_METRICS, *LEVEL_METRICS)
-        for c in checks
-    )
+def needs_calibration(checks: Iterable[Check], catalog: Catalog = SCORE_METRICS) -> bool:
+    return any(catalog.uses_calibration(c.metric) for c in checks)
 
 
 def check_levels(checks: Iterable[Check]) -> list[float]:
@@ -153,29 +219,24 @@ def check_levels(checks: Iterable[Check]) -> list[float]:
     return [c.level for c in checks if c.level is not None]
 
 
-def evaluate(checks: Iterable[Check], report: Mapping[str, Any]) -> list[CheckResult]:
-    """Each check against a report's JSON dict (``Report.to_dict()``)."""
+def evaluate(
+    checks: Iterable[Check], report: Mapping[str, Any], catalog: Catalog = SCORE_METRICS
+) -> list[CheckResult]:
+    """Each check against a report's JSON dict (``Report.to_dict()`` for score metrics)."""
     results = []
     for check in checks:
-        value = metric_value(report, check)
+        value = catalog.value(report, check.metric)
         passed = value is not None and check.passes(value)
         results.append(CheckResult(check, value, passed))
     return results
 
 
-def metric_value(report: Mapping[str, Any], check: Check) -> float | None:
-    """The value ``check`` names in ``report``; None where the report lacks it (or it is null)."""
-    name = check.metric.split("@")[0]
-    if name in TOP_LEVEL_METRICS:
-        return _number(report.get(name))
-    section = report.get("accuracy" if name in ACCURACY_METRICS else "calibration")
-    if not section:
-        return None
-    if check.level is None:
-        return _number(section.get(name))
-    levels = section["levels"]
-    matches = [i for i, level in enumerate(levels) if math.isclose(level, check.level)]
-    return _number(section[name][matches[0]]) if matches else None
+def _base_name(metric: str) -> str:
+    return metric.split("@")[0]
+
+
+def _level(metric: str) -> float | None:
+    return float(metric.split("@")[1]) if "@" in metric else None
 
 
 def _number(value: object) -> float | None:

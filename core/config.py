@@ -2,7 +2,7 @@
 file given with ``--config`` (its ``[tool.gaussnll]`` table, else its top level).
 
 Keys are the command-line option names with ``_`` for ``-`` (``mean_col``, ``nan_policy``,
-``checks``...). Command-line options override them.
+``checks``...); ``compare``'s checks are ``compare_checks``. Command-line options override them.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "levels": list,
     "pit_bins": int,
     "checks": list,
+    "compare_checks": list,
+    "max_regression": (int, float),
+    "confidence": float,
 }
 
 

@@ -71,7 +71,7 @@ def score_batches(
     """
     started = time.perf_counter()
     scorer = Scorer(options)
-    chunks = prefetched(_chunks(batches, options, scorer.device))
+    chunks = prefetched(to_chunks(batches, options, scorer.device))
     for chunk in chunks:
         try:
             scored = scorer.add(chunk)
@@ -121,9 +121,10 @@ def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> N
     raise InputError("invalid values found on the device but not on the CPU", path=path)
 
 
-def _chunks(
+def to_chunks(
     batches: Iterator[tuple[str, pa.RecordBatch]], options: ScoreOptions, device: torch.device
 ) -> Iterator[Chunk]:
+    """``(file, batch)`` pairs as chunks on ``device``, rows numbered from 1 in each file."""
     spec = options.columns
     dtype = DTYPES[options.dtype]
     current_path, first_row = None, 1

@@ -43,6 +43,20 @@ class Chunk:
             self, mean=self.mean[kept], target=self.target[kept], spread=self.spread[kept]
         )
 
+    @property
+    def length(self) -> int:
+        return self.mean.shape[0]
+
+    def slice(self, start: int, stop: int | None = None) -> Chunk:
+        """Rows ``start`` to ``stop`` (default: the end), with their file row numbers."""
+        rows = slice(start, stop)
+        ids = None
+        if self.ids is not None:
+            ids = self.ids.slice(start, (stop if stop is not None else self.length) - start)
+        return Chunk(
+            self.mean[rows], self.target[rows], self.spread[rows], ids, self.where.shifted(start)
+        )
+
 
 @dataclass(frozen=True)
 class Scored:
@@ -92,7 +106,7 @@ class Scorer:
             self.state = self._new_state(chunk.mean.shape[1])
         state = self.state
         _check_widths(chunk, spec, state.outputs)
-        var = _variance(chunk.spread, spec.spread_kind)
+        var = variance(chunk.spread, spec.spread_kind)
         scored, scored_var, kept = chunk, var, None
         if options.nan_policy == "skip":
             kept, reasons = finite_rows(chunk.mean, chunk.target, var)
@@ -189,11 +203,12 @@ def _check_widths(chunk: Chunk, spec: ColumnSpec, outputs: int) -> None:
                 + f" to match the mean's {outputs}",
                 path=chunk.where.path,
                 column=",".join(names),
-                row=chunk.where.first_row,
+                row=chunk.where.row(0),
             )
 
 
-def _variance(spread: Tensor, kind: Spread) -> Tensor:
+def variance(spread: Tensor, kind: Spread) -> Tensor:
+    """The variance a spread column stands for (a std squared, a log-variance exponentiated)."""
     if kind is Spread.STD:
         return spread * spread
     if kind is Spread.LOG_VAR:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -24,10 +24,34 @@ _NUMPY_DTYPES = {torch.float64: np.float64, torch.float32: np.float32}
 
 @dataclass(frozen=True)
 class Location:
-    """Where a batch sits: its file and the 1-based row number of its first row there."""
+    """Where a batch sits: its file and the 1-based row number of its first row there.
+
+    ``file_rows``, when given, are the file row numbers of the batch's rows, for batches whose
+    rows are not contiguous in the file (rows paired by id).
+    """
 
     path: str
     first_row: int
+    file_rows: Sequence[int] | None = field(default=None, compare=False)
+
+    def row(self, offset: int) -> int:
+        """The file row number of the batch's row ``offset`` (0-based)."""
+        if self.file_rows is not None:
+            return int(self.file_rows[offset])
+        return self.first_row + offset
+
+    def subset(self, offsets: np.ndarray) -> Location:
+        """Where the batch's rows at ``offsets`` (0-based, ascending) sit."""
+        if self.file_rows is not None:
+            rows = np.asarray(self.file_rows)[offsets]
+        else:
+            rows = self.first_row + offsets
+        return Location(self.path, self.first_row, rows)
+
+    def shifted(self, start: int) -> Location:
+        """Where the batch's rows from ``start`` on sit."""
+        rows = None if self.file_rows is None else self.file_rows[start:]
+        return Location(self.path, self.first_row + start, rows)
 
 
 @dataclass(frozen=True)
@@ -95,7 +119,7 @@ class Conversion:
                 f"{lengths[0].as_py()}; every row must have the same number of outputs",
                 path=self.where.path,
                 column=name,
-                row=self.where.first_row + first_other,
+                row=self.where.row(first_other),
             )
         return shortest or 0
 
@@ -108,7 +132,7 @@ class Conversion:
                 "--nan-policy skip",
                 path=self.where.path,
                 column=name,
-                row=self.where.first_row + first // max(width, 1),
+                row=self.where.row(first // max(width, 1)),
             )
 
 

@@ -66,7 +66,7 @@ def raise_first_problem(
             f"expected {first.expected}, got {first.value!r}",
             path=where.path,
             column=first.column,
-            row=where.first_row + first.row,
+            row=where.row(first.row),
         )
     if policy == "propagate":
         return
@@ -75,7 +75,7 @@ def raise_first_problem(
         raise InputError(
             "the loss is not finite (a zero variance with --eps 0, or an overflow)",
             path=where.path,
-            row=where.first_row + int(bad_rows[0]),
+            row=where.row(int(bad_rows[0])),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from gaussnll.core.errors import OutputError, UsageError
-from gaussnll.core.sources import FileFormat, Source, format_of
+from gaussnll.core.sources import FileFormat, format_of
 
 _READABLE = 0o644
 
@@ -60,15 +60,16 @@ def _writing(name: str) -> Iterator[None]:
         raise OutputError(f"cannot write {name}: {error}") from error
 
 
-def row_file_format(path: str, source: Source) -> FileFormat:
-    """Check that ``path`` can take per-row output for ``source``; return its format."""
+def row_file_format(path: str, inputs: Sequence[str]) -> FileFormat:
+    """Check that ``path`` can take per-row output (and is none of the ``inputs`` files);
+    return its format."""
     file_format = format_of(path)
     if file_format not in (FileFormat.PARQUET, FileFormat.CSV) or path.endswith(
         (".gz", ".bz2", ".zst")
     ):
         raise UsageError(f"--per-row must name a .parquet or .csv file. Got {path!r} instead.")
     target = os.path.realpath(path)
-    if any(os.path.realpath(f) == target for f in source.files):
+    if any(os.path.realpath(f) == target for f in inputs):
         raise UsageError(f"--per-row {path!r} is an input file; choose another path")
     return file_format
 

@@ -2,7 +2,8 @@
 
 A heteroscedastic regression: y = sin(3x) + x/2 + noise with std 0.1 + 0.4|x|. The "model" has a
 small bias in its mean and predicts variances 30% too small (over-confident), so calibration
-has something to show.
+has something to show. ``preds_candidate.parquet`` is a second model of the same rows for
+``gaussnll compare``: bias removed and variances recalibrated, its rows shuffled (pair by ``id``).
 
     python sample_data/make_sample.py
 """
@@ -32,6 +33,11 @@ def predictions(rng: np.random.Generator, rows: int) -> dict[str, np.ndarray]:
     return {"x": x, "mean": mean, "var": var, "target": target}
 
 
+def recalibrated(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same model with its mean bias removed and its variances scaled up to calibration."""
+    return {**columns, "mean": columns["mean"] - 0.05, "var": columns["var"] / 0.7}
+
+
 def main() -> None:
     rng = np.random.default_rng(SEED)
     columns = predictions(rng, ROWS)
@@ -47,6 +53,12 @@ def main() -> None:
         for name in ("mean", "var", "target")
     }
     pq.write_table(pa.table({"id": np.arange(2_000), **pairs}), HERE / "preds_2d.parquet")
+
+    candidate = pa.table(
+        {"id": np.arange(ROWS), **{k: np.round(v, 6) for k, v in recalibrated(columns).items()}}
+    )
+    order = np.random.default_rng(SEED + 1).permutation(ROWS)
+    pq.write_table(candidate.take(order), HERE / "preds_candidate.parquet")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,18 @@ def torch_nll(columns: dict[str, np.ndarray], **options: object) -> float:
     return F.gaussian_nll_loss(mean, target, var, **options).item()
 
 
+def assert_one_line_error(result, *fragments: str) -> None:
+    """A CLI result that failed with exit 2 and exactly one ``gaussnll:`` line on stderr."""
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gaussnll: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
 @pytest.fixture
 def predictions() -> dict[str, np.ndarray]:
     return make_predictions(2_500, seed=1)

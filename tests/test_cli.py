@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_predictions, torch_nll, write_table
+from conftest import assert_one_line_error, make_predictions, torch_nll, write_table
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
@@ -39,17 +39,6 @@ REQUIRED_JSON_KEYS = {
 
 def run(*args: str, input: str | None = None):
     return CliRunner().invoke(app, list(args), input=input)
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gaussnll: ")
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_json_has_the_documented_schema(parquet_file, predictions):
@@ -207,7 +196,7 @@ def test_missing_file():
     assert_one_line_error(run("score", "does-not-exist.parquet"), "no such file or directory")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["score", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["score", "--help"], ["compare", "--help"]])
 def test_every_command_has_help(args):
     result = run(*args)
     assert result.exit_code == 0

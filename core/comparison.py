@@ -1,0 +1,294 @@
+"""``compare``: two models' predictions of the same targets, scored side by side, and the paired
+difference of their per-row NLL (candidate minus baseline: negative means the candidate is
+better), with its standard error and a normal-approximation confidence interval.
+
+Everything is a sum over paired rows, so it streams and merges like the score state.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from gaussnll.core.checks import CompareMetrics
+from gaussnll.core.devices import resolve_device
+from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.loss import HALF_LOG_2PI
+from gaussnll.core.nonfinite import expand_rows, finite_rows
+from gaussnll.core.options import ScoreOptions
+from gaussnll.core.pairing import ChunkPair, pair_by_id, pair_by_order
+from gaussnll.core.report import Report
+from gaussnll.core.scorer import Chunk, Scorer, variance
+from gaussnll.core.sources import resolve_source
+from gaussnll.core.summation import CompensatedSum
+from gaussnll.core.writers import RowWriter
+
+COMPARE_SCHEMA = "gaussnll.compare/1"
+DEFAULT_CONFIDENCE = 0.95
+# Paired targets must agree this closely (a float32 copy of a float64 target does).
+TARGET_RTOL, TARGET_ATOL = 1e-6, 1e-9
+PAIRED_METRICS = (
+    "delta_nll",
+    "delta_nll_se",
+    "delta_nll_ci_low",
+    "delta_nll_ci_high",
+    "delta_nll_std",
+    "candidate_better",
+    "baseline_better",
+    "rows",
+    "unmatched_baseline",
+    "unmatched_candidate",
+    "skipped_rows",
+)
+COMPARE_METRICS = CompareMetrics(PAIRED_METRICS)
+
+
+@dataclass(frozen=True)
+class PairedSummary:
+    """The per-row NLL difference ``d = candidate - baseline`` over the paired rows."""
+
+    rows: int
+    delta_nll: float
+    delta_nll_std: float
+    delta_nll_se: float
+    delta_nll_ci_low: float
+    delta_nll_ci_high: float
+    confidence: float
+    candidate_better: float
+    baseline_better: float
+
+
+class PairedDifferences:
+    """Σd, Σd² (compensated float64) and the counts of ``d < 0`` and ``d > 0``: mergeable."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.rows = 0
+        self._sums = CompensatedSum((2,), device)
+        self._signs = torch.zeros(2, dtype=torch.int64, device=device)
+
+    def update(self, differences: Tensor) -> None:
+        """Add the per-row differences of a chunk (1-D)."""
+        d = differences.to(torch.float64)
+        self.rows += d.shape[0]
+        self._sums.add(torch.stack([d.sum(), (d * d).sum()]))
+        self._signs += torch.stack([(d < 0).sum(), (d > 0).sum()])
+
+    def merge(self, other: PairedDifferences) -> None:
+        self.rows += other.rows
+        self._sums.merge(other._sums)
+        self._signs += other._signs.to(self._signs.device)
+
+    def summary(self, confidence: float) -> PairedSummary:
+        n = self.rows
+        total, squares = self._sums.value().tolist()
+        better, worse = self._signs.tolist()
+        mean = total / n
+        variance = max(squares - total * mean, 0.0) / (n - 1) if n > 1 else float("nan")
+        std = math.sqrt(variance)
+        se = std / math.sqrt(n)
+        z = float(torch.special.ndtri(torch.tensor(0.5 + confidence / 2, dtype=torch.float64)))
+        return PairedSummary(
+            rows=n,
+            delta_nll=mean,
+            delta_nll_std=std,
+            delta_nll_se=se,
+            delta_nll_ci_low=mean - z * se,
+            delta_nll_ci_high=mean + z * se,
+            confidence=confidence,
+            candidate_better=better / n,
+            baseline_better=worse / n,
+        )
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    """Both models' reports on the paired rows, and their paired difference."""
+
+    baseline: Report
+    candidate: Report
+    paired: PairedSummary
+    pairing: str
+    id_column: str | None
+    unmatched_baseline: int
+    unmatched_candidate: int
+    skipped_rows: int
+    seconds: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.baseline.path} vs {self.candidate.path}"
+
+    @property
+    def verdict(self) -> str:
+        """``better`` or ``worse`` when the whole confidence interval of the candidate's NLL
+        difference lies below or above 0, else ``inconclusive``."""
+        if self.paired.delta_nll_ci_high < 0:
+            return "better"
+        if self.paired.delta_nll_ci_low > 0:
+            return "worse"
+        return "inconclusive"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``gaussnll compare --json`` (schema ``gaussnll.compare/1``)."""
+        return {
+            "schema": COMPARE_SCHEMA,
+            "pairing": self.pairing,
+            "id_column": self.id_column,
+            "verdict": self.verdict,
+            **asdict(self.paired),
+            "unmatched_baseline": self.unmatched_baseline,
+            "unmatched_candidate": self.unmatched_candidate,
+            "skipped_rows": self.skipped_rows,
+            "seconds": self.seconds,
+            "baseline": self.baseline.to_dict(),
+            "candidate": self.candidate.to_dict(),
+        }
+
+
+ProgressCallback = Callable[[int, "int | None"], None]
+
+
+def compare(
+    baseline: str,
+    candidate: str,
+    options: ScoreOptions | None = None,
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
+    rows_to: RowWriter | None = None,
+    on_progress: ProgressCallback | None = None,
+    **settings: Any,
+) -> CompareReport:
+    """Score two prediction files of the same targets and their paired NLL difference.
+
+    ``options`` (a ScoreOptions) or keyword settings of one say how; rows pair by order, or by
+    ``options.columns.id`` when set. ``rows_to`` receives per-row ``nll_baseline``,
+    ``nll_candidate`` and ``delta_nll`` (means over outputs, with the constant under ``full``).
+    """
+    options = replace(options or ScoreOptions(), **settings)
+    if not 0 < confidence < 1:
+        raise UsageError(f"--confidence must be in (0, 1). Got {confidence!r} instead.")
+    started = time.perf_counter()
+    sources = (resolve_source(baseline), resolve_source(candidate))
+    if sources[0].is_stdin and sources[1].is_stdin:
+        raise UsageError("only one of BASELINE and CANDIDATE can be - (stdin)")
+    device = resolve_device(options.device)
+    pair = pair_by_id if options.columns.id else pair_by_order
+    pairing = pair(sources, options, device)
+    scorers = (Scorer(options), Scorer(options))
+    differences = PairedDifferences(device)
+    targets = _TargetAgreement(
+        device, (sources[0].name, sources[1].name), hint=pairing.method == "order"
+    )
+    skipped = 0
+    for chunk_pair in pairing.pairs:
+        kept, chunk_pair = _jointly_finite(chunk_pair, options)
+        if kept is not None:
+            skipped += int((~kept).sum())
+        scored = [scorer.add(chunk) for scorer, chunk in zip(scorers, chunk_pair, strict=True)]
+        targets.check(*chunk_pair)
+        row_losses = [s.loss.mean(dim=1) for s in scored]
+        differences.update(row_losses[1] - row_losses[0])
+        if rows_to is not None:
+            rows_to.write(_row_batch(row_losses, kept, chunk_pair[0].ids, options))
+        if on_progress is not None:
+            on_progress(differences.rows + skipped, None)
+    if differences.rows == 0:
+        reason = "no id appears in both files" if pairing.method == "id" else "no data rows"
+        raise InputError(reason, path=candidate)
+    targets.verify()
+    reports = [
+        scorer.report(source.name, source.format.value)
+        for scorer, source in zip(scorers, sources, strict=True)
+    ]
+    seconds = time.perf_counter() - started
+    return CompareReport(
+        baseline=replace(reports[0], seconds=seconds),
+        candidate=replace(reports[1], seconds=seconds),
+        paired=differences.summary(confidence),
+        pairing=pairing.method,
+        id_column=options.columns.id,
+        unmatched_baseline=pairing.unmatched[0],
+        unmatched_candidate=pairing.unmatched[1],
+        skipped_rows=skipped,
+        seconds=seconds,
+    )
+
+
+def _jointly_finite(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | None, ChunkPair]:
+    """Under ``--nan-policy skip``, keep the rows finite in both files (None: all of them)."""
+    if options.nan_policy != "skip":
+        return None, pair
+    kind = options.columns.spread_kind
+    masks = [
+        finite_rows(chunk.mean, chunk.target, variance(chunk.spread, kind))[0] for chunk in pair
+    ]
+    kept = masks[0] & masks[1]
+    if bool(kept.all()):
+        return None, pair
+    offsets = kept.nonzero().squeeze(1).cpu().numpy()
+    left, right = (replace(c.rows(kept), where=c.where.subset(offsets)) for c in pair)
+    return kept, (left, right)
+
+
+class _TargetAgreement:
+    """Paired rows must have the same target. On the CPU the first difference is reported at
+    once; on a GPU a device flag collects it and is read once at the end."""
+
+    def __init__(self, device: torch.device, names: tuple[str, str], *, hint: bool) -> None:
+        self._deferred = device.type != "cpu"
+        self._flag = torch.zeros((), dtype=torch.bool, device=device)
+        self._names = names
+        self._advice = "; if the rows are in different orders, pair them by --id-col" * hint
+
+    def check(self, baseline: Chunk, candidate: Chunk) -> None:
+        left, right = torch.broadcast_tensors(baseline.target, candidate.target)
+        differ = ~torch.isclose(left, right, rtol=TARGET_RTOL, atol=TARGET_ATOL, equal_nan=True)
+        if self._deferred:
+            self._flag |= differ.any()
+            return
+        hits = differ.nonzero()
+        if len(hits):
+            row, column = (int(i) for i in hits[0])
+            raise InputError(
+                f"the target is {left[row, column].item()!r} here and "
+                f"{right[row, column].item()!r} in {self._names[0]} "
+                f"(row {baseline.where.row(row)}); both files must hold the same targets"
+                + self._advice,
+                path=self._names[1],
+                row=candidate.where.row(row),
+            )
+
+    def verify(self) -> None:
+        if bool(self._flag):
+            raise InputError(
+                "paired rows have different targets; rerun with --device cpu to find the first"
+                + self._advice,
+                path=self._names[1],
+            )
+
+
+def _row_batch(
+    row_losses: list[Tensor], kept: Tensor | None, ids: pa.Array | None, options: ScoreOptions
+) -> pa.RecordBatch:
+    """Per-row NLL of each model (with the constant under ``full``) and their difference."""
+    constant = HALF_LOG_2PI if options.full else 0.0
+    values = torch.stack([row_losses[0] + constant, row_losses[1] + constant], dim=1)
+    values = torch.cat([values, (row_losses[1] - row_losses[0]).unsqueeze(1)], dim=1)
+    if kept is not None:
+        values = expand_rows(values, kept, float("nan"))
+    array = values.cpu().numpy()
+    skipped = None if kept is None else (~kept).cpu().numpy()
+    columns = [pa.array(np.ascontiguousarray(array[:, j]), mask=skipped) for j in range(3)]
+    names = ["nll_baseline", "nll_candidate", "delta_nll"]
+    if ids is not None:
+        columns.insert(0, ids)
+        names.insert(0, options.columns.id)
+    return pa.RecordBatch.from_arrays(columns, names=names)

@@ -1,0 +1,167 @@
+"""Pair the rows of two prediction files: by order (row k with row k) or by an id column.
+
+By order, both files stream in lock step: chunks are re-cut so that each pair holds the same
+rows, whatever each file's batch sizes, in bounded memory. By id, the projected columns of both
+files are read into memory and joined on the id (ids must be unique in each file); rows present
+in one file only are left out of the comparison and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from gaussnll.core.engine import to_chunks
+from gaussnll.core.errors import InputError
+from gaussnll.core.options import ScoreOptions
+from gaussnll.core.prefetch import prefetched
+from gaussnll.core.readers import ReadRequest, iter_batches
+from gaussnll.core.scorer import Chunk
+from gaussnll.core.sources import Source
+from gaussnll.core.tensors import Location
+
+ChunkPair = tuple[Chunk, Chunk]
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """The paired chunks, and how many rows of each file found no partner (by id only)."""
+
+    pairs: Iterator[ChunkPair]
+    method: str
+    unmatched: tuple[int, int] = (0, 0)
+
+
+def pair_by_order(
+    sources: tuple[Source, Source], options: ScoreOptions, device: torch.device
+) -> Pairing:
+    """Row k of one file with row k of the other; the files must have as many rows."""
+    request = _request(options)
+    streams = [
+        prefetched(to_chunks(iter_batches(source, request), options, device)) for source in sources
+    ]
+    return Pairing(_lock_step(*streams, names=(sources[0].name, sources[1].name)), "order")
+
+
+def pair_by_id(
+    sources: tuple[Source, Source], options: ScoreOptions, device: torch.device
+) -> Pairing:
+    """Rows with equal ids, in the baseline's row order; each file's ids must be unique."""
+    id_column = options.columns.id
+    request = _request(options)
+    tables = [_read_table(source, request) for source in sources]
+    keys = _join_keys([table.column(id_column) for table in tables], sources, id_column)
+    for key, source in zip(keys, sources, strict=True):
+        _require_unique(key, source.name, id_column)
+    indexed = [
+        pa.table({"key": key, f"row{side}": np.arange(len(key), dtype=np.int64)})
+        for side, key in enumerate(keys)
+    ]
+    joined = indexed[0].join(indexed[1], keys="key", join_type="inner").sort_by("row0")
+    rows = [joined.column(f"row{side}").to_numpy() for side in range(2)]
+    streams = [
+        _taken_chunks(table, side_rows, source.name, options, device)
+        for table, side_rows, source in zip(tables, rows, sources, strict=True)
+    ]
+    unmatched = (tables[0].num_rows - joined.num_rows, tables[1].num_rows - joined.num_rows)
+    return Pairing(zip(*streams, strict=True), "id", unmatched)
+
+
+def _request(options: ScoreOptions) -> ReadRequest:
+    spec = options.columns
+    return ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
+
+
+def _lock_step(left: Iterator[Chunk], right: Iterator[Chunk], names: tuple[str, str]):
+    """Yield pairs of chunks of equal length, cutting the longer chunk of each step."""
+    pending: list[Chunk | None] = [None, None]
+    streams = (left, right)
+    paired = 0
+    while True:
+        for side in (0, 1):
+            if pending[side] is None:
+                pending[side] = next(streams[side], None)
+        if pending[0] is None or pending[1] is None:
+            break
+        length = min(pending[0].length, pending[1].length)
+        yield pending[0].slice(0, length), pending[1].slice(0, length)
+        paired += length
+        pending = [chunk.slice(length) if chunk.length > length else None for chunk in pending]
+    totals = [paired + _rows_left(pending[side], streams[side]) for side in (0, 1)]
+    if totals[0] != totals[1]:
+        raise InputError(
+            f"{names[0]} has {totals[0]:,} rows and {names[1]} has {totals[1]:,}: pairing by "
+            "order needs as many rows in each; pass --id-col to pair rows by an id column",
+            path=names[1],
+        )
+
+
+def _rows_left(pending: Chunk | None, rest: Iterator[Chunk]) -> int:
+    return (pending.length if pending is not None else 0) + sum(chunk.length for chunk in rest)
+
+
+def _read_table(source: Source, request: ReadRequest) -> pa.Table:
+    batches = [batch for _, batch in iter_batches(source, request)]
+    if not batches:
+        raise InputError("no data rows", path=source.name)
+    return pa.Table.from_batches(batches).combine_chunks()
+
+
+def _join_keys(
+    keys: list[pa.ChunkedArray], sources: tuple[Source, Source], column: str
+) -> list[pa.ChunkedArray]:
+    """The two id columns in one type: integers as int64, text as large strings."""
+    for common, test in ((pa.int64(), pa.types.is_integer), (pa.large_string(), _is_text)):
+        if all(test(key.type) for key in keys):
+            return [key.cast(common) for key in keys]
+    if keys[0].type == keys[1].type:
+        return keys
+    raise InputError(
+        f"the id column holds {keys[0].type} values in {sources[0].name} and {keys[1].type} "
+        f"values in {sources[1].name}; ids must be of one kind to pair rows",
+        path=sources[1].name,
+        column=column,
+    )
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _require_unique(key: pa.ChunkedArray, path: str, column: str) -> None:
+    """Every row needs an id, and no id may appear twice (a pair must be one row each)."""
+    if key.null_count:
+        row = pc.index(pc.is_null(key), True).as_py()
+        raise InputError(
+            "missing id; every row needs one to be paired", path=path, column=column, row=row + 1
+        )
+    counts = pc.value_counts(key)
+    repeated = pc.filter(counts, pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        row = pc.index(pc.is_in(key, repeated.field("values")), True).as_py()
+        value = key[row].as_py()
+        times = pc.filter(repeated.field("counts"), pc.equal(repeated.field("values"), value))
+        raise InputError(
+            f"id {value!r} appears {times[0].as_py()} times; ids must be unique to pair rows",
+            path=path,
+            column=column,
+            row=row + 1,
+        )
+
+
+def _taken_chunks(
+    table: pa.Table, rows: np.ndarray, label: str, options: ScoreOptions, device: torch.device
+) -> Iterable[Chunk]:
+    """The paired ``rows`` of ``table`` as chunks that know their file row numbers."""
+    taken = table.take(pa.array(rows)).combine_chunks()
+    batches = ((label, batch) for batch in taken.to_batches(max_chunksize=options.chunk_size))
+    file_rows = rows + 1
+    for chunk in to_chunks(batches, options, device):
+        start = chunk.where.first_row - 1
+        where = Location(label, chunk.where.first_row, file_rows[start : start + chunk.length])
+        yield replace(chunk, where=where)
