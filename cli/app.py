@@ -120,6 +120,19 @@ def score(
         list[str] | None,
         _option("A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable."),
     ] = None,
+    by: Annotated[
+        list[str] | None,
+        _option("Break every metric down by this column; repeatable for composite keys."),
+    ] = None,
+    top: Annotated[int | None, _option("Show only the first K groups (all by default).")] = None,
+    sort_by: Annotated[
+        str | None,
+        _option("Order groups by a metric, largest first (METRIC:asc for smallest first).", "key"),
+    ] = None,
+    per_group: Annotated[
+        bool | None,
+        _option("Apply the checks to every group instead of the whole input.", None, "--per-group"),
+    ] = None,
     config: ConfigFile = None,
     output_format: OutputFormat = None,
     json_output: JsonOutput = False,

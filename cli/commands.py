@@ -20,6 +20,7 @@ from gaussnll.core.checks import (
     CheckResult,
     check_levels,
     evaluate,
+    evaluate_per_group,
     needs_calibration,
     parse_checks,
 )
@@ -59,6 +60,10 @@ BUILT_IN: dict[str, Any] = {
     "levels": list(DEFAULT_LEVELS),
     "pit_bins": DEFAULT_PIT_BINS,
     "checks": [],
+    "by": [],
+    "top": None,
+    "sort_by": None,
+    "per_group": False,
     "compare_checks": [],
     "max_regression": None,
     "confidence": DEFAULT_CONFIDENCE,
@@ -66,7 +71,7 @@ BUILT_IN: dict[str, Any] = {
 _SPREAD_KEYS = ("var_col", "std_col", "log_var_col")
 # Settings of one command only (the rest are shared); each command shows only its own.
 _COMMAND_ONLY = {
-    "score": ("reduction", "checks"),
+    "score": ("reduction", "checks", "by", "top", "sort_by", "per_group"),
     "compare": ("compare_checks", "max_regression", "confidence"),
 }
 
@@ -105,6 +110,7 @@ def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
     output_format = _output_format(outputs)
     checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
     options = _score_options(settings, checks)
+    _check_grouping(settings, checks)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
     if rows_on_stdout and (outputs.format is not None or checks or outputs.junit_xml):
         raise UsageError(
@@ -128,7 +134,11 @@ def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
             rows_to.close()
     if rows_on_stdout:
         return 0
-    results = evaluate(checks, report.to_dict())
+    if settings["per_group"]:
+        results = evaluate_per_group(checks, report)
+    else:
+        results = evaluate(checks, report.metric_view())
+    report = report.with_groups(settings["sort_by"], settings["top"])
     _render(SCORE_RENDERERS, output_format, report, results, config, settings)
     return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds)
 
@@ -197,6 +207,26 @@ def _render(
         renderers.table(report, results)
 
 
+def _check_grouping(settings: dict[str, Any], checks: list[Check]) -> None:
+    """``--top``, ``--sort-by`` and ``--per-group`` need ``--by``; the sort metric must exist."""
+    if not settings["by"]:
+        for key, flag in (("top", "--top"), ("sort_by", "--sort-by"), ("per_group", "--per-group")):
+            if settings[key]:
+                raise UsageError(f"{flag} applies to the groups of --by COLUMN: add --by")
+        return
+    if settings["per_group"] and not checks:
+        raise UsageError("--per-group applies the checks to each group: add --check")
+    if settings["top"] is not None and settings["top"] < 1:
+        raise UsageError(f"--top must be at least 1. Got {settings['top']} instead.")
+    if settings["sort_by"] is not None:
+        metric, _, direction = settings["sort_by"].partition(":")
+        if direction not in ("", "asc", "desc") or not SCORE_METRICS.knows(metric):
+            raise UsageError(
+                f"--sort-by must be METRIC or METRIC:asc with a metric of "
+                f"{', '.join(SCORE_METRICS.names())}. Got {settings['sort_by']!r} instead."
+            )
+
+
 def _output_format(outputs: Outputs) -> str:
     output_format = outputs.format or "table"
     if output_format not in FORMATS:
@@ -228,6 +258,7 @@ def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOption
             std=settings["std_col"],
             log_var=settings["log_var_col"],
             id=settings["id_col"],
+            by=tuple(name.strip() for entry in settings.get("by", ()) for name in entry.split(",")),
         ),
         full=settings["full"],
         eps=float(settings["eps"]),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from gaussnll.core.checks import CheckResult
+from gaussnll.core.checks import CheckResult, GroupCheckResult
 
 
-def junit_xml(results: list[CheckResult], suite_name: str, seconds: float) -> str:
+def junit_xml(
+    results: list[CheckResult | GroupCheckResult], suite_name: str, seconds: float
+) -> str:
     """One ``<testsuite>`` named ``suite_name`` (the command and its inputs); one
     ``<testcase>`` per check."""
     failures = sum(not result.passed for result in results)
@@ -23,7 +25,7 @@ def junit_xml(results: list[CheckResult], suite_name: str, seconds: float) -> st
     )
     for result in results:
         case = ET.SubElement(suite, "testcase", classname="gaussnll.checks", name=result.check.text)
-        value = "missing" if result.value is None else f"{result.value:.6g}"
+        value = result.describe(lambda number: f"{number:.6g}")
         if result.passed:
             ET.SubElement(case, "system-out").text = f"{result.check.metric} = {value}"
         else:

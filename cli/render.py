@@ -57,6 +57,8 @@ def report_renderable(report: Report, results: list[CheckResult] = ()) -> Render
         parts.append(Columns([coverage_table(report), pit_chart(report)], padding=(0, 4)))
     if len(report.outputs) > 1:
         parts.append(outputs_table(report))
+    if report.by:
+        parts.append(groups_table(report))
     if results:
         parts.append(checks_table(results))
     return Group(*parts)
@@ -69,7 +71,7 @@ def checks_table(results: list[CheckResult]) -> Table:
     for header in ("metric", "value", "bound", "result"):
         table.add_column(header, justify="left" if header == "metric" else "right")
     for result in results:
-        value = "missing" if result.value is None else number(result.value)
+        value = result.describe(number)
         verdict = "[green]pass[/]" if result.passed else "[bold red]FAIL[/]"
         bound = f"{result.check.op} {result.check.bound_text()}"
         table.add_row(result.check.metric, value, bound, verdict)
@@ -99,7 +101,59 @@ def report_markdown(report: Report, results: list[CheckResult] = ()) -> str:
                 cal.levels, cal.coverage, cal.interval_width, strict=True
             )
         ]
+    if report.by:
+        headers, rows = group_rows(report)
+        lines += ["", f"**{groups_title(report)}**", "", "| " + " | ".join(headers) + " |"]
+        lines += ["| " + " | ".join("---" for _ in headers) + " |"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines + checks_markdown(results))
+
+
+def groups_title(report: Report) -> str:
+    shown, total = len(report.groups), report.groups_total
+    scope = f"{total:,} groups" if shown == total else f"{shown:,} of {total:,} groups"
+    return f"by {', '.join(report.by)}: {scope}"
+
+
+def group_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """The groups table's headers and rows (each group, then the whole input as ``all``)."""
+    level = _headline_level(report)
+    metrics = ["nll", "crps", "var_scale", "mace", "rmse"]
+    if level is not None:
+        metrics.append(f"coverage@{level:g}")
+    headers = [*report.by, "rows", *metrics]
+    rows = [
+        [*group.key_cells(), f"{group.report.rows:,}"]
+        + [_metric_cell(group.report.metric(m)) for m in metrics]
+        for group in report.groups
+    ]
+    everything = ["(all)"] + [""] * (len(report.by) - 1) + [f"{report.rows:,}"]
+    rows.append(everything + [_metric_cell(report.metric(m)) for m in metrics])
+    return headers, rows
+
+
+def groups_table(report: Report) -> Table:
+    headers, rows = group_rows(report)
+    table = Table(title=groups_title(report), title_justify="left")
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="left" if index < len(report.by) else "right")
+    for index, row in enumerate(rows):
+        is_total = index == len(rows) - 1
+        if is_total:
+            table.add_section()
+        table.add_row(*row, style="bold" if is_total else None)
+    return table
+
+
+def _headline_level(report: Report) -> float | None:
+    """The coverage level the groups table shows: the one closest to 0.9."""
+    if report.calibration is None:
+        return None
+    return min(report.calibration.levels, key=lambda level: abs(level - 0.9))
+
+
+def _metric_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def checks_markdown(results: list[CheckResult]) -> list[str]:
@@ -110,7 +164,8 @@ def checks_markdown(results: list[CheckResult]) -> list[str]:
     verdict = "all checks passed" if not failures else f"{failures} check(s) failed"
     lines = ["", f"**{verdict}**", "", "| | check | value |", "| --- | --- | ---: |"]
     lines += [
-        f"| {'✅' if r.passed else '❌'} | `{r.check.text}` | {cell(r.value)} |" for r in results
+        f"| {'✅' if r.passed else '❌'} | `{r.check.text}` | {r.describe(number)} |"
+        for r in results
     ]
     return lines
 

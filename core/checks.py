@@ -92,6 +92,10 @@ class CheckResult:
     value: float | None
     passed: bool
 
+    def describe(self, number: Callable[[float], str]) -> str:
+        """The value as a person reads it, numbers formatted by ``number``."""
+        return "missing" if self.value is None else number(self.value)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "check": self.check.text,
@@ -99,6 +103,53 @@ class CheckResult:
             "op": self.check.op,
             "bound": list(self.check.bounds),
             "value": self.value,
+            "passed": self.passed,
+        }
+
+
+@dataclass(frozen=True)
+class GroupFailure:
+    """A group where a per-group check failed: its key values and the metric's value there."""
+
+    key: dict[str, Any]
+    label: str
+    value: float | None
+
+
+@dataclass(frozen=True)
+class GroupCheckResult:
+    """One check applied to every group (``--per-group``): it passes when every group does."""
+
+    check: Check
+    groups: int
+    failures: tuple[GroupFailure, ...]
+
+    value = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def describe(self, number: Callable[[float], str], shown: int = 5) -> str:
+        if not self.failures:
+            return f"all {self.groups:,} groups pass"
+        named = ", ".join(
+            f"{f.label} ({'missing' if f.value is None else number(f.value)})"
+            for f in self.failures[:shown]
+        )
+        more = f", and {len(self.failures) - shown:,} more" if len(self.failures) > shown else ""
+        return f"{len(self.failures):,} of {self.groups:,} groups fail: {named}{more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check.text,
+            "metric": self.check.metric,
+            "op": self.check.op,
+            "bound": list(self.check.bounds),
+            "per_group": True,
+            "groups": self.groups,
+            "failed_groups": [{"key": f.key, "value": f.value} for f in self.failures],
+            "value": None,
             "passed": self.passed,
         }
 
@@ -228,6 +279,20 @@ def evaluate(
         value = catalog.value(report, check.metric)
         passed = value is not None and check.passes(value)
         results.append(CheckResult(check, value, passed))
+    return results
+
+
+def evaluate_per_group(checks: Iterable[Check], report: Any) -> list[GroupCheckResult]:
+    """Each check against every group of a grouped ``Report`` (all groups, before ``--top``)."""
+    results = []
+    for check in checks:
+        failures = []
+        for group in report.groups:
+            value = group.report.metric(check.metric)
+            if value is None or not check.passes(value):
+                key = group.to_dict(report.by)["key"]
+                failures.append(GroupFailure(key, group.label(), value))
+        results.append(GroupCheckResult(check, len(report.groups), tuple(failures)))
     return results
 
 

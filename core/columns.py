@@ -25,6 +25,7 @@ class ColumnSpec:
     spread: tuple[str, ...] = ("var",)
     spread_kind: Spread = Spread.VAR
     id: str | None = None
+    by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spread_kind", Spread(self.spread_kind))
@@ -39,6 +40,7 @@ class ColumnSpec:
         std: str | None = None,
         log_var: str | None = None,
         id: str | None = None,
+        by: tuple[str, ...] = (),
     ) -> ColumnSpec:
         """Build from comma-separated option values; one of var/std/log_var (default var)."""
         given = {
@@ -56,6 +58,7 @@ class ColumnSpec:
             spread=split_names(names, f"--{kind.value.replace('_', '-')}-col"),
             spread_kind=kind,
             id=id,
+            by=tuple(by),
         )
 
     @property
@@ -66,7 +69,8 @@ class ColumnSpec:
     @property
     def needed(self) -> tuple[str, ...]:
         """Every column the reader must project."""
-        return self.numeric + ((self.id,) if self.id and self.id not in self.numeric else ())
+        extra = ((self.id,) if self.id else ()) + self.by
+        return tuple(dict.fromkeys(self.numeric + extra))
 
 
 def split_names(value: str, option: str) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ import pyarrow as pa
 import torch
 
 from gaussnll.core.errors import InputError, NegativeSpreadError
+from gaussnll.core.grouping import GroupKeys
 from gaussnll.core.options import DTYPES, ScoreOptions
 from gaussnll.core.prefetch import prefetched
 from gaussnll.core.readers import ReadRequest, count_rows, iter_batches
@@ -71,7 +72,7 @@ def score_batches(
     """
     started = time.perf_counter()
     scorer = Scorer(options)
-    chunks = prefetched(to_chunks(batches, options, scorer.device))
+    chunks = prefetched(to_chunks(batches, options, scorer.device, scorer.group_keys))
     for chunk in chunks:
         try:
             scored = scorer.add(chunk)
@@ -122,9 +123,13 @@ def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> N
 
 
 def to_chunks(
-    batches: Iterator[tuple[str, pa.RecordBatch]], options: ScoreOptions, device: torch.device
+    batches: Iterator[tuple[str, pa.RecordBatch]],
+    options: ScoreOptions,
+    device: torch.device,
+    group_keys: GroupKeys | None = None,
 ) -> Iterator[Chunk]:
-    """``(file, batch)`` pairs as chunks on ``device``, rows numbered from 1 in each file."""
+    """``(file, batch)`` pairs as chunks on ``device``, rows numbered from 1 in each file;
+    with ``group_keys``, each row's group index from the key columns."""
     spec = options.columns
     dtype = DTYPES[options.dtype]
     current_path, first_row = None, 1
@@ -140,6 +145,11 @@ def to_chunks(
             spread=convert.role(batch, spec.spread).to(device, non_blocking=True),
             ids=batch.column(spec.id) if spec.id else None,
             where=where,
+            group=(
+                None
+                if group_keys is None
+                else torch.from_numpy(group_keys.index(batch)).to(device, non_blocking=True)
+            ),
         )
 
 

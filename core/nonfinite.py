@@ -11,10 +11,10 @@ SKIP_REASONS = ("mean", "target", "var")
 
 
 def finite_rows(mean: Tensor, target: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
-    """The mask of rows whose mean, target and variance are all finite; and the count of rows
-    with a non-finite value per role in ``SKIP_REASONS`` (a row may count under several)."""
-    bad = torch.stack([~torch.isfinite(values).all(dim=1) for values in (mean, target, var)])
-    return ~bad.any(dim=0), bad.sum(dim=1)
+    """The mask of rows whose mean, target and variance are all finite; and ``(rows, roles)``:
+    which role of each row holds a non-finite value (``SKIP_REASONS``; a row may have several)."""
+    bad = torch.stack([~torch.isfinite(values).all(dim=1) for values in (mean, target, var)], 1)
+    return ~bad.any(dim=1), bad
 
 
 def expand_rows(values: Tensor, keep: Tensor, fill: float) -> Tensor:

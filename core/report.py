@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 SCORE_SCHEMA = "gaussnll.score/1"
@@ -83,6 +84,9 @@ class Report:
     skipped_rows: int = 0
     skipped_reasons: dict[str, int] = field(default_factory=dict)
     eps_floored: int = 0
+    by: tuple[str, ...] = ()
+    groups: tuple[GroupScore, ...] = ()
+    groups_total: int = 0
 
     @property
     def nll(self) -> float | None:
@@ -93,11 +97,50 @@ class Report:
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
+    def metric(self, name: str) -> float | None:
+        """The value of a check's metric (``nll``, ``mace``, ``coverage@0.9``...), or None."""
+        from gaussnll.core.checks import SCORE_METRICS
+
+        return SCORE_METRICS.value(self.metric_view(), name)
+
+    def metric_view(self) -> Any:
+        """The report as the metric lookup reads its JSON dict, without building the dict (nor
+        its groups')."""
+        return _MetricView(self)
+
+    def with_groups(self, sort_by: str | None = None, top: int | None = None) -> Report:
+        """The report with its groups sorted by a metric (largest first; ``NAME:asc`` for
+        smallest first; groups without the value last) instead of by key, and only the first
+        ``top`` of them kept (``groups_total`` still counts them all)."""
+        groups = list(self.groups)
+        if sort_by is not None:
+            metric, _, direction = sort_by.partition(":")
+            sign = 1.0 if direction == "asc" else -1.0
+
+            def order(group: GroupScore) -> tuple[bool, float]:
+                value = group.report.metric(metric)
+                missing = value is None or math.isnan(value)
+                return missing, 0.0 if missing else sign * value
+
+            groups.sort(key=order)
+        return replace(self, groups=tuple(groups[:top] if top is not None else groups))
+
     def to_frame(self) -> Any:
-        """A one-row pandas DataFrame: every scalar of the report, calibration and accuracy
-        included (per-level values as ``coverage@0.9`` columns)."""
+        """A pandas DataFrame of every scalar of the report, calibration and accuracy included
+        (per-level values as ``coverage@0.9`` columns): one row, or one row per group (its key
+        columns first) when grouped."""
         import pandas as pd
 
+        if not self.by:
+            return pd.DataFrame([self._scalars()])
+        return pd.DataFrame(
+            [
+                {**dict(zip(self.by, group.key, strict=True)), **group.report._scalars()}
+                for group in self.groups
+            ]
+        )
+
+    def _scalars(self) -> dict[str, Any]:
         row = {k: v for k, v in self.to_dict().items() if isinstance(v, (int, float, str))}
         for section in (self.calibration, self.accuracy):
             if section is None:
@@ -110,7 +153,7 @@ class Report:
             for name in ("coverage", "interval_width", "interval_score"):
                 for level, value in zip(cal.levels, getattr(cal, name), strict=True):
                     row[f"{name}@{level:g}"] = value
-        return pd.DataFrame([row])
+        return row
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``gaussnll score --json`` (schema ``gaussnll.score/1``)."""
@@ -139,4 +182,68 @@ class Report:
             "chunk_size": self.chunk_size,
             "seconds": self.seconds,
             "rows_per_second": self.rows_per_second,
+            **self._groups_dict(),
         }
+
+    def _groups_dict(self) -> dict[str, Any]:
+        if not self.by:
+            return {}
+        return {
+            "by": list(self.by),
+            "groups_total": self.groups_total,
+            "groups": [group.to_dict(self.by) for group in self.groups],
+        }
+
+
+# The keys of a group's entry in the JSON, besides its key.
+GROUP_KEYS = (
+    "rows",
+    "elements",
+    "nll",
+    "nll_mean",
+    "nll_sum",
+    "skipped_rows",
+    "skipped_reasons",
+    "eps_floored",
+    "calibration",
+    "accuracy",
+    "outputs",
+)
+
+
+@dataclass(frozen=True)
+class GroupScore:
+    """One group of a ``--by`` breakdown: its key values and its report."""
+
+    key: tuple[Any, ...]
+    report: Report
+
+    def to_dict(self, by: tuple[str, ...]) -> dict[str, Any]:
+        scored = self.report.to_dict()
+        key = {name: _plain(value) for name, value in zip(by, self.key, strict=True)}
+        return {"key": key, **{name: scored[name] for name in GROUP_KEYS}}
+
+    def key_cells(self) -> list[str]:
+        """The key values as text, ``null`` for a missing one."""
+        return ["null" if value is None else str(value) for value in self.key]
+
+    def label(self) -> str:
+        return ", ".join(self.key_cells())
+
+
+def _plain(value: Any) -> Any:
+    """A key value as JSON can hold it (dates and other values as text)."""
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+class _MetricView:
+    """A report seen as its JSON dict by the metric lookup, without building the dict."""
+
+    def __init__(self, report: Report) -> None:
+        self._report = report
+
+    def get(self, name: str) -> Any:
+        if name in ("calibration", "accuracy"):
+            section = getattr(self._report, name)
+            return None if section is None else vars(section)
+        return getattr(self._report, name, None)

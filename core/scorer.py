@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pyarrow as pa
 import torch
@@ -16,10 +17,17 @@ from torch import Tensor
 from gaussnll.core.columns import ColumnSpec, Spread
 from gaussnll.core.devices import resolve_device
 from gaussnll.core.errors import InputError
+from gaussnll.core.grouping import GroupKeys, sort_key
 from gaussnll.core.loss import HALF_LOG_2PI, elementwise_nll
 from gaussnll.core.nonfinite import SKIP_REASONS, expand_rows, finite_rows
 from gaussnll.core.options import DTYPES, ScoreOptions
-from gaussnll.core.report import AccuracySummary, CalibrationSummary, OutputScore, Report
+from gaussnll.core.report import (
+    AccuracySummary,
+    CalibrationSummary,
+    GroupScore,
+    OutputScore,
+    Report,
+)
 from gaussnll.core.state import ScoreState
 from gaussnll.core.tensors import Location
 from gaussnll.core.validation import column_label, raise_first_problem
@@ -36,11 +44,16 @@ class Chunk:
     spread: Tensor
     ids: pa.Array | None
     where: Location
+    group: Tensor | None = None
 
     def rows(self, kept: Tensor) -> Chunk:
         """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
         return replace(
-            self, mean=self.mean[kept], target=self.target[kept], spread=self.spread[kept]
+            self,
+            mean=self.mean[kept],
+            target=self.target[kept],
+            spread=self.spread[kept],
+            group=None if self.group is None else self.group[kept],
         )
 
     @property
@@ -53,8 +66,14 @@ class Chunk:
         ids = None
         if self.ids is not None:
             ids = self.ids.slice(start, (stop if stop is not None else self.length) - start)
+        group = None if self.group is None else self.group[rows]
         return Chunk(
-            self.mean[rows], self.target[rows], self.spread[rows], ids, self.where.shifted(start)
+            self.mean[rows],
+            self.target[rows],
+            self.spread[rows],
+            ids,
+            self.where.shifted(start),
+            group,
         )
 
 
@@ -86,6 +105,8 @@ class Scorer:
         self.options = replace(options or ScoreOptions(), **settings)
         self.device = resolve_device(self.options.device)
         self.state: ScoreState | None = None
+        by = self.options.columns.by
+        self.group_keys = GroupKeys(by) if by else None
         self._validity = _Validity(self.device)
         self._started = time.perf_counter()
         self._rows_given = 0
@@ -105,20 +126,22 @@ class Scorer:
         if self.state is None:
             self.state = self._new_state(chunk.mean.shape[1])
         state = self.state
+        if self.group_keys is not None:
+            state.reserve(len(self.group_keys.keys))
         _check_widths(chunk, spec, state.outputs)
         var = variance(chunk.spread, spec.spread_kind)
         scored, scored_var, kept = chunk, var, None
         if options.nan_policy == "skip":
-            kept, reasons = finite_rows(chunk.mean, chunk.target, var)
-            state.count_skipped(kept, reasons)
+            kept, bad = finite_rows(chunk.mean, chunk.target, var)
+            state.count_skipped(kept, bad, chunk.group)
             if bool(kept.all()):
                 kept = None
             else:
                 scored, scored_var = chunk.rows(kept), var[kept]
-        state.count_floored(scored_var, options.eps)
+        state.count_floored(scored_var, options.eps, scored.group)
         floored = scored_var.clamp(min=options.eps)
         loss = elementwise_nll(scored.mean, scored.target, floored)
-        chunk_sums = state.update(loss, scored.mean, scored.target, floored)
+        chunk_sums = state.update(loss, scored.mean, scored.target, floored, scored.group)
         if self._validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
             _explain(chunk, spec, var, aligned, options.nan_policy)
@@ -134,11 +157,22 @@ class Scorer:
             return
         if self.state is None:
             self.state = self._new_state(other.state.outputs)
-        self.state.merge(other.state)
+        mapping = None
+        if self.group_keys is not None:
+            indices = self.group_keys.add(other.group_keys.keys)
+            mapping = torch.from_numpy(indices).to(self.device)
+            self.state.reserve(len(self.group_keys.keys))
+        self.state.merge(other.state, mapping)
 
     def _new_state(self, outputs: int) -> ScoreState:
         levels = self.options.levels if self.options.calibration else None
-        return ScoreState(outputs, self.device, levels=levels, pit_bins=self.options.pit_bins)
+        return ScoreState(
+            outputs,
+            self.device,
+            levels=levels,
+            pit_bins=self.options.pit_bins,
+            grouped=self.group_keys is not None,
+        )
 
     def report(self, path: str = TENSORS, file_format: str = "tensors") -> Report:
         """Every reported number, derived from the sums."""
@@ -151,7 +185,24 @@ class Scorer:
                 "holds a negative spread, a NaN or an infinity; score on the CPU to find the row",
                 path=path,
             )
-        return _report(self.state, path, file_format, self.options, self.device, self._started)
+        common = {
+            "path": path,
+            "format": file_format,
+            "device": str(self.device),
+            "seconds": time.perf_counter() - self._started,
+        }
+        report = _reports(self.state, self.options, by_group=False, **common)[0]
+        if self.group_keys is None:
+            return report
+        keys = self.group_keys.keys
+        group_reports = _reports(self.state, self.options, by_group=True, **common)
+        groups = sorted(
+            (GroupScore(key, group) for key, group in zip(keys, group_reports, strict=True)),
+            key=lambda group: sort_key(group.key),
+        )
+        return replace(
+            report, by=self.group_keys.columns, groups=tuple(groups), groups_total=len(groups)
+        )
 
 
 class _Validity:
@@ -221,61 +272,88 @@ def output_names(spec: ColumnSpec, width: int) -> list[str]:
     return [column_label(spec.mean, j, width) for j in range(width)]
 
 
-def _report(
+def _reports(
     state: ScoreState,
-    path: str,
-    file_format: str,
     options: ScoreOptions,
-    device: torch.device,
-    started: float,
-) -> Report:
+    by_group: bool,
+    **common: Any,
+) -> list[Report]:
+    """The report of the whole input (a list of one), or of each group; ``common`` holds the
+    fields every report shares (path, format, device, seconds)."""
+    totals = state.totals(by_group)
+    rows, loss = totals["rows"], totals["loss"]
+    outputs = loss.shape[1]
     constant = HALF_LOG_2PI if options.full else 0.0
-    loss_sums = state.loss_sums()
-    sums = [total + constant * state.rows for total in loss_sums]
-    names = output_names(options.columns, state.outputs)
-    elements = state.rows * state.outputs
+    sums = (loss + constant * rows.unsqueeze(1).double()).tolist()
+    overall, per_output = _calibration_summaries(state, rows, loss, by_group, options.full)
+    names = output_names(options.columns, outputs)
     spec = options.columns
-    overall, per_output = _calibration_summaries(state, loss_sums, options.full)
-    return Report(
-        path=path,
-        format=file_format,
-        rows=state.rows,
-        elements=elements,
-        reduction=options.reduction,
-        full=options.full,
-        eps=options.eps,
-        nll_mean=sum(sums) / elements,
-        nll_sum=sum(sums),
-        outputs=tuple(
-            OutputScore(name, state.rows, total / state.rows, total, *summaries)
-            for name, total, summaries in zip(names, sums, per_output, strict=True)
-        ),
-        calibration=overall[0],
-        accuracy=overall[1],
-        nan_policy=options.nan_policy,
-        skipped_rows=int(state.skipped_rows),
-        skipped_reasons=dict(zip(SKIP_REASONS, state.skipped_reasons.tolist(), strict=True)),
-        eps_floored=int(state.eps_floored),
-        device=str(device),
-        dtype=options.dtype,
-        chunk_size=options.chunk_size,
-        seconds=time.perf_counter() - started,
-        columns={
-            "mean": list(spec.mean),
-            "target": list(spec.target),
-            spec.spread_kind.value: list(spec.spread),
-            "id": spec.id,
-        },
-    )
+    columns = {
+        "mean": list(spec.mean),
+        "target": list(spec.target),
+        spec.spread_kind.value: list(spec.spread),
+        "id": spec.id,
+    }
+    skipped, floored = totals["skipped"].tolist(), totals["floored"].tolist()
+    reports = []
+    for b, n in enumerate(rows.tolist()):
+        total = sum(sums[b])
+        reports.append(
+            Report(
+                rows=n,
+                elements=n * outputs,
+                reduction=options.reduction,
+                full=options.full,
+                eps=options.eps,
+                nll_mean=_ratio(total, n * outputs),
+                nll_sum=total,
+                outputs=tuple(
+                    OutputScore(name, n, _ratio(s, n), s, *per_output[b * outputs + d])
+                    for d, (name, s) in enumerate(zip(names, sums[b], strict=True))
+                ),
+                calibration=overall[b][0],
+                accuracy=overall[b][1],
+                nan_policy=options.nan_policy,
+                skipped_rows=skipped[b][0],
+                skipped_reasons=dict(zip(SKIP_REASONS, skipped[b][1:], strict=True)),
+                eps_floored=floored[b],
+                dtype=options.dtype,
+                chunk_size=options.chunk_size,
+                columns=columns,
+                **common,
+            )
+        )
+    return reports
+
+
+def _ratio(total: float, count: int) -> float:
+    return total / count if count else float("nan")
 
 
 def _calibration_summaries(
-    state: ScoreState, loss_sums: list[float], full: bool
-) -> tuple[Summaries, list[Summaries]]:
-    """Calibration and accuracy over all elements and per output column; None without."""
+    state: ScoreState, rows: Tensor, loss: Tensor, by_group: bool, full: bool
+) -> tuple[list[Summaries], list[Summaries]]:
+    """Calibration and accuracy of each report over all its outputs, and of each (report,
+    output) pair, flattened; None without calibration."""
+    batch, outputs = loss.shape
     if state.calibration is None:
-        return (None, None), [(None, None)] * state.outputs
-    return state.calibration.summaries(state.rows, loss_sums, full)
+        return [(None, None)] * batch, [(None, None)] * (batch * outputs)
+    totals = state.calibration.totals(by_group)
+    overall = state.calibration.summaries(
+        {name: values.sum(dim=1) for name, values in totals.items()},
+        rows * outputs,
+        loss.sum(dim=1),
+        full,
+    )
+    if outputs == 1:
+        return overall, overall
+    per_output = state.calibration.summaries(
+        {name: values.flatten(0, 1) for name, values in totals.items()},
+        rows.repeat_interleave(outputs),
+        loss.flatten(),
+        full,
+    )
+    return overall, per_output
 
 
 Summaries = tuple["CalibrationSummary | None", "AccuracySummary | None"]

@@ -1,4 +1,8 @@
-"""The mergeable scoring state: every field is a sum, so chunking and order do not matter."""
+"""The mergeable scoring state: every field is a sum, so chunking and order do not matter.
+
+Each sum is kept for the whole input and, in a grouped state, for each group as well
+(``sinks.Sums``), from one pass over the elements.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,16 @@ from torch import Tensor
 
 from gaussnll.core.calibration import CalibrationState
 from gaussnll.core.nonfinite import SKIP_REASONS
-from gaussnll.core.summation import CompensatedSum
+from gaussnll.core.sinks import Sums
 
 
 class ScoreState:
     """Per-output sums of element losses (and, given levels, calibration sums and counts).
 
     ``update`` adds a chunk, ``merge`` adds another state (e.g. from another worker or file
-    partition); nothing is read back from the device until the caller asks.
+    partition); nothing is read back from the device until the caller asks. A ``grouped``
+    state also keeps every sum per group; ``group`` arguments give each row's group (a dense
+    index: call ``reserve`` first with the number of groups).
     """
 
     def __init__(
@@ -26,52 +32,85 @@ class ScoreState:
         *,
         levels: Sequence[float] | None = None,
         pit_bins: int = 20,
+        grouped: bool = False,
     ) -> None:
         self.rows = 0
         self.outputs = outputs
-        self._loss = CompensatedSum((outputs,), device)
+        self.grouped = grouped
+        self._rows = Sums((), device, integer=True, grouped=grouped)
+        self._loss = Sums((outputs,), device, grouped=grouped)
+        # Rows skipped for non-finite values, then how many had one per role (SKIP_REASONS).
+        self._skipped = Sums((1 + len(SKIP_REASONS),), device, integer=True, grouped=grouped)
+        self._floored = Sums((), device, integer=True, grouped=grouped)
         self.calibration = (
-            CalibrationState(outputs, levels, pit_bins, device) if levels is not None else None
+            CalibrationState(outputs, levels, pit_bins, device, grouped=grouped)
+            if levels is not None
+            else None
         )
-        self.skipped_rows = torch.zeros((), dtype=torch.int64, device=device)
-        self.skipped_reasons = torch.zeros(len(SKIP_REASONS), dtype=torch.int64, device=device)
-        self.eps_floored = torch.zeros((), dtype=torch.int64, device=device)
 
-    def count_skipped(self, kept: Tensor, reasons: Tensor) -> None:
-        """Add the rows not ``kept`` for non-finite values, and their reasons (``SKIP_REASONS``)."""
-        self.skipped_rows += (~kept).sum()
-        self.skipped_reasons += reasons
+    def reserve(self, groups: int) -> None:
+        """Make room for ``groups`` groups (grouped states)."""
+        for sums in self._all_sums():
+            sums.reserve(groups)
+        if self.calibration is not None:
+            self.calibration.reserve(groups)
 
-    def count_floored(self, var: Tensor, eps: float) -> None:
-        """Add how many variance values ``max(var, eps)`` raised."""
-        self.eps_floored += (var < eps).sum()
+    def count_skipped(self, kept: Tensor, bad: Tensor, group: Tensor | None = None) -> None:
+        """Add the rows not ``kept`` for non-finite values; ``bad`` is ``(rows, roles)``: which
+        role of each row was non-finite (``SKIP_REASONS``)."""
+        self._skipped.add(torch.cat([(~kept).unsqueeze(1), bad], dim=1), group)
 
-    def update(self, loss: Tensor, mean: Tensor, target: Tensor, floored_var: Tensor) -> Tensor:
+    def count_floored(self, var: Tensor, eps: float, group: Tensor | None = None) -> None:
+        """Add how many variance values ``max(var, eps)`` raised (``var`` is ``(rows, w)``)."""
+        self._floored.add((var < eps).sum(dim=1), group)
+
+    def update(
+        self,
+        loss: Tensor,
+        mean: Tensor,
+        target: Tensor,
+        floored_var: Tensor,
+        group: Tensor | None = None,
+    ) -> Tensor:
         """Add a chunk: element losses ``(rows, outputs)`` and the inputs they came from.
 
         Returns the chunk's per-output loss sums, for the caller's validity check.
         """
         chunk_sums = loss.sum(dim=0, dtype=torch.float64)
         self.rows += loss.shape[0]
-        self._loss.add(chunk_sums)
+        self._rows.add(torch.ones(loss.shape[0], dtype=torch.int64, device=loss.device), group)
+        self._loss.add(loss, group)
         if self.calibration is not None:
-            self.calibration.update(mean, target, floored_var)
+            self.calibration.update(mean, target, floored_var, group)
         return chunk_sums
 
-    def merge(self, other: ScoreState) -> None:
-        """Add ``other``, a state of the same outputs and calibration grid, into this one."""
+    def merge(self, other: ScoreState, mapping: Tensor | None = None) -> None:
+        """Add ``other``, a state of the same outputs and calibration grid, into this one
+        (grouped: its group ``i`` into this state's group ``mapping[i]``)."""
         if other.outputs != self.outputs:
             raise ValueError(f"cannot merge states of {other.outputs} and {self.outputs} outputs")
         if (self.calibration is None) != (other.calibration is None):
             raise ValueError("cannot merge a state with calibration into one without")
         self.rows += other.rows
-        self._loss.merge(other._loss)
-        self.skipped_rows += other.skipped_rows.to(self.skipped_rows.device)
-        self.skipped_reasons += other.skipped_reasons.to(self.skipped_reasons.device)
-        self.eps_floored += other.eps_floored.to(self.eps_floored.device)
+        for mine, theirs in zip(self._all_sums(), other._all_sums(), strict=True):
+            mine.merge(theirs, mapping)
         if self.calibration is not None:
-            self.calibration.merge(other.calibration)
+            self.calibration.merge(other.calibration, mapping)
+
+    def totals(self, by_group: bool = False) -> dict[str, Tensor]:
+        """On the CPU, per group (or for the whole input, as one group): ``rows`` ``(B,)``,
+        ``loss`` sums ``(B, outputs)`` without the ``full`` constant, ``skipped`` ``(B, 1 +
+        roles)`` and ``floored`` ``(B,)``."""
+        return {
+            name: sums.value(by_group).cpu()
+            for name, sums in zip(
+                ("rows", "loss", "skipped", "floored"), self._all_sums(), strict=True
+            )
+        }
 
     def loss_sums(self) -> list[float]:
-        """The per-output loss sums (without the ``full`` constant)."""
-        return self._loss.value().cpu().tolist()
+        """The per-output loss sums of the whole input (without the ``full`` constant)."""
+        return self._loss.value()[0].cpu().tolist()
+
+    def _all_sums(self) -> tuple[Sums, ...]:
+        return (self._rows, self._loss, self._skipped, self._floored)

@@ -252,8 +252,13 @@ def test_area_between_curve_and_diagonal_with_a_crossing():
     observed = [0.0, 0.7, 0.8]  # above the diagonal, then crossing below it
     grid = np.linspace(0, 1, 2_000_001)
     dense = np.trapezoid(np.abs(np.interp(grid, expected, observed) - grid), grid)
-    assert area_between_curve_and_diagonal(expected, observed) == pytest.approx(dense, rel=1e-6)
-    assert area_between_curve_and_diagonal([0, 1], [0, 1]) == 0.0
+
+    def area(expected, observed):  # one curve through the batched function
+        curve = torch.tensor([observed], dtype=torch.float64)
+        return area_between_curve_and_diagonal(torch.tensor(expected, dtype=torch.float64), curve)
+
+    assert area(expected, observed).item() == pytest.approx(dense, rel=1e-6)
+    assert area([0.0, 1.0], [0.0, 1.0]).item() == 0.0
 
 
 def test_torch_reference_sanity(data_file):

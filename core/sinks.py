@@ -1,0 +1,152 @@
+"""Where the scoring state's sums go: for the whole input, or for each of many groups.
+
+A sink holds sums of one per-group shape, ``(outputs, ...)``, for ``groups`` groups:
+
+- ``TotalSink`` has one group: each chunk is reduced to its sums, which are added with Neumaier
+  compensation, so the total is independent of the chunking to a few ulps.
+- ``GroupSink`` has a row of sums per group, added element by element with ``index_add_`` /
+  ``scatter_add_`` at each row's group: a chunk costs O(its elements) however many groups there
+  are (a dense per-chunk sum would cost O(groups)). It grows as new groups appear.
+
+Integer sinks count (int64); float sinks sum in float64.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gaussnll.core.summation import CompensatedSum
+
+
+class TotalSink:
+    """Sums of shape ``(1, *shape)``: one group, the whole input."""
+
+    def __init__(self, shape: tuple[int, ...], device: torch.device, *, integer: bool = False):
+        self.shape = shape
+        self.integer = integer
+        if integer:
+            self._counts = torch.zeros(shape, dtype=torch.int64, device=device)
+        else:
+            self._sum = CompensatedSum(shape, device)
+
+    def add(self, values: Tensor) -> None:
+        """Add ``values`` of shape ``(rows, *shape)``."""
+        self._add(values.sum(dim=0, dtype=torch.int64 if self.integer else torch.float64))
+
+    def add_binned(self, bins: Tensor, values: Tensor | None) -> None:
+        """Per output, add ``values`` (``(rows, outputs)``; None: count) into the last axis at
+        ``bins`` (``(rows, outputs)``, each in ``[0, shape[-1])``)."""
+        outputs, size = bins.shape[1], self.shape[-1]
+        flat = bins if outputs == 1 else bins + torch.arange(outputs, device=bins.device) * size
+        self._add(_scattered(flat.reshape(-1), values, outputs * size).reshape(self.shape))
+
+    def _add(self, sums: Tensor) -> None:
+        if self.integer:
+            self._counts += sums.to(torch.int64)
+        else:
+            self._sum.add(sums)
+
+    def merge(self, other: TotalSink) -> None:
+        if self.integer:
+            self._counts += other._counts.to(self._counts.device)
+        else:
+            self._sum.merge(other._sum)
+
+    def value(self) -> Tensor:
+        """The sums, ``(1, *shape)``."""
+        return (self._counts if self.integer else self._sum.value()).unsqueeze(0)
+
+
+class GroupSink:
+    """Sums of shape ``(groups, *shape)``, one row per group; ``group`` gives each row's."""
+
+    def __init__(self, shape: tuple[int, ...], device: torch.device, *, integer: bool = False):
+        self.shape = shape
+        self.integer = integer
+        self.groups = 0
+        dtype = torch.int64 if integer else torch.float64
+        self._total = torch.zeros((0, *shape), dtype=dtype, device=device)
+
+    def reserve(self, groups: int) -> None:
+        """Make room for ``groups`` groups (capacity doubles, so growth is amortised O(1))."""
+        self.groups = max(self.groups, groups)
+        capacity = self._total.shape[0]
+        if groups > capacity:
+            extra = max(groups, 2 * capacity, 16) - capacity
+            padding = self._total.new_zeros((extra, *self.shape))
+            self._total = torch.cat([self._total, padding])
+
+    def add(self, values: Tensor, group: Tensor) -> None:
+        self._total.index_add_(0, group, values.to(self._total.dtype))
+
+    def add_binned(self, bins: Tensor, values: Tensor | None, group: Tensor) -> None:
+        outputs, size = bins.shape[1], self.shape[-1]
+        slot = group.unsqueeze(1) * outputs + torch.arange(outputs, device=bins.device)
+        flat = (slot * size + bins).reshape(-1)
+        target = self._total.view(-1)
+        if values is None:
+            target.scatter_add_(0, flat, torch.ones_like(flat).to(target.dtype))
+        else:
+            target.scatter_add_(0, flat, values.reshape(-1).to(target.dtype))
+
+    def merge(self, other: GroupSink, mapping: Tensor) -> None:
+        """Add ``other``'s groups into this sink's groups ``mapping[i]``."""
+        rows = other._total[: other.groups].to(self._total.device)
+        self._total.index_add_(0, mapping.to(self._total.device), rows)
+
+    def value(self) -> Tensor:
+        """The sums, ``(groups, *shape)``."""
+        return self._total[: self.groups]
+
+
+def _scattered(flat_bins: Tensor, values: Tensor | None, length: int) -> Tensor:
+    """float64 sums of ``values`` (or counts) per bin. ``scatter_add_`` into a fixed-size
+    buffer: unlike ``bincount`` it never reads the data's maximum back, so CUDA does not
+    synchronise."""
+    sums = torch.zeros(length, dtype=torch.float64, device=flat_bins.device)
+    if values is None:
+        source = torch.ones((), dtype=torch.float64, device=flat_bins.device)
+        return sums.scatter_add_(0, flat_bins, source.expand(flat_bins.numel()))
+    return sums.scatter_add_(0, flat_bins, values.reshape(-1).to(torch.float64))
+
+
+class Sums:
+    """One quantity, summed for the whole input and, when grouping, for each group too."""
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        device: torch.device,
+        *,
+        integer: bool = False,
+        grouped: bool = False,
+    ) -> None:
+        self.total = TotalSink(shape, device, integer=integer)
+        self.by_group = GroupSink(shape, device, integer=integer) if grouped else None
+
+    def add(self, values: Tensor, group: Tensor | None = None) -> None:
+        """Add ``values`` of shape ``(rows, *shape)``; ``group`` is each row's group."""
+        self.total.add(values)
+        if self.by_group is not None:
+            self.by_group.add(values, group)
+
+    def add_binned(self, bins: Tensor, values: Tensor | None, group: Tensor | None = None) -> None:
+        """Per output, add ``values`` (None: count) into the last axis at ``bins``."""
+        self.total.add_binned(bins, values)
+        if self.by_group is not None:
+            self.by_group.add_binned(bins, values, group)
+
+    def reserve(self, groups: int) -> None:
+        if self.by_group is not None:
+            self.by_group.reserve(groups)
+
+    def merge(self, other: Sums, mapping: Tensor | None = None) -> None:
+        """Add ``other`` (its group ``i`` into this one's group ``mapping[i]``)."""
+        self.total.merge(other.total)
+        if self.by_group is not None and other.by_group is not None:
+            self.by_group.merge(other.by_group, mapping)
+
+    def value(self, by_group: bool = False) -> Tensor:
+        """``(1, *shape)`` for the whole input, or ``(groups, *shape)``."""
+        return (self.by_group if by_group else self.total).value()

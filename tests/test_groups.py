@@ -1,0 +1,209 @@
+"""Group breakdowns (--by): each group equals its rows scored alone; sorting, top, gates."""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+from conftest import assert_one_line_error, make_predictions, write_table
+from typer.testing import CliRunner
+
+from gaussnll.cli.app import app
+from gaussnll.core import ColumnSpec, Scorer, score
+
+# Every scalar a group reports, compared with the same group's rows scored on their own.
+COMPARED = (
+    "nll", "nll_sum", "rows", "eps_floored", "skipped_rows", "mace", "rmsce",
+    "miscalibration_area", "crps", "check_score", "interval_score_avg", "nll_full",
+    "sharpness", "z_mean", "z_std", "var_scale", "nll_at_var_scale", "mae", "rmse", "bias",
+    "coverage@0.5", "coverage@0.9", "interval_width@0.8", "interval_score@0.95",
+    "inside_counts@0.99",
+)  # fmt: skip
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, ["score", *args])
+
+
+def frame_with_groups(rows: int, groups: int, seed: int, outputs: int = 1) -> pd.DataFrame:
+    columns = make_predictions(rows, seed=seed, outputs=outputs)
+    rng = np.random.default_rng(seed)
+    data = {name: list(values) if outputs > 1 else values for name, values in columns.items()}
+    frame = pd.DataFrame(data)
+    frame["g"] = rng.integers(0, groups, rows)
+    frame["h"] = rng.choice(["x", "y", None], rows)
+    return frame
+
+
+def assert_same_scores(group_report, alone) -> None:
+    for name in COMPARED:
+        assert group_report.metric(name) == pytest.approx(alone.metric(name), rel=1e-10), name
+    assert group_report.calibration.pit_counts == alone.calibration.pit_counts
+    for mine, theirs in zip(group_report.outputs, alone.outputs, strict=True):
+        assert mine.nll_mean == pytest.approx(theirs.nll_mean, rel=1e-10)
+        assert mine.calibration.crps == pytest.approx(theirs.calibration.crps, rel=1e-10)
+
+
+@pytest.mark.parametrize("chunk_size", [13, 700, 100_000])
+def test_each_group_equals_its_rows_scored_alone(chunk_size):
+    frame = frame_with_groups(3_000, groups=7, seed=1)
+    report = score(frame, device="cpu", chunk_size=chunk_size, columns=ColumnSpec(by=("g", "h")))
+    assert report.by == ("g", "h")
+    keys = [group.key for group in report.groups]
+    assert keys == sorted(keys, key=lambda k: (k[0], k[1] is None, k[1] or ""))
+    assert len(keys) == report.groups_total == frame.groupby(["g", "h"], dropna=False).ngroups
+    for group in report.groups:
+        g, h = group.key
+        rows = frame[(frame.g == g) & (frame.h.isna() if h is None else frame.h == h)]
+        assert_same_scores(group.report, score(rows, device="cpu"))
+    assert sum(group.report.rows for group in report.groups) == report.rows
+
+
+def test_multi_output_groups():
+    frame = frame_with_groups(900, groups=3, seed=2, outputs=2)
+    table = pa.table(
+        {
+            **{
+                name: pa.FixedSizeListArray.from_arrays(np.concatenate(frame[name].to_list()), 2)
+                for name in ("mean", "var", "target")
+            },
+            "g": frame["g"],
+        }
+    )
+    report = score(table, device="cpu", chunk_size=64, columns=ColumnSpec(by=("g",)))
+    for group in report.groups:
+        rows = table.filter(pa.compute.equal(table["g"], group.key[0]))
+        assert_same_scores(group.report, score(rows, device="cpu"))
+
+
+def test_many_groups_and_skipped_rows():
+    """10^4 groups over few rows each: exact per group, skipped rows counted where they are."""
+    frame = frame_with_groups(20_000, groups=10_000, seed=3)
+    frame.loc[[5, 17, 4_000], "mean"] = np.nan
+    report = score(
+        frame, device="cpu", chunk_size=4_096, nan_policy="skip", columns=ColumnSpec(by=("g",))
+    )
+    assert report.groups_total == frame["g"].nunique()
+    by_key = {group.key[0]: group.report for group in report.groups}
+    skipped = frame.loc[[5, 17, 4_000], "g"].value_counts()
+    for key, count in skipped.items():
+        assert by_key[key].skipped_rows == count
+    sample = np.random.default_rng(4).choice(list(by_key), 40, replace=False)
+    for key in sample:
+        rows = frame[(frame.g == key) & frame["mean"].notna()]
+        if len(rows):
+            assert_same_scores(by_key[key], score(rows, device="cpu"))
+
+
+def test_scorers_with_different_groups_merge_exactly():
+    frame = frame_with_groups(2_000, groups=30, seed=5)
+    whole = score(frame, device="cpu", columns=ColumnSpec(by=("g",)))
+    halves = [Scorer(device="cpu", columns=ColumnSpec(by=("g",))) for _ in range(2)]
+    # The halves meet the groups in different orders, so their group numbers differ.
+    for scorer, part in zip(halves, (frame[:1_000], frame[1_000:].iloc[::-1]), strict=True):
+        from gaussnll.core.api import _labelled
+        from gaussnll.core.engine import to_chunks
+
+        batches = _labelled(
+            pa.Table.from_pandas(part).to_batches(), ["mean", "target", "var", "g"], 300
+        )
+        for chunk in to_chunks(batches, scorer.options, scorer.device, scorer.group_keys):
+            scorer.add(chunk)
+    halves[0].merge(halves[1])
+    merged = halves[0].report()
+    for mine, theirs in zip(merged.groups, whole.groups, strict=True):
+        assert mine.key == theirs.key
+        assert_same_scores(mine.report, theirs.report)
+
+
+def test_sort_top_json_and_frame(tmp_path):
+    frame = frame_with_groups(3_000, groups=12, seed=6)
+    path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "g.parquet")
+    result = run(str(path), "--by", "g", "--sort-by", "nll", "--top", "5", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["by"] == ["g"] and payload["groups_total"] == 12
+    nlls = [group["nll"] for group in payload["groups"]]
+    assert len(nlls) == 5 and nlls == sorted(nlls, reverse=True)
+    everything = score(str(path), device="cpu", columns=ColumnSpec(by=("g",)))
+    assert nlls[0] == pytest.approx(max(g.report.nll for g in everything.groups), rel=1e-12)
+    assert set(payload["groups"][0]) >= {"key", "rows", "nll", "calibration", "accuracy"}
+    ascending = json.loads(
+        run(str(path), "--by", "g", "--sort-by", "coverage@0.9:asc", "--json").stdout
+    )
+    coverages = [g["calibration"]["coverage"][2] for g in ascending["groups"]]
+    assert coverages == sorted(coverages)
+    table = everything.to_frame()
+    assert list(table["g"]) == sorted(frame["g"].unique()) and len(table) == 12
+    assert table["nll"].tolist() == [g.report.nll for g in everything.groups]
+
+
+def test_per_group_checks_name_the_failing_groups(tmp_path):
+    frame = frame_with_groups(4_000, groups=4, seed=7)
+    bad = frame["g"] == 2
+    frame.loc[bad, "var"] = frame.loc[bad, "var"] / 20  # group 2 far over-confident
+    path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "g.parquet")
+    limit = score(frame[~bad], device="cpu").nll + 0.5
+    junit = tmp_path / "checks.xml"
+    args = [str(path), "--by", "g", "--check", f"nll <= {limit}", "--per-group"]
+    result = run(*args, "--json", "--junit-xml", str(junit))
+    assert result.exit_code == 1, result.output
+    check = json.loads(result.stdout)["checks"][0]
+    assert check["per_group"] is True and check["groups"] == 4
+    assert [f["key"] for f in check["failed_groups"]] == [{"g": 2}]
+    assert check["failed_groups"][0]["value"] > limit
+    failure = ET.parse(junit).getroot().find("testsuite/testcase/failure")
+    assert "1 of 4 groups fail: 2 (" in failure.get("message")
+    table = run(*args)
+    assert table.exit_code == 1 and "1 of 4 groups fail" in table.stdout
+    passing = run(str(path), "--by", "g", "--check", "nll <= 1000", "--per-group")
+    assert passing.exit_code == 0 and "all 4 groups pass" in passing.stdout
+    markdown = run(*args, "--format", "markdown")
+    assert "**by g: 4 groups**" in markdown.stdout and "| (all) |" in markdown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--top", "3"], "--top applies to the groups of --by COLUMN"),
+        (["--per-group", "--check", "nll < 1"], "--per-group applies to the groups"),
+        (["--by", "g", "--per-group"], "--per-group applies the checks to each group"),
+        (["--by", "g", "--top", "0"], "--top must be at least 1"),
+        (["--by", "g", "--sort-by", "nope"], "--sort-by must be METRIC or METRIC:asc"),
+        (["--by", "g", "--sort-by", "nll:up"], "--sort-by must be METRIC or METRIC:asc"),
+        (["--by", "region"], "column 'region': no such column"),
+    ],
+)
+def test_grouping_usage_errors(tmp_path, args, fragment):
+    frame = frame_with_groups(50, groups=2, seed=8)
+    path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "g.parquet")
+    assert_one_line_error(run(str(path), *args), fragment)
+
+
+def test_group_config_and_comma_separated_columns(tmp_path, monkeypatch):
+    frame = frame_with_groups(600, groups=3, seed=9)
+    path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "g.csv")
+    (tmp_path / "pyproject.toml").write_text('[tool.gaussnll]\nby = ["g,h"]\ntop = 2\n')
+    monkeypatch.chdir(tmp_path)
+    payload = json.loads(run(str(path), "--json").stdout)
+    assert payload["by"] == ["g", "h"] and len(payload["groups"]) == 2
+    assert payload["groups_total"] == frame.groupby(["g", "h"], dropna=False).ngroups
+    assert payload["groups"][0]["key"] == {"g": 0, "h": ""}  # CSV reads an empty text cell as ""
+
+
+def test_ungrouped_state_matches_torch_sum():
+    """The grouped pass leaves the whole-input numbers as they were (compensated)."""
+    frame = frame_with_groups(5_000, groups=50, seed=10)
+    grouped = score(frame, device="cpu", chunk_size=333, columns=ColumnSpec(by=("g",)))
+    plain = score(frame, device="cpu", chunk_size=333)
+    tensors = [torch.tensor(frame[k].to_numpy()) for k in ("mean", "target", "var")]
+    expected = torch.nn.functional.gaussian_nll_loss(*tensors).item()
+    assert grouped.nll == plain.nll == pytest.approx(expected, rel=1e-12)
+    assert grouped.calibration == plain.calibration
+    assert not math.isnan(grouped.groups[0].report.nll)
