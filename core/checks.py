@@ -74,6 +74,15 @@ class Check:
         """The level of a ``NAME@LEVEL`` metric, else None."""
         return _level(self.metric)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The check's own fields of a JSON check result."""
+        return {
+            "check": self.text,
+            "metric": self.metric,
+            "op": self.op,
+            "bound": list(self.bounds),
+        }
+
     def bound_text(self) -> str:
         return " ".join(f"{b:g}" for b in self.bounds)
 
@@ -97,14 +106,7 @@ class CheckResult:
         return "missing" if self.value is None else number(self.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.check.text,
-            "metric": self.check.metric,
-            "op": self.check.op,
-            "bound": list(self.check.bounds),
-            "value": self.value,
-            "passed": self.passed,
-        }
+        return {**self.check.to_dict(), "value": self.value, "passed": self.passed}
 
 
 @dataclass(frozen=True)
@@ -142,10 +144,7 @@ class GroupCheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "check": self.check.text,
-            "metric": self.check.metric,
-            "op": self.check.op,
-            "bound": list(self.check.bounds),
+            **self.check.to_dict(),
             "per_group": True,
             "groups": self.groups,
             "failed_groups": [{"key": f.key, "value": f.value} for f in self.failures],
