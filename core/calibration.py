@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from gaussnll.core.binning import EdgeBins, uniform_bins
 from gaussnll.core.report import AccuracySummary, CalibrationSummary
 from gaussnll.core.sinks import Sums
 
@@ -63,7 +64,8 @@ class CalibrationState:
         self.outputs = outputs
         self.levels = tuple(levels)
         self.pit_bins = pit_bins
-        self._level_edges = torch.tensor(sorted(set(levels)), dtype=torch.float64, device=device)
+        self._level_edges = sorted(set(levels))
+        self._level_bins = EdgeBins(self._level_edges, device)
         bins = len(self._level_edges) + 1
         sums = {
             "moments": len(MOMENTS),
@@ -92,20 +94,21 @@ class CalibrationState:
         var = floored_var.expand_as(error)
         std = torch.sqrt(var)
         z = error / std
+        z2 = z * z
         e = torch.special.erf(z * _INV_SQRT_2)
         a = e.abs()
-        u = 0.5 + 0.5 * e
-        density = _SQRT_2_OVER_PI * torch.exp(-0.5 * z * z)  # 2φ(z)
-        crps = std * (z * e + density - _INV_SQRT_PI)
+        u = e * 0.5 + 0.5
+        density = torch.exp(z2 * -0.5).mul_(_SQRT_2_OVER_PI)  # 2φ(z)
+        crps = (z * e).add_(density).sub_(_INV_SQRT_PI).mul_(std)
         abs_error = error.abs()
-        moments = (z, z * z, torch.log(var), var, std, crps, abs_error, error * error, error)
-        self.sinks["moments"].add(torch.stack(moments, dim=-1), group)
+        moments = (z, z2, torch.log(var), var, std, crps, abs_error, error * error, error)
+        self.sinks["moments"].add_columns(moments, group)
 
-        level_bin = torch.bucketize(a.to(torch.float64), self._level_edges)
-        score_bin = _uniform_bin(a, SCORE_STEPS, ceil=True, offset=-1, top=SCORE_STEPS - 1)
-        check_bin = _uniform_bin(u, SCORE_STEPS, ceil=False, offset=0, top=SCORE_STEPS - 1)
-        curve_bin = _uniform_bin(a, CURVE_STEPS, ceil=True, offset=0, top=CURVE_STEPS)
-        pit_bin = _uniform_bin(u, self.pit_bins, ceil=False, offset=0, top=self.pit_bins - 1)
+        level_bin = self._level_bins(a)
+        score_bin = uniform_bins(a, SCORE_STEPS, ceil=True, offset=-1, top=SCORE_STEPS - 1)
+        check_bin = uniform_bins(u, SCORE_STEPS, ceil=False, offset=0, top=SCORE_STEPS - 1)
+        curve_bin = uniform_bins(a, CURVE_STEPS, ceil=True, offset=0, top=CURVE_STEPS)
+        pit_bin = uniform_bins(u, self.pit_bins, ceil=False, offset=0, top=self.pit_bins - 1)
         for name, bins, values in (
             ("level_std", level_bin, std),
             ("level_abs_error", level_bin, abs_error),
@@ -147,8 +150,7 @@ class CalibrationState:
         curve_levels = torch.arange(CURVE_STEPS + 1, dtype=torch.float64) / CURVE_STEPS
         curve = torch.cumsum(totals["curve"], dim=1).double() / elements.unsqueeze(1)
         gaps = curve - curve_levels
-        edges = self._level_edges.cpu().tolist()
-        columns = [edges.index(level) for level in self.levels]
+        columns = [self._level_edges.index(level) for level in self.levels]
         inside = torch.cumsum(totals["level"], dim=1)[:, columns]
         quantiles = central_quantiles(torch.tensor(self.levels, dtype=torch.float64))
         var_scale = mean["z2"]
@@ -255,19 +257,6 @@ def _check_score_sums(totals: dict[str, Tensor]) -> Tensor:
     zeta_above = torch.cat([zeta_above, torch.zeros(1, dtype=torch.float64)])
     per_bin = -error * above + std * zeta_above
     return error.sum(dim=1) * tau.sum() - std.sum(dim=1) * (zeta * tau).sum() + per_bin.sum(dim=1)
-
-
-def _uniform_bin(values: Tensor, steps: int, *, ceil: bool, offset: int, top: int) -> Tensor:
-    """The bin of each value in [0, 1] on a grid of ``steps`` equal parts, clamped to [0, top].
-
-    Clamped after the integer conversion, so even a NaN (from invalid input that is reported
-    after the chunk) lands in a valid bin instead of breaking the accumulation.
-    """
-    scaled = values * steps
-    scaled = torch.ceil(scaled) if ceil else torch.floor(scaled)
-    if offset:
-        scaled += offset
-    return scaled.long().clamp_(0, top)
 
 
 def area_between_curve_and_diagonal(expected: Tensor, observed: Tensor) -> Tensor:

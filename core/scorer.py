@@ -222,8 +222,11 @@ class _Validity:
         bad = torch.zeros((), dtype=torch.bool, device=loss_sums.device)
         if policy != "propagate":
             bad |= ~torch.isfinite(loss_sums).all()
-        if spec.spread_kind is not Spread.LOG_VAR:
-            bad |= (chunk.spread < 0).any()
+        if spec.spread_kind is not Spread.LOG_VAR and chunk.length:
+            # amin (the faster test) is NaN for a chunk with a NaN, which is bad anyway unless
+            # NaNs propagate.
+            spread = chunk.spread
+            bad |= (spread < 0).any() if policy == "propagate" else spread.amin() < 0
         if self._deferred:
             self._flag |= bad
             return False

@@ -13,6 +13,8 @@ Integer sinks count (int64); float sinks sum in float64.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -25,14 +27,26 @@ class TotalSink:
     def __init__(self, shape: tuple[int, ...], device: torch.device, *, integer: bool = False):
         self.shape = shape
         self.integer = integer
+        self._dtype = torch.int64 if integer else torch.float64
         if integer:
             self._counts = torch.zeros(shape, dtype=torch.int64, device=device)
         else:
             self._sum = CompensatedSum(shape, device)
 
-    def add(self, values: Tensor) -> None:
-        """Add ``values`` of shape ``(rows, *shape)``."""
-        self._add(values.sum(dim=0, dtype=torch.int64 if self.integer else torch.float64))
+    def add(self, values: Tensor) -> Tensor:
+        """Add ``values`` of shape ``(rows, *shape)``; return their sums (the chunk's)."""
+        sums = values.sum(dim=0, dtype=self._dtype)
+        self._add(sums)
+        return sums
+
+    def add_columns(self, columns: Sequence[Tensor]) -> None:
+        """Add the last axis's entries given one by one: ``columns[k]`` is ``(rows, *shape[:-1])``.
+        Each is reduced on its own, never stacked into a ``(rows, *shape)`` copy."""
+        self._add(torch.stack([column.sum(dim=0, dtype=self._dtype) for column in columns], -1))
+
+    def count(self, amount: int | Tensor) -> None:
+        """Add ``amount`` to a count of shape ``()``."""
+        self._counts += amount
 
     def add_binned(self, bins: Tensor, values: Tensor | None) -> None:
         """Per output, add ``values`` (``(rows, outputs)``; None: count) into the last axis at
@@ -80,6 +94,14 @@ class GroupSink:
     def add(self, values: Tensor, group: Tensor) -> None:
         self._total.index_add_(0, group, values.to(self._total.dtype))
 
+    def add_columns(self, columns: Sequence[Tensor], group: Tensor) -> None:
+        for k, column in enumerate(columns):
+            self._total[..., k].index_add_(0, group, column.to(self._total.dtype))
+
+    def count(self, group: Tensor, per_row: Tensor | None = None) -> None:
+        """Add ``per_row`` (default one) to each row's group (a count of shape ``()``)."""
+        self._total.index_add_(0, group, torch.ones_like(group) if per_row is None else per_row)
+
     def add_binned(self, bins: Tensor, values: Tensor | None, group: Tensor) -> None:
         outputs, size = bins.shape[1], self.shape[-1]
         slot = group.unsqueeze(1) * outputs + torch.arange(outputs, device=bins.device)
@@ -125,11 +147,32 @@ class Sums:
         self.total = TotalSink(shape, device, integer=integer)
         self.by_group = GroupSink(shape, device, integer=integer) if grouped else None
 
-    def add(self, values: Tensor, group: Tensor | None = None) -> None:
-        """Add ``values`` of shape ``(rows, *shape)``; ``group`` is each row's group."""
-        self.total.add(values)
+    def add(self, values: Tensor, group: Tensor | None = None) -> Tensor:
+        """Add ``values`` of shape ``(rows, *shape)``; ``group`` is each row's group. Returns the
+        chunk's sums over all its rows."""
+        sums = self.total.add(values)
         if self.by_group is not None:
             self.by_group.add(values, group)
+        return sums
+
+    def add_columns(self, columns: Sequence[Tensor], group: Tensor | None = None) -> None:
+        """Add the last axis's entries one by one (see ``TotalSink.add_columns``)."""
+        self.total.add_columns(columns)
+        if self.by_group is not None:
+            self.by_group.add_columns(columns, group)
+
+    def count(self, rows: int, group: Tensor | None = None) -> None:
+        """Add ``rows`` rows to a count of shape ``()`` (``group``: each row's group)."""
+        self.total.count(rows)
+        if self.by_group is not None:
+            self.by_group.count(group)
+
+    def count_flags(self, flags: Tensor, group: Tensor | None = None) -> None:
+        """Add how many of each row's ``flags`` (``(rows, w)`` booleans) are set, to a count
+        of shape ``()``."""
+        self.total.count(flags.sum())
+        if self.by_group is not None:
+            self.by_group.count(group, flags.sum(dim=1))
 
     def add_binned(self, bins: Tensor, values: Tensor | None, group: Tensor | None = None) -> None:
         """Per output, add ``values`` (None: count) into the last axis at ``bins``."""

@@ -62,7 +62,7 @@ class ScoreState:
 
     def count_floored(self, var: Tensor, eps: float, group: Tensor | None = None) -> None:
         """Add how many variance values ``max(var, eps)`` raised (``var`` is ``(rows, w)``)."""
-        self._floored.add((var < eps).sum(dim=1), group)
+        self._floored.count_flags(var < eps, group)
 
     def update(
         self,
@@ -76,10 +76,9 @@ class ScoreState:
 
         Returns the chunk's per-output loss sums, for the caller's validity check.
         """
-        chunk_sums = loss.sum(dim=0, dtype=torch.float64)
         self.rows += loss.shape[0]
-        self._rows.add(torch.ones(loss.shape[0], dtype=torch.int64, device=loss.device), group)
-        self._loss.add(loss, group)
+        self._rows.count(loss.shape[0], group)
+        chunk_sums = self._loss.add(loss, group)
         if self.calibration is not None:
             self.calibration.update(mean, target, floored_var, group)
         return chunk_sums
