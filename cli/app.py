@@ -116,6 +116,10 @@ def score(
     calibration: Calibration = None,
     levels: Levels = None,
     pit_bins: PitBins = None,
+    workers: Annotated[
+        int | None,
+        _option("Scoring threads on the CPU; 0: one per 2 cores up to 4, 1 with --by.", 0),
+    ] = None,
     check: Annotated[
         list[str] | None,
         _option("A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable."),

@@ -59,6 +59,7 @@ BUILT_IN: dict[str, Any] = {
     "calibration": True,
     "levels": list(DEFAULT_LEVELS),
     "pit_bins": DEFAULT_PIT_BINS,
+    "workers": 0,
     "checks": [],
     "by": [],
     "top": None,
@@ -71,7 +72,7 @@ BUILT_IN: dict[str, Any] = {
 _SPREAD_KEYS = ("var_col", "std_col", "log_var_col")
 # Settings of one command only (the rest are shared); each command shows only its own.
 _COMMAND_ONLY = {
-    "score": ("reduction", "checks", "by", "top", "sort_by", "per_group"),
+    "score": ("reduction", "workers", "checks", "by", "top", "sort_by", "per_group"),
     "compare": ("compare_checks", "max_regression", "confidence"),
 }
 
@@ -271,6 +272,7 @@ def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOption
         calibration=settings["calibration"],
         levels=tuple(dict.fromkeys([*settings["levels"], *check_levels(checks)])),
         pit_bins=settings["pit_bins"],
+        workers=settings.get("workers", 1),
     )
 
 

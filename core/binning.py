@@ -51,8 +51,10 @@ class EdgeBins:
             self._cell_edges.append(table.to(device))
 
     def __call__(self, values: Tensor) -> Tensor:
-        cell = (values * _CELLS).long().clamp_(0, _CELLS - 1)
-        bins = self._edges_before.take(cell)
+        """The bins, shaped like ``values``."""
+        flat = values.reshape(-1)
+        cell = (flat * _CELLS).long().clamp_(0, _CELLS - 1)
+        bins = self._edges_before.index_select(0, cell)  # faster than take on the CPU
         for table in self._cell_edges:
-            bins += values > table.take(cell)
-        return bins
+            bins += flat > table.index_select(0, cell)
+        return bins.reshape(values.shape)

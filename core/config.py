@@ -33,6 +33,7 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "calibration": bool,
     "levels": list,
     "pit_bins": int,
+    "workers": int,
     "checks": list,
     "by": list,
     "top": int,

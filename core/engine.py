@@ -22,6 +22,7 @@ from gaussnll.core.report import Report
 from gaussnll.core.scorer import Chunk, Scored, Scorer, output_names
 from gaussnll.core.sources import Source, resolve_source
 from gaussnll.core.tensors import Conversion, Location
+from gaussnll.core.workers import ScorerPool, auto_workers
 from gaussnll.core.writers import RowWriter
 
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -37,7 +38,7 @@ def score(
     """Stream ``path`` through the Gaussian NLL and return the report.
 
     ``rows_to`` receives the per-row losses (with the ``full`` constant when set) as record
-    batches; ``on_progress(rows_done, total_rows_or_None)`` is called after every chunk.
+    batches; ``on_progress(rows_read, total_rows_or_None)`` is called after every chunk.
     """
     options = options or ScoreOptions()
     source = resolve_source(path)
@@ -71,17 +72,21 @@ def score_batches(
     ``relocate`` is called when a GPU pass found an invalid chunk, to raise the precise error.
     """
     started = time.perf_counter()
-    scorer = Scorer(options)
-    chunks = prefetched(to_chunks(batches, options, scorer.device, scorer.group_keys))
-    for chunk in chunks:
-        try:
-            scored = scorer.add(chunk)
-        except NegativeSpreadError as first:
-            raise _with_negative_count(first, [chunk], chunks) from None
-        if rows_to is not None:
-            rows_to.write(_row_batch(scored, options, chunk.ids))
-        if on_progress is not None:
-            on_progress(scorer.state.rows, total_rows)
+    first = Scorer(options)
+    workers = options.workers or auto_workers(first.device, first.group_keys is not None)
+    pool = ScorerPool(first, workers)
+    chunks = prefetched(to_chunks(batches, options, first.device, first.group_keys))
+    rows_done = 0
+    try:
+        for chunk, scored in pool.scored(chunks):
+            if rows_to is not None:
+                rows_to.write(_row_batch(scored, options, chunk.ids))
+            rows_done += chunk.length
+            if on_progress is not None:
+                on_progress(rows_done, total_rows)
+    except NegativeSpreadError as first_negative:
+        raise _with_negative_count(first_negative, pool.unfinished(), chunks) from None
+    scorer = pool.merged()
     if scorer.state is None:
         raise InputError("no data rows", path=label)
     if scorer.failed() and relocate is not None:

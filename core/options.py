@@ -33,6 +33,7 @@ class ScoreOptions:
     calibration: bool = True
     levels: tuple[float, ...] = DEFAULT_LEVELS
     pit_bins: int = DEFAULT_PIT_BINS
+    workers: int = 0  # scoring threads; 0: automatic (see ``workers.auto_workers``)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.eps) and self.eps >= 0):
@@ -53,6 +54,8 @@ class ScoreOptions:
             raise UsageError(
                 f"--levels must be numbers in (0, 1). Got {list(self.levels)} instead."
             )
+        if self.workers < 0:
+            raise UsageError(f"--workers must be 0 (automatic) or more. Got {self.workers}.")
         if not 1 <= self.pit_bins <= MAX_PIT_BINS:
             raise UsageError(
                 f"--pit-bins must be between 1 and {MAX_PIT_BINS}. Got {self.pit_bins} instead."

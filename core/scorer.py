@@ -111,6 +111,13 @@ class Scorer:
         self._started = time.perf_counter()
         self._rows_given = 0
 
+    def sibling(self) -> Scorer:
+        """An empty scorer of the same options sharing this one's group index (for another
+        worker thread: the two merge group by group)."""
+        other = Scorer(self.options)
+        other.group_keys = self.group_keys
+        return other
+
     def update(self, mean: Tensor, target: Tensor, var: Tensor) -> Tensor:
         """Add rows given as tensors; return their element losses (with the ``full`` constant)."""
         dtype = DTYPES[self.options.dtype]
@@ -163,6 +170,7 @@ class Scorer:
             mapping = torch.from_numpy(indices).to(self.device)
             self.state.reserve(len(self.group_keys.keys))
         self.state.merge(other.state, mapping)
+        self._validity.merge(other._validity)
 
     def _new_state(self, outputs: int) -> ScoreState:
         levels = self.options.levels if self.options.calibration else None
@@ -234,6 +242,10 @@ class _Validity:
 
     def failed(self) -> bool:
         return bool(self._flag)
+
+    def merge(self, other: _Validity) -> None:
+        """Take on another scorer's deferred verdicts."""
+        self._flag |= other._flag.to(self._flag.device)
 
 
 def _explain(chunk: Chunk, spec: ColumnSpec, var: Tensor, loss: Tensor, policy: str) -> None:

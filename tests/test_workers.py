@@ -1,0 +1,102 @@
+"""Scoring on several worker threads: the same report, rows and errors as on one."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+import torch
+from conftest import make_predictions, torch_nll, write_table
+
+from gaussnll.core import InputError, ScoreOptions, score
+from gaussnll.core.sources import FileFormat
+from gaussnll.core.workers import MAX_AUTO_WORKERS, auto_workers
+from gaussnll.core.writers import RowWriter
+
+
+def _flat_numbers(value: object) -> list[float]:
+    """Every number in a report's JSON, in order."""
+    if isinstance(value, dict):
+        return [n for key in sorted(value) for n in _flat_numbers(value[key])]
+    if isinstance(value, list | tuple):
+        return [n for item in value for n in _flat_numbers(item)]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return []
+    return [float(value)]
+
+
+def _numbers(report) -> list[float]:
+    payload = report.to_dict()
+    for timing in ("seconds", "rows_per_second"):
+        payload.pop(timing)
+    return _flat_numbers(payload)
+
+
+@pytest.mark.parametrize("chunk_size", [7, 300])
+@pytest.mark.parametrize("workers", [2, 3])
+def test_every_metric_equals_one_worker(parquet_file, predictions, chunk_size, workers):
+    options = ScoreOptions(chunk_size=chunk_size, device="cpu")
+    one = score(str(parquet_file), options, workers=1)
+    many = score(str(parquet_file), options, workers=workers)
+    assert many.nll_mean == pytest.approx(torch_nll(predictions), rel=1e-12)
+    assert _numbers(many) == pytest.approx(_numbers(one), rel=1e-12, abs=1e-15)
+
+
+def test_workers_give_the_same_bits_on_every_run(parquet_file):
+    options = ScoreOptions(chunk_size=50, device="cpu", workers=3)
+    runs = [_numbers(score(str(parquet_file), options)) for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_per_row_losses_keep_the_file_order(parquet_file):
+    tables = []
+    for workers in (1, 3):
+        buffer = io.BytesIO()
+        writer = RowWriter(buffer, FileFormat.CSV)
+        score(
+            str(parquet_file),
+            ScoreOptions(chunk_size=64, device="cpu", workers=workers),
+            rows_to=writer,
+        )
+        writer.close()
+        tables.append(pacsv.read_csv(io.BytesIO(buffer.getvalue())))
+    assert tables[0].num_rows == 2_500
+    assert tables[0].equals(tables[1])
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_the_first_bad_row_in_file_order_wins(tmp_path, workers):
+    columns = make_predictions(200)
+    columns["target"][40] = np.nan  # chunk 2 of 16 rows
+    columns["var"][[70, 150]] = -1.0  # chunks 4 and 9: other workers, maybe done first
+    path = write_table(pa.table(columns), tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match="column 'target': row 41: expected a finite number"):
+        score(str(path), ScoreOptions(chunk_size=16, device="cpu", workers=workers))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_negatives_in_chunks_still_in_flight_are_counted(tmp_path, workers):
+    columns = make_predictions(200)
+    columns["var"][[20, 40, 60, 190]] = -1.0  # chunks 1, 2, 3 (in flight together) and 11
+    path = write_table(pa.table(columns), tmp_path / "neg.csv")
+    with pytest.raises(InputError) as caught:
+        score(str(path), ScoreOptions(chunk_size=16, device="cpu", workers=workers))
+    assert str(caught.value).endswith(
+        "row 21: expected a non-negative variance, got -1.0 (4 negative values in all)"
+    )
+
+
+def test_torch_threads_are_restored(parquet_file):
+    before = torch.get_num_threads()
+    score(str(parquet_file), ScoreOptions(chunk_size=500, device="cpu", workers=2))
+    assert torch.get_num_threads() == before
+
+
+def test_automatic_workers():
+    cpu = torch.device("cpu")
+    assert 1 <= auto_workers(cpu, grouped=False) <= MAX_AUTO_WORKERS
+    assert auto_workers(cpu, grouped=True) == 1
+    assert auto_workers(torch.device("cuda"), grouped=False) == 1
