@@ -4,7 +4,7 @@ run the core, render, apply the checks, and choose the exit code."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -182,7 +182,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any], outputs: O
 class Renderers:
     """How one command's report is shown in each ``--format``."""
 
-    json: Callable[..., str]
+    json: Callable[..., Iterable[str]]
     markdown: Callable[[Any, list[CheckResult]], str]
     table: Callable[[Any, list[CheckResult]], None]
 
@@ -201,7 +201,9 @@ def _render(
 ) -> None:
     """Print ``report`` and the check ``results`` on stdout in ``output_format``."""
     if output_format == "json":
-        print(renderers.json(report, results, config_file=config.path, settings=settings))
+        pieces = renderers.json(report, results, config_file=config.path, settings=settings)
+        sys.stdout.writelines(pieces)
+        sys.stdout.write("\n")
     elif output_format == "markdown":
         print(renderers.markdown(report, results))
     else:

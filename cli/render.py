@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rich.columns import Columns
@@ -22,12 +23,11 @@ def report_json(
     *,
     config_file: str | None = None,
     settings: dict[str, Any] | None = None,
-) -> str:
-    """One JSON object: the report, the checks, and the resolved configuration.
-
-    Non-finite floats become null so every JSON parser accepts it.
-    """
-    return json_with_checks(report.to_dict(), results, config_file, settings)
+) -> Iterator[str]:
+    """One JSON object, in pieces: the report, the checks, and the resolved configuration.
+    The group entries are serialised one at a time, one per line."""
+    groups = (group.to_dict(report.by) for group in report.groups) if report.by else None
+    return json_with_checks(report.to_dict(groups=False), results, config_file, settings, groups)
 
 
 def json_with_checks(
@@ -35,15 +35,41 @@ def json_with_checks(
     results: list[CheckResult],
     config_file: str | None,
     settings: dict[str, Any] | None,
-) -> str:
-    """``payload`` with ``checks``, ``passed`` and ``config`` added, as JSON."""
+    groups: Iterable[dict[str, Any]] | None = None,
+) -> Iterator[str]:
+    """``payload`` with ``checks``, ``passed`` and ``config`` added, as JSON text in pieces;
+    ``groups`` fill ``payload["groups"]``, one compact entry per line.
+
+    Non-finite floats become null so every JSON parser accepts it.
+    """
     payload = {
         **payload,
         "checks": [result.to_dict() for result in results],
         "passed": all(result.passed for result in results),
         "config": {"file": config_file, "settings": settings or {}},
     }
-    return json.dumps(finite(payload), indent=2, default=list)
+    text = json.dumps(finite(payload), indent=2, default=list)
+    if groups is None:
+        yield text
+        return
+    before, after = text.split(f"{_GROUPS_KEY} []", 1)
+    yield f"{before}{_GROUPS_KEY} ["
+    separator = "\n"
+    for entry in groups:
+        yield separator + "    " + _compact_json(entry)
+        separator = ",\n"
+    yield f"\n  ]{after}"
+
+
+_GROUPS_KEY = '"groups":'
+
+
+def _compact_json(value: dict[str, Any]) -> str:
+    """One line of JSON, non-finite floats as null (looked for only when there are some)."""
+    try:
+        return json.dumps(value, default=list, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(value), default=list)
 
 
 def print_report(report: Report, results: list[CheckResult] = ()) -> None:

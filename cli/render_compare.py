@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -19,8 +20,9 @@ def compare_json(
     *,
     config_file: str | None = None,
     settings: dict[str, Any] | None = None,
-) -> str:
-    """One JSON object (schema ``gaussnll.compare/1``) with the checks and the configuration."""
+) -> Iterator[str]:
+    """One JSON object (schema ``gaussnll.compare/1``) with the checks and the configuration,
+    in pieces."""
     return json_with_checks(report.to_dict(), results, config_file, settings)
 
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -141,7 +143,7 @@ class CalibrationState:
 
     def summaries(
         self, totals: dict[str, Tensor], elements: Tensor, loss_sums: Tensor, full: bool
-    ) -> list[Summaries]:
+    ) -> SummaryTable:
         """Calibration and accuracy of each row of a batch of ``totals`` (each ``(batch, ...)``,
         e.g. groups, outputs, or both flattened), with the batch's element counts and loss sums
         (without the constant). Vectorised over the batch: one pass for 10^5 groups."""
@@ -180,26 +182,41 @@ class CalibrationState:
             "rmse": torch.sqrt(mean["squared_error"]),
             "bias": mean["error"],
         }
-        lists = {name: values.tolist() for name, values in numbers.items()}
-        accuracy_names = ("mae", "rmse", "bias")
-        return [
-            (
-                CalibrationSummary(
-                    levels=list(self.levels),
-                    pit_bins=self.pit_bins,
-                    **{
-                        name: values[b]
-                        for name, values in lists.items()
-                        if name not in accuracy_names
-                    },
-                ),
-                AccuracySummary(**{name: lists[name][b] for name in accuracy_names}),
-            )
-            for b in range(len(elements))
-        ]
+        columns = {name: values.numpy() for name, values in numbers.items()}
+        return SummaryTable(self.levels, self.pit_bins, columns)
 
 
 Summaries = tuple[CalibrationSummary, AccuracySummary]
+_ACCURACY = ("mae", "rmse", "bias")
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    """The calibration and accuracy summaries of a batch (e.g. groups), stored by column: a
+    row's dataclasses are built only when asked for, so 10^5 groups hold arrays of numbers,
+    not 10^5 objects."""
+
+    levels: tuple[float, ...]
+    pit_bins: int
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns["mae"])
+
+    def row(self, index: int) -> Summaries:
+        values = {name: column[index].tolist() for name, column in self.columns.items()}
+        accuracy = AccuracySummary(**{name: values.pop(name) for name in _ACCURACY})
+        calibration = CalibrationSummary(levels=list(self.levels), pit_bins=self.pit_bins, **values)
+        return calibration, accuracy
+
+    @classmethod
+    def concatenated(cls, tables: Sequence[SummaryTable]) -> SummaryTable:
+        """The rows of ``tables`` (of the same levels and PIT bins), in order."""
+        first = tables[0]
+        columns = {
+            name: np.concatenate([t.columns[name] for t in tables]) for name in first.columns
+        }
+        return cls(first.levels, first.pit_bins, columns)
 
 
 def _interval_scores_at(

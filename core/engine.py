@@ -76,9 +76,10 @@ def score_batches(
     workers = options.workers or auto_workers(first.device, first.group_keys is not None)
     pool = ScorerPool(first, workers)
     chunks = prefetched(to_chunks(batches, options, first.device, first.group_keys))
+    results = pool.scored(chunks)
     rows_done = 0
     try:
-        for chunk, scored in pool.scored(chunks):
+        for chunk, scored in results:
             if rows_to is not None:
                 rows_to.write(_row_batch(scored, options, chunk.ids))
             rows_done += chunk.length
@@ -86,6 +87,9 @@ def score_batches(
                 on_progress(rows_done, total_rows)
     except NegativeSpreadError as first_negative:
         raise _with_negative_count(first_negative, pool.unfinished(), chunks) from None
+    finally:  # stop the worker and reader threads now, not when the generators are collected
+        results.close()
+        chunks.close()
     scorer = pool.merged()
     if scorer.state is None:
         raise InputError("no data rows", path=label)

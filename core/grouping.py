@@ -1,7 +1,8 @@
 """Dense group indices for the values of one or more key columns (``--by``).
 
-Each chunk's key columns are dictionary-encoded by Arrow; only the chunk's distinct keys are
-looked up in Python, so the cost per chunk is O(rows) in Arrow plus O(distinct keys) in Python.
+Each chunk's key columns are dictionary-encoded by Arrow. With one key column, Arrow also looks
+the chunk's distinct values up among the known groups (``index_in``), so Python touches only
+new groups; composite keys are looked up in Python per distinct combination in the chunk.
 Groups are numbered in order of first appearance; a null key is a group of its own.
 """
 
@@ -23,9 +24,14 @@ class GroupKeys:
         self.columns = columns
         self.keys: list[Key] = []
         self._index: dict[Key, int] = {}
+        self._known: pa.Array | None = None  # one key column: group i's value at i
 
     def index(self, batch: pa.RecordBatch) -> np.ndarray:
         """Each row's group index (int64), adding the groups not seen before."""
+        if len(self.columns) == 1:
+            fast = self._index_one_column(batch.column(self.columns[0]))
+            if fast is not None:
+                return fast
         uniques, codes = [], []
         for name in self.columns:
             encoded = pc.dictionary_encode(batch.column(name), null_encoding="encode")
@@ -42,6 +48,21 @@ class GroupKeys:
             ]
         return self.add(keys)[local.reshape(-1)]
 
+    def _index_one_column(self, column: pa.Array) -> np.ndarray | None:
+        """The fast path for one key column; None when the column's type differs from the
+        known values' (e.g. an all-null chunk), for the general path to handle."""
+        encoded = pc.dictionary_encode(column, null_encoding="encode")
+        values = encoded.dictionary
+        try:
+            found = pc.index_in(values, value_set=self._known_values(values.type), skip_nulls=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+        groups = found.fill_null(-1).to_numpy().astype(np.int64)
+        new = groups < 0
+        if new.any():
+            groups[new] = self.add((value,) for value in values.filter(pa.array(new)).to_pylist())
+        return groups[encoded.indices.to_numpy(zero_copy_only=False)]
+
     def add(self, keys: Iterable[Key]) -> np.ndarray:
         """The group index of each key, adding those not seen before."""
         indices = []
@@ -52,6 +73,17 @@ class GroupKeys:
                 self.keys.append(key)
             indices.append(index)
         return np.asarray(indices, dtype=np.int64)
+
+    def _known_values(self, value_type: pa.DataType) -> pa.Array:
+        """The known groups' values (one key column) as ``value_type``, with groups added
+        since the last call appended."""
+        have = 0 if self._known is None else len(self._known)
+        if have < len(self.keys) or self._known is None:
+            more = pa.array([key[0] for key in self.keys[have:]], type=value_type)
+            self._known = more if self._known is None else pa.concat_arrays([self._known, more])
+        if self._known.type != value_type:
+            self._known = self._known.cast(value_type)
+        return self._known
 
 
 def sort_key(key: Key) -> tuple:

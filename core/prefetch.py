@@ -1,7 +1,10 @@
 """Run an iterator one step ahead on a background thread.
 
 pyarrow releases the GIL while it reads and decodes, so reading chunk ``k + 1`` overlaps the
-computation on chunk ``k``. Exceptions from the producer are re-raised in the consumer.
+computation on chunk ``k``. Exceptions from the producer are re-raised in the consumer. When
+the consumer stops (done, failed or closed), the producer is stopped and given a moment to
+finish the batch it is reading: a reader thread still inside pyarrow when the interpreter
+exits aborts the process. (A read blocked on a pipe is not waited for.)
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 _POLL_SECONDS = 0.1
+_JOIN_SECONDS = 0.5
 _DONE = object()
 
 
@@ -51,3 +55,4 @@ def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             yield item
     finally:
         stopped.set()
+        thread.join(_JOIN_SECONDS)

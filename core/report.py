@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 SCORE_SCHEMA = "gaussnll.score/1"
@@ -56,7 +57,14 @@ class OutputScore:
     accuracy: AccuracySummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "column": self.column,
+            "elements": self.elements,
+            "nll_mean": self.nll_mean,
+            "nll_sum": self.nll_sum,
+            "calibration": _fields(self.calibration),
+            "accuracy": _fields(self.accuracy),
+        }
 
 
 @dataclass(frozen=True)
@@ -141,11 +149,13 @@ class Report:
         )
 
     def _scalars(self) -> dict[str, Any]:
-        row = {k: v for k, v in self.to_dict().items() if isinstance(v, (int, float, str))}
+        row = {
+            k: v for k, v in self.to_dict(groups=False).items() if isinstance(v, (int, float, str))
+        }
         for section in (self.calibration, self.accuracy):
             if section is None:
                 continue
-            for key, value in asdict(section).items():
+            for key, value in _fields(section).items():
                 if isinstance(value, (int, float)):
                     row[key] = value
         if self.calibration is not None:
@@ -155,73 +165,77 @@ class Report:
                     row[f"{name}@{level:g}"] = value
         return row
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``gaussnll score --json`` (schema ``gaussnll.score/1``)."""
+    def to_dict(self, *, groups: bool = True) -> dict[str, Any]:
+        """The JSON object of ``gaussnll score --json`` (schema ``gaussnll.score/1``);
+        ``groups=False`` leaves the group entries out (to stream them one by one)."""
+        scores = self.scores_dict()
         return {
             "schema": SCORE_SCHEMA,
             "path": self.path,
             "format": self.format,
-            "rows": self.rows,
-            "elements": self.elements,
+            **{name: scores.pop(name) for name in ("rows", "elements")},
             "reduction": self.reduction,
             "full": self.full,
             "eps": self.eps,
-            "nll": self.nll,
-            "nll_mean": self.nll_mean,
-            "nll_sum": self.nll_sum,
-            "calibration": asdict(self.calibration) if self.calibration else None,
-            "accuracy": asdict(self.accuracy) if self.accuracy else None,
+            **scores,
             "outputs": [output.to_dict() for output in self.outputs],
             "columns": self.columns,
             "nan_policy": self.nan_policy,
-            "skipped_rows": self.skipped_rows,
-            "skipped_reasons": self.skipped_reasons,
-            "eps_floored": self.eps_floored,
             "device": self.device,
             "dtype": self.dtype,
             "chunk_size": self.chunk_size,
             "seconds": self.seconds,
             "rows_per_second": self.rows_per_second,
-            **self._groups_dict(),
+            **self._groups_dict(groups),
         }
 
-    def _groups_dict(self) -> dict[str, Any]:
+    def scores_dict(self) -> dict[str, Any]:
+        """The scores a whole report and a group's JSON entry share."""
+        return {
+            "rows": self.rows,
+            "elements": self.elements,
+            "nll": self.nll,
+            "nll_mean": self.nll_mean,
+            "nll_sum": self.nll_sum,
+            "calibration": _fields(self.calibration),
+            "accuracy": _fields(self.accuracy),
+            "skipped_rows": self.skipped_rows,
+            "skipped_reasons": self.skipped_reasons,
+            "eps_floored": self.eps_floored,
+        }
+
+    def _groups_dict(self, entries: bool) -> dict[str, Any]:
         if not self.by:
             return {}
-        return {
-            "by": list(self.by),
-            "groups_total": self.groups_total,
-            "groups": [group.to_dict(self.by) for group in self.groups],
-        }
+        listed = [group.to_dict(self.by) for group in self.groups] if entries else []
+        return {"by": list(self.by), "groups_total": self.groups_total, "groups": listed}
 
 
-# The keys of a group's entry in the JSON, besides its key.
-GROUP_KEYS = (
-    "rows",
-    "elements",
-    "nll",
-    "nll_mean",
-    "nll_sum",
-    "skipped_rows",
-    "skipped_reasons",
-    "eps_floored",
-    "calibration",
-    "accuracy",
-    "outputs",
-)
+def _fields(section: Any) -> dict[str, Any] | None:
+    """A summary dataclass as a dict (shallow: its fields are numbers and lists of them)."""
+    return None if section is None else dict(vars(section))
 
 
 @dataclass(frozen=True)
 class GroupScore:
-    """One group of a ``--by`` breakdown: its key values and its report."""
+    """One group of a ``--by`` breakdown: its key values and its report, built on demand from
+    ``reports[index]`` (so many groups hold no Report objects)."""
 
     key: tuple[Any, ...]
-    report: Report
+    reports: Sequence[Report] = field(repr=False)
+    index: int = 0
+
+    @property
+    def report(self) -> Report:
+        return self.reports[self.index]
 
     def to_dict(self, by: tuple[str, ...]) -> dict[str, Any]:
-        scored = self.report.to_dict()
+        """The group's JSON entry: its key and scores; per output only with several."""
         key = {name: _plain(value) for name, value in zip(by, self.key, strict=True)}
-        return {"key": key, **{name: scored[name] for name in GROUP_KEYS}}
+        entry = {"key": key, **self.report.scores_dict()}
+        if len(self.report.outputs) > 1:
+            entry["outputs"] = [output.to_dict() for output in self.report.outputs]
+        return entry
 
     def key_cells(self) -> list[str]:
         """The key values as text, ``null`` for a missing one."""

@@ -7,6 +7,7 @@ The file engine feeds it chunks read from disk; Python code can feed it tensors 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,6 +15,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
+from gaussnll.core.calibration import Summaries, SummaryTable
 from gaussnll.core.columns import ColumnSpec, Spread
 from gaussnll.core.devices import resolve_device
 from gaussnll.core.errors import InputError
@@ -22,8 +24,6 @@ from gaussnll.core.loss import HALF_LOG_2PI, elementwise_nll
 from gaussnll.core.nonfinite import SKIP_REASONS, expand_rows, finite_rows
 from gaussnll.core.options import DTYPES, ScoreOptions
 from gaussnll.core.report import (
-    AccuracySummary,
-    CalibrationSummary,
     GroupScore,
     OutputScore,
     Report,
@@ -33,6 +33,7 @@ from gaussnll.core.tensors import Location
 from gaussnll.core.validation import column_label, raise_first_problem
 
 TENSORS = "<tensors>"
+SUMMARY_BATCH = 8192  # groups whose summaries are derived together
 
 
 @dataclass(frozen=True)
@@ -199,13 +200,12 @@ class Scorer:
             "device": str(self.device),
             "seconds": time.perf_counter() - self._started,
         }
-        report = _reports(self.state, self.options, by_group=False, **common)[0]
+        report = _Reports(self.state, self.options, by_group=False, **common)[0]
         if self.group_keys is None:
             return report
-        keys = self.group_keys.keys
-        group_reports = _reports(self.state, self.options, by_group=True, **common)
+        group_reports = _Reports(self.state, self.options, by_group=True, **common)
         groups = sorted(
-            (GroupScore(key, group) for key, group in zip(keys, group_reports, strict=True)),
+            (GroupScore(key, group_reports, b) for b, key in enumerate(self.group_keys.keys)),
             key=lambda group: sort_key(group.key),
         )
         return replace(
@@ -287,58 +287,73 @@ def output_names(spec: ColumnSpec, width: int) -> list[str]:
     return [column_label(spec.mean, j, width) for j in range(width)]
 
 
-def _reports(
-    state: ScoreState,
-    options: ScoreOptions,
-    by_group: bool,
-    **common: Any,
-) -> list[Report]:
-    """The report of the whole input (a list of one), or of each group; ``common`` holds the
-    fields every report shares (path, format, device, seconds)."""
-    totals = state.totals(by_group)
-    rows, loss = totals["rows"], totals["loss"]
-    outputs = loss.shape[1]
-    constant = HALF_LOG_2PI if options.full else 0.0
-    sums = (loss + constant * rows.unsqueeze(1).double()).tolist()
-    overall, per_output = _calibration_summaries(state, rows, loss, by_group, options.full)
-    names = output_names(options.columns, outputs)
-    spec = options.columns
-    columns = {
-        "mean": list(spec.mean),
-        "target": list(spec.target),
-        spec.spread_kind.value: list(spec.spread),
-        "id": spec.id,
-    }
-    skipped, floored = totals["skipped"].tolist(), totals["floored"].tolist()
-    reports = []
-    for b, n in enumerate(rows.tolist()):
-        total = sum(sums[b])
-        reports.append(
-            Report(
-                rows=n,
-                elements=n * outputs,
-                reduction=options.reduction,
-                full=options.full,
-                eps=options.eps,
-                nll_mean=_ratio(total, n * outputs),
-                nll_sum=total,
-                outputs=tuple(
-                    OutputScore(name, n, _ratio(s, n), s, *per_output[b * outputs + d])
-                    for d, (name, s) in enumerate(zip(names, sums[b], strict=True))
-                ),
-                calibration=overall[b][0],
-                accuracy=overall[b][1],
-                nan_policy=options.nan_policy,
-                skipped_rows=skipped[b][0],
-                skipped_reasons=dict(zip(SKIP_REASONS, skipped[b][1:], strict=True)),
-                eps_floored=floored[b],
-                dtype=options.dtype,
-                chunk_size=options.chunk_size,
-                columns=columns,
-                **common,
-            )
+class _Reports(Sequence[Report]):
+    """The report of the whole input (one), or of each group, built when indexed from the sums
+    read once from the state: 10^5 groups keep columns of numbers, not 10^5 Report objects.
+    ``common`` holds the fields every report shares (path, format, device, seconds)."""
+
+    def __init__(
+        self, state: ScoreState, options: ScoreOptions, by_group: bool, **common: Any
+    ) -> None:
+        totals = state.totals(by_group)
+        rows, loss = totals["rows"], totals["loss"]
+        self._outputs = loss.shape[1]
+        constant = HALF_LOG_2PI if options.full else 0.0
+        self._sums = (loss + constant * rows.unsqueeze(1).double()).tolist()
+        self._summaries = _calibration_summaries(state, rows, loss, by_group, options.full)
+        self._rows = rows.tolist()
+        self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
+        self._names = output_names(options.columns, self._outputs)
+        self._options = options
+        spec = options.columns
+        self._common = {
+            "columns": {
+                "mean": list(spec.mean),
+                "target": list(spec.target),
+                spec.spread_kind.value: list(spec.spread),
+                "id": spec.id,
+            },
+            **common,
+        }
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, b: int) -> Report:  # type: ignore[override]
+        options, outputs, n, sums = self._options, self._outputs, self._rows[b], self._sums[b]
+        overall, per_output = self._summaries
+        calibration, accuracy = _row(overall, b)
+        if outputs == 1:  # the output's summaries are the whole row's
+            each = [(calibration, accuracy)]
+        else:
+            each = [_row(per_output, b * outputs + d) for d in range(outputs)]
+        total = sum(sums)
+        return Report(
+            rows=n,
+            elements=n * outputs,
+            reduction=options.reduction,
+            full=options.full,
+            eps=options.eps,
+            nll_mean=_ratio(total, n * outputs),
+            nll_sum=total,
+            outputs=tuple(
+                OutputScore(name, n, _ratio(s, n), s, *summaries)
+                for name, s, summaries in zip(self._names, sums, each, strict=True)
+            ),
+            calibration=calibration,
+            accuracy=accuracy,
+            nan_policy=options.nan_policy,
+            skipped_rows=self._skipped[b][0],
+            skipped_reasons=dict(zip(SKIP_REASONS, self._skipped[b][1:], strict=True)),
+            eps_floored=self._floored[b],
+            dtype=options.dtype,
+            chunk_size=options.chunk_size,
+            **self._common,
         )
-    return reports
+
+
+def _row(table: SummaryTable | None, index: int) -> Summaries:
+    return (None, None) if table is None else table.row(index)
 
 
 def _ratio(total: float, count: int) -> float:
@@ -347,28 +362,35 @@ def _ratio(total: float, count: int) -> float:
 
 def _calibration_summaries(
     state: ScoreState, rows: Tensor, loss: Tensor, by_group: bool, full: bool
-) -> tuple[list[Summaries], list[Summaries]]:
+) -> tuple[SummaryTable | None, SummaryTable | None]:
     """Calibration and accuracy of each report over all its outputs, and of each (report,
-    output) pair, flattened; None without calibration."""
+    output) pair, flattened; None without calibration. Derived for ``SUMMARY_BATCH`` groups at
+    a time, which bounds the temporaries however many groups there are."""
     batch, outputs = loss.shape
-    if state.calibration is None:
-        return [(None, None)] * batch, [(None, None)] * (batch * outputs)
-    totals = state.calibration.totals(by_group)
-    overall = state.calibration.summaries(
-        {name: values.sum(dim=1) for name, values in totals.items()},
-        rows * outputs,
-        loss.sum(dim=1),
-        full,
-    )
-    if outputs == 1:
-        return overall, overall
-    per_output = state.calibration.summaries(
-        {name: values.flatten(0, 1) for name, values in totals.items()},
-        rows.repeat_interleave(outputs),
-        loss.flatten(),
-        full,
-    )
-    return overall, per_output
-
-
-Summaries = tuple["CalibrationSummary | None", "AccuracySummary | None"]
+    calibration = state.calibration
+    if calibration is None:
+        return None, None
+    totals = calibration.totals(by_group)
+    overall, per_output = [], []
+    for start in range(0, batch, SUMMARY_BATCH):
+        part = slice(start, start + SUMMARY_BATCH)
+        sums = {name: values[part] for name, values in totals.items()}
+        overall.append(
+            calibration.summaries(
+                {name: values.sum(dim=1) for name, values in sums.items()},
+                rows[part] * outputs,
+                loss[part].sum(dim=1),
+                full,
+            )
+        )
+        if outputs > 1:
+            per_output.append(
+                calibration.summaries(
+                    {name: values.flatten(0, 1) for name, values in sums.items()},
+                    rows[part].repeat_interleave(outputs),
+                    loss[part].flatten(),
+                    full,
+                )
+            )
+    whole = SummaryTable.concatenated(overall)
+    return whole, SummaryTable.concatenated(per_output) if outputs > 1 else whole

@@ -87,9 +87,9 @@ class GroupSink:
         self.groups = max(self.groups, groups)
         capacity = self._total.shape[0]
         if groups > capacity:
-            extra = max(groups, 2 * capacity, 16) - capacity
-            padding = self._total.new_zeros((extra, *self.shape))
-            self._total = torch.cat([self._total, padding])
+            grown = self._total.new_zeros((max(groups, 2 * capacity, 16), *self.shape))
+            grown[:capacity] = self._total
+            self._total = grown
 
     def add(self, values: Tensor, group: Tensor) -> None:
         self._total.index_add_(0, group, values.to(self._total.dtype))

@@ -101,6 +101,30 @@ def test_many_groups_and_skipped_rows():
             assert_same_scores(by_key[key], score(rows, device="cpu"))
 
 
+def test_one_key_column_across_null_chunks_and_key_types(tmp_path):
+    """The Arrow lookup of one key column: an all-null chunk first, then keys whose integer
+    width changes from one file to the next; every row lands in its key's group."""
+    first = frame_with_groups(600, groups=5, seed=6)
+    first["g"] = first["g"].where(first.index >= 100).astype("Int64")
+    second = frame_with_groups(900, groups=8, seed=7)
+    paths = []
+    for name, frame, key_type in (("a", first, pa.int32()), ("b", second, pa.int64())):
+        keys = pa.array(frame["g"], key_type, from_pandas=True)
+        table = pa.Table.from_pandas(frame[["mean", "var", "target"]]).append_column("g", keys)
+        paths.append(str(write_table(table, tmp_path / f"{name}.parquet")))
+    report = score(paths, device="cpu", chunk_size=100, columns=ColumnSpec(by=("g",)))
+    keys = pd.concat([first["g"], second["g"].astype("Int64")])
+    expected = keys.value_counts(dropna=False)
+    assert {group.key[0]: group.report.rows for group in report.groups} == {
+        (None if pd.isna(key) else int(key)): count for key, count in expected.items()
+    }
+    alone = pd.concat([first[first.index >= 100], second])
+    rows = alone[alone["g"] == 3]
+    assert_same_scores(
+        next(g for g in report.groups if g.key == (3,)).report, score(rows, device="cpu")
+    )
+
+
 def test_scorers_with_different_groups_merge_exactly():
     frame = frame_with_groups(2_000, groups=30, seed=5)
     whole = score(frame, device="cpu", columns=ColumnSpec(by=("g",)))
@@ -207,3 +231,15 @@ def test_ungrouped_state_matches_torch_sum():
     assert grouped.nll == plain.nll == pytest.approx(expected, rel=1e-12)
     assert grouped.calibration == plain.calibration
     assert not math.isnan(grouped.groups[0].report.nll)
+
+
+def test_json_group_without_scored_rows_has_nulls(tmp_path):
+    frame = frame_with_groups(400, groups=3, seed=8)
+    frame.loc[frame.g == 1, "mean"] = np.nan
+    path = write_table(pa.Table.from_pandas(frame), tmp_path / "p.parquet")
+    result = run(str(path), "--by", "g", "--nan-policy", "skip", "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    groups = {g["key"]["g"]: g for g in json.loads(result.output)["groups"]}
+    assert groups[1]["rows"] == 0 and groups[1]["skipped_rows"] == (frame.g == 1).sum()
+    assert groups[1]["nll"] is None and groups[1]["calibration"]["crps"] is None
+    assert math.isfinite(groups[0]["nll"]) and groups[0]["calibration"]["pit_bins"] == 20
