@@ -189,7 +189,7 @@ def compare(
     )
     skipped = 0
     for chunk_pair in pairing.pairs:
-        kept, chunk_pair = _jointly_finite(chunk_pair, options)
+        kept, chunk_pair = _jointly_finite(tuple(c.ready() for c in chunk_pair), options)
         if kept is not None:
             skipped += int((~kept).sum())
         scored = [scorer.add(chunk) for scorer, chunk in zip(scorers, chunk_pair, strict=True)]

@@ -22,6 +22,7 @@ from gaussnll.core.report import Report
 from gaussnll.core.scorer import Chunk, Scored, Scorer, output_names
 from gaussnll.core.sources import Source, resolve_source
 from gaussnll.core.tensors import Conversion, Location
+from gaussnll.core.transfer import HostToDevice
 from gaussnll.core.workers import ScorerPool, auto_workers
 from gaussnll.core.writers import RowWriter
 
@@ -103,11 +104,11 @@ def _with_negative_count(
     first: NegativeSpreadError, seen: list[Chunk], rest: Iterator[Chunk]
 ) -> NegativeSpreadError:
     """The first negative spread, with how many the whole input holds (read to the end)."""
-    total = sum(int((chunk.spread < 0).sum()) for chunk in seen)
+    total = sum(int((chunk.ready().spread < 0).sum()) for chunk in seen)
     bound = "in all"
     try:
         for chunk in rest:
-            total += int((chunk.spread < 0).sum())
+            total += int((chunk.ready().spread < 0).sum())
     except InputError:
         bound = "at least, before another error"
     noun = "value" if total == 1 else "values"
@@ -141,6 +142,7 @@ def to_chunks(
     with ``group_keys``, each row's group index from the key columns."""
     spec = options.columns
     dtype = DTYPES[options.dtype]
+    host_to_device = HostToDevice(device)
     current_path, first_row = None, 1
     for path, batch in batches:
         if path != current_path:
@@ -148,17 +150,17 @@ def to_chunks(
         where = Location(path, first_row)
         convert = Conversion(dtype, where, nulls_as_nan=options.nan_policy != "error")
         first_row += batch.num_rows
+        group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
+        roles = [convert.role(batch, names) for names in (spec.mean, spec.target, spec.spread)]
+        (mean, target, spread, group), arrived = host_to_device.send([*roles, group])
         yield Chunk(
-            mean=convert.role(batch, spec.mean).to(device, non_blocking=True),
-            target=convert.role(batch, spec.target).to(device, non_blocking=True),
-            spread=convert.role(batch, spec.spread).to(device, non_blocking=True),
+            mean=mean,
+            target=target,
+            spread=spread,
             ids=batch.column(spec.id) if spec.id else None,
             where=where,
-            group=(
-                None
-                if group_keys is None
-                else torch.from_numpy(group_keys.index(batch)).to(device, non_blocking=True)
-            ),
+            group=group,
+            arrived=arrived,
         )
 
 

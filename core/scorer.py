@@ -30,6 +30,7 @@ from gaussnll.core.report import (
 )
 from gaussnll.core.state import ScoreState
 from gaussnll.core.tensors import Location
+from gaussnll.core.transfer import wait_for
 from gaussnll.core.validation import column_label, raise_first_problem
 
 TENSORS = "<tensors>"
@@ -46,6 +47,7 @@ class Chunk:
     ids: pa.Array | None
     where: Location
     group: Tensor | None = None
+    arrived: Any = None  # on a GPU: the event marking the end of the copies (``transfer``)
 
     def rows(self, kept: Tensor) -> Chunk:
         """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
@@ -56,6 +58,12 @@ class Chunk:
             spread=self.spread[kept],
             group=None if self.group is None else self.group[kept],
         )
+
+    def ready(self) -> Chunk:
+        """The chunk, once its tensors may be used on the current stream: on a GPU, the
+        stream waits (on the device) for their copies to arrive (see ``transfer``)."""
+        wait_for(self.arrived, (self.mean, self.target, self.spread, self.group))
+        return self
 
     @property
     def length(self) -> int:
@@ -75,6 +83,7 @@ class Chunk:
             ids,
             self.where.shifted(start),
             group,
+            self.arrived,
         )
 
 
@@ -131,6 +140,7 @@ class Scorer:
     def add(self, chunk: Chunk) -> Scored:
         """Add a chunk; invalid values raise at once on the CPU (see ``failed`` on a GPU)."""
         options, spec = self.options, self.options.columns
+        chunk = chunk.ready()
         if self.state is None:
             self.state = self._new_state(chunk.mean.shape[1])
         state = self.state
