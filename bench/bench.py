@@ -3,8 +3,8 @@
 Every case is a separate process, timed from start to exit (interpreter and imports included),
 with its own peak RSS (``wait4``). Data is generated once with a fixed seed under ``--data-dir``.
 
-    python bench/bench.py                         # 10M and 50M Parquet rows, 10M CSV rows
-    python bench/bench.py --parquet-rows 1000000 --csv-rows 1000000   # a quick run
+    python bench/bench.py            # 5M, 10M, 50M Parquet rows; 10M CSV rows; 10M rows by group
+    python bench/bench.py --parquet-rows 1000000 --csv-rows 1000000 --group-rows 1000000  # quick
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ WRITE_ROWS = 1 << 20
 FLOOR = "floor: pyarrow stream + numpy NLL"
 FLOOR_CALIBRATION = "floor + coverage, PIT, CRPS (numpy)"
 NAIVE = "naive: pandas + torch"
+UNGROUPED = "gaussnll score (no --by)"
+GROUP_COUNTS = (100, 100_000)
 
 
 @dataclass
@@ -43,8 +46,9 @@ class Result:
         return self.rows / self.seconds
 
 
-def generate(path: Path, rows: int) -> Path:
-    """Write ``rows`` seeded heteroscedastic predictions (mean, var, target) to ``path``."""
+def generate(path: Path, rows: int, groups: tuple[int, ...] = ()) -> Path:
+    """Write ``rows`` seeded heteroscedastic predictions (mean, var, target) to ``path``, and
+    a key column ``g<N>`` of N random groups for each of ``groups``."""
     if path.exists():
         return path
     import numpy as np
@@ -60,7 +64,8 @@ def generate(path: Path, rows: int) -> Path:
         mean = rng.normal(size=n)
         var = rng.uniform(0.05, 3.0, size=n)
         target = mean + 1.2 * np.sqrt(var) * rng.standard_normal(n)
-        batch = pa.record_batch({"mean": mean, "var": var, "target": target})
+        keys = {f"g{count}": rng.integers(0, count, size=n) for count in groups}
+        batch = pa.record_batch({"mean": mean, "var": var, "target": target, **keys})
         if writer is None:
             writer = (pq.ParquetWriter if path.suffix == ".parquet" else pacsv.CSVWriter)(
                 str(temporary), batch.schema
@@ -72,17 +77,29 @@ def generate(path: Path, rows: int) -> Path:
 
 
 def measure(case: str, floor: str, command: list[str], file: Path, rows: int) -> Result:
-    """Run ``command`` to completion; wall time, peak RSS, and the NLL it printed."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    out, err = process.stdout.read(), process.stderr.read()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"{case} failed ({process.returncode}): {err.strip()}")
-    nll = json.loads(out)["nll"] if out.lstrip().startswith("{") else float(out) if out else None
-    return Result(case, floor, file.name, rows, seconds, usage.ru_maxrss / 1024, nll)
+    """Run ``command`` to completion; wall time, peak RSS, and the NLL it printed (output goes
+    to temporary files: a full pipe would stall the process being timed)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        text, error = out.read().lstrip(), err.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{case} failed ({os.waitstatus_to_exitcode(status)}): {error.strip()}")
+    return Result(case, floor, file.name, rows, seconds, usage.ru_maxrss / 1024, _nll(text))
+
+
+def _nll(text: str) -> float | None:
+    """The NLL a case printed: its JSON's ``nll``, a bare number, or None (a table)."""
+    if text.startswith("{"):
+        return json.loads(text)["nll"]
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
@@ -98,6 +115,20 @@ def cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
         ("gaussnll score (full calibration)", FLOOR_CALIBRATION, score),
         (NAIVE, FLOOR, [*baseline, "naive", str(file)]),
     ]
+
+
+def group_cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
+    """Group breakdowns (#4), each compared with the same file scored without --by."""
+    score = [sys.executable, "-m", "gaussnll.cli", "score", str(file), "--quiet"]
+    score += ["--device", device]
+    listed = [(UNGROUPED, UNGROUPED, [*score, "--json"])]
+    for count in GROUP_COUNTS:
+        by = ["--by", f"g{count}"]
+        listed.append((f"--by g{count} --top 10 (table)", UNGROUPED, [*score, *by, "--top", "10"]))
+        listed.append((f"--by g{count} --json (every group)", UNGROUPED, [*score, *by, "--json"]))
+    most = ["--by", f"g{GROUP_COUNTS[-1]}", "--top", "10", "--no-calibration"]
+    listed.append((" ".join(most), UNGROUPED, [*score, *most]))
+    return listed
 
 
 def startup_seconds() -> dict[str, float]:
@@ -116,13 +147,13 @@ def startup_seconds() -> dict[str, float]:
 def table(results: list[Result]) -> str:
     seconds = {(r.file, r.case): r.seconds for r in results}
     naive = {r.file: r.seconds for r in results if r.case == NAIVE}
-    reference = {r.file: r.nll for r in results if r.case == FLOOR}
+    reference = {r.file: r.nll for r in results if r.case in (FLOOR, UNGROUPED)}
     lines = [
         "| file | case | rows/s | wall s | peak RSS MB | x floor | naive / this | NLL rel. diff |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        diff = abs(r.nll - reference[r.file]) / abs(reference[r.file]) if r.nll is not None else 0
+        diff = abs(r.nll - reference[r.file]) / abs(reference[r.file]) if r.nll is not None else 0.0
         lines.append(
             f"| {r.file} | {r.case} | {r.rows_per_second:,.0f} | {r.seconds:.2f} | "
             f"{r.peak_rss_mb:,.0f} | {r.seconds / seconds[r.file, r.floor]:.2f} | "
@@ -133,8 +164,13 @@ def table(results: list[Result]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parquet-rows", type=int, nargs="*", default=[10_000_000, 50_000_000])
+    parser.add_argument(
+        "--parquet-rows", type=int, nargs="*", default=[5_000_000, 10_000_000, 50_000_000]
+    )
     parser.add_argument("--csv-rows", type=int, nargs="*", default=[10_000_000])
+    parser.add_argument(
+        "--group-rows", type=int, nargs="*", default=[10_000_000], help="rows of the --by cases"
+    )
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     parser.add_argument(
         "--skip-naive-above",
@@ -147,11 +183,14 @@ def main() -> None:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     files = [(args.data_dir / f"bench_{n}.parquet", n) for n in args.parquet_rows]
     files += [(args.data_dir / f"bench_{n}.csv", n) for n in args.csv_rows]
+    grouped = [(args.data_dir / f"bench_groups_{n}.parquet", n) for n in args.group_rows]
     results = []
-    for path, rows in files:
+    for path, rows in files + grouped:
         print(f"generating/using {path} ...", file=sys.stderr)
-        generate(path, rows)
-        for case, floor, command in cases(path, args.device):
+        is_grouped = path.name.startswith("bench_groups_")
+        generate(path, rows, GROUP_COUNTS if is_grouped else ())
+        listed = group_cases(path, args.device) if is_grouped else cases(path, args.device)
+        for case, floor, command in listed:
             if case == NAIVE and rows > args.skip_naive_above:
                 continue
             print(f"  {case}", file=sys.stderr)
