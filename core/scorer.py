@@ -34,7 +34,7 @@ from gaussnll.core.transfer import wait_for
 from gaussnll.core.validation import column_label, raise_first_problem
 
 TENSORS = "<tensors>"
-SUMMARY_BATCH = 8192  # groups whose summaries are derived together
+SUMMARY_BATCH = 2048  # groups whose summaries are derived together
 
 
 @dataclass(frozen=True)
