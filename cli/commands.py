@@ -40,6 +40,7 @@ from gaussnll.core.writers import (
 )
 
 EXIT_CHECK_FAILED = 1
+SHOWN_GROUPS = 100  # groups in a table or Markdown report without --top (JSON has them all)
 FORMATS = ("table", "json", "markdown")
 BUILT_IN: dict[str, Any] = {
     "mean_col": "mean",
@@ -139,7 +140,10 @@ def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
         results = evaluate_per_group(checks, report)
     else:
         results = evaluate(checks, report.metric_view())
-    report = report.with_groups(settings["sort_by"], settings["top"])
+    top = settings["top"]
+    if top is None and output_format != "json":
+        top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
+    report = report.with_groups(settings["sort_by"], top)
     _render(SCORE_RENDERERS, output_format, report, results, config, settings)
     return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds)
 

@@ -137,7 +137,11 @@ def report_markdown(report: Report, results: list[CheckResult] = ()) -> str:
 
 def groups_title(report: Report) -> str:
     shown, total = len(report.groups), report.groups_total
-    scope = f"{total:,} groups" if shown == total else f"{shown:,} of {total:,} groups"
+    scope = (
+        f"{total:,} groups"
+        if shown == total
+        else f"{shown:,} of {total:,} groups (--top K for more, --format json for all)"
+    )
     return f"by {', '.join(report.by)}: {scope}"
 
 
@@ -148,14 +152,13 @@ def group_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     if level is not None:
         metrics.append(f"coverage@{level:g}")
     headers = [*report.by, "rows", *metrics]
-    rows = [
-        [*group.key_cells(), f"{group.report.rows:,}"]
-        + [_metric_cell(group.report.metric(m)) for m in metrics]
-        for group in report.groups
-    ]
-    everything = ["(all)"] + [""] * (len(report.by) - 1) + [f"{report.rows:,}"]
-    rows.append(everything + [_metric_cell(report.metric(m)) for m in metrics])
+    rows = [_row_cells(group.key_cells(), group.report, metrics) for group in report.groups]
+    rows.append(_row_cells(["(all)"] + [""] * (len(report.by) - 1), report, metrics))
     return headers, rows
+
+
+def _row_cells(key_cells: list[str], report: Report, metrics: list[str]) -> list[str]:
+    return [*key_cells, f"{report.rows:,}", *(_metric_cell(report.metric(m)) for m in metrics)]
 
 
 def groups_table(report: Report) -> Table:

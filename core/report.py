@@ -231,10 +231,11 @@ class GroupScore:
 
     def to_dict(self, by: tuple[str, ...]) -> dict[str, Any]:
         """The group's JSON entry: its key and scores; per output only with several."""
+        report = self.report  # built on each access: once here
         key = {name: _plain(value) for name, value in zip(by, self.key, strict=True)}
-        entry = {"key": key, **self.report.scores_dict()}
-        if len(self.report.outputs) > 1:
-            entry["outputs"] = [output.to_dict() for output in self.report.outputs]
+        entry = {"key": key, **report.scores_dict()}
+        if len(report.outputs) > 1:
+            entry["outputs"] = [output.to_dict() for output in report.outputs]
         return entry
 
     def key_cells(self) -> list[str]:

@@ -243,3 +243,14 @@ def test_json_group_without_scored_rows_has_nulls(tmp_path):
     assert groups[1]["rows"] == 0 and groups[1]["skipped_rows"] == (frame.g == 1).sum()
     assert groups[1]["nll"] is None and groups[1]["calibration"]["crps"] is None
     assert math.isfinite(groups[0]["nll"]) and groups[0]["calibration"]["pit_bins"] == 20
+
+
+def test_table_and_markdown_show_100_groups_unless_told(tmp_path):
+    frame = frame_with_groups(3_000, groups=150, seed=9)
+    path = write_table(pa.Table.from_pandas(frame), tmp_path / "p.parquet")
+    for fmt in ("table", "markdown"):
+        shown = run(str(path), "--by", "g", "--format", fmt, "--quiet", "--no-calibration")
+        assert "100 of 150 groups (--top K for more" in shown.output
+    assert "by g: 150 groups" in run(str(path), "--by", "g", "--top", "200", "-q").output
+    payload = json.loads(run(str(path), "--by", "g", "--json", "--quiet").output)
+    assert len(payload["groups"]) == payload["groups_total"] == 150
