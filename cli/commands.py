@@ -21,8 +21,10 @@ from gaussnll.core.checks import (
     check_levels,
     evaluate,
     evaluate_per_group,
+    metric_levels,
     needs_calibration,
     parse_checks,
+    valid_level,
 )
 from gaussnll.core.columns import ColumnSpec
 from gaussnll.core.comparison import COMPARE_METRICS, DEFAULT_CONFIDENCE, compare
@@ -111,8 +113,8 @@ def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
     settings = resolve_settings(given, config)
     output_format = _output_format(outputs)
     checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
-    options = _score_options(settings, checks)
     _check_grouping(settings, checks)
+    options = _score_options(settings, checks)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
     if rows_on_stdout and (outputs.format is not None or checks or outputs.junit_xml):
         raise UsageError(
@@ -227,7 +229,8 @@ def _check_grouping(settings: dict[str, Any], checks: list[Check]) -> None:
         raise UsageError(f"--top must be at least 1. Got {settings['top']} instead.")
     if settings["sort_by"] is not None:
         metric, _, direction = settings["sort_by"].partition(":")
-        if direction not in ("", "asc", "desc") or not SCORE_METRICS.knows(metric):
+        known = SCORE_METRICS.knows(metric) and valid_level(metric)
+        if direction not in ("", "asc", "desc") or not known:
             raise UsageError(
                 f"--sort-by must be METRIC or METRIC:asc with a metric of "
                 f"{', '.join(SCORE_METRICS.names())}. Got {settings['sort_by']!r} instead."
@@ -256,7 +259,9 @@ def _finish(results: list[CheckResult], outputs: Outputs, suite: str, seconds: f
 
 
 def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions:
-    """The core's options from resolved settings; levels named in checks are computed too."""
+    """The core's options from resolved settings; levels named in checks or ``--sort-by`` are
+    computed too."""
+    sort_levels = metric_levels([(settings.get("sort_by") or "").partition(":")[0]])
     return ScoreOptions(
         columns=ColumnSpec.from_options(
             mean=settings["mean_col"],
@@ -276,7 +281,7 @@ def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOption
         nan_policy=settings["nan_policy"],
         delimiter=settings["delimiter"],
         calibration=settings["calibration"],
-        levels=tuple(dict.fromkeys([*settings["levels"], *check_levels(checks)])),
+        levels=tuple(dict.fromkeys([*settings["levels"], *check_levels(checks), *sort_levels])),
         pit_bins=settings["pit_bins"],
         workers=settings.get("workers", 1),
     )

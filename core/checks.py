@@ -266,7 +266,21 @@ def needs_calibration(checks: Iterable[Check], catalog: Catalog = SCORE_METRICS)
 
 def check_levels(checks: Iterable[Check]) -> list[float]:
     """The levels that ``NAME@LEVEL`` checks need computed."""
-    return [c.level for c in checks if c.level is not None]
+    return metric_levels(check.metric for check in checks)
+
+
+def metric_levels(metrics: Iterable[str]) -> list[float]:
+    """The levels that ``NAME@LEVEL`` metrics need computed."""
+    return [level for level in map(_level, metrics) if level is not None]
+
+
+def valid_level(metric: str) -> bool:
+    """Whether a metric's ``@LEVEL``, if any, is a number in (0, 1)."""
+    try:
+        level = _level(metric)
+    except ValueError:
+        return False
+    return level is None or 0 < level < 1
 
 
 def evaluate(

@@ -254,3 +254,17 @@ def test_table_and_markdown_show_100_groups_unless_told(tmp_path):
     assert "by g: 150 groups" in run(str(path), "--by", "g", "--top", "200", "-q").output
     payload = json.loads(run(str(path), "--by", "g", "--json", "--quiet").output)
     assert len(payload["groups"]) == payload["groups_total"] == 150
+
+
+def test_sort_by_a_level_outside_levels_computes_it(tmp_path):
+    frame = frame_with_groups(3_000, groups=6, seed=10)
+    path = write_table(pa.Table.from_pandas(frame), tmp_path / "p.parquet")
+    result = run(
+        str(path), "--by", "g", "--levels", "0.5", "--sort-by", "coverage@0.7:asc", "--json", "-q"
+    )
+    payload = json.loads(result.output)
+    at = payload["calibration"]["levels"].index(0.7)
+    coverage = [group["calibration"]["coverage"][at] for group in payload["groups"]]
+    assert coverage == sorted(coverage) and len(set(coverage)) > 1
+    bad = run(str(path), "--by", "g", "--sort-by", "coverage@1.5")
+    assert_one_line_error(bad, "--sort-by must be METRIC")
