@@ -102,12 +102,15 @@ def _nll(text: str) -> float | None:
         return None
 
 
+def score_command(file: Path, device: str) -> list[str]:
+    """``gaussnll score FILE`` on ``device``, without a progress bar."""
+    return [sys.executable, "-m", "gaussnll.cli", "score", str(file), "--quiet", "--device", device]
+
+
 def cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
     """(case, the floor it is compared with, command)."""
-    python = sys.executable
-    score = [python, "-m", "gaussnll.cli", "score", str(file), "--json", "--quiet"]
-    score += ["--device", device]
-    baseline = [python, str(HERE / "baselines.py")]
+    score = [*score_command(file, device), "--json"]
+    baseline = [sys.executable, str(HERE / "baselines.py")]
     return [
         (FLOOR, FLOOR, [*baseline, "floor", str(file)]),
         ("gaussnll score --no-calibration", FLOOR, [*score, "--no-calibration"]),
@@ -119,8 +122,7 @@ def cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
 
 def group_cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
     """Group breakdowns (#4), each compared with the same file scored without --by."""
-    score = [sys.executable, "-m", "gaussnll.cli", "score", str(file), "--quiet"]
-    score += ["--device", device]
+    score = score_command(file, device)
     listed = [(UNGROUPED, UNGROUPED, [*score, "--json"])]
     for count in GROUP_COUNTS:
         by = ["--by", f"g{count}"]

@@ -250,10 +250,9 @@ def parse_check(text: str, catalog: Catalog = SCORE_METRICS) -> Check:
             + ", ".join(catalog.names())
             + detail
         )
-    check = Check(text.strip(), metric, op, bounds)
-    if check.level is not None and not 0 < check.level < 1:
+    if not valid_level(metric):
         raise UsageError(f"--check {text!r}: the level must be in (0, 1)")
-    return check
+    return Check(text.strip(), metric, op, bounds)
 
 
 def parse_checks(texts: Iterable[str], catalog: Catalog = SCORE_METRICS) -> list[Check]:

@@ -27,7 +27,7 @@ class TotalSink:
     def __init__(self, shape: tuple[int, ...], device: torch.device, *, integer: bool = False):
         self.shape = shape
         self.integer = integer
-        self._dtype = torch.int64 if integer else torch.float64
+        self._dtype = _sum_dtype(integer)
         if integer:
             self._counts = torch.zeros(shape, dtype=torch.int64, device=device)
         else:
@@ -79,8 +79,7 @@ class GroupSink:
         self.shape = shape
         self.integer = integer
         self.groups = 0
-        dtype = torch.int64 if integer else torch.float64
-        self._total = torch.zeros((0, *shape), dtype=dtype, device=device)
+        self._total = torch.zeros((0, *shape), dtype=_sum_dtype(integer), device=device)
 
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups. Capacity grows to a quarter more than asked for:
@@ -122,6 +121,11 @@ class GroupSink:
     def value(self) -> Tensor:
         """The sums, ``(groups, *shape)``."""
         return self._total[: self.groups]
+
+
+def _sum_dtype(integer: bool) -> torch.dtype:
+    """Counts in int64, sums in float64."""
+    return torch.int64 if integer else torch.float64
 
 
 def _scattered(flat_bins: Tensor, values: Tensor | None, length: int) -> Tensor:
