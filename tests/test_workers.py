@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -100,3 +101,21 @@ def test_automatic_workers():
     assert 1 <= auto_workers(cpu, grouped=False) <= MAX_AUTO_WORKERS
     assert auto_workers(cpu, grouped=True) == 1
     assert auto_workers(torch.device("cuda"), grouped=False) == 1
+
+
+def test_workers_option_on_the_command_line(parquet_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from gaussnll.cli.app import app
+
+    def run(*args: str):
+        return CliRunner().invoke(app, ["score", str(parquet_file), "--json", "-q", *args])
+
+    one, two = (json.loads(run("--workers", n).stdout) for n in ("1", "2"))
+    assert two["nll"] == pytest.approx(one["nll"], rel=1e-12)
+    assert two["config"]["settings"]["workers"] == 2
+    (tmp_path / "gaussnll.toml").write_text("workers = 3\n")
+    from_file = json.loads(run("--config", str(tmp_path / "gaussnll.toml")).stdout)
+    assert from_file["config"]["settings"]["workers"] == 3
+    bad = run("--workers", "-1")
+    assert bad.exit_code == 2 and "--workers must be 0 (automatic) or more" in bad.stderr
