@@ -6,9 +6,11 @@ With ``v = max(var, eps)``, ``σ = √v``, ``r = target - mean``, ``z = r/σ`` a
 - ``u = (1 + e)/2`` is the PIT ``Φ(z)``, and ``a = |e|`` is the central level at whose interval
   boundary the element sits: it is inside the central p-interval (``|z| ≤ Φ⁻¹(0.5 + p/2)``,
   bounds inclusive, as uncertainty-toolbox) exactly when ``a ≤ p``.
-- the calibration curve (levels k/99), the 99 score levels (j/100) and the PIT bins are uniform
-  grids, so an element's bin is one ``ceil``/``floor``: O(1). The user's few levels use a
-  ``bucketize`` over a handful of edges.
+- ``a`` is compared with three grids of levels at once: the calibration curve's (k/99), the 99
+  score levels (j/100) and the user's. One exact table lookup (``binning.EdgeBins``) finds its
+  cell among all their edges, O(1); each grid's bin is a fixed function of the cell, applied
+  to the per-cell sums at the end. ``u``'s bins on the uniform PIT and quantile grids are one
+  ``floor`` each.
 - the check score and the interval score averaged over levels are sums of per-bin sums of
   ``σ`` and ``r`` (or ``|r|``) times per-bin constants (prefix sums over the level grid), formed at
   the end. Both scores are continuous at bin edges, so the binning is exact for them.
@@ -16,6 +18,7 @@ With ``v = max(var, eps)``, ``σ = √v``, ``r = target - mean``, ``z = r/σ`` a
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gaussnll.core.binning import EdgeBins, uniform_bins
+from gaussnll.core.binning import SharedCells, bins_of_cells, folded, uniform_bins
+from gaussnll.core.loss import NllTerms
 from gaussnll.core.report import AccuracySummary, CalibrationSummary
-from gaussnll.core.sinks import Sums
+from gaussnll.core.sinks import Binned, Sums
 
 CURVE_STEPS = 99  # the curve's levels are k/99, k = 0..99: linspace(0, 1, 100)
 SCORE_STEPS = 100  # the score levels are j/100, j = 1..99: linspace(0.01, 0.99, 99)
@@ -36,8 +40,21 @@ _INV_SQRT_PI = 1 / math.sqrt(math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-# Per-output float sums, in this order.
-MOMENTS = ("z", "z2", "log_var", "var", "std", "crps", "abs_error", "squared_error", "error")
+# Per-output float sums over elements, in this order. The CRPS,
+# ``σ [z (2Φ(z) - 1) + 2φ(z) - 1/√π] = r·e + √(2/π)·σ·exp(-z²/2) - σ/√π``, is formed from
+# ``error_erf`` (r·e), ``std_density`` (σ·exp(-z²/2)) and ``std`` at the end.
+MOMENTS = (
+    "z",
+    "z2",
+    "log_var",
+    "var",
+    "std",
+    "error_erf",
+    "std_density",
+    "abs_error",
+    "squared_error",
+    "error",
+)
 
 
 def central_quantiles(levels: Tensor) -> Tensor:
@@ -45,13 +62,35 @@ def central_quantiles(levels: Tensor) -> Tensor:
     return torch.special.ndtri(0.5 + levels / 2)
 
 
+class _Slots:
+    """Named consecutive ranges of the last axis of one sum (``sizes``: name → length)."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        self.sizes = sizes
+        starts = itertools.accumulate(sizes.values(), initial=0)
+        self.offset = dict(zip(sizes, starts, strict=False))  # ``starts`` has one more
+        self.total = sum(sizes.values())
+
+    def split(self, values: Tensor) -> dict[str, Tensor]:
+        """``values``' last axis cut into the named ranges."""
+        parts = torch.split(values, list(self.sizes.values()), dim=-1)
+        return dict(zip(self.sizes, parts, strict=True))
+
+    def at(self, name: str, bins: Tensor, values: Tensor | None = None) -> Binned:
+        """``values`` (None: counts) to add at the ``bins`` of range ``name``."""
+        return Binned(self.offset[name], bins, values)
+
+
 class CalibrationState:
     """Per-output sums and counts from which every calibration number is derived, for the
     whole input or per group (see ``sinks``).
 
-    Float sums (float64): ``moments`` (``MOMENTS``), and per bin: ``σ`` and ``|r|`` over the
-    user's levels and over the score levels, ``σ`` and ``r`` over the PIT quantile grid.
-    Counts (int64): the calibration curve, the user's levels, the PIT histogram.
+    Float sums (float64): ``moments`` (``MOMENTS``); per cell of the score and user levels
+    (``a`` between two consecutive ones), ``σ`` and ``|r|``; per bin of the PIT quantile grid,
+    ``σ`` and ``r``. Counts (int64): per cell of the score, user and curve levels together;
+    the PIT histogram. Each kind is one sum whose last axis holds the named ranges
+    (``_Slots``), so a chunk is added in one step. ``totals`` folds the cells into each grid's
+    bins.
     """
 
     def __init__(
@@ -67,79 +106,104 @@ class CalibrationState:
         self.levels = tuple(levels)
         self.pit_bins = pit_bins
         self._level_edges = sorted(set(levels))
-        self._level_bins = EdgeBins(self._level_edges, device)
-        bins = len(self._level_edges) + 1
-        sums = {
-            "moments": len(MOMENTS),
-            "level_std": bins,
-            "level_abs_error": bins,
-            "score_std": SCORE_STEPS,
-            "score_abs_error": SCORE_STEPS,
-            "check_std": SCORE_STEPS,
-            "check_error": SCORE_STEPS,
+        score_edges = [j / SCORE_STEPS for j in range(1, SCORE_STEPS)]
+        curve_edges = [k / CURVE_STEPS for k in range(CURVE_STEPS)]  # 1 is never exceeded
+        # σ and |r| are needed per cell of the score and user levels ("interval" cells);
+        # counts per cell of every grid.
+        interval_edges = sorted({*score_edges, *self._level_edges})
+        self._interval_fold = {
+            "score": bins_of_cells(interval_edges, score_edges),
+            "level": bins_of_cells(interval_edges, self._level_edges),
         }
-        counts = {"curve": CURVE_STEPS + 1, "level": bins, "pit": pit_bins}
-        self.sinks = {
-            **{name: Sums((outputs, size), device, grouped=grouped) for name, size in sums.items()},
-            **{
-                name: Sums((outputs, size), device, integer=True, grouped=grouped)
-                for name, size in counts.items()
-            },
-        }
+        grids = {"curve": curve_edges, "level": self._level_edges, "interval": interval_edges}
+        self._cells = SharedCells(grids, device)
+        self._interval_of_cell = self._cells.bin_of_cell["interval"].to(device)
+        self._float_slots = _Slots(
+            {
+                "moments": len(MOMENTS),
+                "interval_std": len(interval_edges) + 1,
+                "interval_abs_error": len(interval_edges) + 1,
+                "check_std": SCORE_STEPS,
+                "check_error": SCORE_STEPS,
+            }
+        )
+        self._count_slots = _Slots({"cells": self._cells.cells, "pit": pit_bins})
+        self._sums = Sums((outputs, self._float_slots.total), device, grouped=grouped)
+        self._counts = Sums(
+            (outputs, self._count_slots.total), device, integer=True, grouped=grouped
+        )
 
     def update(
-        self, mean: Tensor, target: Tensor, floored_var: Tensor, group: Tensor | None = None
+        self, terms: NllTerms, error: Tensor, floored_var: Tensor, group: Tensor | None = None
     ) -> None:
-        """Add a chunk: ``(rows, outputs)`` tensors, target and variance possibly of width 1;
-        ``group``: each row's group (grouped states only)."""
-        error = target - mean
-        var = floored_var.expand_as(error)
-        std = torch.sqrt(var)
+        """Add a chunk: the NLL's ``terms``, the errors ``target - mean`` (``(rows, outputs)``)
+        and the variances (width 1 or outputs) of its elements; ``group``: each row's group
+        (grouped states only)."""
+        std = torch.sqrt(floored_var)
         z = error / std
-        z2 = z * z
         e = torch.special.erf(z * _INV_SQRT_2)
         a = e.abs()
         u = e * 0.5 + 0.5
-        density = torch.exp(z2 * -0.5).mul_(_SQRT_2_OVER_PI)  # 2φ(z)
-        crps = (z * e).add_(density).sub_(_INV_SQRT_PI).mul_(std)
         abs_error = error.abs()
-        moments = (z, z2, torch.log(var), var, std, crps, abs_error, error * error, error)
-        self.sinks["moments"].add_columns(moments, group)
-
-        level_bin = self._level_bins(a)
-        score_bin = uniform_bins(a, SCORE_STEPS, ceil=True, offset=-1, top=SCORE_STEPS - 1)
-        check_bin = uniform_bins(u, SCORE_STEPS, ceil=False, offset=0, top=SCORE_STEPS - 1)
-        curve_bin = uniform_bins(a, CURVE_STEPS, ceil=True, offset=0, top=CURVE_STEPS)
-        pit_bin = uniform_bins(u, self.pit_bins, ceil=False, offset=0, top=self.pit_bins - 1)
-        for name, bins, values in (
-            ("level_std", level_bin, std),
-            ("level_abs_error", level_bin, abs_error),
-            ("score_std", score_bin, std),
-            ("score_abs_error", score_bin, abs_error),
-            ("check_std", check_bin, std),
-            ("check_error", check_bin, error),
-            ("curve", curve_bin, None),
-            ("level", level_bin, None),
-            ("pit", pit_bin, None),
-        ):
-            self.sinks[name].add_binned(bins, values, group)
+        std_density = torch.exp(terms.z2 * -0.5).mul_(std)
+        moments = (
+            z,
+            terms.z2,
+            terms.log_var,
+            floored_var,
+            std,
+            error * e,
+            std_density,
+            abs_error,
+            terms.squared_error,
+            error,
+        )
+        cell = self._cells(a)
+        interval_cell = self._interval_of_cell.index_select(0, cell.view(-1)).view_as(cell)
+        check_bin = uniform_bins(u, SCORE_STEPS)
+        sums = self._float_slots
+        binned_sums = (
+            sums.at("interval_std", interval_cell, std),
+            sums.at("interval_abs_error", interval_cell, abs_error),
+            sums.at("check_std", check_bin, std),
+            sums.at("check_error", check_bin, error),
+        )
+        self._sums.add_parts(moments, binned_sums, group)
+        counts = self._count_slots
+        binned_counts = (counts.at("cells", cell), counts.at("pit", uniform_bins(u, self.pit_bins)))
+        self._counts.add_parts((), binned_counts, group)
 
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups (grouped states only)."""
-        for sink in self.sinks.values():
-            sink.reserve(groups)
+        self._sums.reserve(groups)
+        self._counts.reserve(groups)
 
     def merge(self, other: CalibrationState, mapping: Tensor | None = None) -> None:
         """Add another state of the same levels and PIT bins (grouped: its group ``i`` into
         this state's group ``mapping[i]``)."""
         if (other.levels, other.pit_bins) != (self.levels, self.pit_bins):
             raise ValueError("cannot merge calibration states with different levels or PIT bins")
-        for name, sink in self.sinks.items():
-            sink.merge(other.sinks[name], mapping)
+        self._sums.merge(other._sums, mapping)
+        self._counts.merge(other._counts, mapping)
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:
-        """Every sum and count on the CPU, ``(1 or groups, outputs, ...)``."""
-        return {name: sink.value(by_group).cpu() for name, sink in self.sinks.items()}
+        """Every sum and count on the CPU, ``(1 or groups, outputs, ...)``, per bin of each
+        grid: the curve's, the user levels' and the score levels' from their cells."""
+        sums = self._float_slots.split(self._sums.value(by_group).cpu())
+        counts = self._count_slots.split(self._counts.value(by_group).cpu())
+        interval, cell = self._interval_fold, self._cells.bin_of_cell
+        return {
+            "moments": sums["moments"],
+            "level_std": folded(sums["interval_std"], interval["level"]),
+            "level_abs_error": folded(sums["interval_abs_error"], interval["level"]),
+            "score_std": folded(sums["interval_std"], interval["score"]),
+            "score_abs_error": folded(sums["interval_abs_error"], interval["score"]),
+            "check_std": sums["check_std"],
+            "check_error": sums["check_error"],
+            "curve": folded(counts["cells"], cell["curve"]),
+            "level": folded(counts["cells"], cell["level"]),
+            "pit": counts["pit"],
+        }
 
     def summaries(
         self, totals: dict[str, Tensor], elements: Tensor, loss_sums: Tensor, full: bool
@@ -168,7 +232,9 @@ class CalibrationState:
             "mace": gaps.abs().mean(dim=1),
             "rmsce": torch.sqrt((gaps * gaps).mean(dim=1)),
             "miscalibration_area": area_between_curve_and_diagonal(curve_levels, curve),
-            "crps": mean["crps"],
+            "crps": mean["error_erf"]
+            + _SQRT_2_OVER_PI * mean["std_density"]
+            - _INV_SQRT_PI * mean["std"],
             "check_score": _check_score_sums(totals) / SCORE_LEVELS / elements,
             "interval_score_avg": _interval_score_sums(totals) / SCORE_LEVELS / elements,
             "nll_full": loss_sums / elements + _HALF_LOG_2PI,

@@ -1,12 +1,13 @@
 """Gaussian negative log-likelihood, value- and gradient-identical to ``torch.nn.GaussianNLLLoss``.
 
-The element-wise formula lives in :func:`elementwise_nll` so the streaming engine and the
+The element-wise formula lives in :func:`nll_terms` so the streaming engine and the
 drop-in functional compute every element with the same operations, hence the same bits.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -15,9 +16,27 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 REDUCTIONS = ("none", "mean", "sum")
 
 
+class NllTerms(NamedTuple):
+    """The element-wise NLL and the terms it is made of (the calibration reuses them)."""
+
+    loss: Tensor  # 0.5 * (log v + (mean - target)^2 / v), no constant
+    log_var: Tensor  # log v, shaped like v
+    squared_error: Tensor  # (mean - target)^2
+    z2: Tensor  # (mean - target)^2 / v
+
+
+def nll_terms(mean: Tensor, target: Tensor, floored_var: Tensor) -> NllTerms:
+    """The NLL of each element, computed with torch's operations in torch's order (the same
+    bits), and its terms; ``v`` already floored."""
+    squared_error = (mean - target) ** 2
+    log_var = torch.log(floored_var)
+    z2 = squared_error / floored_var
+    return NllTerms(0.5 * (log_var + z2), log_var, squared_error, z2)
+
+
 def elementwise_nll(mean: Tensor, target: Tensor, floored_var: Tensor) -> Tensor:
     """Per-element ``0.5 * (log v + (mean - target)^2 / v)``, no constant; ``v`` already floored."""
-    return 0.5 * (torch.log(floored_var) + (mean - target) ** 2 / floored_var)
+    return nll_terms(mean, target, floored_var).loss
 
 
 def gaussian_nll_loss(

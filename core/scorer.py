@@ -20,7 +20,7 @@ from gaussnll.core.columns import ColumnSpec, Spread
 from gaussnll.core.devices import resolve_device
 from gaussnll.core.errors import InputError
 from gaussnll.core.grouping import GroupKeys, sort_key
-from gaussnll.core.loss import HALF_LOG_2PI, elementwise_nll
+from gaussnll.core.loss import HALF_LOG_2PI, nll_terms
 from gaussnll.core.nonfinite import SKIP_REASONS, expand_rows, finite_rows
 from gaussnll.core.options import DTYPES, ScoreOptions
 from gaussnll.core.report import (
@@ -158,8 +158,9 @@ class Scorer:
                 scored, scored_var = chunk.rows(kept), var[kept]
         state.count_floored(scored_var, options.eps, scored.group)
         floored = scored_var.clamp(min=options.eps)
-        loss = elementwise_nll(scored.mean, scored.target, floored)
-        chunk_sums = state.update(loss, scored.mean, scored.target, floored, scored.group)
+        terms = nll_terms(scored.mean, scored.target, floored)
+        loss = terms.loss
+        chunk_sums = state.update(terms, scored.mean, scored.target, floored, scored.group)
         if self._validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
             _explain(chunk, spec, var, aligned, options.nan_policy)

@@ -8,17 +8,29 @@ A sink holds sums of one per-group shape, ``(outputs, ...)``, for ``groups`` gro
   ``scatter_add_`` at each row's group: a chunk costs O(its elements) however many groups there
   are (a dense per-chunk sum would cost O(groups)). It grows as new groups appear.
 
-Integer sinks count (int64); float sinks sum in float64.
+Integer sinks count (int64); float sinks sum in float64. A chunk's many small sums (the
+calibration's moments and histograms) go in with one ``add_parts`` call: one scatter per part
+into one buffer, then one compensated add, instead of an add per quantity.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from gaussnll.core.summation import CompensatedSum
+
+
+class Binned(NamedTuple):
+    """Per output, ``values`` (``(rows, outputs)`` or width 1; None: count each row) added at
+    slot ``offset + bins`` of the last axis (``bins``: ``(rows, outputs)``)."""
+
+    offset: int
+    bins: Tensor
+    values: Tensor | None
 
 
 class TotalSink:
@@ -28,6 +40,7 @@ class TotalSink:
         self.shape = shape
         self.integer = integer
         self._dtype = _sum_dtype(integer)
+        self._device = device
         if integer:
             self._counts = torch.zeros(shape, dtype=torch.int64, device=device)
         else:
@@ -39,21 +52,23 @@ class TotalSink:
         self._add(sums)
         return sums
 
-    def add_columns(self, columns: Sequence[Tensor]) -> None:
-        """Add the last axis's entries given one by one: ``columns[k]`` is ``(rows, *shape[:-1])``.
-        Each is reduced on its own, never stacked into a ``(rows, *shape)`` copy."""
-        self._add(torch.stack([column.sum(dim=0, dtype=self._dtype) for column in columns], -1))
-
     def count(self, amount: int | Tensor) -> None:
         """Add ``amount`` to a count of shape ``()``."""
         self._counts += amount
 
-    def add_binned(self, bins: Tensor, values: Tensor | None) -> None:
-        """Per output, add ``values`` (``(rows, outputs)``; None: count) into the last axis at
-        ``bins`` (``(rows, outputs)``, each in ``[0, shape[-1])``)."""
-        outputs, size = bins.shape[1], self.shape[-1]
-        flat = bins if outputs == 1 else bins + torch.arange(outputs, device=bins.device) * size
-        self._add(_scattered(flat.reshape(-1), values, outputs * size).reshape(self.shape))
+    def add_parts(self, columns: Sequence[Tensor], binned: Sequence[Binned]) -> None:
+        """Add a chunk into a sum of shape ``(outputs, slots)`` in one step: ``columns[k]``
+        (``(rows, outputs)`` or width 1) summed over rows into slot ``k``, and each ``binned``
+        part scattered at its slots."""
+        chunk = torch.zeros(self.shape, dtype=self._dtype, device=self._device)
+        width = chunk.shape[0]
+        if columns:
+            sums = [column.sum(dim=0, dtype=self._dtype).expand(width) for column in columns]
+            chunk[:, : len(columns)] = torch.stack(sums, dim=1)
+        for part in binned:
+            index, values = part.bins.t(), None if part.values is None else part.values.t()
+            chunk[:, part.offset :].scatter_add_(1, index, _source(values, index, self._dtype))
+        self._add(chunk)
 
     def _add(self, sums: Tensor) -> None:
         if self.integer:
@@ -95,23 +110,23 @@ class GroupSink:
     def add(self, values: Tensor, group: Tensor) -> None:
         self._total.index_add_(0, group, values.to(self._total.dtype))
 
-    def add_columns(self, columns: Sequence[Tensor], group: Tensor) -> None:
-        for k, column in enumerate(columns):
-            self._total[..., k].index_add_(0, group, column.to(self._total.dtype))
-
     def count(self, group: Tensor, per_row: Tensor | None = None) -> None:
         """Add ``per_row`` (default one) to each row's group (a count of shape ``()``)."""
         self._total.index_add_(0, group, torch.ones_like(group) if per_row is None else per_row)
 
-    def add_binned(self, bins: Tensor, values: Tensor | None, group: Tensor) -> None:
-        outputs, size = bins.shape[1], self.shape[-1]
-        slot = group.unsqueeze(1) * outputs + torch.arange(outputs, device=bins.device)
-        flat = (slot * size + bins).reshape(-1)
-        target = self._total.view(-1)
-        if values is None:
-            target.scatter_add_(0, flat, torch.ones_like(flat).to(target.dtype))
-        else:
-            target.scatter_add_(0, flat, values.reshape(-1).to(target.dtype))
+    def add_parts(self, columns: Sequence[Tensor], binned: Sequence[Binned], group: Tensor) -> None:
+        """``TotalSink.add_parts``, each row into its group's sums."""
+        rows, (outputs, slots) = group.shape[0], self.shape
+        for k, column in enumerate(columns):
+            values = column.expand(rows, outputs).to(self._total.dtype)
+            self._total[..., k].index_add_(0, group, values)
+        output = torch.arange(outputs, device=group.device)
+        row_start = ((group.unsqueeze(1) * outputs + output) * slots).reshape(-1)
+        for part in binned:
+            index = row_start + part.bins.reshape(-1)
+            values = None if part.values is None else part.values.expand(rows, outputs).reshape(-1)
+            target = self._total.view(-1)[part.offset :]
+            target.scatter_add_(0, index, _source(values, index, self._total.dtype))
 
     def merge(self, other: GroupSink, mapping: Tensor) -> None:
         """Add ``other``'s groups into this sink's groups ``mapping[i]``."""
@@ -128,15 +143,11 @@ def _sum_dtype(integer: bool) -> torch.dtype:
     return torch.int64 if integer else torch.float64
 
 
-def _scattered(flat_bins: Tensor, values: Tensor | None, length: int) -> Tensor:
-    """float64 sums of ``values`` (or counts) per bin. ``scatter_add_`` into a fixed-size
-    buffer: unlike ``bincount`` it never reads the data's maximum back, so CUDA does not
-    synchronise."""
-    sums = torch.zeros(length, dtype=torch.float64, device=flat_bins.device)
+def _source(values: Tensor | None, index: Tensor, dtype: torch.dtype) -> Tensor:
+    """What a scatter at ``index`` adds: ``values`` broadcast to its shape, or ones (a count)."""
     if values is None:
-        source = torch.ones((), dtype=torch.float64, device=flat_bins.device)
-        return sums.scatter_add_(0, flat_bins, source.expand(flat_bins.numel()))
-    return sums.scatter_add_(0, flat_bins, values.reshape(-1).to(torch.float64))
+        return torch.ones((), dtype=dtype, device=index.device).expand(index.shape)
+    return values.expand(index.shape).to(dtype)
 
 
 class Sums:
@@ -161,12 +172,6 @@ class Sums:
             self.by_group.add(values, group)
         return sums
 
-    def add_columns(self, columns: Sequence[Tensor], group: Tensor | None = None) -> None:
-        """Add the last axis's entries one by one (see ``TotalSink.add_columns``)."""
-        self.total.add_columns(columns)
-        if self.by_group is not None:
-            self.by_group.add_columns(columns, group)
-
     def count(self, rows: int, group: Tensor | None = None) -> None:
         """Add ``rows`` rows to a count of shape ``()`` (``group``: each row's group)."""
         self.total.count(rows)
@@ -180,11 +185,13 @@ class Sums:
         if self.by_group is not None:
             self.by_group.count(group, flags.sum(dim=1))
 
-    def add_binned(self, bins: Tensor, values: Tensor | None, group: Tensor | None = None) -> None:
-        """Per output, add ``values`` (None: count) into the last axis at ``bins``."""
-        self.total.add_binned(bins, values)
+    def add_parts(
+        self, columns: Sequence[Tensor], binned: Sequence[Binned], group: Tensor | None = None
+    ) -> None:
+        """Add a chunk's columns and binned parts (see ``TotalSink.add_parts``)."""
+        self.total.add_parts(columns, binned)
         if self.by_group is not None:
-            self.by_group.add_binned(bins, values, group)
+            self.by_group.add_parts(columns, binned, group)
 
     def reserve(self, groups: int) -> None:
         if self.by_group is not None:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.calibration import CalibrationState
+from gaussnll.core.loss import NllTerms
 from gaussnll.core.nonfinite import SKIP_REASONS
 from gaussnll.core.sinks import Sums
 
@@ -66,21 +67,23 @@ class ScoreState:
 
     def update(
         self,
-        loss: Tensor,
+        terms: NllTerms,
         mean: Tensor,
         target: Tensor,
         floored_var: Tensor,
         group: Tensor | None = None,
     ) -> Tensor:
-        """Add a chunk: element losses ``(rows, outputs)`` and the inputs they came from.
+        """Add a chunk: the NLL ``terms`` of its elements (``(rows, outputs)`` losses) and the
+        inputs they came from.
 
         Returns the chunk's per-output loss sums, for the caller's validity check.
         """
-        self.rows += loss.shape[0]
-        self._rows.count(loss.shape[0], group)
-        chunk_sums = self._loss.add(loss, group)
+        rows = terms.loss.shape[0]
+        self.rows += rows
+        self._rows.count(rows, group)
+        chunk_sums = self._loss.add(terms.loss, group)
         if self.calibration is not None:
-            self.calibration.update(mean, target, floored_var, group)
+            self.calibration.update(terms, target - mean, floored_var, group)
         return chunk_sums
 
     def merge(self, other: ScoreState, mapping: Tensor | None = None) -> None:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from conftest import make_predictions, torch_nll, write_table
 
 from gaussnll.core import ColumnSpec, InputError, ScoreOptions, ScoreState, UsageError, score
+from gaussnll.core.loss import nll_terms
 from gaussnll.core.sources import FileFormat
 from gaussnll.core.writers import RowWriter
 
@@ -172,12 +173,21 @@ def test_homoscedastic_variance_broadcasts_like_torch(tmp_path):
 
 
 def test_states_merge_exactly(predictions):
-    tensors = [torch.from_numpy(predictions[k]).unsqueeze(1) for k in ("mean", "target", "var")]
-    losses = F.gaussian_nll_loss(*tensors, reduction="none")
+    mean, target, var = (
+        torch.from_numpy(predictions[k]).unsqueeze(1) for k in ("mean", "target", "var")
+    )
+    floored = var.clamp(min=1e-6)
+    terms = nll_terms(mean, target, floored)
+    assert torch.equal(terms.loss, F.gaussian_nll_loss(mean, target, var, reduction="none"))
+
+    def add(state: ScoreState, rows: slice) -> None:
+        inputs = (mean[rows], target[rows], floored[rows])
+        state.update(nll_terms(*inputs), *inputs)
+
     whole, first, second = (ScoreState(1, torch.device("cpu")) for _ in range(3))
-    whole.update(losses, *tensors)
-    first.update(losses[:1000], *(t[:1000] for t in tensors))
-    second.update(losses[1000:], *(t[1000:] for t in tensors))
+    add(whole, slice(None))
+    add(first, slice(None, 1000))
+    add(second, slice(1000, None))
     first.merge(second)
     assert first.rows == whole.rows == 2_500
     assert first.loss_sums() == pytest.approx(whole.loss_sums(), rel=REL)
