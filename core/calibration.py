@@ -22,6 +22,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -79,6 +80,16 @@ class _Slots:
     def at(self, name: str, bins: Tensor, values: Tensor | None = None) -> Binned:
         """``values`` (None: counts) to add at the ``bins`` of range ``name``."""
         return Binned(self.offset[name], bins, values)
+
+
+class _Bins(NamedTuple):
+    """An element's cell among the levels of ``a = |e|`` (all grids; score and user levels
+    only), and its bins of ``u`` on the quantile grid and in the PIT histogram."""
+
+    cell: Tensor
+    interval_cell: Tensor
+    check: Tensor
+    pit: Tensor
 
 
 class CalibrationState:
@@ -141,11 +152,13 @@ class CalibrationState:
         (grouped states only)."""
         std = torch.sqrt(floored_var)
         z = error / std
-        e = torch.special.erf(z * _INV_SQRT_2)
-        a = e.abs()
-        u = e * 0.5 + 0.5
+        e = (z * _INV_SQRT_2).erf_()
+        bins = self._bins(e)
+        counts = self._count_slots
+        self._counts.add_parts(
+            (), (counts.at("cells", bins.cell), counts.at("pit", bins.pit)), group
+        )
         abs_error = error.abs()
-        std_density = torch.exp(terms.z2 * -0.5).mul_(std)
         moments = (
             z,
             terms.z2,
@@ -153,25 +166,28 @@ class CalibrationState:
             floored_var,
             std,
             error * e,
-            std_density,
+            (terms.z2 * -0.5).exp_().mul_(std),
             abs_error,
             terms.squared_error,
             error,
         )
-        cell = self._cells(a)
-        interval_cell = self._interval_of_cell.index_select(0, cell.view(-1)).view_as(cell)
-        check_bin = uniform_bins(u, SCORE_STEPS)
         sums = self._float_slots
         binned_sums = (
-            sums.at("interval_std", interval_cell, std),
-            sums.at("interval_abs_error", interval_cell, abs_error),
-            sums.at("check_std", check_bin, std),
-            sums.at("check_error", check_bin, error),
+            sums.at("interval_std", bins.interval_cell, std),
+            sums.at("interval_abs_error", bins.interval_cell, abs_error),
+            sums.at("check_std", bins.check, std),
+            sums.at("check_error", bins.check, error),
         )
         self._sums.add_parts(moments, binned_sums, group)
-        counts = self._count_slots
-        binned_counts = (counts.at("cells", cell), counts.at("pit", uniform_bins(u, self.pit_bins)))
-        self._counts.add_parts((), binned_counts, group)
+
+    def _bins(self, e: Tensor) -> _Bins:
+        """Each element's bins, from its ``e = erf(z/√2)``."""
+        cell = self._cells(e.abs())
+        interval_cell = self._interval_of_cell.index_select(0, cell.view(-1)).view_as(cell)
+        u = e.mul(0.5).add_(0.5)
+        return _Bins(
+            cell, interval_cell, uniform_bins(u, SCORE_STEPS), uniform_bins(u, self.pit_bins)
+        )
 
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups (grouped states only)."""
