@@ -118,7 +118,11 @@ def score(
     pit_bins: PitBins = None,
     workers: Annotated[
         int | None,
-        _option("Scoring threads on the CPU; 0: one per 2 cores up to 4, 1 with --by.", 0),
+        _option(
+            "Scoring threads on the CPU; 0: a core each (every 2nd core without calibration), "
+            "up to 4; 1 with --by.",
+            0,
+        ),
     ] = None,
     check: Annotated[
         list[str] | None,

@@ -74,7 +74,8 @@ def score_batches(
     """
     started = time.perf_counter()
     first = Scorer(options)
-    workers = options.workers or auto_workers(first.device, first.group_keys is not None)
+    grouped = first.group_keys is not None
+    workers = options.workers or auto_workers(first.device, grouped, options.calibration)
     pool = ScorerPool(first, workers)
     chunks = prefetched(to_chunks(batches, options, first.device, first.group_keys))
     results = pool.scored(chunks)

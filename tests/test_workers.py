@@ -13,8 +13,9 @@ import torch
 from conftest import make_predictions, torch_nll, write_table
 
 from gaussnll.core import InputError, ScoreOptions, score
+from gaussnll.core import workers as worker_pool
 from gaussnll.core.sources import FileFormat
-from gaussnll.core.workers import MAX_AUTO_WORKERS, auto_workers
+from gaussnll.core.workers import auto_workers
 from gaussnll.core.writers import RowWriter
 
 
@@ -96,11 +97,16 @@ def test_torch_threads_are_restored(parquet_file):
     assert torch.get_num_threads() == before
 
 
-def test_automatic_workers():
+@pytest.mark.parametrize(
+    ("cores", "with_calibration", "without"), [(1, 1, 1), (2, 2, 1), (6, 4, 3), (64, 4, 4)]
+)
+def test_automatic_workers(monkeypatch, cores, with_calibration, without):
+    monkeypatch.setattr(worker_pool.os, "cpu_count", lambda: cores)
     cpu = torch.device("cpu")
-    assert 1 <= auto_workers(cpu, grouped=False) <= MAX_AUTO_WORKERS
-    assert auto_workers(cpu, grouped=True) == 1
-    assert auto_workers(torch.device("cuda"), grouped=False) == 1
+    assert auto_workers(cpu, grouped=False, calibration=True) == with_calibration
+    assert auto_workers(cpu, grouped=False, calibration=False) == without
+    assert auto_workers(cpu, grouped=True, calibration=True) == 1
+    assert auto_workers(torch.device("cuda"), grouped=False, calibration=True) == 1
 
 
 def test_workers_option_on_the_command_line(parquet_file, tmp_path):
