@@ -72,10 +72,14 @@ class _Slots:
         self.offset = dict(zip(sizes, starts, strict=False))  # ``starts`` has one more
         self.total = sum(sizes.values())
 
-    def split(self, values: Tensor) -> dict[str, Tensor]:
-        """``values``' last axis cut into the named ranges."""
-        parts = torch.split(values, list(self.sizes.values()), dim=-1)
-        return dict(zip(self.sizes, parts, strict=True))
+    def named(self, sums: Sums, by_group: bool) -> dict[str, Tensor]:
+        """Each named range of ``sums`` (made by ``sums()``), on the CPU."""
+        ranges = [values.cpu() for values in sums.ranges(by_group)]
+        return dict(zip(self.sizes, ranges, strict=True))
+
+    def sums(self, outputs: int, device: torch.device, **kind: bool) -> Sums:
+        """A sum of shape ``(outputs, total)``, each range its own table per group."""
+        return Sums((outputs, self.total), device, ranges=list(self.sizes.values()), **kind)
 
     def at(self, name: str, bins: Tensor, values: Tensor | None = None) -> Binned:
         """``values`` (None: counts) to add at the ``bins`` of range ``name``."""
@@ -139,10 +143,8 @@ class CalibrationState:
             }
         )
         self._count_slots = _Slots({"cells": self._cells.cells, "pit": pit_bins})
-        self._sums = Sums((outputs, self._float_slots.total), device, grouped=grouped)
-        self._counts = Sums(
-            (outputs, self._count_slots.total), device, integer=True, grouped=grouped
-        )
+        self._sums = self._float_slots.sums(outputs, device, grouped=grouped)
+        self._counts = self._count_slots.sums(outputs, device, integer=True, grouped=grouped)
 
     def update(
         self, terms: NllTerms, error: Tensor, floored_var: Tensor, group: Tensor | None = None
@@ -203,22 +205,29 @@ class CalibrationState:
         self._counts.merge(other._counts, mapping)
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:
-        """Every sum and count on the CPU, ``(1 or groups, outputs, ...)``, per bin of each
-        grid: the curve's, the user levels' and the score levels' from their cells."""
-        sums = self._float_slots.split(self._sums.value(by_group).cpu())
-        counts = self._count_slots.split(self._counts.value(by_group).cpu())
+        """Every sum and count on the CPU, ``(1 or groups, outputs, ...)``, as kept: per cell
+        where ``summaries`` wants per bin (``per_bin`` folds them; no copy here, as there may
+        be 10^5 groups)."""
+        return {
+            **self._float_slots.named(self._sums, by_group),
+            **self._count_slots.named(self._counts, by_group),
+        }
+
+    def per_bin(self, totals: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``totals`` (or a batch of them) with the cells folded into each grid's bins: the
+        curve's, the user levels' and the score levels'."""
         interval, cell = self._interval_fold, self._cells.bin_of_cell
         return {
-            "moments": sums["moments"],
-            "level_std": folded(sums["interval_std"], interval["level"]),
-            "level_abs_error": folded(sums["interval_abs_error"], interval["level"]),
-            "score_std": folded(sums["interval_std"], interval["score"]),
-            "score_abs_error": folded(sums["interval_abs_error"], interval["score"]),
-            "check_std": sums["check_std"],
-            "check_error": sums["check_error"],
-            "curve": folded(counts["cells"], cell["curve"]),
-            "level": folded(counts["cells"], cell["level"]),
-            "pit": counts["pit"],
+            "moments": totals["moments"],
+            "level_std": folded(totals["interval_std"], interval["level"]),
+            "level_abs_error": folded(totals["interval_abs_error"], interval["level"]),
+            "score_std": folded(totals["interval_std"], interval["score"]),
+            "score_abs_error": folded(totals["interval_abs_error"], interval["score"]),
+            "check_std": totals["check_std"],
+            "check_error": totals["check_error"],
+            "curve": folded(totals["cells"], cell["curve"]),
+            "level": folded(totals["cells"], cell["level"]),
+            "pit": totals["pit"],
         }
 
     def summaries(
@@ -227,6 +236,7 @@ class CalibrationState:
         """Calibration and accuracy of each row of a batch of ``totals`` (each ``(batch, ...)``,
         e.g. groups, outputs, or both flattened), with the batch's element counts and loss sums
         (without the constant). Vectorised over the batch: one pass for 10^5 groups."""
+        totals = self.per_bin(totals)
         elements = elements.to(torch.float64)
         mean = {name: totals["moments"][:, k].double() / elements for k, name in enumerate(MOMENTS)}
         curve_levels = torch.arange(CURVE_STEPS + 1, dtype=torch.float64) / CURVE_STEPS

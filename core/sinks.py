@@ -15,6 +15,7 @@ into one buffer, then one compensated add, instead of an add per quantity.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -88,54 +89,86 @@ class TotalSink:
 
 
 class GroupSink:
-    """Sums of shape ``(groups, *shape)``, one row per group; ``group`` gives each row's."""
+    """Sums of shape ``(groups, *shape)``, one row per group; ``group`` gives each row's.
 
-    def __init__(self, shape: tuple[int, ...], device: torch.device, *, integer: bool = False):
+    ``ranges`` cuts the last axis into ranges (e.g. the slots of ``add_parts``' columns and of
+    each binned part) kept as separate tables: rows go to random groups, and a compact table
+    per range keeps each pass's scattered writes within less memory (3x faster for 10^5
+    groups than one wide table).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        device: torch.device,
+        *,
+        integer: bool = False,
+        ranges: Sequence[int] | None = None,
+    ) -> None:
         self.shape = shape
         self.integer = integer
         self.groups = 0
-        self._total = torch.zeros((0, *shape), dtype=_sum_dtype(integer), device=device)
+        sizes = list(ranges) if ranges is not None else [shape[-1]] if shape else []
+        self._start = {start: k for k, start in enumerate(itertools.accumulate(sizes, initial=0))}
+        widths = [(*shape[:-1], size) for size in sizes] if sizes else [shape]
+        dtype = _sum_dtype(integer)
+        self._tables = [torch.zeros((0, *width), dtype=dtype, device=device) for width in widths]
 
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups. Capacity grows to a quarter more than asked for:
         growth stays amortised O(1) and at most a fifth of the sums are spare (doubling left
         up to half of them unused when many groups arrive in the first chunks)."""
         self.groups = max(self.groups, groups)
-        capacity = self._total.shape[0]
+        capacity = self._tables[0].shape[0]
         if groups > capacity:
-            grown = self._total.new_zeros((max(groups + groups // 4, 16), *self.shape))
-            grown[:capacity] = self._total
-            self._total = grown
+            size = max(groups + groups // 4, 16)
+            self._tables = [_grown(table, size) for table in self._tables]
 
     def add(self, values: Tensor, group: Tensor) -> None:
-        self._total.index_add_(0, group, values.to(self._total.dtype))
+        (table,) = self._tables
+        table.index_add_(0, group, values.to(table.dtype))
 
     def count(self, group: Tensor, per_row: Tensor | None = None) -> None:
         """Add ``per_row`` (default one) to each row's group (a count of shape ``()``)."""
-        self._total.index_add_(0, group, torch.ones_like(group) if per_row is None else per_row)
+        (table,) = self._tables
+        table.index_add_(0, group, torch.ones_like(group) if per_row is None else per_row)
 
     def add_parts(self, columns: Sequence[Tensor], binned: Sequence[Binned], group: Tensor) -> None:
-        """``TotalSink.add_parts``, each row into its group's sums."""
-        rows, (outputs, slots) = group.shape[0], self.shape
-        for k, column in enumerate(columns):
-            values = column.expand(rows, outputs).to(self._total.dtype)
-            self._total[..., k].index_add_(0, group, values)
+        """``TotalSink.add_parts``, each row into its group's sums; the columns and each part
+        must fill ranges of their own."""
+        rows, outputs = group.shape[0], self.shape[0]
+        if columns:  # one pass: a row's columns are adjacent in its group's sums
+            table = self._tables[self._start[0]]
+            values = torch.stack([column.expand(rows, outputs) for column in columns], dim=-1)
+            table.index_add_(0, group, values.to(table.dtype))
         output = torch.arange(outputs, device=group.device)
-        row_start = ((group.unsqueeze(1) * outputs + output) * slots).reshape(-1)
+        slot = (group.unsqueeze(1) * outputs + output).reshape(-1)
         for part in binned:
-            index = row_start + part.bins.reshape(-1)
+            table = self._tables[self._start[part.offset]]
+            index = slot * table.shape[-1] + part.bins.reshape(-1)
             values = None if part.values is None else part.values.expand(rows, outputs).reshape(-1)
-            target = self._total.view(-1)[part.offset :]
-            target.scatter_add_(0, index, _source(values, index, self._total.dtype))
+            table.view(-1).scatter_add_(0, index, _source(values, index, table.dtype))
 
     def merge(self, other: GroupSink, mapping: Tensor) -> None:
         """Add ``other``'s groups into this sink's groups ``mapping[i]``."""
-        rows = other._total[: other.groups].to(self._total.device)
-        self._total.index_add_(0, mapping.to(self._total.device), rows)
+        for mine, theirs in zip(self._tables, other._tables, strict=True):
+            mine.index_add_(0, mapping.to(mine.device), theirs[: other.groups].to(mine.device))
 
     def value(self) -> Tensor:
-        """The sums, ``(groups, *shape)``."""
-        return self._total[: self.groups]
+        """The sums, ``(groups, *shape)`` (of a sink without ranges)."""
+        (table,) = self._tables
+        return table[: self.groups]
+
+    def ranges(self) -> list[Tensor]:
+        """The sums of each range, ``(groups, *shape[:-1], size)``: no copy."""
+        return [table[: self.groups] for table in self._tables]
+
+
+def _grown(table: Tensor, capacity: int) -> Tensor:
+    """``table`` with room for ``capacity`` rows (the new ones zero)."""
+    grown = table.new_zeros((capacity, *table.shape[1:]))
+    grown[: table.shape[0]] = table
+    return grown
 
 
 def _sum_dtype(integer: bool) -> torch.dtype:
@@ -160,9 +193,14 @@ class Sums:
         *,
         integer: bool = False,
         grouped: bool = False,
+        ranges: Sequence[int] | None = None,
     ) -> None:
+        """``ranges``: how the last axis divides into ranges (see ``GroupSink``)."""
+        self._ranges = list(ranges) if ranges is not None else None
         self.total = TotalSink(shape, device, integer=integer)
-        self.by_group = GroupSink(shape, device, integer=integer) if grouped else None
+        self.by_group = (
+            GroupSink(shape, device, integer=integer, ranges=ranges) if grouped else None
+        )
 
     def add(self, values: Tensor, group: Tensor | None = None) -> Tensor:
         """Add ``values`` of shape ``(rows, *shape)``; ``group`` is each row's group. Returns the
@@ -206,3 +244,9 @@ class Sums:
     def value(self, by_group: bool = False) -> Tensor:
         """``(1, *shape)`` for the whole input, or ``(groups, *shape)``."""
         return (self.by_group if by_group else self.total).value()
+
+    def ranges(self, by_group: bool = False) -> list[Tensor]:
+        """The sums of each range of the last axis, as ``value`` gives them (no copy)."""
+        if by_group:
+            return self.by_group.ranges()
+        return list(torch.split(self.total.value(), self._ranges, dim=-1))
