@@ -16,11 +16,12 @@ from torch import Tensor
 _MIN_CELLS, _MAX_CELLS = 1 << 10, 1 << 16  # powers of two: ``value * cells`` is exact
 
 
-def uniform_bins(values: Tensor, steps: int) -> Tensor:
-    """``floor(values * steps)`` clamped to ``[0, steps - 1]``: the bin of each value among
-    ``steps`` equal bins of [0, 1] (1 goes in the last). Clamped after the integer conversion,
-    which truncates (the floor of a value ≥ 0)."""
-    return (values * steps).long().clamp_(0, steps - 1)
+def uniform_bins(values: Tensor, steps: int, *, scale: float | None = None) -> Tensor:
+    """``floor(values * scale)`` (``scale`` defaults to ``steps``) clamped to ``[0, steps - 1]``:
+    the bin of each value among ``steps`` equal bins of [0, 1] (1 goes in the last), or of
+    ``values`` that are the bin value times ``steps / scale``. Clamped after the integer
+    conversion, which truncates (the floor of a value ≥ 0)."""
+    return (values * (steps if scale is None else scale)).long().clamp_(0, steps - 1)
 
 
 class EdgeBins:

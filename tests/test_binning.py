@@ -82,3 +82,15 @@ def test_folded_sums_cells_into_bins() -> None:
     assert bin_of_cell.tolist() == [0, 0, 1, 1, 2]
     per_cell = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 0.0, 0.0, 0.0, 1.0]])
     assert folded(per_cell, bin_of_cell).tolist() == [[3.0, 7.0, 5.0], [0.0, 0.0, 1.0]]
+
+
+@pytest.mark.parametrize("steps", [100, 20, 7])
+def test_bins_of_u_from_twice_u_are_the_same(steps: int) -> None:
+    """The calibration bins ``u = (1 + e)/2`` as ``(1 + e)·(steps/2)``: the same bits."""
+    generator = torch.Generator().manual_seed(9)
+    edges = torch.arange(steps + 1, dtype=torch.float64) / steps * 2 - 1  # e at u's bin edges
+    near = torch.cat([edges, torch.nextafter(edges, edges + 1), torch.nextafter(edges, edges - 1)])
+    random = torch.rand(50_000, generator=generator, dtype=torch.float64) * 2 - 1
+    e = torch.cat([random, near.clamp(-1, 1)])
+    expected = uniform_bins(e * 0.5 + 0.5, steps)
+    assert torch.equal(uniform_bins(e + 1, steps, scale=steps / 2), expected)
