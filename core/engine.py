@@ -92,7 +92,7 @@ def score_batches(
     finally:  # stop the worker and reader threads now, not when the generators are collected
         results.close()
         chunks.close()
-    scorer = pool.merged()
+    scorer = pool.scorer
     if scorer.state is None:
         raise InputError("no data rows", path=label)
     if scorer.failed() and relocate is not None:

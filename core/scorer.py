@@ -121,13 +121,6 @@ class Scorer:
         self._started = time.perf_counter()
         self._rows_given = 0
 
-    def sibling(self) -> Scorer:
-        """An empty scorer of the same options sharing this one's group index (for another
-        worker thread: the two merge group by group)."""
-        other = Scorer(self.options)
-        other.group_keys = self.group_keys
-        return other
-
     def update(self, mean: Tensor, target: Tensor, var: Tensor) -> Tensor:
         """Add rows given as tensors; return their element losses (with the ``full`` constant)."""
         dtype = DTYPES[self.options.dtype]
@@ -141,9 +134,7 @@ class Scorer:
         """Add a chunk; invalid values raise at once on the CPU (see ``failed`` on a GPU)."""
         options, spec = self.options, self.options.columns
         chunk = chunk.ready()
-        if self.state is None:
-            self.state = self._new_state(chunk.mean.shape[1])
-        state = self.state
+        state = self.prepare(chunk)
         if self.group_keys is not None:
             state.reserve(len(self.group_keys.keys))
         _check_widths(chunk, spec, state.outputs)
@@ -165,6 +156,13 @@ class Scorer:
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
             _explain(chunk, spec, var, aligned, options.nan_policy)
         return Scored(loss, kept)
+
+    def prepare(self, chunk: Chunk) -> ScoreState:
+        """The state, made for ``chunk``'s outputs if this is the first (threads adding chunks
+        at once must be given a prepared scorer)."""
+        if self.state is None:
+            self.state = self._new_state(chunk.mean.shape[1])
+        return self.state
 
     def failed(self) -> bool:
         """On a GPU, whether any chunk so far was invalid (one synchronisation)."""
@@ -250,6 +248,13 @@ class _Validity:
             self._flag |= bad
             return False
         return bool(bad)
+
+    def prepare(self, chunk: Chunk) -> ScoreState:
+        """The state, made for ``chunk``'s outputs if this is the first (threads adding chunks
+        at once must be given a prepared scorer)."""
+        if self.state is None:
+            self.state = self._new_state(chunk.mean.shape[1])
+        return self.state
 
     def failed(self) -> bool:
         return bool(self._flag)

@@ -11,18 +11,68 @@ A sink holds sums of one per-group shape, ``(outputs, ...)``, for ``groups`` gro
 Integer sinks count (int64); float sinks sum in float64. A chunk's many small sums (the
 calibration's moments and histograms) go in with one ``add_parts`` call: one scatter per part
 into one buffer, then one compensated add, instead of an add per quantity.
+
+Every change to a sink's sums is ``@deferrable``: while a thread is ``recording``, its changes
+are kept in a ``Ledger`` instead, to be applied later (``workers`` applies them in chunk order,
+so the sums see the same additions in the same order whichever thread computed a chunk).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Sequence
-from typing import NamedTuple
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
 
 from gaussnll.core.summation import CompensatedSum
+
+_thread = threading.local()
+Method = TypeVar("Method", bound=Callable[..., None])
+
+
+class Ledger:
+    """Changes to sums recorded on one thread, to apply later on any thread."""
+
+    def __init__(self) -> None:
+        self._changes: list[Callable[[], None]] = []
+
+    def record(self, change: Callable[[], None]) -> None:
+        self._changes.append(change)
+
+    def apply(self) -> None:
+        """Make the recorded changes, in the order they were recorded."""
+        for change in self._changes:
+            change()
+        self._changes.clear()
+
+
+@contextmanager
+def recording() -> Iterator[Ledger]:
+    """Within the block, this thread's changes to any sink go to the yielded ledger."""
+    _thread.ledger = ledger = Ledger()
+    try:
+        yield ledger
+    finally:
+        _thread.ledger = None
+
+
+def deferrable(method: Method) -> Method:
+    """A change to a sink: made now, or recorded while this thread is ``recording``."""
+
+    @functools.wraps(method)
+    def made_or_recorded(self: object, *args: object, **kwargs: object) -> None:
+        ledger = getattr(_thread, "ledger", None)
+        if ledger is None:
+            method(self, *args, **kwargs)
+        else:
+            ledger.record(functools.partial(method, self, *args, **kwargs))
+
+    return made_or_recorded  # type: ignore[return-value]
 
 
 class Binned(NamedTuple):
@@ -53,6 +103,7 @@ class TotalSink:
         self._add(sums)
         return sums
 
+    @deferrable
     def count(self, amount: int | Tensor) -> None:
         """Add ``amount`` to a count of shape ``()``."""
         self._counts += amount
@@ -71,12 +122,14 @@ class TotalSink:
             chunk[:, part.offset :].scatter_add_(1, index, _source(values, index, self._dtype))
         self._add(chunk)
 
+    @deferrable
     def _add(self, sums: Tensor) -> None:
         if self.integer:
             self._counts += sums.to(torch.int64)
         else:
             self._sum.add(sums)
 
+    @deferrable
     def merge(self, other: TotalSink) -> None:
         if self.integer:
             self._counts += other._counts.to(self._counts.device)
@@ -114,6 +167,7 @@ class GroupSink:
         dtype = _sum_dtype(integer)
         self._tables = [torch.zeros((0, *width), dtype=dtype, device=device) for width in widths]
 
+    @deferrable
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups. Capacity grows to a quarter more than asked for:
         growth stays amortised O(1) and at most a fifth of the sums are spare (doubling left
@@ -124,15 +178,18 @@ class GroupSink:
             size = max(groups + groups // 4, 16)
             self._tables = [_grown(table, size) for table in self._tables]
 
+    @deferrable
     def add(self, values: Tensor, group: Tensor) -> None:
         (table,) = self._tables
         table.index_add_(0, group, values.to(table.dtype))
 
+    @deferrable
     def count(self, group: Tensor, per_row: Tensor | None = None) -> None:
         """Add ``per_row`` (default one) to each row's group (a count of shape ``()``)."""
         (table,) = self._tables
         table.index_add_(0, group, torch.ones_like(group) if per_row is None else per_row)
 
+    @deferrable
     def add_parts(self, columns: Sequence[Tensor], binned: Sequence[Binned], group: Tensor) -> None:
         """``TotalSink.add_parts``, each row into its group's sums; the columns and each part
         must fill ranges of their own."""
@@ -149,6 +206,7 @@ class GroupSink:
             values = None if part.values is None else part.values.expand(rows, outputs).reshape(-1)
             table.view(-1).scatter_add_(0, index, _source(values, index, table.dtype))
 
+    @deferrable
     def merge(self, other: GroupSink, mapping: Tensor) -> None:
         """Add ``other``'s groups into this sink's groups ``mapping[i]``."""
         for mine, theirs in zip(self._tables, other._tables, strict=True):

@@ -35,7 +35,6 @@ class ScoreState:
         pit_bins: int = 20,
         grouped: bool = False,
     ) -> None:
-        self.rows = 0
         self.outputs = outputs
         self.grouped = grouped
         self._rows = Sums((), device, integer=True, grouped=grouped)
@@ -48,6 +47,11 @@ class ScoreState:
             if levels is not None
             else None
         )
+
+    @property
+    def rows(self) -> int:
+        """Rows added so far (read from the device)."""
+        return int(self._rows.value()[0])
 
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups (grouped states)."""
@@ -78,9 +82,7 @@ class ScoreState:
 
         Returns the chunk's per-output loss sums, for the caller's validity check.
         """
-        rows = terms.loss.shape[0]
-        self.rows += rows
-        self._rows.count(rows, group)
+        self._rows.count(terms.loss.shape[0], group)
         chunk_sums = self._loss.add(terms.loss, group)
         if self.calibration is not None:
             self.calibration.update(terms, target - mean, floored_var, group)
@@ -93,7 +95,6 @@ class ScoreState:
             raise ValueError(f"cannot merge states of {other.outputs} and {self.outputs} outputs")
         if (self.calibration is None) != (other.calibration is None):
             raise ValueError("cannot merge a state with calibration into one without")
-        self.rows += other.rows
         for mine, theirs in zip(self._all_sums(), other._all_sums(), strict=True):
             mine.merge(theirs, mapping)
         if self.calibration is not None:

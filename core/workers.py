@@ -1,9 +1,11 @@
-"""Score chunks on several threads, each into its own state, and merge the states at the end.
+"""Score chunks on several threads into one scorer, with the same sums as on one thread.
 
-torch's kernels release the GIL, so scorers on worker threads compute in parallel while the
-reader thread decodes the next chunks. Chunk ``k`` always goes to scorer ``k % workers``: every
-state sums the same chunks in the same order on every run, so results are reproducible.
-Each kernel then runs on one thread: splitting 64k-element kernels across cores costs more in
+torch's kernels release the GIL, so worker threads compute in parallel while the reader thread
+decodes the next chunks. Whichever thread is free takes the next chunk, computes its
+contribution and records the changes to the sums (``sinks.recording``); the consumer applies
+them in chunk order as it takes the results. The sums thus see the same additions in the same
+order as with one thread: the same bits, on every run, for any number of workers.
+Each kernel runs on one thread: splitting 64k-element kernels across cores costs more in
 synchronisation than it gains, and the cores are busy with other chunks instead.
 """
 
@@ -13,15 +15,16 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 import torch
 
 from gaussnll.core.scorer import Chunk, Scored, Scorer
+from gaussnll.core.sinks import Ledger, recording
 
 MAX_AUTO_WORKERS = 4
-# Chunks handed to each worker ahead: its next chunk is queued while the last one's result is
-# handed over, so the worker never waits for the consumer (one in flight idled it 25%).
+# Chunks in flight per worker: a free worker finds the next chunk queued while results are
+# handed over, so it never waits for the consumer (one in flight idled it 25%).
 QUEUED_PER_WORKER = 2
 
 
@@ -38,13 +41,13 @@ def auto_workers(device: torch.device, grouped: bool, calibration: bool) -> int:
 
 
 class ScorerPool:
-    """``workers`` scorers of one options; they share the group index, so their states merge
-    group by group."""
+    """``workers`` threads adding chunks to one scorer (see the module docstring)."""
 
-    def __init__(self, first: Scorer, workers: int) -> None:
-        self.scorers = [first, *(first.sibling() for _ in range(workers - 1))]
-        self._in_flight: deque[tuple[Chunk, Future[Scored]]] = deque()
-        self._waiting: Chunk | None = None  # read, not yet handed out (its scorer is busy)
+    def __init__(self, scorer: Scorer, workers: int) -> None:
+        self.scorer = scorer
+        self.workers = workers
+        self._in_flight: deque[tuple[Chunk, Future[tuple[Scored, Ledger]]]] = deque()
+        self._waiting: Chunk | None = None  # read, not yet handed out (the workers are busy)
 
     def unfinished(self) -> list[Chunk]:
         """Chunks read whose results were not yielded, in order (after an error: the failing
@@ -53,39 +56,35 @@ class ScorerPool:
         return [chunk for chunk, _ in self._in_flight] + waiting
 
     def scored(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, Scored]]:
-        """Score ``chunks``; yield each with what it contributed, in input order. An error
-        from a chunk is raised in that order too."""
-        workers = len(self.scorers)
-        on_cpu = self.scorers[0].device.type == "cpu"
-        with _single_threaded_kernels(on_cpu), ExitStack() as stack:
-            # One thread per scorer, so a scorer's chunks run one at a time, in order.
-            threads = [
-                stack.enter_context(ThreadPoolExecutor(1, f"gaussnll-worker-{k}"))
-                for k in range(workers)
-            ]
-            for index, chunk in enumerate(chunks):
+        """Score ``chunks``; yield each with what it contributed, in input order, once its
+        changes to the sums are made. An error from a chunk is raised in that order too."""
+        on_cpu = self.scorer.device.type == "cpu"
+        with (
+            _single_threaded_kernels(on_cpu),
+            ThreadPoolExecutor(self.workers, thread_name_prefix="gaussnll-worker") as pool,
+        ):
+            for chunk in chunks:
                 self._waiting = chunk
-                if len(self._in_flight) == workers * QUEUED_PER_WORKER:
+                if len(self._in_flight) == self.workers * QUEUED_PER_WORKER:
                     yield self._next_result()
                 self._waiting = None
-                worker = index % workers
-                future = threads[worker].submit(self.scorers[worker].add, chunk)
-                self._in_flight.append((chunk, future))
+                self.scorer.prepare(chunk)
+                self._in_flight.append((chunk, pool.submit(_recorded, self.scorer, chunk)))
             while self._in_flight:
                 yield self._next_result()
 
-    def merged(self) -> Scorer:
-        """The first scorer, with every other worker's sums added (in a fixed order)."""
-        first = self.scorers[0]
-        for other in self.scorers[1:]:
-            first.merge(other)
-        return first
-
     def _next_result(self) -> tuple[Chunk, Scored]:
         chunk, future = self._in_flight[0]
-        scored = future.result()
+        scored, changes = future.result()
         self._in_flight.popleft()
+        changes.apply()
         return chunk, scored
+
+
+def _recorded(scorer: Scorer, chunk: Chunk) -> tuple[Scored, Ledger]:
+    """Score ``chunk``, recording its changes to the sums instead of making them."""
+    with recording() as changes:
+        return scorer.add(chunk), changes
 
 
 @contextmanager
