@@ -20,7 +20,7 @@ from gaussnll.core.prefetch import prefetched
 from gaussnll.core.readers import ReadRequest, count_rows, iter_batches
 from gaussnll.core.report import Report
 from gaussnll.core.scorer import Chunk, Scored, Scorer, output_names
-from gaussnll.core.sources import Source, resolve_source
+from gaussnll.core.sources import FileFormat, Source, resolve_source
 from gaussnll.core.tensors import Conversion, Location
 from gaussnll.core.transfer import HostToDevice
 from gaussnll.core.workers import ScorerPool, auto_workers
@@ -75,7 +75,9 @@ def score_batches(
     started = time.perf_counter()
     first = Scorer(options)
     grouped = first.group_keys is not None
-    workers = options.workers or auto_workers(first.device, grouped, options.calibration)
+    # Parsing CSV takes longer than the calibration: a second worker would only add memory.
+    compute_bound = options.calibration and file_format != FileFormat.CSV
+    workers = options.workers or auto_workers(first.device, grouped, compute_bound)
     pool = ScorerPool(first, workers)
     chunks = prefetched(to_chunks(batches, options, first.device, first.group_keys))
     results = pool.scored(chunks)

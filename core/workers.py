@@ -28,16 +28,17 @@ MAX_AUTO_WORKERS = 4
 QUEUED_PER_WORKER = 2
 
 
-def auto_workers(device: torch.device, grouped: bool, calibration: bool) -> int:
-    """Workers by default, up to ``MAX_AUTO_WORKERS``: with calibration, one per core (the
-    computation outweighs the reading: on 2 vCPUs a second worker made 50M rows 10% faster);
-    without, one per two cores (the reader is the bottleneck: a second worker gained nothing).
-    One on a GPU (its kernels are queued asynchronously already) and when grouping (each
-    worker would hold a state per group)."""
+def auto_workers(device: torch.device, grouped: bool, compute_bound: bool) -> int:
+    """Workers by default, up to ``MAX_AUTO_WORKERS``: one per core when the computation
+    outweighs the reading (calibration of Parquet or Arrow: on 2 vCPUs a second worker made
+    50M rows 10% faster), else one per two cores (reading is the bottleneck: without
+    calibration, or parsing CSV, a second worker gained nothing and cost up to 20 MB of peak
+    RSS). One on a GPU (its kernels are queued asynchronously already) and when grouping
+    (the group sums are applied by one thread anyway)."""
     if device.type != "cpu" or grouped:
         return 1
     cores = os.cpu_count() or 1
-    return max(1, min(MAX_AUTO_WORKERS, cores if calibration else cores // 2))
+    return max(1, min(MAX_AUTO_WORKERS, cores if compute_bound else cores // 2))
 
 
 class ScorerPool:

@@ -102,15 +102,15 @@ def test_torch_threads_are_restored(parquet_file):
 
 
 @pytest.mark.parametrize(
-    ("cores", "with_calibration", "without"), [(1, 1, 1), (2, 2, 1), (6, 4, 3), (64, 4, 4)]
+    ("cores", "compute_bound", "reading_bound"), [(1, 1, 1), (2, 2, 1), (6, 4, 3), (64, 4, 4)]
 )
-def test_automatic_workers(monkeypatch, cores, with_calibration, without):
+def test_automatic_workers(monkeypatch, cores, compute_bound, reading_bound):
     monkeypatch.setattr(worker_pool.os, "cpu_count", lambda: cores)
     cpu = torch.device("cpu")
-    assert auto_workers(cpu, grouped=False, calibration=True) == with_calibration
-    assert auto_workers(cpu, grouped=False, calibration=False) == without
-    assert auto_workers(cpu, grouped=True, calibration=True) == 1
-    assert auto_workers(torch.device("cuda"), grouped=False, calibration=True) == 1
+    assert auto_workers(cpu, grouped=False, compute_bound=True) == compute_bound
+    assert auto_workers(cpu, grouped=False, compute_bound=False) == reading_bound
+    assert auto_workers(cpu, grouped=True, compute_bound=True) == 1
+    assert auto_workers(torch.device("cuda"), grouped=False, compute_bound=True) == 1
 
 
 def test_workers_option_on_the_command_line(parquet_file, tmp_path):
