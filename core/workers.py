@@ -60,6 +60,14 @@ class ScorerPool:
         """Score ``chunks``; yield each with what it contributed, in input order, once its
         changes to the sums are made. An error from a chunk is raised in that order too."""
         on_cpu = self.scorer.device.type == "cpu"
+        if self.workers == 1:  # the consumer scores each chunk itself: no hand-over
+            with _single_threaded_kernels(on_cpu):
+                for chunk in chunks:
+                    self._waiting = chunk
+                    scored = self.scorer.add(chunk)
+                    self._waiting = None
+                    yield chunk, scored
+            return
         with (
             _single_threaded_kernels(on_cpu),
             ThreadPoolExecutor(self.workers, thread_name_prefix="gaussnll-worker") as pool,
