@@ -249,13 +249,6 @@ class _Validity:
             return False
         return bool(bad)
 
-    def prepare(self, chunk: Chunk) -> ScoreState:
-        """The state, made for ``chunk``'s outputs if this is the first (threads adding chunks
-        at once must be given a prepared scorer)."""
-        if self.state is None:
-            self.state = self._new_state(chunk.mean.shape[1])
-        return self.state
-
     def failed(self) -> bool:
         return bool(self._flag)
 
