@@ -1,7 +1,8 @@
-"""Bin indices of values in [0, 1], the per-element step of the calibration sums.
+"""Bin indices of values in [0, 1], the per-element step of the calibration sums, and the
+folding of per-cell sums into bins at the end.
 
-Both kinds never read anything back from the device and map a NaN (from invalid input that is
-reported after the chunk) to a valid bin, so the accumulation stays well defined.
+The per-element lookups never read anything back from the device and map a NaN (from invalid
+input that is reported after the chunk) to a valid bin, so the accumulation stays well defined.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ class CalibrationState:
     (``a`` between two consecutive ones), ``σ`` and ``|r|``; per bin of the PIT quantile grid,
     ``σ`` and ``r``. Counts (int64): per cell of the score, user and curve levels together;
     the PIT histogram. Each kind is one sum whose last axis holds the named ranges
-    (``_Slots``), so a chunk is added in one step. ``totals`` folds the cells into each grid's
-    bins.
+    (``_Slots``), so a chunk is added in one step. ``summaries`` folds the cells into each
+    grid's bins (``_per_bin``).
     """
 
     def __init__(
@@ -194,14 +194,14 @@ class CalibrationState:
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:
         """Every sum and count on the CPU, ``(1 or groups, outputs, ...)``, as kept: per cell
-        where ``summaries`` wants per bin (``per_bin`` folds them; no copy here, as there may
+        where ``summaries`` wants per bin (``_per_bin`` folds them; no copy here, as there may
         be 10^5 groups)."""
         return {
             **self._float_slots.named(self._sums, by_group),
             **self._count_slots.named(self._counts, by_group),
         }
 
-    def per_bin(self, totals: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _per_bin(self, totals: dict[str, Tensor]) -> dict[str, Tensor]:
         """``totals`` (or a batch of them) with the cells folded into each grid's bins: the
         curve's, the user levels' and the score levels'."""
         interval, cell = self._interval_fold, self._cells.bin_of_cell
@@ -224,7 +224,7 @@ class CalibrationState:
         """Calibration and accuracy of each row of a batch of ``totals`` (each ``(batch, ...)``,
         e.g. groups, outputs, or both flattened), with the batch's element counts and loss sums
         (without the constant). Vectorised over the batch: one pass for 10^5 groups."""
-        totals = self.per_bin(totals)
+        totals = self._per_bin(totals)
         elements = elements.to(torch.float64)
         mean = {name: totals["moments"][:, k].double() / elements for k, name in enumerate(MOMENTS)}
         mean["std"] = totals["check_std"].sum(dim=1) / elements

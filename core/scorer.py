@@ -23,11 +23,7 @@ from gaussnll.core.grouping import GroupKeys, sort_key
 from gaussnll.core.loss import HALF_LOG_2PI, nll_terms
 from gaussnll.core.nonfinite import SKIP_REASONS, expand_rows, finite_rows
 from gaussnll.core.options import DTYPES, ScoreOptions
-from gaussnll.core.report import (
-    GroupScore,
-    OutputScore,
-    Report,
-)
+from gaussnll.core.report import GroupScore, OutputScore, Report
 from gaussnll.core.state import ScoreState
 from gaussnll.core.tensors import Location
 from gaussnll.core.transfer import wait_for
