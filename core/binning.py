@@ -1,38 +1,91 @@
-"""Bin indices of values in [0, 1], the per-element step of the calibration sums, and the
-folding of per-cell sums into bins at the end.
+"""The calibration's bins of ``e = erf(z/√2)`` in [-1, 1]: one exact lookup per element finds
+its cell among the edges of every grid at once, and per-cell sums fold into each grid's bins at
+the end.
 
-The per-element lookups never read anything back from the device and map a NaN (from invalid
-input that is reported after the chunk) to a valid bin, so the accumulation stays well defined.
+Two kinds of grid, both step functions of ``e``:
+
+- ``LevelGrid``: central levels ``p``; an element's bin is how many of the central
+  p-intervals it is outside of (``|e| > p``; bounds are inside, as uncertainty-toolbox).
+- ``QuantileGrid``: ``u = (1 + e)/2`` in ``steps`` equal bins; a value on a boundary goes to
+  the bin nearer ``u = 1/2`` (the side of a central interval's bound), and ``u = 1/2`` to the
+  upper one. The boundaries are then the level grids' own edges: no extra cells.
+
+A cell holds the values between two consecutive edges, so every grid's bin is a fixed function
+of the cell (``Cells.bin_of_cell``), and so is the sign of ``e`` (0 has a cell of its
+own). The lookup never reads anything back from the device and puts a NaN (from invalid input,
+reported after the chunk) in a valid cell, so the accumulation stays well defined.
 """
 
 from __future__ import annotations
 
-import itertools
+import bisect
+import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-_MIN_CELLS, _MAX_CELLS = 1 << 10, 1 << 16  # powers of two: ``value * cells`` is exact
+_MIN_CELLS, _MAX_CELLS = 1 << 10, 1 << 17  # powers of two: ``value * cells/2`` is exact
+_BELOW_ZERO = math.nextafter(-0.0, -1.0)  # the largest negative float
 
 
-def uniform_bins(values: Tensor, steps: int, *, scale: float | None = None) -> Tensor:
-    """``floor(values * scale)`` (``scale`` defaults to ``steps``) clamped to ``[0, steps - 1]``:
-    the bin of each value among ``steps`` equal bins of [0, 1] (1 goes in the last), or of
-    ``values`` that are the bin value times ``steps / scale``. Clamped after the integer
-    conversion, which truncates (the floor of a value ≥ 0)."""
-    return (values * (steps if scale is None else scale)).long().clamp_(0, steps - 1)
+class Grid(Protocol):
+    """A step function of ``e``: ``bin(e)`` is the number of ``edges`` strictly below ``e``
+    (for the steps it counts; some edges may not change it)."""
+
+    def edges(self) -> list[float]: ...
+
+    def bin(self, e: float) -> int: ...
+
+
+@dataclass(frozen=True)
+class LevelGrid:
+    """Central levels: ``bin(e)`` is how many of ``levels`` are strictly below ``|e|``."""
+
+    levels: tuple[float, ...]
+
+    def edges(self) -> list[float]:
+        # e > p on the positive side; e < -p, i.e. not above the float below -p, on the other.
+        return [edge for p in self.levels for edge in (p, math.nextafter(-p, -1.0))]
+
+    def bin(self, e: float) -> int:
+        return sum(abs(e) > p for p in self.levels)
+
+
+@dataclass(frozen=True)
+class QuantileGrid:
+    """``u = (1 + e)/2`` in ``steps`` equal bins: the boundary ``u = i/steps`` sits at
+    ``ε = (2i - steps)/steps`` (correctly rounded, so it equals the level ``|ε|`` of a
+    ``LevelGrid`` to the bit); ``e`` is above it when ``e > ε`` for ``ε > 0`` and ``e ≥ ε``
+    for ``ε ≤ 0``."""
+
+    steps: int
+
+    def _boundaries(self) -> list[float]:
+        return [
+            math.copysign(abs(2 * i - self.steps) / self.steps, 2 * i - self.steps)
+            for i in range(1, self.steps)
+        ]
+
+    def edges(self) -> list[float]:
+        return [eps if eps > 0 else math.nextafter(eps, -1.0) for eps in self._boundaries()]
+
+    def bin(self, e: float) -> int:
+        return sum(e > eps if eps > 0 else e >= eps for eps in self._boundaries())
 
 
 class EdgeBins:
-    """``torch.bucketize(values, edges)`` for values in [0, 1] and sorted edges in [0, 1]: each
-    value's bin is how many edges are strictly below it.
+    """``torch.bucketize(values, edges)`` for values in [-1, 1] and sorted edges in [-1, 1):
+    each value's bin is how many edges are strictly below it.
 
     A table over equal cells replaces the binary search: the bin is the number of edges in
     earlier cells plus one comparison per edge sharing the value's cell. There are enough
     cells (up to ``_MAX_CELLS``) for each edge to have a cell of its own, so that is one
-    comparison. Comparisons are in float64, so the result equals ``bucketize``'s exactly.
+    comparison. The cell is ``floor(value · cells/2)`` (offset), exact and monotone, with 0
+    on a cell boundary; comparisons are in float64, so the result equals ``bucketize``'s.
     """
 
     def __init__(self, edges: Sequence[float], device: torch.device) -> None:
@@ -41,8 +94,8 @@ class EdgeBins:
         while self._cells < _MAX_CELLS and _most_per_cell(edges, self._cells) > 1:
             self._cells *= 2
         cells = [_cell(edge, self._cells) for edge in edges]
-        before = torch.tensor(cells, dtype=torch.int64)
-        self._edges_before = torch.searchsorted(before, torch.arange(self._cells)).to(device)
+        before = torch.searchsorted(torch.tensor(cells), torch.arange(self._cells))
+        self._edges_before = before.to(device, torch.int32)  # int32: faster to gather and add
         self._cell_edges = []
         for k in range(_most_per_cell(edges, self._cells)):
             table = torch.full((self._cells,), torch.inf, dtype=torch.float64)
@@ -55,46 +108,51 @@ class EdgeBins:
     def __call__(self, values: Tensor) -> Tensor:
         """The bins (int64), shaped like ``values``."""
         flat = values.reshape(-1)
-        # int32 converts and clamps faster than int64; index_select takes either.
-        cell = (flat * self._cells).int().clamp_(0, self._cells - 1)
+        half = self._cells // 2
+        cell = (flat * half).floor_().add_(half).int().clamp_(0, self._cells - 1)
         bins = self._edges_before.index_select(0, cell)
         for table in self._cell_edges:
             bins += flat > table.index_select(0, cell)
-        return bins.reshape(values.shape)
+        return bins.long().reshape(values.shape)
 
 
-class SharedCells:
-    """The cells of values in [0, 1] among the edges of several grids at once (cell ``c``: ``c``
-    edges strictly below). One exact lookup per value; each grid's bin (its ``bucketize``) is
-    a fixed function of the cell, ``bin_of_cell[grid]``, so per-cell sums fold into any grid's
-    bins at the end (``folded``)."""
+class Cells:
+    """The cells of ``e`` among the edges of several grids (cell ``c``: ``c`` edges strictly
+    below), and what is fixed per cell: each grid's bin, ``bin_of_cell[grid]``, so per-cell
+    sums fold into any grid's bins at the end (``folded``), and the sign every ``e`` in the
+    cell has, ``sign_of_cell`` (0: ``e = ±0``, which has a cell of its own)."""
 
-    def __init__(self, grids: dict[str, Sequence[float]], device: torch.device) -> None:
-        self.edges = sorted({edge for edges in grids.values() for edge in edges})
+    def __init__(self, grids: dict[str, Grid]) -> None:
+        edges = {_BELOW_ZERO, 0.0}
+        for grid in grids.values():
+            edges.update(grid.edges())
+        self.edges = sorted(edges)
         self.cells = len(self.edges) + 1
-        self._lookup = EdgeBins(self.edges, device)
-        self.bin_of_cell = {name: bins_of_cells(self.edges, edges) for name, edges in grids.items()}
+        self._largest = [*self.edges, 1.0]  # of each cell: it stands for all of the cell
+        self.bin_of_cell = {
+            name: torch.tensor([grid.bin(e) for e in self._largest]) for name, grid in grids.items()
+        }
+        self.sign_of_cell = torch.tensor(
+            [math.copysign(1.0, e) if e else 0.0 for e in self._largest]
+        )
 
-    def __call__(self, values: Tensor) -> Tensor:
-        """The cells (int64), shaped like ``values``."""
-        return self._lookup(values)
+    def lookup(self, device: torch.device) -> EdgeBins:
+        """The exact lookup of values' cells (int64)."""
+        return EdgeBins(self.edges, device)
 
-
-def bins_of_cells(cell_edges: Sequence[float], edges: Sequence[float]) -> Tensor:
-    """For each cell of sorted ``cell_edges``, its bin among ``edges`` (some of ``cell_edges``):
-    exact, since every value of a cell is above the same edges."""
-    members = set(edges)
-    return torch.tensor(list(itertools.accumulate((e in members for e in cell_edges), initial=0)))
+    def cell_of(self, finer: Cells) -> Tensor:
+        """This grouping's cell of each cell of ``finer``, whose edges include these."""
+        return torch.tensor([bisect.bisect_left(self.edges, e) for e in finer._largest])
 
 
 def folded(values: Tensor, bin_of_cell: Tensor) -> Tensor:
     """``values`` per cell (last axis) summed into their bins."""
-    bins = int(bin_of_cell[-1]) + 1
+    bins = int(bin_of_cell.max()) + 1
     return values.new_zeros((*values.shape[:-1], bins)).index_add_(-1, bin_of_cell, values)
 
 
 def _cell(edge: float, cells: int) -> int:
-    return min(int(edge * cells), cells - 1)
+    return min(max(math.floor(edge * (cells // 2)) + cells // 2, 0), cells - 1)
 
 
 def _most_per_cell(edges: Sequence[float], cells: int) -> int:

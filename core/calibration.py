@@ -6,11 +6,13 @@ With ``v = max(var, eps)``, ``σ = √v``, ``r = target - mean``, ``z = r/σ`` a
 - ``u = (1 + e)/2`` is the PIT ``Φ(z)``, and ``a = |e|`` is the central level at whose interval
   boundary the element sits: it is inside the central p-interval (``|z| ≤ Φ⁻¹(0.5 + p/2)``,
   bounds inclusive, as uncertainty-toolbox) exactly when ``a ≤ p``.
-- ``a`` is compared with three grids of levels at once: the calibration curve's (k/99), the 99
-  score levels (j/100) and the user's. One exact table lookup (``binning.EdgeBins``) finds its
-  cell among all their edges, O(1); each grid's bin is a fixed function of the cell, applied
-  to the per-cell sums at the end. ``u``'s bins on the uniform PIT and quantile grids are one
-  ``floor`` each.
+- ``e`` is looked up once, exactly, among the edges of every grid (``binning.Cells``): the
+  calibration curve's levels (k/99), the 99 score levels (j/100), the user's levels, the PIT
+  histogram's and the quantile grid's bins of ``u``. Counts are kept per cell, and the sums of
+  ``σ`` and ``r`` per coarser cell, among the edges of the grids that weigh them (score, user
+  and quantile: half as many, which halves the per-group state). Each grid's bins are a fixed
+  function of the cell, and ``|r|`` is ``r`` times the cell's sign, applied to the per-cell
+  sums at the end.
 - the check score and the interval score averaged over levels are sums of per-bin sums of
   ``σ`` and ``r`` (or ``|r|``) times per-bin constants (prefix sums over the level grid), formed at
   the end. Both scores are continuous at bin edges, so the binning is exact for them.
@@ -22,13 +24,12 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from gaussnll.core.binning import SharedCells, bins_of_cells, folded, uniform_bins
+from gaussnll.core.binning import Cells, LevelGrid, QuantileGrid, folded
 from gaussnll.core.loss import NllTerms
 from gaussnll.core.report import AccuracySummary, CalibrationSummary
 from gaussnll.core.sinks import Binned, Sums
@@ -41,11 +42,20 @@ _INV_SQRT_PI = 1 / math.sqrt(math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-# Per-output float sums over elements, in this order. The sums of σ, |r| and r are those of
-# the binned sums over all bins. The CRPS,
+# Per-output float sums over elements, in this order. The sums of σ and r are those of the
+# per-cell sums over all cells. The CRPS,
 # ``σ [z (2Φ(z) - 1) + 2φ(z) - 1/√π] = r·e + √(2/π)·σ·exp(-z²/2) - σ/√π``, is formed from
 # ``error_erf`` (r·e), ``std_density`` (σ·exp(-z²/2)) and the sum of σ at the end.
-MOMENTS = ("z", "z2", "log_var", "var", "error_erf", "std_density", "squared_error")
+MOMENTS = (
+    "z",
+    "z2",
+    "log_var",
+    "var",
+    "abs_error",
+    "error_erf",
+    "std_density",
+    "squared_error",
+)
 
 
 def central_quantiles(levels: Tensor) -> Tensor:
@@ -76,26 +86,14 @@ class _Slots:
         return Binned(self.offset[name], bins, values)
 
 
-class _Bins(NamedTuple):
-    """An element's cell among the levels of ``a = |e|`` (all grids; score and user levels
-    only), and its bins of ``u`` on the quantile grid and in the PIT histogram."""
-
-    cell: Tensor
-    interval_cell: Tensor
-    check: Tensor
-    pit: Tensor
-
-
 class CalibrationState:
     """Per-output sums and counts from which every calibration number is derived, for the
     whole input or per group (see ``sinks``).
 
-    Float sums (float64): ``moments`` (``MOMENTS``); per cell of the score and user levels
-    (``a`` between two consecutive ones), ``σ`` and ``|r|``; per bin of the PIT quantile grid,
-    ``σ`` and ``r``. Counts (int64): per cell of the score, user and curve levels together;
-    the PIT histogram. Each kind is one sum whose last axis holds the named ranges
-    (``_Slots``), so a chunk is added in one step. ``summaries`` folds the cells into each
-    grid's bins (``_per_bin``).
+    Float sums (float64): ``moments`` (``MOMENTS``); per sum cell of ``e`` (see the module),
+    ``σ`` and ``r``. Counts (int64): per cell. Each kind is one sum whose last axis holds the
+    named ranges (``_Slots``), so a chunk is added in one step. ``summaries`` folds the cells
+    into each grid's bins (``_per_bin``).
     """
 
     def __init__(
@@ -111,28 +109,20 @@ class CalibrationState:
         self.levels = tuple(levels)
         self.pit_bins = pit_bins
         self._level_edges = sorted(set(levels))
-        score_edges = [j / SCORE_STEPS for j in range(1, SCORE_STEPS)]
-        curve_edges = [k / CURVE_STEPS for k in range(CURVE_STEPS)]  # 1 is never exceeded
-        # σ and |r| are needed per cell of the score and user levels ("interval" cells);
-        # counts per cell of every grid.
-        interval_edges = sorted({*score_edges, *self._level_edges})
-        self._interval_fold = {
-            "score": bins_of_cells(interval_edges, score_edges),
-            "level": bins_of_cells(interval_edges, self._level_edges),
+        grids = {
+            "curve": LevelGrid(tuple(k / CURVE_STEPS for k in range(CURVE_STEPS))),  # 1: never
+            "score": LevelGrid(tuple(j / SCORE_STEPS for j in range(1, SCORE_STEPS))),
+            "level": LevelGrid(tuple(self._level_edges)),
+            "check": QuantileGrid(SCORE_STEPS),
+            "pit": QuantileGrid(pit_bins),
         }
-        grids = {"curve": curve_edges, "level": self._level_edges, "interval": interval_edges}
-        self._cells = SharedCells(grids, device)
-        self._interval_of_cell = self._cells.bin_of_cell["interval"].to(device)
-        self._float_slots = _Slots(
-            {
-                "moments": len(MOMENTS),
-                "interval_std": len(interval_edges) + 1,
-                "interval_abs_error": len(interval_edges) + 1,
-                "check_std": SCORE_STEPS,
-                "check_error": SCORE_STEPS,
-            }
-        )
-        self._count_slots = _Slots({"cells": self._cells.cells, "pit": pit_bins})
+        self._count_cells = Cells(grids)
+        self._sum_cells = Cells({name: grids[name] for name in ("score", "level", "check")})
+        self._lookup = self._count_cells.lookup(device)
+        self._sum_cell_of = self._sum_cells.cell_of(self._count_cells).to(device)
+        cells = self._sum_cells.cells
+        self._float_slots = _Slots({"moments": len(MOMENTS), "std": cells, "error": cells})
+        self._count_slots = _Slots({"cells": self._count_cells.cells})
         self._sums = self._float_slots.sums(outputs, device, grouped=grouped)
         self._counts = self._count_slots.sums(outputs, device, integer=True, grouped=grouped)
 
@@ -145,39 +135,22 @@ class CalibrationState:
         std = torch.sqrt(floored_var)
         z = error / std
         e = (z * _INV_SQRT_2).erf_()
-        bins = self._bins(e)
-        counts = self._count_slots
-        self._counts.add_parts(
-            (), (counts.at("cells", bins.cell), counts.at("pit", bins.pit)), group
-        )
-        abs_error = error.abs()
+        cell = self._lookup(e)
+        sum_cell = self._sum_cell_of.index_select(0, cell.view(-1)).view_as(cell)
+        self._counts.add_parts((), (self._count_slots.at("cells", cell),), group)
         moments = (
             z,
             terms.z2,
             terms.log_var,
             floored_var,
+            error.abs(),
             error * e,
             (terms.z2 * -0.5).exp_().mul_(std),
             terms.squared_error,
         )
         sums = self._float_slots
-        binned_sums = (
-            sums.at("interval_std", bins.interval_cell, std),
-            sums.at("interval_abs_error", bins.interval_cell, abs_error),
-            sums.at("check_std", bins.check, std),
-            sums.at("check_error", bins.check, error),
-        )
-        self._sums.add_parts(moments, binned_sums, group)
-
-    def _bins(self, e: Tensor) -> _Bins:
-        """Each element's bins, from its ``e = erf(z/√2)``."""
-        cell = self._cells(e.abs())
-        interval_cell = self._interval_of_cell.index_select(0, cell.view(-1)).view_as(cell)
-        # u = (1 + e)/2, and u·k = (1 + e)·(k/2) to the bit (halving is exact): one pass less.
-        twice_u = e + 1
-        check = uniform_bins(twice_u, SCORE_STEPS, scale=SCORE_STEPS / 2)
-        pit = uniform_bins(twice_u, self.pit_bins, scale=self.pit_bins / 2)
-        return _Bins(cell, interval_cell, check, pit)
+        per_cell = (sums.at("std", sum_cell, std), sums.at("error", sum_cell, error))
+        self._sums.add_parts(moments, per_cell, group)
 
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups (grouped states only)."""
@@ -202,20 +175,26 @@ class CalibrationState:
         }
 
     def _per_bin(self, totals: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``totals`` (or a batch of them) with the cells folded into each grid's bins: the
-        curve's, the user levels' and the score levels'."""
-        interval, cell = self._interval_fold, self._cells.bin_of_cell
+        """``totals`` (or a batch of them) with the cells folded into each grid's bins.
+
+        ``|r|`` is ``r`` times the cell's sign, except in the cell of ``e = 0``, whose ``r`` of
+        either sign is left out: it is in the level grids' bin 0 (inside every interval), which
+        no interval score weighs (the mean ``|r|`` is a moment).
+        """
+        std, error, cells = totals["std"], totals["error"], totals["cells"]
+        abs_error = error * self._sum_cells.sign_of_cell.to(error.dtype)
+        sum_bins, count_bins = self._sum_cells.bin_of_cell, self._count_cells.bin_of_cell
         return {
             "moments": totals["moments"],
-            "level_std": folded(totals["interval_std"], interval["level"]),
-            "level_abs_error": folded(totals["interval_abs_error"], interval["level"]),
-            "score_std": folded(totals["interval_std"], interval["score"]),
-            "score_abs_error": folded(totals["interval_abs_error"], interval["score"]),
-            "check_std": totals["check_std"],
-            "check_error": totals["check_error"],
-            "curve": folded(totals["cells"], cell["curve"]),
-            "level": folded(totals["cells"], cell["level"]),
-            "pit": totals["pit"],
+            "level_std": folded(std, sum_bins["level"]),
+            "level_abs_error": folded(abs_error, sum_bins["level"]),
+            "score_std": folded(std, sum_bins["score"]),
+            "score_abs_error": folded(abs_error, sum_bins["score"]),
+            "check_std": folded(std, sum_bins["check"]),
+            "check_error": folded(error, sum_bins["check"]),
+            "curve": folded(cells, count_bins["curve"]),
+            "level": folded(cells, count_bins["level"]),
+            "pit": folded(cells, count_bins["pit"]),
         }
 
     def summaries(
@@ -228,7 +207,6 @@ class CalibrationState:
         elements = elements.to(torch.float64)
         mean = {name: totals["moments"][:, k].double() / elements for k, name in enumerate(MOMENTS)}
         mean["std"] = totals["check_std"].sum(dim=1) / elements
-        mean["abs_error"] = totals["score_abs_error"].sum(dim=1) / elements
         mean["error"] = totals["check_error"].sum(dim=1) / elements
         curve_levels = torch.arange(CURVE_STEPS + 1, dtype=torch.float64) / CURVE_STEPS
         curve = torch.cumsum(totals["curve"], dim=1).double() / elements.unsqueeze(1)
