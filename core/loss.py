@@ -25,10 +25,12 @@ class NllTerms(NamedTuple):
     z2: Tensor  # (mean - target)^2 / v
 
 
-def nll_terms(mean: Tensor, target: Tensor, floored_var: Tensor) -> NllTerms:
-    """The NLL of each element, computed with torch's operations in torch's order (the same
-    bits), and its terms; ``v`` already floored."""
-    squared_error = (mean - target) ** 2
+def nll_terms(error: Tensor, floored_var: Tensor) -> NllTerms:
+    """The NLL of each element and its terms, with torch's operations in torch's order (the
+    same bits), from its ``error`` and ``v`` (already floored). The error may be torch's
+    ``mean - target`` or ``target - mean``: IEEE subtraction is exactly antisymmetric and the
+    error is squared, so both give the same bits."""
+    squared_error = error**2
     log_var = torch.log(floored_var)
     z2 = squared_error / floored_var
     return NllTerms(0.5 * (log_var + z2), log_var, squared_error, z2)
@@ -36,7 +38,7 @@ def nll_terms(mean: Tensor, target: Tensor, floored_var: Tensor) -> NllTerms:
 
 def elementwise_nll(mean: Tensor, target: Tensor, floored_var: Tensor) -> Tensor:
     """Per-element ``0.5 * (log v + (mean - target)^2 / v)``, no constant; ``v`` already floored."""
-    return nll_terms(mean, target, floored_var).loss
+    return nll_terms(mean - target, floored_var).loss
 
 
 def gaussian_nll_loss(

@@ -143,11 +143,11 @@ class Scorer:
                 kept = None
             else:
                 scored, scored_var = chunk.rows(kept), var[kept]
-        state.count_floored(scored_var, options.eps, scored.group)
-        floored = scored_var.clamp(min=options.eps)
-        terms = nll_terms(scored.mean, scored.target, floored)
+        floored = state.floored(scored_var, options.eps, scored.group)
+        error = scored.target - scored.mean
+        terms = nll_terms(error, floored)
         loss = terms.loss
-        chunk_sums = state.update(terms, scored.mean, scored.target, floored, scored.group)
+        chunk_sums = state.update(terms, error, floored, scored.group)
         if self._validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
             _explain(chunk, spec, var, aligned, options.nan_policy)

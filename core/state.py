@@ -65,27 +65,31 @@ class ScoreState:
         role of each row was non-finite (``SKIP_REASONS``)."""
         self._skipped.add(torch.cat([(~kept).unsqueeze(1), bad], dim=1), group)
 
-    def count_floored(self, var: Tensor, eps: float, group: Tensor | None = None) -> None:
-        """Add how many variance values ``max(var, eps)`` raised (``var`` is ``(rows, w)``)."""
+    def floored(self, var: Tensor, eps: float, group: Tensor | None = None) -> Tensor:
+        """``max(var, eps)``, adding how many values it raised (``var`` is ``(rows, w)``). On
+        the CPU a chunk with none to raise, the usual case, costs one ``amin`` instead of a
+        count and a copy; on a GPU reading it would synchronise, so both always run."""
+        if var.device.type == "cpu" and var.numel() and bool(var.amin() >= eps):
+            return var
         self._floored.count_flags(var < eps, group)
+        return var.clamp(min=eps)
 
     def update(
         self,
         terms: NllTerms,
-        mean: Tensor,
-        target: Tensor,
+        error: Tensor,
         floored_var: Tensor,
         group: Tensor | None = None,
     ) -> Tensor:
-        """Add a chunk: the NLL ``terms`` of its elements (``(rows, outputs)`` losses) and the
-        inputs they came from.
+        """Add a chunk: the NLL ``terms`` of its elements (``(rows, outputs)`` losses) and what
+        they came from, the errors ``target - mean`` and the floored variances.
 
         Returns the chunk's per-output loss sums, for the caller's validity check.
         """
         self._rows.count(terms.loss.shape[0], group)
         chunk_sums = self._loss.add(terms.loss, group)
         if self.calibration is not None:
-            self.calibration.update(terms, target - mean, floored_var, group)
+            self.calibration.update(terms, error, floored_var, group)
         return chunk_sums
 
     def merge(self, other: ScoreState, mapping: Tensor | None = None) -> None:
