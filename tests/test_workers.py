@@ -13,6 +13,7 @@ import torch
 from conftest import make_predictions, torch_nll, write_table
 
 from gaussnll.core import ColumnSpec, InputError, ScoreOptions, score
+from gaussnll.core import engine as score_engine
 from gaussnll.core import workers as worker_pool
 from gaussnll.core.sources import FileFormat
 from gaussnll.core.workers import auto_workers
@@ -111,6 +112,28 @@ def test_automatic_workers(monkeypatch, cores, compute_bound, reading_bound):
     assert auto_workers(cpu, grouped=False, compute_bound=False) == reading_bound
     assert auto_workers(cpu, grouped=True, compute_bound=True) == 1
     assert auto_workers(torch.device("cuda"), grouped=False, compute_bound=True) == 1
+
+
+@pytest.mark.parametrize(
+    ("suffix", "calibration", "expected"),
+    [("parquet", True, 2), ("parquet", False, 1), ("csv", True, 1), ("csv", False, 1)],
+)
+def test_default_workers_follow_the_bottleneck(
+    monkeypatch, tmp_path, suffix, calibration, expected
+):
+    """On 2 cores: two workers only where scoring, not reading, is the bottleneck (calibration
+    of Parquet); CSV parsing takes longer than the calibration."""
+    monkeypatch.setattr(worker_pool.os, "cpu_count", lambda: 2)
+    chosen = []
+
+    def recording_pool(scorer, workers):
+        chosen.append(workers)
+        return worker_pool.ScorerPool(scorer, workers)
+
+    monkeypatch.setattr(score_engine, "ScorerPool", recording_pool)
+    path = write_table(pa.table(make_predictions(300)), tmp_path / f"p.{suffix}")
+    score(str(path), ScoreOptions(device="cpu", calibration=calibration))
+    assert chosen == [expected]
 
 
 def test_workers_option_on_the_command_line(parquet_file, tmp_path):
