@@ -132,22 +132,23 @@ class CalibrationState:
         """Add a chunk: the NLL's ``terms``, the errors ``target - mean`` (``(rows, outputs)``)
         and the variances (width 1 or outputs) of its elements; ``group``: each row's group
         (grouped states only)."""
+        column = self._sums.column  # each moment summed as soon as it is made (see there)
         std = torch.sqrt(floored_var)
         z = error / std
         e = (z * _INV_SQRT_2).erf_()
+        moments = (
+            column(z),
+            column(terms.z2),
+            column(terms.log_var),
+            column(floored_var),
+            column(error.abs()),
+            column(error * e),
+            column((terms.z2 * -0.5).exp_().mul_(std)),
+            column(terms.squared_error),
+        )
         cell = self._lookup(e)
         sum_cell = self._sum_cell_of.index_select(0, cell.view(-1)).view_as(cell)
         self._counts.add_parts((), (self._count_slots.at("cells", cell),), group)
-        moments = (
-            z,
-            terms.z2,
-            terms.log_var,
-            floored_var,
-            error.abs(),
-            error * e,
-            (terms.z2 * -0.5).exp_().mul_(std),
-            terms.squared_error,
-        )
         sums = self._float_slots
         per_cell = (sums.at("std", sum_cell, std), sums.at("error", sum_cell, error))
         self._sums.add_parts(moments, per_cell, group)
