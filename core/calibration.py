@@ -8,9 +8,10 @@ With ``v = max(var, eps)``, ``σ = √v``, ``r = target - mean``, ``z = r/σ`` a
   bounds inclusive, as uncertainty-toolbox) exactly when ``a ≤ p``.
 - ``e`` is looked up once, exactly, among the edges of every grid (``binning.Cells``): the
   calibration curve's levels (k/99), the 99 score levels (j/100), the user's levels, the PIT
-  histogram's and the quantile grid's bins of ``u``. Counts are kept per cell, and the sums of
-  ``σ`` and ``r`` per coarser cell, among the edges of the grids that weigh them (score, user
-  and quantile: half as many, which halves the per-group state). Each grid's bins are a fixed
+  histogram's and the quantile grid's bins of ``u``. Counts are kept per cell (per group: per
+  coarser cell, among the edges of the grids that count), and the sums of ``σ`` and ``r`` per
+  coarser cell, among the edges of the grids that weigh them (score, user and quantile): half
+  as many cells each, which keeps the per-group state small. Each grid's bins are a fixed
   function of the cell, and ``|r|`` is ``r`` times the cell's sign, applied to the per-cell
   sums at the end.
 - the check score and the interval score averaged over levels are sums of per-bin sums of
@@ -86,14 +87,19 @@ class _Slots:
         return Binned(self.offset[name], bins, values)
 
 
+def _gathered(table: Tensor, cells: Tensor) -> Tensor:
+    """``table[cells]`` (a coarser cell of each cell), shaped like ``cells``."""
+    return table.index_select(0, cells.view(-1)).view_as(cells)
+
+
 class CalibrationState:
     """Per-output sums and counts from which every calibration number is derived, for the
     whole input or per group (see ``sinks``).
 
     Float sums (float64): ``moments`` (``MOMENTS``); per sum cell of ``e`` (see the module),
-    ``σ`` and ``r``. Counts (int64): per cell. Each kind is one sum whose last axis holds the
-    named ranges (``_Slots``), so a chunk is added in one step. ``summaries`` folds the cells
-    into each grid's bins (``_per_bin``).
+    ``σ`` and ``r``. Counts (int64): per cell (grouped: per count cell). Each kind is one sum
+    whose last axis holds the named ranges (``_Slots``), so a chunk is added in one step.
+    ``summaries`` folds the cells into each grid's bins (``_per_bin``).
     """
 
     def __init__(
@@ -116,10 +122,16 @@ class CalibrationState:
             "check": QuantileGrid(SCORE_STEPS),
             "pit": QuantileGrid(pit_bins),
         }
-        self._count_cells = Cells(grids)
+        cells = Cells(grids)
+        self._lookup = cells.lookup(device)
         self._sum_cells = Cells({name: grids[name] for name in ("score", "level", "check")})
-        self._lookup = self._count_cells.lookup(device)
-        self._sum_cell_of = self._sum_cells.cell_of(self._count_cells).to(device)
+        self._sum_cell_of = self._sum_cells.cell_of(cells).to(device)
+        # Grouped, counts are kept per coarser cell of the grids that count (curve, level,
+        # PIT): 221 cells, not 397, per group and output, for one more gather per chunk.
+        self._count_cells, self._count_cell_of = cells, None
+        if grouped:
+            self._count_cells = Cells({name: grids[name] for name in ("curve", "level", "pit")})
+            self._count_cell_of = self._count_cells.cell_of(cells).to(device)
         cells = self._sum_cells.cells
         self._float_slots = _Slots({"moments": len(MOMENTS), "std": cells, "error": cells})
         self._count_slots = _Slots({"cells": self._count_cells.cells})
@@ -147,8 +159,9 @@ class CalibrationState:
             column(terms.squared_error),
         )
         cell = self._lookup(e)
-        sum_cell = self._sum_cell_of.index_select(0, cell.view(-1)).view_as(cell)
-        self._counts.add_parts((), (self._count_slots.at("cells", cell),), group)
+        sum_cell = _gathered(self._sum_cell_of, cell)
+        count_cell = cell if self._count_cell_of is None else _gathered(self._count_cell_of, cell)
+        self._counts.add_parts((), (self._count_slots.at("cells", count_cell),), group)
         sums = self._float_slots
         per_cell = (sums.at("std", sum_cell, std), sums.at("error", sum_cell, error))
         self._sums.add_parts(moments, per_cell, group)
@@ -163,6 +176,8 @@ class CalibrationState:
         this state's group ``mapping[i]``)."""
         if (other.levels, other.pit_bins) != (self.levels, self.pit_bins):
             raise ValueError("cannot merge calibration states with different levels or PIT bins")
+        if other._count_cells.cells != self._count_cells.cells:
+            raise ValueError("cannot merge a grouped calibration state with an ungrouped one")
         self._sums.merge(other._sums, mapping)
         self._counts.merge(other._counts, mapping)
 

@@ -14,7 +14,7 @@ from conftest import make_predictions, torch_nll, write_table
 from scipy import stats
 
 from gaussnll.core import ColumnSpec, ScoreOptions, score
-from gaussnll.core.calibration import area_between_curve_and_diagonal
+from gaussnll.core.calibration import CalibrationState, area_between_curve_and_diagonal
 
 LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 
@@ -267,3 +267,13 @@ def test_torch_reference_sanity(data_file):
     with_cal = score(str(path), ScoreOptions(device="cpu"))
     tensors = [torch.from_numpy(columns[k]) for k in ("mean", "target", "var")]
     assert with_cal.nll_mean == pytest.approx(F.gaussian_nll_loss(*tensors).item(), rel=1e-12)
+
+
+def test_grouped_and_ungrouped_states_do_not_merge():
+    """A grouped state counts per coarser cell: its sums cannot be added to an ungrouped one's."""
+    grouped, plain = (
+        CalibrationState(1, LEVELS, 20, torch.device("cpu"), grouped=grouped)
+        for grouped in (True, False)
+    )
+    with pytest.raises(ValueError, match="grouped"):
+        grouped.merge(plain)
