@@ -19,6 +19,7 @@ reported after the chunk) in a valid cell, so the accumulation stays well define
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -51,8 +52,12 @@ class LevelGrid:
         # e > p on the positive side; e < -p, i.e. not above the float below -p, on the other.
         return [edge for p in self.levels for edge in (p, math.nextafter(-p, -1.0))]
 
+    @functools.cached_property
+    def _sorted(self) -> list[float]:
+        return sorted(self.levels)
+
     def bin(self, e: float) -> int:
-        return sum(abs(e) > p for p in self.levels)
+        return bisect.bisect_left(self._sorted, abs(e))
 
 
 @dataclass(frozen=True)
@@ -64,17 +69,21 @@ class QuantileGrid:
 
     steps: int
 
+    @functools.cached_property
     def _boundaries(self) -> list[float]:
+        """The ``ε`` of each boundary, ascending."""
         return [
             math.copysign(abs(2 * i - self.steps) / self.steps, 2 * i - self.steps)
             for i in range(1, self.steps)
         ]
 
     def edges(self) -> list[float]:
-        return [eps if eps > 0 else math.nextafter(eps, -1.0) for eps in self._boundaries()]
+        return [eps if eps > 0 else math.nextafter(eps, -1.0) for eps in self._boundaries]
 
     def bin(self, e: float) -> int:
-        return sum(e > eps if eps > 0 else e >= eps for eps in self._boundaries())
+        if e > 0:  # above every ε ≤ 0, and above the positive ones strictly below e
+            return bisect.bisect_left(self._boundaries, e)
+        return bisect.bisect_right(self._boundaries, e)  # the ε ≤ e (all ≤ 0)
 
 
 class EdgeBins:

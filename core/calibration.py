@@ -122,18 +122,18 @@ class CalibrationState:
             "check": QuantileGrid(SCORE_STEPS),
             "pit": QuantileGrid(pit_bins),
         }
-        cells = Cells(grids)
-        self._lookup = cells.lookup(device)
+        lookup_cells = Cells(grids)
+        self._lookup = lookup_cells.lookup(device)
         self._sum_cells = Cells({name: grids[name] for name in ("score", "level", "check")})
-        self._sum_cell_of = self._sum_cells.cell_of(cells).to(device)
+        self._sum_cell_of = self._sum_cells.cell_of(lookup_cells).to(device)
         # Grouped, counts are kept per coarser cell of the grids that count (curve, level,
         # PIT): 221 cells, not 397, per group and output, for one more gather per chunk.
-        self._count_cells, self._count_cell_of = cells, None
+        self._count_cells, self._count_cell_of = lookup_cells, None
         if grouped:
             self._count_cells = Cells({name: grids[name] for name in ("curve", "level", "pit")})
-            self._count_cell_of = self._count_cells.cell_of(cells).to(device)
-        cells = self._sum_cells.cells
-        self._float_slots = _Slots({"moments": len(MOMENTS), "std": cells, "error": cells})
+            self._count_cell_of = self._count_cells.cell_of(lookup_cells).to(device)
+        width = self._sum_cells.cells
+        self._float_slots = _Slots({"moments": len(MOMENTS), "std": width, "error": width})
         self._count_slots = _Slots({"cells": self._count_cells.cells})
         self._sums = self._float_slots.sums(outputs, device, grouped=grouped)
         self._counts = self._count_slots.sums(outputs, device, integer=True, grouped=grouped)
