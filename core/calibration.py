@@ -277,9 +277,6 @@ class SummaryTable:
     pit_bins: int
     columns: dict[str, np.ndarray]
 
-    def __len__(self) -> int:
-        return len(self.columns["mae"])
-
     def row(self, index: int) -> Summaries:
         values = {name: column[index].tolist() for name, column in self.columns.items()}
         accuracy = AccuracySummary(**{name: values.pop(name) for name in _ACCURACY})
