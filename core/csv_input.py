@@ -1,12 +1,21 @@
-"""CSV input: pyarrow's incremental reader on one thread, in 1 MB blocks coalesced into chunks.
+"""CSV input: a regular file in ranges parsed on every core; stdin and compressed files streamed.
 
-One thread is as fast here as pyarrow's parallel parse (measured on 2 cores: 1.63 s vs 1.72 s for
-10M rows), leaves the other core to the computation, holds about 140 MB less, and makes pyarrow
-name the line of a bad row, which the error then reports with its column and value.
+A regular file is cut at line ends into ranges of a few blocks, each block about half a chunk of
+rows; pyarrow parses a range's blocks in parallel, and the ranges in file order. On 2 cores this
+parses 10M rows (578 MB) in about 1.1 s instead of the streaming reader's 1.7 s. Blocks of half a
+chunk peaked 40 MB lower than blocks of a whole chunk in a scoring run, at the same speed. Like
+pyarrow's own reader (``newlines_in_values=False``), this assumes no quoted value spans lines.
+
+stdin and compressed files go through pyarrow's incremental reader on one thread, in 1 MB blocks
+coalesced into chunks.
+
+A bad row is reported with its row and column: a range that fails is parsed again on one
+thread, which makes pyarrow name the line.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -18,7 +27,12 @@ import pyarrow.csv as pacsv
 from gaussnll.core.errors import InputError
 from gaussnll.core.sources import COMPRESSIONS, STDIN
 
-CSV_BLOCK_BYTES = 1 << 20
+STREAM_BLOCK_BYTES = 1 << 20
+MIN_BLOCK_BYTES = 1 << 20  # a row must fit in a block
+MAX_BLOCK_BYTES = 1 << 24
+MAX_BLOCKS_PER_RANGE = 4
+_PROBE_BYTES = 1 << 16
+_LINE_END = re.compile(rb"[\r\n]")
 _CONVERSION = re.compile(
     r"column #(\d+): Row #(\d+): CSV conversion error to \w+: invalid value '(.*)'"
 )
@@ -34,26 +48,110 @@ class CsvRead:
     delimiter: str
     chunk_size: int
 
-    def options(self) -> dict[str, object]:
+    def parse_options(self) -> pacsv.ParseOptions:
+        return pacsv.ParseOptions(delimiter=self.delimiter)
+
+    def convert_options(self) -> pacsv.ConvertOptions:
         types = {name: pa.float64() for name in self.numeric}
-        return {
-            "read_options": pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-            "parse_options": pacsv.ParseOptions(delimiter=self.delimiter),
-            "convert_options": pacsv.ConvertOptions(
-                include_columns=list(self.columns), column_types=types
-            ),
-        }
+        return pacsv.ConvertOptions(include_columns=list(self.columns), column_types=types)
+
+    def parsed(self, data: pa.Buffer, options: pacsv.ReadOptions) -> pa.Table:
+        """Parse a whole buffer of CSV text."""
+        return pacsv.read_csv(
+            data,
+            read_options=options,
+            parse_options=self.parse_options(),
+            convert_options=self.convert_options(),
+        )
 
 
 def csv_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
-    """Stream the projected columns in batches of ``chunk_size`` rows (the last may be
-    shorter); a bad row raises an InputError naming its row and column."""
+    """Stream the projected columns in file order, in batches of at most about ``chunk_size``
+    rows (longer ones are sliced by the caller); a bad row raises an InputError naming its row
+    and column."""
+    if path == STDIN or _compression(path) is not None or not os.path.isfile(path):
+        yield from _streamed_batches(path, read)
+    else:
+        yield from _ranged_batches(path, read)
+
+
+def _ranged_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
+    names = csv_header(path, read.delimiter)
+    with pa.OSFile(path) as file:
+        size = file.size()
+        block = _block_bytes(file.read_at(_PROBE_BYTES, 0), read.chunk_size)
+        blocks = max(1, min(MAX_BLOCKS_PER_RANGE, pa.cpu_count()))
+        rows_before, start = 0, 0
+        while start < size:
+            end = _line_end_after(file, start + block * blocks, size)
+            data = pa.py_buffer(file.read_at(end - start, start))
+            columns = None if start == 0 else names  # the first range starts with the header
+            try:
+                table = read.parsed(data, _read_options(block, columns, threads=True))
+            except pa.ArrowInvalid as error:
+                first_row = rows_before + (0 if columns else -1)
+                raise _located_error(path, read, error, data, columns, first_row) from error
+            yield from table.to_batches()
+            rows_before += table.num_rows
+            start = end
+
+
+def _block_bytes(head: bytes, chunk_size: int) -> int:
+    """Bytes holding about half a chunk of rows, judged by the lines in ``head``."""
+    lines = max(1, len(_LINE_END.findall(head)))
+    wanted = len(head) * chunk_size // (2 * lines)
+    return max(MIN_BLOCK_BYTES, min(MAX_BLOCK_BYTES, wanted))
+
+
+def _line_end_after(file: pa.NativeFile, position: int, size: int) -> int:
+    """The offset just past the first line end at or after ``position``, else ``size``.
+
+    A cut between ``\\r`` and ``\\n`` leaves an empty line, which pyarrow skips."""
+    while position < size:
+        window = file.read_at(_PROBE_BYTES, position)
+        if not window:
+            break
+        if found := _LINE_END.search(window):
+            return position + found.end()
+        position += len(window)
+    return size
+
+
+def _read_options(block: int, columns: list[str] | None, threads: bool) -> pacsv.ReadOptions:
+    return pacsv.ReadOptions(use_threads=threads, block_size=block, column_names=columns)
+
+
+def _located_error(
+    path: str,
+    read: CsvRead,
+    error: pa.ArrowInvalid,
+    data: pa.Buffer,
+    columns: list[str] | None,
+    row_offset: int,
+) -> InputError:
+    """The error of a range that failed to parse in parallel, with its row: parsed again on one
+    thread, pyarrow names the line within the range (``row_offset`` makes it the data row)."""
+    try:
+        read.parsed(data, _read_options(len(data) + 1, columns, threads=False))
+    except pa.ArrowInvalid as located:
+        error = located
+    return csv_error(path, read, error, row_offset)
+
+
+def _streamed_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
+    read_options = pacsv.ReadOptions(block_size=STREAM_BLOCK_BYTES, use_threads=False)
     stream = open_csv_stream(path)
     try:
         with stream:
-            yield from _coalesced(pacsv.open_csv(stream, **read.options()), read.chunk_size)
+            batches = pacsv.open_csv(
+                stream,
+                read_options=read_options,
+                parse_options=read.parse_options(),
+                convert_options=read.convert_options(),
+            )
+            yield from _coalesced(batches, read.chunk_size)
     except pa.ArrowInvalid as error:
-        raise csv_error(path, read, error) from error
+        raise csv_error(path, read, error, -1) from error
 
 
 def _coalesced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
@@ -87,13 +185,16 @@ def csv_header(path: str, delimiter: str) -> list[str]:
 def open_csv_stream(path: str) -> pa.NativeFile:
     if path == STDIN:
         return pa.PythonFile(sys.stdin.buffer, mode="r")
-    compression = next((c for s, c in COMPRESSIONS.items() if path.lower().endswith(s)), None)
-    return pa.input_stream(path, compression=compression)
+    return pa.input_stream(path, compression=_compression(path))
 
 
-def csv_error(path: str, read: CsvRead, error: pa.ArrowInvalid) -> InputError:
+def _compression(path: str) -> str | None:
+    return next((c for s, c in COMPRESSIONS.items() if path.lower().endswith(s)), None)
+
+
+def csv_error(path: str, read: CsvRead, error: pa.ArrowInvalid, row_offset: int) -> InputError:
     """pyarrow's message for a bad row, as row, column and value (the column named from the
-    header, which stdin cannot give again)."""
+    header, which stdin cannot give again); pyarrow's line plus ``row_offset`` is the data row."""
     message = " ".join(str(error).split())
     display = "<stdin>" if path == STDIN else path
     if match := _CONVERSION.search(message):
@@ -101,11 +202,11 @@ def csv_error(path: str, read: CsvRead, error: pa.ArrowInvalid) -> InputError:
         header = csv_header(path, read.delimiter) if path != STDIN else []
         column = header[index] if index < len(header) else f"#{index + 1}"
         return InputError(
-            f"expected a number, got {value!r}", path=display, column=column, row=line - 1
+            f"expected a number, got {value!r}", path=display, column=column, row=line + row_offset
         )
     if match := _RAGGED.search(message):
         line, expected, got, text = int(match[1]), match[2], match[3], match[4][:60]
         return InputError(
-            f"expected {expected} fields, got {got}: {text!r}", path=display, row=line - 1
+            f"expected {expected} fields, got {got}: {text!r}", path=display, row=line + row_offset
         )
     return InputError(message, path=display)

@@ -59,6 +59,25 @@ def torch_nll(columns: dict[str, np.ndarray], **options: object) -> float:
     return F.gaussian_nll_loss(mean, target, var, **options).item()
 
 
+def _flat_numbers(value: object) -> list[float]:
+    """Every number in a report's JSON, in order."""
+    if isinstance(value, dict):
+        return [n for key in sorted(value) for n in _flat_numbers(value[key])]
+    if isinstance(value, list | tuple):
+        return [n for item in value for n in _flat_numbers(item)]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return []
+    return [float(value)]
+
+
+def report_numbers(report) -> list[float]:
+    """Every number of a report but its timings, in a fixed order."""
+    payload = report.to_dict()
+    for timing in ("seconds", "rows_per_second"):
+        payload.pop(timing)
+    return _flat_numbers(payload)
+
+
 def assert_one_line_error(result, *fragments: str) -> None:
     """A CLI result that failed with exit 2 and exactly one ``gaussnll:`` line on stderr."""
     assert result.exit_code == 2, result.output

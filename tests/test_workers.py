@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 import torch
-from conftest import make_predictions, torch_nll, write_table
+from conftest import make_predictions, report_numbers, torch_nll, write_table
 
 from gaussnll.core import ColumnSpec, InputError, ScoreOptions, score
 from gaussnll.core import engine as score_engine
@@ -18,24 +18,6 @@ from gaussnll.core import workers as worker_pool
 from gaussnll.core.sources import FileFormat
 from gaussnll.core.workers import auto_workers
 from gaussnll.core.writers import RowWriter
-
-
-def _flat_numbers(value: object) -> list[float]:
-    """Every number in a report's JSON, in order."""
-    if isinstance(value, dict):
-        return [n for key in sorted(value) for n in _flat_numbers(value[key])]
-    if isinstance(value, list | tuple):
-        return [n for item in value for n in _flat_numbers(item)]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return []
-    return [float(value)]
-
-
-def _numbers(report) -> list[float]:
-    payload = report.to_dict()
-    for timing in ("seconds", "rows_per_second"):
-        payload.pop(timing)
-    return _flat_numbers(payload)
 
 
 @pytest.mark.parametrize("chunk_size", [7, 300])
@@ -46,7 +28,7 @@ def test_every_metric_has_one_workers_bits(parquet_file, predictions, chunk_size
     one = score(str(parquet_file), options, workers=1)
     many = score(str(parquet_file), options, workers=workers)
     assert many.nll_mean == pytest.approx(torch_nll(predictions), rel=1e-12)
-    assert _numbers(many) == _numbers(one)
+    assert report_numbers(many) == report_numbers(one)
 
 
 def test_groups_with_workers_have_one_workers_bits(tmp_path):
@@ -55,7 +37,9 @@ def test_groups_with_workers_have_one_workers_bits(tmp_path):
     path = write_table(pa.table(columns), tmp_path / "groups.parquet")
     options = ScoreOptions(chunk_size=100, device="cpu", columns=ColumnSpec(by=("key",)))
     one, many = (score(str(path), options, workers=w) for w in (1, 3))
-    assert [_numbers(g.report) for g in many.groups] == [_numbers(g.report) for g in one.groups]
+    assert [report_numbers(g.report) for g in many.groups] == [
+        report_numbers(g.report) for g in one.groups
+    ]
 
 
 def test_per_row_losses_keep_the_file_order(parquet_file):
