@@ -12,7 +12,7 @@ import pyarrow.csv as pacsv
 import pytest
 from conftest import report_numbers
 
-from gaussnll.core import InputError, ScoreOptions, csv_input, score
+from gaussnll.core import ColumnSpec, InputError, ScoreOptions, csv_input, score
 from gaussnll.core.csv_input import CsvRead, csv_batches
 
 COLUMNS = ("mean", "target", "var")
@@ -80,30 +80,48 @@ def test_block_bytes_follow_the_line_length_within_bounds():
     assert csv_input._block_bytes(b"x" * 100, 10) == csv_input.MIN_BLOCK_BYTES  # no line end
 
 
+def error_of(path: Path, data: bytes) -> str:
+    """The error scoring ``data`` written to ``path`` gives, without the path."""
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    options = ScoreOptions(device="cpu", chunk_size=100, columns=ColumnSpec(id="id"))
+    with pytest.raises(InputError) as caught:
+        score(str(path), options)
+    return str(caught.value).removeprefix(f"{path}: ")
+
+
 @pytest.mark.parametrize(
     ("broken", "expected"),
     [
-        ("1.0,oops,1.0,x", "column 'target': row {row}: expected a number, got 'oops'"),
-        ("1.0,2.0", "row {row}: expected 4 fields, got 2: '1.0,2.0'"),
+        (b"1.0,oops,1.0,x", "column 'target': row {row}: expected a number, got 'oops'"),
+        (b"1.0,2.0", "row {row}: expected 4 fields, got 2: '1.0,2.0'"),
     ],
+    ids=["not-a-number", "ragged"],
 )
 @pytest.mark.parametrize("bad_row", [1, 2_345])
 def test_bad_row_is_named_as_when_streamed(tmp_path, small_blocks, broken, expected, bad_row):
-    lines = csv_text(3_000, blank_every=5).splitlines()
+    lines = csv_text(3_000, blank_every=5).encode().splitlines()
     data_lines = [i for i, line in enumerate(lines) if i and line]
     lines[data_lines[bad_row - 1]] = broken
-    text = "\n".join(lines) + "\n"
-    ranged = tmp_path / "bad.csv"
-    ranged.write_text(text)
-    streamed = tmp_path / "bad.csv.gz"  # compressed files are streamed
-    streamed.write_bytes(gzip.compress(text.encode()))
+    data = b"\n".join(lines) + b"\n"
+    ranged = error_of(tmp_path / "bad.csv", data)
+    streamed = error_of(tmp_path / "bad.csv.gz", data)  # compressed files are streamed
+    assert ranged == streamed == expected.format(row=bad_row)
 
-    messages = []
-    for path in (ranged, streamed):
-        with pytest.raises(InputError) as caught:
-            score(str(path), ScoreOptions(device="cpu", chunk_size=100))
-        messages.append(str(caught.value).removeprefix(f"{path}: "))
-    assert messages[0] == messages[1] == expected.format(row=bad_row)
+
+def test_later_ranges_keep_the_first_ranges_column_types(tmp_path, small_blocks):
+    """Types are inferred from the first range, as the streamed read infers them from its
+    first block: later ranges convert to them, and a value that does not fit is named."""
+    lines = [b"mean,target,var,id"] + [b"0.5,1.0,2.0,%d" % i for i in range(3_000)]
+    lines[2_500] = b"0.5,1.0,2.0,x"
+    lines[2_700] = b"0.5,1.0,2.0,\xff"
+    data = b"\n".join(lines) + b"\n"
+    assert (
+        error_of(tmp_path / "int.csv", data) == "column 'id': row 2500: expected a number, got 'x'"
+    )
+    lines = csv_text(3_000).encode().splitlines()
+    lines[2_700] = b'0.5,1.0,2.0,"\xff"'
+    message = error_of(tmp_path / "text.csv", b"\n".join(lines) + b"\n")
+    assert message == "column 'id': row 2700: CSV conversion error to string: invalid UTF8 data"
 
 
 def test_score_of_ranges_equals_score_of_the_stream(tmp_path, small_blocks):
