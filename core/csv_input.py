@@ -34,7 +34,8 @@ MAX_BLOCK_BYTES = 1 << 24
 MAX_BLOCKS_PER_RANGE = 4
 _PROBE_BYTES = 1 << 16
 _LINE_END = re.compile(rb"[\r\n]")
-_CONVERSION = re.compile(r"CSV conversion error to \w+: invalid value '(.*)'")
+_CONVERSION = re.compile(r"CSV conversion error to (\w+): invalid value '(.*)'")
+_NUMBER_TYPE = re.compile(r"double|float|u?int\d+")
 _RAGGED = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+): (.*)")
 _LOCATED = re.compile(r"(?:column #(\d+): )?Row #(\d+): (.*)")
 
@@ -221,10 +222,19 @@ def csv_error(path: str, read: CsvRead, error: pa.ArrowInvalid, row_offset: int)
     if match := _LOCATED.search(message):
         index, line, detail = match[1], int(match[2]), match[3]
         column = None if index is None else _column_name(path, read, int(index))
-        if value := _CONVERSION.fullmatch(detail):
-            detail = f"expected a number, got {value[1]!r}"
+        if conversion := _CONVERSION.fullmatch(detail):
+            detail = f"expected {_wanted(conversion[1])}, got {conversion[2]!r}"
         return InputError(detail, path=display, column=column, row=line + row_offset)
     return InputError(message, path=display)
+
+
+def _wanted(type_name: str) -> str:
+    """What a value converted to pyarrow's ``type_name`` (inferred from the first rows) must be."""
+    if _NUMBER_TYPE.fullmatch(type_name):
+        return "a number"
+    if type_name == "null":
+        return "an empty cell, as in the column's first rows"
+    return f"a {type_name} value"
 
 
 def _column_name(path: str, read: CsvRead, index: int) -> str:

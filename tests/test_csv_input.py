@@ -122,6 +122,13 @@ def test_later_ranges_keep_the_first_ranges_column_types(tmp_path, small_blocks)
     lines[2_700] = b'0.5,1.0,2.0,"\xff"'
     message = error_of(tmp_path / "text.csv", b"\n".join(lines) + b"\n")
     assert message == "column 'id': row 2700: CSV conversion error to string: invalid UTF8 data"
+    lines = [b"mean,target,var,id"] + [b"0.5,1.0,2.0," for _ in range(3_000)]
+    lines[2_900] = b"0.5,1.0,2.0,abc"
+    message = error_of(tmp_path / "empty.csv", b"\n".join(lines) + b"\n")
+    assert (
+        message
+        == "column 'id': row 2900: expected an empty cell, as in the column's first rows, got 'abc'"
+    )
 
 
 def test_score_of_ranges_equals_score_of_the_stream(tmp_path, small_blocks):
