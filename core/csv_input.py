@@ -37,6 +37,7 @@ _LINE_END = re.compile(rb"[\r\n]")
 _CONVERSION = re.compile(r"CSV conversion error to (\w+): invalid value '(.*)'")
 _NUMBER_TYPE = re.compile(r"double|float|u?int\d+")
 _RAGGED = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+): (.*)")
+_OVERLONG_ROW = "straddling object straddles two block boundaries"
 _LOCATED = re.compile(r"(?:column #(\d+): )?Row #(\d+): (.*)")
 
 
@@ -94,7 +95,7 @@ def _ranged_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
             try:
                 table = _parsed(data, read, layout, block, threads=True)
             except pa.ArrowInvalid as error:
-                raise _located_error(path, read, error, data, layout, rows_before) from error
+                raise _located_error(path, read, error, data, layout, rows_before, block) from error
             if start == 0:
                 types = {field.name: field.type for field in table.schema}
                 layout = RangeLayout(csv_header(path, read.delimiter), types)
@@ -111,17 +112,19 @@ def _block_bytes(head: bytes, chunk_size: int) -> int:
 
 
 def _line_end_after(file: pa.NativeFile, position: int, size: int) -> int:
-    """The offset just past the first line end at or after ``position``, else ``size``.
+    """The offset just past the first line end at or after ``position``, else ``size``; or
+    ``MAX_BLOCK_BYTES`` further if none comes before (pyarrow then rejects the overlong row).
 
     A cut between ``\\r`` and ``\\n`` leaves an empty line, which pyarrow skips."""
-    while position < size:
+    limit = min(size, position + MAX_BLOCK_BYTES)
+    while position < limit:
         window = file.read_at(_PROBE_BYTES, position)
         if not window:
             break
         if found := _LINE_END.search(window):
             return position + found.end()
         position += len(window)
-    return size
+    return limit
 
 
 def _parsed(
@@ -145,6 +148,7 @@ def _located_error(
     data: pa.Buffer,
     layout: RangeLayout,
     rows_before: int,
+    block: int,
 ) -> InputError:
     """The error of a range that failed to parse in parallel, with its row: parsed again on one
     thread, pyarrow names the line within the range (counting the header, if it has it)."""
@@ -152,7 +156,7 @@ def _located_error(
         _parsed(data, read, layout, len(data) + 1, threads=False)
     except pa.ArrowInvalid as located:
         error = located
-    return csv_error(path, read, error, rows_before - layout.header_lines)
+    return csv_error(path, read, error, rows_before - layout.header_lines, block)
 
 
 def _streamed_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
@@ -168,7 +172,7 @@ def _streamed_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
             )
             yield from _coalesced(batches, read.chunk_size)
     except pa.ArrowInvalid as error:
-        raise csv_error(path, read, error, row_offset=-1) from error  # after the header
+        raise csv_error(path, read, error, -1, STREAM_BLOCK_BYTES) from error  # -1: the header
 
 
 def _coalesced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
@@ -209,11 +213,18 @@ def _compression(path: str) -> str | None:
     return next((c for s, c in COMPRESSIONS.items() if path.lower().endswith(s)), None)
 
 
-def csv_error(path: str, read: CsvRead, error: pa.ArrowInvalid, row_offset: int) -> InputError:
+def csv_error(
+    path: str, read: CsvRead, error: pa.ArrowInvalid, row_offset: int, block: int
+) -> InputError:
     """pyarrow's message for a bad row, as row, column and value (the column named from the
-    header, which stdin cannot give again); pyarrow's line plus ``row_offset`` is the data row."""
+    header, which stdin cannot give again); pyarrow's line plus ``row_offset`` is the data row.
+    ``block``: the bytes pyarrow parsed at once, which a row must fit in."""
     message = " ".join(str(error).split())
     display = "<stdin>" if path == STDIN else path
+    if _OVERLONG_ROW in message:
+        return InputError(
+            f"holds a row longer than {block:,} bytes, more than a CSV row may be", path=display
+        )
     if match := _RAGGED.search(message):
         line, expected, got, text = int(match[1]), match[2], match[3], match[4][:60]
         return InputError(

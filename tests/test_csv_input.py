@@ -131,6 +131,13 @@ def test_later_ranges_keep_the_first_ranges_column_types(tmp_path, small_blocks)
     )
 
 
+def test_a_row_longer_than_a_block_is_a_one_line_error(tmp_path, small_blocks):
+    lines = csv_text(3_000).splitlines()
+    lines[1_500] = f'0.5,1.0,2.0,"{"x" * 5_000}"'
+    message = error_of(tmp_path / "long.csv", ("\n".join(lines) + "\n").encode())
+    assert message.startswith("holds a row longer than ")
+
+
 def test_score_of_ranges_equals_score_of_the_stream(tmp_path, small_blocks):
     text = csv_text(5_000, seed=3)
     ranged = tmp_path / "preds.csv"
