@@ -119,8 +119,8 @@ def score(
     workers: Annotated[
         int | None,
         _option(
-            "Scoring threads on the CPU; 0: a core each for calibration of Parquet or Arrow, "
-            "else every 2nd core, up to 4; 1 with --by.",
+            "Scoring threads on the CPU; 0: every core but the reader's for calibration of "
+            "Parquet or Arrow, else every 2nd core, up to 4; 1 with --by.",
             0,
         ),
     ] = None,

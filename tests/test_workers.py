@@ -87,7 +87,8 @@ def test_torch_threads_are_restored(parquet_file):
 
 
 @pytest.mark.parametrize(
-    ("cores", "compute_bound", "reading_bound"), [(1, 1, 1), (2, 2, 1), (6, 4, 3), (64, 4, 4)]
+    ("cores", "compute_bound", "reading_bound"),
+    [(1, 1, 1), (2, 1, 1), (4, 3, 2), (6, 4, 3), (64, 4, 4)],
 )
 def test_automatic_workers(monkeypatch, cores, compute_bound, reading_bound):
     monkeypatch.setattr(worker_pool.os, "cpu_count", lambda: cores)
@@ -100,14 +101,14 @@ def test_automatic_workers(monkeypatch, cores, compute_bound, reading_bound):
 
 @pytest.mark.parametrize(
     ("suffix", "calibration", "expected"),
-    [("parquet", True, 2), ("parquet", False, 1), ("csv", True, 1), ("csv", False, 1)],
+    [("parquet", True, 3), ("parquet", False, 2), ("csv", True, 2), ("csv", False, 2)],
 )
 def test_default_workers_follow_the_bottleneck(
     monkeypatch, tmp_path, suffix, calibration, expected
 ):
-    """On 2 cores: two workers only where scoring, not reading, is the bottleneck (calibration
-    of Parquet); CSV parsing takes longer than the calibration."""
-    monkeypatch.setattr(worker_pool.os, "cpu_count", lambda: 2)
+    """On 4 cores: a worker per core but the reader's only where scoring, not reading, is the
+    bottleneck (calibration of Parquet); CSV parsing takes longer than the calibration."""
+    monkeypatch.setattr(worker_pool.os, "cpu_count", lambda: 4)
     chosen = []
 
     def recording_pool(scorer, workers):
