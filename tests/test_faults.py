@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
+from gaussnll.core import csv_input
 
 
 def run(*args: str):
@@ -136,7 +137,13 @@ def prediction_csv(draw) -> bytes:
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=prediction_csv(), policy=st.sampled_from(["error", "skip", "propagate"]))
-def test_any_csv_exits_0_or_2_and_0_means_torch_agrees(tmp_path, data, policy):
+@pytest.mark.parametrize("tiny_ranges", [False, True], ids=["one-range", "tiny-ranges"])
+def test_any_csv_exits_0_or_2_and_0_means_torch_agrees(
+    tmp_path, monkeypatch, tiny_ranges, data, policy
+):
+    if tiny_ranges:  # a file of a few rows is cut into ranges of a line or two
+        monkeypatch.setattr(csv_input, "MIN_BLOCK_BYTES", 128)
+        monkeypatch.setattr(csv_input, "MAX_BLOCK_BYTES", 256)
     path = tmp_path / "fuzz.csv"
     path.write_bytes(data)
     result = run("score", str(path), "--json", "--nan-policy", policy)
