@@ -59,14 +59,17 @@ class CsvRead:
         return pacsv.ConvertOptions(include_columns=list(self.columns), column_types=types)
 
 
-def csv_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
+def csv_batches(
+    path: str, read: CsvRead, header: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
     """Stream the projected columns in file order, in batches of at most about ``chunk_size``
     rows (longer ones are sliced by the caller); a bad row raises an InputError naming its row
-    and column."""
+    and column. ``header``: the file's column names when the caller has read them already."""
     if path == STDIN or _compression(path) is not None or not os.path.isfile(path):
         yield from _streamed_batches(path, read)
     else:
-        yield from _ranged_batches(path, read)
+        names = header if header is not None else csv_header(path, read.delimiter)
+        yield from _ranged_batches(path, read, names)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class RangeLayout:
         return 1 if self.names is None else 0
 
 
-def _ranged_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
+def _ranged_batches(path: str, read: CsvRead, names: list[str]) -> Iterator[pa.RecordBatch]:
     with pa.OSFile(path) as file:
         size = file.size()
         block = _block_bytes(file.read_at(_PROBE_BYTES, 0), read.chunk_size)
@@ -98,7 +101,7 @@ def _ranged_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
                 raise _located_error(path, read, error, data, layout, rows_before, block) from error
             if start == 0:
                 types = {field.name: field.type for field in table.schema}
-                layout = RangeLayout(csv_header(path, read.delimiter), types)
+                layout = RangeLayout(names, types)
             yield from table.to_batches()
             rows_before += table.num_rows
             start = end

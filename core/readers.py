@@ -103,11 +103,12 @@ def _ipc_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
 
 
 def _csv_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
-    if path != STDIN:
-        require_columns(csv_header(path, request.delimiter), request.columns, path)
+    header = None if path == STDIN else csv_header(path, request.delimiter)
+    if header is not None:
+        require_columns(header, request.columns, path)
     read = CsvRead(request.columns, request.numeric, request.delimiter, request.chunk_size)
     try:
-        yield from csv_batches(path, read)
+        yield from csv_batches(path, read, header)
     except pa.ArrowKeyError as error:  # a missing column on stdin, whose header we cannot pre-read
         raise InputError(_one_line(error), path=_display(path)) from error
 
