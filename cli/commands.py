@@ -3,120 +3,104 @@ run the core, render, apply the checks, and choose the exit code."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from gaussnll.cli.config import Config, load_config
+from gaussnll.cli.exits import EXIT_CHECK_FAILED
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import print_report, report_json, report_markdown
 from gaussnll.cli.render_compare import compare_json, compare_markdown, print_compare
-from gaussnll.core.checks import (
+from gaussnll.cli.settings import (
+    BY_NAME,
+    COMPARE,
+    SCORE,
+    SPREAD_SETTINGS,
+    settings_of,
+)
+from gaussnll.core import (
+    COMPARE_METRICS,
     SCORE_METRICS,
     Catalog,
     Check,
     CheckResult,
-    check_levels,
+    ColumnSpec,
+    FileFormat,
+    RowWriter,
+    ScoreOptions,
+    Spread,
+    UsageError,
+    atomic_row_writer,
+    compare,
     evaluate,
     evaluate_per_group,
     metric_levels,
-    needs_calibration,
     parse_checks,
-    valid_level,
-)
-from gaussnll.core.columns import ColumnSpec
-from gaussnll.core.comparison import COMPARE_METRICS, DEFAULT_CONFIDENCE, compare
-from gaussnll.core.config import Config, load_config
-from gaussnll.core.defaults import DEFAULT_CHUNK_ROWS, DEFAULT_EPS, DEFAULT_LEVELS, DEFAULT_PIT_BINS
-from gaussnll.core.engine import score
-from gaussnll.core.errors import UsageError
-from gaussnll.core.options import ScoreOptions
-from gaussnll.core.sources import FileFormat, resolve_source
-from gaussnll.core.writers import (
-    RowWriter,
-    atomic_row_writer,
+    resolve_source,
     row_file_format,
+    score,
     write_text_atomically,
 )
 
-EXIT_CHECK_FAILED = 1
 SHOWN_GROUPS = 100  # groups in a table or Markdown report without --top (JSON has them all)
 FORMATS = ("table", "json", "markdown")
-BUILT_IN: dict[str, Any] = {
-    "mean_col": "mean",
-    "target_col": "target",
-    "var_col": None,
-    "std_col": None,
-    "log_var_col": None,
-    "id_col": None,
-    "full": False,
-    "eps": DEFAULT_EPS,
-    "reduction": "mean",
-    "chunk_size": DEFAULT_CHUNK_ROWS,
-    "device": "auto",
-    "dtype": "float64",
-    "nan_policy": "error",
-    "delimiter": ",",
-    "calibration": True,
-    "levels": list(DEFAULT_LEVELS),
-    "pit_bins": DEFAULT_PIT_BINS,
-    "workers": 0,
-    "checks": [],
-    "by": [],
-    "top": None,
-    "sort_by": None,
-    "per_group": False,
-    "compare_checks": [],
-    "max_regression": None,
-    "confidence": DEFAULT_CONFIDENCE,
-}
-_SPREAD_KEYS = ("var_col", "std_col", "log_var_col")
-# Settings of one command only (the rest are shared); each command shows only its own.
-_COMMAND_ONLY = {
-    "score": ("reduction", "workers", "checks", "by", "top", "sort_by", "per_group"),
-    "compare": ("compare_checks", "max_regression", "confidence"),
-}
 
 
 @dataclass(frozen=True)
 class Outputs:
-    """Where and how ``gaussnll score`` reports (never read from the config file)."""
+    """Where and how a command reports (never read from the config file)."""
 
-    format: str | None = None
-    per_row: str | None = None
-    junit_xml: str | None = None
-    config: str | None = None
-    quiet: bool = False
+    format: str
+    per_row: str | None
+    junit_xml: str | None
+    quiet: bool
+
+    @classmethod
+    def of(cls, given: dict[str, Any]) -> Outputs:
+        output_format = "json" if given.get("json") else given.get("format") or "table"
+        if output_format not in FORMATS:
+            raise UsageError(f"--format must be table, json or markdown. Got {output_format!r}.")
+        return cls(
+            output_format, given.get("per_row"), given.get("junit_xml"), bool(given.get("quiet"))
+        )
 
 
-def resolve_settings(
-    given: dict[str, Any], config: Config, command: str = "score"
-) -> dict[str, Any]:
+def resolve_settings(given: dict[str, Any], config: Config, command: str) -> dict[str, Any]:
     """Built-in defaults, overridden by the config file, overridden by the command line; only
-    the settings ``command`` uses.
+    the settings ``command`` takes that a config file may hold.
 
     Giving the spread one way on the command line replaces the file's choice entirely.
     """
-    others = {key for name, keys in _COMMAND_ONLY.items() if name != command for key in keys}
-    settings = {**BUILT_IN, **config.values, **given}
-    if any(key in given for key in _SPREAD_KEYS):
-        settings.update({key: given.get(key) for key in _SPREAD_KEYS})
-    settings["levels"] = parse_levels(settings["levels"])
-    return {key: value for key, value in settings.items() if key not in others}
+    settings = {}
+    for setting in settings_of(command, config=True):
+        if setting.name in given:
+            settings[setting.name] = setting.value(given[setting.name])
+        elif setting.name in config.values:
+            settings[setting.name] = config.values[setting.name]
+        else:
+            settings[setting.name] = setting.default
+    if any(key in given for key in SPREAD_SETTINGS):
+        settings.update({key: given.get(key) for key in SPREAD_SETTINGS})
+    return settings
 
 
-def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
+def run_score(path: str, given: dict[str, Any]) -> int:
     """Score ``path``, render the report and the checks; return the exit code (0 or 1)."""
-    config = load_config(outputs.config)
-    settings = resolve_settings(given, config)
-    output_format = _output_format(outputs)
+    config = load_config(given.get("config_file"))
+    settings = resolve_settings(given, config, SCORE)
+    outputs = Outputs.of(given)
+    output_format = outputs.format
     checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
     _check_grouping(settings, checks)
     options = _score_options(settings, checks)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
-    if rows_on_stdout and (outputs.format is not None or checks or outputs.junit_xml):
+    format_given = given.get("format") is not None or bool(given.get("json"))
+    if rows_on_stdout and (format_given or checks or outputs.junit_xml):
         raise UsageError(
             "--reduction none streams per-row CSV to stdout; add --per-row FILE to also get "
             "a report, checks or JUnit"
@@ -141,7 +125,7 @@ def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
     if settings["per_group"]:
         results = evaluate_per_group(checks, report)
     else:
-        results = evaluate(checks, report.metric_view())
+        results = evaluate(checks, report)
     top = settings["top"]
     if top is None and output_format != "json":
         top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
@@ -150,13 +134,12 @@ def run_score(path: str, given: dict[str, Any], outputs: Outputs) -> int:
     return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds)
 
 
-def run_compare(baseline: str, candidate: str, given: dict[str, Any], outputs: Outputs) -> int:
+def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     """Compare two prediction files, render both reports, their difference and the checks."""
-    if "checks" in given:
-        given = {**given, "compare_checks": given.pop("checks")}
-    config = load_config(outputs.config)
-    settings = resolve_settings(given, config, "compare")
-    output_format = _output_format(outputs)
+    config = load_config(given.get("config_file"))
+    settings = resolve_settings(given, config, COMPARE)
+    outputs = Outputs.of(given)
+    output_format = outputs.format
     texts = list(settings["compare_checks"])
     if settings["max_regression"] is not None:
         texts.append(f"delta_nll_ci_low <= {float(settings['max_regression']):g}")
@@ -179,7 +162,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any], outputs: O
             rows_to=rows_to,
             on_progress=on_progress,
         )
-    results = evaluate(checks, report.to_dict(), COMPARE_METRICS)
+    results = evaluate(checks, report, COMPARE_METRICS)
     _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
     return _finish(results, outputs, f"gaussnll compare {report.label}", report.seconds)
 
@@ -229,7 +212,7 @@ def _check_grouping(settings: dict[str, Any], checks: list[Check]) -> None:
         raise UsageError(f"--top must be at least 1. Got {settings['top']} instead.")
     if settings["sort_by"] is not None:
         metric, _, direction = settings["sort_by"].partition(":")
-        known = SCORE_METRICS.knows(metric) and valid_level(metric)
+        known = SCORE_METRICS.knows(metric)
         if direction not in ("", "asc", "desc") or not known:
             raise UsageError(
                 f"--sort-by must be METRIC or METRIC:asc with a metric of "
@@ -237,16 +220,9 @@ def _check_grouping(settings: dict[str, Any], checks: list[Check]) -> None:
             )
 
 
-def _output_format(outputs: Outputs) -> str:
-    output_format = outputs.format or "table"
-    if output_format not in FORMATS:
-        raise UsageError(f"--format must be table, json or markdown. Got {output_format!r}.")
-    return output_format
-
-
 def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog) -> list[Check]:
     checks = parse_checks(texts, catalog)
-    if needs_calibration(checks, catalog) and not settings["calibration"]:
+    if any(catalog.uses_calibration(c.metric) for c in checks) and not settings["calibration"]:
         raise UsageError("a --check uses a calibration metric: drop --no-calibration")
     return checks
 
@@ -262,35 +238,38 @@ def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOption
     """The core's options from resolved settings; levels named in checks or ``--sort-by`` are
     computed too."""
     sort_levels = metric_levels([(settings.get("sort_by") or "").partition(":")[0]])
-    return ScoreOptions(
-        columns=ColumnSpec.from_options(
-            mean=settings["mean_col"],
-            target=settings["target_col"],
-            var=settings["var_col"],
-            std=settings["std_col"],
-            log_var=settings["log_var_col"],
-            id=settings["id_col"],
-            by=tuple(name.strip() for entry in settings.get("by", ()) for name in entry.split(",")),
-        ),
-        full=settings["full"],
-        eps=float(settings["eps"]),
-        reduction=settings.get("reduction", "mean"),
-        chunk_size=settings["chunk_size"],
-        device=settings["device"],
-        dtype=settings["dtype"],
-        nan_policy=settings["nan_policy"],
-        delimiter=settings["delimiter"],
-        calibration=settings["calibration"],
-        levels=tuple(dict.fromkeys([*settings["levels"], *check_levels(checks), *sort_levels])),
-        pit_bins=settings["pit_bins"],
-        workers=settings.get("workers", 1),
+    spreads = {
+        kind: settings[f"{kind.value}_col"]
+        for kind in Spread
+        if settings[f"{kind.value}_col"] is not None
+    }
+    if len(spreads) > 1:
+        flags = " and ".join(f"--{kind.value.replace('_', '-')}-col" for kind in spreads)
+        raise UsageError(f"{flags} contradict each other: give the spread one way")
+    kind, spread = next(iter(spreads.items()), (Spread.VAR, "var"))
+    columns = ColumnSpec(
+        mean=_names(settings["mean_col"], "--mean-col"),
+        target=_names(settings["target_col"], "--target-col"),
+        spread=_names(spread, f"--{kind.value.replace('_', '-')}-col"),
+        spread_kind=kind,
+        id=settings["id_col"],
+        by=tuple(name for entry in settings.get("by", ()) for name in _names(entry, "--by")),
     )
+    core = {
+        BY_NAME[name].core: value for name, value in settings.items() if BY_NAME[name].core in _CORE
+    }
+    core["levels"] = tuple(
+        dict.fromkeys([*settings["levels"], *metric_levels(c.metric for c in checks), *sort_levels])
+    )
+    return ScoreOptions(columns=columns, **core)
 
 
-def parse_levels(value: str | list[float] | tuple[float, ...]) -> tuple[float, ...]:
-    """``"0.5,0.9"`` (command line) or ``[0.5, 0.9]`` (config) → ``(0.5, 0.9)``."""
-    parts = value.split(",") if isinstance(value, str) else value
-    try:
-        return tuple(float(part) for part in parts)
-    except (TypeError, ValueError):
-        raise UsageError(f"--levels must be numbers separated by commas. Got {value!r}.") from None
+_CORE = {field.name for field in dataclasses.fields(ScoreOptions)} - {"columns", "levels"}
+
+
+def _names(value: str, flag: str) -> tuple[str, ...]:
+    """``"a, b"`` → ``("a", "b")``; an empty name is a usage error."""
+    names = tuple(name.strip() for name in value.split(","))
+    if not all(names):
+        raise UsageError(f"{flag} must be column names separated by commas. Got {value!r}.")
+    return names

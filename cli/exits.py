@@ -1,8 +1,9 @@
 """How each way a command can end becomes an exit code and, at most, one line on stderr.
 
-0 ok · 1 a quality gate failed · 2 bad usage, bad input or unwritable output · 130 interrupted
-(Ctrl-C) · 141 stdout closed by its reader · 143 terminated (SIGTERM). Outputs are written
-atomically, so every exit but 0 leaves no output file behind.
+0 ok · 1 a quality gate failed (and nothing else) · 2 bad usage, bad input or unwritable output
+· 3 an internal error (a bug: ``--debug`` shows the traceback) · 130 interrupted (Ctrl-C) · 141
+stdout closed by its reader · 143 terminated (SIGTERM). Outputs are written atomically, so every
+exit but 0 and 1 leaves no output file behind.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
+from collections.abc import Iterable
 from types import FrameType, TracebackType
 
 import typer
 
-from gaussnll.core.errors import GaussnllError, UsageError
+from gaussnll.cli.settings import with_flag
+from gaussnll.core import GaussnllError, OptionError, UsageError
 
+EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 EXIT_TERMINATED = 143
@@ -36,13 +41,16 @@ def raise_on_sigterm() -> None:
 
 
 class user_errors:
-    """Catch what a user can cause, print it as one line, and exit with its code.
+    """Turn whatever ends a command early into one line on stderr and its exit code.
 
-    With ``debug`` the traceback is printed too. Anything else is a bug and propagates.
+    ``command`` and ``given`` (the options given) let a core message about a parameter name
+    the flag instead. With ``debug`` the traceback is printed too.
     """
 
-    def __init__(self, debug: bool = False) -> None:
+    def __init__(self, debug: bool = False, command: str = "score", given: Iterable[str] = ()):
         self.debug = debug
+        self.command = command
+        self.given = tuple(given)
 
     def __enter__(self) -> None:
         return None
@@ -50,11 +58,11 @@ class user_errors:
     def __exit__(
         self, kind: type | None, error: BaseException | None, trace: TracebackType | None
     ) -> bool:
-        if error is None:
+        if error is None or isinstance(error, typer.Exit | SystemExit):
             return False
+        if isinstance(error, OptionError):
+            error = with_flag(error, self.command, self.given)
         code, message = _classify(error)
-        if code is None:
-            return False
         if self.debug and message is not None:
             traceback.print_exception(kind, error, trace, file=sys.stderr)
         if message is not None:
@@ -62,7 +70,7 @@ class user_errors:
         raise typer.Exit(code) from None
 
 
-def _classify(error: BaseException) -> tuple[int | None, str | None]:
+def _classify(error: BaseException) -> tuple[int, str | None]:
     if isinstance(error, UsageError):
         return EXIT_BAD_INPUT, f"usage error: {error}"
     if isinstance(error, GaussnllError):
@@ -73,4 +81,10 @@ def _classify(error: BaseException) -> tuple[int | None, str | None]:
         return EXIT_INTERRUPTED, "interrupted; no output was written"
     if isinstance(error, Terminated):
         return EXIT_TERMINATED, "terminated; no output was written"
-    return None, None
+    what = (
+        f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+    )
+    return (
+        EXIT_INTERNAL_ERROR,
+        f"internal error: {what}; run with --debug for the traceback and please report it",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from gaussnll.core.checks import CheckResult, GroupCheckResult
+from gaussnll.core import CheckResult, GroupCheckResult
 
 
 def junit_xml(

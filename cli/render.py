@@ -11,8 +11,7 @@ from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
-from gaussnll.core.checks import CheckResult
-from gaussnll.core.report import Report
+from gaussnll.core import CheckResult, Report
 
 PIT_BAR_WIDTH = 24
 

@@ -9,9 +9,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
 from gaussnll.cli.render import checks_markdown, checks_table, json_with_checks, number
-from gaussnll.core.checks import CheckResult
-from gaussnll.core.comparison import CompareReport
-from gaussnll.core.report import Report
+from gaussnll.core import CheckResult, CompareReport, Report
 
 
 def compare_json(

@@ -1,33 +1,127 @@
 """gaussnll's library: the torch-exact loss, the streaming scorer and its report.
 
 ``gaussian_nll_loss`` / ``GaussianNLLLoss`` are drop-in replacements for torch's; ``score``
-streams a file through the same loss into a :class:`Report`. Names are imported on first use,
-so importing ``gaussnll.core`` (or a light module in it) does not import torch or pyarrow.
+streams a file, a table or tensor chunks through the same loss into a :class:`Report`;
+``compare`` scores two models of the same targets. Names are imported on first use, so
+importing ``gaussnll.core`` does not import torch or pyarrow; type checkers see them all.
+
+Layers, each importing only those before it: ``options``/``errors``/``loss`` → ``io`` (files to
+chunks of tensors) → ``state`` (mergeable sums) → ``report`` (reports, metric catalogue,
+checks) → ``run`` (scorer, engine, comparison, the ``score`` API).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gaussnll.core.errors import (
+        GaussnllError,
+        InputError,
+        NegativeSpreadError,
+        OptionError,
+        OutputError,
+        UsageError,
+    )
+    from gaussnll.core.io.sources import FileFormat, resolve_source
+    from gaussnll.core.io.writers import (
+        RowWriter,
+        atomic_row_writer,
+        row_file_format,
+        write_text_atomically,
+    )
+    from gaussnll.core.loss import GaussianNLLLoss, gaussian_nll_loss
+    from gaussnll.core.options import (
+        DEFAULT_CHUNK_ROWS,
+        DEFAULT_CONFIDENCE,
+        DEFAULT_EPS,
+        DEFAULT_LEVELS,
+        DEFAULT_PIT_BINS,
+        ColumnSpec,
+        ScoreOptions,
+        Spread,
+    )
+    from gaussnll.core.report.catalogue import (
+        COMPARE_METRICS,
+        SCORE_METRICS,
+        Catalog,
+        CompareMetrics,
+        Metric,
+        ScoreMetrics,
+    )
+    from gaussnll.core.report.checks import (
+        Check,
+        CheckResult,
+        GroupCheckResult,
+        evaluate,
+        evaluate_per_group,
+        metric_levels,
+        parse_checks,
+    )
+    from gaussnll.core.report.compare_report import CompareReport, PairedSummary
+    from gaussnll.core.report.report import (
+        AccuracySummary,
+        CalibrationSummary,
+        GroupScore,
+        OutputScore,
+        Report,
+    )
+    from gaussnll.core.run.allocator import keep_freed_memory
+    from gaussnll.core.run.api import ProgressCallback, score
+    from gaussnll.core.run.comparison import compare
+    from gaussnll.core.run.scorer import Scorer
+    from gaussnll.core.state.score_state import ScoreState
 
 _EXPORTS = {
-    "ColumnSpec": "columns",
-    "Spread": "columns",
-    "DEFAULT_CHUNK_ROWS": "defaults",
-    "ScoreOptions": "options",
-    "Scorer": "scorer",
-    "score": "api",
-    "compare": "comparison",
-    "CompareReport": "comparison",
-    "GaussnllError": "errors",
-    "InputError": "errors",
-    "UsageError": "errors",
+    "AccuracySummary": "report.report",
+    "COMPARE_METRICS": "report.catalogue",
+    "CalibrationSummary": "report.report",
+    "Catalog": "report.catalogue",
+    "Check": "report.checks",
+    "CheckResult": "report.checks",
+    "ColumnSpec": "options",
+    "CompareMetrics": "report.catalogue",
+    "CompareReport": "report.compare_report",
+    "DEFAULT_CHUNK_ROWS": "options",
+    "DEFAULT_CONFIDENCE": "options",
+    "DEFAULT_EPS": "options",
+    "DEFAULT_LEVELS": "options",
+    "DEFAULT_PIT_BINS": "options",
+    "FileFormat": "io.sources",
     "GaussianNLLLoss": "loss",
+    "GaussnllError": "errors",
+    "GroupCheckResult": "report.checks",
+    "GroupScore": "report.report",
+    "InputError": "errors",
+    "Metric": "report.catalogue",
+    "NegativeSpreadError": "errors",
+    "OptionError": "errors",
+    "OutputError": "errors",
+    "OutputScore": "report.report",
+    "PairedSummary": "report.compare_report",
+    "ProgressCallback": "run.api",
+    "Report": "report.report",
+    "RowWriter": "io.writers",
+    "SCORE_METRICS": "report.catalogue",
+    "ScoreMetrics": "report.catalogue",
+    "ScoreOptions": "options",
+    "ScoreState": "state.score_state",
+    "Scorer": "run.scorer",
+    "Spread": "options",
+    "UsageError": "errors",
+    "atomic_row_writer": "io.writers",
+    "compare": "run.comparison",
+    "evaluate": "report.checks",
+    "evaluate_per_group": "report.checks",
     "gaussian_nll_loss": "loss",
-    "OutputScore": "report",
-    "Report": "report",
-    "ScoreState": "state",
-    "keep_freed_memory": "allocator",
+    "keep_freed_memory": "run.allocator",
+    "metric_levels": "report.checks",
+    "parse_checks": "report.checks",
+    "resolve_source": "io.sources",
+    "row_file_format": "io.writers",
+    "score": "run.api",
+    "write_text_atomically": "io.writers",
 }
 __all__ = sorted(_EXPORTS)
 

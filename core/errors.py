@@ -4,10 +4,12 @@ Hierarchy::
 
     GaussnllError          base: a user-facing problem, rendered as one line, exit code 2
     ├── UsageError         the options contradict each other or are out of range
+    │   └── OptionError    one option's value is invalid (names the Python parameter)
     ├── InputError         the data cannot be read or violates what the options promise
+    │   └── NegativeSpreadError
     └── OutputError        an output file cannot be written (disk full, permissions)
 
-Bugs are not ``GaussnllError``: they keep their traceback.
+Anything else escaping gaussnll is a bug: the command line reports it as an internal error.
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ class GaussnllError(Exception):
 
 class UsageError(GaussnllError):
     """Options that are invalid on their own or together."""
+
+
+class OptionError(UsageError):
+    """An invalid value of one option: ``parameter`` is its Python name (``eps``,
+    ``columns.mean``), ``detail`` what was expected, so a front end can name its own flag."""
+
+    def __init__(self, parameter: str, detail: str) -> None:
+        self.parameter = parameter
+        self.detail = detail
+        super().__init__(f"{parameter} {detail}")
 
 
 class InputError(GaussnllError):

@@ -1,20 +1,103 @@
-"""What to score and how: the columns, torch's loss options, the non-finite policy, streaming."""
+"""What to score and how: the columns, torch's loss options, the non-finite policy, streaming.
+
+Light on purpose (no torch, no pyarrow), so a front end can read the defaults before it imports
+the engine. Invalid values raise :class:`OptionError` naming the Python parameter.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-import torch
+from gaussnll.core.errors import OptionError
 
-from gaussnll.core.columns import ColumnSpec
-from gaussnll.core.defaults import DEFAULT_CHUNK_ROWS, DEFAULT_EPS, DEFAULT_LEVELS, DEFAULT_PIT_BINS
-from gaussnll.core.errors import UsageError
-from gaussnll.core.loss import REDUCTIONS
-from gaussnll.core.nonfinite import NAN_POLICIES
-
+DEFAULT_CHUNK_ROWS = 6 << 14  # 98,304 rows: speed against peak memory, see bench/README.md
+DEFAULT_EPS = 1e-6
+DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
+DEFAULT_PIT_BINS = 20
+DEFAULT_CONFIDENCE = 0.95  # of the interval of a comparison's paired NLL difference
 MAX_PIT_BINS = 1000
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+REDUCTIONS = ("mean", "sum", "none")
+DTYPE_NAMES = ("float64", "float32")
+NAN_POLICIES = ("error", "skip", "propagate")
+
+
+class Spread(StrEnum):
+    """How the file gives the predictive spread; every kind is turned into a variance."""
+
+    VAR = "var"
+    STD = "std"
+    LOG_VAR = "log_var"
+
+
+Names = tuple[str, ...]
+
+
+@dataclass(frozen=True, init=False)
+class ColumnSpec:
+    """Column names per role; several names per role make a multi-output ``(N, D)`` prediction.
+
+    A role takes a sequence of names or one string, which is one name (``ColumnSpec(mean="mu")``
+    reads column ``mu``, not ``m`` and ``u``).
+    """
+
+    mean: Names
+    target: Names
+    spread: Names
+    spread_kind: Spread
+    id: str | None
+    by: Names
+
+    def __init__(
+        self,
+        mean: str | Sequence[str] = ("mean",),
+        target: str | Sequence[str] = ("target",),
+        spread: str | Sequence[str] = ("var",),
+        spread_kind: Spread | str = Spread.VAR,
+        id: str | None = None,
+        by: str | Sequence[str] = (),
+    ) -> None:
+        given = {"mean": mean, "target": target, "spread": spread, "by": by}
+        for role, value in given.items():
+            names = (value,) if isinstance(value, str) else tuple(value)
+            if not all(isinstance(name, str) and name for name in names):
+                raise OptionError(f"columns.{role}", f"must be column names. Got {value!r}.")
+            if role != "by" and not names:
+                raise OptionError(f"columns.{role}", "must name at least one column.")
+            object.__setattr__(self, role, names)
+        if id is not None and not (isinstance(id, str) and id):
+            raise OptionError("columns.id", f"must be one column name. Got {id!r}.")
+        object.__setattr__(self, "id", id)
+        try:
+            object.__setattr__(self, "spread_kind", Spread(spread_kind))
+        except ValueError:
+            raise OptionError(
+                "columns.spread_kind", f"must be var, std or log_var. Got {spread_kind!r}."
+            ) from None
+
+    @property
+    def numeric(self) -> Names:
+        """Every column read as numbers, each once, in role order."""
+        return tuple(dict.fromkeys((*self.mean, *self.target, *self.spread)))
+
+    @property
+    def needed(self) -> Names:
+        """Every column the reader must project."""
+        extra = ((self.id,) if self.id else ()) + self.by
+        return tuple(dict.fromkeys(self.numeric + extra))
+
+    def output_names(self, width: int) -> list[str]:
+        """One name per output: the mean columns, or ``name[i]`` inside a list column."""
+        return [column_label(self.mean, j, width) for j in range(width)]
+
+
+def column_label(names: Sequence[str], index: int, width: int) -> str:
+    """The name of output ``index``: its own column, or ``name[index]`` inside a list column."""
+    if len(names) == width:
+        return names[index]
+    return f"{names[0]}[{index}]" if width > 1 else names[0]
 
 
 @dataclass(frozen=True)
@@ -33,30 +116,66 @@ class ScoreOptions:
     calibration: bool = True
     levels: tuple[float, ...] = DEFAULT_LEVELS
     pit_bins: int = DEFAULT_PIT_BINS
-    workers: int = 0  # scoring threads; 0: automatic (see ``workers.auto_workers``)
+    workers: int = 0  # scoring threads; 0: automatic (see ``run.workers.auto_workers``)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.eps) and self.eps >= 0):
-            raise UsageError(f"--eps must be a finite number >= 0. Got {self.eps!r} instead.")
-        if self.reduction not in REDUCTIONS:
-            raise UsageError(f"--reduction must be mean, sum or none. Got {self.reduction!r}.")
-        if self.chunk_size < 1:
-            raise UsageError(f"--chunk-size must be at least 1. Got {self.chunk_size} instead.")
-        if self.dtype not in DTYPES:
-            raise UsageError(f"--dtype must be float64 or float32. Got {self.dtype!r} instead.")
-        if len(self.delimiter) != 1 or self.delimiter in '\r\n"':
-            raise UsageError(f"--delimiter must be one character. Got {self.delimiter!r} instead.")
-        if self.nan_policy not in NAN_POLICIES:
-            raise UsageError(
-                f"--nan-policy must be error, skip or propagate. Got {self.nan_policy!r} instead."
-            )
-        if not self.levels or not all(0 < level < 1 for level in self.levels):
-            raise UsageError(
-                f"--levels must be numbers in (0, 1). Got {list(self.levels)} instead."
-            )
-        if self.workers < 0:
-            raise UsageError(f"--workers must be 0 (automatic) or more. Got {self.workers}.")
-        if not 1 <= self.pit_bins <= MAX_PIT_BINS:
-            raise UsageError(
-                f"--pit-bins must be between 1 and {MAX_PIT_BINS}. Got {self.pit_bins} instead."
-            )
+        if not isinstance(self.columns, ColumnSpec):
+            raise OptionError("columns", f"must be a ColumnSpec. Got {self.columns!r}.")
+        object.__setattr__(self, "levels", tuple(self.levels))
+        _require(
+            isinstance(self.eps, int | float) and math.isfinite(self.eps) and self.eps >= 0,
+            "eps",
+            "must be a finite number >= 0",
+            self.eps,
+        )
+        _one_of("reduction", self.reduction, REDUCTIONS)
+        _one_of("dtype", self.dtype, DTYPE_NAMES)
+        _one_of("nan_policy", self.nan_policy, NAN_POLICIES)
+        _require(
+            _whole(self.chunk_size) and self.chunk_size >= 1,
+            "chunk_size",
+            "must be at least 1",
+            self.chunk_size,
+        )
+        _require(
+            isinstance(self.delimiter, str)
+            and len(self.delimiter) == 1
+            and self.delimiter not in '\r\n"',
+            "delimiter",
+            "must be one character",
+            self.delimiter,
+        )
+        _require(
+            bool(self.levels)
+            and all(isinstance(p, int | float) and 0 < p < 1 for p in self.levels),
+            "levels",
+            "must be numbers in (0, 1)",
+            list(self.levels),
+        )
+        _require(
+            _whole(self.workers) and self.workers >= 0,
+            "workers",
+            "must be 0 (automatic) or more",
+            self.workers,
+        )
+        _require(
+            _whole(self.pit_bins) and 1 <= self.pit_bins <= MAX_PIT_BINS,
+            "pit_bins",
+            f"must be between 1 and {MAX_PIT_BINS}",
+            self.pit_bins,
+        )
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(ok: bool, parameter: str, expected: str, value: object) -> None:
+    if not ok:
+        raise OptionError(parameter, f"{expected}. Got {value!r} instead.")
+
+
+def _one_of(parameter: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        choices = ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
+        raise OptionError(parameter, f"must be {choices}. Got {value!r} instead.")

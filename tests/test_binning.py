@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from gaussnll.core.binning import Cells, EdgeBins, LevelGrid, QuantileGrid, folded
+from gaussnll.core.state.binning import Cells, EdgeBins, LevelGrid, QuantileGrid, folded
 
 CPU = torch.device("cpu")
 SCORE_LEVELS = tuple(j / 100 for j in range(1, 100))

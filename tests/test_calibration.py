@@ -14,7 +14,7 @@ from conftest import make_predictions, torch_nll, write_table
 from scipy import stats
 
 from gaussnll.core import ColumnSpec, ScoreOptions, score
-from gaussnll.core.calibration import CalibrationState, area_between_curve_and_diagonal
+from gaussnll.core.state.calibration import CalibrationState, area_between_curve_and_diagonal
 
 LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 
@@ -216,7 +216,7 @@ def test_homoscedastic_broadcast_in_calibration(tmp_path):
             "v": columns["var"][:, 0],
         }
     )
-    spec = ColumnSpec.from_options(mean="m0,m1", target="t0,t1", var="v")
+    spec = ColumnSpec(mean=("m0", "m1"), target=("t0", "t1"), spread="v")
     report = score(
         str(write_table(table, tmp_path / "h.csv")), ScoreOptions(columns=spec, device="cpu")
     )

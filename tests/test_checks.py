@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -12,8 +13,22 @@ from conftest import make_predictions, torch_nll, write_table
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import ScoreOptions, UsageError, score
-from gaussnll.core.checks import evaluate, parse_check
+from gaussnll.core import (
+    COMPARE_METRICS,
+    SCORE_METRICS,
+    AccuracySummary,
+    CalibrationSummary,
+    CompareReport,
+    Metric,
+    OutputScore,
+    PairedSummary,
+    Report,
+    ScoreOptions,
+    UsageError,
+    score,
+)
+from gaussnll.core.report.checks import evaluate, parse_check
+from gaussnll.core.report.fields import Shape, declared
 
 
 def run(*args: str):
@@ -54,7 +69,9 @@ def test_operators(text, value, passes):
         ("nll =< 1", "must be 'METRIC OP NUMBER'"),
         ("nll <= 1; import os", "must be 'METRIC OP NUMBER'"),
         ("__import__('os') <= 1", "must be 'METRIC OP NUMBER'"),
-        ("nlll <= 1", "unknown metric 'nlll'; the metrics are nll, nll_mean"),
+        ("nlll <= 1", "unknown metric 'nlll' (did you mean 'nll'?); the metrics are rows, "),
+        ("NLL <= 1", "unknown metric 'NLL' (did you mean 'nll'?)"),
+        ("Coverage@0.9 >= 1", "unknown metric 'Coverage@0.9' (did you mean 'coverage@LEVEL'?)"),
         ("mace@0.9 <= 1", "unknown metric 'mace@0.9'"),
         ("coverage <= 1", "unknown metric 'coverage'"),
         ("coverage@1.5 >= 0.9", "the level must be in (0, 1)"),
@@ -67,42 +84,76 @@ def test_parse_errors(text, fragment):
     assert fragment in str(caught.value)
 
 
-def test_every_listed_metric_is_in_the_report(parquet_file):
-    report = score(str(parquet_file), ScoreOptions(device="cpu")).to_dict()
-    names = [
-        "nll",
-        "nll_mean",
-        "nll_sum",
-        "rows",
-        "elements",
-        "skipped_rows",
-        "eps_floored",
-        "seconds",
-        "mace",
-        "rmsce",
-        "miscalibration_area",
-        "crps",
-        "check_score",
-        "interval_score_avg",
-        "nll_full",
-        "sharpness",
-        "z_mean",
-        "z_std",
-        "z2_mean",
-        "var_scale",
-        "nll_at_var_scale",
-        "mae",
-        "rmse",
-        "bias",
-        "coverage@0.9",
-        "interval_width@0.5",
-        "interval_score@0.99",
-        "inside_counts@0.8",
-    ]
-    results = evaluate([parse_check(f"{name} > -1e300") for name in names], report)
-    assert [r.check.metric for r in results if r.value is None] == []
-    assert all(r.passed for r in results)
-    assert results[0].value == report["nll"]
+STABLE_NAMES = [  # names users' gates rely on: the catalogue may grow, never lose one
+    "nll",
+    "nll_mean",
+    "nll_sum",
+    "rows",
+    "elements",
+    "skipped_rows",
+    "eps_floored",
+    "seconds",
+    "mace",
+    "rmsce",
+    "miscalibration_area",
+    "crps",
+    "check_score",
+    "interval_score_avg",
+    "nll_full",
+    "sharpness",
+    "z_mean",
+    "z_std",
+    "z2_mean",
+    "var_scale",
+    "nll_at_var_scale",
+    "mae",
+    "rmse",
+    "bias",
+    "coverage@LEVEL",
+    "interval_width@LEVEL",
+    "interval_score@LEVEL",
+    "inside_counts@LEVEL",
+]
+
+
+def _json_value(payload: dict, metric: Metric, level: float) -> object:
+    """A metric's value read from the JSON by its catalogue path, independently of checks."""
+    value = payload
+    for key in metric.path:
+        value = value[key]
+    return value[payload["calibration"]["levels"].index(level)] if metric.per_level else value
+
+
+def test_every_catalogued_metric_is_checkable_and_equals_its_json_value(parquet_file):
+    report = score(str(parquet_file), ScoreOptions(device="cpu"))
+    payload = report.to_dict()
+    assert set(STABLE_NAMES) <= set(SCORE_METRICS.names())
+    metrics = list(SCORE_METRICS.metrics.values())
+    checks = [parse_check(f"{m.name}{'@0.9' if m.per_level else ''} > -1e300") for m in metrics]
+    results = evaluate(checks, report)
+    for metric, result in zip(metrics, results, strict=True):
+        assert result.value == pytest.approx(_json_value(payload, metric, 0.9)), metric.name
+        assert result.passed, metric.name
+
+
+@pytest.mark.parametrize("record", [Report, CalibrationSummary, AccuracySummary, OutputScore])
+def test_every_report_field_is_declared_and_every_metric_is_a_field(record):
+    declared_names = {name for name, _ in declared(record)}  # raises on an undeclared field
+    assert declared_names == {field.name for field in dataclasses.fields(record)}
+    for name, spec in declared(record):
+        assert spec.shape is Shape.INFO or spec.label or spec.shape is Shape.SECTION, name
+        assert spec.description, name
+    catalogued_fields = {m.path[-1] for m in SCORE_METRICS.metrics.values()}
+    if record is not OutputScore:
+        checkable = {name for name, spec in declared(record) if spec.checkable}
+        assert checkable <= catalogued_fields
+
+
+def test_compare_metrics_come_from_the_compare_report_fields():
+    paired = {name for name, spec in declared(PairedSummary) if spec.checkable}
+    top = {name for name, spec in declared(CompareReport) if spec.checkable}
+    assert set(COMPARE_METRICS.metrics) == paired | top
+    assert {"delta_nll", "delta_nll_ci_low", "unmatched_candidate"} <= set(COMPARE_METRICS.metrics)
 
 
 def test_exit_codes_and_check_output(parquet_file, predictions):

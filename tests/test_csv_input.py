@@ -12,8 +12,9 @@ import pyarrow.csv as pacsv
 import pytest
 from conftest import report_numbers
 
-from gaussnll.core import ColumnSpec, InputError, ScoreOptions, csv_input, score
-from gaussnll.core.csv_input import CsvRead, csv_batches
+from gaussnll.core import ColumnSpec, InputError, ScoreOptions, score
+from gaussnll.core.io import csv_input
+from gaussnll.core.io.csv_input import CsvRead, csv_batches
 
 COLUMNS = ("mean", "target", "var")
 READ = CsvRead(columns=(*COLUMNS, "id"), numeric=COLUMNS, delimiter=",", chunk_size=1_000)

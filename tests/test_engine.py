@@ -12,11 +12,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import make_predictions, torch_nll, write_table
+from typer.testing import CliRunner
 
-from gaussnll.core import ColumnSpec, InputError, ScoreOptions, ScoreState, UsageError, score
+from gaussnll.cli.app import app
+from gaussnll.core import (
+    ColumnSpec,
+    InputError,
+    OptionError,
+    ScoreOptions,
+    ScoreState,
+    UsageError,
+    score,
+)
+from gaussnll.core.io.sources import FileFormat
+from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.loss import nll_terms
-from gaussnll.core.sources import FileFormat
-from gaussnll.core.writers import RowWriter
 
 REL = 1e-12
 
@@ -103,7 +113,7 @@ def test_std_and_log_var_equal_var(tmp_path, predictions):
     expected = torch_nll(predictions)
     for spec in (
         ColumnSpec(spread=("std",), spread_kind="std"),
-        ColumnSpec.from_options(log_var="log_var"),
+        ColumnSpec(spread="log_var", spread_kind="log_var"),
     ):
         report = score(str(path), ScoreOptions(columns=spec, device="cpu"))
         assert report.nll_mean == pytest.approx(expected, rel=1e-12)
@@ -160,7 +170,7 @@ def test_homoscedastic_variance_broadcasts_like_torch(tmp_path):
         }
     )
     path = write_table(table, tmp_path / "homo.csv")
-    spec = ColumnSpec.from_options(mean="m0,m1", target="t0, t1", var="v")
+    spec = ColumnSpec(mean=("m0", "m1"), target=("t0", "t1"), spread="v")
     report = score(str(path), ScoreOptions(columns=spec, chunk_size=50, device="cpu"))
     expected = F.gaussian_nll_loss(
         torch.from_numpy(columns["mean"]),
@@ -265,10 +275,10 @@ def test_negative_std_and_overflowing_log_var(tmp_path):
     )
     path = write_table(table, tmp_path / "spread.parquet")
     assert "column 'std': row 6: expected a non-negative standard deviation" in error_of(
-        path, columns=ColumnSpec.from_options(std="std")
+        path, columns=ColumnSpec(spread="std", spread_kind="std")
     )
     assert "column 'lv': row 9: expected a log-variance" in error_of(
-        path, columns=ColumnSpec.from_options(log_var="lv")
+        path, columns=ColumnSpec(spread="lv", spread_kind="log_var")
     )
 
 
@@ -324,10 +334,14 @@ def test_invalid_options_are_usage_errors(options):
 
 
 def test_unknown_device_and_contradicting_spreads(parquet_file):
-    with pytest.raises(UsageError, match="--device must be"):
+    with pytest.raises(OptionError, match=r"^device must be") as caught:
         score(str(parquet_file), ScoreOptions(device="tpu"))
-    with pytest.raises(UsageError, match="contradict"):
-        ColumnSpec.from_options(var="var", std="std")
+    assert caught.value.parameter == "device"  # core names the parameter, the CLI its flag
+    cli = CliRunner().invoke(app, ["score", str(parquet_file), "--device", "tpu"])
+    assert cli.exit_code == 2 and "usage error: --device must be" in cli.stderr
+    flags = ["--var-col", "var", "--std-col", "s"]
+    both = CliRunner().invoke(app, ["score", str(parquet_file), *flags])
+    assert both.exit_code == 2 and "--var-col and --std-col contradict" in both.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
@@ -346,7 +360,7 @@ def test_cuda_equals_cpu(parquet_file, predictions):
 def defer_checks_as_on_a_gpu(monkeypatch):
     """Run the first pass as on a GPU (one flag, read at the end); the locating rerun is the
     CPU's own, as it would be."""
-    from gaussnll.core import scorer as engine
+    from gaussnll.core.run import scorer as engine
 
     original = engine._Validity.__init__
     passes = []
@@ -547,7 +561,7 @@ def test_huge_values_under_propagate_report_inf_not_a_crash(tmp_path):
 
 
 def test_compensated_sum_keeps_infinities_as_a_plain_sum_would():
-    from gaussnll.core.summation import CompensatedSum
+    from gaussnll.core.state.summation import CompensatedSum
 
     total = CompensatedSum((2,), torch.device("cpu"))
     total.add(torch.tensor([1.0, 1.0], dtype=torch.float64))

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import csv_input
+from gaussnll.core.io import csv_input
 
 
 def run(*args: str):

@@ -131,8 +131,8 @@ def test_scorers_with_different_groups_merge_exactly():
     halves = [Scorer(device="cpu", columns=ColumnSpec(by=("g",))) for _ in range(2)]
     # The halves meet the groups in different orders, so their group numbers differ.
     for scorer, part in zip(halves, (frame[:1_000], frame[1_000:].iloc[::-1]), strict=True):
-        from gaussnll.core.api import _labelled
-        from gaussnll.core.engine import to_chunks
+        from gaussnll.core.run.api import _labelled
+        from gaussnll.core.run.engine import to_chunks
 
         batches = _labelled(
             pa.Table.from_pandas(part).to_batches(), ["mean", "target", "var", "g"], 300

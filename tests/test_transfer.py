@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gaussnll.core import ColumnSpec, ScoreOptions, compare, score
-from gaussnll.core.transfer import HostToDevice, wait_for
+from gaussnll.core.io.transfer import HostToDevice, wait_for
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

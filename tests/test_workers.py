@@ -13,11 +13,11 @@ import torch
 from conftest import make_predictions, report_numbers, torch_nll, write_table
 
 from gaussnll.core import ColumnSpec, InputError, ScoreOptions, score
-from gaussnll.core import engine as score_engine
-from gaussnll.core import workers as worker_pool
-from gaussnll.core.sources import FileFormat
-from gaussnll.core.workers import auto_workers
-from gaussnll.core.writers import RowWriter
+from gaussnll.core.io.sources import FileFormat
+from gaussnll.core.io.writers import RowWriter
+from gaussnll.core.run import engine as score_engine
+from gaussnll.core.run import workers as worker_pool
+from gaussnll.core.run.workers import auto_workers
 
 
 @pytest.mark.parametrize("chunk_size", [7, 300])

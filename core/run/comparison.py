@@ -7,10 +7,8 @@ Everything is a sum over paired rows, so it streams and merges like the score st
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,142 +16,22 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
-from gaussnll.core.checks import CompareMetrics
-from gaussnll.core.devices import resolve_device
-from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.errors import InputError, OptionError, UsageError
+from gaussnll.core.io.chunks import Chunk
+from gaussnll.core.io.devices import resolve_device
+from gaussnll.core.io.sources import resolve_source
+from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.loss import HALF_LOG_2PI
-from gaussnll.core.nonfinite import expand_rows, finite_rows
-from gaussnll.core.options import ScoreOptions
-from gaussnll.core.pairing import ChunkPair, pair_by_id, pair_by_order
-from gaussnll.core.report import Report
-from gaussnll.core.scorer import Chunk, Scorer, variance
-from gaussnll.core.sources import resolve_source
-from gaussnll.core.summation import CompensatedSum
-from gaussnll.core.writers import RowWriter
+from gaussnll.core.options import DEFAULT_CONFIDENCE, ScoreOptions
+from gaussnll.core.report.compare_report import CompareReport, PairedSummary
+from gaussnll.core.run.engine import ProgressCallback
+from gaussnll.core.run.pairing import ChunkPair, pair_by_id, pair_by_order
+from gaussnll.core.run.scorer import Scorer
+from gaussnll.core.state.nonfinite import expand_rows, finite_rows
+from gaussnll.core.state.paired import PairedDifferences
 
-COMPARE_SCHEMA = "gaussnll.compare/1"
-DEFAULT_CONFIDENCE = 0.95
 # Paired targets must agree this closely (a float32 copy of a float64 target does).
 TARGET_RTOL, TARGET_ATOL = 1e-6, 1e-9
-PAIRED_METRICS = (
-    "delta_nll",
-    "delta_nll_se",
-    "delta_nll_ci_low",
-    "delta_nll_ci_high",
-    "delta_nll_std",
-    "candidate_better",
-    "baseline_better",
-    "rows",
-    "unmatched_baseline",
-    "unmatched_candidate",
-    "skipped_rows",
-)
-COMPARE_METRICS = CompareMetrics(PAIRED_METRICS)
-
-
-@dataclass(frozen=True)
-class PairedSummary:
-    """The per-row NLL difference ``d = candidate - baseline`` over the paired rows."""
-
-    rows: int
-    delta_nll: float
-    delta_nll_std: float
-    delta_nll_se: float
-    delta_nll_ci_low: float
-    delta_nll_ci_high: float
-    confidence: float
-    candidate_better: float
-    baseline_better: float
-
-
-class PairedDifferences:
-    """Σd, Σd² (compensated float64) and the counts of ``d < 0`` and ``d > 0``: mergeable."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.rows = 0
-        self._sums = CompensatedSum((2,), device)
-        self._signs = torch.zeros(2, dtype=torch.int64, device=device)
-
-    def update(self, differences: Tensor) -> None:
-        """Add the per-row differences of a chunk (1-D)."""
-        d = differences.to(torch.float64)
-        self.rows += d.shape[0]
-        self._sums.add(torch.stack([d.sum(), (d * d).sum()]))
-        self._signs += torch.stack([(d < 0).sum(), (d > 0).sum()])
-
-    def merge(self, other: PairedDifferences) -> None:
-        self.rows += other.rows
-        self._sums.merge(other._sums)
-        self._signs += other._signs.to(self._signs.device)
-
-    def summary(self, confidence: float) -> PairedSummary:
-        n = self.rows
-        total, squares = self._sums.value().tolist()
-        better, worse = self._signs.tolist()
-        mean = total / n
-        variance = max(squares - total * mean, 0.0) / (n - 1) if n > 1 else float("nan")
-        std = math.sqrt(variance)
-        se = std / math.sqrt(n)
-        z = float(torch.special.ndtri(torch.tensor(0.5 + confidence / 2, dtype=torch.float64)))
-        return PairedSummary(
-            rows=n,
-            delta_nll=mean,
-            delta_nll_std=std,
-            delta_nll_se=se,
-            delta_nll_ci_low=mean - z * se,
-            delta_nll_ci_high=mean + z * se,
-            confidence=confidence,
-            candidate_better=better / n,
-            baseline_better=worse / n,
-        )
-
-
-@dataclass(frozen=True)
-class CompareReport:
-    """Both models' reports on the paired rows, and their paired difference."""
-
-    baseline: Report
-    candidate: Report
-    paired: PairedSummary
-    pairing: str
-    id_column: str | None
-    unmatched_baseline: int
-    unmatched_candidate: int
-    skipped_rows: int
-    seconds: float
-
-    @property
-    def label(self) -> str:
-        return f"{self.baseline.path} vs {self.candidate.path}"
-
-    @property
-    def verdict(self) -> str:
-        """``better`` or ``worse`` when the whole confidence interval of the candidate's NLL
-        difference lies below or above 0, else ``inconclusive``."""
-        if self.paired.delta_nll_ci_high < 0:
-            return "better"
-        if self.paired.delta_nll_ci_low > 0:
-            return "worse"
-        return "inconclusive"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``gaussnll compare --json`` (schema ``gaussnll.compare/1``)."""
-        return {
-            "schema": COMPARE_SCHEMA,
-            "pairing": self.pairing,
-            "id_column": self.id_column,
-            "verdict": self.verdict,
-            **asdict(self.paired),
-            "unmatched_baseline": self.unmatched_baseline,
-            "unmatched_candidate": self.unmatched_candidate,
-            "skipped_rows": self.skipped_rows,
-            "seconds": self.seconds,
-            "baseline": self.baseline.to_dict(),
-            "candidate": self.candidate.to_dict(),
-        }
-
-
-ProgressCallback = Callable[[int, "int | None"], None]
 
 
 def compare(
@@ -174,7 +52,7 @@ def compare(
     """
     options = replace(options or ScoreOptions(), **settings)
     if not 0 < confidence < 1:
-        raise UsageError(f"--confidence must be in (0, 1). Got {confidence!r} instead.")
+        raise OptionError("confidence", f"must be in (0, 1). Got {confidence!r} instead.")
     started = time.perf_counter()
     sources = (resolve_source(baseline), resolve_source(candidate))
     if sources[0].is_stdin and sources[1].is_stdin:
@@ -212,7 +90,7 @@ def compare(
     return CompareReport(
         baseline=replace(reports[0], seconds=seconds),
         candidate=replace(reports[1], seconds=seconds),
-        paired=differences.summary(confidence),
+        paired=PairedSummary.from_totals(differences.totals(), confidence),
         pairing=pairing.method,
         id_column=options.columns.id,
         unmatched_baseline=pairing.unmatched[0],
@@ -227,9 +105,7 @@ def _jointly_finite(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | No
     if options.nan_policy != "skip":
         return None, pair
     kind = options.columns.spread_kind
-    masks = [
-        finite_rows(chunk.mean, chunk.target, variance(chunk.spread, kind))[0] for chunk in pair
-    ]
+    masks = [finite_rows(chunk.mean, chunk.target, chunk.variance(kind))[0] for chunk in pair]
     kept = masks[0] & masks[1]
     if bool(kept.all()):
         return None, pair

@@ -24,16 +24,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from gaussnll.core.binning import Cells, LevelGrid, QuantileGrid, folded
 from gaussnll.core.loss import NllTerms
-from gaussnll.core.report import AccuracySummary, CalibrationSummary
-from gaussnll.core.sinks import Binned, Sums
+from gaussnll.core.state.binning import Cells, LevelGrid, QuantileGrid, folded
+from gaussnll.core.state.sinks import Binned, Sums
 
 CURVE_STEPS = 99  # the curve's levels are k/99, k = 0..99: linspace(0, 1, 100)
 SCORE_STEPS = 100  # the score levels are j/100, j = 1..99: linspace(0.01, 0.99, 99)
@@ -215,7 +213,7 @@ class CalibrationState:
 
     def summaries(
         self, totals: dict[str, Tensor], elements: Tensor, loss_sums: Tensor, full: bool
-    ) -> SummaryTable:
+    ) -> dict[str, np.ndarray]:
         """Calibration and accuracy of each row of a batch of ``totals`` (each ``(batch, ...)``,
         e.g. groups, outputs, or both flattened), with the batch's element counts and loss sums
         (without the constant). Vectorised over the batch: one pass for 10^5 groups."""
@@ -259,54 +257,7 @@ class CalibrationState:
             "rmse": torch.sqrt(mean["squared_error"]),
             "bias": mean["error"],
         }
-        columns = {name: values.numpy() for name, values in numbers.items()}
-        return SummaryTable.of_columns(self.levels, self.pit_bins, columns)
-
-
-Summaries = tuple[CalibrationSummary, AccuracySummary]
-_ACCURACY = ("mae", "rmse", "bias")
-
-
-@dataclass(frozen=True)
-class SummaryTable:
-    """The calibration and accuracy summaries of a batch (e.g. groups), stored by column: a
-    row's dataclasses are built only when asked for, so 10^5 groups hold arrays of numbers,
-    not 10^5 objects. The scalar summaries (all floats) sit side by side in one matrix, so a
-    row reads them in one step (a row took 17 us instead of 28 us one column at a time); each
-    per-level or per-bin summary is a matrix of its own."""
-
-    levels: tuple[float, ...]
-    pit_bins: int
-    scalar_names: tuple[str, ...]
-    scalars: np.ndarray  # (rows, scalar_names)
-    vectors: dict[str, np.ndarray]  # name: (rows, levels or bins)
-
-    @classmethod
-    def of_columns(
-        cls, levels: tuple[float, ...], pit_bins: int, columns: dict[str, np.ndarray]
-    ) -> SummaryTable:
-        """The table of ``columns``: one value (1-d) or one per level or bin (2-d) a row."""
-        scalars = {name: column for name, column in columns.items() if column.ndim == 1}
-        vectors = {name: column for name, column in columns.items() if column.ndim == 2}
-        matrix = np.stack(list(scalars.values()), axis=1)
-        return cls(levels, pit_bins, tuple(scalars), matrix, vectors)
-
-    def row(self, index: int) -> Summaries:
-        values = dict(zip(self.scalar_names, self.scalars[index].tolist(), strict=True))
-        values.update({name: column[index].tolist() for name, column in self.vectors.items()})
-        accuracy = AccuracySummary(**{name: values.pop(name) for name in _ACCURACY})
-        calibration = CalibrationSummary(levels=list(self.levels), pit_bins=self.pit_bins, **values)
-        return calibration, accuracy
-
-    @classmethod
-    def concatenated(cls, tables: Sequence[SummaryTable]) -> SummaryTable:
-        """The rows of ``tables`` (of the same levels and PIT bins), in order."""
-        first = tables[0]
-        scalars = np.concatenate([t.scalars for t in tables])
-        vectors = {
-            name: np.concatenate([t.vectors[name] for t in tables]) for name in first.vectors
-        }
-        return cls(first.levels, first.pit_bins, first.scalar_names, scalars, vectors)
+        return {name: values.numpy() for name, values in numbers.items()}
 
 
 def _interval_scores_at(

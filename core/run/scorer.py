@@ -7,80 +7,25 @@ The file engine feeds it chunks read from disk; Python code can feed it tensors 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
-import pyarrow as pa
 import torch
 from torch import Tensor
 
-from gaussnll.core.calibration import Summaries, SummaryTable
-from gaussnll.core.columns import ColumnSpec, Spread
-from gaussnll.core.devices import resolve_device
 from gaussnll.core.errors import InputError
-from gaussnll.core.grouping import GroupKeys, sort_key
+from gaussnll.core.io.chunks import Chunk
+from gaussnll.core.io.devices import resolve_device
+from gaussnll.core.io.grouping import GroupKeys
+from gaussnll.core.io.tensors import DTYPES, Location
 from gaussnll.core.loss import HALF_LOG_2PI, nll_terms
-from gaussnll.core.nonfinite import SKIP_REASONS, expand_rows, finite_rows
-from gaussnll.core.options import DTYPES, ScoreOptions
-from gaussnll.core.report import GroupScore, OutputScore, Report
-from gaussnll.core.state import ScoreState
-from gaussnll.core.tensors import Location
-from gaussnll.core.transfer import wait_for
-from gaussnll.core.validation import column_label, raise_first_problem
+from gaussnll.core.options import ColumnSpec, ScoreOptions, Spread
+from gaussnll.core.report.derive import derive_report
+from gaussnll.core.report.report import Report
+from gaussnll.core.run.validation import raise_first_problem
+from gaussnll.core.state.nonfinite import expand_rows, finite_rows
+from gaussnll.core.state.score_state import ScoreState
 
 TENSORS = "<tensors>"
-SUMMARY_BATCH = 2048  # groups whose summaries are derived together
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from."""
-
-    mean: Tensor
-    target: Tensor
-    spread: Tensor
-    ids: pa.Array | None
-    where: Location
-    group: Tensor | None = None
-    arrived: Any = None  # on a GPU: the event marking the end of the copies (``transfer``)
-
-    def rows(self, kept: Tensor) -> Chunk:
-        """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
-        return replace(
-            self,
-            mean=self.mean[kept],
-            target=self.target[kept],
-            spread=self.spread[kept],
-            group=None if self.group is None else self.group[kept],
-        )
-
-    def ready(self) -> Chunk:
-        """The chunk, once its tensors may be used on the current stream: on a GPU, the
-        stream waits (on the device) for their copies to arrive (see ``transfer``)."""
-        wait_for(self.arrived, (self.mean, self.target, self.spread, self.group))
-        return self
-
-    @property
-    def length(self) -> int:
-        return self.mean.shape[0]
-
-    def slice(self, start: int, stop: int | None = None) -> Chunk:
-        """Rows ``start`` to ``stop`` (default: the end), with their file row numbers."""
-        rows = slice(start, stop)
-        ids = None
-        if self.ids is not None:
-            ids = self.ids.slice(start, (stop if stop is not None else self.length) - start)
-        group = None if self.group is None else self.group[rows]
-        return Chunk(
-            self.mean[rows],
-            self.target[rows],
-            self.spread[rows],
-            ids,
-            self.where.shifted(start),
-            group,
-            self.arrived,
-        )
 
 
 @dataclass(frozen=True)
@@ -134,7 +79,7 @@ class Scorer:
         if self.group_keys is not None:
             state.reserve(len(self.group_keys.keys))
         _check_widths(chunk, spec, state.outputs)
-        var = variance(chunk.spread, spec.spread_kind)
+        var = chunk.variance(spec.spread_kind)
         scored, scored_var, kept = chunk, var, None
         if options.nan_policy == "skip":
             kept, bad = finite_rows(chunk.mean, chunk.target, var)
@@ -205,17 +150,7 @@ class Scorer:
             "device": str(self.device),
             "seconds": time.perf_counter() - self._started,
         }
-        report = _Reports(self.state, self.options, by_group=False, **common)[0]
-        if self.group_keys is None:
-            return report
-        group_reports = _Reports(self.state, self.options, by_group=True, **common)
-        groups = sorted(
-            (GroupScore(key, group_reports, b) for b, key in enumerate(self.group_keys.keys)),
-            key=lambda group: sort_key(group.key),
-        )
-        return replace(
-            report, by=self.group_keys.columns, groups=tuple(groups), groups_total=len(groups)
-        )
+        return derive_report(self.state, self.options, self.group_keys, **common)
 
 
 class _Validity:
@@ -276,126 +211,3 @@ def _check_widths(chunk: Chunk, spec: ColumnSpec, outputs: int) -> None:
                 column=",".join(names),
                 row=chunk.where.row(0),
             )
-
-
-def variance(spread: Tensor, kind: Spread) -> Tensor:
-    """The variance a spread column stands for (a std squared, a log-variance exponentiated)."""
-    if kind is Spread.STD:
-        return spread * spread
-    if kind is Spread.LOG_VAR:
-        return torch.exp(spread)
-    return spread
-
-
-def output_names(spec: ColumnSpec, width: int) -> list[str]:
-    """One name per output: the mean columns, or ``name[i]`` inside a list column."""
-    return [column_label(spec.mean, j, width) for j in range(width)]
-
-
-class _Reports(Sequence[Report]):
-    """The report of the whole input (one), or of each group, built when indexed from the sums
-    read once from the state: 10^5 groups keep columns of numbers, not 10^5 Report objects.
-    ``common`` holds the fields every report shares (path, format, device, seconds)."""
-
-    def __init__(
-        self, state: ScoreState, options: ScoreOptions, by_group: bool, **common: Any
-    ) -> None:
-        totals = state.totals(by_group)
-        rows, loss = totals["rows"], totals["loss"]
-        self._outputs = loss.shape[1]
-        constant = HALF_LOG_2PI if options.full else 0.0
-        self._sums = (loss + constant * rows.unsqueeze(1).double()).tolist()
-        self._summaries = _calibration_summaries(state, rows, loss, by_group, options.full)
-        self._rows = rows.tolist()
-        self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
-        self._names = output_names(options.columns, self._outputs)
-        self._options = options
-        spec = options.columns
-        self._common = {
-            "columns": {
-                "mean": list(spec.mean),
-                "target": list(spec.target),
-                spec.spread_kind.value: list(spec.spread),
-                "id": spec.id,
-            },
-            **common,
-        }
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, b: int) -> Report:  # type: ignore[override]
-        options, outputs, n, sums = self._options, self._outputs, self._rows[b], self._sums[b]
-        overall, per_output = self._summaries
-        calibration, accuracy = _row(overall, b)
-        if outputs == 1:  # the output's summaries are the whole row's
-            each = [(calibration, accuracy)]
-        else:
-            each = [_row(per_output, b * outputs + d) for d in range(outputs)]
-        total = sum(sums)
-        return Report(
-            rows=n,
-            elements=n * outputs,
-            reduction=options.reduction,
-            full=options.full,
-            eps=options.eps,
-            nll_mean=_ratio(total, n * outputs),
-            nll_sum=total,
-            outputs=tuple(
-                OutputScore(name, n, _ratio(s, n), s, *summaries)
-                for name, s, summaries in zip(self._names, sums, each, strict=True)
-            ),
-            calibration=calibration,
-            accuracy=accuracy,
-            nan_policy=options.nan_policy,
-            skipped_rows=self._skipped[b][0],
-            skipped_reasons=dict(zip(SKIP_REASONS, self._skipped[b][1:], strict=True)),
-            eps_floored=self._floored[b],
-            dtype=options.dtype,
-            chunk_size=options.chunk_size,
-            **self._common,
-        )
-
-
-def _row(table: SummaryTable | None, index: int) -> Summaries:
-    return (None, None) if table is None else table.row(index)
-
-
-def _ratio(total: float, count: int) -> float:
-    return total / count if count else float("nan")
-
-
-def _calibration_summaries(
-    state: ScoreState, rows: Tensor, loss: Tensor, by_group: bool, full: bool
-) -> tuple[SummaryTable | None, SummaryTable | None]:
-    """Calibration and accuracy of each report over all its outputs, and of each (report,
-    output) pair, flattened; None without calibration. Derived for ``SUMMARY_BATCH`` groups at
-    a time, which bounds the temporaries however many groups there are."""
-    batch, outputs = loss.shape
-    calibration = state.calibration
-    if calibration is None:
-        return None, None
-    totals = calibration.totals(by_group)
-    overall, per_output = [], []
-    for start in range(0, batch, SUMMARY_BATCH):
-        part = slice(start, start + SUMMARY_BATCH)
-        sums = {name: values[part] for name, values in totals.items()}
-        overall.append(
-            calibration.summaries(
-                {name: values.sum(dim=1) for name, values in sums.items()},
-                rows[part] * outputs,
-                loss[part].sum(dim=1),
-                full,
-            )
-        )
-        if outputs > 1:
-            per_output.append(
-                calibration.summaries(
-                    {name: values.flatten(0, 1) for name, values in sums.items()},
-                    rows[part].repeat_interleave(outputs),
-                    loss[part].flatten(),
-                    full,
-                )
-            )
-    whole = SummaryTable.concatenated(overall)
-    return whole, SummaryTable.concatenated(per_output) if outputs > 1 else whole

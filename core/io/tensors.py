@@ -18,6 +18,8 @@ from torch import Tensor
 
 from gaussnll.core.errors import InputError
 
+DTYPES = {"float64": torch.float64, "float32": torch.float32}  # by ``ScoreOptions.dtype``
+
 _TORCH_DTYPES = {pa.float64(): torch.float64, pa.float32(): torch.float32}
 _NUMPY_DTYPES = {torch.float64: np.float64, torch.float32: np.float32}
 

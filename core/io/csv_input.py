@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from gaussnll.core.errors import InputError
-from gaussnll.core.sources import COMPRESSIONS, STDIN
+from gaussnll.core.io.sources import COMPRESSIONS, STDIN
 
 STREAM_BLOCK_BYTES = 1 << 20
 MIN_BLOCK_BYTES = 1 << 20  # a row must fit in a block

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gaussnll.core.csv_input import CsvRead, csv_batches, csv_header
 from gaussnll.core.errors import InputError
-from gaussnll.core.sources import STDIN, FileFormat, Source
+from gaussnll.core.io.csv_input import CsvRead, csv_batches, csv_header
+from gaussnll.core.io.sources import STDIN, FileFormat, Source
 
 PARQUET_BUFFER_BYTES = 1 << 20  # 4 MB cost 35 MB more peak RSS and read no faster
 _DELIMITER_HINTS = (";", "\t", "|", ":")

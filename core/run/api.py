@@ -14,14 +14,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from gaussnll.core import engine
 from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.io.readers import ReadRequest, iter_batches, require_columns
+from gaussnll.core.io.sources import Source, resolve_source
+from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions
-from gaussnll.core.readers import ReadRequest, iter_batches, require_columns
-from gaussnll.core.report import Report
-from gaussnll.core.scorer import Scorer
-from gaussnll.core.sources import Source, resolve_source
-from gaussnll.core.writers import RowWriter
+from gaussnll.core.report.report import Report
+from gaussnll.core.run import engine
+from gaussnll.core.run.engine import ProgressCallback
+from gaussnll.core.run.scorer import Scorer
 
 TABLE = "<table>"
 
@@ -31,7 +32,7 @@ def score(
     options: ScoreOptions | None = None,
     *,
     rows_to: RowWriter | None = None,
-    on_progress: engine.ProgressCallback | None = None,
+    on_progress: ProgressCallback | None = None,
     **settings: Any,
 ) -> Report:
     """Score ``source`` with ``options`` (a ScoreOptions), or keyword settings of one.
@@ -45,7 +46,7 @@ def score(
     options = replace(options or ScoreOptions(), **settings)
     streams: dict[str, Any] = {"rows_to": rows_to, "on_progress": on_progress}
     if isinstance(source, str | os.PathLike):
-        return engine.score(os.fspath(source), options, **streams)
+        return engine.score_path(os.fspath(source), options, **streams)
     if (
         isinstance(source, list | tuple)
         and source

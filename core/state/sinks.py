@@ -29,7 +29,7 @@ from typing import NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
-from gaussnll.core.summation import CompensatedSum
+from gaussnll.core.state.summation import CompensatedSum
 
 _thread = threading.local()
 Method = TypeVar("Method", bound=Callable[..., None])

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from gaussnll.core.calibration import CalibrationState
 from gaussnll.core.loss import NllTerms
-from gaussnll.core.nonfinite import SKIP_REASONS
-from gaussnll.core.sinks import Sums
+from gaussnll.core.state.calibration import CalibrationState
+from gaussnll.core.state.nonfinite import SKIP_REASONS
+from gaussnll.core.state.sinks import Sums
 
 
 class ScoreState:

@@ -19,8 +19,9 @@ from contextlib import contextmanager
 
 import torch
 
-from gaussnll.core.scorer import Chunk, Scored, Scorer
-from gaussnll.core.sinks import Ledger, recording
+from gaussnll.core.io.chunks import Chunk
+from gaussnll.core.run.scorer import Scored, Scorer
+from gaussnll.core.state.sinks import Ledger, recording
 
 MAX_AUTO_WORKERS = 4
 # Chunks in flight per worker: a free worker finds the next chunk queued while results are

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gaussnll.core.columns import Spread
 from gaussnll.core.errors import InputError, NegativeSpreadError
-from gaussnll.core.tensors import Location
+from gaussnll.core.io.tensors import Location
+from gaussnll.core.options import Spread, column_label
 
 _SPREAD_EXPECTED = {
     Spread.VAR: "a non-negative variance",
@@ -87,10 +87,3 @@ def _first_hit(
         row, col = (int(i) for i in hits[0])
         column = column_label(names, col, values.shape[1])
         yield _Problem(row, rank, column, expected, values[row, col].item())
-
-
-def column_label(names: Sequence[str], index: int, width: int) -> str:
-    """The name of output ``index``: its own column, or ``name[index]`` inside a list column."""
-    if len(names) == width:
-        return names[index]
-    return f"{names[0]}[{index}]" if width > 1 else names[0]

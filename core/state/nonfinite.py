@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-NAN_POLICIES = ("error", "skip", "propagate")
 SKIP_REASONS = ("mean", "target", "var")
 
 

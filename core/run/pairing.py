@@ -16,14 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from gaussnll.core.engine import to_chunks
 from gaussnll.core.errors import InputError
+from gaussnll.core.io.chunks import Chunk, to_chunks
+from gaussnll.core.io.prefetch import prefetched
+from gaussnll.core.io.readers import ReadRequest, iter_batches
+from gaussnll.core.io.sources import Source
+from gaussnll.core.io.tensors import Location
 from gaussnll.core.options import ScoreOptions
-from gaussnll.core.prefetch import prefetched
-from gaussnll.core.readers import ReadRequest, iter_batches
-from gaussnll.core.scorer import Chunk
-from gaussnll.core.sources import Source
-from gaussnll.core.tensors import Location
 
 ChunkPair = tuple[Chunk, Chunk]
 

@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from gaussnll.core.errors import OutputError, UsageError
-from gaussnll.core.sources import FileFormat, format_of
+from gaussnll.core.io.sources import FileFormat, format_of
 
 _READABLE = 0o644
 

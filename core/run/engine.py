@@ -11,25 +11,22 @@ from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from gaussnll.core.errors import InputError, NegativeSpreadError
-from gaussnll.core.grouping import GroupKeys
-from gaussnll.core.options import DTYPES, ScoreOptions
-from gaussnll.core.prefetch import prefetched
-from gaussnll.core.readers import ReadRequest, count_rows, iter_batches
-from gaussnll.core.report import Report
-from gaussnll.core.scorer import Chunk, Scored, Scorer, output_names
-from gaussnll.core.sources import FileFormat, Source, resolve_source
-from gaussnll.core.tensors import Conversion, Location
-from gaussnll.core.transfer import HostToDevice
-from gaussnll.core.workers import ScorerPool, auto_workers
-from gaussnll.core.writers import RowWriter
+from gaussnll.core.io.chunks import Chunk, to_chunks
+from gaussnll.core.io.prefetch import prefetched
+from gaussnll.core.io.readers import ReadRequest, count_rows, iter_batches
+from gaussnll.core.io.sources import FileFormat, Source, resolve_source
+from gaussnll.core.io.writers import RowWriter
+from gaussnll.core.options import ScoreOptions
+from gaussnll.core.report.report import Report
+from gaussnll.core.run.scorer import Scored, Scorer
+from gaussnll.core.run.workers import ScorerPool, auto_workers
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
 
-def score(
+def score_path(
     path: str,
     options: ScoreOptions | None = None,
     *,
@@ -131,40 +128,8 @@ def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> N
             "the row: rerun with --device cpu",
             path=source.name,
         )
-    score(path, replace(options, device="cpu", calibration=False))
+    score_path(path, replace(options, device="cpu", calibration=False))
     raise InputError("invalid values found on the device but not on the CPU", path=path)
-
-
-def to_chunks(
-    batches: Iterator[tuple[str, pa.RecordBatch]],
-    options: ScoreOptions,
-    device: torch.device,
-    group_keys: GroupKeys | None = None,
-) -> Iterator[Chunk]:
-    """``(file, batch)`` pairs as chunks on ``device``, rows numbered from 1 in each file;
-    with ``group_keys``, each row's group index from the key columns."""
-    spec = options.columns
-    dtype = DTYPES[options.dtype]
-    host_to_device = HostToDevice(device)
-    current_path, first_row = None, 1
-    for path, batch in batches:
-        if path != current_path:
-            current_path, first_row = path, 1
-        where = Location(path, first_row)
-        convert = Conversion(dtype, where, nulls_as_nan=options.nan_policy != "error")
-        first_row += batch.num_rows
-        group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
-        roles = [convert.role(batch, names) for names in (spec.mean, spec.target, spec.spread)]
-        (mean, target, spread, group), arrived = host_to_device.send([*roles, group])
-        yield Chunk(
-            mean=mean,
-            target=target,
-            spread=spread,
-            ids=batch.column(spec.id) if spec.id else None,
-            where=where,
-            group=group,
-            arrived=arrived,
-        )
 
 
 def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> pa.RecordBatch:
@@ -172,7 +137,7 @@ def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> p
     spec = options.columns
     values = scored.per_row(options.full).cpu().numpy()
     skipped = None if scored.kept is None else (~scored.kept).cpu().numpy()
-    names = output_names(spec, values.shape[1])
+    names = spec.output_names(values.shape[1])
     columns = [
         pa.array(np.ascontiguousarray(values[:, j]), mask=skipped) for j in range(values.shape[1])
     ]

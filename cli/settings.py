@@ -1,0 +1,305 @@
+"""Every option of every command, declared once: its name (the config-file key and the Python
+parameter), type, default, help, the commands that take it, and the ScoreOptions parameter it
+feeds. The typer options (``app``), the config-file validation (``config``), the resolved
+settings in the JSON and the core options (``commands``) are derived from ``SETTINGS``.
+
+Adding an option is one ``Setting`` here (and its README row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gaussnll.core import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_LEVELS,
+    OptionError,
+    ScoreOptions,
+    UsageError,
+)
+
+SCORE, COMPARE = "score", "compare"
+BOTH = frozenset({SCORE, COMPARE})
+
+
+def _core_default(parameter: str) -> Any:
+    """The default of a ``ScoreOptions`` parameter: defaults live in core."""
+    (field,) = [f for f in dataclasses.fields(ScoreOptions) if f.name == parameter]
+    return field.default
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option. ``kind`` is the value's type once parsed (``list`` for repeatable or list
+    options); ``default`` None means unset. ``core`` names the ScoreOptions parameter it feeds
+    (``columns.mean``), so core's messages can be told with the flag. ``config``: whether a
+    config file may set it (output options may not)."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    commands: frozenset[str] = BOTH
+    flag: str | None = None
+    short: str | None = None
+    core: str | None = None
+    config: bool = True
+    metavar: str | None = None
+    parse: Callable[[Any], Any] | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The typer parameter declarations: ``--name`` (``--x/--no-x`` for a boolean)."""
+        flag = self.flag or "--" + self.name.replace("_", "-")
+        if self.kind is bool and self.config and "/" not in flag:
+            flag = f"{flag}/--no-{flag.removeprefix('--')}"
+        return (flag, self.short) if self.short else (flag,)
+
+    @property
+    def flag_name(self) -> str:
+        """The flag a message names (the positive one of a boolean pair)."""
+        return self.flags[0].split("/")[0]
+
+    @property
+    def config_types(self) -> tuple[type, ...]:
+        """What a TOML value of this setting may be."""
+        return {float: (int, float), list: (list,)}.get(self.kind, (self.kind,))
+
+    def value(self, given: Any) -> Any:
+        """A command-line or config value in its canonical form."""
+        return given if self.parse is None or given is None else self.parse(given)
+
+
+def parse_levels(value: str | Iterable[Any]) -> tuple[float, ...]:
+    """``"0.5,0.9"`` (command line) or ``[0.5, 0.9]`` (config) → ``(0.5, 0.9)``."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        return tuple(float(part) for part in parts)
+    except (TypeError, ValueError):
+        raise UsageError(f"--levels must be numbers separated by commas. Got {value!r}.") from None
+
+
+def _columns(role: str, help: str, *, default: Any = None, **more: Any) -> Setting:
+    return Setting(f"{role}_col", str, default, help, core=f"columns.{role}", **more)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    _columns("mean", "Mean column(s); comma-separated for several outputs.", default="mean"),
+    _columns("target", "Target column(s).", default="target"),
+    Setting("var_col", str, None, "Variance column(s) (default: var).", core="columns.spread"),
+    Setting(
+        "std_col",
+        str,
+        None,
+        "Give the spread as standard deviation column(s).",
+        core="columns.spread",
+    ),
+    Setting(
+        "log_var_col",
+        str,
+        None,
+        "Give the spread as log-variance column(s).",
+        core="columns.spread",
+    ),
+    Setting(
+        "id_col",
+        str,
+        None,
+        "Carry this column into the per-row output (compare: pair rows by it).",
+        core="columns.id",
+    ),
+    Setting(
+        "full",
+        bool,
+        _core_default("full"),
+        "Add the constant 0.5*log(2*pi) per element.",
+        core="full",
+    ),
+    Setting(
+        "eps", float, _core_default("eps"), "Floor for the variance, as torch's eps.", core="eps"
+    ),
+    Setting(
+        "reduction",
+        str,
+        _core_default("reduction"),
+        "mean, sum, or none (per-row losses).",
+        frozenset({SCORE}),
+        core="reduction",
+    ),
+    Setting(
+        "chunk_size",
+        int,
+        _core_default("chunk_size"),
+        "Rows per chunk held in memory.",
+        core="chunk_size",
+    ),
+    Setting("device", str, _core_default("device"), "auto, cpu, cuda or cuda:N.", core="device"),
+    Setting(
+        "dtype",
+        str,
+        _core_default("dtype"),
+        "float64 or float32 for the computation.",
+        core="dtype",
+    ),
+    Setting(
+        "nan_policy",
+        str,
+        _core_default("nan_policy"),
+        "NaN/inf/missing: error, skip (drop rows) or propagate.",
+        core="nan_policy",
+    ),
+    Setting(
+        "delimiter",
+        str,
+        _core_default("delimiter"),
+        "Field delimiter of CSV input.",
+        core="delimiter",
+    ),
+    Setting(
+        "calibration",
+        bool,
+        _core_default("calibration"),
+        "Compute calibration and accuracy summaries.",
+        core="calibration",
+    ),
+    Setting(
+        "levels",
+        list,
+        DEFAULT_LEVELS,
+        "Central-interval levels, comma-separated.",
+        core="levels",
+        parse=parse_levels,
+    ),
+    Setting(
+        "pit_bins", int, _core_default("pit_bins"), "Bins of the PIT histogram.", core="pit_bins"
+    ),
+    Setting(
+        "workers",
+        int,
+        _core_default("workers"),
+        "Scoring threads on the CPU; 0: every core but the reader's for calibration of "
+        "Parquet or Arrow, else every 2nd core, up to 4; 1 with --by.",
+        frozenset({SCORE}),
+        core="workers",
+    ),
+    Setting(
+        "checks",
+        list,
+        (),
+        "A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable.",
+        frozenset({SCORE}),
+        flag="--check",
+        core="check",
+        metavar="EXPR",
+    ),
+    Setting(
+        "by",
+        list,
+        (),
+        "Break every metric down by this column; repeatable for composite keys.",
+        frozenset({SCORE}),
+        core="columns.by",
+        metavar="COLUMN",
+    ),
+    Setting("top", int, None, "Show only the first K groups (all by default).", frozenset({SCORE})),
+    Setting(
+        "sort_by",
+        str,
+        None,
+        "Order groups by a metric, largest first (METRIC:asc for smallest first).",
+        frozenset({SCORE}),
+    ),
+    Setting(
+        "per_group",
+        bool,
+        False,
+        "Apply the checks to every group instead of the whole input.",
+        frozenset({SCORE}),
+    ),
+    Setting(
+        "compare_checks",
+        list,
+        (),
+        "A quality gate on the comparison, e.g. 'delta_nll <= 0' or "
+        "'candidate.coverage@0.9 >= 0.85'; repeatable.",
+        frozenset({COMPARE}),
+        flag="--check",
+        core="check",
+        metavar="EXPR",
+    ),
+    Setting(
+        "max_regression",
+        float,
+        None,
+        "Fail (exit 1) when the candidate's NLL is worse by more than this beyond noise: the "
+        "lower end of the confidence interval of delta_nll is above it.",
+        frozenset({COMPARE}),
+    ),
+    Setting(
+        "confidence",
+        float,
+        DEFAULT_CONFIDENCE,
+        "Level of the confidence interval of delta_nll.",
+        frozenset({COMPARE}),
+        core="confidence",
+    ),
+    # Output options: the command line only.
+    Setting(
+        "config_file",
+        str,
+        None,
+        "Options file (default: the \\[tool.gaussnll] table of pyproject.toml).",
+        flag="--config",
+        config=False,
+        metavar="FILE",
+    ),
+    Setting("format", str, None, "table, json or markdown (default: table).", config=False),
+    Setting("json", bool, False, "Short for --format json.", config=False),
+    Setting(
+        "per_row",
+        str,
+        None,
+        "Write per-row losses (compare: each pair's NLL and difference) to a .parquet or "
+        ".csv file.",
+        config=False,
+        metavar="FILE",
+    ),
+    Setting(
+        "junit_xml",
+        str,
+        None,
+        "Write the checks as JUnit XML to this file.",
+        config=False,
+        metavar="FILE",
+    ),
+    Setting("quiet", bool, False, "No progress bar.", short="-q", config=False),
+    Setting("debug", bool, False, "Show tracebacks, for bug reports.", config=False),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+SPREAD_SETTINGS = ("var_col", "std_col", "log_var_col")
+
+
+def settings_of(command: str, *, config: bool | None = None) -> list[Setting]:
+    """The settings ``command`` takes (only those a config file may set, with ``config``)."""
+    return [s for s in SETTINGS if command in s.commands and (config is None or s.config == config)]
+
+
+def flag_for(parameter: str, command: str) -> str | None:
+    """The flag of ``command`` that feeds a core parameter (``eps`` → ``--eps``)."""
+    for setting in settings_of(command):
+        if setting.core == parameter or (setting.core is None and setting.name == parameter):
+            return setting.flag_name
+    return None
+
+
+def with_flag(error: OptionError, command: str, given: Iterable[str] = ()) -> UsageError:
+    """Core's message about a parameter, told with the flag that set it; ``given``: the
+    settings given, to name the spread flag actually used."""
+    if error.parameter == "columns.spread":
+        used = [name for name in SPREAD_SETTINGS if name in given] or ["var_col"]
+        return UsageError(f"{BY_NAME[used[0]].flag_name} {error.detail}")
+    flag = flag_for(error.parameter, command)
+    return UsageError(f"{flag or error.parameter} {error.detail}")

@@ -1,0 +1,3 @@
+"""Files to tensors: sources (files, directories, globs, stdin), readers (Parquet, Arrow, CSV in
+ranges), group keys, conversion to tensors, host-to-device transfer, prefetching, and the
+per-row writers. Nothing here knows about losses or reports."""

@@ -1,0 +1,107 @@
+"""Record batches as chunks of tensors on the device: each role ``(rows, width)``, with where
+the rows came from (file and row numbers) and, with ``--by``, each row's group index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from gaussnll.core.io.grouping import GroupKeys
+from gaussnll.core.io.tensors import DTYPES, Conversion, Location
+from gaussnll.core.io.transfer import HostToDevice, wait_for
+from gaussnll.core.options import ScoreOptions, Spread
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from."""
+
+    mean: Tensor
+    target: Tensor
+    spread: Tensor
+    ids: pa.Array | None
+    where: Location
+    group: Tensor | None = None
+    arrived: Any = None  # on a GPU: the event marking the end of the copies (``transfer``)
+
+    def rows(self, kept: Tensor) -> Chunk:
+        """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
+        return replace(
+            self,
+            mean=self.mean[kept],
+            target=self.target[kept],
+            spread=self.spread[kept],
+            group=None if self.group is None else self.group[kept],
+        )
+
+    def ready(self) -> Chunk:
+        """The chunk, once its tensors may be used on the current stream: on a GPU, the
+        stream waits (on the device) for their copies to arrive (see ``transfer``)."""
+        wait_for(self.arrived, (self.mean, self.target, self.spread, self.group))
+        return self
+
+    def variance(self, kind: Spread) -> Tensor:
+        """The variance the spread stands for (a std squared, a log-variance exponentiated)."""
+        if kind is Spread.STD:
+            return self.spread * self.spread
+        if kind is Spread.LOG_VAR:
+            return torch.exp(self.spread)
+        return self.spread
+
+    @property
+    def length(self) -> int:
+        return self.mean.shape[0]
+
+    def slice(self, start: int, stop: int | None = None) -> Chunk:
+        """Rows ``start`` to ``stop`` (default: the end), with their file row numbers."""
+        rows = slice(start, stop)
+        ids = None
+        if self.ids is not None:
+            ids = self.ids.slice(start, (stop if stop is not None else self.length) - start)
+        group = None if self.group is None else self.group[rows]
+        return Chunk(
+            self.mean[rows],
+            self.target[rows],
+            self.spread[rows],
+            ids,
+            self.where.shifted(start),
+            group,
+            self.arrived,
+        )
+
+
+def to_chunks(
+    batches: Iterator[tuple[str, pa.RecordBatch]],
+    options: ScoreOptions,
+    device: torch.device,
+    group_keys: GroupKeys | None = None,
+) -> Iterator[Chunk]:
+    """``(file, batch)`` pairs as chunks on ``device``, rows numbered from 1 in each file;
+    with ``group_keys``, each row's group index from the key columns."""
+    spec = options.columns
+    dtype = DTYPES[options.dtype]
+    host_to_device = HostToDevice(device)
+    current_path, first_row = None, 1
+    for path, batch in batches:
+        if path != current_path:
+            current_path, first_row = path, 1
+        where = Location(path, first_row)
+        convert = Conversion(dtype, where, nulls_as_nan=options.nan_policy != "error")
+        first_row += batch.num_rows
+        group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
+        roles = [convert.role(batch, names) for names in (spec.mean, spec.target, spec.spread)]
+        (mean, target, spread, group), arrived = host_to_device.send([*roles, group])
+        yield Chunk(
+            mean=mean,
+            target=target,
+            spread=spread,
+            ids=batch.column(spec.id) if spec.id else None,
+            where=where,
+            group=group,
+            arrived=arrived,
+        )

@@ -1,0 +1,204 @@
+"""The metric catalogue: every number a check, a sort or a renderer can name, derived from the
+report dataclasses' field declarations (``fields``), so a metric is declared once.
+
+A score metric is a top-level number of the report (``nll``, ``rows``), a number of its
+``calibration`` or ``accuracy`` section (``mace``, ``rmse``), or a per-level value named
+``NAME@LEVEL`` (``coverage@0.9``). A comparison's metrics are its paired numbers
+(``delta_nll``) and either model's score metrics as ``baseline.NAME`` / ``candidate.NAME``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from gaussnll.core.report.compare_report import CompareReport
+from gaussnll.core.report.fields import FieldSpec, Shape, declared
+from gaussnll.core.report.report import Report
+
+LEVEL_SEPARATOR = "@"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One catalogued metric: its name, where it sits (``path`` of attributes from the report),
+    and its declaration (label, description, shape)."""
+
+    name: str
+    path: tuple[str, ...]
+    spec: FieldSpec
+
+    @property
+    def per_level(self) -> bool:
+        return self.spec.shape is Shape.PER_LEVEL
+
+    @property
+    def section(self) -> str | None:
+        """The section holding it (``calibration``, ``accuracy``), None at the top level."""
+        return self.path[0] if len(self.path) > 1 else None
+
+    @property
+    def display_name(self) -> str:
+        """The name a check uses, ``NAME@LEVEL`` for a per-level metric."""
+        return f"{self.name}{LEVEL_SEPARATOR}LEVEL" if self.per_level else self.name
+
+
+def catalogued(cls: type, path: tuple[str, ...] = ()) -> Iterator[Metric]:
+    """The checkable metrics of a report dataclass, its sections' included, in field order."""
+    for name, spec in declared(cls):
+        if spec.shape is Shape.SECTION and spec.of is not None:
+            yield from catalogued(spec.of, (*path, name))
+        elif spec.checkable:
+            yield Metric(name, (*path, name), spec)
+
+
+def split_level(metric: str) -> tuple[str, float | None]:
+    """``coverage@0.9`` → ``("coverage", 0.9)``; ``nll`` → ``("nll", None)``. A level that is
+    not a number raises ValueError."""
+    name, separator, level = metric.partition(LEVEL_SEPARATOR)
+    return name, float(level) if separator else None
+
+
+def valid_level(metric: str) -> bool:
+    """Whether a metric's ``@LEVEL``, if any, is a number in (0, 1)."""
+    try:
+        level = split_level(metric)[1]
+    except ValueError:
+        return False
+    return level is None or 0 < level < 1
+
+
+class ScoreMetrics:
+    """The metrics of a score ``Report``."""
+
+    def __init__(self) -> None:
+        self.metrics = {metric.name: metric for metric in catalogued(Report)}
+
+    def names(self) -> list[str]:
+        """Every name a check may use (``NAME@LEVEL`` with a placeholder level)."""
+        return [metric.display_name for metric in self.metrics.values()]
+
+    def find(self, metric: str) -> Metric | None:
+        """The catalogue entry ``metric`` names (levelled exactly when it has ``@LEVEL``)."""
+        name, separator, _ = metric.partition(LEVEL_SEPARATOR)
+        entry = self.metrics.get(name)
+        if entry is None or entry.per_level != bool(separator):
+            return None
+        return entry
+
+    def knows(self, metric: str) -> bool:
+        """Whether ``metric`` is a catalogued name, with a level in (0, 1) if it takes one."""
+        return self.find(metric) is not None and valid_level(metric)
+
+    def uses_calibration(self, metric: str) -> bool:
+        entry = self.find(metric)
+        return entry is not None and entry.section is not None
+
+    def suggestion(self, metric: str) -> str | None:
+        """The known name closest to a mistyped one (``NLL`` → ``nll``), if any is close."""
+        close = closest(metric.partition(LEVEL_SEPARATOR)[0], list(self.metrics))
+        return None if close is None else self.metrics[close].display_name
+
+    def value(self, report: Report, metric: str) -> float | None:
+        """The value ``metric`` names in ``report``; None where it lacks it (or it is null)."""
+        entry = self.find(metric)
+        if entry is None:
+            return None
+        value: Any = report
+        for attribute in entry.path:
+            value = getattr(value, attribute)
+            if value is None:
+                return None
+        if not entry.per_level:
+            return _number(value)
+        _, level = split_level(metric)
+        levels = report.calibration.levels if report.calibration is not None else []
+        matches = [i for i, known in enumerate(levels) if math.isclose(known, level or math.nan)]
+        return _number(value[matches[0]]) if matches else None
+
+    def numbers(self, report: Report) -> dict[str, float]:
+        """Every checkable number of ``report`` by the name a check uses (per level: one entry
+        per computed level, ``coverage@0.9``), in catalogue order."""
+        levels = report.calibration.levels if report.calibration is not None else []
+        named: dict[str, float] = {}
+        for entry in self.metrics.values():
+            names = (
+                [f"{entry.name}{LEVEL_SEPARATOR}{level:g}" for level in levels]
+                if entry.per_level
+                else [entry.name]
+            )
+            for name in names:
+                value = self.value(report, name)
+                if value is not None:
+                    named[name] = value
+        return named
+
+
+class CompareMetrics:
+    """The metrics of a ``CompareReport``: its paired numbers, and either model's score
+    metrics as ``baseline.NAME`` / ``candidate.NAME``."""
+
+    sides = ("baseline", "candidate")
+
+    def __init__(self) -> None:
+        self.metrics = {metric.name: metric for metric in catalogued(CompareReport)}
+        self.score = SCORE_METRICS
+
+    def names(self) -> list[str]:
+        return [*self.metrics, *(f"{side}.METRIC" for side in self.sides)]
+
+    def knows(self, metric: str) -> bool:
+        side, name = self._split(metric)
+        if side is None:
+            return name in self.metrics
+        return side in self.sides and self.score.knows(name)
+
+    def uses_calibration(self, metric: str) -> bool:
+        side, name = self._split(metric)
+        return side is not None and self.score.uses_calibration(name)
+
+    def suggestion(self, metric: str) -> str | None:
+        side, name = self._split(metric)
+        if side is not None:
+            close = self.score.suggestion(name)
+            return None if close is None or side not in self.sides else f"{side}.{close}"
+        return closest(name, list(self.metrics))
+
+    def value(self, report: CompareReport, metric: str) -> float | None:
+        side, name = self._split(metric)
+        if side is not None:
+            return self.score.value(getattr(report, side), name)
+        entry = self.metrics.get(name)
+        if entry is None:
+            return None
+        value: Any = report
+        for attribute in entry.path:
+            value = getattr(value, attribute)
+        return _number(value)
+
+    @staticmethod
+    def _split(metric: str) -> tuple[str | None, str]:
+        side, dot, name = metric.partition(".")
+        return (side, name) if dot else (None, metric)
+
+
+def closest(name: str, names: list[str]) -> str | None:
+    """The one of ``names`` that ``name`` most likely means: the same but for case, or a close
+    spelling; None when none is close."""
+    lowered = {known.lower(): known for known in names}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    matches = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+SCORE_METRICS = ScoreMetrics()
+COMPARE_METRICS = CompareMetrics()
+Catalog = ScoreMetrics | CompareMetrics

@@ -1,0 +1,161 @@
+"""Reports derived from a score state: the whole input's, and each group's on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from torch import Tensor
+
+from gaussnll.core.io.grouping import GroupKeys, sort_key
+from gaussnll.core.loss import HALF_LOG_2PI
+from gaussnll.core.options import ScoreOptions
+from gaussnll.core.report.report import GroupScore, OutputScore, Report
+from gaussnll.core.report.summary_table import Summaries, SummaryTable
+from gaussnll.core.state.nonfinite import SKIP_REASONS
+from gaussnll.core.state.score_state import ScoreState
+
+SUMMARY_BATCH = 2048  # groups whose summaries are derived together
+
+
+def derive_report(
+    state: ScoreState,
+    options: ScoreOptions,
+    group_keys: GroupKeys | None,
+    **common: Any,
+) -> Report:
+    """The report of the whole input and, given ``group_keys``, of each group (built when read);
+    ``common`` holds the fields every report shares (path, format, device, seconds)."""
+    report = Reports(state, options, by_group=False, **common)[0]
+    if group_keys is None:
+        return report
+    group_reports = Reports(state, options, by_group=True, **common)
+    groups = sorted(
+        (GroupScore(key, group_reports, b) for b, key in enumerate(group_keys.keys)),
+        key=lambda group: sort_key(group.key),
+    )
+    return replace(report, by=group_keys.columns, groups=tuple(groups), groups_total=len(groups))
+
+
+class Reports(Sequence[Report]):
+    """The report of the whole input (one), or of each group, built when indexed from the sums
+    read once from the state: 10^5 groups keep columns of numbers, not 10^5 Report objects.
+    ``common`` holds the fields every report shares (path, format, device, seconds)."""
+
+    def __init__(
+        self, state: ScoreState, options: ScoreOptions, by_group: bool, **common: Any
+    ) -> None:
+        totals = state.totals(by_group)
+        rows, loss = totals["rows"], totals["loss"]
+        self._outputs = loss.shape[1]
+        constant = HALF_LOG_2PI if options.full else 0.0
+        self._sums = (loss + constant * rows.unsqueeze(1).double()).tolist()
+        self._summaries = _calibration_summaries(state, rows, loss, by_group, options.full)
+        self._rows = rows.tolist()
+        self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
+        self._names = options.columns.output_names(self._outputs)
+        self._options = options
+        spec = options.columns
+        self._common = {
+            "columns": {
+                "mean": list(spec.mean),
+                "target": list(spec.target),
+                spec.spread_kind.value: list(spec.spread),
+                "id": spec.id,
+            },
+            **common,
+        }
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, b: int) -> Report:  # type: ignore[override]
+        options, outputs, n, sums = self._options, self._outputs, self._rows[b], self._sums[b]
+        overall, per_output = self._summaries
+        calibration, accuracy = _row(overall, b)
+        if outputs == 1:  # the output's summaries are the whole row's
+            each = [(calibration, accuracy)]
+        else:
+            each = [_row(per_output, b * outputs + d) for d in range(outputs)]
+        total = sum(sums)
+        return Report(
+            rows=n,
+            elements=n * outputs,
+            reduction=options.reduction,
+            full=options.full,
+            eps=options.eps,
+            nll_mean=_ratio(total, n * outputs),
+            nll_sum=total,
+            outputs=tuple(
+                OutputScore(
+                    column=name,
+                    elements=n,
+                    nll_mean=_ratio(s, n),
+                    nll_sum=s,
+                    calibration=output_calibration,
+                    accuracy=output_accuracy,
+                )
+                for name, s, (output_calibration, output_accuracy) in zip(
+                    self._names, sums, each, strict=True
+                )
+            ),
+            calibration=calibration,
+            accuracy=accuracy,
+            nan_policy=options.nan_policy,
+            skipped_rows=self._skipped[b][0],
+            skipped_reasons=dict(zip(SKIP_REASONS, self._skipped[b][1:], strict=True)),
+            eps_floored=self._floored[b],
+            dtype=options.dtype,
+            chunk_size=options.chunk_size,
+            **self._common,
+        )
+
+
+def _row(table: SummaryTable | None, index: int) -> Summaries:
+    return (None, None) if table is None else table.row(index)
+
+
+def _ratio(total: float, count: int) -> float:
+    return total / count if count else float("nan")
+
+
+def _calibration_summaries(
+    state: ScoreState, rows: Tensor, loss: Tensor, by_group: bool, full: bool
+) -> tuple[SummaryTable | None, SummaryTable | None]:
+    """Calibration and accuracy of each report over all its outputs, and of each (report,
+    output) pair, flattened; None without calibration. Derived for ``SUMMARY_BATCH`` groups at
+    a time, which bounds the temporaries however many groups there are."""
+    batch, outputs = loss.shape
+    calibration = state.calibration
+    if calibration is None:
+        return None, None
+    totals = calibration.totals(by_group)
+
+    def table(*args: Any) -> SummaryTable:
+        columns = calibration.summaries(*args)
+        return SummaryTable.of_columns(calibration.levels, calibration.pit_bins, columns)
+
+    overall, per_output = [], []
+    for start in range(0, batch, SUMMARY_BATCH):
+        part = slice(start, start + SUMMARY_BATCH)
+        sums = {name: values[part] for name, values in totals.items()}
+        overall.append(
+            table(
+                {name: values.sum(dim=1) for name, values in sums.items()},
+                rows[part] * outputs,
+                loss[part].sum(dim=1),
+                full,
+            )
+        )
+        if outputs > 1:
+            per_output.append(
+                table(
+                    {name: values.flatten(0, 1) for name, values in sums.items()},
+                    rows[part].repeat_interleave(outputs),
+                    loss[part].flatten(),
+                    full,
+                )
+            )
+    whole = SummaryTable.concatenated(overall)
+    return whole, SummaryTable.concatenated(per_output) if outputs > 1 else whole

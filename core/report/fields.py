@@ -1,0 +1,117 @@
+"""How a report's dataclass fields declare what they are, once: a metric (a number a check can
+name, with a human label and a description) or information about the run.
+
+The metric catalogue (``catalogue``), the JSON (``to_dict``), the checks and the renderers all
+read these declarations, so a new metric is one field with its ``metric(...)`` metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Shape(StrEnum):
+    """How a field's value is shaped."""
+
+    SCALAR = "scalar"  # one number: a check names it as NAME
+    PER_LEVEL = "per_level"  # one number per ``levels`` entry: a check names it as NAME@LEVEL
+    VECTOR = "vector"  # a list no check can name (a histogram)
+    SECTION = "section"  # a dataclass of metrics (or None), its own JSON object
+    INFO = "info"  # not a metric: what was scored and how
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a report field is: its shape, its human label and a one-line description;
+    ``in_groups``: whether a group's JSON entry repeats it."""
+
+    shape: Shape
+    label: str
+    description: str
+    in_groups: bool = False
+    of: type | None = None  # the dataclass of a section
+
+    @property
+    def checkable(self) -> bool:
+        return self.shape in (Shape.SCALAR, Shape.PER_LEVEL)
+
+
+_KEY = "gaussnll"
+
+
+def metric(
+    label: str,
+    description: str,
+    *,
+    per_level: bool = False,
+    vector: bool = False,
+    in_groups: bool = True,
+    **options: Any,
+) -> Any:
+    """A dataclass field holding a metric (``options`` go to ``dataclasses.field``)."""
+    shape = Shape.PER_LEVEL if per_level else Shape.VECTOR if vector else Shape.SCALAR
+    spec = FieldSpec(shape, label, description, in_groups)
+    return dataclasses.field(metadata={_KEY: spec}, **options)
+
+
+def info(description: str, *, in_groups: bool = False, **options: Any) -> Any:
+    """A dataclass field holding information about the run, not a metric."""
+    spec = FieldSpec(Shape.INFO, "", description, in_groups)
+    return dataclasses.field(metadata={_KEY: spec}, **options)
+
+
+def section(of: type, *, in_groups: bool = True, **options: Any) -> Any:
+    """A dataclass field holding a section of metrics (``of``), or None when not computed."""
+    spec = FieldSpec(Shape.SECTION, "", of.__doc__ or "", in_groups, of)
+    return dataclasses.field(metadata={_KEY: spec}, **options)
+
+
+def spec_of(field: dataclasses.Field[Any]) -> FieldSpec:
+    """A field's declaration; a field without one is a bug the tests catch."""
+    try:
+        spec: FieldSpec = field.metadata[_KEY]
+    except KeyError:
+        raise TypeError(
+            f"field {field.name!r} declares neither metric(...) nor info(...)"
+        ) from None
+    return spec
+
+
+@functools.cache
+def declared(cls: type) -> tuple[tuple[str, FieldSpec], ...]:
+    """Every field of a report dataclass with its declaration, in order."""
+    return tuple((field.name, spec_of(field)) for field in dataclasses.fields(cls))
+
+
+def json_fields(
+    record: Any, *, groups_only: bool = False, skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A report dataclass as its JSON object: its fields in order, sections as objects (or
+    null), tuples of records as lists of objects; ``groups_only``: only the fields a group's
+    entry repeats; ``skip``: fields left out."""
+    if _flat(type(record)) and not (groups_only or skip):
+        return dict(vars(record))  # numbers and lists of them: the fast path for summaries
+    entry: dict[str, Any] = {}
+    for name, spec in declared(type(record)):
+        if name in skip or (groups_only and not spec.in_groups):
+            continue
+        value = getattr(record, name)
+        if spec.shape is Shape.SECTION:
+            value = None if value is None else json_fields(value)
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            value = [json_fields(item) for item in value]
+        entry[name] = value
+    return entry
+
+
+@functools.cache
+def _flat(cls: type) -> bool:
+    """Whether a record's fields are all plain values, none computed after ``__init__``."""
+    return all(
+        spec_of(field).shape is not Shape.SECTION and field.init
+        for field in dataclasses.fields(cls)
+    )

@@ -1,0 +1,227 @@
+"""The result of scoring: a plain record that renderers and the JSON output read."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
+
+SCORE_SCHEMA = "gaussnll.score/1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationSummary:
+    """How well the predicted variances match the errors (definitions in the README)."""
+
+    levels: list[float] = info("the central-interval levels p (--levels)")
+    coverage: list[float] = metric(
+        "observed coverage", "fraction of elements inside the central p-interval", per_level=True
+    )
+    inside_counts: list[int] = metric(
+        "elements inside", "how many elements are inside the central p-interval", per_level=True
+    )
+    interval_width: list[float] = metric(
+        "mean interval width", "mean width of the central p-interval", per_level=True
+    )
+    interval_score: list[float] = metric(
+        "interval score", "mean interval score of the central p-interval", per_level=True
+    )
+    pit_bins: int = info("bins of the PIT histogram")
+    pit_counts: list[int] = metric("PIT histogram", "counts of the PIT in equal bins", vector=True)
+    mace: float = metric("mean absolute calibration error", "mean |observed - expected| coverage")
+    rmsce: float = metric("root mean square calibration error", "RMS of the same differences")
+    miscalibration_area: float = metric(
+        "miscalibration area", "area between the calibration curve and the diagonal"
+    )
+    crps: float = metric("CRPS", "mean continuous ranked probability score")
+    check_score: float = metric("check score", "mean pinball loss over 99 quantile levels")
+    interval_score_avg: float = metric(
+        "interval score (mean over levels)", "interval score averaged over 99 levels"
+    )
+    nll_full: float = metric("NLL with the constant", "mean NLL plus 0.5 log 2π")
+    sharpness: float = metric("sharpness", "sqrt of the mean variance")
+    z_mean: float = metric("z mean", "mean of z = (target - mean) / σ")
+    z_std: float = metric("z std", "population standard deviation of z")
+    z2_mean: float = metric("z² mean", "mean of z²")
+    var_scale: float = metric(
+        "variance scale s* (1 = calibrated)", "the factor on every variance that minimises the NLL"
+    )
+    nll_at_var_scale: float = metric(
+        "NLL with variance × s*", "the mean NLL the model would get with variances × s*"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccuracySummary:
+    """How close the predicted means are: errors are ``target - mean``."""
+
+    mae: float = metric("MAE", "mean absolute error")
+    rmse: float = metric("RMSE", "root mean squared error")
+    bias: float = metric("bias", "mean error, target - mean")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputScore:
+    """The scores of one output column (one of the ``D`` in a multi-output prediction)."""
+
+    column: str = info("the output's column (name[i] inside a list column)")
+    elements: int = metric("elements", "loss elements of this output")
+    nll_mean: float = metric("NLL mean", "mean of the element losses")
+    nll_sum: float = metric("NLL sum", "sum of the element losses")
+    calibration: CalibrationSummary | None = section(CalibrationSummary, default=None)
+    accuracy: AccuracySummary | None = section(AccuracySummary, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_fields(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """Everything ``gaussnll score`` reports; ``nll`` is the value under ``reduction``.
+
+    Fields are in the order of the JSON object; each declares what it is (``fields``).
+    """
+
+    path: str = info("the input as given")
+    format: str = info("the input's format")
+    rows: int = metric("rows", "rows read", in_groups=True)
+    elements: int = metric("elements", "loss elements (rows × outputs)", in_groups=True)
+    reduction: str = info("the loss reduction")
+    full: bool = info("whether the constant 0.5 log 2π is added")
+    eps: float = info("the variance floor")
+    nll: float | None = metric(
+        "NLL", "the reduced loss torch returns (null for reduction none)", init=False
+    )
+    nll_mean: float = metric("NLL mean", "mean of the element losses")
+    nll_sum: float = metric("NLL sum", "sum of the element losses")
+    calibration: CalibrationSummary | None = section(CalibrationSummary, default=None)
+    accuracy: AccuracySummary | None = section(AccuracySummary, default=None)
+    skipped_rows: int = metric("skipped rows", "rows dropped for non-finite values", default=0)
+    skipped_reasons: dict[str, int] = info(
+        "per role, dropped rows with a non-finite value there",
+        in_groups=True,
+        default_factory=dict,
+    )
+    eps_floored: int = metric("variances floored to eps", "variances raised to eps", default=0)
+    outputs: tuple[OutputScore, ...] = info("per output column")
+    columns: dict[str, Any] = info("the columns read, by role", default_factory=dict)
+    nan_policy: str = info("the non-finite policy", default="error")
+    device: str = info("the device scored on")
+    dtype: str = info("the computation dtype")
+    chunk_size: int = info("rows per chunk")
+    seconds: float = metric("seconds", "time of the scoring pass", in_groups=False)
+    rows_per_second: float = info("rows / seconds", init=False)
+    by: tuple[str, ...] = info("the grouping columns", default=())
+    groups_total: int = info("how many groups there are", default=0)
+    groups: tuple[GroupScore, ...] = info("the groups shown", default=())
+
+    def __post_init__(self) -> None:
+        nll = {"mean": self.nll_mean, "sum": self.nll_sum}.get(self.reduction)
+        speed = self.rows / self.seconds if self.seconds > 0 else float("inf")
+        object.__setattr__(self, "nll", nll)
+        object.__setattr__(self, "rows_per_second", speed)
+
+    def metric(self, name: str) -> float | None:
+        """The value of a check's metric (``nll``, ``mace``, ``coverage@0.9``...), or None."""
+        from gaussnll.core.report.catalogue import SCORE_METRICS
+
+        return SCORE_METRICS.value(self, name)
+
+    def with_groups(self, sort_by: str | None = None, top: int | None = None) -> Report:
+        """The report with its groups sorted by a metric (largest first; ``NAME:asc`` for
+        smallest first; groups without the value last) instead of by key, and only the first
+        ``top`` of them kept (``groups_total`` still counts them all)."""
+        groups = list(self.groups)
+        if sort_by is not None:
+            metric, _, direction = sort_by.partition(":")
+            sign = 1.0 if direction == "asc" else -1.0
+
+            def order(group: GroupScore) -> tuple[bool, float]:
+                value = group.report.metric(metric)
+                missing = value is None or math.isnan(value)
+                return missing, 0.0 if missing else sign * value
+
+            groups.sort(key=order)
+        return replace(self, groups=tuple(groups[:top] if top is not None else groups))
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame of every scalar of the report, calibration and accuracy included
+        (per-level values as ``coverage@0.9`` columns): one row, or one row per group (its key
+        columns first) when grouped."""
+        import pandas as pd
+
+        if not self.by:
+            return pd.DataFrame([self._scalars()])
+        return pd.DataFrame(
+            [
+                {**dict(zip(self.by, group.key, strict=True)), **group.report._scalars()}
+                for group in self.groups
+            ]
+        )
+
+    def _scalars(self) -> dict[str, Any]:
+        """Every number of the report by its metric name (``coverage@0.9`` per level), then
+        what was scored and how."""
+        from gaussnll.core.report.catalogue import SCORE_METRICS
+
+        row: dict[str, Any] = {"schema": SCORE_SCHEMA}
+        for name, spec in declared(Report):
+            value = getattr(self, name)
+            if spec.shape is Shape.INFO and isinstance(value, int | float | str):
+                row[name] = value
+        row.update(SCORE_METRICS.numbers(self))
+        return row
+
+    def to_dict(self, *, groups: bool = True) -> dict[str, Any]:
+        """The JSON object of ``gaussnll score --json`` (schema ``gaussnll.score/1``);
+        ``groups=False`` leaves the group entries out (to stream them one by one)."""
+        entry = {"schema": SCORE_SCHEMA, **json_fields(self, skip=_GROUPING)}
+        if self.by:
+            listed = [group.to_dict(self.by) for group in self.groups] if groups else []
+            entry.update(by=list(self.by), groups_total=self.groups_total, groups=listed)
+        return entry
+
+    def scores_dict(self) -> dict[str, Any]:
+        """The scores a whole report and a group's JSON entry share."""
+        return json_fields(self, groups_only=True)
+
+
+_GROUPING = ("by", "groups_total", "groups")
+
+
+@dataclass(frozen=True)
+class GroupScore:
+    """One group of a ``--by`` breakdown: its key values and its report, built on demand from
+    ``reports[index]`` (so many groups hold no Report objects)."""
+
+    key: tuple[Any, ...]
+    reports: Sequence[Report] = field(repr=False)
+    index: int = 0
+
+    @property
+    def report(self) -> Report:
+        return self.reports[self.index]
+
+    def to_dict(self, by: tuple[str, ...]) -> dict[str, Any]:
+        """The group's JSON entry: its key and scores; per output only with several."""
+        report = self.report  # built on each access: once here
+        key = {name: _plain(value) for name, value in zip(by, self.key, strict=True)}
+        entry = {"key": key, **report.scores_dict()}
+        if len(report.outputs) > 1:
+            entry["outputs"] = [output.to_dict() for output in report.outputs]
+        return entry
+
+    def key_cells(self) -> list[str]:
+        """The key values as text, ``null`` for a missing one."""
+        return ["null" if value is None else str(value) for value in self.key]
+
+    def label(self) -> str:
+        return ", ".join(self.key_cells())
+
+
+def _plain(value: Any) -> Any:
+    """A key value as JSON can hold it (dates and other values as text)."""
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
