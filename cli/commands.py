@@ -122,6 +122,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
             rows_to.close()
     if rows_on_stdout:
         return 0
+    _warn_of_many_groups(report.groups_total, settings["by"])
     if settings["per_group"]:
         results = evaluate_per_group(checks, report)
     else:
@@ -199,6 +200,20 @@ def _render(
         renderers.table(report, results)
 
 
+MANY_GROUPS = 10_000
+
+
+def _warn_of_many_groups(groups: int, by: list[str]) -> None:
+    """One line on stderr when ``--by`` made more groups than a breakdown usually wants."""
+    if groups > MANY_GROUPS:
+        print(
+            f"gaussnll: warning: --by {' --by '.join(by)} made {groups:,} groups (more than "
+            f"{MANY_GROUPS:,}); for a numeric column, break it down by intervals instead: "
+            "--by COLUMN:q10 (quantile bins) or --by COLUMN:EDGE,EDGE,...",
+            file=sys.stderr,
+        )
+
+
 def _check_grouping(settings: dict[str, Any], checks: list[Check]) -> None:
     """``--top``, ``--sort-by`` and ``--per-group`` need ``--by``; the sort metric must exist."""
     if not settings["by"]:
@@ -247,13 +262,14 @@ def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOption
         flags = " and ".join(f"--{kind.value.replace('_', '-')}-col" for kind in spreads)
         raise UsageError(f"{flags} contradict each other: give the spread one way")
     kind, spread = next(iter(spreads.items()), (Spread.VAR, "var"))
+    by, intervals = parse_by(settings.get("by", ()))
     columns = ColumnSpec(
         mean=_names(settings["mean_col"], "--mean-col"),
         target=_names(settings["target_col"], "--target-col"),
         spread=_names(spread, f"--{kind.value.replace('_', '-')}-col"),
         spread_kind=kind,
         id=settings["id_col"],
-        by=tuple(name for entry in settings.get("by", ()) for name in _names(entry, "--by")),
+        by=tuple(by),
     )
     core = {
         BY_NAME[name].core: value for name, value in settings.items() if BY_NAME[name].core in _CORE
@@ -261,10 +277,48 @@ def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOption
     core["levels"] = tuple(
         dict.fromkeys([*settings["levels"], *metric_levels(c.metric for c in checks), *sort_levels])
     )
-    return ScoreOptions(columns=columns, **core)
+    return ScoreOptions(columns=columns, intervals=intervals, **core)
 
 
 _CORE = {field.name for field in dataclasses.fields(ScoreOptions)} - {"columns", "levels"}
+
+
+def parse_by(entries: Iterable[str]) -> tuple[list[str], dict[str, tuple[float, ...] | int]]:
+    """``--by`` values as key columns and their intervals: ``region,x`` is a composite key,
+    ``x:0,0.5,1`` breaks ``x`` down at those edges, ``x:q10`` into 10 quantile bins."""
+    names: list[str] = []
+    intervals: dict[str, tuple[float, ...] | int] = {}
+    for entry in entries:
+        current: str | None = None
+        for token in _names(entry, "--by"):
+            if current is not None and _is_number(token) and isinstance(intervals[current], tuple):
+                intervals[current] = (*intervals[current], float(token))  # type: ignore[misc]
+                continue
+            name, colon, spec = token.partition(":")
+            names.append(name.strip())
+            current = None
+            if not colon:
+                continue
+            current = name.strip()
+            spec = spec.strip()
+            if spec[:1] in ("q", "Q") and spec[1:].isdigit():
+                intervals[current] = int(spec[1:])
+            elif _is_number(spec):
+                intervals[current] = (float(spec),)
+            else:
+                raise UsageError(
+                    f"--by {entry!r}: after {name}: give edges (x:0,0.5,1) or quantile bins "
+                    f"(x:q10). Got {spec!r} instead."
+                )
+    return names, intervals
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _names(value: str, flag: str) -> tuple[str, ...]:

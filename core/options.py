@@ -6,8 +6,9 @@ the engine. Invalid values raise :class:`OptionError` naming the Python paramete
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -19,6 +20,7 @@ DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_PIT_BINS = 20
 DEFAULT_CONFIDENCE = 0.95  # of the interval of a comparison's paired NLL difference
 MAX_PIT_BINS = 1000
+MAX_QUANTILE_BINS = 1000
 REDUCTIONS = ("mean", "sum", "none")
 DTYPE_NAMES = ("float64", "float32")
 NAN_POLICIES = ("error", "skip", "propagate")
@@ -117,6 +119,8 @@ class ScoreOptions:
     levels: tuple[float, ...] = DEFAULT_LEVELS
     pit_bins: int = DEFAULT_PIT_BINS
     workers: int = 0  # scoring threads; 0: automatic (see ``run.workers.auto_workers``)
+    # ``columns.by`` columns broken down by intervals: their edges, or a number of quantile bins
+    intervals: Mapping[str, Sequence[float] | int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -158,12 +162,42 @@ class ScoreOptions:
             "must be 0 (automatic) or more",
             self.workers,
         )
+        object.__setattr__(self, "intervals", dict(self.intervals))
+        for name, edges in self.intervals.items():
+            _check_intervals(name, edges, self.columns.by)
         _require(
             _whole(self.pit_bins) and 1 <= self.pit_bins <= MAX_PIT_BINS,
             "pit_bins",
             f"must be between 1 and {MAX_PIT_BINS}",
             self.pit_bins,
         )
+
+    def edges(self) -> dict[str, tuple[float, ...]]:
+        """The interval edges of each interval column (quantile bins must be resolved first)."""
+        return {name: e for name, e in self.intervals.items() if not isinstance(e, int)}
+
+
+def _check_intervals(name: str, edges: Sequence[float] | int, by: Names) -> None:
+    parameter = f"intervals[{name!r}]"
+    if name not in by:
+        raise OptionError(parameter, f"names a column that is not in columns.by {list(by)}.")
+    if isinstance(edges, int):
+        _require(
+            2 <= edges <= MAX_QUANTILE_BINS,
+            parameter,
+            f"must be 2 to {MAX_QUANTILE_BINS} quantile bins",
+            edges,
+        )
+        return
+    numbers = list(edges)
+    _require(
+        bool(numbers)
+        and all(isinstance(e, int | float) and math.isfinite(e) for e in numbers)
+        and all(a < b for a, b in itertools.pairwise(numbers)),
+        parameter,
+        "must be finite edges in increasing order",
+        numbers,
+    )
 
 
 def _whole(value: object) -> bool:

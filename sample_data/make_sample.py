@@ -2,7 +2,8 @@
 
 A heteroscedastic regression: y = sin(3x) + x/2 + noise with std 0.1 + 0.4|x|. The "model" has a
 small bias in its mean and predicts variances 30% too small (over-confident), so calibration
-has something to show. ``preds_candidate.parquet`` is a second model of the same rows for
+has something to show; ``region`` (west, central or east in ``x``) is a column to break it
+down by. ``preds_candidate.parquet`` is a second model of the same rows for
 ``gaussnll compare``: bias removed and variances recalibrated, its rows shuffled (pair by ``id``).
 
     python sample_data/make_sample.py
@@ -33,6 +34,11 @@ def predictions(rng: np.random.Generator, rows: int) -> dict[str, np.ndarray]:
     return {"x": x, "mean": mean, "var": var, "target": target}
 
 
+def regions(x: np.ndarray) -> np.ndarray:
+    """A categorical column for ``--by``: where ``x`` lies (the noise grows with ``|x|``)."""
+    return np.where(x < -2 / 3, "west", np.where(x > 2 / 3, "east", "central"))
+
+
 def recalibrated(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The same model with its mean bias removed and its variances scaled up to calibration."""
     return {**columns, "mean": columns["mean"] - 0.05, "var": columns["var"] / 0.7}
@@ -41,7 +47,13 @@ def recalibrated(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def main() -> None:
     rng = np.random.default_rng(SEED)
     columns = predictions(rng, ROWS)
-    table = pa.table({"id": np.arange(ROWS), **{k: np.round(v, 6) for k, v in columns.items()}})
+    table = pa.table(
+        {
+            "id": np.arange(ROWS),
+            **{k: np.round(v, 6) for k, v in columns.items()},
+            "region": regions(columns["x"]),
+        }
+    )
     pq.write_table(table, HERE / "preds.parquet")
     pacsv.write_csv(table, HERE / "preds.csv")
 

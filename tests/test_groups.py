@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -268,3 +269,77 @@ def test_sort_by_a_level_outside_levels_computes_it(tmp_path):
     assert coverage == sorted(coverage) and len(set(coverage)) > 1
     bad = run(str(path), "--by", "g", "--sort-by", "coverage@1.5")
     assert_one_line_error(bad, "--sort-by must be METRIC")
+
+
+# Breakdowns by intervals of a numeric column (--by COLUMN:EDGES, --by COLUMN:qK).
+
+
+@pytest.mark.parametrize("chunk_size", [17, 100_000])
+def test_each_interval_group_equals_its_rows_scored_alone(chunk_size):
+    frame = frame_with_groups(2_000, groups=3, seed=4)
+    frame["u"] = np.random.default_rng(9).uniform(-2, 2, len(frame))
+    frame.loc[5, "u"] = np.nan  # a NaN key value falls in the null group
+    frame.loc[6, "u"] = 0.5  # a value on an edge falls in the interval it opens
+    edges = (-1.0, 0.5, 1.0)
+    columns = ColumnSpec(by=("u", "h"))
+    report = score(
+        frame, device="cpu", chunk_size=chunk_size, columns=columns, intervals={"u": edges}
+    )
+    bounds = [-math.inf, *edges, math.inf]
+    expected = {}
+    for low, high in itertools.pairwise(bounds):
+        inside = frame[(frame.u >= low) & (frame.u < high)]
+        for h, rows in inside.groupby("h", dropna=False):
+            expected[(str(low), str(high), None if pd.isna(h) else h)] = rows
+    seen = set()
+    for group in report.groups:
+        interval, h = group.key
+        if interval is None:
+            alone = score(frame[frame.u.isna()], device="cpu")
+            assert group.report.rows == 1
+        else:
+            rows = expected[(str(interval.low), str(interval.high), h)]
+            alone = score(rows, device="cpu")
+            seen.add((interval.low, h))
+        assert_same_scores(group.report, alone)
+    assert len(seen) == len(expected)
+    labels = {str(group.key[0]) for group in report.groups if group.key[0] is not None}
+    assert labels == {"(-inf, -1.0)", "[-1.0, 0.5)", "[0.5, 1.0)", "[1.0, inf)"}
+
+
+def test_quantile_bins_hold_nearly_equal_counts_and_name_their_edges(tmp_path):
+    frame = frame_with_groups(3_001, groups=3, seed=5)
+    frame["u"] = np.random.default_rng(3).lognormal(size=len(frame))
+    path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "q.parquet")
+    result = run(str(path), "--by", "u:q4", "--json", "--chunk-size", "500")
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    counts = [group["rows"] for group in payload["groups"]]
+    assert len(counts) == 4 and max(counts) - min(counts) <= 1
+    edges = np.quantile(frame["u"], [0.25, 0.5, 0.75])
+    first = payload["groups"][0]["key"]["u"]
+    assert first == f"(-inf, {float(edges[0])!r})"
+
+
+def test_composite_key_with_intervals_and_bad_interval_specs(parquet_file, tmp_path):
+    frame = frame_with_groups(300, groups=3, seed=6)
+    path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "c.parquet")
+    both = run(str(path), "--by", "h,mean:0,0.5", "--json")
+    assert both.exit_code == 0, both.stderr
+    keys = {tuple(g["key"].values()) for g in json.loads(both.stdout)["groups"]}
+    assert ("x", "[0.0, 0.5)") in keys and (None, "[0.5, inf)") in keys
+    assert_one_line_error(run(str(path), "--by", "mean:abc"), "--by 'mean:abc'")
+    assert_one_line_error(run(str(path), "--by", "mean:1,0"), "increasing order")
+    assert_one_line_error(run(str(path), "--by", "h:0,1"), "intervals need a numeric column")
+
+
+def test_many_groups_warn_on_stderr(tmp_path):
+    frame = frame_with_groups(10_050, groups=3, seed=7)
+    frame["u"] = np.arange(len(frame)) * 0.5
+    path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "w.parquet")
+    many = run(str(path), "--by", "u", "--no-calibration", "--top", "1")
+    assert many.exit_code == 0
+    assert "warning: --by u made 10,050 groups" in many.stderr
+    assert "--by COLUMN:q10" in many.stderr
+    few = run(str(path), "--by", "u:q10", "--no-calibration")
+    assert few.exit_code == 0 and "warning" not in few.stderr

@@ -4,30 +4,67 @@ Each chunk's key columns are dictionary-encoded by Arrow. With one key column, A
 the chunk's distinct values up among the known groups (``index_in``), so Python touches only
 new groups; composite keys are looked up in Python per distinct combination in the chunk.
 Groups are numbered in order of first appearance; a null key is a group of its own.
+
+A numeric key column may be broken down by intervals instead of by value: given its edges
+``e_0 < ... < e_k``, each value falls in ``(-inf, e_0)``, ``[e_i, e_{i+1})`` or ``[e_k, inf)``
+(an :class:`Interval`); NaN and null fall in the null group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gaussnll.core.errors import InputError
+
 Key = tuple[Hashable, ...]
+
+
+class Interval(NamedTuple):
+    """A half-open interval ``[low, high)`` of a key column's values; shown as such."""
+
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        opening = "(" if math.isinf(self.low) else "["
+        return f"{opening}{self.low!r}, {self.high!r})"
 
 
 class GroupKeys:
     """The groups seen so far: ``keys[i]`` is group ``i``'s tuple of key values."""
 
-    def __init__(self, columns: tuple[str, ...]) -> None:
+    def __init__(
+        self, columns: tuple[str, ...], edges: Mapping[str, Sequence[float]] | None = None
+    ) -> None:
         self.columns = columns
-        self.keys: list[Key] = []
+        self.keys: list[Key] = []  # interval columns hold the interval's number here
         self._index: dict[Key, int] = {}
         self._known: pa.Array | None = None  # one key column: group i's value at i
+        self._edges = {name: np.asarray(e, dtype=np.float64) for name, e in (edges or {}).items()}
+
+    def key_values(self) -> list[Key]:
+        """Each group's key as shown: interval columns' numbers as :class:`Interval`."""
+        if not self._edges:
+            return self.keys
+        position = [self._edges.get(name) for name in self.columns]
+        return [
+            tuple(
+                _interval(edges, value) if edges is not None and value is not None else value
+                for edges, value in zip(position, key, strict=True)
+            )
+            for key in self.keys
+        ]
 
     def index(self, batch: pa.RecordBatch) -> np.ndarray:
         """Each row's group index (int64), adding the groups not seen before."""
+        for name, edges in self._edges.items():
+            batch = _with_interval_numbers(batch, name, edges)
         if len(self.columns) == 1:
             fast = self._index_one_column(batch.column(self.columns[0]))
             if fast is not None:
@@ -84,6 +121,27 @@ class GroupKeys:
         if self._known.type != value_type:
             self._known = self._known.cast(value_type)
         return self._known
+
+
+def _with_interval_numbers(batch: pa.RecordBatch, name: str, edges: np.ndarray) -> pa.RecordBatch:
+    """``batch`` with column ``name`` replaced by the number of each value's interval (0 below
+    the first edge), null for a null or NaN value."""
+    column = batch.column(name)
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise InputError(
+            f"holds {column.type} values; intervals need a numeric column",
+            column=name,
+        )
+    values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    missing = np.isnan(values)
+    numbers = pa.array(np.searchsorted(edges, values, side="right").astype(np.int32), mask=missing)
+    return batch.set_column(batch.schema.get_field_index(name), name, numbers)
+
+
+def _interval(edges: np.ndarray, number: Hashable) -> Interval:
+    bounds = [-math.inf, *edges.tolist(), math.inf]
+    index = int(number)  # type: ignore[call-overload]
+    return Interval(bounds[index], bounds[index + 1])
 
 
 def sort_key(key: Key) -> tuple:

@@ -32,7 +32,7 @@ def derive_report(
         return report
     group_reports = Reports(state, options, by_group=True, **common)
     groups = sorted(
-        (GroupScore(key, group_reports, b) for b, key in enumerate(group_keys.keys)),
+        (GroupScore(key, group_reports, b) for b, key in enumerate(group_keys.key_values())),
         key=lambda group: sort_key(group.key),
     )
     return replace(report, by=group_keys.columns, groups=tuple(groups), groups_total=len(groups))

@@ -22,6 +22,7 @@ from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.report import Report
 from gaussnll.core.run import engine
 from gaussnll.core.run.engine import ProgressCallback
+from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
 from gaussnll.core.run.scorer import Scorer
 
 TABLE = "<table>"
@@ -56,9 +57,14 @@ def score(
     if _is_dataframe(source):
         source = pa.Table.from_pandas(source, preserve_index=False)
     if isinstance(source, pa.Table):
+        if needs_quantiles(options):
+            pairs = ((TABLE, batch) for batch in source.to_batches(options.chunk_size))
+            options = with_quantile_edges(options, pairs)
         batches = source.to_batches(options.chunk_size)
         return _score_arrow(source.schema, batches, options, streams)
     if isinstance(source, pa.RecordBatchReader):
+        if needs_quantiles(options):
+            raise UsageError("quantile bins read the input twice, which a reader cannot be")
         return _score_arrow(source.schema, source, options, streams)
     if isinstance(source, Iterable):
         if rows_to is not None or on_progress is not None:
@@ -77,6 +83,7 @@ def _score_files(paths: list[str], options: ScoreOptions, streams: dict[str, Any
         raise InputError("the files mix formats; give files of one format", path=", ".join(paths))
     label = ", ".join(paths)
     combined = Source(label, formats.pop(), tuple(f for s in sources for f in s.files))
+    options = engine.resolve_quantiles(combined, options)
     spec = options.columns
     request = ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
     batches = iter_batches(combined, request)

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from gaussnll.core.errors import InputError, NegativeSpreadError
+from gaussnll.core.errors import InputError, NegativeSpreadError, UsageError
 from gaussnll.core.io.chunks import Chunk, to_chunks
 from gaussnll.core.io.prefetch import prefetched
 from gaussnll.core.io.readers import ReadRequest, count_rows, iter_batches
@@ -20,6 +20,7 @@ from gaussnll.core.io.sources import FileFormat, Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.report import Report
+from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
 from gaussnll.core.run.scorer import Scored, Scorer
 from gaussnll.core.run.workers import ScorerPool, auto_workers
 
@@ -40,6 +41,7 @@ def score_path(
     """
     options = options or ScoreOptions()
     source = resolve_source(path)
+    options = resolve_quantiles(source, options)
     spec = options.columns
     request = ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
     return score_batches(
@@ -52,6 +54,17 @@ def score_path(
         on_progress=on_progress,
         relocate=lambda: _locate_invalid_value(source, path, options),
     )
+
+
+def resolve_quantiles(source: Source, options: ScoreOptions) -> ScoreOptions:
+    """``options`` with quantile bins turned into edges, from a first pass over their columns."""
+    names = needs_quantiles(options)
+    if not names:
+        return options
+    if source.is_stdin:
+        raise UsageError("quantile bins read the input twice, which stdin cannot be: give edges")
+    request = ReadRequest(tuple(names), (), options.chunk_size, options.delimiter)
+    return with_quantile_edges(options, iter_batches(source, request))
 
 
 def score_batches(

@@ -57,7 +57,7 @@ class Scorer:
         self.device = resolve_device(self.options.device)
         self.state: ScoreState | None = None
         by = self.options.columns.by
-        self.group_keys = GroupKeys(by) if by else None
+        self.group_keys = GroupKeys(by, self.options.edges()) if by else None
         self._validity = _Validity(self.device)
         self._started = time.perf_counter()
         self._rows_given = 0
