@@ -16,7 +16,7 @@ from conftest import assert_one_line_error, make_predictions, write_table
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import ColumnSpec, Scorer, score
+from gaussnll.core import ColumnSpec, Scorer, UsageError, score
 
 # Every scalar a group reports, compared with the same group's rows scored on their own.
 COMPARED = (
@@ -343,3 +343,8 @@ def test_many_groups_warn_on_stderr(tmp_path):
     assert "--by COLUMN:q10" in many.stderr
     few = run(str(path), "--by", "u:q10", "--no-calibration")
     assert few.exit_code == 0 and "warning" not in few.stderr
+
+
+def test_a_scorer_refuses_quantile_bins_it_cannot_find():
+    with pytest.raises(UsageError, match="quantile bins need a first pass"):
+        Scorer(device="cpu", columns=ColumnSpec(by=("u",)), intervals={"u": 4})

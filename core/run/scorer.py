@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from gaussnll.core.errors import InputError
+from gaussnll.core.errors import InputError, UsageError
 from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.io.devices import resolve_device
 from gaussnll.core.io.grouping import GroupKeys
@@ -57,6 +57,11 @@ class Scorer:
         self.device = resolve_device(self.options.device)
         self.state: ScoreState | None = None
         by = self.options.columns.by
+        if any(isinstance(bins, int) for bins in self.options.intervals.values()):
+            raise UsageError(
+                "quantile bins need a first pass over the data, which a Scorer does not make: "
+                "score a file or a table, or give the intervals' edges"
+            )
         self.group_keys = GroupKeys(by, self.options.edges()) if by else None
         self._validity = _Validity(self.device)
         self._started = time.perf_counter()
