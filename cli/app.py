@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from gaussnll.cli.exits import EXIT_BROKEN_PIPE, raise_on_sigterm, user_errors
-from gaussnll.cli.settings import COMPARE, SCORE, Setting, settings_of
+from gaussnll.cli.settings import COMPARE, RECALIBRATE, RESCALE, SCORE, Setting, settings_of
 from gaussnll.core import keep_freed_memory
 
 app = typer.Typer(
@@ -138,6 +138,41 @@ _command(
 
     Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input, 3 on an
     internal error.
+    """,
+)
+
+
+def _run_recalibrate(path: str, given: dict[str, Any]) -> int:
+    from gaussnll.cli import recalibration
+
+    return recalibration.run_recalibrate(path, given)
+
+
+def _run_rescale(map_path: str, path: str, given: dict[str, Any]) -> int:
+    from gaussnll.cli import recalibration
+
+    return recalibration.run_rescale(map_path, path, given)
+
+
+_command(
+    RECALIBRATE,
+    [_argument("path", "CAL", "Held-out predictions to fit the variance scales on.")],
+    _run_recalibrate,
+    """Fit the variance scale that minimises the NLL (overall, per output, and per group with
+    --by) on held-out predictions, write it as a map (-o MAP.json), and show the scores before
+    and after. Apply the map with score --recalibration MAP, or write rescaled predictions with
+    rescale.
+    """,
+)
+_command(
+    RESCALE,
+    [
+        _argument("map_path", "MAP", "A map written by gaussnll recalibrate."),
+        _argument("path", "PATH", "Predictions to rescale (Parquet, CSV or Arrow)."),
+    ],
+    _run_rescale,
+    """Write PATH's rows to -o FILE with every variance (or standard deviation, or
+    log-variance, in the input's own form) rescaled by the map; every other column as it is.
     """,
 )
 

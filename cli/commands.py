@@ -31,6 +31,7 @@ from gaussnll.core import (
     CheckResult,
     ColumnSpec,
     FileFormat,
+    RecalibrationMap,
     RowWriter,
     ScoreOptions,
     Spread,
@@ -97,7 +98,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     output_format = outputs.format
     checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
     _check_grouping(settings, checks)
-    options = _score_options(settings, checks)
+    options = score_options(settings, checks)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
     format_given = given.get("format") is not None or bool(given.get("json"))
     if rows_on_stdout and (format_given or checks or outputs.junit_xml):
@@ -145,7 +146,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     if settings["max_regression"] is not None:
         texts.append(f"delta_nll_ci_low <= {float(settings['max_regression']):g}")
     checks = _parsed_checks(texts, settings, COMPARE_METRICS)
-    options = _score_options(settings, checks)
+    options = score_options(settings, checks)
     sources = [resolve_source(path) for path in (baseline, candidate)]
     rows_context = nullcontext(None)
     if outputs.per_row is not None:
@@ -249,7 +250,7 @@ def _finish(results: list[CheckResult], outputs: Outputs, suite: str, seconds: f
     return EXIT_CHECK_FAILED if any(not r.passed for r in results) else 0
 
 
-def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions:
+def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions:
     """The core's options from resolved settings; levels named in checks or ``--sort-by`` are
     computed too."""
     sort_levels = metric_levels([(settings.get("sort_by") or "").partition(":")[0]])
@@ -268,19 +269,26 @@ def _score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOption
         target=_names(settings["target_col"], "--target-col"),
         spread=_names(spread, f"--{kind.value.replace('_', '-')}-col"),
         spread_kind=kind,
-        id=settings["id_col"],
+        id=settings.get("id_col"),
         by=tuple(by),
     )
     core = {
         BY_NAME[name].core: value for name, value in settings.items() if BY_NAME[name].core in _CORE
     }
+    levels = settings.get("levels", BY_NAME["levels"].default)
     core["levels"] = tuple(
-        dict.fromkeys([*settings["levels"], *metric_levels(c.metric for c in checks), *sort_levels])
+        dict.fromkeys([*levels, *metric_levels(c.metric for c in checks), *sort_levels])
     )
+    if settings.get("recalibration") is not None:
+        core["recalibration"] = RecalibrationMap.load(settings["recalibration"])
     return ScoreOptions(columns=columns, intervals=intervals, **core)
 
 
-_CORE = {field.name for field in dataclasses.fields(ScoreOptions)} - {"columns", "levels"}
+_CORE = {field.name for field in dataclasses.fields(ScoreOptions)} - {
+    "columns",
+    "levels",
+    "recalibration",
+}
 
 
 def parse_by(entries: Iterable[str]) -> tuple[list[str], dict[str, tuple[float, ...] | int]]:

@@ -21,8 +21,10 @@ from gaussnll.core import (
     UsageError,
 )
 
-SCORE, COMPARE = "score", "compare"
-BOTH = frozenset({SCORE, COMPARE})
+SCORE, COMPARE, RECALIBRATE, RESCALE = "score", "compare", "recalibrate", "rescale"
+BOTH = frozenset({SCORE, COMPARE})  # the commands that score and report
+FITTING = BOTH | {RECALIBRATE}  # ... and the one that fits a recalibration map
+EVERY = FITTING | {RESCALE}
 
 
 def _core_default(parameter: str) -> Any:
@@ -83,19 +85,27 @@ def parse_levels(value: str | Iterable[Any]) -> tuple[float, ...]:
 
 
 def _columns(role: str, help: str, *, default: Any = None, **more: Any) -> Setting:
-    return Setting(f"{role}_col", str, default, help, core=f"columns.{role}", **more)
+    return Setting(f"{role}_col", str, default, help, EVERY, core=f"columns.{role}", **more)
 
 
 SETTINGS: tuple[Setting, ...] = (
     _columns("mean", "Mean column(s); comma-separated for several outputs.", default="mean"),
     _columns("target", "Target column(s).", default="target"),
-    Setting("var_col", str, None, "Variance column(s) (default: var).", core="columns.spread"),
+    Setting(
+        "var_col",
+        str,
+        None,
+        "Variance column(s) (default: var).",
+        core="columns.spread",
+        commands=EVERY,
+    ),
     Setting(
         "std_col",
         str,
         None,
         "Give the spread as standard deviation column(s).",
         core="columns.spread",
+        commands=EVERY,
     ),
     Setting(
         "log_var_col",
@@ -103,6 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Give the spread as log-variance column(s).",
         core="columns.spread",
+        commands=EVERY,
     ),
     Setting(
         "id_col",
@@ -119,7 +130,12 @@ SETTINGS: tuple[Setting, ...] = (
         core="full",
     ),
     Setting(
-        "eps", float, _core_default("eps"), "Floor for the variance, as torch's eps.", core="eps"
+        "eps",
+        float,
+        _core_default("eps"),
+        "Floor for the variance, as torch's eps.",
+        core="eps",
+        commands=FITTING,
     ),
     Setting(
         "reduction",
@@ -135,14 +151,23 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("chunk_size"),
         "Rows per chunk held in memory.",
         core="chunk_size",
+        commands=EVERY,
     ),
-    Setting("device", str, _core_default("device"), "auto, cpu, cuda or cuda:N.", core="device"),
+    Setting(
+        "device",
+        str,
+        _core_default("device"),
+        "auto, cpu, cuda or cuda:N.",
+        core="device",
+        commands=FITTING,
+    ),
     Setting(
         "dtype",
         str,
         _core_default("dtype"),
         "float64 or float32 for the computation.",
         core="dtype",
+        commands=FITTING,
     ),
     Setting(
         "nan_policy",
@@ -150,6 +175,7 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("nan_policy"),
         "NaN/inf/missing: error, skip (drop rows) or propagate.",
         core="nan_policy",
+        commands=FITTING,
     ),
     Setting(
         "delimiter",
@@ -157,6 +183,7 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("delimiter"),
         "Field delimiter of CSV input.",
         core="delimiter",
+        commands=EVERY,
     ),
     Setting(
         "calibration",
@@ -200,7 +227,7 @@ SETTINGS: tuple[Setting, ...] = (
         list,
         (),
         "Break every metric down by this column; repeatable for composite keys.",
-        frozenset({SCORE}),
+        frozenset({SCORE, RECALIBRATE}),
         core="columns.by",
         metavar="COLUMN",
     ),
@@ -246,7 +273,28 @@ SETTINGS: tuple[Setting, ...] = (
         frozenset({COMPARE}),
         core="confidence",
     ),
+    Setting(
+        "recalibration",
+        str,
+        None,
+        "Multiply every variance by its scale from this map (made by gaussnll recalibrate) "
+        "before scoring.",
+        frozenset({SCORE}),
+        core="recalibration",
+        metavar="MAP",
+    ),
     # Output options: the command line only.
+    Setting(
+        "output",
+        str,
+        None,
+        "The file to write (recalibrate: the map, .json; rescale: the predictions, .parquet or "
+        ".csv).",
+        frozenset({RECALIBRATE, RESCALE}),
+        short="-o",
+        config=False,
+        metavar="FILE",
+    ),
     Setting(
         "config_file",
         str,
@@ -255,9 +303,17 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--config",
         config=False,
         metavar="FILE",
+        commands=EVERY,
     ),
-    Setting("format", str, None, "table, json or markdown (default: table).", config=False),
-    Setting("json", bool, False, "Short for --format json.", config=False),
+    Setting(
+        "format",
+        str,
+        None,
+        "table, json or markdown (default: table).",
+        config=False,
+        commands=EVERY,
+    ),
+    Setting("json", bool, False, "Short for --format json.", config=False, commands=EVERY),
     Setting(
         "per_row",
         str,
@@ -275,8 +331,10 @@ SETTINGS: tuple[Setting, ...] = (
         config=False,
         metavar="FILE",
     ),
-    Setting("quiet", bool, False, "No progress bar.", short="-q", config=False),
-    Setting("debug", bool, False, "Show tracebacks, for bug reports.", config=False),
+    Setting("quiet", bool, False, "No progress bar.", short="-q", config=False, commands=EVERY),
+    Setting(
+        "debug", bool, False, "Show tracebacks, for bug reports.", config=False, commands=EVERY
+    ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 SPREAD_SETTINGS = ("var_col", "std_col", "log_var_col")

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         ScoreOptions,
         Spread,
     )
+    from gaussnll.core.recalibration import RecalibrationMap
     from gaussnll.core.report.catalogue import (
         COMPARE_METRICS,
         SCORE_METRICS,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         parse_checks,
     )
     from gaussnll.core.report.compare_report import CompareReport, PairedSummary
+    from gaussnll.core.report.recalibrate import fit_recalibration
     from gaussnll.core.report.report import (
         AccuracySummary,
         CalibrationSummary,
@@ -68,8 +70,9 @@ if TYPE_CHECKING:
         Report,
     )
     from gaussnll.core.run.allocator import keep_freed_memory
-    from gaussnll.core.run.api import ProgressCallback, score
+    from gaussnll.core.run.api import ProgressCallback, recalibrate, score
     from gaussnll.core.run.comparison import compare
+    from gaussnll.core.run.rescale import write_recalibrated
     from gaussnll.core.run.scorer import Scorer
     from gaussnll.core.state.score_state import ScoreState
 
@@ -101,6 +104,7 @@ _EXPORTS = {
     "OutputScore": "report.report",
     "PairedSummary": "report.compare_report",
     "ProgressCallback": "run.api",
+    "RecalibrationMap": "recalibration",
     "Report": "report.report",
     "RowWriter": "io.writers",
     "SCORE_METRICS": "report.catalogue",
@@ -114,13 +118,16 @@ _EXPORTS = {
     "compare": "run.comparison",
     "evaluate": "report.checks",
     "evaluate_per_group": "report.checks",
+    "fit_recalibration": "report.recalibrate",
     "gaussian_nll_loss": "loss",
     "keep_freed_memory": "run.allocator",
     "metric_levels": "report.checks",
     "parse_checks": "report.checks",
+    "recalibrate": "run.api",
     "resolve_source": "io.sources",
     "row_file_format": "io.writers",
     "score": "run.api",
+    "write_recalibrated": "run.rescale",
     "write_text_atomically": "io.writers",
 }
 __all__ = sorted(_EXPORTS)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gaussnll.core.errors import OptionError
+from gaussnll.core.recalibration import RecalibrationMap
 
 DEFAULT_CHUNK_ROWS = 6 << 14  # 98,304 rows: speed against peak memory, see bench/README.md
 DEFAULT_EPS = 1e-6
@@ -121,6 +122,7 @@ class ScoreOptions:
     workers: int = 0  # scoring threads; 0: automatic (see ``run.workers.auto_workers``)
     # ``columns.by`` columns broken down by intervals: their edges, or a number of quantile bins
     intervals: Mapping[str, Sequence[float] | int] = field(default_factory=dict)
+    recalibration: RecalibrationMap | None = None  # variance scales to apply before the floor
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -163,6 +165,8 @@ class ScoreOptions:
             self.workers,
         )
         object.__setattr__(self, "intervals", dict(self.intervals))
+        if self.recalibration is not None:
+            _check_recalibration(self.recalibration, self.eps)
         for name, edges in self.intervals.items():
             _check_intervals(name, edges, self.columns.by)
         _require(
@@ -172,9 +176,27 @@ class ScoreOptions:
             self.pit_bins,
         )
 
+    @property
+    def needed(self) -> Names:
+        """Every column the reader must project: the columns', and a recalibration map's keys."""
+        keys = self.recalibration.by if self.recalibration is not None else ()
+        return tuple(dict.fromkeys(self.columns.needed + keys))
+
     def edges(self) -> dict[str, tuple[float, ...]]:
         """The interval edges of each interval column (quantile bins must be resolved first)."""
         return {name: e for name, e in self.intervals.items() if not isinstance(e, int)}
+
+
+def _check_recalibration(recalibration: RecalibrationMap, eps: float) -> None:
+    """A map fitted with another ``eps`` would not minimise this NLL: refuse it."""
+    if not isinstance(recalibration, RecalibrationMap):
+        raise OptionError("recalibration", f"must be a RecalibrationMap. Got {recalibration!r}.")
+    if recalibration.eps != eps:
+        raise OptionError(
+            "recalibration",
+            f"was fitted with eps {recalibration.eps:g}, not {eps:g}: refit it, or score with "
+            f"eps {recalibration.eps:g}.",
+        )
 
 
 def _check_intervals(name: str, edges: Sequence[float] | int, by: Names) -> None:

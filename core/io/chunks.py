@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.io.grouping import GroupKeys
+from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.tensors import DTYPES, Conversion, Location
 from gaussnll.core.io.transfer import HostToDevice, wait_for
 from gaussnll.core.options import ScoreOptions, Spread
@@ -28,6 +29,7 @@ class Chunk:
     where: Location
     group: Tensor | None = None
     arrived: Any = None  # on a GPU: the event marking the end of the copies (``transfer``)
+    scale: Tensor | None = None  # each variance's recalibration factor (``scales``)
 
     def rows(self, kept: Tensor) -> Chunk:
         """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
@@ -37,21 +39,25 @@ class Chunk:
             target=self.target[kept],
             spread=self.spread[kept],
             group=None if self.group is None else self.group[kept],
+            scale=None if self.scale is None else self.scale[kept],
         )
 
     def ready(self) -> Chunk:
         """The chunk, once its tensors may be used on the current stream: on a GPU, the
         stream waits (on the device) for their copies to arrive (see ``transfer``)."""
-        wait_for(self.arrived, (self.mean, self.target, self.spread, self.group))
+        wait_for(self.arrived, (self.mean, self.target, self.spread, self.group, self.scale))
         return self
 
     def variance(self, kind: Spread) -> Tensor:
-        """The variance the spread stands for (a std squared, a log-variance exponentiated)."""
+        """The variance the spread stands for (a std squared, a log-variance exponentiated),
+        times its recalibration scale if any."""
         if kind is Spread.STD:
-            return self.spread * self.spread
-        if kind is Spread.LOG_VAR:
-            return torch.exp(self.spread)
-        return self.spread
+            var = self.spread * self.spread
+        elif kind is Spread.LOG_VAR:
+            var = torch.exp(self.spread)
+        else:
+            var = self.spread
+        return var if self.scale is None else var * self.scale
 
     @property
     def length(self) -> int:
@@ -63,15 +69,15 @@ class Chunk:
         ids = None
         if self.ids is not None:
             ids = self.ids.slice(start, (stop if stop is not None else self.length) - start)
-        group = None if self.group is None else self.group[rows]
         return Chunk(
             self.mean[rows],
             self.target[rows],
             self.spread[rows],
             ids,
             self.where.shifted(start),
-            group,
+            None if self.group is None else self.group[rows],
             self.arrived,
+            None if self.scale is None else self.scale[rows],
         )
 
 
@@ -80,9 +86,11 @@ def to_chunks(
     options: ScoreOptions,
     device: torch.device,
     group_keys: GroupKeys | None = None,
+    scales: ScaleLookup | None = None,
 ) -> Iterator[Chunk]:
     """``(file, batch)`` pairs as chunks on ``device``, rows numbered from 1 in each file;
-    with ``group_keys``, each row's group index from the key columns."""
+    with ``group_keys``, each row's group index from the key columns; with ``scales``, each
+    row's variance scales."""
     spec = options.columns
     dtype = DTYPES[options.dtype]
     host_to_device = HostToDevice(device)
@@ -94,8 +102,9 @@ def to_chunks(
         convert = Conversion(dtype, where, nulls_as_nan=options.nan_policy != "error")
         first_row += batch.num_rows
         group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
+        scale = None if scales is None else torch.from_numpy(scales.scales(batch)).to(dtype)
         roles = [convert.role(batch, names) for names in (spec.mean, spec.target, spec.spread)]
-        (mean, target, spread, group), arrived = host_to_device.send([*roles, group])
+        (mean, target, spread, group, scale), arrived = host_to_device.send([*roles, group, scale])
         yield Chunk(
             mean=mean,
             target=target,
@@ -104,4 +113,5 @@ def to_chunks(
             where=where,
             group=group,
             arrived=arrived,
+            scale=scale,
         )

@@ -156,3 +156,28 @@ def _display(path: str) -> str:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def column_names(source: Source, delimiter: str = ",") -> tuple[str, ...]:
+    """Every column of the source's first file, to read them all (stdin cannot tell up front)."""
+    path = source.files[0]
+    try:
+        if source.format is FileFormat.PARQUET:
+            return tuple(pq.read_schema(path).names)
+        if source.format is FileFormat.IPC:
+            return tuple(_ipc_schema(path).names)
+        header = None if path == STDIN else csv_header(path, delimiter)
+    except (pa.ArrowException, OSError, StopIteration) as error:
+        raise InputError(_one_line(error), path=_display(path)) from error
+    if header is None:
+        raise InputError("stdin cannot be read twice: save it to a file first", path=path)
+    return tuple(header)
+
+
+def _ipc_schema(path: str) -> pa.Schema:
+    with pa.memory_map(path) as mapped:
+        try:
+            return pa.ipc.open_file(mapped).schema
+        except pa.ArrowInvalid:
+            mapped.seek(0)
+            return pa.ipc.open_stream(mapped).schema

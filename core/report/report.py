@@ -109,6 +109,10 @@ class Report:
     outputs: tuple[OutputScore, ...] = info("per output column")
     columns: dict[str, Any] = info("the columns read, by role", default_factory=dict)
     nan_policy: str = info("the non-finite policy", default="error")
+    recalibration: dict[str, Any] | None = info(
+        "the recalibration map applied (its file, scales, and rows whose key it had not seen)",
+        default=None,
+    )
     device: str = info("the device scored on")
     dtype: str = info("the computation dtype")
     chunk_size: int = info("rows per chunk")

@@ -19,6 +19,8 @@ from gaussnll.core.io.readers import ReadRequest, iter_batches, require_columns
 from gaussnll.core.io.sources import Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions
+from gaussnll.core.recalibration import RecalibrationMap
+from gaussnll.core.report.recalibrate import fit_recalibration
 from gaussnll.core.report.report import Report
 from gaussnll.core.run import engine
 from gaussnll.core.run.engine import ProgressCallback
@@ -76,6 +78,19 @@ def score(
     )
 
 
+def recalibrate(
+    source: Any, options: ScoreOptions | None = None, **settings: Any
+) -> RecalibrationMap:
+    """Fit a variance recalibration map on ``source`` (anything ``score`` takes): each output's
+    NLL-minimising variance scale, and each group's with ``columns.by``.
+
+    >>> fitted = recalibrate("cal.parquet", columns=ColumnSpec(by=("region",)))  # doctest: +SKIP
+    >>> score("test.parquet", recalibration=fitted).nll                           # doctest: +SKIP
+    """
+    options = replace(options or ScoreOptions(), calibration=True, **settings)
+    return fit_recalibration(score(source, options))
+
+
 def _score_files(paths: list[str], options: ScoreOptions, streams: dict[str, Any]) -> Report:
     sources = [resolve_source(path) for path in paths]
     formats = {s.format for s in sources}
@@ -85,7 +100,7 @@ def _score_files(paths: list[str], options: ScoreOptions, streams: dict[str, Any
     combined = Source(label, formats.pop(), tuple(f for s in sources for f in s.files))
     options = engine.resolve_quantiles(combined, options)
     spec = options.columns
-    request = ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
+    request = ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
     batches = iter_batches(combined, request)
     return engine.score_batches(
         batches, options, label=label, file_format=combined.format.value, **streams
@@ -98,7 +113,7 @@ def _score_arrow(
     options: ScoreOptions,
     streams: dict[str, Any],
 ) -> Report:
-    columns = list(options.columns.needed)
+    columns = list(options.needed)
     require_columns(schema.names, columns, TABLE)
     pairs = _labelled(batches, columns, options.chunk_size)
     return engine.score_batches(pairs, options, label=TABLE, file_format="arrow", **streams)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +17,7 @@ from gaussnll.core.errors import InputError, NegativeSpreadError, UsageError
 from gaussnll.core.io.chunks import Chunk, to_chunks
 from gaussnll.core.io.prefetch import prefetched
 from gaussnll.core.io.readers import ReadRequest, count_rows, iter_batches
+from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import FileFormat, Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions
@@ -43,7 +45,7 @@ def score_path(
     source = resolve_source(path)
     options = resolve_quantiles(source, options)
     spec = options.columns
-    request = ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
+    request = ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
     return score_batches(
         iter_batches(source, request),
         options,
@@ -89,7 +91,8 @@ def score_batches(
     compute_bound = options.calibration and file_format != FileFormat.CSV
     workers = options.workers or auto_workers(first.device, grouped, compute_bound)
     pool = ScorerPool(first, workers)
-    chunks = prefetched(to_chunks(batches, options, first.device, first.group_keys))
+    scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
+    chunks = prefetched(to_chunks(batches, options, first.device, first.group_keys, scales))
     results = pool.scored(chunks)
     rows_done = 0
     try:
@@ -110,7 +113,21 @@ def score_batches(
     if scorer.failed() and relocate is not None:
         relocate()
     report = scorer.report(label, file_format)
+    if scales is not None:
+        report = replace(report, recalibration=_recalibration_record(scales))
     return replace(report, seconds=time.perf_counter() - started)
+
+
+def _recalibration_record(scales: ScaleLookup) -> dict[str, Any]:
+    """What the report says of the map it applied."""
+    applied = scales.map
+    return {
+        "file": applied.path,
+        "by": list(applied.by),
+        "scale": list(applied.scale),
+        "groups": len(applied.groups),
+        "unseen_rows": scales.unseen_rows,
+    }
 
 
 def _with_negative_count(

@@ -73,7 +73,7 @@ def pair_by_id(
 
 def _request(options: ScoreOptions) -> ReadRequest:
     spec = options.columns
-    return ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
+    return ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
 
 
 def _lock_step(left: Iterator[Chunk], right: Iterator[Chunk], names: tuple[str, str]):

@@ -73,6 +73,15 @@ class Scorer:
         roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
         chunk = Chunk(*roles, ids=None, where=Location(TENSORS, self._rows_given + 1))
+        recalibration = self.options.recalibration
+        if recalibration is not None:
+            if recalibration.by:
+                raise UsageError(
+                    "a recalibration map with groups needs its key columns: score a file or a "
+                    "table instead of tensors"
+                )
+            scale = torch.tensor(recalibration.scale, dtype=dtype, device=self.device)
+            chunk = replace(chunk, scale=scale.expand(chunk.length, -1))
         self._rows_given += roles[0].shape[0]
         return self.add(chunk).per_row(self.options.full)
 
@@ -84,6 +93,12 @@ class Scorer:
         if self.group_keys is not None:
             state.reserve(len(self.group_keys.keys))
         _check_widths(chunk, spec, state.outputs)
+        if chunk.scale is not None and chunk.scale.shape[1] != state.outputs:
+            raise InputError(
+                f"the recalibration map has {chunk.scale.shape[1]} output(s) and the data "
+                f"{state.outputs}: use a map fitted on predictions of the same outputs",
+                path=chunk.where.path,
+            )
         var = chunk.variance(spec.spread_kind)
         scored, scored_var, kept = chunk, var, None
         if options.nan_policy == "skip":

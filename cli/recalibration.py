@@ -1,0 +1,116 @@
+"""``gaussnll recalibrate`` (fit a variance recalibration map on held-out predictions and show
+before and after) and ``gaussnll rescale`` (write predictions with the map applied)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gaussnll.cli.commands import Outputs, resolve_settings, score_options
+from gaussnll.cli.config import load_config
+from gaussnll.cli.progress import progress_callback
+from gaussnll.cli.render import finite, number
+from gaussnll.cli.settings import RECALIBRATE, RESCALE
+from gaussnll.core import (
+    RecalibrationMap,
+    Report,
+    UsageError,
+    atomic_row_writer,
+    fit_recalibration,
+    resolve_source,
+    row_file_format,
+    score,
+    write_recalibrated,
+    write_text_atomically,
+)
+
+RECALIBRATE_SCHEMA = "gaussnll.recalibrate/1"
+
+
+def run_recalibrate(path: str, given: dict[str, Any]) -> int:
+    """Fit the map on ``path``, write it to ``--output``, show the scores before and after."""
+    output = _required_output(given, ".json", "the map")
+    settings = resolve_settings(given, load_config(given.get("config_file")), RECALIBRATE)
+    outputs = Outputs.of(given)
+    options = score_options(settings, [])
+    with progress_callback("fitting", not outputs.quiet) as on_progress:
+        before = score(path, options, on_progress=on_progress)
+        fitted = fit_recalibration(before)
+        after = score(path, replace(options, recalibration=fitted), on_progress=on_progress)
+    write_text_atomically(output, json.dumps(fitted.to_dict(), indent=2) + "\n")
+    if outputs.format == "json":
+        payload = {
+            "schema": RECALIBRATE_SCHEMA,
+            "map": output,
+            **fitted.to_dict(),
+            "before": _summary(before),
+            "after": _summary(after),
+        }
+        print(json.dumps(finite(payload), indent=2))
+    else:
+        Console().print(_before_after_table(path, output, fitted, before, after))
+    return 0
+
+
+def run_rescale(map_path: str, path: str, given: dict[str, Any]) -> int:
+    """Write ``path``'s rows to ``--output`` with their spread rescaled by the map."""
+    output = _required_output(given, None, "the recalibrated predictions")
+    settings = resolve_settings(given, load_config(given.get("config_file")), RESCALE)
+    options = score_options(settings, [])
+    fitted = RecalibrationMap.load(map_path)
+    source = resolve_source(path)
+    with atomic_row_writer(output, row_file_format(output, source.files)) as rows_to:
+        rows = write_recalibrated(path, fitted, options, rows_to)
+    if not given.get("quiet"):
+        print(f"gaussnll: wrote {rows:,} rescaled rows to {output}", file=sys.stderr)
+    return 0
+
+
+def _required_output(given: dict[str, Any], suffix: str | None, what: str) -> str:
+    output = given.get("output")
+    if output is None:
+        raise UsageError(f"--output FILE is required: where to write {what}")
+    if suffix is not None and not output.endswith(suffix):
+        raise UsageError(f"--output must name a {suffix} file. Got {output!r} instead.")
+    return str(output)
+
+
+def _summary(report: Report) -> dict[str, Any]:
+    """The numbers recalibration changes: the NLL, calibration error and coverage."""
+    calibration = report.calibration
+    assert calibration is not None  # recalibrate always computes it
+    return {
+        "nll": report.nll_mean,
+        "var_scale": calibration.var_scale,
+        "mace": calibration.mace,
+        "coverage": dict(zip(map(str, calibration.levels), calibration.coverage, strict=True)),
+    }
+
+
+def _before_after_table(
+    path: str, output: str, fitted: RecalibrationMap, before: Report, after: Report
+) -> Table:
+    scales = ", ".join(number(s) for s in fitted.scale)
+    groups = f"; {len(fitted.groups):,} groups by {', '.join(fitted.by)}" if fitted.by else ""
+    table = Table(
+        title=escape(f"gaussnll recalibrate: {path} → {output} (scale {scales}{groups})"),
+        title_justify="left",
+    )
+    for header in ("metric", "before", "after"):
+        table.add_column(header, justify="left" if header == "metric" else "right")
+    first, second = _summary(before), _summary(after)
+    for name in ("nll", "var_scale", "mace"):
+        table.add_row(name, number(first[name]), number(second[name]))
+    for level in first["coverage"]:
+        table.add_row(
+            f"coverage@{level}",
+            number(first["coverage"][level]),
+            number(second["coverage"][level]),
+        )
+    return table

@@ -1,0 +1,136 @@
+"""A variance recalibration map: the factor on each output's variance that minimises the NLL on
+held-out data (``s* = mean(z²)``, the report's ``var_scale``), overall and per group.
+
+A map is a small, versioned JSON document (schema ``gaussnll.recalibration/1``)::
+
+    {"schema": "gaussnll.recalibration/1", "eps": 1e-06, "outputs": ["mean"],
+     "scale": [1.53], "by": ["region"],
+     "groups": [{"key": {"region": "east"}, "scale": [1.47], "rows": 3417}, ...],
+     "fitted_on": {"path": "cal.parquet", "rows": 10000}}
+
+Applying it multiplies each variance by its group's scale (the overall one for a key the map
+has not seen), before the ``eps`` floor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gaussnll.core.errors import InputError
+
+RECALIBRATION_SCHEMA = "gaussnll.recalibration/1"
+
+Key = tuple[Hashable, ...]
+
+
+@dataclass(frozen=True)
+class RecalibrationMap:
+    """Per-output variance scales, overall and per key of the ``by`` columns."""
+
+    scale: tuple[float, ...]
+    outputs: tuple[str, ...]
+    eps: float
+    by: tuple[str, ...] = ()
+    groups: Mapping[Key, tuple[float, ...]] = field(default_factory=dict)
+    group_rows: Mapping[Key, int] = field(default_factory=dict)
+    fitted_on: Mapping[str, Any] = field(default_factory=dict)
+    path: str | None = None  # the file it was read from
+
+    def scale_of(self, key: Key) -> tuple[float, ...] | None:
+        """The scales of a group key (key values as JSON holds them), None if not in the map."""
+        return self.groups.get(tuple(_plain(value) for value in key))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": RECALIBRATION_SCHEMA,
+            "eps": self.eps,
+            "outputs": list(self.outputs),
+            "scale": list(self.scale),
+            "by": list(self.by),
+            "groups": [
+                {
+                    "key": dict(zip(self.by, key, strict=True)),
+                    "scale": list(scales),
+                    "rows": self.group_rows.get(key, 0),
+                }
+                for key, scales in self.groups.items()
+            ],
+            "fitted_on": dict(self.fitted_on),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | None = None) -> RecalibrationMap:
+        """A map from its JSON document; anything malformed is an InputError naming ``path``."""
+
+        def bad(what: str) -> InputError:
+            return InputError(f"not a gaussnll recalibration map: {what}", path=path)
+
+        if not isinstance(data, dict) or data.get("schema") != RECALIBRATION_SCHEMA:
+            raise bad(f"its schema must be {RECALIBRATION_SCHEMA!r}")
+        outputs = _strings(data.get("outputs"), bad, "outputs")
+        by = _strings(data.get("by", []), bad, "by")
+        scale = _scales(data.get("scale"), len(outputs), bad, "scale")
+        eps = data.get("eps")
+        if not isinstance(eps, int | float) or isinstance(eps, bool) or eps < 0:
+            raise bad("eps must be a number >= 0")
+        groups: dict[Key, tuple[float, ...]] = {}
+        rows: dict[Key, int] = {}
+        entries = data.get("groups", [])
+        if not isinstance(entries, list):
+            raise bad("groups must be a list")
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("key"), dict):
+                raise bad("each group needs a key object")
+            if sorted(entry["key"]) != sorted(by):
+                raise bad(f"a group's key must name the columns {by}")
+            key = tuple(_plain(entry["key"][name]) for name in by)
+            groups[key] = _scales(entry.get("scale"), len(outputs), bad, "a group's scale")
+            rows[key] = int(entry.get("rows", 0))
+        fitted_on = data.get("fitted_on", {})
+        return cls(
+            scale,
+            outputs,
+            float(eps),
+            by,
+            groups,
+            rows,
+            fitted_on if isinstance(fitted_on, dict) else {},
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str) -> RecalibrationMap:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except OSError as error:
+            raise InputError(f"cannot read the map: {error.strerror or error}", path=path) from None
+        except (ValueError, UnicodeDecodeError):
+            raise InputError("not a gaussnll recalibration map: not JSON", path=path) from None
+        return cls.from_dict(data, path)
+
+
+def _plain(value: Any) -> Any:
+    """A key value as JSON holds it (dates and other values as text)."""
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _strings(value: Any, bad: Any, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise bad(f"{name} must be a list of names")
+    return tuple(value)
+
+
+def _scales(value: Any, outputs: int, bad: Any, name: str) -> tuple[float, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) != outputs
+        or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in value)
+        or not all(math.isfinite(s) and s > 0 for s in value)
+    ):
+        raise bad(f"{name} must be {outputs} finite positive number(s), one per output")
+    return tuple(float(s) for s in value)

@@ -1,0 +1,39 @@
+"""Fit a recalibration map from a report: each output's ``var_scale`` (``s* = mean(z²)``, the
+factor on its variances that minimises the NLL), overall and per group."""
+
+from __future__ import annotations
+
+from gaussnll.core.errors import UsageError
+from gaussnll.core.recalibration import RecalibrationMap
+from gaussnll.core.report.report import Report
+
+
+def fit_recalibration(report: Report) -> RecalibrationMap:
+    """The map of ``report``'s variance scales (it needs the calibration section)."""
+    scale = _scales(report)
+    groups = {}
+    rows = {}
+    for group in report.groups:
+        key = tuple(group.to_dict(report.by)["key"].values())
+        groups[key] = _scales(group.report)
+        rows[key] = group.report.rows
+    return RecalibrationMap(
+        scale=scale,
+        outputs=tuple(output.column for output in report.outputs),
+        eps=report.eps,
+        by=report.by,
+        groups=groups,
+        group_rows=rows,
+        fitted_on={"path": report.path, "rows": report.rows},
+    )
+
+
+def _scales(report: Report) -> tuple[float, ...]:
+    scales = []
+    for output in report.outputs:
+        if output.calibration is None:
+            raise UsageError(
+                "fitting a recalibration needs the calibration: drop calibration=False"
+            )
+        scales.append(output.calibration.var_scale)
+    return tuple(scales)

@@ -1,0 +1,63 @@
+"""Write predictions recalibrated: every column of the input as it is, but the spread columns
+(variance, standard deviation or log-variance, in the input's own form) rescaled by a
+recalibration map, streamed batch by batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gaussnll.core.errors import InputError
+from gaussnll.core.io.readers import ReadRequest, column_names, iter_batches
+from gaussnll.core.io.scales import ScaleLookup
+from gaussnll.core.io.sources import resolve_source
+from gaussnll.core.io.writers import RowWriter
+from gaussnll.core.options import ScoreOptions, Spread
+from gaussnll.core.recalibration import RecalibrationMap
+
+
+def write_recalibrated(
+    path: str, recalibration: RecalibrationMap, options: ScoreOptions, rows_to: RowWriter
+) -> int:
+    """Stream ``path`` to ``rows_to`` with its spread columns (``options.columns``) rescaled by
+    ``recalibration``; return the rows written."""
+    source = resolve_source(path)
+    spec = options.columns
+    if len(spec.spread) != len(recalibration.scale):
+        raise InputError(
+            f"the map has {len(recalibration.scale)} output(s) and --{spec.spread_kind.value}"
+            f" names {len(spec.spread)} column(s): give one spread column per output",
+            path=path,
+        )
+    columns = column_names(source, options.delimiter)
+    request = ReadRequest(columns, (), options.chunk_size, options.delimiter)
+    scales = ScaleLookup(recalibration)
+    rows = 0
+    for file, batch in iter_batches(source, request):
+        factors = scales.scales(batch)
+        for output, name in enumerate(spec.spread):
+            index = batch.schema.get_field_index(name)
+            if index < 0:
+                raise InputError("no such column", path=file, column=name)
+            rescaled = _rescaled(
+                batch.column(index), factors[:, output], spec.spread_kind, file, name
+            )
+            batch = batch.set_column(index, name, rescaled)
+        rows_to.write(batch)
+        rows += batch.num_rows
+    return rows
+
+
+def _rescaled(column: pa.Array, factor: np.ndarray, kind: Spread, file: str, name: str) -> pa.Array:
+    """A spread column with its variance times ``factor``, in the column's own form and type."""
+    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        raise InputError(f"holds {column.type} values; expected numbers", path=file, column=name)
+    values = column.cast(pa.float64())
+    if kind is Spread.STD:
+        scaled = pc.multiply(values, pa.array(np.sqrt(factor)))
+    elif kind is Spread.LOG_VAR:
+        scaled = pc.add(values, pa.array(np.log(factor)))
+    else:
+        scaled = pc.multiply(values, pa.array(factor))
+    return scaled if pa.types.is_integer(column.type) else scaled.cast(column.type)

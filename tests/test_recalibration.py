@@ -1,0 +1,154 @@
+"""Variance recalibration: fit on held-out data, apply it, write rescaled predictions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import assert_one_line_error, make_predictions, write_table
+from typer.testing import CliRunner
+
+from gaussnll.cli.app import app
+from gaussnll.core import (
+    ColumnSpec,
+    InputError,
+    RecalibrationMap,
+    UsageError,
+    recalibrate,
+    score,
+)
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def miscalibrated(rows: int, seed: int, factor: float = 0.5) -> pd.DataFrame:
+    """Predictions whose variances are ``factor`` times the truth, in three regions whose
+    true noise differs (so each region needs its own scale)."""
+    rng = np.random.default_rng(seed)
+    region = rng.choice(["a", "b", "c"], rows)
+    noise = np.select([region == "a", region == "b"], [0.5, 1.0], 2.0)
+    mean = rng.normal(size=rows)
+    return pd.DataFrame(
+        {
+            "mean": mean,
+            "target": mean + noise * rng.standard_normal(rows),
+            "var": factor * noise**2,
+            "region": region,
+        }
+    )
+
+
+def test_the_fitted_scale_is_mean_z_squared_overall_and_per_group():
+    frame = miscalibrated(3_000, seed=1)
+    fitted = recalibrate(frame, device="cpu", columns=ColumnSpec(by="region"))
+    z2 = (frame["target"] - frame["mean"]) ** 2 / frame["var"]
+    assert fitted.scale == pytest.approx((z2.mean(),), rel=1e-12)
+    for region, rows in frame.groupby("region"):
+        assert fitted.scale_of((region,)) == pytest.approx((z2[rows.index].mean(),), rel=1e-12)
+    assert fitted.group_rows[("a",)] == int((frame["region"] == "a").sum())
+
+
+def test_applying_a_map_equals_torch_on_the_rescaled_variances():
+    frame = miscalibrated(2_000, seed=2)
+    fitted = recalibrate(frame, device="cpu", columns=ColumnSpec(by="region"))
+    applied = score(frame, device="cpu", recalibration=fitted, chunk_size=333)
+    factor = frame["region"].map(lambda r: fitted.scale_of((r,))[0]).to_numpy()
+    expected = F.gaussian_nll_loss(
+        torch.tensor(frame["mean"].to_numpy()),
+        torch.tensor(frame["target"].to_numpy()),
+        torch.tensor(frame["var"].to_numpy()) * torch.tensor(factor),
+    )
+    assert applied.nll == pytest.approx(float(expected), rel=1e-12)
+    assert applied.recalibration["unseen_rows"] == 0
+
+
+def test_a_held_out_split_improves_and_an_unseen_key_uses_the_overall_scale():
+    calibration, test = miscalibrated(4_000, seed=3), miscalibrated(4_000, seed=4)
+    fitted = recalibrate(calibration, device="cpu", columns=ColumnSpec(by="region"))
+    before = score(test, device="cpu")
+    after = score(test, device="cpu", recalibration=fitted)
+    assert after.nll < before.nll
+    assert abs(after.calibration.var_scale - 1) < 0.1 < abs(before.calibration.var_scale - 1)
+    test.loc[:9, "region"] = "new"
+    unseen = score(test, device="cpu", recalibration=fitted)
+    assert unseen.recalibration["unseen_rows"] == 10
+
+
+def test_tensor_chunks_take_an_ungrouped_map_only():
+    frame = miscalibrated(500, seed=5)
+    fitted = recalibrate(frame, device="cpu")
+    columns = [torch.tensor(frame[name].to_numpy()) for name in ("mean", "target", "var")]
+    by_tensors = score([tuple(columns)], device="cpu", recalibration=fitted)
+    assert by_tensors.nll == pytest.approx(score(frame, device="cpu", recalibration=fitted).nll)
+    grouped = recalibrate(frame, device="cpu", columns=ColumnSpec(by="region"))
+    with pytest.raises(UsageError, match="needs its key columns"):
+        score([tuple(columns)], device="cpu", recalibration=grouped)
+
+
+def test_maps_that_do_not_fit_the_data_are_refused(tmp_path):
+    frame = miscalibrated(300, seed=6)
+    fitted = recalibrate(frame, device="cpu", columns=ColumnSpec(by="region"))
+    with pytest.raises(UsageError, match="fitted with eps"):
+        score(frame, device="cpu", eps=1e-3, recalibration=fitted)
+    two = pd.DataFrame({"m0": frame["mean"], "m1": frame["mean"], "t0": frame["target"],
+                        "t1": frame["target"], "v0": frame["var"], "v1": frame["var"],
+                        "region": frame["region"]})  # fmt: skip
+    spec = ColumnSpec(mean=("m0", "m1"), target=("t0", "t1"), spread=("v0", "v1"))
+    with pytest.raises(InputError, match="the recalibration map has 1 output"):
+        score(two, device="cpu", columns=spec, recalibration=fitted)
+    with pytest.raises(InputError, match="region"):
+        score(frame.drop(columns="region"), device="cpu", recalibration=fitted)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"schema": "gaussnll.recalibration/1", "outputs": ["mean"], "scale": [-1]}')
+    with pytest.raises(InputError, match="finite positive"):
+        RecalibrationMap.load(str(broken))
+
+
+def test_the_map_round_trips_through_json():
+    frame = miscalibrated(300, seed=7)
+    fitted = recalibrate(frame, device="cpu", columns=ColumnSpec(by="region"))
+    assert RecalibrationMap.from_dict(json.loads(json.dumps(fitted.to_dict()))) == fitted
+
+
+@pytest.mark.parametrize("kind", ["var", "std", "log_var"])
+def test_cli_recalibrate_then_score_and_rescale_in_the_input_form(tmp_path, kind):
+    frame = miscalibrated(1_000, seed=8)
+    spread = {"var": frame["var"], "std": np.sqrt(frame["var"]), "log_var": np.log(frame["var"])}
+    frame = frame.drop(columns="var").assign(spread=spread[kind])
+    cal = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "cal.parquet")
+    flag = f"--{kind.replace('_', '-')}-col"
+    fitted = tmp_path / "map.json"
+    shown = run(
+        "recalibrate", str(cal), flag, "spread", "--by", "region", "-o", str(fitted), "--json"
+    )
+    assert shown.exit_code == 0, shown.stderr
+    payload = json.loads(shown.stdout)
+    assert payload["after"]["nll"] < payload["before"]["nll"]
+    assert payload["after"]["var_scale"] == pytest.approx(1.0, abs=1e-9)
+    scored = run("score", str(cal), flag, "spread", "--recalibration", str(fitted), "--json")
+    assert json.loads(scored.stdout)["nll"] == pytest.approx(payload["after"]["nll"], rel=1e-12)
+    out = tmp_path / "rescaled.csv"
+    rescaled = run("rescale", str(fitted), str(cal), flag, "spread", "-o", str(out))
+    assert rescaled.exit_code == 0, rescaled.stderr
+    written = pd.read_csv(out)
+    assert list(written.columns) == list(frame.columns)
+    assert (written["region"] == frame["region"]).all()
+    again = run("score", str(out), flag, "spread", "--json")
+    assert json.loads(again.stdout)["nll"] == pytest.approx(payload["after"]["nll"], rel=1e-9)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    path = write_table(pa.table(make_predictions(50)), tmp_path / "p.parquet")
+    assert_one_line_error(run("recalibrate", str(path)), "--output FILE is required")
+    assert_one_line_error(
+        run("recalibrate", str(path), "-o", "m.txt"), "--output must name a .json"
+    )
+    missing = run("score", str(path), "--recalibration", str(tmp_path / "absent.json"))
+    assert_one_line_error(missing, "absent.json", "cannot read the map")
