@@ -82,3 +82,12 @@ def test_quick_start_installs_the_pinned_torch_then_this_package():
 def test_readme_names_the_python_the_package_requires():
     required = PYPROJECT["project"]["requires-python"].removeprefix(">=")
     assert f"Python ≥ {required}" in README
+
+
+def test_exit_code_table_lists_every_exit_code():
+    from gaussnll.cli import exits
+
+    codes = {v for k, v in vars(exits).items() if k.startswith("EXIT_")} | {0}
+    table = README.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    listed = {int(code) for code in re.findall(r"^\| (\d+) \|", table, flags=re.MULTILINE)}
+    assert listed == codes
