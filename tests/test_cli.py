@@ -263,9 +263,34 @@ def test_json_calibration_accuracy_and_outputs(parquet_file):
     assert payload["accuracy"].keys() == {"mae", "rmse", "bias"}
     assert payload["calibration"]["pit_bins"] == 10
     assert sum(payload["calibration"]["pit_counts"]) == 2_500
-    output = payload["outputs"][0]
-    assert output["calibration"]["crps"] == pytest.approx(payload["calibration"]["crps"])
-    assert output["accuracy"] == pytest.approx(payload["accuracy"])
+
+
+def _gaussian_crps(mean: np.ndarray, var: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The closed-form Gaussian CRPS per element, with scipy's normal pdf and cdf."""
+    from scipy.stats import norm
+
+    std = np.sqrt(var)
+    z = (target - mean) / std
+    return std * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
+
+
+def test_json_per_output_metrics_match_each_outputs_own_data(tmp_path):
+    data = make_predictions(1_500, seed=7, outputs=2)
+    data["mean"][:, 1] += 0.8  # the second output biased, so the two outputs differ clearly
+    table = pa.table({k: pa.FixedSizeListArray.from_arrays(v.ravel(), 2) for k, v in data.items()})
+    path = write_table(table, tmp_path / "two.parquet")
+    payload = json.loads(run("score", str(path), "--json").stdout)
+    crps = _gaussian_crps(data["mean"], data["var"], data["target"])
+    error = data["target"] - data["mean"]
+    assert len(payload["outputs"]) == 2
+    for j, output in enumerate(payload["outputs"]):
+        assert output["calibration"]["crps"] == pytest.approx(crps[:, j].mean(), rel=1e-9)
+        assert output["accuracy"]["mae"] == pytest.approx(np.abs(error[:, j]).mean(), rel=1e-9)
+        assert output["accuracy"]["rmse"] == pytest.approx(
+            np.sqrt((error[:, j] ** 2).mean()), rel=1e-9
+        )
+        assert output["accuracy"]["bias"] == pytest.approx(error[:, j].mean(), rel=1e-9)
+    assert payload["calibration"]["crps"] == pytest.approx(crps.mean(), rel=1e-9)
 
 
 def test_levels_option_and_no_calibration(parquet_file):

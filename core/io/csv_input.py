@@ -1,9 +1,9 @@
 """CSV input: a regular file in ranges parsed on every core; stdin and compressed files streamed.
 
 A regular file is cut at line ends into ranges of a few blocks, each block about half a chunk of
-rows; pyarrow parses a range's blocks in parallel, and the ranges in file order. On 2 cores this
-parses 10M rows (578 MB) in about 1.1 s instead of the streaming reader's 1.7 s. Blocks of half a
-chunk peaked 40 MB lower than blocks of a whole chunk in a scoring run, at the same speed. Like
+rows; pyarrow parses a range's blocks in parallel, and the ranges in file order: faster than
+the streaming reader on one thread, and half-chunk blocks peak lower in memory than whole-chunk
+ones at the same speed (see bench/README.md). Like
 pyarrow's own reader (``newlines_in_values=False``), this assumes no quoted value spans lines.
 Column types not given are inferred from the first range and kept for the others.
 

@@ -18,7 +18,7 @@ from gaussnll.core.errors import InputError
 from gaussnll.core.io.csv_input import CsvRead, csv_batches, csv_header
 from gaussnll.core.io.sources import STDIN, FileFormat, Source
 
-PARQUET_BUFFER_BYTES = 1 << 20  # 4 MB cost 35 MB more peak RSS and read no faster
+PARQUET_BUFFER_BYTES = 1 << 20  # larger buffers cost memory and read no faster
 _DELIMITER_HINTS = (";", "\t", "|", ":")
 
 
@@ -79,9 +79,8 @@ def _ipc_file_rows(path: str) -> int:
 def _parquet_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
     parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
     require_columns(parquet.schema_arrow.names, request.columns, path)
-    # One decoding thread: the other cores are computing. Without calibration 50M rows took
-    # 2.14-2.28 s instead of 2.36-2.48 s, and the peak RSS varied less (387-389 MB against
-    # 390-416 MB with calibration; arrow's pool threads keep memory of their own).
+    # One decoding thread: the other cores are computing, and arrow's pool threads keep memory
+    # of their own (faster and steadier in memory: see bench/README.md).
     batches = parquet.iter_batches(
         batch_size=request.chunk_size, columns=list(request.columns), use_threads=False
     )

@@ -19,7 +19,7 @@ class SummaryTable:
     """The calibration and accuracy summaries of a batch (e.g. groups), stored by column: a
     row's dataclasses are built only when asked for, so 10^5 groups hold arrays of numbers,
     not 10^5 objects. The scalar summaries (all floats) sit side by side in one matrix, so a
-    row reads them in one step (a row took 17 us instead of 28 us one column at a time); each
+    row reads them in one step rather than one column at a time (see bench/README.md); each
     per-level or per-bin summary is a matrix of its own."""
 
     levels: tuple[float, ...]

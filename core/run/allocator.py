@@ -1,8 +1,8 @@
 """Keep freed chunk-sized buffers in the process instead of returning them to the OS.
 
 Each chunk allocates short-lived tensors of a few MB. glibc serves and frees those through
-mmap/munmap by default, so every chunk pays page faults for every temporary: the calibration
-pass measured 2.1x slower that way. Raising glibc's mmap and trim thresholds lets the heap reuse
+mmap/munmap by default, so every chunk pays page faults for every temporary, which slows the
+calibration pass (see bench/README.md). Raising glibc's mmap and trim thresholds lets the heap reuse
 the memory; peak RSS stays bounded by the chunk size. Process-wide, so it is opt-in: the CLI
 calls it, and Python users scoring in batch may too. Elsewhere than glibc it does nothing.
 """

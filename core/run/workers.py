@@ -25,17 +25,17 @@ from gaussnll.core.state.sinks import Ledger, recording
 
 MAX_AUTO_WORKERS = 4
 # Chunks in flight per worker: a free worker finds the next chunk queued while results are
-# handed over, so it never waits for the consumer (one in flight idled it 25%).
+# handed over, so it never waits for the consumer (with one in flight it idled).
 QUEUED_PER_WORKER = 2
 
 
 def auto_workers(device: torch.device, grouped: bool, compute_bound: bool) -> int:
     """Workers by default, up to ``MAX_AUTO_WORKERS``: one per core but the reader's when the
     computation outweighs the reading (calibration of Parquet or Arrow), else one per two cores
-    (reading is the bottleneck: without calibration, or parsing CSV). On 2 vCPUs a second
-    worker gained nothing either way (50M Parquet rows with calibration: 3.22 s against 3.19 s
-    for one) and cost 28 MB of peak RSS. One on a GPU (its kernels are queued asynchronously
-    already) and when grouping (the group sums are applied by one thread anyway)."""
+    (reading is the bottleneck: without calibration, or parsing CSV); on 2 cores a second
+    worker gains nothing and costs memory (see bench/README.md). One on a GPU (its kernels
+    are queued asynchronously already) and when grouping (the group sums are applied by one
+    thread anyway)."""
     if device.type != "cpu" or grouped:
         return 1
     cores = os.cpu_count() or 1

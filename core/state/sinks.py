@@ -146,8 +146,8 @@ class GroupSink:
 
     ``ranges`` cuts the last axis into ranges (e.g. the slots of ``add_parts``' columns and of
     each binned part) kept as separate tables: rows go to random groups, and a compact table
-    per range keeps each pass's scattered writes within less memory (3x faster for 10^5
-    groups than one wide table).
+    per range keeps each pass's scattered writes within less memory than one wide table
+    (faster for many groups: see bench/README.md).
     """
 
     def __init__(
@@ -283,8 +283,8 @@ class Sums:
 
     def column(self, values: Tensor) -> Tensor:
         """``values`` (``(rows, ...)``) as ``add_parts`` takes a column: without groups, summed
-        over its rows now, while it is still in the cache (a quarter of the cost of summing it
-        later with the others), so it can be freed; the same bits either way."""
+        over its rows now, while it is still in the cache (cheaper than summing it later with
+        the others), so it can be freed; the same bits either way."""
         if self.by_group is not None:
             return values
         return values.sum(dim=0, keepdim=True, dtype=_sum_dtype(self.total.integer))

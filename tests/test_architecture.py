@@ -1,0 +1,330 @@
+"""The structure the code promises: every setting reaches its command's help, the config file and
+the JSON; core's layers import only downwards; cli uses core's public names only; core's exports
+and packages are complete."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import assert_one_line_error, make_predictions, write_table
+from typer.testing import CliRunner
+
+import gaussnll.core
+from gaussnll.cli.app import app
+from gaussnll.cli.settings import COMPARE, SCORE, SETTINGS, Setting, settings_of
+from gaussnll.core import ColumnSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE, CLI = ROOT / "core", ROOT / "cli"
+COMMANDS = (SCORE, COMPARE)
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+# --- settings: help, config file, JSON ---------------------------------------------------------
+
+
+def help_tokens(command: str) -> set[str]:
+    result = run(command, "--help")
+    assert result.exit_code == 0, result.output
+    return set(result.stdout.split())
+
+
+def flag_names(setting: Setting) -> set[str]:
+    """Each flag a setting declares (both of a ``--x/--no-x`` pair)."""
+    return {name for declaration in setting.flags for name in declaration.split("/")}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_setting_of_a_command_is_in_its_help(command):
+    shown = help_tokens(command)
+    for setting in settings_of(command):
+        assert flag_names(setting) <= shown, setting.name
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_setting_of_the_other_command_only_is_in_its_help(command):
+    shown = help_tokens(command)
+    own = set().union(*(flag_names(s) for s in settings_of(command)))
+    foreign = [s for s in SETTINGS if command not in s.commands]
+    assert foreign, "each command has settings of its own"
+    for setting in foreign:
+        assert not (flag_names(setting) - own) & shown, setting.name
+
+
+# A valid value, other than the default, for every config-able setting; the data below has the
+# columns they name.
+CONFIG_VALUES = {
+    "mean_col": "mu",
+    "target_col": "y",
+    "var_col": "v",
+    "std_col": "sd",
+    "log_var_col": "lv",
+    "id_col": "id",
+    "full": True,
+    "eps": 1e-5,
+    "reduction": "sum",
+    "chunk_size": 37,
+    "device": "cpu",
+    "dtype": "float32",
+    "nan_policy": "skip",
+    "delimiter": ";",
+    "calibration": False,
+    "levels": [0.3, 0.7],
+    "pit_bins": 7,
+    "workers": 2,
+    "checks": ["nll <= 100"],
+    "by": ["g"],
+    "top": 2,
+    "sort_by": "nll",
+    "per_group": True,
+    "compare_checks": ["delta_nll <= 100"],
+    "max_regression": 100.0,
+    "confidence": 0.9,
+}
+# What a setting needs beside it on the command line to apply (score only).
+COMPANIONS = {
+    "id_col": ("--per-row", "{tmp}/rows.parquet"),
+    "top": ("--by", "g"),
+    "sort_by": ("--by", "g"),
+    "per_group": ("--by", "g", "--check", "nll <= 100"),
+}
+WRONG_VALUES = {str: 5, int: "many", float: "small", bool: "yes", list: 5}
+CONFIG_SETTINGS = [s for s in SETTINGS if s.config]
+
+
+def toml_value(value: object) -> str:
+    return json.dumps(value)  # the JSON of these strings, numbers, booleans and lists is TOML
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    columns = make_predictions(200, seed=3)
+    table = pa.table(
+        {
+            **columns,
+            "mu": columns["mean"],
+            "y": columns["target"],
+            "v": columns["var"],
+            "sd": np.sqrt(columns["var"]),
+            "lv": np.log(columns["var"]),
+            "id": np.arange(200),
+            "g": np.arange(200) % 3,
+        }
+    )
+    return write_table(table, tmp_path_factory.mktemp("data") / "preds.parquet")
+
+
+def run_with_config(command: str, data: Path, config: Path, *more: str):
+    files = (str(data),) if command == SCORE else (str(data), str(data))
+    return run(command, *files, "--config", str(config), "--json", "-q", *more)
+
+
+def test_every_config_setting_has_a_value_here():
+    assert {s.name for s in CONFIG_SETTINGS} == set(CONFIG_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("command", "setting"),
+    [(c, s) for c in COMMANDS for s in settings_of(c, config=True)],
+    ids=lambda x: x if isinstance(x, str) else x.name,
+)
+def test_config_value_of_its_type_round_trips_to_the_json(tmp_path, data_file, command, setting):
+    value = CONFIG_VALUES[setting.name]
+    config = tmp_path / "gaussnll.toml"
+    config.write_text(f"{setting.name} = {toml_value(value)}\n")
+    companions = COMPANIONS.get(setting.name, ()) if command == SCORE else ()
+    more = [arg.format(tmp=tmp_path) for arg in companions]
+    result = run_with_config(command, data_file, config, *more)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["config"]["file"] == str(config)
+    assert payload["config"]["settings"][setting.name] == value
+
+
+@pytest.mark.parametrize("setting", CONFIG_SETTINGS, ids=lambda s: s.name)
+def test_config_value_of_a_wrong_type_is_one_line_naming_the_key(tmp_path, data_file, setting):
+    config = tmp_path / "gaussnll.toml"
+    config.write_text(f"{setting.name} = {toml_value(WRONG_VALUES[setting.kind])}\n")
+    command = SCORE if SCORE in setting.commands else COMPARE
+    assert_one_line_error(run_with_config(command, data_file, config), str(config), setting.name)
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if not s.config], ids=lambda s: s.name)
+def test_a_command_line_only_setting_is_rejected_in_a_config_file(tmp_path, data_file, setting):
+    config = tmp_path / "gaussnll.toml"
+    value = {str: "x", bool: True}[setting.kind]
+    config.write_text(f"{setting.name} = {toml_value(value)}\n")
+    for command in COMMANDS:
+        assert_one_line_error(run_with_config(command, data_file, config), repr(setting.name))
+
+
+# --- layering ----------------------------------------------------------------------------------
+
+LAYERS = ("io", "state", "report", "run")  # each may import only those before it
+TOP_LEVEL = ("options", "errors", "loss")  # import no sub-package; options/errors from each other
+
+
+def imported_modules(tree: ast.AST, package: str) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` in ``tree`` names, absolute; relative
+    imports are resolved against ``package``."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                found.add(".".join([*base, *([node.module] if node.module else [])]))
+            else:
+                found.add(node.module or "")
+    return found
+
+
+def layer_of(module: str) -> str | None:
+    """The layer (``io``...) or top-level module (``options``...) of a ``gaussnll.core`` module."""
+    if not module.startswith("gaussnll.core."):
+        return None
+    return module.split(".")[2]
+
+
+def layering_violations(module: str, source: str) -> list[str]:
+    """The imports of core module ``module`` (``gaussnll.core.io.readers``) that break the
+    layering."""
+    own = layer_of(module)
+    package = module.rsplit(".", 1)[0]
+    allowed: set[str]
+    if own in LAYERS:
+        allowed = {*TOP_LEVEL, *LAYERS[: LAYERS.index(own) + 1]}
+    else:
+        allowed = {"options", "errors"} | ({own} if own else set())
+    return sorted(
+        target
+        for target in imported_modules(ast.parse(source), package)
+        if (layer := layer_of(target)) is not None and layer not in allowed
+    )
+
+
+def core_modules() -> list[tuple[str, Path]]:
+    modules = []
+    for path in sorted(CORE.rglob("*.py")):
+        parts = path.relative_to(CORE).with_suffix("").parts
+        if parts == ("__init__",):
+            continue  # the public facade, importing every layer lazily
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        modules.append((".".join(("gaussnll", "core", *parts)), path))
+    return modules
+
+
+@pytest.mark.parametrize(("module", "path"), core_modules(), ids=[m for m, _ in core_modules()])
+def test_core_modules_import_only_lower_layers(module, path):
+    assert layering_violations(module, path.read_text()) == []
+
+
+def test_every_layer_and_top_level_module_is_checked():
+    layers = {layer_of(module) for module, _ in core_modules()}
+    assert layers == {*LAYERS, *TOP_LEVEL}
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        ("gaussnll.core.io.readers", "from gaussnll.core.state.sinks import Sums", 1),
+        ("gaussnll.core.io.readers", "from ..run import api", 1),
+        ("gaussnll.core.state.sinks", "import gaussnll.core.report.report", 1),
+        ("gaussnll.core.report.derive", "def f():\n    from gaussnll.core.run import api", 1),
+        ("gaussnll.core.loss", "from gaussnll.core.io import tensors", 1),
+        ("gaussnll.core.options", "from gaussnll.core.errors import OptionError", 0),
+        ("gaussnll.core.run.api", "from gaussnll.core.io.readers import x", 0),
+        ("gaussnll.core.run.api", "from . import engine", 0),
+    ],
+)
+def test_the_layering_check_sees_upward_imports(module, source, expected):
+    assert len(layering_violations(module, source)) == expected
+
+
+def core_imports_of_cli(source: str) -> tuple[set[str], set[str]]:
+    """The names a cli module imports from ``gaussnll.core``, and the ``gaussnll.core.x``
+    submodules it imports."""
+    names, submodules = set(), set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module == "gaussnll.core":
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gaussnll.core."):
+            submodules.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            submodules.update(a.name for a in node.names if a.name.startswith("gaussnll.core."))
+    return names, submodules
+
+
+@pytest.mark.parametrize("path", sorted(CLI.rglob("*.py")), ids=lambda p: p.name)
+def test_cli_imports_only_public_core_names(path):
+    names, submodules = core_imports_of_cli(path.read_text())
+    assert submodules == set()
+    assert names <= set(gaussnll.core.__all__)
+
+
+def test_the_cli_import_check_sees_private_imports():
+    source = "from gaussnll.core import score, _hidden\nimport gaussnll.core.io.readers\n"
+    names, submodules = core_imports_of_cli(source)
+    assert names - set(gaussnll.core.__all__) == {"_hidden"}
+    assert submodules == {"gaussnll.core.io.readers"}
+
+
+# --- exports and packages ----------------------------------------------------------------------
+
+
+def type_checking_imports() -> dict[str, str]:
+    """``name: module`` of every import in ``gaussnll.core.__init__``'s TYPE_CHECKING block."""
+    tree = ast.parse((CORE / "__init__.py").read_text())
+    (block,) = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    ]
+    return {
+        alias.asname or alias.name: node.module or ""
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+
+def test_type_checking_imports_equal_the_exports():
+    imports = type_checking_imports()
+    exports = gaussnll.core._EXPORTS
+    assert set(imports) == set(exports)
+    assert set(gaussnll.core.__all__) == set(exports)
+    for name, module in imports.items():
+        assert module == f"gaussnll.core.{exports[name]}", name
+        assert getattr(gaussnll.core, name) is getattr(importlib.import_module(module), name)
+
+
+def test_every_core_sub_package_is_packaged():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packaged = set(pyproject["tool"]["setuptools"]["packages"])
+    folders = {
+        ".".join(("gaussnll", "core", *init.parent.relative_to(CORE).parts))
+        for init in CORE.rglob("__init__.py")
+    }
+    assert folders >= {"gaussnll.core", "gaussnll.core.io", "gaussnll.core.run"}
+    assert folders | {"gaussnll.cli"} <= packaged
+    sub_folders = {
+        ".".join(("gaussnll", "core", *d.relative_to(CORE).parts))
+        for d in CORE.rglob("*")
+        if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py"))
+    }
+    assert sub_folders <= packaged
+
+
+def test_a_single_column_name_becomes_a_tuple():
+    assert ColumnSpec(mean="mu").mean == ("mu",)
