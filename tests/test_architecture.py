@@ -43,9 +43,15 @@ def run(*args: str):
 
 
 def help_tokens(command: str) -> set[str]:
+    """The flags the help lists as options (the first words of the option rows, not the text)."""
     result = run(command, "--help")
     assert result.exit_code == 0, result.output
-    return set(result.stdout.split())
+    flags = set()
+    for line in result.stdout.splitlines():
+        words = line.strip("│ ").split()
+        while words and words[0].startswith("-"):
+            flags.add(words.pop(0))
+    return flags
 
 
 def flag_names(setting: Setting) -> set[str]:
