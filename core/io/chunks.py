@@ -95,7 +95,8 @@ def to_chunks(
         first_row += batch.num_rows
         group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
         roles = [convert.role(batch, names) for names in (spec.mean, spec.target, spec.spread)]
-        (mean, target, spread, group), arrived = host_to_device.send([*roles, group])
+        (*moved, group), arrived = host_to_device.send([*roles, group])
+        mean, target, spread = (tensor for tensor in moved if tensor is not None)  # never None
         yield Chunk(
             mean=mean,
             target=target,
