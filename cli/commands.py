@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from gaussnll.cli.config import Config, load_config
 from gaussnll.cli.exits import EXIT_CHECK_FAILED
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
-from gaussnll.cli.render import print_report, report_json, report_markdown
+from gaussnll.cli.render import CheckResults, print_report, report_json, report_markdown
 from gaussnll.cli.render_compare import compare_json, compare_markdown, print_compare
 from gaussnll.cli.settings import (
     BY_NAME,
@@ -28,7 +28,6 @@ from gaussnll.core import (
     SCORE_METRICS,
     Catalog,
     Check,
-    CheckResult,
     ColumnSpec,
     FileFormat,
     RecalibrationMap,
@@ -109,6 +108,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if options.columns.id and not (outputs.per_row or rows_on_stdout):
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
+    rows_context: AbstractContextManager[RowWriter | None]
     if outputs.per_row is not None:
         rows_context = atomic_row_writer(
             outputs.per_row, row_file_format(outputs.per_row, source.files)
@@ -119,11 +119,12 @@ def run_score(path: str, given: dict[str, Any]) -> int:
         rows_context = nullcontext(None)
     with rows_context as rows_to, progress_callback("scoring", not outputs.quiet) as on_progress:
         report = score(path, options, rows_to=rows_to, on_progress=on_progress)
-        if rows_on_stdout:
+        if rows_on_stdout and rows_to is not None:
             rows_to.close()
     if rows_on_stdout:
         return 0
     _warn_of_many_groups(report.groups_total, settings["by"])
+    results: CheckResults
     if settings["per_group"]:
         results = evaluate_per_group(checks, report)
     else:
@@ -148,7 +149,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     checks = _parsed_checks(texts, settings, COMPARE_METRICS)
     options = score_options(settings, checks)
     sources = [resolve_source(path) for path in (baseline, candidate)]
-    rows_context = nullcontext(None)
+    rows_context: AbstractContextManager[RowWriter | None] = nullcontext(None)
     if outputs.per_row is not None:
         files = [f for source in sources for f in source.files]
         rows_context = atomic_row_writer(outputs.per_row, row_file_format(outputs.per_row, files))
@@ -174,8 +175,8 @@ class Renderers:
     """How one command's report is shown in each ``--format``."""
 
     json: Callable[..., Iterable[str]]
-    markdown: Callable[[Any, list[CheckResult]], str]
-    table: Callable[[Any, list[CheckResult]], None]
+    markdown: Callable[[Any, CheckResults], str]
+    table: Callable[[Any, CheckResults], None]
 
 
 SCORE_RENDERERS = Renderers(report_json, report_markdown, print_report)
@@ -186,7 +187,7 @@ def _render(
     renderers: Renderers,
     output_format: str,
     report: Any,
-    results: list[CheckResult],
+    results: CheckResults,
     config: Config,
     settings: dict[str, Any],
 ) -> None:
@@ -243,7 +244,7 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     return checks
 
 
-def _finish(results: list[CheckResult], outputs: Outputs, suite: str, seconds: float) -> int:
+def _finish(results: CheckResults, outputs: Outputs, suite: str, seconds: float) -> int:
     """Write the JUnit file if asked; the exit code: 1 when a check failed, else 0."""
     if outputs.junit_xml is not None:
         write_text_atomically(outputs.junit_xml, junit_xml(results, suite, seconds))
@@ -272,9 +273,7 @@ def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions
         id=settings.get("id_col"),
         by=tuple(by),
     )
-    core = {
-        BY_NAME[name].core: value for name, value in settings.items() if BY_NAME[name].core in _CORE
-    }
+    core = {key: value for name, value in settings.items() if (key := BY_NAME[name].core) in _CORE}
     levels = settings.get("levels", BY_NAME["levels"].default)
     core["levels"] = tuple(
         dict.fromkeys([*levels, *metric_levels(c.metric for c in checks), *sort_levels])

@@ -39,8 +39,8 @@ def load_config(explicit: str | None, start: Path | None = None) -> Config:
         candidate = directory / "pyproject.toml"
         if candidate.is_file():
             data = _read(candidate, str(candidate))
-            table = _table(data.get("tool", {}), str(candidate)).get("gaussnll")
-            return Config(str(candidate), _validated(table, str(candidate))) if table else Config()
+            found = _table(data.get("tool", {}), str(candidate)).get("gaussnll")
+            return Config(str(candidate), _validated(found, str(candidate))) if found else Config()
     return Config()
 
 
@@ -77,7 +77,11 @@ def _validated(table: Any, source: str) -> dict[str, Any]:
         expected = setting.config_types
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
             raise UsageError(f"{source}: {key} has the wrong type ({type(value).__name__})")
-        if setting.kind is list and key != "levels" and not all(isinstance(v, str) for v in value):
+        if (
+            isinstance(value, list)
+            and key != "levels"
+            and not all(isinstance(v, str) for v in value)
+        ):
             raise UsageError(f"{source}: {key} must be a list of strings")
         values[key] = setting.value(value)
     return values

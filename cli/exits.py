@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Iterable
 from types import FrameType, TracebackType
+from typing import Literal
 
 import typer
 
@@ -57,7 +58,7 @@ class user_errors:
 
     def __exit__(
         self, kind: type | None, error: BaseException | None, trace: TracebackType | None
-    ) -> bool:
+    ) -> Literal[False]:
         if error is None or isinstance(error, typer.Exit | SystemExit):
             return False
         if isinstance(error, OptionError):

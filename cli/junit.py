@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 from gaussnll.core import CheckResult, GroupCheckResult
 
 
 def junit_xml(
-    results: list[CheckResult | GroupCheckResult], suite_name: str, seconds: float
+    results: Sequence[CheckResult | GroupCheckResult], suite_name: str, seconds: float
 ) -> str:
     """One ``<testsuite>`` named ``suite_name`` (the command and its inputs); one
     ``<testcase>`` per check."""

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
-from gaussnll.core import CheckResult, Report
+from gaussnll.core import CalibrationSummary, CheckResult, GroupCheckResult, Report
 
 PIT_BAR_WIDTH = 24
+CheckResults = Sequence[CheckResult | GroupCheckResult]  # whole-report or per-group checks
 
 
 def report_json(
     report: Report,
-    results: list[CheckResult] = (),
+    results: CheckResults = (),
     *,
     config_file: str | None = None,
     settings: dict[str, Any] | None = None,
@@ -31,7 +32,7 @@ def report_json(
 
 def json_with_checks(
     payload: dict[str, Any],
-    results: list[CheckResult],
+    results: CheckResults,
     config_file: str | None,
     settings: dict[str, Any] | None,
     groups: Iterable[dict[str, Any]] | None = None,
@@ -71,15 +72,16 @@ def _compact_json(value: dict[str, Any]) -> str:
         return json.dumps(finite(value), default=list)
 
 
-def print_report(report: Report, results: list[CheckResult] = ()) -> None:
+def print_report(report: Report, results: CheckResults = ()) -> None:
     Console().print(report_renderable(report, results))
 
 
-def report_renderable(report: Report, results: list[CheckResult] = ()) -> RenderableType:
+def report_renderable(report: Report, results: CheckResults = ()) -> RenderableType:
     """The summary, coverage and the PIT histogram side by side, outputs, then the checks."""
     parts: list[RenderableType] = [summary_table(report)]
     if report.calibration is not None:
-        parts.append(Columns([coverage_table(report), pit_chart(report)], padding=(0, 4)))
+        cal = report.calibration
+        parts.append(Columns([coverage_table(cal), pit_chart(cal)], padding=(0, 4)))
     if len(report.outputs) > 1:
         parts.append(outputs_table(report))
     if report.by:
@@ -89,7 +91,7 @@ def report_renderable(report: Report, results: list[CheckResult] = ()) -> Render
     return Group(*parts)
 
 
-def checks_table(results: list[CheckResult]) -> Table:
+def checks_table(results: CheckResults) -> Table:
     failures = sum(not r.passed for r in results)
     title = "checks: all passed" if not failures else f"checks: {failures} failed"
     table = Table(title=title, title_justify="left")
@@ -103,7 +105,7 @@ def checks_table(results: list[CheckResult]) -> Table:
     return table
 
 
-def report_markdown(report: Report, results: list[CheckResult] = ()) -> str:
+def report_markdown(report: Report, results: CheckResults = ()) -> str:
     """A compact report for a pull-request comment or a CI job summary."""
     lines = [f"### gaussnll score: `{report.path}`", ""]
     headline = [("NLL (" + report.reduction + ")", report.nll), ("rows", report.rows)]
@@ -184,7 +186,7 @@ def _metric_cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def checks_markdown(results: list[CheckResult]) -> list[str]:
+def checks_markdown(results: CheckResults) -> list[str]:
     """The checks as Markdown lines (none without checks)."""
     if not results:
         return []
@@ -247,8 +249,7 @@ def summary_table(report: Report) -> Table:
     return table
 
 
-def coverage_table(report: Report) -> Table:
-    cal = report.calibration
+def coverage_table(cal: CalibrationSummary) -> Table:
     table = Table(title="central intervals", title_justify="left")
     for header in ("level", "observed", "inside", "mean width", "interval score"):
         table.add_column(header, justify="right")
@@ -272,9 +273,8 @@ def coverage_table(report: Report) -> Table:
     return table
 
 
-def pit_chart(report: Report) -> Table:
+def pit_chart(cal: CalibrationSummary) -> Table:
     """PIT histogram bars: flat is calibrated, a U over-confident, a hump under-confident."""
-    cal = report.calibration
     table = Table(
         title="PIT histogram (flat = calibrated)", title_justify="left", show_header=False, box=None
     )

@@ -8,13 +8,19 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
-from gaussnll.cli.render import checks_markdown, checks_table, json_with_checks, number
-from gaussnll.core import CheckResult, CompareReport, Report
+from gaussnll.cli.render import (
+    CheckResults,
+    checks_markdown,
+    checks_table,
+    json_with_checks,
+    number,
+)
+from gaussnll.core import CompareReport, Report
 
 
 def compare_json(
     report: CompareReport,
-    results: list[CheckResult] = (),
+    results: CheckResults = (),
     *,
     config_file: str | None = None,
     settings: dict[str, Any] | None = None,
@@ -24,11 +30,11 @@ def compare_json(
     return json_with_checks(report.to_dict(), results, config_file, settings)
 
 
-def print_compare(report: CompareReport, results: list[CheckResult] = ()) -> None:
+def print_compare(report: CompareReport, results: CheckResults = ()) -> None:
     Console().print(compare_renderable(report, results))
 
 
-def compare_renderable(report: CompareReport, results: list[CheckResult] = ()) -> RenderableType:
+def compare_renderable(report: CompareReport, results: CheckResults = ()) -> RenderableType:
     parts: list[RenderableType] = [side_by_side_table(report), paired_table(report)]
     if results:
         parts.append(checks_table(results))
@@ -105,7 +111,7 @@ def metric_rows(baseline: Report, candidate: Report) -> list[tuple[str, float, f
     return rows
 
 
-def compare_markdown(report: CompareReport, results: list[CheckResult] = ()) -> str:
+def compare_markdown(report: CompareReport, results: CheckResults = ()) -> str:
     """A compact comparison for a pull-request comment or a CI job summary."""
     paired = report.paired
     lines = [

@@ -184,7 +184,7 @@ class ScoreOptions:
 
     def edges(self) -> dict[str, tuple[float, ...]]:
         """The interval edges of each interval column (quantile bins must be resolved first)."""
-        return {name: e for name, e in self.intervals.items() if not isinstance(e, int)}
+        return {name: tuple(e) for name, e in self.intervals.items() if not isinstance(e, int)}
 
 
 def _check_recalibration(recalibration: RecalibrationMap, eps: float) -> None:

@@ -104,7 +104,8 @@ def to_chunks(
         group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
         scale = None if scales is None else torch.from_numpy(scales.scales(batch)).to(dtype)
         roles = [convert.role(batch, names) for names in (spec.mean, spec.target, spec.spread)]
-        (mean, target, spread, group, scale), arrived = host_to_device.send([*roles, group, scale])
+        (*moved, group, scale), arrived = host_to_device.send([*roles, group, scale])
+        mean, target, spread = (tensor for tensor in moved if tensor is not None)  # never None
         yield Chunk(
             mean=mean,
             target=target,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -20,7 +20,7 @@ _JOIN_SECONDS = 0.5
 _DONE = object()
 
 
-def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def prefetched(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """Yield ``items`` in order while up to ``depth`` of them are produced ahead."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stopped = threading.Event()

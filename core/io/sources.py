@@ -71,14 +71,15 @@ def resolve_source(path: str) -> Source:
         files = [path]
     else:
         raise InputError("no such file or directory", path=path)
-    formats = {format_of(f) for f in files}
-    if None in formats:
+    found = {format_of(f) for f in files}
+    if None in found:
         unknown = next(f for f in files if format_of(f) is None)
         raise InputError(
             "unknown file type: expected .parquet, .csv (optionally .gz/.bz2/.zst) "
             "or .arrow/.feather",
             path=unknown,
         )
+    formats = {fmt for fmt in found if fmt is not None}
     if len(formats) > 1:
         raise InputError(
             f"mixes file formats ({', '.join(sorted(f.value for f in formats))}); "

@@ -34,7 +34,7 @@ class Location:
 
     path: str
     first_row: int
-    file_rows: Sequence[int] | None = field(default=None, compare=False)
+    file_rows: Sequence[int] | np.ndarray | None = field(default=None, compare=False)
 
     def row(self, offset: int) -> int:
         """The file row number of the batch's row ``offset`` (0-based)."""

@@ -134,6 +134,7 @@ class GroupCheckResult:
 
 def parse_check(text: str, catalog: Catalog = SCORE_METRICS) -> Check:
     """Parse one check expression; a malformed one or an unknown metric is an OptionError."""
+    bounds: tuple[float, ...]
     if match := _COMPARISON.match(text):
         metric, op, bounds = match[1], match[2], (float(match[3]),)
     elif match := _BETWEEN.match(text):

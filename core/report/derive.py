@@ -112,7 +112,7 @@ class Reports(Sequence[Report]):
         )
 
 
-def _row(table: SummaryTable | None, index: int) -> Summaries:
+def _row(table: SummaryTable | None, index: int) -> Summaries | tuple[None, None]:
     return (None, None) if table is None else table.row(index)
 
 

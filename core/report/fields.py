@@ -93,10 +93,11 @@ def json_fields(
     """A report dataclass as its JSON object: its fields in order, sections as objects (or
     null), tuples of records as lists of objects; ``groups_only``: only the fields a group's
     entry repeats; ``skip``: fields left out."""
-    if _flat(type(record)) and not (groups_only or skip):
+    cls: type = type(record)  # as ``type``: mypy reads type[Any] as unhashable for the caches
+    if _flat(cls) and not (groups_only or skip):
         return dict(vars(record))  # numbers and lists of them: the fast path for summaries
     entry: dict[str, Any] = {}
-    for name, spec in declared(type(record)):
+    for name, spec in declared(cls):
         if name in skip or (groups_only and not spec.in_groups):
             continue
         value = getattr(record, name)

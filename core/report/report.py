@@ -145,8 +145,9 @@ class Report:
 
             def order(group: GroupScore) -> tuple[bool, float]:
                 value = group.report.metric(metric)
-                missing = value is None or math.isnan(value)
-                return missing, 0.0 if missing else sign * value
+                if value is None or math.isnan(value):
+                    return True, 0.0
+                return False, sign * value
 
             groups.sort(key=order)
         return replace(self, groups=tuple(groups[:top] if top is not None else groups))

@@ -67,7 +67,7 @@ def compare(
     )
     skipped = 0
     for chunk_pair in pairing.pairs:
-        kept, chunk_pair = _jointly_finite(tuple(c.ready() for c in chunk_pair), options)
+        kept, chunk_pair = _jointly_finite((chunk_pair[0].ready(), chunk_pair[1].ready()), options)
         if kept is not None:
             skipped += int((~kept).sum())
         scored = [scorer.add(chunk) for scorer, chunk in zip(scorers, chunk_pair, strict=True)]
@@ -164,7 +164,7 @@ def _row_batch(
     skipped = None if kept is None else (~kept).cpu().numpy()
     columns = [pa.array(np.ascontiguousarray(array[:, j]), mask=skipped) for j in range(3)]
     names = ["nll_baseline", "nll_candidate", "delta_nll"]
-    if ids is not None:
+    if ids is not None and options.columns.id is not None:
         columns.insert(0, ids)
         names.insert(0, options.columns.id)
     return pa.RecordBatch.from_arrays(columns, names=names)

@@ -172,7 +172,7 @@ def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> p
         pa.array(np.ascontiguousarray(values[:, j]), mask=skipped) for j in range(values.shape[1])
     ]
     labels = ["nll"] if len(names) == 1 else [f"nll_{name}" for name in names]
-    if ids is not None:
+    if ids is not None and spec.id is not None:
         columns.insert(0, ids)
         labels.insert(0, spec.id)
     return pa.RecordBatch.from_arrays(columns, names=labels)

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from gaussnll.core.errors import InputError
+from gaussnll.core.errors import InputError, OptionError
 from gaussnll.core.io.chunks import Chunk, to_chunks
 from gaussnll.core.io.prefetch import prefetched
 from gaussnll.core.io.readers import ReadRequest, iter_batches
@@ -41,10 +41,10 @@ def pair_by_order(
 ) -> Pairing:
     """Row k of one file with row k of the other; the files must have as many rows."""
     request = _request(options)
-    streams = [
+    left, right = [
         prefetched(to_chunks(iter_batches(source, request), options, device)) for source in sources
     ]
-    return Pairing(_lock_step(*streams, names=(sources[0].name, sources[1].name)), "order")
+    return Pairing(_lock_step(left, right, names=(sources[0].name, sources[1].name)), "order")
 
 
 def pair_by_id(
@@ -52,6 +52,8 @@ def pair_by_id(
 ) -> Pairing:
     """Rows with equal ids, in the baseline's row order; each file's ids must be unique."""
     id_column = options.columns.id
+    if id_column is None:
+        raise OptionError("columns.id", "must name the id column to pair rows by id")
     request = _request(options)
     tables = [_read_table(source, request) for source in sources]
     keys = _join_keys([table.column(id_column) for table in tables], sources, id_column)
@@ -76,7 +78,9 @@ def _request(options: ScoreOptions) -> ReadRequest:
     return ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
 
 
-def _lock_step(left: Iterator[Chunk], right: Iterator[Chunk], names: tuple[str, str]):
+def _lock_step(
+    left: Iterator[Chunk], right: Iterator[Chunk], names: tuple[str, str]
+) -> Iterator[ChunkPair]:
     """Yield pairs of chunks of equal length, cutting the longer chunk of each step."""
     pending: list[Chunk | None] = [None, None]
     streams = (left, right)
@@ -85,12 +89,15 @@ def _lock_step(left: Iterator[Chunk], right: Iterator[Chunk], names: tuple[str, 
         for side in (0, 1):
             if pending[side] is None:
                 pending[side] = next(streams[side], None)
-        if pending[0] is None or pending[1] is None:
+        first, second = pending
+        if first is None or second is None:
             break
-        length = min(pending[0].length, pending[1].length)
-        yield pending[0].slice(0, length), pending[1].slice(0, length)
+        length = min(first.length, second.length)
+        yield first.slice(0, length), second.slice(0, length)
         paired += length
-        pending = [chunk.slice(length) if chunk.length > length else None for chunk in pending]
+        pending = [
+            chunk.slice(length) if chunk.length > length else None for chunk in (first, second)
+        ]
     totals = [paired + _rows_left(pending[side], streams[side]) for side in (0, 1)]
     if totals[0] != totals[1]:
         raise InputError(

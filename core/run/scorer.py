@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,7 +53,7 @@ class Scorer:
     Invalid values raise :class:`InputError` as the file engine does (rows counted from 1).
     """
 
-    def __init__(self, options: ScoreOptions | None = None, **settings: object) -> None:
+    def __init__(self, options: ScoreOptions | None = None, **settings: Any) -> None:
         self.options = replace(options or ScoreOptions(), **settings)
         self.device = resolve_device(self.options.device)
         self.state: ScoreState | None = None
@@ -72,7 +73,8 @@ class Scorer:
         dtype = DTYPES[self.options.dtype]
         roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
-        chunk = Chunk(*roles, ids=None, where=Location(TENSORS, self._rows_given + 1))
+        where = Location(TENSORS, self._rows_given + 1)
+        chunk = Chunk(mean=roles[0], target=roles[1], spread=roles[2], ids=None, where=where)
         recalibration = self.options.recalibration
         if recalibration is not None:
             if recalibration.by:
@@ -137,6 +139,8 @@ class Scorer:
             self.state = self._new_state(other.state.outputs)
         mapping = None
         if self.group_keys is not None:
+            if other.group_keys is None:
+                raise ValueError("cannot merge an ungrouped scorer into a grouped one")
             indices = self.group_keys.add(other.group_keys.keys)
             mapping = torch.from_numpy(indices).to(self.device)
             self.state.reserve(len(self.group_keys.keys))

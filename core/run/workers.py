@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -57,7 +57,7 @@ class ScorerPool:
         waiting = [] if self._waiting is None else [self._waiting]
         return [chunk for chunk, _ in self._in_flight] + waiting
 
-    def scored(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, Scored]]:
+    def scored(self, chunks: Iterator[Chunk]) -> Generator[tuple[Chunk, Scored], None, None]:
         """Score ``chunks``; yield each with what it contributed, in input order, once its
         changes to the sums are made. An error from a chunk is raised in that order too."""
         on_cpu = self.scorer.device.type == "cpu"

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.loss import NllTerms
-from gaussnll.core.state.binning import Cells, LevelGrid, QuantileGrid, folded
+from gaussnll.core.state.binning import Cells, Grid, LevelGrid, QuantileGrid, folded
 from gaussnll.core.state.sinks import Binned, Sums
 
 CURVE_STEPS = 99  # the curve's levels are k/99, k = 0..99: linspace(0, 1, 100)
@@ -113,7 +113,7 @@ class CalibrationState:
         self.levels = tuple(levels)
         self.pit_bins = pit_bins
         self._level_edges = sorted(set(levels))
-        grids = {
+        grids: dict[str, Grid] = {
             "curve": LevelGrid(tuple(k / CURVE_STEPS for k in range(CURVE_STEPS))),  # 1: never
             "score": LevelGrid(tuple(j / SCORE_STEPS for j in range(1, SCORE_STEPS))),
             "level": LevelGrid(tuple(self._level_edges)),

@@ -101,7 +101,7 @@ class ScoreState:
             raise ValueError("cannot merge a state with calibration into one without")
         for mine, theirs in zip(self._all_sums(), other._all_sums(), strict=True):
             mine.merge(theirs, mapping)
-        if self.calibration is not None:
+        if self.calibration is not None and other.calibration is not None:
             self.calibration.merge(other.calibration, mapping)
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:

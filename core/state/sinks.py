@@ -203,8 +203,8 @@ class GroupSink:
         for part in binned:
             table = self._tables[self._start[part.offset]]
             index = slot * table.shape[-1] + part.bins.reshape(-1)
-            values = None if part.values is None else part.values.expand(rows, outputs).reshape(-1)
-            table.view(-1).scatter_add_(0, index, _source(values, index, table.dtype))
+            spread = None if part.values is None else part.values.expand(rows, outputs).reshape(-1)
+            table.view(-1).scatter_add_(0, index, _source(spread, index, table.dtype))
 
     @deferrable
     def merge(self, other: GroupSink, mapping: Tensor) -> None:
@@ -241,6 +241,13 @@ def _source(values: Tensor | None, index: Tensor, dtype: torch.dtype) -> Tensor:
     return values.expand(index.shape).to(dtype)
 
 
+def _given(value: Tensor | None, name: str) -> Tensor:
+    """``value``, which grouped sums cannot do without."""
+    if value is None:
+        raise ValueError(f"grouped sums need {name}")
+    return value
+
+
 class Sums:
     """One quantity, summed for the whole input and, when grouping, for each group too."""
 
@@ -265,21 +272,21 @@ class Sums:
         chunk's sums over all its rows."""
         sums = self.total.add(values)
         if self.by_group is not None:
-            self.by_group.add(values, group)
+            self.by_group.add(values, _given(group, "group"))
         return sums
 
     def count(self, rows: int, group: Tensor | None = None) -> None:
         """Add ``rows`` rows to a count of shape ``()`` (``group``: each row's group)."""
         self.total.count(rows)
         if self.by_group is not None:
-            self.by_group.count(group)
+            self.by_group.count(_given(group, "group"))
 
     def count_flags(self, flags: Tensor, group: Tensor | None = None) -> None:
         """Add how many of each row's ``flags`` (``(rows, w)`` booleans) are set, to a count
         of shape ``()``."""
         self.total.count(flags.sum())
         if self.by_group is not None:
-            self.by_group.count(group, flags.sum(dim=1))
+            self.by_group.count(_given(group, "group"), flags.sum(dim=1))
 
     def column(self, values: Tensor) -> Tensor:
         """``values`` (``(rows, ...)``) as ``add_parts`` takes a column: without groups, summed
@@ -296,7 +303,7 @@ class Sums:
         ``TotalSink.add_parts``)."""
         self.total.add_parts(columns, binned)
         if self.by_group is not None:
-            self.by_group.add_parts(columns, binned, group)
+            self.by_group.add_parts(columns, binned, _given(group, "group"))
 
     def reserve(self, groups: int) -> None:
         if self.by_group is not None:
@@ -306,14 +313,21 @@ class Sums:
         """Add ``other`` (its group ``i`` into this one's group ``mapping[i]``)."""
         self.total.merge(other.total)
         if self.by_group is not None and other.by_group is not None:
-            self.by_group.merge(other.by_group, mapping)
+            self.by_group.merge(other.by_group, _given(mapping, "mapping"))
 
     def value(self, by_group: bool = False) -> Tensor:
         """``(1, *shape)`` for the whole input, or ``(groups, *shape)``."""
-        return (self.by_group if by_group else self.total).value()
+        return (self._grouped() if by_group else self.total).value()
 
     def ranges(self, by_group: bool = False) -> list[Tensor]:
         """The sums of each range of the last axis, as ``value`` gives them (no copy)."""
         if by_group:
-            return self.by_group.ranges()
+            return self._grouped().ranges()
+        if self._ranges is None:  # one range, as for GroupSink
+            return [self.total.value()]
         return list(torch.split(self.total.value(), self._ranges, dim=-1))
+
+    def _grouped(self) -> GroupSink:
+        if self.by_group is None:
+            raise ValueError("these sums are not grouped")
+        return self.by_group
