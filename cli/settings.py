@@ -278,8 +278,8 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Multiply every variance by its scale from this map (made by gaussnll recalibrate) "
-        "before scoring.",
-        frozenset({SCORE}),
+        "before scoring; compare: the candidate's.",
+        BOTH,
         core="recalibration",
         metavar="MAP",
     ),

@@ -152,3 +152,26 @@ def test_cli_errors_are_one_line(tmp_path):
     )
     missing = run("score", str(path), "--recalibration", str(tmp_path / "absent.json"))
     assert_one_line_error(missing, "absent.json", "cannot read the map")
+
+
+@pytest.mark.parametrize("pair_by", [(), ("--id-col", "id")])
+def test_compare_applies_the_map_to_the_candidate_only(tmp_path, pair_by):
+    frame = miscalibrated(1_500, seed=9).assign(id=np.arange(1_500))
+    path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "p.parquet")
+    fitted = tmp_path / "map.json"
+    assert run("recalibrate", str(path), "--by", "region", "-o", str(fitted)).exit_code == 0
+    result = run(
+        "compare", str(path), str(path), *pair_by, "--recalibration", str(fitted), "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    plain = json.loads(run("score", str(path), "--json").stdout)
+    recalibrated = json.loads(
+        run("score", str(path), "--recalibration", str(fitted), "--json").stdout
+    )
+    assert payload["baseline"]["nll"] == pytest.approx(plain["nll"], rel=1e-12)
+    assert payload["candidate"]["nll"] == pytest.approx(recalibrated["nll"], rel=1e-12)
+    assert payload["baseline"]["recalibration"] is None
+    assert payload["candidate"]["recalibration"]["by"] == ["region"]
+    assert payload["delta_nll"] == pytest.approx(recalibrated["nll"] - plain["nll"], rel=1e-9)
+    assert payload["verdict"] == "better"

@@ -4,6 +4,8 @@ overall scales for a key it has not seen."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -27,6 +29,16 @@ class ScaleLookup:
     def columns(self) -> tuple[str, ...]:
         """The key columns the map needs read."""
         return self.map.by
+
+    def record(self) -> dict[str, Any]:
+        """What a report says of the map it applied."""
+        return {
+            "file": self.map.path,
+            "by": list(self.map.by),
+            "scale": list(self.map.scale),
+            "groups": len(self.map.groups),
+            "unseen_rows": self.unseen_rows,
+        }
 
     def scales(self, batch: pa.RecordBatch) -> np.ndarray:
         """``(rows, outputs)`` scales of the batch's rows."""

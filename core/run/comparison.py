@@ -86,6 +86,8 @@ def compare(
         scorer.report(source.name, source.format.value)
         for scorer, source in zip(scorers, sources, strict=True)
     ]
+    if pairing.scales is not None:
+        reports[1] = replace(reports[1], recalibration=pairing.scales.record())
     seconds = time.perf_counter() - started
     return CompareReport(
         baseline=replace(reports[0], seconds=seconds),

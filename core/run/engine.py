@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -114,20 +113,8 @@ def score_batches(
         relocate()
     report = scorer.report(label, file_format)
     if scales is not None:
-        report = replace(report, recalibration=_recalibration_record(scales))
+        report = replace(report, recalibration=scales.record())
     return replace(report, seconds=time.perf_counter() - started)
-
-
-def _recalibration_record(scales: ScaleLookup) -> dict[str, Any]:
-    """What the report says of the map it applied."""
-    applied = scales.map
-    return {
-        "file": applied.path,
-        "by": list(applied.by),
-        "scale": list(applied.scale),
-        "groups": len(applied.groups),
-        "unseen_rows": scales.unseen_rows,
-    }
 
 
 def _with_negative_count(

@@ -20,6 +20,7 @@ from gaussnll.core.errors import InputError, OptionError
 from gaussnll.core.io.chunks import Chunk, to_chunks
 from gaussnll.core.io.prefetch import prefetched
 from gaussnll.core.io.readers import ReadRequest, iter_batches
+from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import Source
 from gaussnll.core.io.tensors import Location
 from gaussnll.core.options import ScoreOptions
@@ -34,17 +35,20 @@ class Pairing:
     pairs: Iterator[ChunkPair]
     method: str
     unmatched: tuple[int, int] = (0, 0)
+    scales: ScaleLookup | None = None  # the candidate's recalibration, if any
 
 
 def pair_by_order(
     sources: tuple[Source, Source], options: ScoreOptions, device: torch.device
 ) -> Pairing:
     """Row k of one file with row k of the other; the files must have as many rows."""
-    request = _request(options)
+    sides, scales = _sides(options)
     left, right = [
-        prefetched(to_chunks(iter_batches(source, request), options, device)) for source in sources
+        prefetched(to_chunks(iter_batches(source, _request(side)), side, device, None, scale))
+        for source, side, scale in zip(sources, sides, scales, strict=True)
     ]
-    return Pairing(_lock_step(left, right, names=(sources[0].name, sources[1].name)), "order")
+    names = (sources[0].name, sources[1].name)
+    return Pairing(_lock_step(left, right, names=names), "order", scales=scales[1])
 
 
 def pair_by_id(
@@ -54,8 +58,10 @@ def pair_by_id(
     id_column = options.columns.id
     if id_column is None:
         raise OptionError("columns.id", "must name the id column to pair rows by id")
-    request = _request(options)
-    tables = [_read_table(source, request) for source in sources]
+    sides, scales = _sides(options)
+    tables = [
+        _read_table(source, _request(side)) for source, side in zip(sources, sides, strict=True)
+    ]
     keys = _join_keys([table.column(id_column) for table in tables], sources, id_column)
     for key, source in zip(keys, sources, strict=True):
         _require_unique(key, source.name, id_column)
@@ -66,11 +72,22 @@ def pair_by_id(
     joined = indexed[0].join(indexed[1], keys="key", join_type="inner").sort_by("row0")
     rows = [joined.column(f"row{side}").to_numpy() for side in range(2)]
     streams = [
-        _taken_chunks(table, side_rows, source.name, options, device)
-        for table, side_rows, source in zip(tables, rows, sources, strict=True)
+        _taken_chunks(table, side_rows, source.name, side, device, scale)
+        for table, side_rows, source, side, scale in zip(
+            tables, rows, sources, sides, scales, strict=True
+        )
     ]
     unmatched = (tables[0].num_rows - joined.num_rows, tables[1].num_rows - joined.num_rows)
-    return Pairing(zip(*streams, strict=True), "id", unmatched)
+    return Pairing(zip(*streams, strict=True), "id", unmatched, scales[1])
+
+
+def _sides(
+    options: ScoreOptions,
+) -> tuple[tuple[ScoreOptions, ScoreOptions], tuple[None, ScaleLookup | None]]:
+    """Each file's options, and scales: a recalibration map applies to the candidate only."""
+    baseline = replace(options, recalibration=None)
+    scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
+    return (baseline, options), (None, scales)
 
 
 def _request(options: ScoreOptions) -> ReadRequest:
@@ -161,13 +178,18 @@ def _require_unique(key: pa.ChunkedArray, path: str, column: str) -> None:
 
 
 def _taken_chunks(
-    table: pa.Table, rows: np.ndarray, label: str, options: ScoreOptions, device: torch.device
+    table: pa.Table,
+    rows: np.ndarray,
+    label: str,
+    options: ScoreOptions,
+    device: torch.device,
+    scales: ScaleLookup | None,
 ) -> Iterable[Chunk]:
     """The paired ``rows`` of ``table`` as chunks that know their file row numbers."""
     taken = table.take(pa.array(rows)).combine_chunks()
     batches = ((label, batch) for batch in taken.to_batches(max_chunksize=options.chunk_size))
     file_rows = rows + 1
-    for chunk in to_chunks(batches, options, device):
+    for chunk in to_chunks(batches, options, device, None, scales):
         start = chunk.where.first_row - 1
         where = Location(label, chunk.where.first_row, file_rows[start : start + chunk.length])
         yield replace(chunk, where=where)
