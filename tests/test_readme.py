@@ -91,3 +91,14 @@ def test_exit_code_table_lists_every_exit_code():
     table = README.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
     listed = {int(code) for code in re.findall(r"^\| (\d+) \|", table, flags=re.MULTILINE)}
     assert listed == codes
+
+
+def test_the_readme_lists_every_config_setting_and_every_option():
+    from gaussnll.cli.settings import SETTINGS
+
+    listed = README[README.index("Settings: ") :].split("\n\n")[0]
+    for setting in SETTINGS:
+        if setting.config:
+            assert f"`{setting.name}`" in listed, setting.name
+        else:
+            assert f"`{setting.flag_name}`" in listed, setting.flag_name
