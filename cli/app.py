@@ -13,7 +13,15 @@ from typing import Annotated, Any
 import typer
 
 from gaussnll.cli.exits import EXIT_BROKEN_PIPE, raise_on_sigterm, user_errors
-from gaussnll.cli.settings import COMPARE, RECALIBRATE, RESCALE, SCORE, Setting, settings_of
+from gaussnll.cli.settings import (
+    COMPARE,
+    MERGE,
+    RECALIBRATE,
+    RESCALE,
+    SCORE,
+    Setting,
+    settings_of,
+)
 from gaussnll.core import keep_freed_memory
 
 app = typer.Typer(
@@ -173,6 +181,39 @@ _command(
     _run_rescale,
     """Write PATH's rows to -o FILE with every variance (or standard deviation, or
     log-variance, in the input's own form) rescaled by the map; every other column as it is.
+    """,
+)
+
+
+def _run_merge(paths: list[str], given: dict[str, Any]) -> int:
+    from gaussnll.cli import commands
+
+    return commands.run_merge(paths, given)
+
+
+_command(
+    MERGE,
+    [
+        inspect.Parameter(
+            "paths",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=Annotated[
+                list[str],
+                typer.Argument(
+                    metavar="STATE...",
+                    help="State files written by score --save-state.",
+                    show_default=False,
+                ),
+            ],
+        )
+    ],
+    _run_merge,
+    """Merge the states of shards scored anywhere (score --save-state) into the report of the
+    whole input, with every output format, --check and --junit-xml; --by groups merge by key.
+    States scored with different options refuse to merge.
+
+    Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input, 3 on an
+    internal error.
     """,
 )
 

@@ -4,6 +4,7 @@ run the core, render, apply the checks, and choose the exit code."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -19,6 +20,7 @@ from gaussnll.cli.render_compare import compare_json, compare_markdown, print_co
 from gaussnll.cli.settings import (
     BY_NAME,
     COMPARE,
+    MERGE,
     SCORE,
     SPREAD_SETTINGS,
     settings_of,
@@ -31,6 +33,7 @@ from gaussnll.core import (
     ColumnSpec,
     FileFormat,
     RecalibrationMap,
+    Report,
     RowWriter,
     ScoreOptions,
     Spread,
@@ -39,6 +42,8 @@ from gaussnll.core import (
     compare,
     evaluate,
     evaluate_per_group,
+    load_state,
+    merge_states,
     metric_levels,
     parse_checks,
     resolve_source,
@@ -94,7 +99,6 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     config = load_config(given.get("config_file"))
     settings = resolve_settings(given, config, SCORE)
     outputs = Outputs.of(given)
-    output_format = outputs.format
     checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
     _check_grouping(settings, checks)
     options = score_options(settings, checks)
@@ -117,12 +121,48 @@ def run_score(path: str, given: dict[str, Any]) -> int:
         rows_context = nullcontext(RowWriter(sys.stdout.buffer, FileFormat.CSV))
     else:
         rows_context = nullcontext(None)
+    state_to = given.get("save_state")
+    _check_distinct_outputs(
+        [outputs.per_row, outputs.junit_xml, state_to], "--per-row, --junit-xml and --save-state"
+    )
     with rows_context as rows_to, progress_callback("scoring", not outputs.quiet) as on_progress:
-        report = score(path, options, rows_to=rows_to, on_progress=on_progress)
+        report = score(path, options, rows_to=rows_to, on_progress=on_progress, state_to=state_to)
         if rows_on_stdout and rows_to is not None:
             rows_to.close()
     if rows_on_stdout:
         return 0
+    return _report_score(report, checks, settings, outputs, config, "score")
+
+
+def run_merge(paths: list[str], given: dict[str, Any]) -> int:
+    """Merge state files into one report; render it and the checks (as ``score``)."""
+    config = load_config(given.get("config_file"))
+    settings = resolve_settings(given, config, MERGE)
+    outputs = Outputs.of(given)
+    with progress_callback("merging", not outputs.quiet) as on_progress:
+        documents = []
+        for done, path in enumerate(paths, start=1):
+            documents.append(load_state(path))
+            if on_progress is not None:
+                on_progress(done, len(paths))
+        scorer = merge_states(documents, paths)
+    label = ", ".join(paths)
+    report = scorer.report(label, "state")
+    settings.update(by=list(report.by), calibration=report.calibration is not None)
+    checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
+    _check_grouping(settings, checks)
+    return _report_score(report, checks, settings, outputs, config, "merge")
+
+
+def _report_score(
+    report: Report,
+    checks: list[Check],
+    settings: dict[str, Any],
+    outputs: Outputs,
+    config: Config,
+    command: str,
+) -> int:
+    """Apply the checks to a score report, render both, write the JUnit file; the exit code."""
     _warn_of_many_groups(report.groups_total, settings["by"])
     results: CheckResults
     if settings["per_group"]:
@@ -130,11 +170,18 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     else:
         results = evaluate(checks, report)
     top = settings["top"]
-    if top is None and output_format != "json":
+    if top is None and outputs.format != "json":
         top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
     report = report.with_groups(settings["sort_by"], top)
-    _render(SCORE_RENDERERS, output_format, report, results, config, settings)
-    return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds)
+    _render(SCORE_RENDERERS, outputs.format, report, results, config, settings)
+    return _finish(results, outputs, f"gaussnll {command} {report.path}", report.seconds)
+
+
+def _check_distinct_outputs(paths: list[str | None], flags: str) -> None:
+    """Two outputs of one run must be different files."""
+    given = [os.path.realpath(path) for path in paths if path is not None]
+    if len(set(given)) < len(given):
+        raise UsageError(f"{flags} must name different files")
 
 
 def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:

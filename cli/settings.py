@@ -21,10 +21,11 @@ from gaussnll.core import (
     UsageError,
 )
 
-SCORE, COMPARE, RECALIBRATE, RESCALE = "score", "compare", "recalibrate", "rescale"
+SCORE, COMPARE, RECALIBRATE, RESCALE, MERGE = "score", "compare", "recalibrate", "rescale", "merge"
 BOTH = frozenset({SCORE, COMPARE})  # the commands that score and report
 FITTING = BOTH | {RECALIBRATE}  # ... and the one that fits a recalibration map
 EVERY = FITTING | {RESCALE}
+REPORTING = frozenset({SCORE, MERGE})  # the commands that report one score, from data or states
 
 
 def _core_default(parameter: str) -> Any:
@@ -217,7 +218,7 @@ SETTINGS: tuple[Setting, ...] = (
         list,
         (),
         "A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable.",
-        frozenset({SCORE}),
+        REPORTING,
         flag="--check",
         core="check",
         metavar="EXPR",
@@ -231,20 +232,20 @@ SETTINGS: tuple[Setting, ...] = (
         core="columns.by",
         metavar="COLUMN",
     ),
-    Setting("top", int, None, "Show only the first K groups (all by default).", frozenset({SCORE})),
+    Setting("top", int, None, "Show only the first K groups (all by default).", REPORTING),
     Setting(
         "sort_by",
         str,
         None,
         "Order groups by a metric, largest first (METRIC:asc for smallest first).",
-        frozenset({SCORE}),
+        REPORTING,
     ),
     Setting(
         "per_group",
         bool,
         False,
         "Apply the checks to every group instead of the whole input.",
-        frozenset({SCORE}),
+        REPORTING,
     ),
     Setting(
         "compare_checks",
@@ -296,6 +297,16 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="FILE",
     ),
     Setting(
+        "save_state",
+        str,
+        None,
+        "Write the run's state (every sum, count and group, and the options that shape them) "
+        "to this JSON file, for gaussnll merge.",
+        frozenset({SCORE}),
+        config=False,
+        metavar="FILE",
+    ),
+    Setting(
         "config_file",
         str,
         None,
@@ -303,7 +314,7 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--config",
         config=False,
         metavar="FILE",
-        commands=EVERY,
+        commands=EVERY | {MERGE},
     ),
     Setting(
         "format",
@@ -311,9 +322,11 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "table, json or markdown (default: table).",
         config=False,
-        commands=EVERY,
+        commands=EVERY | {MERGE},
     ),
-    Setting("json", bool, False, "Short for --format json.", config=False, commands=EVERY),
+    Setting(
+        "json", bool, False, "Short for --format json.", config=False, commands=EVERY | {MERGE}
+    ),
     Setting(
         "per_row",
         str,
@@ -328,12 +341,26 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Write the checks as JUnit XML to this file.",
+        BOTH | {MERGE},
         config=False,
         metavar="FILE",
     ),
-    Setting("quiet", bool, False, "No progress bar.", short="-q", config=False, commands=EVERY),
     Setting(
-        "debug", bool, False, "Show tracebacks, for bug reports.", config=False, commands=EVERY
+        "quiet",
+        bool,
+        False,
+        "No progress bar.",
+        short="-q",
+        config=False,
+        commands=EVERY | {MERGE},
+    ),
+    Setting(
+        "debug",
+        bool,
+        False,
+        "Show tracebacks, for bug reports.",
+        config=False,
+        commands=EVERY | {MERGE},
     ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from gaussnll.core.run.allocator import keep_freed_memory
     from gaussnll.core.run.api import ProgressCallback, recalibrate, score
     from gaussnll.core.run.comparison import compare
+    from gaussnll.core.run.merging import load_state, merge_states, save_state
     from gaussnll.core.run.rescale import write_recalibrated
     from gaussnll.core.run.scorer import Scorer
     from gaussnll.core.state.score_state import ScoreState
@@ -121,11 +122,14 @@ _EXPORTS = {
     "fit_recalibration": "report.recalibrate",
     "gaussian_nll_loss": "loss",
     "keep_freed_memory": "run.allocator",
+    "load_state": "run.merging",
+    "merge_states": "run.merging",
     "metric_levels": "report.checks",
     "parse_checks": "report.checks",
     "recalibrate": "run.api",
     "resolve_source": "io.sources",
     "row_file_format": "io.writers",
+    "save_state": "run.merging",
     "score": "run.api",
     "write_recalibrated": "run.rescale",
     "write_text_atomically": "io.writers",

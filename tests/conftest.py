@@ -114,3 +114,26 @@ def _hypothesis_profiles() -> None:
 
 
 _hypothesis_profiles()
+
+
+RUN_KEYS = {"path", "format", "seconds", "rows_per_second", "settings", "config_file", "device"}
+
+
+def assert_same_report(got: object, want: object, where: str = "report") -> None:
+    """Two JSON reports agree: every float to 1e-12 relative, everything else exactly; the
+    keys that describe the run (``RUN_KEYS``) are not compared."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict), where
+        assert set(got) == set(want), where
+        for key in want:
+            if key not in RUN_KEYS:
+                assert_same_report(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for k, (mine, theirs) in enumerate(zip(got, want, strict=True)):
+            assert_same_report(mine, theirs, f"{where}[{k}]")
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert isinstance(got, float), where
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-300, nan_ok=True), where
+    else:
+        assert got == want and type(got) is type(want), where

@@ -25,6 +25,7 @@ from gaussnll.core.report.report import Report
 from gaussnll.core.run import engine
 from gaussnll.core.run.engine import ProgressCallback
 from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
+from gaussnll.core.run.merging import save_state
 from gaussnll.core.run.scorer import Scorer
 
 TABLE = "<table>"
@@ -36,18 +37,24 @@ def score(
     *,
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
+    state_to: str | None = None,
     **settings: Any,
 ) -> Report:
     """Score ``source`` with ``options`` (a ScoreOptions), or keyword settings of one.
 
     ``rows_to`` and ``on_progress`` are as for the file engine (files and tables only; tensor
-    chunks get their per-element losses back from ``Scorer.update``).
+    chunks get their per-element losses back from ``Scorer.update``). ``state_to`` names a
+    state file to write, for ``merge_states`` (see ``state_document``).
 
     >>> score("preds.parquet", full=True).nll            # doctest: +SKIP
     >>> score(frame, columns=ColumnSpec(mean=("mu",))).to_frame()   # doctest: +SKIP
     """
     options = replace(options or ScoreOptions(), **settings)
-    streams: dict[str, Any] = {"rows_to": rows_to, "on_progress": on_progress}
+    streams: dict[str, Any] = {
+        "rows_to": rows_to,
+        "on_progress": on_progress,
+        "state_to": state_to,
+    }
     if isinstance(source, str | os.PathLike):
         return engine.score_path(os.fspath(source), options, **streams)
     if (
@@ -71,7 +78,7 @@ def score(
     if isinstance(source, Iterable):
         if rows_to is not None or on_progress is not None:
             raise UsageError("tensor chunks return their losses from Scorer.update instead")
-        return _score_tensors(source, options)
+        return _score_tensors(source, options, state_to)
     raise UsageError(
         "score() takes a path, a list of paths, a pandas DataFrame, a pyarrow Table or "
         f"RecordBatchReader, or an iterable of (mean, target, var). Got {type(source).__name__}."
@@ -128,7 +135,7 @@ def _labelled(
             yield TABLE, projected.slice(start, chunk_size)
 
 
-def _score_tensors(chunks: Iterable[Any], options: ScoreOptions) -> Report:
+def _score_tensors(chunks: Iterable[Any], options: ScoreOptions, state_to: str | None) -> Report:
     scorer = Scorer(options)
     for chunk in chunks:
         try:
@@ -136,7 +143,10 @@ def _score_tensors(chunks: Iterable[Any], options: ScoreOptions) -> Report:
         except (TypeError, ValueError):
             raise UsageError("each chunk must be a (mean, target, var) tuple of tensors") from None
         scorer.update(mean, target, var)
-    return scorer.report()
+    report = scorer.report()
+    if state_to is not None:
+        save_state(scorer.state_dict(), state_to)
+    return report
 
 
 def _is_dataframe(value: object) -> bool:

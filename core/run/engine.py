@@ -22,6 +22,7 @@ from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
+from gaussnll.core.run.merging import save_state
 from gaussnll.core.run.scorer import Scored, Scorer
 from gaussnll.core.run.workers import ScorerPool, auto_workers
 
@@ -34,6 +35,7 @@ def score_path(
     *,
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
+    state_to: str | None = None,
 ) -> Report:
     """Stream ``path`` through the Gaussian NLL and return the report.
 
@@ -54,6 +56,7 @@ def score_path(
         rows_to=rows_to,
         on_progress=on_progress,
         relocate=lambda: _locate_invalid_value(source, path, options),
+        state_to=state_to,
     )
 
 
@@ -78,19 +81,53 @@ def score_batches(
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
     relocate: Callable[[], None] | None = None,
+    state_to: str | None = None,
 ) -> Report:
     """Score ``(source name, record batch)`` pairs holding the options' columns.
 
-    ``relocate`` is called when a GPU pass found an invalid chunk, to raise the precise error.
+    ``relocate`` is called when a GPU pass found an invalid chunk, to raise the precise error;
+    ``state_to`` names a state file to write (``merging.save_state``).
     """
     started = time.perf_counter()
+    scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
+    scorer = accumulate(
+        batches,
+        options,
+        file_format,
+        total_rows=total_rows,
+        rows_to=rows_to,
+        on_progress=on_progress,
+        scales=scales,
+    )
+    if scorer.state is None:
+        raise InputError("no data rows", path=label)
+    if scorer.failed() and relocate is not None:
+        relocate()
+    report = scorer.report(label, file_format)
+    if scales is not None:
+        report = replace(report, recalibration=scales.record())
+    if state_to is not None:
+        save_state(scorer.state_dict(), state_to)
+    return replace(report, seconds=time.perf_counter() - started)
+
+
+def accumulate(
+    batches: Iterator[tuple[str, pa.RecordBatch]],
+    options: ScoreOptions,
+    file_format: str,
+    *,
+    total_rows: int | None = None,
+    rows_to: RowWriter | None = None,
+    on_progress: ProgressCallback | None = None,
+    scales: ScaleLookup | None = None,
+) -> Scorer:
+    """A scorer holding the sums of ``batches`` (``score_batches``' first part)."""
     first = Scorer(options)
     grouped = first.group_keys is not None
     # Parsing CSV takes longer than the calibration: a second worker would only add memory.
     compute_bound = options.calibration and file_format != FileFormat.CSV
     workers = options.workers or auto_workers(first.device, grouped, compute_bound)
     pool = ScorerPool(first, workers)
-    scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
     chunks = prefetched(to_chunks(batches, options, first.device, first.group_keys, scales))
     results = pool.scored(chunks)
     rows_done = 0
@@ -106,15 +143,7 @@ def score_batches(
     finally:  # stop the worker and reader threads now, not when the generators are collected
         results.close()
         chunks.close()
-    scorer = pool.scorer
-    if scorer.state is None:
-        raise InputError("no data rows", path=label)
-    if scorer.failed() and relocate is not None:
-        relocate()
-    report = scorer.report(label, file_format)
-    if scales is not None:
-        report = replace(report, recalibration=scales.record())
-    return replace(report, seconds=time.perf_counter() - started)
+    return pool.scorer
 
 
 def _with_negative_count(

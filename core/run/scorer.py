@@ -22,7 +22,15 @@ from gaussnll.core.loss import HALF_LOG_2PI, nll_terms
 from gaussnll.core.options import ColumnSpec, ScoreOptions, Spread
 from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
+from gaussnll.core.run.state_document import (
+    STATE_SCHEMA,
+    check_document,
+    options_document,
+    options_from_document,
+    plain_keys,
+)
 from gaussnll.core.run.validation import raise_first_problem
+from gaussnll.core.state import portable
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
 from gaussnll.core.state.score_state import ScoreState
 
@@ -146,6 +154,53 @@ class Scorer:
             self.state.reserve(len(self.group_keys.keys))
         self.state.merge(other.state, mapping)
         self._validity.merge(other._validity)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state as a portable document of plain numbers (``run.state_document``): what
+        ``from_state`` turns back into a scorer, a state file holds and Dask tasks return."""
+        if self.failed():
+            raise InputError(
+                "holds a negative spread, a NaN or an infinity; score on the CPU to find the row",
+                path=TENSORS,
+            )
+        groups = None if self.group_keys is None else plain_keys(self.group_keys.keys)
+        return {
+            "schema": STATE_SCHEMA,
+            "options": options_document(self.options),
+            "outputs": None if self.state is None else self.state.outputs,
+            "groups": groups,
+            "sums": {} if self.state is None else portable.exported(self.state),
+        }
+
+    @classmethod
+    def from_state(
+        cls, document: dict[str, Any], *, device: str = "cpu", path: str | None = None
+    ) -> Scorer:
+        """A scorer holding the state of ``document`` (from ``state_dict``), ready to merge or
+        report; ``path`` names its file in errors."""
+        check_document(document, path)
+
+        def malformed(what: str) -> InputError:
+            return InputError(f"not a gaussnll state file{what}", path=path)
+
+        options = replace(options_from_document(document["options"], path), device=device)
+        scorer = cls(options)
+        outputs, groups = document["outputs"], document["groups"]
+        if (groups is None) != (scorer.group_keys is None):
+            raise malformed(": its groups contradict its options")
+        if outputs is None:
+            return scorer
+        if scorer.group_keys is not None:
+            scorer.group_keys.add(tuple(key) for key in groups)
+        scorer.state = scorer._new_state(outputs)
+        try:
+            portable.restore(scorer.state, document["sums"])
+        except ValueError as error:
+            raise malformed(f" of these options: {error}") from None
+        keys = scorer.group_keys
+        if keys is not None and scorer.state.totals(True)["rows"].shape[0] != len(keys.keys):
+            raise malformed(": its sums and groups differ in number")
+        return scorer
 
     def _new_state(self, outputs: int) -> ScoreState:
         levels = self.options.levels if self.options.calibration else None

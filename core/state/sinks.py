@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -140,6 +141,21 @@ class TotalSink:
         """The sums, ``(1, *shape)``."""
         return (self._counts if self.integer else self._sum.value()).unsqueeze(0)
 
+    def exported(self) -> dict[str, np.ndarray]:
+        """The running sums as NumPy arrays: ``total`` (counts, or the compensated sum's total)
+        and, for float sums, its running ``error``, so a restored sum merges to the same bits."""
+        if self.integer:
+            return {"total": self._counts.cpu().numpy()}
+        return {"total": self._sum.total.cpu().numpy(), "error": self._sum.error.cpu().numpy()}
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take on sums ``exported`` by a sink of the same shape and kind."""
+        if self.integer:
+            self._counts = _tensor(arrays["total"], self._counts)
+        else:
+            self._sum.total = _tensor(arrays["total"], self._sum.total)
+            self._sum.error = _tensor(arrays["error"], self._sum.error)
+
 
 class GroupSink:
     """Sums of shape ``(groups, *shape)``, one row per group; ``group`` gives each row's.
@@ -220,6 +236,30 @@ class GroupSink:
     def ranges(self) -> list[Tensor]:
         """The sums of each range, ``(groups, *shape[:-1], size)``: no copy."""
         return [table[: self.groups] for table in self._tables]
+
+    def exported(self) -> dict[str, np.ndarray]:
+        """Each range's table of the groups so far, as NumPy arrays named by position."""
+        return {str(k): table.cpu().numpy() for k, table in enumerate(self.ranges())}
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take on every group's sums ``exported`` by a sink of the same shape, kind and
+        ranges (the tables hold no group yet)."""
+        groups = {len(arrays[str(k)]) for k in range(len(self._tables))}
+        if len(groups) != 1:
+            raise ValueError("the tables of grouped sums hold different numbers of groups")
+        self.reserve(groups.pop())
+        for k, table in enumerate(self._tables):
+            table[: self.groups] = _tensor(arrays[str(k)], table, any_rows=True)
+
+
+def _tensor(values: np.ndarray, like: Tensor, *, any_rows: bool = False) -> Tensor:
+    """``values`` as a tensor of ``like``'s dtype and device; its shape must be ``like``'s
+    (with ``any_rows``, but for the first axis, the groups): sums of other options differ."""
+    values = np.asarray(values)
+    expected, got = tuple(like.shape), tuple(values.shape)
+    if (expected[1:], len(expected)) != (got[1:], len(got)) or not (any_rows or got == expected):
+        raise ValueError(f"sums of shape {got} do not fit sums of shape {expected}")
+    return torch.as_tensor(values, dtype=like.dtype).to(like.device)
 
 
 def _grown(table: Tensor, capacity: int) -> Tensor:
@@ -327,7 +367,32 @@ class Sums:
             return [self.total.value()]
         return list(torch.split(self.total.value(), self._ranges, dim=-1))
 
+    def exported(self) -> dict[str, np.ndarray]:
+        """Every running sum as NumPy arrays: ``total.*`` for the whole input, ``group.*``
+        (one table per range, a row per group) when grouped."""
+        parts = {"total": self.total.exported()}
+        if self.by_group is not None:
+            parts["group"] = self.by_group.exported()
+        return {
+            f"{part}.{name}": array
+            for part, arrays in parts.items()
+            for name, array in arrays.items()
+        }
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take on sums ``exported`` by ``Sums`` of the same shape, kind and grouping, into
+        these (new, empty) ones."""
+        self.total.restore(_part(arrays, "total"))
+        if self.by_group is not None:
+            self.by_group.restore(_part(arrays, "group"))
+
     def _grouped(self) -> GroupSink:
         if self.by_group is None:
             raise ValueError("these sums are not grouped")
         return self.by_group
+
+
+def _part(arrays: dict[str, np.ndarray], part: str) -> dict[str, np.ndarray]:
+    """The arrays named ``part.NAME``, by ``NAME``."""
+    prefix = part + "."
+    return {name[len(prefix) :]: a for name, a in arrays.items() if name.startswith(prefix)}

@@ -1,0 +1,62 @@
+"""State files and merging states: shards scored anywhere (a job array, Spark, Dask) add up to
+the report of the whole input. See ``state_document`` for the format."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.io.writers import write_text_atomically
+from gaussnll.core.run.scorer import Scorer
+from gaussnll.core.run.state_document import check_document, difference, from_json, to_json
+
+
+def save_state(document: dict[str, Any], path: str) -> None:
+    """Write a state document (``Scorer.state_dict()``) to ``path`` as JSON, atomically."""
+    write_text_atomically(path, to_json(document))
+
+
+def load_state(path: str) -> dict[str, Any]:
+    """The state document in the file ``path`` (written by ``save_state``)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise InputError(f"cannot read the state: {error.strerror or error}", path=path) from None
+    except UnicodeDecodeError:
+        raise InputError("not a gaussnll state file: not UTF-8 text", path=path) from None
+    return from_json(text, path)
+
+
+def merge_states(
+    documents: Sequence[dict[str, Any]],
+    labels: Sequence[str] | None = None,
+    *,
+    device: str = "cpu",
+) -> Scorer:
+    """One scorer holding the sum of the states ``documents`` (``labels`` name them in errors,
+    e.g. their files). States made with different options, or of different numbers of
+    outputs, refuse to merge with a UsageError naming the first difference."""
+    if not documents:
+        raise UsageError("give at least one state to merge")
+    names = list(labels or [f"state {k + 1}" for k in range(len(documents))])
+    for document, name in zip(documents, names, strict=True):
+        check_document(document, name)
+    first = documents[0]
+    outputs = {d["outputs"] for d in documents} - {None}
+    for document, name in zip(documents[1:], names[1:], strict=True):
+        found = difference(first["options"], document["options"])
+        if found is not None:
+            raise UsageError(
+                f"{names[0]} and {name} were scored with different options: {found}; "
+                "score every shard with the same options"
+            )
+    if len(outputs) > 1:
+        raise UsageError(
+            f"the states hold different numbers of outputs ({', '.join(map(str, sorted(outputs)))})"
+        )
+    merged = Scorer.from_state(first, device=device, path=names[0])
+    for document, name in zip(documents[1:], names[1:], strict=True):
+        merged.merge(Scorer.from_state(document, device=device, path=name))
+    return merged

@@ -1,0 +1,170 @@
+"""A scorer's state as a portable document: plain numbers, group keys and the options that
+shape them. Version 1 (``schema: "gaussnll.state/1"``)::
+
+    {"schema": "gaussnll.state/1",
+     "options": {"columns": {"mean": [...], "target": [...], "spread": [...],
+                             "spread_kind": "var", "by": [...]},
+                 "full": false, "eps": 1e-06, "reduction": "mean", "dtype": "float64",
+                 "nan_policy": "error", "calibration": true, "levels": [...], "pit_bins": 20,
+                 "intervals": {"COLUMN": [edges]}, "recalibration": {map} or null},
+     "outputs": D or null (no row yet),
+     "groups": [[key values], ...] or null (no --by),
+     "sums": {"PATH:PART": array}}
+
+``sums`` holds every running sum of the state (``state.portable``): in memory NumPy arrays
+(float64 sums with their compensation, int64 counts; per group, a row per entry of
+``groups``); in a file each array is ``{"dtype", "shape", "values"}`` with the values flat in
+C order. Python's JSON writes a non-finite sum as ``NaN``/``Infinity``. Group key values are
+JSON's (null, booleans, numbers, text); others are saved as their text.
+
+States merge when their options are equal: sums add, groups merge by key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from gaussnll.core.errors import InputError
+from gaussnll.core.options import ColumnSpec, ScoreOptions
+from gaussnll.core.recalibration import RecalibrationMap
+
+STATE_SCHEMA = "gaussnll.state/1"
+_DTYPES = ("float64", "int64")
+
+
+def options_document(options: ScoreOptions) -> dict[str, Any]:
+    """The options that shape a state (and its report), as JSON values."""
+    columns = options.columns
+    recalibration = options.recalibration
+    return {
+        "columns": {
+            "mean": list(columns.mean),
+            "target": list(columns.target),
+            "spread": list(columns.spread),
+            "spread_kind": columns.spread_kind.value,
+            "by": list(columns.by),
+        },
+        "full": options.full,
+        "eps": options.eps,
+        "reduction": options.reduction,
+        "dtype": options.dtype,
+        "nan_policy": options.nan_policy,
+        "calibration": options.calibration,
+        "levels": list(options.levels),
+        "pit_bins": options.pit_bins,
+        "intervals": {name: list(edges) for name, edges in options.edges().items()},
+        "recalibration": None if recalibration is None else recalibration.to_dict(),
+    }
+
+
+def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOptions:
+    """The options ``options_document`` wrote; anything malformed is an InputError."""
+    try:
+        columns = document["columns"]
+        recalibration = document["recalibration"]
+        return ScoreOptions(
+            columns=ColumnSpec(
+                mean=columns["mean"],
+                target=columns["target"],
+                spread=columns["spread"],
+                spread_kind=columns["spread_kind"],
+                by=columns["by"],
+            ),
+            full=document["full"],
+            eps=document["eps"],
+            reduction=document["reduction"],
+            dtype=document["dtype"],
+            nan_policy=document["nan_policy"],
+            calibration=document["calibration"],
+            levels=tuple(document["levels"]),
+            pit_bins=document["pit_bins"],
+            intervals={name: tuple(edges) for name, edges in document["intervals"].items()},
+            recalibration=None
+            if recalibration is None
+            else RecalibrationMap.from_dict(recalibration, path),
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise _malformed(f"its options are incomplete ({error})", path) from None
+
+
+def plain_keys(keys: Sequence[tuple[Hashable, ...]]) -> list[list[Any]]:
+    """Group keys as lists of JSON values (others as text)."""
+    return [[_plain(value) for value in key] for key in keys]
+
+
+def check_document(document: Any, path: str | None) -> None:
+    """Raise an InputError unless ``document`` has the shape of a state document."""
+    if not isinstance(document, dict) or document.get("schema") != STATE_SCHEMA:
+        raise _malformed(f"its schema must be {STATE_SCHEMA!r}", path)
+    for key, kind in (("options", dict), ("sums", dict)):
+        if not isinstance(document.get(key), kind):
+            raise _malformed(f"{key!r} must be an object", path)
+    outputs, groups = document.get("outputs"), document.get("groups")
+    if outputs is not None and not (isinstance(outputs, int) and outputs >= 1):
+        raise _malformed("'outputs' must be a positive whole number or null", path)
+    if groups is not None and not all(isinstance(key, list) for key in groups):
+        raise _malformed("'groups' must be a list of keys or null", path)
+
+
+def difference(first: dict[str, Any], other: dict[str, Any], prefix: str = "") -> str | None:
+    """The first option (a dotted name, with both values) in which two option documents
+    differ, or None when they are equal."""
+    for key in sorted(set(first) | set(other)):
+        mine, theirs = first.get(key), other.get(key)
+        if isinstance(mine, dict) and isinstance(theirs, dict) and key != "recalibration":
+            found = difference(mine, theirs, f"{prefix}{key}.")
+            if found is not None:
+                return found
+        elif mine != theirs:
+            shown = "a different map" if key == "recalibration" else None
+            return f"{prefix}{key} ({shown or _shown(mine)} and {shown or _shown(theirs)})"
+    return None
+
+
+def to_json(document: dict[str, Any]) -> str:
+    """The document as JSON text: each array as ``{"dtype", "shape", "values"}``."""
+    sums = {
+        name: {
+            "dtype": str(array.dtype),
+            "shape": list(array.shape),
+            "values": array.reshape(-1).tolist(),
+        }
+        for name, array in document["sums"].items()
+    }
+    return json.dumps({**document, "sums": sums}, separators=(",", ":")) + "\n"
+
+
+def from_json(text: str, path: str) -> dict[str, Any]:
+    """A state document from its JSON text, its arrays as NumPy arrays."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise _malformed("not JSON", path) from None
+    check_document(document, path)
+    sums = {}
+    for name, encoded in document["sums"].items():
+        try:
+            dtype = encoded["dtype"]
+            if dtype not in _DTYPES:
+                raise ValueError(f"dtype {dtype!r}")
+            values = np.asarray(encoded["values"], dtype=dtype)
+            sums[name] = values.reshape(tuple(encoded["shape"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise _malformed(f"sum {name!r} is malformed ({error})", path) from None
+    return {**document, "sums": sums}
+
+
+def _malformed(what: str, path: str | None) -> InputError:
+    return InputError(f"not a gaussnll state file: {what}", path=path)
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
