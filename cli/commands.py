@@ -49,6 +49,7 @@ from gaussnll.core import (
     resolve_source,
     row_file_format,
     score,
+    score_on_dask,
     write_text_atomically,
 )
 
@@ -125,6 +126,17 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     _check_distinct_outputs(
         [outputs.per_row, outputs.junit_xml, state_to], "--per-row, --junit-xml and --save-state"
     )
+    if settings["dask"] is not None:
+        if rows_on_stdout or outputs.per_row is not None:
+            raise UsageError("--dask scores without per-row output: drop --per-row")
+        report = score_on_dask(
+            path,
+            options,
+            address=settings["dask"],
+            workers=settings["dask_workers"],
+            state_to=state_to,
+        )
+        return _report_score(report, checks, settings, outputs, config, "score")
     with rows_context as rows_to, progress_callback("scoring", not outputs.quiet) as on_progress:
         report = score(path, options, rows_to=rows_to, on_progress=on_progress, state_to=state_to)
         if rows_on_stdout and rows_to is not None:

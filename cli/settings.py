@@ -284,6 +284,24 @@ SETTINGS: tuple[Setting, ...] = (
         core="recalibration",
         metavar="MAP",
     ),
+    Setting(
+        "dask",
+        str,
+        None,
+        "Score on a Dask cluster: 'local' starts one on this machine, tcp://HOST:PORT "
+        "connects to a running scheduler (pip install 'gaussnll[dask]').",
+        frozenset({SCORE}),
+        core="dask_address",
+        metavar="ADDRESS",
+    ),
+    Setting(
+        "dask_workers",
+        int,
+        0,
+        "Worker processes of a local Dask cluster (--dask local); 0: one per core.",
+        frozenset({SCORE}),
+        core="dask_workers",
+    ),
     # Output options: the command line only.
     Setting(
         "output",

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from gaussnll.core.run.allocator import keep_freed_memory
     from gaussnll.core.run.api import ProgressCallback, recalibrate, score
     from gaussnll.core.run.comparison import compare
+    from gaussnll.core.run.distributed import score_on_dask
     from gaussnll.core.run.merging import load_state, merge_states, save_state
     from gaussnll.core.run.rescale import write_recalibrated
     from gaussnll.core.run.scorer import Scorer
@@ -131,6 +132,7 @@ _EXPORTS = {
     "row_file_format": "io.writers",
     "save_state": "run.merging",
     "score": "run.api",
+    "score_on_dask": "run.distributed",
     "write_recalibrated": "run.rescale",
     "write_text_atomically": "io.writers",
 }

@@ -87,17 +87,19 @@ def to_chunks(
     device: torch.device,
     group_keys: GroupKeys | None = None,
     scales: ScaleLookup | None = None,
+    first_row: int = 1,
 ) -> Iterator[Chunk]:
-    """``(file, batch)`` pairs as chunks on ``device``, rows numbered from 1 in each file;
+    """``(file, batch)`` pairs as chunks on ``device``, rows numbered from ``first_row`` (a
+    part of a file: the number of its first row in the file) in each file;
     with ``group_keys``, each row's group index from the key columns; with ``scales``, each
     row's variance scales."""
     spec = options.columns
     dtype = DTYPES[options.dtype]
     host_to_device = HostToDevice(device)
-    current_path, first_row = None, 1
+    current_path, start = None, first_row
     for path, batch in batches:
         if path != current_path:
-            current_path, first_row = path, 1
+            current_path, first_row = path, start
         where = Location(path, first_row)
         convert = Conversion(dtype, where, nulls_as_nan=options.nan_policy != "error")
         first_row += batch.num_rows

@@ -8,6 +8,7 @@ pyarrow's incremental reader, Arrow IPC through a memory map.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -34,21 +35,40 @@ class ReadRequest:
 
 def iter_batches(source: Source, request: ReadRequest) -> Iterator[tuple[str, pa.RecordBatch]]:
     """Yield ``(file, batch)`` in file order: the requested columns, at most ``chunk_size`` rows."""
+    for path in source.files:
+        yield from iter_file_batches(path, source.format, request)
+
+
+def iter_file_batches(
+    path: str,
+    file_format: FileFormat,
+    request: ReadRequest,
+    row_groups: Sequence[int] | None = None,
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """``iter_batches`` of one file; of a Parquet file, only ``row_groups`` when given."""
     read_file = {
-        FileFormat.PARQUET: _parquet_batches,
+        FileFormat.PARQUET: functools.partial(_parquet_batches, row_groups=row_groups),
         FileFormat.CSV: _csv_batches,
         FileFormat.IPC: _ipc_batches,
-    }[source.format]
-    for path in source.files:
-        try:
-            for batch in read_file(path, request):
-                for piece in _slices(batch, request.chunk_size):
-                    yield _display(path), piece
-        except (pa.ArrowException, OSError) as error:
-            raise InputError(_one_line(error), path=_display(path)) from error
-        except UnicodeDecodeError as error:
-            message = f"is not UTF-8 text ({error.reason} at byte {error.start})"
-            raise InputError(message, path=_display(path)) from error
+    }[file_format]
+    try:
+        for batch in read_file(path, request):
+            for piece in _slices(batch, request.chunk_size):
+                yield _display(path), piece
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(_one_line(error), path=_display(path)) from error
+    except UnicodeDecodeError as error:
+        message = f"is not UTF-8 text ({error.reason} at byte {error.start})"
+        raise InputError(message, path=_display(path)) from error
+
+
+def parquet_row_groups(path: str) -> list[int]:
+    """The rows of each row group of a Parquet file (its footer only)."""
+    try:
+        metadata = pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(_one_line(error), path=_display(path)) from error
+    return [metadata.row_group(k).num_rows for k in range(metadata.num_row_groups)]
 
 
 def count_rows(source: Source) -> int | None:
@@ -76,13 +96,18 @@ def _ipc_file_rows(path: str) -> int:
         return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
-def _parquet_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(
+    path: str, request: ReadRequest, row_groups: Sequence[int] | None = None
+) -> Iterator[pa.RecordBatch]:
     parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
     require_columns(parquet.schema_arrow.names, request.columns, path)
     # One decoding thread: the other cores are computing, and arrow's pool threads keep memory
     # of their own (faster and steadier in memory: see bench/README.md).
     batches = parquet.iter_batches(
-        batch_size=request.chunk_size, columns=list(request.columns), use_threads=False
+        batch_size=request.chunk_size,
+        row_groups=row_groups,
+        columns=list(request.columns),
+        use_threads=False,
     )
     yield from batches
 

@@ -120,15 +120,19 @@ def accumulate(
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
     scales: ScaleLookup | None = None,
+    first_row: int = 1,
 ) -> Scorer:
-    """A scorer holding the sums of ``batches`` (``score_batches``' first part)."""
+    """A scorer holding the sums of ``batches`` (``score_batches``' first part); rows are
+    numbered from ``first_row`` in each file."""
     first = Scorer(options)
     grouped = first.group_keys is not None
     # Parsing CSV takes longer than the calibration: a second worker would only add memory.
     compute_bound = options.calibration and file_format != FileFormat.CSV
     workers = options.workers or auto_workers(first.device, grouped, compute_bound)
     pool = ScorerPool(first, workers)
-    chunks = prefetched(to_chunks(batches, options, first.device, first.group_keys, scales))
+    chunks = prefetched(
+        to_chunks(batches, options, first.device, first.group_keys, scales, first_row)
+    )
     results = pool.scored(chunks)
     rows_done = 0
     try:

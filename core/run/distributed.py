@@ -1,0 +1,216 @@
+"""Score a dataset on a Dask cluster (``dask.distributed``), with the single process's numbers.
+
+The client only lists the partitions — each Parquet row group, each CSV or Arrow file — from
+the files' footers; every task reads its own partition on a worker, streams it through a
+``Scorer`` (one torch thread) and returns its state as plain numbers (``Scorer.state_dict``,
+never tensors, never pickled code). The states are merged by a tree reduction, ``TREE_WIDTH``
+at a time, on the workers; the client derives the report from the last one. A task's bad input
+comes back as data — the single process's error (file, column, row) — and the first bad
+partition in file order is raised on the client, never a worker's traceback. A task whose
+worker dies is run again by Dask on another; its result replaces nothing, so no partition is
+counted twice.
+
+Dask is imported when a cluster is asked for, never by plain scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+
+from gaussnll.core.errors import (
+    GaussnllError,
+    InputError,
+    NegativeSpreadError,
+    OptionError,
+    UsageError,
+)
+from gaussnll.core.io.readers import ReadRequest, iter_file_batches, parquet_row_groups
+from gaussnll.core.io.scales import ScaleLookup
+from gaussnll.core.io.sources import STDIN, FileFormat, resolve_source
+from gaussnll.core.options import ScoreOptions
+from gaussnll.core.report.report import Report
+from gaussnll.core.run.engine import accumulate
+from gaussnll.core.run.intervals import needs_quantiles
+from gaussnll.core.run.merging import merge_states, save_state
+from gaussnll.core.run.scorer import Scorer
+from gaussnll.core.run.state_document import options_document, options_from_document
+
+TREE_WIDTH = 16  # states merged by one reduction task
+CONNECT_TIMEOUT_S = 10  # to reach a running scheduler
+LOCAL = "local"
+_ERRORS = {cls.__name__: cls for cls in (InputError, NegativeSpreadError, UsageError)}
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What one task reads: a file, or some row groups of a Parquet file, whose first row is
+    row ``first_row`` of the file (for error messages)."""
+
+    index: int
+    path: str
+    format: str
+    row_groups: tuple[int, ...] | None = None
+    first_row: int = 1
+
+
+def partitions(path: str) -> list[Partition]:
+    """The partitions of ``path`` (a file, directory or glob) in file order."""
+    source = resolve_source(path)
+    if source.files == (STDIN,):
+        raise OptionError("dask_address", "cannot split stdin among workers: give files.")
+    found: list[Partition] = []
+    for file in source.files:
+        if source.format is not FileFormat.PARQUET:
+            found.append(Partition(len(found), file, source.format.value))
+            continue
+        first_row = 1
+        for group, rows in enumerate(parquet_row_groups(file)):
+            found.append(Partition(len(found), file, source.format.value, (group,), first_row))
+            first_row += rows
+    return found
+
+
+def score_on_dask(
+    path: str,
+    options: ScoreOptions,
+    *,
+    address: str,
+    workers: int = 0,
+    state_to: str | None = None,
+) -> Report:
+    """Score ``path`` on the Dask cluster at ``address`` (``local``: a ``LocalCluster`` of
+    ``workers`` processes on 127.0.0.1, 0: one per core); ``state_to`` as for ``score``."""
+    if needs_quantiles(options):
+        raise OptionError(
+            "dask_address",
+            "scores without a first pass over the data, which quantile bins need: give the "
+            "intervals' edges.",
+        )
+    parts = partitions(path)
+    if not parts:
+        raise InputError("no data rows", path=path)
+    settings = _task_settings(options)
+    with _client(address, workers) as client:
+        futures = client.map(
+            score_partition, [asdict(part) for part in parts], settings=settings, pure=False
+        )
+        while len(futures) > 1:
+            groups = [futures[k : k + TREE_WIDTH] for k in range(0, len(futures), TREE_WIDTH)]
+            futures = [client.submit(merged_results, group, pure=False) for group in groups]
+        result = futures[0].result()
+    error = result.get("error")
+    if error is not None:
+        raise _ERRORS.get(error.pop("kind"), InputError)(error.pop("message"), **error)
+    scorer = Scorer.from_state(result["state"], path=path)
+    report = scorer.report(path, parts[0].format)
+    if options.recalibration is not None:
+        scales = ScaleLookup(options.recalibration)
+        scales.unseen_rows = result["unseen_rows"]
+        report = replace(report, recalibration=scales.record())
+    if state_to is not None:
+        save_state(result["state"], state_to)
+    return report
+
+
+def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Run on a worker: the state of one partition, or the error it raised, as plain data."""
+    torch.set_num_threads(1)
+    part = Partition(**partition)
+    try:
+        options = _task_options(settings)
+        spec = options.columns
+        request = ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
+        file_format = FileFormat(part.format)
+        batches = iter_file_batches(part.path, file_format, request, part.row_groups)
+        scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
+        scorer = accumulate(batches, options, file_format, scales=scales, first_row=part.first_row)
+        state = scorer.state_dict()
+    except GaussnllError as error:
+        return {"partition": part.index, "error": _error_record(error)}
+    unseen = 0 if scales is None else scales.unseen_rows
+    return {"partition": part.index, "state": state, "unseen_rows": unseen}
+
+
+def merged_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run on a worker: results of partitions merged into one; the first partition's error
+    when any failed (the single process stops at the first bad row too)."""
+    failed = [result for result in results if "error" in result]
+    if failed:
+        return min(failed, key=lambda result: result["partition"])
+    scorer = merge_states([result["state"] for result in results])
+    return {
+        "partition": min(result["partition"] for result in results),
+        "state": scorer.state_dict(),
+        "unseen_rows": sum(result["unseen_rows"] for result in results),
+    }
+
+
+def _task_settings(options: ScoreOptions) -> dict[str, Any]:
+    """What a task needs to know of the options, as plain data."""
+    return {
+        "options": options_document(options),
+        "chunk_size": options.chunk_size,
+        "delimiter": options.delimiter,
+        "device": options.device,
+    }
+
+
+def _task_options(settings: dict[str, Any]) -> ScoreOptions:
+    options = options_from_document(settings["options"], None)
+    return replace(
+        options,
+        chunk_size=settings["chunk_size"],
+        delimiter=settings["delimiter"],
+        device=settings["device"],
+        workers=1,
+    )
+
+
+def _error_record(error: GaussnllError) -> dict[str, Any]:
+    if isinstance(error, InputError):
+        return {
+            "kind": type(error).__name__,
+            "message": error.detail,
+            "path": error.path,
+            "column": error.column,
+            "row": error.row,
+        }
+    return {"kind": "UsageError", "message": str(error)}
+
+
+@contextmanager
+def _client(address: str, workers: int) -> Iterator[Any]:
+    """A client of the cluster at ``address``, or of a new local one; closed afterwards."""
+    from distributed import Client, LocalCluster
+
+    if address == LOCAL:
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",  # None would take port 8787
+            silence_logs=logging.ERROR,
+        )
+        with cluster, Client(cluster) as client:
+            yield client
+        return
+    if workers:
+        raise OptionError("dask_workers", "applies to a local cluster only (address 'local').")
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise OptionError(
+            "dask_address",
+            f"cannot reach a Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s ({reason}).",
+        ) from None
+    with client:
+        yield client

@@ -1,0 +1,187 @@
+"""Scoring on a Dask cluster: the single process's numbers and errors, from partitions read on
+the workers. One cluster of ``dask scheduler`` + two ``dask worker`` processes on 127.0.0.1
+serves the module; one test starts a ``LocalCluster`` through ``--dask local``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from conftest import assert_one_line_error, assert_same_report, make_predictions
+from typer.testing import CliRunner
+
+from gaussnll.cli.app import app
+
+pytest.importorskip("distributed")
+
+START_TIMEOUT_S = 60
+
+
+def run(*args: object):
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def _dask(*args: str, log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "dask", *args],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # killed with its children (the worker's nanny and process)
+    )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """The address of a scheduler with two single-threaded workers, and the workers."""
+    folder = tmp_path_factory.mktemp("cluster")
+    address_file = folder / "scheduler.json"
+    common = ["--no-dashboard", "--host", "127.0.0.1"]
+    processes = [
+        _dask(
+            "scheduler",
+            *common,
+            "--port",
+            "0",
+            "--scheduler-file",
+            str(address_file),
+            log=folder / "scheduler.log",
+        )
+    ]
+    workers: list[subprocess.Popen] = []
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not address_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for k in range(2):
+            workers.append(
+                _dask(
+                    "worker",
+                    "--scheduler-file",
+                    str(address_file),
+                    "--nthreads",
+                    "1",
+                    *common,
+                    log=folder / f"worker{k}.log",
+                )
+            )
+        processes += workers
+        from distributed import Client
+
+        with Client(scheduler_file=str(address_file), timeout=START_TIMEOUT_S) as client:
+            client.wait_for_workers(2, timeout=START_TIMEOUT_S)
+            address = client.scheduler.address
+        yield address, workers
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+def _dataset(folder: Path, outputs: int = 1, files: int = 3, rows: int = 1_500) -> Path:
+    """Parquet files of several row groups each, with a key column."""
+    folder.mkdir()
+    for k in range(files):
+        columns = make_predictions(rows, seed=k, outputs=outputs)
+        data = {}
+        for role in ("mean", "target", "var"):
+            values = columns[role].reshape(rows, outputs)
+            data.update({f"{role}{j}": values[:, j] for j in range(outputs)})
+        data["region"] = np.random.default_rng(k).choice(["n", "s", "e"], size=rows)
+        pq.write_table(pa.table(data), folder / f"part{k}.parquet", row_group_size=rows // 4)
+    return folder
+
+
+def _columns(outputs: int) -> list[str]:
+    return [
+        "--mean-col", ",".join(f"mean{j}" for j in range(outputs)),
+        "--target-col", ",".join(f"target{j}" for j in range(outputs)),
+        "--var-col", ",".join(f"var{j}" for j in range(outputs)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("outputs", "options"),
+    [(1, []), (2, ["--by", "region", "--full"]), (1, ["--no-calibration", "--by", "region"])],
+)
+def test_a_cluster_gives_the_single_process_report(tmp_path, scheduler, outputs, options):
+    data = _dataset(tmp_path / "data", outputs)
+    args = [data, *_columns(outputs), *options, "--json"]
+    state = tmp_path / "state.json"
+    on_dask = run("score", *args, "--dask", scheduler[0], "--save-state", state)
+    assert on_dask.exit_code == 0, on_dask.output
+    single = run("score", *args)
+    assert_same_report(json.loads(on_dask.stdout), json.loads(single.stdout))
+    merged = run("merge", state, "--json")
+    assert_same_report(json.loads(merged.stdout), json.loads(single.stdout))
+
+
+def test_csv_files_are_partitions_too(tmp_path, scheduler):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    for k in range(3):
+        pacsv.write_csv(pa.table(make_predictions(700, seed=k)), folder / f"p{k}.csv")
+    single = run("score", folder, "--json")
+    on_dask = run("score", folder, "--json", "--dask", scheduler[0])
+    assert on_dask.exit_code == 0, on_dask.output
+    assert_same_report(json.loads(on_dask.stdout), json.loads(single.stdout))
+
+
+def test_bad_input_in_one_partition_is_the_single_process_error(tmp_path, scheduler):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for k in range(3):
+        columns = make_predictions(800, seed=k)
+        if k == 1:
+            columns["var"][650] = -1.0  # row 651 of the second file, in its last row group
+        pq.write_table(pa.table(columns), folder / f"p{k}.parquet", row_group_size=200)
+    single = run("score", folder)
+    on_dask = run("score", folder, "--dask", scheduler[0])
+    assert_one_line_error(on_dask, "p1.parquet", "column 'var'", "row 651")
+    assert on_dask.stderr == single.stderr
+
+
+def test_an_unreachable_scheduler_is_one_line_within_the_timeout():
+    started = time.monotonic()
+    result = run("score", "sample_data/preds.parquet", "--dask", "tcp://127.0.0.1:9")
+    assert_one_line_error(result, "--dask cannot reach a Dask scheduler at tcp://127.0.0.1:9")
+    assert time.monotonic() - started < 60
+
+
+def test_a_local_cluster_of_two_workers(tmp_path):
+    data = _dataset(tmp_path / "data", files=2, rows=800)
+    args = ["score", data, *_columns(1), "--by", "region", "--json"]
+    on_dask = run(*args, "--dask", "local", "--dask-workers", "2")
+    assert on_dask.exit_code == 0, on_dask.output
+    assert_same_report(json.loads(on_dask.stdout), json.loads(run(*args).stdout))
+
+
+def test_help_and_plain_scoring_do_not_import_dask():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from gaussnll.cli.app import app\n"
+        "for args in (['--help'], ['score', '--help'], ['score', 'sample_data/preds.parquet']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
