@@ -185,3 +185,27 @@ def test_help_and_plain_scoring_do_not_import_dask():
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_no_partition_counts_twice(tmp_path, scheduler):
+    """Last in the module: it kills one of the module's two workers."""
+    from distributed import Client
+
+    address, workers = scheduler
+    data = _dataset(tmp_path / "data", files=8, rows=60_000)
+    args = ["score", str(data), *_columns(1), "--json", "-q"]
+    command = [sys.executable, "-m", "gaussnll.cli", *args, "--dask", address]
+    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with Client(address, timeout=START_TIMEOUT_S) as client:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            busy = [keys for keys in client.processing().values() if keys]
+            if len(busy) == 2:
+                break
+            time.sleep(0.05)
+        assert running.poll() is None, "the run ended before a worker could be killed"
+        _stop(workers[0])
+    stdout, stderr = running.communicate(timeout=300)
+    assert running.returncode == 0, stderr
+    single = run(*args)
+    assert_same_report(json.loads(stdout), json.loads(single.stdout))
