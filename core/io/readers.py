@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -46,11 +46,12 @@ def iter_file_batches(
     row_groups: Sequence[int] | None = None,
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """``iter_batches`` of one file; of a Parquet file, only ``row_groups`` when given."""
-    read_file = {
+    readers: dict[FileFormat, Callable[[str, ReadRequest], Iterator[pa.RecordBatch]]] = {
         FileFormat.PARQUET: functools.partial(_parquet_batches, row_groups=row_groups),
         FileFormat.CSV: _csv_batches,
         FileFormat.IPC: _ipc_batches,
-    }[file_format]
+    }
+    read_file = readers[file_format]
     try:
         for batch in read_file(path, request):
             for piece in _slices(batch, request.chunk_size):
