@@ -106,6 +106,8 @@ CONFIG_VALUES = {
     "max_regression": 100.0,
     "confidence": 0.9,
     "recalibration": "{tmp}/map.json",  # written by ``prepared`` below
+    "dask": "local",
+    "dask_workers": 1,
 }
 # What a setting needs beside it on the command line to apply (score only).
 COMPANIONS = {
@@ -113,6 +115,7 @@ COMPANIONS = {
     "top": ("--by", "g"),
     "sort_by": ("--by", "g"),
     "per_group": ("--by", "g", "--check", "nll <= 100"),
+    "dask": ("--dask-workers", "1"),
 }
 WRONG_VALUES = {str: 5, int: "many", float: "small", bool: "yes", list: 5}
 CONFIG_SETTINGS = [s for s in SETTINGS if s.config]
