@@ -126,6 +126,8 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     _check_distinct_outputs(
         [outputs.per_row, outputs.junit_xml, state_to], "--per-row, --junit-xml and --save-state"
     )
+    if state_to is not None and _same_file(state_to, source.files):
+        raise UsageError(f"--save-state {state_to} is an input file: give another path")
     if settings["dask"] is not None:
         if rows_on_stdout or outputs.per_row is not None:
             raise UsageError("--dask scores without per-row output: drop --per-row")
@@ -187,6 +189,11 @@ def _report_score(
     report = report.with_groups(settings["sort_by"], top)
     _render(SCORE_RENDERERS, outputs.format, report, results, config, settings)
     return _finish(results, outputs, f"gaussnll {command} {report.path}", report.seconds)
+
+
+def _same_file(path: str, files: Iterable[str]) -> bool:
+    """Whether ``path`` names one of ``files``."""
+    return os.path.realpath(path) in {os.path.realpath(file) for file in files}
 
 
 def _check_distinct_outputs(paths: list[str | None], flags: str) -> None:

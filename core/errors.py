@@ -53,7 +53,27 @@ class InputError(GaussnllError):
 
 
 class NegativeSpreadError(InputError):
-    """A negative variance or standard deviation (torch raises on these too)."""
+    """A negative variance or standard deviation (torch raises on these too). Once counted
+    (``counted``): ``first`` is the message of the first alone, ``negatives`` how many the input
+    holds from it on, ``complete`` whether they were counted to its end."""
+
+    first: str | None = None
+    negatives: int | None = None
+    complete: bool = True
+
+    @classmethod
+    def counted(cls, first: InputError, negatives: int, *, complete: bool) -> NegativeSpreadError:
+        """The ``first`` negative spread, its message telling how many there are."""
+        noun = "value" if negatives == 1 else "values"
+        bound = "in all" if complete else "at least, before another error"
+        error = cls(
+            f"{first.detail} ({negatives:,} negative {noun} {bound})",
+            path=first.path,
+            column=first.column,
+            row=first.row,
+        )
+        error.first, error.negatives, error.complete = first.detail, negatives, complete
+        return error
 
 
 class OutputError(GaussnllError):

@@ -150,10 +150,12 @@ def test_bad_input_in_one_partition_is_the_single_process_error(tmp_path, schedu
         columns = make_predictions(800, seed=k)
         if k == 1:
             columns["var"][650] = -1.0  # row 651 of the second file, in its last row group
+        if k == 2:
+            columns["var"][[10, 420]] = -2.0  # counted too, from other partitions
         pq.write_table(pa.table(columns), folder / f"p{k}.parquet", row_group_size=200)
     single = run("score", folder)
     on_dask = run("score", folder, "--dask", scheduler[0])
-    assert_one_line_error(on_dask, "p1.parquet", "column 'var'", "row 651")
+    assert_one_line_error(on_dask, "p1.parquet", "column 'var'", "row 651", "3 negative values")
     assert on_dask.stderr == single.stderr
 
 

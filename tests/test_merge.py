@@ -132,6 +132,9 @@ def test_save_state_must_not_be_another_output(tmp_path):
     same = tmp_path / "out"
     result = run("score", shards[0], *_columns(1), "--junit-xml", same, "--save-state", same)
     assert_one_line_error(result, "must name different files")
+    result = run("score", shards[0], *_columns(1), "--save-state", shards[0])
+    assert_one_line_error(result, "is an input file")
+    assert pq.read_table(shards[0]).num_rows == 25
 
 
 def test_python_state_round_trip_and_merge(tmp_path):

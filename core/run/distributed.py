@@ -45,7 +45,6 @@ from gaussnll.core.run.state_document import options_document, options_from_docu
 TREE_WIDTH = 16  # states merged by one reduction task
 CONNECT_TIMEOUT_S = 10  # to reach a running scheduler
 LOCAL = "local"
-_ERRORS = {cls.__name__: cls for cls in (InputError, NegativeSpreadError, UsageError)}
 
 
 @dataclass(frozen=True)
@@ -105,9 +104,8 @@ def score_on_dask(
             groups = [futures[k : k + TREE_WIDTH] for k in range(0, len(futures), TREE_WIDTH)]
             futures = [client.submit(merged_results, group, pure=False) for group in groups]
         result = futures[0].result()
-    error = result.get("error")
-    if error is not None:
-        raise _ERRORS.get(error.pop("kind"), InputError)(error.pop("message"), **error)
+    if "errors" in result:
+        raise _first_error(result["errors"])
     scorer = Scorer.from_state(result["state"], path=path)
     report = scorer.report(path, parts[0].format)
     if options.recalibration is not None:
@@ -133,20 +131,21 @@ def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict
         scorer = accumulate(batches, options, file_format, scales=scales, first_row=part.first_row)
         state = scorer.state_dict()
     except GaussnllError as error:
-        return {"partition": part.index, "error": _error_record(error)}
+        return {"partition": part.index, "errors": [_error_record(error, part.index)]}
     unseen = 0 if scales is None else scales.unseen_rows
     return {"partition": part.index, "state": state, "unseen_rows": unseen}
 
 
 def merged_results(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Run on a worker: results of partitions merged into one; the first partition's error
-    when any failed (the single process stops at the first bad row too)."""
-    failed = [result for result in results if "error" in result]
-    if failed:
-        return min(failed, key=lambda result: result["partition"])
+    """Run on a worker: results of partitions merged into one; when any failed, every error
+    (the client raises the first, as the single process stops at the first bad row)."""
+    errors = [error for result in results for error in result.get("errors", ())]
+    first = min(result["partition"] for result in results)
+    if errors:
+        return {"partition": first, "errors": errors}
     scorer = merge_states([result["state"] for result in results])
     return {
-        "partition": min(result["partition"] for result in results),
+        "partition": first,
         "state": scorer.state_dict(),
         "unseen_rows": sum(result["unseen_rows"] for result in results),
     }
@@ -173,16 +172,38 @@ def _task_options(settings: dict[str, Any]) -> ScoreOptions:
     )
 
 
-def _error_record(error: GaussnllError) -> dict[str, Any]:
-    if isinstance(error, InputError):
-        return {
-            "kind": type(error).__name__,
-            "message": error.detail,
-            "path": error.path,
-            "column": error.column,
-            "row": error.row,
-        }
-    return {"kind": "UsageError", "message": str(error)}
+def _error_record(error: GaussnllError, partition: int) -> dict[str, Any]:
+    """A task's error as plain data: its kind, message and place (and a negative spread's
+    count, from it to the end of the partition)."""
+    if not isinstance(error, InputError):
+        return {"partition": partition, "kind": "UsageError", "message": str(error)}
+    record = {
+        "partition": partition,
+        "kind": type(error).__name__,
+        "message": error.detail,
+        "path": error.path,
+        "column": error.column,
+        "row": error.row,
+    }
+    if isinstance(error, NegativeSpreadError) and error.first is not None:
+        record.update(message=error.first, negatives=error.negatives, complete=error.complete)
+    return record
+
+
+def _first_error(records: list[dict[str, Any]]) -> GaussnllError:
+    """The error of the first failed partition, as the single process would raise it: a
+    negative spread with how many the partitions from it on hold."""
+    records = sorted(records, key=lambda record: record["partition"])
+    first = records[0]
+    if first["kind"] == "UsageError":
+        return UsageError(first["message"])
+    place = {key: first[key] for key in ("path", "column", "row")}
+    error = InputError(first["message"], **place)
+    if "negatives" not in first:
+        return error
+    negatives = sum(record.get("negatives", 0) for record in records)
+    complete = all(record.get("complete", False) for record in records)
+    return NegativeSpreadError.counted(error, negatives, complete=complete)
 
 
 @contextmanager

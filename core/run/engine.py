@@ -155,19 +155,13 @@ def _with_negative_count(
 ) -> NegativeSpreadError:
     """The first negative spread, with how many the whole input holds (read to the end)."""
     total = sum(int((chunk.ready().spread < 0).sum()) for chunk in seen)
-    bound = "in all"
+    complete = True
     try:
         for chunk in rest:
             total += int((chunk.ready().spread < 0).sum())
     except InputError:
-        bound = "at least, before another error"
-    noun = "value" if total == 1 else "values"
-    return NegativeSpreadError(
-        f"{first.detail} ({total:,} negative {noun} {bound})",
-        path=first.path,
-        column=first.column,
-        row=first.row,
-    )
+        complete = False
+    return NegativeSpreadError.counted(first, total, complete=complete)
 
 
 def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> None:
