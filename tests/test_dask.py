@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -130,6 +131,22 @@ def test_a_cluster_gives_the_single_process_report(tmp_path, scheduler, outputs,
     assert_same_report(json.loads(on_dask.stdout), json.loads(single.stdout))
     merged = run("merge", state, "--json")
     assert_same_report(json.loads(merged.stdout), json.loads(single.stdout))
+
+
+def test_a_recalibration_map_applies_on_the_workers(tmp_path, scheduler):
+    data = _dataset(tmp_path / "data", files=2, rows=900)
+    fitted_on = tmp_path / "cal.parquet"
+    table = pq.read_table(data / "part0.parquet")
+    pq.write_table(table.filter(pc.not_equal(table["region"], "e")), fitted_on)
+    recalibration = tmp_path / "map.json"
+    fit = run("recalibrate", fitted_on, *_columns(1), "--by", "region", "-o", recalibration, "-q")
+    assert fit.exit_code == 0, fit.output
+    args = ["score", data, *_columns(1), "--recalibration", recalibration, "--json"]
+    single = json.loads(run(*args).stdout)
+    on_dask = run(*args, "--dask", scheduler[0])
+    assert on_dask.exit_code == 0, on_dask.output
+    assert single["recalibration"]["unseen_rows"] > 0  # region "e" was not in the map
+    assert_same_report(json.loads(on_dask.stdout), single)
 
 
 def test_csv_files_are_partitions_too(tmp_path, scheduler):
