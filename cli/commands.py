@@ -131,13 +131,15 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if settings["dask"] is not None:
         if rows_on_stdout or outputs.per_row is not None:
             raise UsageError("--dask scores without per-row output: drop --per-row")
-        report = score_on_dask(
-            path,
-            options,
-            address=settings["dask"],
-            workers=settings["dask_workers"],
-            state_to=state_to,
-        )
+        with progress_callback("scoring", not outputs.quiet) as on_progress:
+            report = score_on_dask(
+                path,
+                options,
+                address=settings["dask"],
+                workers=settings["dask_workers"],
+                state_to=state_to,
+                on_progress=on_progress,
+            )
         return _report_score(report, checks, settings, outputs, config, "score")
     with rows_context as rows_to, progress_callback("scoring", not outputs.quiet) as on_progress:
         report = score(path, options, rows_to=rows_to, on_progress=on_progress, state_to=state_to)

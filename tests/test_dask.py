@@ -23,6 +23,7 @@ from conftest import assert_one_line_error, assert_same_report, make_predictions
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
+from gaussnll.core import ColumnSpec, ScoreOptions, score_on_dask
 
 pytest.importorskip("distributed")
 
@@ -147,6 +148,19 @@ def test_a_recalibration_map_applies_on_the_workers(tmp_path, scheduler):
     assert on_dask.exit_code == 0, on_dask.output
     assert single["recalibration"]["unseen_rows"] > 0  # region "e" was not in the map
     assert_same_report(json.loads(on_dask.stdout), single)
+
+
+def test_progress_advances_by_partition_to_every_row(tmp_path, scheduler):
+    data = _dataset(tmp_path / "data", files=2, rows=1_000)
+    calls: list[tuple[int, int | None]] = []
+    options = ScoreOptions(columns=ColumnSpec(mean="mean0", target="target0", spread="var0"))
+    report = score_on_dask(
+        str(data), options, address=scheduler[0], on_progress=lambda *done: calls.append(done)
+    )
+    assert report.rows == 2_000
+    assert len(calls) == 8  # 2 files of 4 row groups
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert calls[-1] == (2_000, 2_000)
 
 
 def test_csv_files_are_partitions_too(tmp_path, scheduler):

@@ -36,7 +36,7 @@ from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import STDIN, FileFormat, resolve_source
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.report import Report
-from gaussnll.core.run.engine import accumulate
+from gaussnll.core.run.engine import ProgressCallback, accumulate
 from gaussnll.core.run.intervals import needs_quantiles
 from gaussnll.core.run.merging import merge_states, save_state
 from gaussnll.core.run.scorer import Scorer
@@ -50,13 +50,14 @@ LOCAL = "local"
 @dataclass(frozen=True)
 class Partition:
     """What one task reads: a file, or some row groups of a Parquet file, whose first row is
-    row ``first_row`` of the file (for error messages)."""
+    row ``first_row`` of the file (for error messages); ``rows`` if the file records it."""
 
     index: int
     path: str
     format: str
     row_groups: tuple[int, ...] | None = None
     first_row: int = 1
+    rows: int | None = None
 
 
 def partitions(path: str) -> list[Partition]:
@@ -71,7 +72,8 @@ def partitions(path: str) -> list[Partition]:
             continue
         first_row = 1
         for group, rows in enumerate(parquet_row_groups(file)):
-            found.append(Partition(len(found), file, source.format.value, (group,), first_row))
+            part = Partition(len(found), file, source.format.value, (group,), first_row, rows)
+            found.append(part)
             first_row += rows
     return found
 
@@ -83,9 +85,11 @@ def score_on_dask(
     address: str,
     workers: int = 0,
     state_to: str | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> Report:
     """Score ``path`` on the Dask cluster at ``address`` (``local``: a ``LocalCluster`` of
-    ``workers`` processes on 127.0.0.1, 0: one per core); ``state_to`` as for ``score``."""
+    ``workers`` processes on 127.0.0.1, 0: one per core); ``state_to`` and ``on_progress`` as
+    for ``score`` (progress advances by partition as each finishes)."""
     if needs_quantiles(options):
         raise OptionError(
             "dask_address",
@@ -97,12 +101,15 @@ def score_on_dask(
         raise InputError("no data rows", path=path)
     settings = _task_settings(options)
     with _client(address, workers) as client:
-        futures = client.map(
+        leaves = client.map(
             score_partition, [asdict(part) for part in parts], settings=settings, pure=False
         )
+        futures = leaves
         while len(futures) > 1:
             groups = [futures[k : k + TREE_WIDTH] for k in range(0, len(futures), TREE_WIDTH)]
             futures = [client.submit(merged_results, group, pure=False) for group in groups]
+        if on_progress is not None:
+            _report_progress(leaves, parts, on_progress)
         result = futures[0].result()
     if "errors" in result:
         raise _first_error(result["errors"])
@@ -115,6 +122,24 @@ def score_on_dask(
     if state_to is not None:
         save_state(result["state"], state_to)
     return report
+
+
+def _report_progress(
+    leaves: list[Any], parts: list[Partition], on_progress: ProgressCallback
+) -> None:
+    """Call ``on_progress`` as each partition's task finishes (its rows, or 1 per partition when
+    a file does not record its rows), without fetching the results."""
+    from distributed import as_completed
+
+    known = all(part.rows is not None for part in parts)
+    size = {
+        leaf.key: (part.rows or 0) if known else 1 for leaf, part in zip(leaves, parts, strict=True)
+    }
+    total = sum(size.values())
+    done = 0
+    for finished in as_completed(leaves):
+        done += size[finished.key]
+        on_progress(done, total)
 
 
 def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
