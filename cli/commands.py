@@ -113,6 +113,26 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if options.columns.id and not (outputs.per_row or rows_on_stdout):
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
+    state_to = given.get("save_state")
+    _check_distinct_outputs(
+        [outputs.per_row, outputs.junit_xml, state_to], "--per-row, --junit-xml and --save-state"
+    )
+    if state_to is not None and _same_file(state_to, source.files):
+        raise UsageError(f"--save-state {state_to} is an input file: give another path")
+    if settings["dask"] is not None:
+        if rows_on_stdout:
+            raise UsageError("--dask writes per-row losses to a directory: add --per-row DIR")
+        with progress_callback("scoring", not outputs.quiet) as on_progress:
+            report = score_on_dask(
+                path,
+                options,
+                address=settings["dask"],
+                workers=settings["dask_workers"],
+                state_to=state_to,
+                on_progress=on_progress,
+                rows_to_directory=outputs.per_row,
+            )
+        return _report_score(report, checks, settings, outputs, config, "score")
     rows_context: AbstractContextManager[RowWriter | None]
     if outputs.per_row is not None:
         rows_context = atomic_row_writer(
@@ -122,25 +142,6 @@ def run_score(path: str, given: dict[str, Any]) -> int:
         rows_context = nullcontext(RowWriter(sys.stdout.buffer, FileFormat.CSV))
     else:
         rows_context = nullcontext(None)
-    state_to = given.get("save_state")
-    _check_distinct_outputs(
-        [outputs.per_row, outputs.junit_xml, state_to], "--per-row, --junit-xml and --save-state"
-    )
-    if state_to is not None and _same_file(state_to, source.files):
-        raise UsageError(f"--save-state {state_to} is an input file: give another path")
-    if settings["dask"] is not None:
-        if rows_on_stdout or outputs.per_row is not None:
-            raise UsageError("--dask scores without per-row output: drop --per-row")
-        with progress_callback("scoring", not outputs.quiet) as on_progress:
-            report = score_on_dask(
-                path,
-                options,
-                address=settings["dask"],
-                workers=settings["dask_workers"],
-                state_to=state_to,
-                on_progress=on_progress,
-            )
-        return _report_score(report, checks, settings, outputs, config, "score")
     with rows_context as rows_to, progress_callback("scoring", not outputs.quiet) as on_progress:
         report = score(path, options, rows_to=rows_to, on_progress=on_progress, state_to=state_to)
         if rows_on_stdout and rows_to is not None:

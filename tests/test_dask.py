@@ -220,6 +220,32 @@ def test_help_and_plain_scoring_do_not_import_dask():
     assert done.stdout.strip() == "[]"
 
 
+def test_per_row_losses_are_a_directory_of_parts_in_partition_order(tmp_path, scheduler):
+    data = _dataset(tmp_path / "data", files=2, rows=800)
+    single_rows, parts = tmp_path / "rows.parquet", tmp_path / "parts"
+    args = ["score", data, *_columns(1), "--full", "--reduction", "none", "--id-col", "region"]
+    assert run(*args, "--per-row", single_rows).exit_code == 0
+    on_dask = run(*args, "--per-row", parts, "--dask", scheduler[0], "-q")
+    assert on_dask.exit_code == 0, on_dask.output
+    names = sorted(path.name for path in parts.iterdir())
+    assert names == [f"part-{k:05d}.parquet" for k in range(8)]
+    got = pa.concat_tables(pq.read_table(parts / name) for name in names)
+    assert got.equals(pq.read_table(single_rows))
+
+
+def test_a_failed_run_leaves_no_per_row_directory(tmp_path, scheduler):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    columns = make_predictions(400, seed=1)
+    columns["var"][390] = -1.0
+    pq.write_table(pa.table(columns), folder / "p.parquet", row_group_size=100)
+    parts = tmp_path / "parts"
+    result = run("score", folder, "--per-row", parts, "--dask", scheduler[0])
+    assert_one_line_error(result, "row 391")
+    assert not parts.exists()
+    assert list(tmp_path.iterdir()) == [folder]
+
+
 def test_a_worker_killed_mid_run_is_replaced_and_no_partition_counts_twice(tmp_path, scheduler):
     """Last in the module: it kills one of the module's two workers."""
     from distributed import Client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -86,6 +87,32 @@ def atomic_row_writer(path: str, file_format: FileFormat) -> Iterator[RowWriter]
             with suppress(Exception):
                 writer.close()
             raise
+
+
+@contextmanager
+def atomic_directory(path: str) -> Iterator[str]:
+    """A new temporary directory beside ``path`` to fill: renamed to ``path`` when the block
+    succeeds, removed with what it holds when it fails. ``path`` must not exist, or be an empty
+    directory."""
+    if os.path.lexists(path) and not (os.path.isdir(path) and not os.listdir(path)):
+        raise UsageError(f"--per-row {path!r} exists: give a new directory for the parts")
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        temporary = tempfile.mkdtemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=directory
+        )
+    except OSError as error:
+        raise OutputError(f"cannot create {path}: {error.strerror or error}") from error
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o777 & ~umask)
+    try:
+        yield temporary
+        with _writing(path):
+            os.replace(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
 
 
 def write_text_atomically(path: str, text: str) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -34,6 +34,7 @@ from gaussnll.core.errors import (
 from gaussnll.core.io.readers import ReadRequest, iter_file_batches, parquet_row_groups
 from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import STDIN, FileFormat, resolve_source
+from gaussnll.core.io.writers import RowWriter, atomic_directory
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.engine import ProgressCallback, accumulate
@@ -86,10 +87,31 @@ def score_on_dask(
     workers: int = 0,
     state_to: str | None = None,
     on_progress: ProgressCallback | None = None,
+    rows_to_directory: str | None = None,
 ) -> Report:
     """Score ``path`` on the Dask cluster at ``address`` (``local``: a ``LocalCluster`` of
     ``workers`` processes on 127.0.0.1, 0: one per core); ``state_to`` and ``on_progress`` as
-    for ``score`` (progress advances by partition as each finishes)."""
+    for ``score`` (progress advances by partition as each finishes). ``rows_to_directory``: a
+    new directory to get the per-row losses, one Parquet part per partition
+    (``part-00000.parquet``...) written by the workers, all or nothing."""
+    with ExitStack() as stack:
+        rows_directory = None
+        if rows_to_directory is not None:
+            rows_directory = stack.enter_context(atomic_directory(rows_to_directory))
+        return _score_on_dask(
+            path, options, address, workers, state_to, on_progress, rows_directory
+        )
+
+
+def _score_on_dask(
+    path: str,
+    options: ScoreOptions,
+    address: str,
+    workers: int,
+    state_to: str | None,
+    on_progress: ProgressCallback | None,
+    rows_directory: str | None,
+) -> Report:
     if needs_quantiles(options):
         raise OptionError(
             "dask_address",
@@ -99,7 +121,7 @@ def score_on_dask(
     parts = partitions(path)
     if not parts:
         raise InputError("no data rows", path=path)
-    settings = _task_settings(options)
+    settings = {**_task_settings(options), "rows_directory": rows_directory}
     with _client(address, workers) as client:
         leaves = client.map(
             score_partition, [asdict(part) for part in parts], settings=settings, pure=False
@@ -146,6 +168,7 @@ def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict
     """Run on a worker: the state of one partition, or the error it raised, as plain data."""
     torch.set_num_threads(1)
     part = Partition(**partition)
+    writer: RowWriter | None = None
     try:
         options = _task_options(settings)
         spec = options.columns
@@ -153,7 +176,18 @@ def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict
         file_format = FileFormat(part.format)
         batches = iter_file_batches(part.path, file_format, request, part.row_groups)
         scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
-        scorer = accumulate(batches, options, file_format, scales=scales, first_row=part.first_row)
+        if settings["rows_directory"] is not None:
+            rows_path = os.path.join(settings["rows_directory"], f"part-{part.index:05d}.parquet")
+            writer = RowWriter(rows_path, FileFormat.PARQUET)
+        with _closing(writer):
+            scorer = accumulate(
+                batches,
+                options,
+                file_format,
+                rows_to=writer,
+                scales=scales,
+                first_row=part.first_row,
+            )
         state = scorer.state_dict()
     except GaussnllError as error:
         return {"partition": part.index, "errors": [_error_record(error, part.index)]}
@@ -183,6 +217,7 @@ def _task_settings(options: ScoreOptions) -> dict[str, Any]:
         "chunk_size": options.chunk_size,
         "delimiter": options.delimiter,
         "device": options.device,
+        "id": options.columns.id,
     }
 
 
@@ -190,6 +225,7 @@ def _task_options(settings: dict[str, Any]) -> ScoreOptions:
     options = options_from_document(settings["options"], None)
     return replace(
         options,
+        columns=replace(options.columns, id=settings["id"]),
         chunk_size=settings["chunk_size"],
         delimiter=settings["delimiter"],
         device=settings["device"],
@@ -229,6 +265,16 @@ def _first_error(records: list[dict[str, Any]]) -> GaussnllError:
     negatives = sum(record.get("negatives", 0) for record in records)
     complete = all(record.get("complete", False) for record in records)
     return NegativeSpreadError.counted(error, negatives, complete=complete)
+
+
+@contextmanager
+def _closing(writer: RowWriter | None) -> Iterator[None]:
+    """Close ``writer`` (if any) after the block, whether it failed or not."""
+    try:
+        yield
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 @contextmanager
