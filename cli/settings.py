@@ -350,7 +350,7 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Write per-row losses (compare: each pair's NLL and difference) to a .parquet or "
-        ".csv file.",
+        ".csv file (with --dask: a new directory of Parquet parts).",
         config=False,
         metavar="FILE",
     ),
