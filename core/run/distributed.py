@@ -37,6 +37,7 @@ from gaussnll.core.io.sources import STDIN, FileFormat, resolve_source
 from gaussnll.core.io.writers import RowWriter, atomic_directory
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.report import Report
+from gaussnll.core.run.allocator import keep_freed_memory
 from gaussnll.core.run.engine import ProgressCallback, accumulate
 from gaussnll.core.run.intervals import needs_quantiles
 from gaussnll.core.run.merging import merge_states, save_state
@@ -167,6 +168,7 @@ def _report_progress(
 def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """Run on a worker: the state of one partition, or the error it raised, as plain data."""
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the CLI: the chunks' temporaries reuse the heap
     part = Partition(**partition)
     writer: RowWriter | None = None
     try:
