@@ -4,7 +4,8 @@ Each chunk allocates short-lived tensors of a few MB. glibc serves and frees tho
 mmap/munmap by default, so every chunk pays page faults for every temporary, which slows the
 calibration pass (see bench/README.md). Raising glibc's mmap and trim thresholds lets the heap reuse
 the memory; peak RSS stays bounded by the chunk size. Process-wide, so it is opt-in: the CLI
-calls it, so do Dask tasks (in the worker process), and Python users scoring in batch may too. Elsewhere than glibc it does nothing.
+calls it, so do Dask tasks (in the worker process), and Python users scoring in batch may
+too. Elsewhere than glibc it does nothing.
 """
 
 from __future__ import annotations
