@@ -174,8 +174,10 @@ def test_csv_files_are_partitions_too(tmp_path, scheduler):
     assert_same_report(json.loads(on_dask.stdout), json.loads(single.stdout))
 
 
-def test_bad_input_in_one_partition_is_the_single_process_error(tmp_path, scheduler):
-    folder = tmp_path / "data"
+def test_bad_input_in_one_partition_is_the_single_process_error(tmp_path, scheduler, monkeypatch):
+    """With a relative path, which the workers (elsewhere) read as the client's file."""
+    monkeypatch.chdir(tmp_path)
+    folder = Path("data")
     folder.mkdir()
     for k in range(3):
         columns = make_predictions(800, seed=k)
@@ -186,7 +188,9 @@ def test_bad_input_in_one_partition_is_the_single_process_error(tmp_path, schedu
         pq.write_table(pa.table(columns), folder / f"p{k}.parquet", row_group_size=200)
     single = run("score", folder)
     on_dask = run("score", folder, "--dask", scheduler[0])
-    assert_one_line_error(on_dask, "p1.parquet", "column 'var'", "row 651", "3 negative values")
+    assert_one_line_error(
+        on_dask, "data/p1.parquet:", "column 'var'", "row 651", "3 negative values"
+    )
     assert on_dask.stderr == single.stderr
 
 

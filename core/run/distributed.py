@@ -51,11 +51,13 @@ LOCAL = "local"
 
 @dataclass(frozen=True)
 class Partition:
-    """What one task reads: a file, or some row groups of a Parquet file, whose first row is
-    row ``first_row`` of the file (for error messages); ``rows`` if the file records it."""
+    """What one task reads: a file (``path``, absolute, as a worker's working directory may
+    differ; ``name``, as the user named it, for messages), or some row groups of a Parquet
+    file, whose first row is row ``first_row`` of the file; ``rows`` if the file records it."""
 
     index: int
     path: str
+    name: str
     format: str
     row_groups: tuple[int, ...] | None = None
     first_row: int = 1
@@ -69,13 +71,13 @@ def partitions(path: str) -> list[Partition]:
         raise OptionError("dask_address", "cannot split stdin among workers: give files.")
     found: list[Partition] = []
     for file in source.files:
+        where = (os.path.abspath(file), file, source.format.value)
         if source.format is not FileFormat.PARQUET:
-            found.append(Partition(len(found), file, source.format.value))
+            found.append(Partition(len(found), *where))
             continue
         first_row = 1
         for group, rows in enumerate(parquet_row_groups(file)):
-            part = Partition(len(found), file, source.format.value, (group,), first_row, rows)
-            found.append(part)
+            found.append(Partition(len(found), *where, (group,), first_row, rows))
             first_row += rows
     return found
 
@@ -176,7 +178,8 @@ def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict
         spec = options.columns
         request = ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
         file_format = FileFormat(part.format)
-        batches = iter_file_batches(part.path, file_format, request, part.row_groups)
+        read = iter_file_batches(part.path, file_format, request, part.row_groups)
+        batches = ((part.name, batch) for _, batch in read)
         scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
         if settings["rows_directory"] is not None:
             rows_path = os.path.join(settings["rows_directory"], f"part-{part.index:05d}.parquet")
@@ -192,7 +195,7 @@ def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict
             )
         state = scorer.state_dict()
     except GaussnllError as error:
-        return {"partition": part.index, "errors": [_error_record(error, part.index)]}
+        return {"partition": part.index, "errors": [_error_record(error, part)]}
     unseen = 0 if scales is None else scales.unseen_rows
     return {"partition": part.index, "state": state, "unseen_rows": unseen}
 
@@ -235,16 +238,16 @@ def _task_options(settings: dict[str, Any]) -> ScoreOptions:
     )
 
 
-def _error_record(error: GaussnllError, partition: int) -> dict[str, Any]:
-    """A task's error as plain data: its kind, message and place (and a negative spread's
-    count, from it to the end of the partition)."""
+def _error_record(error: GaussnllError, part: Partition) -> dict[str, Any]:
+    """A task's error as plain data: its kind, message and place (the file as the user named
+    it; and a negative spread's count, from it to the end of the partition)."""
     if not isinstance(error, InputError):
-        return {"partition": partition, "kind": "UsageError", "message": str(error)}
+        return {"partition": part.index, "kind": "UsageError", "message": str(error)}
     record = {
-        "partition": partition,
+        "partition": part.index,
         "kind": type(error).__name__,
         "message": error.detail,
-        "path": error.path,
+        "path": part.name if error.path == part.path else error.path,
         "column": error.column,
         "row": error.row,
     }
