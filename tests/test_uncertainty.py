@@ -196,3 +196,22 @@ def test_calibration_curve_is_the_observed_coverage_at_100_levels():
     expected = [(a <= p).mean() for p in levels]
     assert calibration.calibration_curve == pytest.approx(expected, abs=1e-12)
     assert np.mean(np.abs(np.array(expected) - levels)) == pytest.approx(calibration.mace)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fine_bins_equal_a_search_of_the_squared_edges(dtype):
+    from gaussnll.core.state.uncertainty import SIGMA_EDGES, fine_bins
+
+    edges = (SIGMA_EDGES * SIGMA_EDGES).to(dtype)
+    tiny, huge = torch.finfo(dtype).tiny, torch.finfo(dtype).max
+    values = torch.cat(
+        [
+            edges,
+            torch.nextafter(edges, torch.zeros_like(edges)),
+            torch.nextafter(edges, torch.full_like(edges, huge)),
+            torch.tensor([0.0, tiny, huge, math.inf, math.nan], dtype=dtype),
+            10.0 ** torch.empty(10_000, dtype=torch.float64).uniform_(-30, 30).to(dtype),
+        ]
+    )
+    expected = np.searchsorted(edges.numpy(), values.numpy(), side="left")
+    assert np.array_equal(fine_bins(values).numpy(), expected)
