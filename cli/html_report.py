@@ -323,7 +323,7 @@ def _groups(report: Report) -> str:
             f"<div style='max-width:{230 * min(len(shown_curves), 3)}px'>"
             + _figure(
                 figures.group_curves([(label, curve) for label, _, curve in shown_curves]),
-                f"Calibration curves of the {len(shown_curves)} groups with the largest "
+                f"Calibration curves of the {len(shown_curves)} groups listed with the largest "
                 "miscalibration area.",
             )
             + "</div>"
