@@ -12,6 +12,7 @@ from typing import Any
 
 from gaussnll.cli.config import Config, load_config
 from gaussnll.cli.exits import EXIT_CHECK_FAILED
+from gaussnll.cli.html_report import compare_page, require_matplotlib, score_page, write_page
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import CheckResults, print_report, report_json, report_markdown
@@ -97,10 +98,12 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     output_format = outputs.format
     checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
     _check_grouping(settings, checks)
+    if given.get("html"):
+        require_matplotlib()
     options = score_options(settings, checks)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
     format_given = given.get("format") is not None or bool(given.get("json"))
-    if rows_on_stdout and (format_given or checks or outputs.junit_xml):
+    if rows_on_stdout and (format_given or checks or outputs.junit_xml or given.get("html")):
         raise UsageError(
             "--reduction none streams per-row CSV to stdout; add --per-row FILE to also get "
             "a report, checks or JUnit"
@@ -134,6 +137,8 @@ def run_score(path: str, given: dict[str, Any]) -> int:
         top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
     report = report.with_groups(settings["sort_by"], top)
     _render(SCORE_RENDERERS, output_format, report, results, config, settings)
+    if given.get("html"):
+        write_page(given["html"], score_page(report, results, settings))
     return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds)
 
 
@@ -148,6 +153,8 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         texts.append(f"delta_nll_ci_low <= {float(settings['max_regression']):g}")
     checks = _parsed_checks(texts, settings, COMPARE_METRICS)
     options = score_options(settings, checks)
+    if given.get("html"):
+        require_matplotlib()
     sources = [resolve_source(path) for path in (baseline, candidate)]
     rows_context: AbstractContextManager[RowWriter | None] = nullcontext(None)
     if outputs.per_row is not None:
@@ -167,6 +174,8 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         )
     results = evaluate(checks, report, COMPARE_METRICS)
     _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
+    if given.get("html"):
+        write_page(given["html"], compare_page(report, results, settings))
     return _finish(results, outputs, f"gaussnll compare {report.label}", report.seconds)
 
 

@@ -230,6 +230,7 @@ def summary_table(report: Report) -> Table:
             f"{cal.mace:.4f} / {cal.rmsce:.4f} / {cal.miscalibration_area:.4f}",
         )
         table.add_row("sharpness sqrt(mean var)", number(cal.sharpness))
+        table.add_row("ENCE (error vs uncertainty)", number(cal.ence))
         table.add_row("z mean / std", f"{cal.z_mean:.4f} / {cal.z_std:.4f}")
         table.add_row(
             "MAE / RMSE / bias", f"{number(acc.mae)} / {number(acc.rmse)} / {number(acc.bias)}"

@@ -204,6 +204,14 @@ SETTINGS: tuple[Setting, ...] = (
         "pit_bins", int, _core_default("pit_bins"), "Bins of the PIT histogram.", core="pit_bins"
     ),
     Setting(
+        "uncertainty_bins",
+        int,
+        _core_default("uncertainty_bins"),
+        "Bins of predicted sigma, of nearly equal count, for ENCE and the error-vs-uncertainty "
+        "figure.",
+        core="uncertainty_bins",
+    ),
+    Setting(
         "workers",
         int,
         _core_default("workers"),
@@ -328,6 +336,15 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Write the checks as JUnit XML to this file.",
+        config=False,
+        metavar="FILE",
+    ),
+    Setting(
+        "html",
+        str,
+        None,
+        "Write a self-contained HTML report with calibration figures to this file "
+        "(needs matplotlib: pip install 'gaussnll[html]').",
         config=False,
         metavar="FILE",
     ),

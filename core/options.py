@@ -21,6 +21,8 @@ DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_PIT_BINS = 20
 DEFAULT_CONFIDENCE = 0.95  # of the interval of a comparison's paired NLL difference
 MAX_PIT_BINS = 1000
+DEFAULT_UNCERTAINTY_BINS = 10
+MAX_UNCERTAINTY_BINS = 100
 MAX_QUANTILE_BINS = 1000
 REDUCTIONS = ("mean", "sum", "none")
 DTYPE_NAMES = ("float64", "float32")
@@ -119,6 +121,7 @@ class ScoreOptions:
     calibration: bool = True
     levels: tuple[float, ...] = DEFAULT_LEVELS
     pit_bins: int = DEFAULT_PIT_BINS
+    uncertainty_bins: int = DEFAULT_UNCERTAINTY_BINS  # ENCE: bins of nearly equal count
     workers: int = 0  # scoring threads; 0: automatic (see ``run.workers.auto_workers``)
     # ``columns.by`` columns broken down by intervals: their edges, or a number of quantile bins
     intervals: Mapping[str, Sequence[float] | int] = field(default_factory=dict)
@@ -174,6 +177,12 @@ class ScoreOptions:
             "pit_bins",
             f"must be between 1 and {MAX_PIT_BINS}",
             self.pit_bins,
+        )
+        _require(
+            _whole(self.uncertainty_bins) and 1 <= self.uncertainty_bins <= MAX_UNCERTAINTY_BINS,
+            "uncertainty_bins",
+            f"must be between 1 and {MAX_UNCERTAINTY_BINS}",
+            self.uncertainty_bins,
         )
 
     @property

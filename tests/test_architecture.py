@@ -96,6 +96,7 @@ CONFIG_VALUES = {
     "calibration": False,
     "levels": [0.3, 0.7],
     "pit_bins": 7,
+    "uncertainty_bins": 4,
     "workers": 2,
     "checks": ["nll <= 100"],
     "by": ["g"],

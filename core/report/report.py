@@ -52,6 +52,21 @@ class CalibrationSummary:
     nll_at_var_scale: float = metric(
         "NLL with variance × s*", "the mean NLL the model would get with variances × s*"
     )
+    calibration_curve: list[float] = metric(
+        "calibration curve",
+        "observed coverage at the expected levels linspace(0, 1, 100)",
+        vector=True,
+    )
+    ence: float = metric(
+        "ENCE",
+        "expected normalised calibration error: mean over σ bins of |RMV - RMSE| / RMV",
+    )
+    uncertainty_bins: dict[str, list[float]] = info(
+        "bins of predicted σ of nearly equal count: edges, counts, rmv, rmse"
+    )
+    sigma_histogram: dict[str, list[float]] = info(
+        "counts of predicted σ in fine log-spaced bins: edges, counts"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

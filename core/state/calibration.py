@@ -241,6 +241,7 @@ class CalibrationState:
             "mace": gaps.abs().mean(dim=1),
             "rmsce": torch.sqrt((gaps * gaps).mean(dim=1)),
             "miscalibration_area": area_between_curve_and_diagonal(curve_levels, curve),
+            "calibration_curve": curve,
             "crps": mean["error_erf"]
             + _SQRT_2_OVER_PI * mean["std_density"]
             - _INV_SQRT_PI * mean["std"],

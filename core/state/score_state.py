@@ -15,6 +15,7 @@ from gaussnll.core.loss import NllTerms
 from gaussnll.core.state.calibration import CalibrationState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
 from gaussnll.core.state.sinks import Sums
+from gaussnll.core.state.uncertainty import UncertaintyState
 
 
 class ScoreState:
@@ -47,6 +48,9 @@ class ScoreState:
             if levels is not None
             else None
         )
+        self.uncertainty = (
+            UncertaintyState(outputs, device, grouped=grouped) if levels is not None else None
+        )
 
     @property
     def rows(self) -> int:
@@ -57,8 +61,9 @@ class ScoreState:
         """Make room for ``groups`` groups (grouped states)."""
         for sums in self._all_sums():
             sums.reserve(groups)
-        if self.calibration is not None:
+        if self.calibration is not None and self.uncertainty is not None:
             self.calibration.reserve(groups)
+            self.uncertainty.reserve(groups)
 
     def count_skipped(self, kept: Tensor, bad: Tensor, group: Tensor | None = None) -> None:
         """Add the rows not ``kept`` for non-finite values; ``bad`` is ``(rows, roles)``: which
@@ -80,16 +85,21 @@ class ScoreState:
         error: Tensor,
         floored_var: Tensor,
         group: Tensor | None = None,
+        *,
+        var: Tensor | None = None,
     ) -> Tensor:
         """Add a chunk: the NLL ``terms`` of its elements (``(rows, outputs)`` losses) and what
-        they came from, the errors ``target - mean`` and the floored variances.
+        they came from, the errors ``target - mean`` and the floored variances; ``var``: the
+        variances as given, before the floor (None: none was floored).
 
         Returns the chunk's per-output loss sums, for the caller's validity check.
         """
         self._rows.count(terms.loss.shape[0], group)
         chunk_sums = self._loss.add(terms.loss, group)
-        if self.calibration is not None:
+        if self.calibration is not None and self.uncertainty is not None:
             self.calibration.update(terms, error, floored_var, group)
+            given = floored_var if var is None else var
+            self.uncertainty.update(given, terms.squared_error, group)
         return chunk_sums
 
     def merge(self, other: ScoreState, mapping: Tensor | None = None) -> None:
@@ -103,6 +113,8 @@ class ScoreState:
             mine.merge(theirs, mapping)
         if self.calibration is not None and other.calibration is not None:
             self.calibration.merge(other.calibration, mapping)
+        if self.uncertainty is not None and other.uncertainty is not None:
+            self.uncertainty.merge(other.uncertainty, mapping)
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:
         """On the CPU, per group (or for the whole input, as one group): ``rows`` ``(B,)``,
