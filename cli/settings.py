@@ -119,7 +119,11 @@ SETTINGS: tuple[Setting, ...] = (
         core="full",
     ),
     Setting(
-        "eps", float, _core_default("eps"), "Floor for the variance, as torch's eps.", core="eps"
+        "eps",
+        float,
+        _core_default("eps"),
+        "Floor for the variance in the NLL, as torch's eps.",
+        core="eps",
     ),
     Setting(
         "reduction",

@@ -78,18 +78,20 @@ class ScoreState:
         self,
         terms: NllTerms,
         error: Tensor,
+        var: Tensor,
         floored_var: Tensor,
         group: Tensor | None = None,
     ) -> Tensor:
         """Add a chunk: the NLL ``terms`` of its elements (``(rows, outputs)`` losses) and what
-        they came from, the errors ``target - mean`` and the floored variances.
+        they came from, the errors ``target - mean``, the variances as given and floored (as
+        ``floored`` returns them: the scoring rules use the former, the NLL the latter).
 
         Returns the chunk's per-output loss sums, for the caller's validity check.
         """
         self._rows.count(terms.loss.shape[0], group)
         chunk_sums = self._loss.add(terms.loss, group)
         if self.calibration is not None:
-            self.calibration.update(terms, error, floored_var, group)
+            self.calibration.update(terms, error, var, floored_var, group)
         return chunk_sums
 
     def merge(self, other: ScoreState, mapping: Tensor | None = None) -> None:
