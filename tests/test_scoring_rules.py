@@ -11,11 +11,14 @@ import properscoring
 import pyarrow as pa
 import pytest
 import scoringrules
+import torch
 from calibration_reference import LEVELS, assert_equals_reference, reference
 from conftest import make_predictions, report_numbers, torch_nll
 from scipy import special
 
 from gaussnll.core import ColumnSpec, Scorer, score
+from gaussnll.core.loss import nll_terms
+from gaussnll.core.state.calibration import CalibrationState
 
 EPS = 1e-6
 CHUNK_SIZES = [1, 7, 700, 10_000]
@@ -164,3 +167,19 @@ def test_groups_and_a_std_column_apply_the_same_rules():
         rows = keys == group.key[0]
         subset = {name: values[rows] for name, values in columns.items()}
         assert_equals_reference(metrics(group.report), reference(**subset, eps=EPS))
+
+
+def test_a_chunk_with_nothing_floored_gives_the_same_bits_either_way():
+    """On the CPU ``ScoreState.floored`` hands back the variance itself when nothing is below
+    ``eps`` (on a GPU, always a clamped copy): both must add the same bits."""
+    columns = make_predictions(5_000, seed=30)
+    mean, target, var = (
+        torch.from_numpy(columns[k]).unsqueeze(1) for k in ("mean", "target", "var")
+    )
+    error = target - mean
+    terms = nll_terms(error, var)
+    states = [CalibrationState(1, LEVELS, 20, torch.device("cpu")) for _ in range(2)]
+    states[0].update(terms, error, var, var)
+    states[1].update(terms, error, var, var.clone())
+    same, copied = (state.totals() for state in states)
+    assert all(torch.equal(same[name], copied[name]) for name in same)
