@@ -133,7 +133,7 @@ SETTINGS: tuple[Setting, ...] = (
         "eps",
         float,
         _core_default("eps"),
-        "Floor for the variance, as torch's eps.",
+        "Floor for the variance in the NLL, as torch's eps.",
         core="eps",
         commands=FITTING,
     ),

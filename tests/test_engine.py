@@ -193,7 +193,7 @@ def test_states_merge_exactly(predictions):
 
     def add(state: ScoreState, rows: slice) -> None:
         error = target[rows] - mean[rows]
-        state.update(nll_terms(error, floored[rows]), error, floored[rows])
+        state.update(nll_terms(error, floored[rows]), error, var[rows], floored[rows])
 
     whole, first, second = (ScoreState(1, torch.device("cpu")) for _ in range(3))
     add(whole, slice(None))

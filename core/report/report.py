@@ -42,8 +42,8 @@ class CalibrationSummary:
         "interval score (mean over levels)", "interval score averaged over 99 levels"
     )
     nll_full: float = metric("NLL with the constant", "mean NLL plus 0.5 log 2π")
-    sharpness: float = metric("sharpness", "sqrt of the mean variance")
-    z_mean: float = metric("z mean", "mean of z = (target - mean) / σ")
+    sharpness: float = metric("sharpness", "sqrt of the mean variance, as given (not floored)")
+    z_mean: float = metric("z mean", "mean of z = (target - mean) / sqrt(max(var, eps))")
     z_std: float = metric("z std", "population standard deviation of z")
     z2_mean: float = metric("z² mean", "mean of z²")
     var_scale: float = metric(

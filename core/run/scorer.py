@@ -114,7 +114,7 @@ class Scorer:
         error = scored.target - scored.mean
         terms = nll_terms(error, floored)
         loss = terms.loss
-        chunk_sums = state.update(terms, error, floored, scored.group, var=scored_var)
+        chunk_sums = state.update(terms, error, scored_var, floored, scored.group)
         if self._validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
             _explain(chunk, spec, var, aligned, options.nan_policy)

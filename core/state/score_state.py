@@ -83,23 +83,21 @@ class ScoreState:
         self,
         terms: NllTerms,
         error: Tensor,
+        var: Tensor,
         floored_var: Tensor,
         group: Tensor | None = None,
-        *,
-        var: Tensor | None = None,
     ) -> Tensor:
         """Add a chunk: the NLL ``terms`` of its elements (``(rows, outputs)`` losses) and what
-        they came from, the errors ``target - mean`` and the floored variances; ``var``: the
-        variances as given, before the floor (None: none was floored).
+        they came from, the errors ``target - mean``, the variances as given and floored (as
+        ``floored`` returns them: the scoring rules use the former, the NLL the latter).
 
         Returns the chunk's per-output loss sums, for the caller's validity check.
         """
         self._rows.count(terms.loss.shape[0], group)
         chunk_sums = self._loss.add(terms.loss, group)
         if self.calibration is not None and self.uncertainty is not None:
-            self.calibration.update(terms, error, floored_var, group)
-            given = floored_var if var is None else var
-            self.uncertainty.update(given, terms.squared_error, group)
+            self.calibration.update(terms, error, var, floored_var, group)
+            self.uncertainty.update(var, terms.squared_error, group)
         return chunk_sums
 
     def merge(self, other: ScoreState, mapping: Tensor | None = None) -> None:

@@ -129,9 +129,11 @@ def summaries(totals: dict[str, Tensor], bins: int) -> dict[str, np.ndarray]:
     safe = n_bin.clamp(min=1).double()
     rmv, rmse = torch.sqrt(merged(var) / safe), torch.sqrt(merged(squared_error) / safe)
     filled = n_bin > 0
-    gaps = torch.where(filled, (rmv - rmse).abs() / rmv, 0.0)
-    ence = gaps.sum(dim=1) / filled.sum(dim=1).clamp(min=1)
-    ence = torch.where(filled.any(dim=1), ence, torch.nan)
+    # A bin of point masses (RMV 0) has no normalised error: ENCE leaves it out.
+    weighed = filled & (rmv > 0)
+    gaps = torch.where(weighed, (rmv - rmse).abs() / rmv.clamp(min=1e-300), 0.0)
+    ence = gaps.sum(dim=1) / weighed.sum(dim=1).clamp(min=1)
+    ence = torch.where(weighed.any(dim=1), ence, torch.nan)
     occupied = counts > 0
     upper = torch.where(occupied, BOUNDS[1:], -np.inf)
     upper = torch.full((batch, bins), -np.inf, dtype=torch.float64).scatter_reduce_(
