@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from gaussnll.cli.config import Config, load_config
-from gaussnll.cli.exits import EXIT_CHECK_FAILED
+from gaussnll.cli.exits import EXIT_CHECK_FAILED, signals_ignored
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import print_report, report_json, report_markdown
@@ -31,11 +31,11 @@ from gaussnll.core import (
     CheckResult,
     ColumnSpec,
     FileFormat,
+    PlannedOutputs,
     RowWriter,
     ScoreOptions,
     Spread,
     UsageError,
-    atomic_row_writer,
     compare,
     evaluate,
     evaluate_per_group,
@@ -44,11 +44,14 @@ from gaussnll.core import (
     resolve_source,
     row_file_format,
     score,
-    write_text_atomically,
 )
 
 SHOWN_GROUPS = 100  # groups in a table or Markdown report without --top (JSON has them all)
 FORMATS = ("table", "json", "markdown")
+
+
+OUTPUT_FILES = ("per_row", "junit_xml")  # the settings that name output files
+PER_ROW, JUNIT_XML = (BY_NAME[name].flag_name for name in OUTPUT_FILES)
 
 
 @dataclass(frozen=True)
@@ -59,15 +62,26 @@ class Outputs:
     per_row: str | None
     junit_xml: str | None
     quiet: bool
+    per_row_format: FileFormat | None = None
 
     @classmethod
     def of(cls, given: dict[str, Any]) -> Outputs:
         output_format = "json" if given.get("json") else given.get("format") or "table"
         if output_format not in FORMATS:
             raise UsageError(f"--format must be table, json or markdown. Got {output_format!r}.")
+        per_row = given.get("per_row")
         return cls(
-            output_format, given.get("per_row"), given.get("junit_xml"), bool(given.get("quiet"))
+            output_format,
+            per_row,
+            given.get("junit_xml"),
+            bool(given.get("quiet")),
+            row_file_format(per_row) if per_row is not None else None,
         )
+
+    def planned(self, inputs: Iterable[str]) -> PlannedOutputs:
+        """The output files by flag, checked against ``inputs``, stdout and each other."""
+        files = {BY_NAME[name].flag_name: getattr(self, name) for name in OUTPUT_FILES}
+        return PlannedOutputs(files, inputs, stdout=True)
 
 
 def resolve_settings(given: dict[str, Any], config: Config, command: str) -> dict[str, Any]:
@@ -108,30 +122,24 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if options.columns.id and not (outputs.per_row or rows_on_stdout):
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
-    if outputs.per_row is not None:
-        rows_context = atomic_row_writer(
-            outputs.per_row, row_file_format(outputs.per_row, source.files)
-        )
-    elif rows_on_stdout:
-        rows_context = nullcontext(RowWriter(sys.stdout.buffer, FileFormat.CSV))
-    else:
-        rows_context = nullcontext(None)
-    with rows_context as rows_to, progress_callback("scoring", not outputs.quiet) as on_progress:
-        report = score(path, options, rows_to=rows_to, on_progress=on_progress)
+    with outputs.planned(source.files) as files:
+        with (
+            _row_writer(files, outputs, rows_on_stdout) as rows_to,
+            progress_callback("scoring", not outputs.quiet) as on_progress,
+        ):
+            report = score(path, options, rows_to=rows_to, on_progress=on_progress)
         if rows_on_stdout:
-            rows_to.close()
-    if rows_on_stdout:
-        return 0
-    if settings["per_group"]:
-        results = evaluate_per_group(checks, report)
-    else:
-        results = evaluate(checks, report)
-    top = settings["top"]
-    if top is None and output_format != "json":
-        top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
-    report = report.with_groups(settings["sort_by"], top)
-    _render(SCORE_RENDERERS, output_format, report, results, config, settings)
-    return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds)
+            return 0
+        if settings["per_group"]:
+            results = evaluate_per_group(checks, report)
+        else:
+            results = evaluate(checks, report)
+        top = settings["top"]
+        if top is None and output_format != "json":
+            top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
+        report = report.with_groups(settings["sort_by"], top)
+        _render(SCORE_RENDERERS, output_format, report, results, config, settings)
+        return _finish(results, files, f"gaussnll score {report.path}", report.seconds)
 
 
 def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
@@ -146,25 +154,33 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     checks = _parsed_checks(texts, settings, COMPARE_METRICS)
     options = _score_options(settings, checks)
     sources = [resolve_source(path) for path in (baseline, candidate)]
-    rows_context = nullcontext(None)
-    if outputs.per_row is not None:
-        files = [f for source in sources for f in source.files]
-        rows_context = atomic_row_writer(outputs.per_row, row_file_format(outputs.per_row, files))
-    with (
-        rows_context as rows_to,
-        progress_callback("comparing", not outputs.quiet) as on_progress,
-    ):
-        report = compare(
-            baseline,
-            candidate,
-            options,
-            confidence=float(settings["confidence"]),
-            rows_to=rows_to,
-            on_progress=on_progress,
-        )
-    results = evaluate(checks, report, COMPARE_METRICS)
-    _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
-    return _finish(results, outputs, f"gaussnll compare {report.label}", report.seconds)
+    with outputs.planned([f for source in sources for f in source.files]) as files:
+        with (
+            _row_writer(files, outputs) as rows_to,
+            progress_callback("comparing", not outputs.quiet) as on_progress,
+        ):
+            report = compare(
+                baseline,
+                candidate,
+                options,
+                confidence=float(settings["confidence"]),
+                rows_to=rows_to,
+                on_progress=on_progress,
+            )
+        results = evaluate(checks, report, COMPARE_METRICS)
+        _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
+        return _finish(results, files, f"gaussnll compare {report.label}", report.seconds)
+
+
+def _row_writer(
+    files: PlannedOutputs, outputs: Outputs, rows_on_stdout: bool = False
+) -> AbstractContextManager[RowWriter | None]:
+    """Where per-row losses go: the ``--per-row`` file's temporary sink, stdout, or nowhere."""
+    if outputs.per_row is not None and outputs.per_row_format is not None:
+        return RowWriter(files.sink(PER_ROW), outputs.per_row_format, name=outputs.per_row)
+    if rows_on_stdout:
+        return RowWriter(sys.stdout.buffer, FileFormat.CSV)
+    return nullcontext(None)
 
 
 @dataclass(frozen=True)
@@ -227,10 +243,14 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     return checks
 
 
-def _finish(results: list[CheckResult], outputs: Outputs, suite: str, seconds: float) -> int:
-    """Write the JUnit file if asked; the exit code: 1 when a check failed, else 0."""
-    if outputs.junit_xml is not None:
-        write_text_atomically(outputs.junit_xml, junit_xml(results, suite, seconds))
+def _finish(results: list[CheckResult], files: PlannedOutputs, suite: str, seconds: float) -> int:
+    """Write the JUnit file if asked and commit every output file, once stdout holds the whole
+    report; the exit code: 1 when a check failed (its outputs are written too), else 0."""
+    if JUNIT_XML in files:
+        files.write_text(JUNIT_XML, junit_xml(results, suite, seconds))
+    sys.stdout.flush()  # a reader that closed stdout (exit 141) leaves no output file
+    with signals_ignored():
+        files.commit()
     return EXIT_CHECK_FAILED if any(not r.passed for r in results) else 0
 
 

@@ -24,13 +24,9 @@ if TYPE_CHECKING:
         OutputError,
         UsageError,
     )
+    from gaussnll.core.io.outputs import PlannedOutputs
     from gaussnll.core.io.sources import FileFormat, resolve_source
-    from gaussnll.core.io.writers import (
-        RowWriter,
-        atomic_row_writer,
-        row_file_format,
-        write_text_atomically,
-    )
+    from gaussnll.core.io.writers import RowWriter, row_file_format
     from gaussnll.core.loss import GaussianNLLLoss, gaussian_nll_loss
     from gaussnll.core.options import (
         DEFAULT_CHUNK_ROWS,
@@ -100,6 +96,7 @@ _EXPORTS = {
     "OutputError": "errors",
     "OutputScore": "report.report",
     "PairedSummary": "report.compare_report",
+    "PlannedOutputs": "io.outputs",
     "ProgressCallback": "run.api",
     "Report": "report.report",
     "RowWriter": "io.writers",
@@ -110,7 +107,6 @@ _EXPORTS = {
     "Scorer": "run.scorer",
     "Spread": "options",
     "UsageError": "errors",
-    "atomic_row_writer": "io.writers",
     "compare": "run.comparison",
     "evaluate": "report.checks",
     "evaluate_per_group": "report.checks",
@@ -121,7 +117,6 @@ _EXPORTS = {
     "resolve_source": "io.sources",
     "row_file_format": "io.writers",
     "score": "run.api",
-    "write_text_atomically": "io.writers",
 }
 __all__ = sorted(_EXPORTS)
 
