@@ -9,6 +9,7 @@ everything, and temporaries of a killed run cleaned by the next.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import stat
@@ -223,6 +224,27 @@ def test_a_device_behind_a_symlink_is_written_through(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_standard_output_on_a_pipe_is_written_through(tmp_path):
+    """``--junit-xml /dev/stdout`` (behind a symlink, so that a regression cannot replace the
+    machine's /dev/stdout) appends the XML to the report on a pipe."""
+    source = predictions_file(tmp_path / "p.csv")
+    link = tmp_path / "stdout.xml"
+    link.symlink_to("/dev/stdout")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "gaussnll.cli", "score", str(source)),
+            *("--junit-xml", str(link), *PASSING, "--json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    report, _, xml = result.stdout.partition("<?xml")
+    assert json.loads(report)["passed"] is True
+    assert 'name="nll &lt;= 10"' in xml
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", link.name]
+
+
 def read_fifo_in_background(path: Path) -> tuple[threading.Thread, list[bytes]]:
     os.mkfifo(path)
     received: list[bytes] = []
@@ -303,9 +325,7 @@ def test_a_replaced_output_keeps_its_mode(tmp_path, umask):
     ],
     ids=["junit-directory-missing", "junit-disk-full"],
 )
-def test_an_unwritable_junit_file_leaves_the_per_row_file_alone(
-    tmp_path, existing, junit, message
-):
+def test_an_unwritable_junit_file_leaves_the_per_row_file_alone(tmp_path, existing, junit, message):
     """A missing directory fails before scoring; a full disk (a link to /dev/full) only when
     the JUnit XML is written, after the per-row file is complete and the report printed:
     neither may write it."""

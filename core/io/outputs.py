@@ -136,22 +136,22 @@ class PlannedOutputs:
 
 
 def _planned(label: str, path: str) -> _Output:
-    """Where output ``label`` goes: a regular file (existing or not) is replaced, a character
-    device or FIFO written through; anything else cannot take output."""
-    target = os.path.realpath(path)
+    """Where output ``label`` goes: a regular file (existing or not, through symlinks) is
+    replaced, a character device or FIFO written through at ``path`` itself (``/dev/stdout`` on
+    a pipe resolves to no real path); anything else cannot take output."""
     try:
-        mode = os.stat(target).st_mode
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return _Output(label, path, target, special=False)
+        return _Output(label, path, os.path.realpath(path), special=False)
     except OSError as error:
         raise OutputError(f"cannot create {path}: {error.strerror or error}") from error
     if stat.S_ISDIR(mode):
         raise UsageError(f"{label} {path!r} is a directory; name a file")
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-        return _Output(label, path, target, special=True)
+        return _Output(label, path, path, special=True)
     if not stat.S_ISREG(mode):
         raise UsageError(f"{label} {path!r} is not a file, a character device or a FIFO")
-    return _Output(label, path, target, special=False)
+    return _Output(label, path, os.path.realpath(path), special=False)
 
 
 def _identity(path: str) -> tuple[object, ...] | None:
