@@ -41,10 +41,8 @@ def partial_name(target_name: str) -> re.Pattern[str]:
 
 @dataclass
 class _Output:
-    """One planned output: ``label`` is what messages call it, ``path`` the path as given,
-    ``target`` the file it resolves to."""
+    """One planned output: ``path`` as given, ``target`` the file it resolves to."""
 
-    label: str
     path: str
     target: str
     special: bool
@@ -54,7 +52,11 @@ class _Output:
     @property
     def sink(self) -> str:
         """Where to write: the temporary file, or a special file itself."""
-        return self.target if self.special else str(self.temporary)
+        if self.special:
+            return self.target
+        if self.temporary is None:
+            raise RuntimeError(f"{self.path}: write outputs inside the PlannedOutputs block")
+        return self.temporary
 
 
 class PlannedOutputs:
@@ -142,16 +144,16 @@ def _planned(label: str, path: str) -> _Output:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return _Output(label, path, os.path.realpath(path), special=False)
+        return _Output(path, os.path.realpath(path), special=False)
     except OSError as error:
         raise OutputError(f"cannot create {path}: {error.strerror or error}") from error
     if stat.S_ISDIR(mode):
         raise UsageError(f"{label} {path!r} is a directory; name a file")
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-        return _Output(label, path, path, special=True)
+        return _Output(path, path, special=True)
     if not stat.S_ISREG(mode):
         raise UsageError(f"{label} {path!r} is not a file, a character device or a FIFO")
-    return _Output(label, path, os.path.realpath(path), special=False)
+    return _Output(path, os.path.realpath(path), special=False)
 
 
 def _identity(path: str) -> tuple[object, ...] | None:
@@ -197,10 +199,13 @@ def _create_temporary(output: _Output) -> tuple[str, int]:
         with suppress(FileNotFoundError):
             os.fchmod(handle, stat.S_IMODE(os.stat(output.target).st_mode))
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
+    except BaseException as error:  # a signal too: the caller does not know this file yet
         os.close(handle)
         os.unlink(temporary)
-        raise OutputError(f"cannot create {output.path}: {error.strerror or error}") from error
+        if isinstance(error, OSError):
+            message = f"cannot create {output.path}: {error.strerror or error}"
+            raise OutputError(message) from error
+        raise
     return temporary, handle
 
 
