@@ -9,7 +9,6 @@ everything, and temporaries of a killed run cleaned by the next.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import stat
@@ -17,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -174,36 +174,39 @@ def test_a_clashing_output_is_refused_before_any_work(tmp_path, case):
     assert leftovers(tmp_path) == []
 
 
+@contextmanager
+def descriptor_on(descriptor: int, file: int) -> Iterator[None]:
+    """This process's ``descriptor`` (0: stdin, 1: stdout) is the open ``file`` meanwhile."""
+    saved = os.dup(descriptor)
+    os.dup2(file, descriptor)
+    try:
+        yield
+    finally:
+        os.dup2(saved, descriptor)
+        os.close(saved)
+
+
 def test_an_output_on_the_standard_output_file_is_refused(tmp_path):
+    """``--per-row out.csv > out.csv``: renaming onto it would lose the report."""
     source = predictions_file(tmp_path / "p.csv")
     out = tmp_path / "rows.csv"
-    with out.open("wb") as stdout:
-        result = subprocess.run(
-            [sys.executable, "-m", "gaussnll.cli", "score", str(source), "--per-row", str(out)],
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        f"gaussnll: usage error: --per-row '{out}' is the standard output, which carries the "
-        "report; choose another path"
+    with out.open("wb") as stdout, descriptor_on(1, stdout.fileno()):
+        result = run("score", source, "--per-row", out)
+    assert_one_line_error(
+        result,
+        f"usage error: --per-row '{out}' is the standard output, which carries the report; "
+        "choose another path",
     )
 
 
 def test_an_output_on_the_standard_input_file_is_refused(tmp_path):
+    """``score - --per-row p.csv < p.csv``."""
     source = predictions_file(tmp_path / "p.csv")
     before = source.read_bytes()
-    with source.open("rb") as stdin:
-        result = subprocess.run(
-            [sys.executable, "-m", "gaussnll.cli", "score", "-", "--per-row", str(source)],
-            stdin=stdin,
-            capture_output=True,
-            text=True,
-        )
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        f"gaussnll: usage error: --per-row '{source}' is the input file '-'; choose another path"
+    with source.open("rb") as stdin, descriptor_on(0, stdin.fileno()):
+        result = run("score", "-", "--per-row", source)
+    assert_one_line_error(
+        result, f"usage error: --per-row '{source}' is the input file '-'; choose another path"
     )
     assert source.read_bytes() == before
 
@@ -225,23 +228,21 @@ def test_a_device_behind_a_symlink_is_written_through(tmp_path):
 
 
 def test_standard_output_on_a_pipe_is_written_through(tmp_path):
-    """``--junit-xml /dev/stdout`` (behind a symlink, so that a regression cannot replace the
-    machine's /dev/stdout) appends the XML to the report on a pipe."""
+    """``--junit-xml /dev/stdout`` on a pipe, behind a symlink (so that a regression cannot
+    replace the machine's /dev/stdout): the XML goes down the pipe, the link stays."""
     source = predictions_file(tmp_path / "p.csv")
     link = tmp_path / "stdout.xml"
     link.symlink_to("/dev/stdout")
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "gaussnll.cli", "score", str(source)),
-            *("--junit-xml", str(link), *PASSING, "--json"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    report, _, xml = result.stdout.partition("<?xml")
-    assert json.loads(report)["passed"] is True
-    assert 'name="nll &lt;= 10"' in xml
+    read_end, write_end = os.pipe()
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(os.fdopen(read_end, "rb").read()))
+    reader.start()
+    with descriptor_on(1, write_end):
+        os.close(write_end)
+        result = run("score", source, "--junit-xml", link, *PASSING)
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert received[0].startswith(b"<?xml") and b'name="nll &lt;= 10"' in received[0]
     assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", link.name]
 
 
@@ -371,7 +372,7 @@ def grouped_predictions(path: Path, rows: int) -> Path:
 @pytest.mark.parametrize("ending", ["sigterm", "closed-stdout"])
 def test_an_interrupted_report_leaves_no_output(tmp_path, ending):
     """The report is blocked on a full pipe when the run is ended: nothing may be written."""
-    source = grouped_predictions(tmp_path / "p.parquet", 20_000)
+    source = grouped_predictions(tmp_path / "p.parquet", 4_000)
     (tmp_path / "existing.xml").write_text("precious\n")
     process = subprocess.Popen(
         [
