@@ -34,6 +34,7 @@ from gaussnll.core import (
     PlannedOutputs,
     RowWriter,
     ScoreOptions,
+    Source,
     Spread,
     UsageError,
     compare,
@@ -78,9 +79,13 @@ class Outputs:
             row_file_format(per_row) if per_row is not None else None,
         )
 
-    def planned(self, inputs: Iterable[str]) -> PlannedOutputs:
-        """The output files by flag, checked against ``inputs``, stdout and each other."""
+    def planned(self, sources: Iterable[Source], config: Config) -> PlannedOutputs:
+        """The output files by flag, checked against every file read (the sources' files and
+        the config file), stdout and each other."""
         files = {BY_NAME[name].flag_name: getattr(self, name) for name in OUTPUT_FILES}
+        inputs = [path for source in sources for path in source.files]
+        if config.path is not None:
+            inputs.append(config.path)
         return PlannedOutputs(files, inputs, stdout=True)
 
 
@@ -122,7 +127,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if options.columns.id and not (outputs.per_row or rows_on_stdout):
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
-    with outputs.planned(source.files) as files:
+    with outputs.planned([source], config) as files:
         with (
             _row_writer(files, outputs, rows_on_stdout) as rows_to,
             progress_callback("scoring", not outputs.quiet) as on_progress,
@@ -154,7 +159,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     checks = _parsed_checks(texts, settings, COMPARE_METRICS)
     options = _score_options(settings, checks)
     sources = [resolve_source(path) for path in (baseline, candidate)]
-    with outputs.planned([f for source in sources for f in source.files]) as files:
+    with outputs.planned(sources, config) as files:
         with (
             _row_writer(files, outputs) as rows_to,
             progress_callback("comparing", not outputs.quiet) as on_progress,

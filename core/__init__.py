@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from gaussnll.core.io.outputs import PlannedOutputs
-    from gaussnll.core.io.sources import FileFormat, resolve_source
+    from gaussnll.core.io.sources import FileFormat, Source, resolve_source
     from gaussnll.core.io.writers import RowWriter, row_file_format
     from gaussnll.core.loss import GaussianNLLLoss, gaussian_nll_loss
     from gaussnll.core.options import (
@@ -104,6 +104,7 @@ _EXPORTS = {
     "ScoreMetrics": "report.catalogue",
     "ScoreOptions": "options",
     "ScoreState": "state.score_state",
+    "Source": "io.sources",
     "Scorer": "run.scorer",
     "Spread": "options",
     "UsageError": "errors",

@@ -139,6 +139,16 @@ def compare_junit_is_the_candidate(tmp: Path) -> tuple[list, list[str]]:
     )
 
 
+def junit_is_the_config_file(tmp: Path) -> tuple[list, list[str]]:
+    source = predictions_file(tmp / "p.csv")
+    config = tmp / "gaussnll.toml"
+    config.write_text("eps = 1e-6\n")
+    return (
+        ["score", source, "--config", config, "--junit-xml", config, *PASSING],
+        [f"the input file '{config}'"],
+    )
+
+
 def junit_is_a_directory(tmp: Path) -> tuple[list, list[str]]:
     source = predictions_file(tmp / "p.csv")
     (tmp / "reports").mkdir()
@@ -160,6 +170,7 @@ CLASHES: dict[str, Callable[[Path], tuple[list, list[str]]]] = {
         junit_links_to_an_existing_per_row_file,
         compare_junit_is_the_baseline,
         compare_junit_is_the_candidate,
+        junit_is_the_config_file,
         junit_is_a_directory,
     )
 }
