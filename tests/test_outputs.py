@@ -287,6 +287,20 @@ def test_a_fifo_is_written_through(tmp_path, which):
     assert leftovers(tmp_path) == []
 
 
+def test_a_symlinked_output_replaces_its_target_and_keeps_the_link(tmp_path):
+    source = predictions_file(tmp_path / "p.csv")
+    (tmp_path / "reports").mkdir()
+    target = tmp_path / "reports" / "j.xml"
+    target.write_text("old\n")
+    link = tmp_path / "latest.xml"
+    link.symlink_to(target)
+    result = run("score", source, "--junit-xml", link, *PASSING)
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text().startswith("<?xml")
+    assert leftovers(tmp_path) == leftovers(tmp_path / "reports") == []
+
+
 # --- modes: the umask for a new file, the old mode for a replaced one --------------------------
 
 
