@@ -225,16 +225,29 @@ def test_an_output_on_the_standard_input_file_is_refused(tmp_path):
 # --- special files are written through, never replaced ---------------------------------------
 
 
-def test_a_device_behind_a_symlink_is_written_through(tmp_path):
-    """A symlink to /dev/null (the symlink, not /dev/null itself, so that a regression cannot
-    replace the machine's /dev/null when the tests run as root)."""
+@pytest.mark.parametrize("through", ["path", "symlink"])
+def test_dev_null_is_written_through(tmp_path, monkeypatch, through):
+    """``--junit-xml /dev/null``, as given or behind a symlink. A regression must not replace
+    the machine's /dev/null when the tests run as root: renaming onto /dev is refused here."""
+    replace = os.replace
+
+    def guarded_replace(source, target, **kwargs):
+        if os.path.realpath(target).startswith("/dev/"):
+            raise RuntimeError(f"the test refuses to replace {target}")
+        return replace(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "replace", guarded_replace)
     source = predictions_file(tmp_path / "p.csv")
-    link = tmp_path / "null.xml"
-    link.symlink_to("/dev/null")
-    result = run("score", source, "--junit-xml", link, *PASSING)
+    junit = "/dev/null"
+    if through == "symlink":
+        junit = tmp_path / "null.xml"
+        junit.symlink_to("/dev/null")
+    result = run("score", source, "--junit-xml", junit, *PASSING)
     assert result.exit_code == 0, result.output
-    assert link.is_symlink() and os.readlink(link) == "/dev/null"
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    if through == "symlink":
+        assert junit.is_symlink() and os.readlink(junit) == "/dev/null"
+    assert not [name for name in os.listdir("/dev") if name.endswith(".partial")]
     assert leftovers(tmp_path) == []
 
 
