@@ -498,6 +498,32 @@ def test_a_killed_runs_temporaries_are_cleaned_by_the_next_run(tmp_path):
     assert pacsv.read_csv(tmp_path / "rows.csv").num_rows == 200
 
 
+KILLED_WRITER = """
+import sys, time
+from gaussnll.core.io.outputs import PlannedOutputs
+with PlannedOutputs({"--per-row": sys.argv[1]}, []) as files:
+    print(files.sink("--per-row"), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_temporary_of_a_run_killed_for_real_is_cleaned(tmp_path):
+    source = predictions_file(tmp_path / "p.csv")
+    rows = tmp_path / "rows.csv"
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(rows)], stdout=subprocess.PIPE, text=True
+    )
+    temporary = Path(process.stdout.readline().strip())
+    process.kill()
+    process.wait(timeout=60)
+    process.stdout.close()
+    assert temporary.exists() and partial_name("rows.csv").fullmatch(temporary.name)
+    result = run("score", source, "--per-row", rows)
+    assert result.exit_code == 0, result.output
+    assert not temporary.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv", "rows.csv"]
+
+
 def test_the_partial_pattern_is_exact():
     pattern = partial_name("rows.csv")
     assert pattern.fullmatch(".rows.csv.a_b0c9de.partial")
