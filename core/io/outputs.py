@@ -73,7 +73,7 @@ class PlannedOutputs:
     ) -> None:
         self._started = time.time()
         self._outputs: dict[str, _Output] = {}
-        taken = [(f"the input file {path!r}", _identity(path)) for path in inputs]
+        taken = [(f"the input file {path!r}", _input_identity(path)) for path in inputs]
         if stdout:
             taken.append(("the standard output, which carries the report", _descriptor_identity(1)))
         for label, path in paths.items():
@@ -156,11 +156,14 @@ def _planned(label: str, path: str) -> _Output:
     return _Output(path, os.path.realpath(path), special=False)
 
 
-def _identity(path: str) -> tuple[object, ...] | None:
+def _input_identity(path: str) -> tuple[object, ...] | None:
+    """An input's identity; ``-`` is the file on standard input, if it is one."""
+    return _descriptor_identity(0) if path == STDIN else _identity(path)
+
+
+def _identity(path: str) -> tuple[object, ...]:
     """What makes two paths the same file: device and inode when it exists (through symlinks
-    and hard links), else the resolved path; standard input's file when ``path`` is ``-``."""
-    if path == STDIN:
-        return _descriptor_identity(0)
+    and hard links), else the resolved path."""
     try:
         status = os.stat(path)
     except OSError:
