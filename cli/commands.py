@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gaussnll.cli.config import Config, load_config
-from gaussnll.cli.exits import EXIT_CHECK_FAILED
-from gaussnll.cli.html_report import compare_page, require_matplotlib, score_page, write_page
+from gaussnll.cli.exits import EXIT_CHECK_FAILED, signals_ignored
+from gaussnll.cli.html_report import compare_page, require_matplotlib, score_page
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import CheckResults, print_report, report_json, report_markdown
@@ -31,12 +31,13 @@ from gaussnll.core import (
     Check,
     ColumnSpec,
     FileFormat,
+    PlannedOutputs,
     RecalibrationMap,
     RowWriter,
     ScoreOptions,
+    Source,
     Spread,
     UsageError,
-    atomic_row_writer,
     compare,
     evaluate,
     evaluate_per_group,
@@ -45,11 +46,14 @@ from gaussnll.core import (
     resolve_source,
     row_file_format,
     score,
-    write_text_atomically,
 )
 
 SHOWN_GROUPS = 100  # groups in a table or Markdown report without --top (JSON has them all)
 FORMATS = ("table", "json", "markdown")
+
+
+OUTPUT_FILES = ("per_row", "junit_xml", "html")  # the settings that name output files
+PER_ROW, JUNIT_XML, HTML = (BY_NAME[name].flag_name for name in OUTPUT_FILES)
 
 
 @dataclass(frozen=True)
@@ -60,15 +64,32 @@ class Outputs:
     per_row: str | None
     junit_xml: str | None
     quiet: bool
+    html: str | None = None
+    per_row_format: FileFormat | None = None
 
     @classmethod
     def of(cls, given: dict[str, Any]) -> Outputs:
         output_format = "json" if given.get("json") else given.get("format") or "table"
         if output_format not in FORMATS:
             raise UsageError(f"--format must be table, json or markdown. Got {output_format!r}.")
+        per_row = given.get("per_row")
         return cls(
-            output_format, given.get("per_row"), given.get("junit_xml"), bool(given.get("quiet"))
+            output_format,
+            per_row,
+            given.get("junit_xml"),
+            bool(given.get("quiet")),
+            given.get("html"),
+            row_file_format(per_row) if per_row is not None else None,
         )
+
+    def planned(self, sources: Iterable[Source], config: Config) -> PlannedOutputs:
+        """The output files by flag, checked against every file read (the sources' files and
+        the config file), stdout and each other."""
+        files = {BY_NAME[name].flag_name: getattr(self, name) for name in OUTPUT_FILES}
+        inputs = [path for source in sources for path in source.files]
+        if config.path is not None:
+            inputs.append(config.path)
+        return PlannedOutputs(files, inputs, stdout=True)
 
 
 def resolve_settings(given: dict[str, Any], config: Config, command: str) -> dict[str, Any]:
@@ -111,35 +132,28 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if options.columns.id and not (outputs.per_row or rows_on_stdout):
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
-    rows_context: AbstractContextManager[RowWriter | None]
-    if outputs.per_row is not None:
-        rows_context = atomic_row_writer(
-            outputs.per_row, row_file_format(outputs.per_row, source.files)
-        )
-    elif rows_on_stdout:
-        rows_context = nullcontext(RowWriter(sys.stdout.buffer, FileFormat.CSV))
-    else:
-        rows_context = nullcontext(None)
-    with rows_context as rows_to, progress_callback("scoring", not outputs.quiet) as on_progress:
-        report = score(path, options, rows_to=rows_to, on_progress=on_progress)
-        if rows_on_stdout and rows_to is not None:
-            rows_to.close()
-    if rows_on_stdout:
-        return 0
-    _warn_of_many_groups(report.groups_total, settings["by"])
-    results: CheckResults
-    if settings["per_group"]:
-        results = evaluate_per_group(checks, report)
-    else:
-        results = evaluate(checks, report)
-    top = settings["top"]
-    if top is None and output_format != "json":
-        top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
-    report = report.with_groups(settings["sort_by"], top)
-    _render(SCORE_RENDERERS, output_format, report, results, config, settings)
-    if given.get("html"):
-        write_page(given["html"], score_page(report, results, settings))
-    return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds)
+    with outputs.planned([source], config) as files:
+        with (
+            _row_writer(files, outputs, rows_on_stdout) as rows_to,
+            progress_callback("scoring", not outputs.quiet) as on_progress,
+        ):
+            report = score(path, options, rows_to=rows_to, on_progress=on_progress)
+        if rows_on_stdout:
+            return 0
+        _warn_of_many_groups(report.groups_total, settings["by"])
+        results: CheckResults
+        if settings["per_group"]:
+            results = evaluate_per_group(checks, report)
+        else:
+            results = evaluate(checks, report)
+        top = settings["top"]
+        if top is None and output_format != "json":
+            top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
+        report = report.with_groups(settings["sort_by"], top)
+        _render(SCORE_RENDERERS, output_format, report, results, config, settings)
+        if HTML in files:
+            files.write_text(HTML, score_page(report, results, settings))
+        return _finish(results, files, f"gaussnll score {report.path}", report.seconds)
 
 
 def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
@@ -156,27 +170,35 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     if given.get("html"):
         require_matplotlib()
     sources = [resolve_source(path) for path in (baseline, candidate)]
-    rows_context: AbstractContextManager[RowWriter | None] = nullcontext(None)
-    if outputs.per_row is not None:
-        files = [f for source in sources for f in source.files]
-        rows_context = atomic_row_writer(outputs.per_row, row_file_format(outputs.per_row, files))
-    with (
-        rows_context as rows_to,
-        progress_callback("comparing", not outputs.quiet) as on_progress,
-    ):
-        report = compare(
-            baseline,
-            candidate,
-            options,
-            confidence=float(settings["confidence"]),
-            rows_to=rows_to,
-            on_progress=on_progress,
-        )
-    results = evaluate(checks, report, COMPARE_METRICS)
-    _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
-    if given.get("html"):
-        write_page(given["html"], compare_page(report, results, settings))
-    return _finish(results, outputs, f"gaussnll compare {report.label}", report.seconds)
+    with outputs.planned(sources, config) as files:
+        with (
+            _row_writer(files, outputs) as rows_to,
+            progress_callback("comparing", not outputs.quiet) as on_progress,
+        ):
+            report = compare(
+                baseline,
+                candidate,
+                options,
+                confidence=float(settings["confidence"]),
+                rows_to=rows_to,
+                on_progress=on_progress,
+            )
+        results = evaluate(checks, report, COMPARE_METRICS)
+        _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
+        if HTML in files:
+            files.write_text(HTML, compare_page(report, results, settings))
+        return _finish(results, files, f"gaussnll compare {report.label}", report.seconds)
+
+
+def _row_writer(
+    files: PlannedOutputs, outputs: Outputs, rows_on_stdout: bool = False
+) -> AbstractContextManager[RowWriter | None]:
+    """Where per-row losses go: the ``--per-row`` file's temporary sink, stdout, or nowhere."""
+    if outputs.per_row is not None and outputs.per_row_format is not None:
+        return RowWriter(files.sink(PER_ROW), outputs.per_row_format, name=outputs.per_row)
+    if rows_on_stdout:
+        return RowWriter(sys.stdout.buffer, FileFormat.CSV)
+    return nullcontext(None)
 
 
 @dataclass(frozen=True)
@@ -253,10 +275,14 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     return checks
 
 
-def _finish(results: CheckResults, outputs: Outputs, suite: str, seconds: float) -> int:
-    """Write the JUnit file if asked; the exit code: 1 when a check failed, else 0."""
-    if outputs.junit_xml is not None:
-        write_text_atomically(outputs.junit_xml, junit_xml(results, suite, seconds))
+def _finish(results: CheckResults, files: PlannedOutputs, suite: str, seconds: float) -> int:
+    """Write the JUnit file if asked and commit every output file, once stdout holds the whole
+    report; the exit code: 1 when a check failed (its outputs are written too), else 0."""
+    if JUNIT_XML in files:
+        files.write_text(JUNIT_XML, junit_xml(results, suite, seconds))
+    sys.stdout.flush()  # a reader that closed stdout (exit 141) leaves no output file
+    with signals_ignored():
+        files.commit()
     return EXIT_CHECK_FAILED if any(not r.passed for r in results) else 0
 
 

@@ -22,7 +22,6 @@ from gaussnll.core import (
     CompareReport,
     Report,
     UsageError,
-    write_text_atomically,
 )
 
 GROUP_CURVES = 6  # small calibration curves for this many worst-calibrated groups
@@ -68,11 +67,6 @@ def require_matplotlib() -> None:
             "--html draws its figures with matplotlib, which is not installed: "
             "pip install 'gaussnll[html]'"
         )
-
-
-def write_page(path: str, text: str) -> None:
-    """Write the page atomically (a temporary file beside ``path``, then a rename)."""
-    write_text_atomically(path, text)
 
 
 def literal(value: Any) -> str:

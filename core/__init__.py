@@ -24,13 +24,9 @@ if TYPE_CHECKING:
         OutputError,
         UsageError,
     )
-    from gaussnll.core.io.sources import FileFormat, resolve_source
-    from gaussnll.core.io.writers import (
-        RowWriter,
-        atomic_row_writer,
-        row_file_format,
-        write_text_atomically,
-    )
+    from gaussnll.core.io.outputs import PlannedOutputs
+    from gaussnll.core.io.sources import FileFormat, Source, resolve_source
+    from gaussnll.core.io.writers import RowWriter, row_file_format
     from gaussnll.core.loss import GaussianNLLLoss, gaussian_nll_loss
     from gaussnll.core.options import (
         DEFAULT_CHUNK_ROWS,
@@ -103,6 +99,7 @@ _EXPORTS = {
     "OutputError": "errors",
     "OutputScore": "report.report",
     "PairedSummary": "report.compare_report",
+    "PlannedOutputs": "io.outputs",
     "ProgressCallback": "run.api",
     "RecalibrationMap": "recalibration",
     "Report": "report.report",
@@ -111,10 +108,10 @@ _EXPORTS = {
     "ScoreMetrics": "report.catalogue",
     "ScoreOptions": "options",
     "ScoreState": "state.score_state",
+    "Source": "io.sources",
     "Scorer": "run.scorer",
     "Spread": "options",
     "UsageError": "errors",
-    "atomic_row_writer": "io.writers",
     "compare": "run.comparison",
     "evaluate": "report.checks",
     "evaluate_per_group": "report.checks",
@@ -128,7 +125,6 @@ _EXPORTS = {
     "row_file_format": "io.writers",
     "score": "run.api",
     "write_recalibrated": "run.rescale",
-    "write_text_atomically": "io.writers",
 }
 __all__ = sorted(_EXPORTS)
 

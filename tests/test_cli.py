@@ -188,7 +188,7 @@ def test_usage_and_input_errors_exit_2(parquet_file, args, fragments):
 
 def test_per_row_cannot_overwrite_the_input(parquet_file):
     result = run("score", str(parquet_file), "--per-row", str(parquet_file))
-    assert_one_line_error(result, "is an input file")
+    assert_one_line_error(result, "is the input file")
     assert pq.read_table(parquet_file).num_rows == 2_500
 
 
