@@ -23,6 +23,7 @@ from gaussnll.cli.settings import (
     SPREAD_SETTINGS,
     settings_of,
 )
+from gaussnll.cli.streams import writing_stdout
 from gaussnll.core import (
     COMPARE_METRICS,
     SCORE_METRICS,
@@ -189,14 +190,15 @@ def _render(
     settings: dict[str, Any],
 ) -> None:
     """Print ``report`` and the check ``results`` on stdout in ``output_format``."""
-    if output_format == "json":
-        pieces = renderers.json(report, results, config_file=config.path, settings=settings)
-        sys.stdout.writelines(pieces)
-        sys.stdout.write("\n")
-    elif output_format == "markdown":
-        print(renderers.markdown(report, results))
-    else:
-        renderers.table(report, results)
+    with writing_stdout():
+        if output_format == "json":
+            pieces = renderers.json(report, results, config_file=config.path, settings=settings)
+            sys.stdout.writelines(pieces)
+            sys.stdout.write("\n")
+        elif output_format == "markdown":
+            print(renderers.markdown(report, results))
+        else:
+            renderers.table(report, results)
 
 
 def _check_grouping(settings: dict[str, Any], checks: list[Check]) -> None:

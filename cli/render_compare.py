@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 from gaussnll.cli.render import checks_markdown, checks_table, json_with_checks, number
+from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import CheckResult, CompareReport, Report
 
 
@@ -25,7 +26,7 @@ def compare_json(
 
 
 def print_compare(report: CompareReport, results: list[CheckResult] = ()) -> None:
-    Console().print(compare_renderable(report, results))
+    StdoutConsole().print(compare_renderable(report, results))
 
 
 def compare_renderable(report: CompareReport, results: list[CheckResult] = ()) -> RenderableType:

@@ -14,6 +14,8 @@ from enum import StrEnum
 from gaussnll.core.errors import OptionError
 
 DEFAULT_CHUNK_ROWS = 6 << 14  # 98,304 rows: speed against peak memory, see bench/README.md
+MAX_CHUNK_ROWS = (1 << 31) - 1  # what Arrow's readers take as a batch size
+DEFAULT_MAX_GROUPS = 100_000  # --by: each group's sums cost memory (about 5 KB with calibration)
 DEFAULT_EPS = 1e-6
 DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_PIT_BINS = 20
@@ -117,6 +119,7 @@ class ScoreOptions:
     levels: tuple[float, ...] = DEFAULT_LEVELS
     pit_bins: int = DEFAULT_PIT_BINS
     workers: int = 0  # scoring threads; 0: automatic (see ``run.workers.auto_workers``)
+    max_groups: int = DEFAULT_MAX_GROUPS  # with ``columns.by``: more groups stop the run
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -132,9 +135,9 @@ class ScoreOptions:
         _one_of("dtype", self.dtype, DTYPE_NAMES)
         _one_of("nan_policy", self.nan_policy, NAN_POLICIES)
         _require(
-            _whole(self.chunk_size) and self.chunk_size >= 1,
+            _whole(self.chunk_size) and 1 <= self.chunk_size <= MAX_CHUNK_ROWS,
             "chunk_size",
-            "must be at least 1",
+            f"must be between 1 and {MAX_CHUNK_ROWS}",
             self.chunk_size,
         )
         _require(
@@ -157,6 +160,12 @@ class ScoreOptions:
             "workers",
             "must be 0 (automatic) or more",
             self.workers,
+        )
+        _require(
+            _whole(self.max_groups) and self.max_groups >= 1,
+            "max_groups",
+            "must be at least 1",
+            self.max_groups,
         )
         _require(
             _whole(self.pit_bins) and 1 <= self.pit_bins <= MAX_PIT_BINS,

@@ -134,10 +134,14 @@ def _is_text(kind: pa.DataType) -> bool:
 
 def _require_unique(key: pa.ChunkedArray, path: str, column: str) -> None:
     """Every row needs an id, and no id may appear twice (a pair must be one row each)."""
-    if key.null_count:
-        row = pc.index(pc.is_null(key), True).as_py()
+    missing = pc.is_null(key, nan_is_null=True)
+    if pc.any(missing).as_py():
+        row = pc.index(missing, True).as_py()
         raise InputError(
-            "missing id; every row needs one to be paired", path=path, column=column, row=row + 1
+            "missing id (null or NaN); every row needs one to be paired",
+            path=path,
+            column=column,
+            row=row + 1,
         )
     counts = pc.value_counts(key)
     repeated = pc.filter(counts, pc.greater(counts.field("counts"), 1))

@@ -60,6 +60,12 @@ class ScoreState:
         if self.calibration is not None:
             self.calibration.reserve(groups)
 
+    @property
+    def bytes_per_group(self) -> int:
+        """The memory one group's sums take in a grouped state, calibration included."""
+        sums = sum(sums.bytes_per_group for sums in self._all_sums())
+        return sums + (0 if self.calibration is None else self.calibration.bytes_per_group)
+
     def count_skipped(self, kept: Tensor, bad: Tensor, group: Tensor | None = None) -> None:
         """Add the rows not ``kept`` for non-finite values; ``bad`` is ``(rows, roles)``: which
         role of each row was non-finite (``SKIP_REASONS``)."""
