@@ -53,5 +53,5 @@ def closed_stream_code() -> int | None:
         setattr(sys, stream, open(descriptor, "w", closefd=False))  # noqa: SIM115
     if "stdout" not in closed:
         return None
-    print(f"gaussnll: error: cannot write {STDOUT}: it is closed", file=sys.stderr)
+    print(f"gaussnll: error: cannot write {STDOUT}: it is closed", file=sys.stderr, flush=True)
     return EXIT_BAD_INPUT
