@@ -78,6 +78,8 @@ def _parquet_rows(path: str) -> int:
 def _ipc_file_rows(path: str) -> int:
     with pa.OSFile(path) as file:
         reader = pa.ipc.open_file(file)
+        if hasattr(reader, "count_rows"):  # pyarrow >= 17: the batches' metadata only
+            return reader.count_rows()
         return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
