@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app, main
-from gaussnll.core import ColumnSpec, OptionError, ScoreOptions, score
+from gaussnll.core import ColumnSpec, OptionError, ScoreOptions, compare, score
 from gaussnll.core.state.score_state import ScoreState
 
 BASE = {"mean": [1.0, 2.0, 3.0], "target": [1.5, 2.0, 2.5], "var": [1.0, 1.0, 1.0]}
@@ -95,6 +95,13 @@ def _compare_id_types(tmp, _mp):
         "--id-col",
         "id",
     ]
+
+
+def _compare_mean_list_then_number(tmp, _mp):
+    (tmp / "d").mkdir()
+    write(tmp / "d" / "a.parquet", id=[1, 2, 3])
+    write(tmp / "d" / "b.parquet", id=[4, 5, 6], mean=[[1.0], [2.0], [3.0]])
+    return ["compare", str(tmp / "d"), str(tmp / "d"), "--id-col", "id"]
 
 
 def _nested_per_row_id(kind, suffix):
@@ -187,6 +194,9 @@ FAULTS = {
     "compare-list-ids": Fault(_compare_list_ids, ["column 'id'", "single values"]),
     "compare-nan-ids": Fault(_compare_nan_ids, ["column 'id'", "row 2", "missing id"]),
     "compare-id-types": Fault(_compare_id_types, ["b.parquet", "column 'id'", "one kind"]),
+    "compare-columns-do-not-combine": Fault(
+        _compare_mean_list_then_number, ["d: ", "do not combine", "mean"]
+    ),
     "per-row-list-id": Fault(_nested_per_row_id("list", "parquet"), ["column 'id'", "single"]),
     "per-row-struct-id-csv": Fault(_nested_per_row_id("struct", "csv"), ["column 'id'"]),
     "per-row-id-types": Fault(_per_row_id_types, ["b.parquet", "column 'id'", "integers"]),
@@ -245,6 +255,15 @@ def test_id_width_may_change_between_files(tmp_path):
     result = run("score", str(tmp_path / "d"), "--id-col", "id", "--per-row", str(out), "-q")
     assert result.exit_code == 0, result.stderr
     assert pq.read_table(out).column("id").to_pylist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_compare_by_id_across_files_of_different_widths(tmp_path):
+    (tmp_path / "d").mkdir()
+    write(tmp_path / "d" / "a.parquet", id=pa.array([1, 2, 3], pa.int32()))
+    write(tmp_path / "d" / "b.parquet", id=[4, 5, 6], mean=pa.array([1, 2, 3], pa.int64()))
+    both = str(tmp_path / "d")
+    report = compare(both, both, columns=ColumnSpec(id="id"), device="cpu")
+    assert (report.paired.rows, report.paired.delta_nll) == (6, 0.0)
 
 
 def test_symlinked_subdirectory_is_read_and_loops_end(tmp_path):

@@ -108,7 +108,15 @@ def _read_table(source: Source, request: ReadRequest) -> pa.Table:
     batches = [batch for _, batch in iter_batches(source, request)]
     if not batches:
         raise InputError("no data rows", path=source.name)
-    return pa.Table.from_batches(batches).combine_chunks()
+    # Files may differ in width (int32 ids in one, int64 in the next; float32 means): promoted.
+    tables = [pa.Table.from_batches([batch]) for batch in batches]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise InputError(
+            f"its files' columns have types that do not combine ({' '.join(str(error).split())})",
+            path=source.name,
+        ) from error
 
 
 def _join_keys(
