@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app, main
-from gaussnll.core import ColumnSpec, OptionError, ScoreOptions, compare, score
+from gaussnll.core import ColumnSpec, InputError, OptionError, ScoreOptions, compare, score
 from gaussnll.core.state.score_state import ScoreState
 
 BASE = {"mean": [1.0, 2.0, 3.0], "target": [1.5, 2.0, 2.5], "var": [1.0, 1.0, 1.0]}
@@ -422,3 +422,9 @@ def test_closed_stderr_keeps_the_exit_code(tmp_path, args, expected):
         written = report.read()
     assert code == expected
     assert (b'"rows": 3' in written) == (expected == 0)
+
+
+def test_closed_stdin_is_an_input_error(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)  # as Python leaves it for `gaussnll score - <&-`
+    with pytest.raises(InputError, match="<stdin>: stdin is closed; expected CSV"):
+        score("-", device="cpu")
