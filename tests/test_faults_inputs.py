@@ -376,14 +376,20 @@ def _main(args: list[str], stdout: int | None, *, stderr_open: bool = True) -> t
 
 FORMATS = [[], ["--json"], ["--format", "markdown"], ["--reduction", "none"]]
 FORMAT_IDS = ["table", "json", "markdown", "rows"]
+LONG = ["--by", "mean", "--json"]  # with a group per row: more than stdout's buffer holds
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+@pytest.mark.parametrize("fmt", [*FORMATS, LONG], ids=[*FORMAT_IDS, "json-long"])
 def test_stdout_on_a_full_disk_is_exit_2(tmp_path, fmt):
+    rows = 50 if fmt is LONG else 3
+    path = tmp_path / "p.parquet"
+    pq.write_table(
+        pa.table({"mean": np.arange(rows) * 1.0, "target": [0.5] * rows, "var": [1.0] * rows}), path
+    )
     full = os.open("/dev/full", os.O_WRONLY)
     try:
-        code, stderr = _main(["score", write(tmp_path / "p.parquet"), *fmt], full)
+        code, stderr = _main(["score", str(path), *fmt], full)
     finally:
         os.close(full)
     assert (code, stderr.splitlines()) == (
