@@ -4,6 +4,7 @@ run the core, render, apply the checks, and choose the exit code."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -143,7 +144,10 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     output_format = outputs.format
     texts = list(settings["compare_checks"])
     if settings["max_regression"] is not None:
-        texts.append(f"delta_nll_ci_low <= {float(settings['max_regression']):g}")
+        bound = float(settings["max_regression"])
+        if not math.isfinite(bound):
+            raise UsageError(f"--max-regression must be a finite number. Got {bound} instead.")
+        texts.append(f"delta_nll_ci_low <= {bound:g}")
     checks = _parsed_checks(texts, settings, COMPARE_METRICS)
     options = _score_options(settings, checks)
     sources = [resolve_source(path) for path in (baseline, candidate)]

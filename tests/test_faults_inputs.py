@@ -210,6 +210,10 @@ FAULTS = {
     ),
     "config-binary": Fault(_binary_config, ["c.bin", "not valid TOML"]),
     "chunk-size-overflow": Fault(_huge_chunk_size, ["--chunk-size", "between 1 and"]),
+    "max-regression-infinite": Fault(
+        lambda tmp, _mp: ["compare", *[write(tmp / "p.parquet")] * 2, "--max-regression", "1e999"],
+        ["--max-regression must be a finite number"],
+    ),
     "too-many-groups": Fault(
         _too_many_groups,
         ["--max-groups is 100", "300 found so far", "5.1 KB with calibration", "56 bytes"],
