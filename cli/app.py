@@ -7,14 +7,16 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from importlib.metadata import version
 from typing import Annotated, Any
 
 import typer
 
-from gaussnll.cli.exits import EXIT_BROKEN_PIPE, raise_on_sigterm, user_errors
+from gaussnll.cli.exits import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, raise_on_sigterm, user_errors
 from gaussnll.cli.settings import COMPARE, RECALIBRATE, RESCALE, SCORE, Setting, settings_of
-from gaussnll.core import keep_freed_memory
+from gaussnll.cli.streams import closed_stream_code, writing_stdout
+from gaussnll.core import OutputError, keep_freed_memory
 
 app = typer.Typer(
     name="gaussnll",
@@ -81,7 +83,7 @@ def _command(
     def command(**values: Any) -> None:
         given = {key: value for key, value in values.items() if key not in argument_names}
         given = {key: value for key, value in given.items() if value is not None}
-        with user_errors(bool(given.get("debug")), name, given):
+        with user_errors(bool(given.get("debug")), name, given), writing_stdout():
             code = run(*(values[key] for key in argument_names), given)
         if code:
             raise typer.Exit(code)
@@ -181,9 +183,13 @@ def main() -> None:
     """Console-script entry point: run the command, then leave without interpreter teardown.
 
     Tearing down torch's modules is slow and there is nothing to clean up: every output file is
-    closed before a command returns. stdout and stderr are flushed first; a reader that closed
-    the pipe early (``| head``) ends the run quietly.
+    closed before a command returns. stdout and stderr are flushed first: a reader that closed
+    the pipe early (``| head``) ends the run quietly with 141, a failed write (a full disk)
+    with 2 and one line.
     """
+    code = closed_stream_code()
+    if code is not None:
+        os._exit(code)
     keep_freed_memory()
     raise_on_sigterm()
     try:
@@ -192,8 +198,14 @@ def main() -> None:
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with writing_stdout():
+            sys.stdout.flush()
     except BrokenPipeError:
         code = code or EXIT_BROKEN_PIPE
+    except OutputError as error:
+        if not code:  # else the command has said what went wrong already
+            print(f"gaussnll: error: {error}", file=sys.stderr)
+            code = EXIT_BAD_INPUT
+    with suppress(OSError):
+        sys.stderr.flush()
     os._exit(code)

@@ -4,6 +4,7 @@ run the core, render, apply the checks, and choose the exit code."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -24,6 +25,7 @@ from gaussnll.cli.settings import (
     SPREAD_SETTINGS,
     settings_of,
 )
+from gaussnll.cli.streams import writing_stdout
 from gaussnll.core import (
     COMPARE_METRICS,
     SCORE_METRICS,
@@ -164,7 +166,10 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     output_format = outputs.format
     texts = list(settings["compare_checks"])
     if settings["max_regression"] is not None:
-        texts.append(f"delta_nll_ci_low <= {float(settings['max_regression']):g}")
+        bound = float(settings["max_regression"])
+        if not math.isfinite(bound):
+            raise UsageError(f"--max-regression must be a finite number. Got {bound} instead.")
+        texts.append(f"delta_nll_ci_low <= {bound:g}")
     checks = _parsed_checks(texts, settings, COMPARE_METRICS)
     options = score_options(settings, checks)
     if given.get("html"):
@@ -223,14 +228,15 @@ def _render(
     settings: dict[str, Any],
 ) -> None:
     """Print ``report`` and the check ``results`` on stdout in ``output_format``."""
-    if output_format == "json":
-        pieces = renderers.json(report, results, config_file=config.path, settings=settings)
-        sys.stdout.writelines(pieces)
-        sys.stdout.write("\n")
-    elif output_format == "markdown":
-        print(renderers.markdown(report, results))
-    else:
-        renderers.table(report, results)
+    with writing_stdout():
+        if output_format == "json":
+            pieces = renderers.json(report, results, config_file=config.path, settings=settings)
+            sys.stdout.writelines(pieces)
+            sys.stdout.write("\n")
+        elif output_format == "markdown":
+            print(renderers.markdown(report, results))
+        else:
+            renderers.table(report, results)
 
 
 MANY_GROUPS = 10_000

@@ -8,9 +8,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from rich.columns import Columns
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 
+from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import CalibrationSummary, CheckResult, GroupCheckResult, Report
 
 PIT_BAR_WIDTH = 24
@@ -73,7 +74,7 @@ def _compact_json(value: dict[str, Any]) -> str:
 
 
 def print_report(report: Report, results: CheckResults = ()) -> None:
-    Console().print(report_renderable(report, results))
+    StdoutConsole().print(report_renderable(report, results))
 
 
 def report_renderable(report: Report, results: CheckResults = ()) -> RenderableType:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 from gaussnll.cli.render import (
@@ -15,6 +15,7 @@ from gaussnll.cli.render import (
     json_with_checks,
     number,
 )
+from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import CompareReport, Report
 
 
@@ -31,7 +32,7 @@ def compare_json(
 
 
 def print_compare(report: CompareReport, results: CheckResults = ()) -> None:
-    Console().print(compare_renderable(report, results))
+    StdoutConsole().print(compare_renderable(report, results))
 
 
 def compare_renderable(report: CompareReport, results: CheckResults = ()) -> RenderableType:

@@ -239,6 +239,15 @@ SETTINGS: tuple[Setting, ...] = (
         core="columns.by",
         metavar="COLUMN",
     ),
+    Setting(
+        "max_groups",
+        int,
+        _core_default("max_groups"),
+        "Stop with an error when the --by columns hold more groups than this (each group's "
+        "sums take memory).",
+        frozenset({SCORE}),
+        core="max_groups",
+    ),
     Setting("top", int, None, "Show only the first K groups (all by default).", frozenset({SCORE})),
     Setting(
         "sort_by",

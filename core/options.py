@@ -16,6 +16,8 @@ from gaussnll.core.errors import OptionError
 from gaussnll.core.recalibration import RecalibrationMap
 
 DEFAULT_CHUNK_ROWS = 6 << 14  # 98,304 rows: speed against peak memory, see bench/README.md
+MAX_CHUNK_ROWS = (1 << 31) - 1  # what Arrow's readers take as a batch size
+DEFAULT_MAX_GROUPS = 100_000  # --by: each group's sums cost memory (about 5 KB with calibration)
 DEFAULT_EPS = 1e-6
 DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_PIT_BINS = 20
@@ -126,6 +128,7 @@ class ScoreOptions:
     # ``columns.by`` columns broken down by intervals: their edges, or a number of quantile bins
     intervals: Mapping[str, Sequence[float] | int] = field(default_factory=dict)
     recalibration: RecalibrationMap | None = None  # variance scales to apply before the floor
+    max_groups: int = DEFAULT_MAX_GROUPS  # with ``columns.by``: more groups stop the run
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -141,9 +144,9 @@ class ScoreOptions:
         _one_of("dtype", self.dtype, DTYPE_NAMES)
         _one_of("nan_policy", self.nan_policy, NAN_POLICIES)
         _require(
-            _whole(self.chunk_size) and self.chunk_size >= 1,
+            _whole(self.chunk_size) and 1 <= self.chunk_size <= MAX_CHUNK_ROWS,
             "chunk_size",
-            "must be at least 1",
+            f"must be between 1 and {MAX_CHUNK_ROWS}",
             self.chunk_size,
         )
         _require(
@@ -172,6 +175,12 @@ class ScoreOptions:
             _check_recalibration(self.recalibration, self.eps)
         for name, edges in self.intervals.items():
             _check_intervals(name, edges, self.columns.by)
+        _require(
+            _whole(self.max_groups) and self.max_groups >= 1,
+            "max_groups",
+            "must be at least 1",
+            self.max_groups,
+        )
         _require(
             _whole(self.pit_bins) and 1 <= self.pit_bins <= MAX_PIT_BINS,
             "pit_bins",

@@ -100,6 +100,7 @@ CONFIG_VALUES = {
     "workers": 2,
     "checks": ["nll <= 100"],
     "by": ["g"],
+    "max_groups": 50,
     "top": 2,
     "sort_by": "nll",
     "per_group": True,

@@ -173,7 +173,7 @@ def test_failed_run_keeps_an_existing_output_untouched(tmp_path):
         (["--target-col", "Target"], ["did you mean 'target'?"]),
         (["--var-col", "var", "--std-col", "sd"], ["usage error", "--var-col and --std-col"]),
         (["--eps", "-1"], ["--eps must be a finite number >= 0"]),
-        (["--chunk-size", "0"], ["--chunk-size must be at least 1"]),
+        (["--chunk-size", "0"], ["--chunk-size must be between 1 and 2147483647"]),
         (["--reduction", "avg"], ["--reduction must be mean, sum or none"]),
         (["--device", "gpu"], ["--device must be auto, cpu, cuda or cuda:N"]),
         (["--dtype", "float16"], ["--dtype must be float64 or float32"]),

@@ -208,6 +208,8 @@ def csv_header(path: str, delimiter: str) -> list[str]:
 
 def open_csv_stream(path: str) -> pa.NativeFile:
     if path == STDIN:
+        if sys.stdin is None:  # started with stdin closed (<&-)
+            raise InputError("stdin is closed; expected CSV on it", path="<stdin>")
         return pa.PythonFile(sys.stdin.buffer, mode="r")
     return pa.input_stream(path, compression=_compression(path))
 

@@ -2,7 +2,9 @@
 
 Every reader holds at most a bounded buffer of the file: Parquet is read without pre-buffering
 (pyarrow's default pre-buffer pulls whole row groups ahead and grows with the file), CSV through
-pyarrow's incremental reader, Arrow IPC through a memory map.
+pyarrow's incremental reader, Arrow IPC through ordinary reads (a memory map of a file truncated
+while it is read kills the process with SIGBUS). A Parquet file must yield as many rows as its
+footer records, so a file cut short while it is read is an error, never half a score.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pyarrow.parquet as pq
 
 from gaussnll.core.errors import InputError
 from gaussnll.core.io.csv_input import CsvRead, csv_batches, csv_header
+from gaussnll.core.io.labels import LabelColumns
 from gaussnll.core.io.sources import STDIN, FileFormat, Source
 
 PARQUET_BUFFER_BYTES = 1 << 20  # larger buffers cost memory and read no faster
@@ -39,9 +42,11 @@ def iter_batches(source: Source, request: ReadRequest) -> Iterator[tuple[str, pa
         FileFormat.CSV: _csv_batches,
         FileFormat.IPC: _ipc_batches,
     }[source.format]
+    labels = LabelColumns(tuple(c for c in request.columns if c not in request.numeric))
     for path in source.files:
         try:
             for batch in read_file(path, request):
+                labels.check(batch, _display(path))
                 for piece in _slices(batch, request.chunk_size):
                     yield _display(path), piece
         except (pa.ArrowException, OSError) as error:
@@ -71,8 +76,10 @@ def _parquet_rows(path: str) -> int:
 
 
 def _ipc_file_rows(path: str) -> int:
-    with pa.memory_map(path) as mapped:
-        reader = pa.ipc.open_file(mapped)
+    with pa.OSFile(path) as file:
+        reader = pa.ipc.open_file(file)
+        if hasattr(reader, "count_rows"):  # pyarrow >= 17: the batches' metadata only
+            return reader.count_rows()
         return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
@@ -84,17 +91,36 @@ def _parquet_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch
     batches = parquet.iter_batches(
         batch_size=request.chunk_size, columns=list(request.columns), use_threads=False
     )
-    yield from batches
+    claimed = parquet.metadata.num_rows
+    in_groups = sum(
+        parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)
+    )
+    if in_groups != claimed:
+        raise InputError(
+            f"the footer records {claimed:,} rows but its row groups hold {in_groups:,}; "
+            "expected a complete Parquet file",
+            path=path,
+        )
+    read = 0
+    for batch in batches:
+        read += batch.num_rows
+        yield batch
+    if read != claimed:
+        raise InputError(
+            f"read {read:,} rows where the footer records {claimed:,}; the file changed or "
+            "was cut short while it was read",
+            path=path,
+        )
 
 
 def _ipc_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
-    with pa.memory_map(path) as mapped:
+    with pa.OSFile(path) as file:
         try:
-            reader = pa.ipc.open_file(mapped)
+            reader = pa.ipc.open_file(file)
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
         except pa.ArrowInvalid:
-            mapped.seek(0)
-            reader = pa.ipc.open_stream(mapped)
+            file.seek(0)
+            reader = pa.ipc.open_stream(file)
             batches = iter(reader)
         require_columns(reader.schema.names, request.columns, path)
         for batch in batches:

@@ -89,11 +89,20 @@ class Conversion:
             width = array.type.list_size
         else:
             return self._flat(array, name, width=1).unsqueeze(1)
+        if width == 0 and len(array):
+            raise InputError(
+                "lists are empty; expected at least one value per row",
+                path=self.where.path,
+                column=name,
+                row=self.where.row(0),
+            )
         return self._flat(array.flatten(), name, width=width).reshape(len(array), width)
 
     def _flat(self, array: pa.Array, name: str, *, width: int) -> Tensor:
         if pa.types.is_integer(array.type) or pa.types.is_float16(array.type):
-            array = pc.cast(array, pa.float64())
+            # Rounded to the nearest float64 as torch and numpy convert: integers beyond 2**53
+            # (uint64, nanosecond timestamps) have no exact float64.
+            array = pc.cast(array, pa.float64(), safe=False)
         source_dtype = _TORCH_DTYPES.get(array.type)
         if source_dtype is None:
             raise InputError(

@@ -29,15 +29,36 @@ class RowWriter:
         self._format = file_format
         self._name = name or (sink if isinstance(sink, str) else "<stdout>")
         self._writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
+        self._schema: pa.Schema | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
         with writing(self._name):
             if self._writer is None:
+                self._schema = batch.schema
                 if self._format is FileFormat.PARQUET:
                     self._writer = pq.ParquetWriter(self._sink, batch.schema)
                 else:
                     self._writer = pacsv.CSVWriter(self._sink, batch.schema)
-            self._writer.write_batch(batch)
+            self._writer.write_batch(self._conformed(batch))
+
+    def _conformed(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` in the file's schema: an id column may change width from one input file
+        to the next (int32, then int64), or be all null in one."""
+        schema = self._schema
+        if schema is None or batch.schema == schema:
+            return batch
+        try:
+            return batch.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            changed = "; ".join(
+                f"column {new.name!r} holds {new.type} values after {old.type} ones"
+                for old, new in zip(schema, batch.schema, strict=True)
+                if old.type != new.type
+            )
+            raise OutputError(
+                f"cannot write {self._name}: {changed}, which they do not fit "
+                f"({' '.join(str(error).split())})"
+            ) from error
 
     def close(self) -> None:
         if self._writer is not None:

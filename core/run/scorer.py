@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.errors import InputError, OptionError, UsageError
 from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.io.devices import resolve_device
 from gaussnll.core.io.grouping import GroupKeys
@@ -93,7 +93,7 @@ class Scorer:
         chunk = chunk.ready()
         state = self.prepare(chunk)
         if self.group_keys is not None:
-            state.reserve(len(self.group_keys.keys))
+            self._reserve_groups(state, self.group_keys)
         _check_widths(chunk, spec, state.outputs)
         if chunk.scale is not None and chunk.scale.shape[1] != state.outputs:
             raise InputError(
@@ -143,19 +143,41 @@ class Scorer:
                 raise ValueError("cannot merge an ungrouped scorer into a grouped one")
             indices = self.group_keys.add(other.group_keys.keys)
             mapping = torch.from_numpy(indices).to(self.device)
-            self.state.reserve(len(self.group_keys.keys))
+            self._reserve_groups(self.state, self.group_keys)
         self.state.merge(other.state, mapping)
         self._validity.merge(other._validity)
 
-    def _new_state(self, outputs: int) -> ScoreState:
-        levels = self.options.levels if self.options.calibration else None
+    def _new_state(
+        self, outputs: int, calibration: bool | None = None, device: torch.device | None = None
+    ) -> ScoreState:
+        calibration = self.options.calibration if calibration is None else calibration
         return ScoreState(
             outputs,
-            self.device,
-            levels=levels,
+            device or self.device,
+            levels=self.options.levels if calibration else None,
             pit_bins=self.options.pit_bins,
             grouped=self.group_keys is not None,
         )
+
+    def _reserve_groups(self, state: ScoreState, group_keys: GroupKeys) -> None:
+        """Make room for the groups seen so far, unless there are more than ``max_groups``."""
+        found, limit = len(group_keys.keys), self.options.max_groups
+        if found > limit:
+            cpu = torch.device("cpu")
+            with_calibration, without = (
+                self._new_state(state.outputs, calibration, cpu).bytes_per_group
+                for calibration in (True, False)
+            )
+            raise OptionError(
+                "max_groups",
+                f"is {limit:,} but the by columns {', '.join(map(repr, group_keys.columns))} "
+                f"hold more groups ({found:,} found so far); each group's sums take "
+                f"{_size(with_calibration)} with calibration, {_size(without)} without, so "
+                f"{limit:,} groups take about {_size(limit * with_calibration)} "
+                f"({_size(limit * without)} without calibration): raise the limit or group "
+                "by fewer values",
+            )
+        state.reserve(found)
 
     def report(self, path: str = TENSORS, file_format: str = "tensors") -> Report:
         """Every reported number, derived from the sums."""
@@ -235,3 +257,15 @@ def _check_widths(chunk: Chunk, spec: ColumnSpec, outputs: int) -> None:
                 column=",".join(names),
                 row=chunk.where.row(0),
             )
+
+
+def _size(size: float) -> str:
+    """A byte count for a person: ``56 bytes``, ``5.1 KB``, ``510 MB``."""
+    if size < 1000:
+        return f"{size:,.0f} bytes"
+    units = ["KB", "MB", "GB", "TB"]
+    size /= 1000
+    while size >= 1000 and len(units) > 1:
+        size /= 1000
+        units.pop(0)
+    return f"{size:.3g} {units[0]}"

@@ -193,6 +193,11 @@ class CalibrationState:
         self._sums.reserve(groups)
         self._counts.reserve(groups)
 
+    @property
+    def bytes_per_group(self) -> int:
+        """The memory one group's sums and counts take (grouped states only)."""
+        return self._sums.bytes_per_group + self._counts.bytes_per_group
+
     def merge(self, other: CalibrationState, mapping: Tensor | None = None) -> None:
         """Add another state of the same levels and PIT bins (grouped: its group ``i`` into
         this state's group ``mapping[i]``)."""

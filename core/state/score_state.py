@@ -65,6 +65,12 @@ class ScoreState:
             self.calibration.reserve(groups)
             self.uncertainty.reserve(groups)
 
+    @property
+    def bytes_per_group(self) -> int:
+        """The memory one group's sums take in a grouped state, calibration included."""
+        parts = [*self._all_sums(), self.calibration, self.uncertainty]
+        return sum(part.bytes_per_group for part in parts if part is not None)
+
     def count_skipped(self, kept: Tensor, bad: Tensor, group: Tensor | None = None) -> None:
         """Add the rows not ``kept`` for non-finite values; ``bad`` is ``(rows, roles)``: which
         role of each row was non-finite (``SKIP_REASONS``)."""

@@ -84,6 +84,11 @@ class UncertaintyState:
         self._counts.reserve(groups)
         self._sums.reserve(groups)
 
+    @property
+    def bytes_per_group(self) -> int:
+        """The memory one group's bins take (grouped states only)."""
+        return self._sums.bytes_per_group + self._counts.bytes_per_group
+
     def merge(self, other: UncertaintyState, mapping: Tensor | None = None) -> None:
         """Add another state (grouped: its group ``i`` into this state's group ``mapping[i]``)."""
         self._counts.merge(other._counts, mapping)
