@@ -12,6 +12,7 @@ from typing import Any
 
 from gaussnll.cli.config import Config, load_config
 from gaussnll.cli.exits import EXIT_CHECK_FAILED
+from gaussnll.cli.gates import report_failures
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import print_report, report_json, report_markdown
@@ -131,7 +132,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
         top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
     report = report.with_groups(settings["sort_by"], top)
     _render(SCORE_RENDERERS, output_format, report, results, config, settings)
-    return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds)
+    return _finish(results, outputs, f"gaussnll score {report.path}", report.seconds, SCORE_METRICS)
 
 
 def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
@@ -164,7 +165,9 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         )
     results = evaluate(checks, report, COMPARE_METRICS)
     _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
-    return _finish(results, outputs, f"gaussnll compare {report.label}", report.seconds)
+    return _finish(
+        results, outputs, f"gaussnll compare {report.label}", report.seconds, COMPARE_METRICS
+    )
 
 
 @dataclass(frozen=True)
@@ -227,10 +230,14 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     return checks
 
 
-def _finish(results: list[CheckResult], outputs: Outputs, suite: str, seconds: float) -> int:
-    """Write the JUnit file if asked; the exit code: 1 when a check failed, else 0."""
+def _finish(
+    results: list[CheckResult], outputs: Outputs, suite: str, seconds: float, catalog: Catalog
+) -> int:
+    """Write the JUnit file if asked, a line on stderr per failed check; the exit code: 1 when
+    a check failed, else 0."""
     if outputs.junit_xml is not None:
-        write_text_atomically(outputs.junit_xml, junit_xml(results, suite, seconds))
+        write_text_atomically(outputs.junit_xml, junit_xml(results, suite, seconds, catalog))
+    report_failures(results, catalog, sys.stderr)
     return EXIT_CHECK_FAILED if any(not r.passed for r in results) else 0
 
 

@@ -20,6 +20,7 @@ from gaussnll.cli.literal import literal
 
 _UNBOUNDED = 1 << 20
 _GAP = 4  # columns between two grids side by side
+_ALIGNED = 24  # longer values (a sentence) are not padded to align the numbers below them
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def stacked(grid: Grid) -> Text:
     lines = []
     for row in rows:
         lines.append("  ".join(cell for cell in row[:keys] if cell))
-        value_width = max(len(cell) for cell in row[keys:])
+        value_width = max((len(cell) for cell in row[keys:] if len(cell) <= _ALIGNED), default=0)
         lines += [
             f"  {header.ljust(label_width)}  {cell.rjust(value_width)}"
             for header, cell in zip(headers[keys:], row[keys:], strict=True)

@@ -67,7 +67,16 @@ def test_table_shows_the_numbers(parquet_file, predictions):
     result = run("score", str(parquet_file), "--device", "cpu")
     assert result.exit_code == 0
     assert f"{torch_nll(predictions):.6f}" in result.stdout
-    for label in ("nll, nll_mean", "nll_sum", "rows", "2,500", "elements", "eps", "full", "seconds"):
+    for label in (
+        "nll, nll_mean",
+        "nll_sum",
+        "rows",
+        "2,500",
+        "elements",
+        "eps",
+        "full",
+        "seconds",
+    ):
         assert label in result.stdout
 
 

@@ -55,7 +55,7 @@ def resolve_source(path: str) -> Source:
     """Find the data files behind ``path`` and check they share one known format."""
     if path == STDIN:
         return Source(name="<stdin>", format=FileFormat.CSV, files=(STDIN,))
-    if glob.has_magic(path):
+    if glob.has_magic(path) and not os.path.exists(path):  # a file named like a pattern is read
         files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
         if not files:
             raise InputError("the pattern matches no file", path=path)
