@@ -49,6 +49,7 @@ class Setting:
     config: bool = True
     metavar: str | None = None
     parse: Callable[[Any], Any] | None = None
+    shown_default: str | None = None  # the default --help names when ``default`` is None
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -83,19 +84,28 @@ def parse_levels(value: str | Iterable[Any]) -> tuple[float, ...]:
 
 
 def _columns(role: str, help: str, *, default: Any = None, **more: Any) -> Setting:
-    return Setting(f"{role}_col", str, default, help, core=f"columns.{role}", **more)
+    return Setting(f"{role}_col", str, default, help, core=f"columns.{role}", metavar="COL", **more)
 
 
 SETTINGS: tuple[Setting, ...] = (
     _columns("mean", "Mean column(s); comma-separated for several outputs.", default="mean"),
     _columns("target", "Target column(s).", default="target"),
-    Setting("var_col", str, None, "Variance column(s) (default: var).", core="columns.spread"),
+    Setting(
+        "var_col",
+        str,
+        None,
+        "Variance column(s).",
+        core="columns.spread",
+        metavar="COL",
+        shown_default="var",
+    ),
     Setting(
         "std_col",
         str,
         None,
         "Give the spread as standard deviation column(s).",
         core="columns.spread",
+        metavar="COL",
     ),
     Setting(
         "log_var_col",
@@ -103,6 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Give the spread as log-variance column(s).",
         core="columns.spread",
+        metavar="COL",
     ),
     Setting(
         "id_col",
@@ -110,6 +121,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Carry this column into the per-row output (compare: pair rows by it).",
         core="columns.id",
+        metavar="COL",
     ),
     Setting(
         "full",
@@ -119,15 +131,21 @@ SETTINGS: tuple[Setting, ...] = (
         core="full",
     ),
     Setting(
-        "eps", float, _core_default("eps"), "Floor for the variance, as torch's eps.", core="eps"
+        "eps",
+        float,
+        _core_default("eps"),
+        "Floor for the variance, as torch's eps.",
+        core="eps",
+        metavar="X",
     ),
     Setting(
         "reduction",
         str,
         _core_default("reduction"),
-        "mean, sum, or none (per-row losses).",
+        "How to reduce the losses: none streams per-row losses.",
         frozenset({SCORE}),
         core="reduction",
+        metavar="mean|sum|none",
     ),
     Setting(
         "chunk_size",
@@ -135,21 +153,31 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("chunk_size"),
         "Rows per chunk held in memory.",
         core="chunk_size",
+        metavar="ROWS",
     ),
-    Setting("device", str, _core_default("device"), "auto, cpu, cuda or cuda:N.", core="device"),
+    Setting(
+        "device",
+        str,
+        _core_default("device"),
+        "Where to compute: auto takes CUDA when there is one.",
+        core="device",
+        metavar="auto|cpu|cuda|cuda:N",
+    ),
     Setting(
         "dtype",
         str,
         _core_default("dtype"),
-        "float64 or float32 for the computation.",
+        "Precision of the computation (sums are float64 either way).",
         core="dtype",
+        metavar="float64|float32",
     ),
     Setting(
         "nan_policy",
         str,
         _core_default("nan_policy"),
-        "NaN/inf/missing: error, skip (drop rows) or propagate.",
+        "What a NaN, inf or missing value does: stop, drop its row, or propagate as torch.",
         core="nan_policy",
+        metavar="error|skip|propagate",
     ),
     Setting(
         "delimiter",
@@ -157,6 +185,7 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("delimiter"),
         "Field delimiter of CSV input.",
         core="delimiter",
+        metavar="CHAR",
     ),
     Setting(
         "calibration",
@@ -172,9 +201,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Central-interval levels, comma-separated.",
         core="levels",
         parse=parse_levels,
+        metavar="P,P,...",
     ),
     Setting(
-        "pit_bins", int, _core_default("pit_bins"), "Bins of the PIT histogram.", core="pit_bins"
+        "pit_bins",
+        int,
+        _core_default("pit_bins"),
+        "Bins of the PIT histogram.",
+        core="pit_bins",
+        metavar="N",
     ),
     Setting(
         "workers",
@@ -184,6 +219,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Parquet or Arrow, else every 2nd core, up to 4; 1 with --by.",
         frozenset({SCORE}),
         core="workers",
+        metavar="N",
     ),
     Setting(
         "checks",
@@ -204,13 +240,23 @@ SETTINGS: tuple[Setting, ...] = (
         core="columns.by",
         metavar="COLUMN",
     ),
-    Setting("top", int, None, "Show only the first K groups (all by default).", frozenset({SCORE})),
+    Setting(
+        "top",
+        int,
+        None,
+        "Show only the first K groups.",
+        frozenset({SCORE}),
+        metavar="K",
+        shown_default="all (a table shows 100)",
+    ),
     Setting(
         "sort_by",
         str,
         None,
         "Order groups by a metric, largest first (METRIC:asc for smallest first).",
         frozenset({SCORE}),
+        metavar="METRIC[:asc]",
+        shown_default="the group key",
     ),
     Setting(
         "per_group",
@@ -237,6 +283,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Fail (exit 1) when the candidate's NLL is worse by more than this beyond noise: the "
         "lower end of the confidence interval of delta_nll is above it.",
         frozenset({COMPARE}),
+        metavar="X",
     ),
     Setting(
         "confidence",
@@ -245,18 +292,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Level of the confidence interval of delta_nll.",
         frozenset({COMPARE}),
         core="confidence",
+        metavar="P",
     ),
     # Output options: the command line only.
     Setting(
         "config_file",
         str,
         None,
-        "Options file (default: the \\[tool.gaussnll] table of pyproject.toml).",
+        "Options file.",
         flag="--config",
         config=False,
         metavar="FILE",
+        shown_default="the \\[tool.gaussnll] table of the nearest pyproject.toml",
     ),
-    Setting("format", str, None, "table, json or markdown (default: table).", config=False),
+    Setting(
+        "format",
+        str,
+        None,
+        "What to print on stdout.",
+        config=False,
+        metavar="table|json|markdown",
+        shown_default="table",
+    ),
     Setting("json", bool, False, "Short for --format json.", config=False),
     Setting(
         "per_row",
