@@ -286,3 +286,23 @@ def test_literal_helpers():
     assert code_span("a`b") == "``a`b``"
     assert code_span("`x`") == "`` `x` ``"
     assert code_span("a|b") == "`a\\|b`"
+
+
+# -- 5. progress: bytes where the rows are unknown -------------------------------------------
+
+
+def test_progress_shows_rows_or_bytes_whichever_has_a_total():
+    from rich.progress import Progress
+
+    from gaussnll.cli.progress import AmountColumn, progress_update
+
+    progress = Progress(AmountColumn())
+    task = progress.add_task("scoring", total=None, unit="rows")
+    update = progress_update(lambda **values: progress.update(task, **values))
+    shown_now = lambda: str(AmountColumn().render(progress.tasks[0]))  # noqa: E731
+    update(1000, 2500, None, None)
+    assert shown_now() == "1,000/2,500 rows"
+    update(1000, None, 3_000_000, 12_000_000)
+    assert shown_now() == "3.0/12.0 MB"
+    update(1000, None, None, None)
+    assert shown_now() == "1,000 rows"
