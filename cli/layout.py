@@ -9,7 +9,7 @@ or emoji codes read from it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rich.console import Console, Group, RenderableType
 from rich.measure import Measurement
@@ -28,8 +28,9 @@ class Grid:
     """A table as data. ``keys``: the leading columns that name a row (left-aligned; every
     other column is right-aligned); ``sections``: indexes of rows that start a new section;
     ``styles``: a rich style per row index; ``headers`` may hold two lines each.
-    ``row_blocks``: when too wide, a block per row (a table of many columns) rather than one
-    line per row (a table that already lists one number per row)."""
+    ``optional``: columns left out first when the table is too wide (a label beside a name);
+    ``row_blocks``: when still too wide, a block per row (a table of many columns) rather than
+    one line per row (a table that already lists one number per row)."""
 
     title: str
     headers: Sequence[str]
@@ -40,6 +41,18 @@ class Grid:
     styles: dict[int, str] = field(default_factory=dict)
     box: bool = True
     row_blocks: bool = True
+    optional: tuple[int, ...] = ()
+
+    def without_optional(self) -> Grid:
+        """The grid without its optional columns."""
+        kept = [i for i in range(len(self.headers)) if i not in self.optional]
+        return replace(
+            self,
+            headers=[self.headers[i] for i in kept],
+            rows=[[row[i] for i in kept] for row in self.rows],
+            keys=sum(1 for i in kept if i < self.keys),
+            optional=(),
+        )
 
 
 def table_of(grid: Grid) -> Table:
@@ -68,11 +81,13 @@ def width_of(console: Console, renderable: RenderableType) -> int:
 
 
 def blocks(console: Console, grid: Grid) -> list[RenderableType]:
-    """The title line, then the table if it fits the console, else its rows one by one."""
+    """The title line, then the table if it fits the console (without its optional columns if
+    need be), else its rows one by one."""
     title = [Text(literal(grid.title), style="bold")] if grid.title else []
-    table = table_of(grid)
-    if width_of(console, table) <= console.width:
-        return [*title, table]
+    for candidate in (grid, grid.without_optional()) if grid.optional else (grid,):
+        table = table_of(candidate)
+        if width_of(console, table) <= console.width:
+            return [*title, table]
     return [*title, stacked(grid)]
 
 

@@ -274,6 +274,7 @@ def summary_grid(report: Report) -> Grid:
         sections=frozenset(sections),
         styles=styles,
         row_blocks=False,
+        optional=(0,),
     )
 
 

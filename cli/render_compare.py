@@ -53,42 +53,35 @@ def side_by_side_grid(report: CompareReport) -> Grid:
         (label(name), name, cell(base), cell(cand), f"{cand - base:+.6f}")
         for name, base, cand in metric_rows(report.baseline, report.candidate)
     ]
-    return Grid(f"gaussnll compare: {report.label}", headers, rows, keys=2)
+    return Grid(f"gaussnll compare: {report.label}", headers, rows, keys=2, optional=(0,))
 
 
 def paired_grid(report: CompareReport) -> Grid:
-    """The paired difference, each number beside the name a check uses."""
-    paired = report.paired
-    rows = [
-        ("verdict", "", verdict_text(report)),
-        (
-            "mean difference ± standard error",
-            "delta_nll ± delta_nll_se",
-            f"{paired.delta_nll:+.6f} ± {paired.delta_nll_se:.6f}",
-        ),
-        (
-            f"{paired.confidence:.0%} confidence interval",
-            "delta_nll_ci_low, delta_nll_ci_high",
-            f"[{paired.delta_nll_ci_low:+.6f}, {paired.delta_nll_ci_high:+.6f}]",
-        ),
-        (
-            "candidate / baseline better on",
-            "candidate_better / baseline_better",
-            f"{paired.candidate_better:.1%} / {paired.baseline_better:.1%}",
-        ),
-        ("paired rows", "rows", f"{paired.rows:,}, {pairing_text(report)}"),
-    ]
-    styles = {0: "bold"}
+    """The paired difference: one number per row, by its label and the name a check uses."""
+    names = ["delta_nll", "delta_nll_se", "delta_nll_ci_low", "delta_nll_ci_high"]
+    names += ["candidate_better", "baseline_better", "rows"]
+    if report.pairing == "id":
+        names += ["unmatched_baseline", "unmatched_candidate"]
     if report.skipped_rows:
-        styles[len(rows)] = "yellow"
-        rows.append(("skipped pairs (non-finite)", "skipped_rows", f"{report.skipped_rows:,}"))
+        names.append("skipped_rows")
+    rows = [("verdict", "verdict", verdict_text(report))]
+    for name in names:
+        metric = COMPARE_METRICS.metrics[name]
+        value = COMPARE_METRICS.value(report, name)
+        rows.append((metric.spec.label, name, cell(value, metric.integer)))
+    rows.append(("paired by", "pairing", pairing_text(report)))
+    title = (
+        f"paired NLL difference (candidate - baseline; < 0: candidate better), "
+        f"{report.paired.confidence:.0%} confidence interval"
+    )
     return Grid(
-        "paired NLL difference (candidate - baseline; < 0: candidate better)",
+        title,
         ("what", "name", "value"),
         rows,
         keys=2,
-        styles=styles,
+        styles={0: "bold"},
         row_blocks=False,
+        optional=(0,),
     )
 
 
@@ -101,12 +94,7 @@ def verdict_text(report: CompareReport) -> str:
 
 
 def pairing_text(report: CompareReport) -> str:
-    if report.pairing == "order":
-        return "by order"
-    return (
-        f"by {report.id_column!r}; unmatched ids: "
-        f"{report.unmatched_baseline:,} / {report.unmatched_candidate:,}"
-    )
+    return "order" if report.pairing == "order" else f"id column {report.id_column}"
 
 
 COMPARED = ("nll_mean", "crps", "var_scale", "nll_at_var_scale", "mace", "sharpness")
@@ -138,9 +126,12 @@ def compare_markdown(report: CompareReport, results: Sequence[CheckResult] = ())
         f"± {paired.delta_nll_se:.6f}, {paired.confidence:.0%} interval "
         f"[{paired.delta_nll_ci_low:+.6f}, {paired.delta_nll_ci_high:+.6f}]; candidate better "
         f"on {paired.candidate_better:.1%} of {paired.rows:,} rows "
-        f"({markdown(pairing_text(report))}).",
+        f"(paired by {markdown(pairing_text(report))}).",
         "",
     ]
     grid = side_by_side_grid(report)
+    lines += markdown_table(grid.headers, grid.rows, keys=grid.keys, code=1)
+    grid = paired_grid(report)
+    lines += ["", f"**{markdown(grid.title)}**", ""]
     lines += markdown_table(grid.headers, grid.rows, keys=grid.keys, code=1)
     return "\n".join(lines + checks_markdown(results, COMPARE_METRICS))

@@ -306,3 +306,31 @@ def test_progress_shows_rows_or_bytes_whichever_has_a_total():
     assert shown_now() == "3.0/12.0 MB"
     update(1000, None, None, None)
     assert shown_now() == "1,000 rows"
+
+
+def test_layout_drops_optional_columns_then_stacks():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from gaussnll.cli.layout import Grid, blocks, show
+
+    grid = Grid(
+        "t",
+        ("label", "name", "value"),
+        [("a long human label for it", "metric_name", "123456.789012")],
+        keys=2,
+        optional=(0,),
+    )
+
+    def shown_at(width: int) -> str:
+        console = Console(file=StringIO(), width=width, color_system=None)
+        show(console, blocks(console, grid))
+        return console.file.getvalue()
+
+    wide, narrow, tiny = shown_at(80), shown_at(40), shown_at(20)
+    assert "a long human label for it" in wide and "│" in wide
+    assert "a long human label" not in narrow and "│ metric_name │ 123456.789012 │" in narrow
+    assert "│" not in tiny  # stacked: every cell whole, on lines of their own
+    for cell in grid.rows[0]:
+        assert cell in tiny
