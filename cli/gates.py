@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from gaussnll.cli.literal import github_message, literal
@@ -20,6 +20,12 @@ def plain_value(value: float | None, integer: bool) -> str:
     if value is None:
         return "missing"
     return str(int(value)) if integer and math.isfinite(value) else f"{value:.6g}"
+
+
+def log_number(catalog: Catalog, metric: str) -> Callable[[float], str]:
+    """How a log line or JUnit writes values of ``metric`` (see ``plain_value``)."""
+    integer = catalog.integer(metric)
+    return lambda value: plain_value(value, integer)
 
 
 def failure_lines(results: Sequence[CheckResult | GroupCheckResult], catalog: Catalog) -> list[str]:

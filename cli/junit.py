@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from gaussnll.cli.gates import plain_value
+from gaussnll.cli.gates import log_number
 from gaussnll.cli.literal import literal
 from gaussnll.core import Catalog, CheckResult, GroupCheckResult
 
@@ -35,10 +35,7 @@ def junit_xml(
         case = ET.SubElement(
             suite, "testcase", classname="gaussnll.checks", name=literal(check.text)
         )
-        integer = catalog.integer(check.metric)
-        value = literal(
-            result.describe(lambda number, integer=integer: plain_value(number, integer))
-        )
+        value = literal(result.describe(log_number(catalog, check.metric)))
         if result.passed:
             ET.SubElement(case, "system-out").text = f"{check.metric} = {value}"
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -59,7 +59,7 @@ def table_of(grid: Grid) -> Table:
     """``grid`` as a rich table, cells never wrapped (a caller checks that it fits)."""
     table = Table(show_header=grid.show_header, box=Table().box if grid.box else None)
     for index, header in enumerate(grid.headers):
-        justify = "left" if index < grid.keys else "right"
+        justify: JustifyMethod = "left" if index < grid.keys else "right"
         table.add_column(Text(literal_lines(header)), justify=justify, no_wrap=True)
     for index, row in enumerate(grid.rows):
         if index in grid.sections:

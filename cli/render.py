@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console, RenderableType
 
 from gaussnll.cli.layout import Grid, blocks, show, side_by_side
 from gaussnll.cli.literal import code_span, markdown
-from gaussnll.core import SCORE_METRICS, Catalog, CheckResult, GroupCheckResult, Report
+from gaussnll.core import (
+    SCORE_METRICS,
+    CalibrationSummary,
+    Catalog,
+    CheckResult,
+    GroupCheckResult,
+    Report,
+)
 
 AnyResult = CheckResult | GroupCheckResult
 
@@ -23,7 +30,7 @@ PIT_BAR_WIDTH = 24
 
 def report_json(
     report: Report,
-    results: list[CheckResult] = (),
+    results: Sequence[AnyResult] = (),
     *,
     config_file: str | None = None,
     settings: dict[str, Any] | None = None,
@@ -36,7 +43,7 @@ def report_json(
 
 def json_with_checks(
     payload: dict[str, Any],
-    results: list[CheckResult],
+    results: Sequence[AnyResult],
     config_file: str | None,
     settings: dict[str, Any] | None,
     groups: Iterable[dict[str, Any]] | None = None,
@@ -88,7 +95,8 @@ def report_blocks(
     checks; each table laid out to fit ``console``."""
     parts = blocks(console, summary_grid(report))
     if report.calibration is not None:
-        parts += side_by_side(console, coverage_grid(report), pit_grid(report))
+        cal = report.calibration
+        parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
     if len(report.outputs) > 1:
         parts += blocks(console, outputs_grid(report))
     if report.by:
@@ -103,7 +111,7 @@ def checks_grid(results: Sequence[AnyResult], catalog: Catalog) -> Grid:
     title = "checks: all passed" if not failures else f"checks: {failures} failed"
     rows, styles = [], {}
     for index, result in enumerate(results):
-        value = result.describe(lambda v, m=result.check.metric: cell(v, catalog.integer(m)))
+        value = result.describe(table_number(catalog, result.check.metric))
         bound = f"{result.check.op} {result.check.bound_text()}"
         rows.append((result.check.metric, value, bound, "pass" if result.passed else "FAIL"))
         styles[index] = "green" if result.passed else "bold red"
@@ -117,7 +125,7 @@ def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
     for label, name, value in headline_rows(report, MARKDOWN_HEADLINE):
         lines.append(f"| {markdown(label)} | `{name}` | {value} |")
     if report.calibration is not None:
-        grid = coverage_grid(report)
+        grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
     if report.by:
         grid = groups_grid(report)
@@ -192,10 +200,16 @@ def checks_markdown(results: Sequence[AnyResult], catalog: Catalog) -> list[str]
     verdict = "all checks passed" if not failures else f"{failures} check(s) failed"
     lines = ["", f"**{verdict}**", "", "| | check | value |", "| --- | --- | ---: |"]
     for result in results:
-        value = result.describe(lambda v, m=result.check.metric: cell(v, catalog.integer(m)))
+        value = result.describe(table_number(catalog, result.check.metric))
         mark = "✅" if result.passed else "❌"
         lines.append(f"| {mark} | {code_span(result.check.text)} | {markdown(value)} |")
     return lines
+
+
+def table_number(catalog: Catalog, metric: str) -> Callable[[float], str]:
+    """How a table writes values of ``metric``: a count as an integer, else as ``number``."""
+    integer = catalog.integer(metric)
+    return lambda value: cell(value, integer)
 
 
 def cell(value: float | None, integer: bool = False) -> str:
@@ -283,10 +297,9 @@ def _skipped_text(report: Report) -> str:
     return f"{report.skipped_rows:,} ({reasons})"
 
 
-def coverage_grid(report: Report) -> Grid:
+def coverage_grid(cal: CalibrationSummary) -> Grid:
     """Per level: every per-level metric, headed by the name a check uses (the summary
     table gives their labels)."""
-    cal = report.calibration
     per_level = [m for m in SCORE_METRICS.metrics.values() if m.per_level]
     headers = ["level p", *(f"{m.name}@p" for m in per_level)]
     rows, styles = [], {}
@@ -299,9 +312,8 @@ def coverage_grid(report: Report) -> Grid:
     return Grid("central intervals", headers, rows, keys=0, styles=styles)
 
 
-def pit_grid(report: Report) -> Grid:
+def pit_grid(cal: CalibrationSummary) -> Grid:
     """PIT histogram bars: flat is calibrated, a U over-confident, a hump under-confident."""
-    cal = report.calibration
     top = max(cal.pit_counts) or 1
     rows = [
         (f"{index / cal.pit_bins:.2f}", "█" * round(PIT_BAR_WIDTH * n / top), count(n))

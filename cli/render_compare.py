@@ -22,7 +22,7 @@ from gaussnll.core import COMPARE_METRICS, CheckResult, CompareReport, Report
 
 def compare_json(
     report: CompareReport,
-    results: list[CheckResult] = (),
+    results: Sequence[CheckResult] = (),
     *,
     config_file: str | None = None,
     settings: dict[str, Any] | None = None,

@@ -64,10 +64,9 @@ def iter_batches(
         FileFormat.CSV: _csv_batches,
         FileFormat.IPC: _ipc_batches,
     }[source.format]
-    counting = progress is not None and progress.bytes_total is not None
     before = 0  # bytes of the files already read
     for path in source.files:
-        if counting:
+        if progress is not None and progress.bytes_total is not None:
             request = replace(request, on_bytes=_advance(progress, before))
             before += os.path.getsize(path)
         try:
