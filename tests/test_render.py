@@ -334,3 +334,57 @@ def test_layout_drops_optional_columns_then_stacks():
     assert "│" not in tiny  # stacked: every cell whole, on lines of their own
     for cell in grid.rows[0]:
         assert cell in tiny
+
+
+# -- 3. one name per number -------------------------------------------------------------------
+
+
+def test_each_number_once_beside_the_name_a_check_uses(tmp_path):
+    from gaussnll.core import SCORE_METRICS
+
+    path = write_table(pa.table(make_predictions(500, seed=4)), tmp_path / "p.parquet")
+    table = run("score", str(path), "--device", "cpu", columns=200).stdout
+    payload = json.loads(run("score", str(path), "--device", "cpu", "--json").stdout)
+    assert table.count(shown(payload["nll_mean"])) == 1  # nll is nll_mean: one row, two names
+    assert table.count(shown(payload["calibration"]["var_scale"])) == 1  # = z2_mean
+    for metric in SCORE_METRICS.metrics.values():
+        if not metric.per_level and metric.name not in ("skipped_rows", "eps_floored"):
+            assert re.search(rf"[│ ,]{metric.name}[ ,│]", table), metric.name
+            assert metric.spec.label in table or metric.name in ("nll", "z2_mean", "seconds")
+    for metric in ("coverage", "inside_counts", "interval_width", "interval_score"):
+        assert f"{metric}@p" in table
+
+
+def test_counts_are_integers_in_tables_logs_and_junit(tmp_path):
+    path = grouped_file(tmp_path, keys=("a",))
+    junit = tmp_path / "j.xml"
+    args = ["--device", "cpu", "--check", "rows != 300", "--check", "inside_counts@0.9 > 1e9"]
+    table = run("score", str(path), *args, "--junit-xml", str(junit))
+    markdown_text = run("score", str(path), *args, "--format", "markdown").stdout
+    assert re.search(r"│ rows +│ +300 │", table.stdout) and "300.000000" not in table.stdout
+    assert "| ❌ | `rows != 300` | 300 |" in markdown_text
+    assert "(got 300)" in table.stderr
+    messages = [f.get("message") for f in ET.parse(junit).getroot().iter("failure")]
+    assert messages[0] == "rows = 300, expected != 300"
+    assert re.fullmatch(r"inside_counts@0\.9 = \d+, expected > 1e\+09", messages[1])
+
+
+def test_outputs_table_at_80_columns(tmp_path):
+    columns = make_predictions(200, seed=2)
+    names = {}
+    for role, values in list(columns.items()):
+        names[role] = [f"{role}_of_output_{i}_with_a_long_column_name" for i in (0, 1)]
+        columns.update({name: values * (1 + 1e7 * i) for i, name in enumerate(names[role])})
+    path = write_table(pa.table(columns), tmp_path / "two.parquet")
+    options = [
+        item
+        for role in ("mean", "target", "var")
+        for item in (f"--{role}-col", ",".join(names[role]))
+    ]
+    result = run("score", str(path), "--device", "cpu", *options)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(run("score", str(path), "--device", "cpu", *options, "--json").stdout)
+    assert "…" not in result.stdout
+    for output in payload["outputs"]:
+        assert output["column"] in result.stdout
+        assert shown(output["nll_mean"]) in result.stdout
