@@ -27,7 +27,7 @@ _ALIGNED = 24  # longer values (a sentence) are not padded to align the numbers 
 class Grid:
     """A table as data. ``keys``: the leading columns that name a row (left-aligned; every
     other column is right-aligned); ``sections``: indexes of rows that start a new section;
-    ``styles``: a rich style per row index; ``headers`` may hold two lines each.
+    ``styles``: a rich style per row index.
     ``optional``: columns left out first when the table is too wide (a label beside a name);
     ``row_blocks``: when still too wide, a block per row (a table of many columns) rather than
     one line per row (a table that already lists one number per row)."""
@@ -60,18 +60,13 @@ def table_of(grid: Grid) -> Table:
     table = Table(show_header=grid.show_header, box=Table().box if grid.box else None)
     for index, header in enumerate(grid.headers):
         justify: JustifyMethod = "left" if index < grid.keys else "right"
-        table.add_column(Text(literal_lines(header)), justify=justify, no_wrap=True)
+        table.add_column(Text(literal(header)), justify=justify, no_wrap=True)
     for index, row in enumerate(grid.rows):
         if index in grid.sections:
             table.add_section()
         cells = [Text(literal(cell)) for cell in row]
         table.add_row(*cells, style=grid.styles.get(index))
     return table
-
-
-def literal_lines(text: str) -> str:
-    """Each line of a header shown literally (a header's own line breaks are kept)."""
-    return "\n".join(literal(line) for line in text.split("\n"))
 
 
 def width_of(console: Console, renderable: RenderableType) -> int:
@@ -97,7 +92,7 @@ def stacked(grid: Grid) -> Text:
     rows = [[literal(cell) for cell in row] for row in grid.rows]
     if not grid.row_blocks:
         if grid.show_header:
-            rows.insert(0, [" ".join(header.split("\n")) for header in grid.headers])
+            rows.insert(0, [literal(header) for header in grid.headers])
         widths = [max(len(row[i]) for row in rows) for i in range(len(grid.headers))]
         lines = [
             "  ".join(
@@ -107,7 +102,7 @@ def stacked(grid: Grid) -> Text:
             for row in rows
         ]
         return Text("\n".join(lines))
-    headers = [" ".join(literal(line) for line in header.split("\n")) for header in grid.headers]
+    headers = [literal(header) for header in grid.headers]
     keys = max(grid.keys, 1)  # a row is named by its first cell at least
     label_width = max(len(header) for header in headers[keys:])
     lines = []

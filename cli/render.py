@@ -143,7 +143,7 @@ def markdown_table(
     """A Markdown table: the first ``keys`` columns left-aligned, numbers right-aligned;
     column ``code`` (metric names) as code spans."""
     align = ["---" if index < keys else "---:" for index in range(len(headers))]
-    heads = [" ".join(markdown(line) for line in header.split("\n")) for header in headers]
+    heads = [markdown(header) for header in headers]
     lines = ["| " + " | ".join(heads) + " |", "| " + " | ".join(align) + " |"]
     for row in rows:
         cells = [code_span(c) if i == code and c else markdown(c) for i, c in enumerate(row)]

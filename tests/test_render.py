@@ -213,7 +213,8 @@ def _payload_file(directory: Path, where: str, text: str) -> tuple[Path, list[st
     """A file holding ``text`` in group keys, in column names (two outputs, so the table
     lists them) or in its own name; the options that read it so."""
     columns = make_predictions(60, seed=1)
-    table = {**columns, "g": np.array([f"k{text}", "plain"] * 30, dtype=object)}
+    group = f"g{text}" if where == "key" else "g"  # the group column's name too
+    table = {**columns, group: np.array([f"k{text}", "plain"] * 30, dtype=object)}
     options = []
     if where == "column":
         for role in ("mean", "target", "var"):
@@ -221,7 +222,7 @@ def _payload_file(directory: Path, where: str, text: str) -> tuple[Path, list[st
             table.update({name: columns[role] for name in names})
             options += [f"--{role}-col", ",".join(names)]
     elif where == "key":
-        options = ["--by", "g"]
+        options = ["--by", group]
     path = directory / (f"p{text}.parquet" if where == "path" else "p.parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_table(pa.table(table), path), options
