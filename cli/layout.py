@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from rich.cells import cell_len
 from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
@@ -93,10 +94,10 @@ def stacked(grid: Grid) -> Text:
     if not grid.row_blocks:
         if grid.show_header:
             rows.insert(0, [literal(header) for header in grid.headers])
-        widths = [max(len(row[i]) for row in rows) for i in range(len(grid.headers))]
+        widths = [max(cell_len(row[i]) for row in rows) for i in range(len(grid.headers))]
         lines = [
             "  ".join(
-                cell.ljust(width) if i < grid.keys else cell.rjust(width)
+                _pad(cell, width, right=i >= grid.keys)
                 for i, (cell, width) in enumerate(zip(row, widths, strict=True))
             ).rstrip()
             for row in rows
@@ -104,17 +105,23 @@ def stacked(grid: Grid) -> Text:
         return Text("\n".join(lines))
     headers = [literal(header) for header in grid.headers]
     keys = max(grid.keys, 1)  # a row is named by its first cell at least
-    label_width = max(len(header) for header in headers[keys:])
+    label_width = max(cell_len(header) for header in headers[keys:])
     lines = []
     for row in rows:
         lines.append("  ".join(cell for cell in row[:keys] if cell))
-        value_width = max((len(cell) for cell in row[keys:] if len(cell) <= _ALIGNED), default=0)
+        value_width = max((cell_len(c) for c in row[keys:] if cell_len(c) <= _ALIGNED), default=0)
         lines += [
-            f"  {header.ljust(label_width)}  {cell.rjust(value_width)}"
+            f"  {_pad(header, label_width)}  {_pad(cell, value_width, right=True)}"
             for header, cell in zip(headers[keys:], row[keys:], strict=True)
             if cell
         ]
     return Text("\n".join(lines))
+
+
+def _pad(text: str, width: int, right: bool = False) -> str:
+    """``text`` padded to ``width`` terminal cells (a wide character takes two)."""
+    fill = " " * max(0, width - cell_len(text))
+    return fill + text if right else text + fill
 
 
 def side_by_side(console: Console, left: Grid, right: Grid) -> list[RenderableType]:
