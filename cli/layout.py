@@ -89,7 +89,9 @@ def blocks(console: Console, grid: Grid) -> list[RenderableType]:
 
 def stacked(grid: Grid) -> Text:
     """``grid`` laid out vertically: a block per row (its key cells, then one line per other
-    column: header and value), or one aligned line per row."""
+    column: header and value), or one aligned line per row (its optional columns left out)."""
+    if not grid.row_blocks:
+        grid = grid.without_optional()
     rows = [[literal(cell) for cell in row] for row in grid.rows]
     if not grid.row_blocks:
         if grid.show_header:
@@ -108,7 +110,8 @@ def stacked(grid: Grid) -> Text:
     label_width = max(cell_len(header) for header in headers[keys:])
     lines = []
     for row in rows:
-        lines.append("  ".join(cell for cell in row[:keys] if cell))
+        named = row[:keys] if grid.keys else [f"{headers[0]} {row[0]}"]
+        lines.append("  ".join(cell for cell in named if cell))
         value_width = max((cell_len(c) for c in row[keys:] if cell_len(c) <= _ALIGNED), default=0)
         lines += [
             f"  {_pad(header, label_width)}  {_pad(cell, value_width, right=True)}"

@@ -244,7 +244,8 @@ SAME_NUMBER = {"var_scale": "z2_mean"}  # s* = mean(z²): one number, two names
 
 
 def summary_grid(report: Report) -> Grid:
-    """Every scalar metric once, by label and the name a check uses; then how it was run.
+    """Every scalar metric once, by label and the name a check uses; then how it was run
+    (named by its JSON keys).
 
     ``nll`` is the mean or the sum by ``reduction``: its name goes beside that one."""
     rows: list[tuple[str, str, str]] = []
@@ -275,10 +276,12 @@ def summary_grid(report: Report) -> Grid:
             styles[len(rows)] = "yellow"
             rows.append((label(name), name, text))
     speed = count(report.rows_per_second) if math.isfinite(report.rows_per_second) else "-"
+    full = str(report.full).lower()
     rows += [
-        ("eps / full", "", f"{report.eps:g} / {str(report.full).lower()}"),
-        ("device / dtype", "", f"{report.device} / {report.dtype}"),
-        ("seconds / rows per second", "seconds", f"{report.seconds:.3f} / {speed}"),
+        ("variance floor / constant added", "eps / full", f"{report.eps:g} / {full}"),
+        ("computed on / in", "device / dtype", f"{report.device} / {report.dtype}"),
+        (label("seconds"), "seconds", f"{report.seconds:.3f}"),
+        ("rows per second", "rows_per_second", speed),
     ]
     return Grid(
         f"gaussnll score: {report.path}",
