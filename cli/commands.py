@@ -13,6 +13,7 @@ from typing import Any
 
 from gaussnll.cli.config import Config, load_config
 from gaussnll.cli.exits import EXIT_CHECK_FAILED, signals_ignored
+from gaussnll.cli.gates import report_failures
 from gaussnll.cli.html_report import compare_page, require_matplotlib, score_page
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
@@ -155,7 +156,9 @@ def run_score(path: str, given: dict[str, Any]) -> int:
         _render(SCORE_RENDERERS, output_format, report, results, config, settings)
         if HTML in files:
             files.write_text(HTML, score_page(report, results, settings))
-        return _finish(results, files, f"gaussnll score {report.path}", report.seconds)
+        return _finish(
+            results, files, f"gaussnll score {report.path}", report.seconds, SCORE_METRICS
+        )
 
 
 def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
@@ -192,7 +195,9 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
         if HTML in files:
             files.write_text(HTML, compare_page(report, results, settings))
-        return _finish(results, files, f"gaussnll compare {report.label}", report.seconds)
+        return _finish(
+            results, files, f"gaussnll compare {report.label}", report.seconds, COMPARE_METRICS
+        )
 
 
 def _row_writer(
@@ -281,11 +286,15 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     return checks
 
 
-def _finish(results: CheckResults, files: PlannedOutputs, suite: str, seconds: float) -> int:
-    """Write the JUnit file if asked and commit every output file, once stdout holds the whole
-    report; the exit code: 1 when a check failed (its outputs are written too), else 0."""
+def _finish(
+    results: CheckResults, files: PlannedOutputs, suite: str, seconds: float, catalog: Catalog
+) -> int:
+    """Write the JUnit file if asked, a line on stderr per failed check, and commit every
+    output file once stdout holds the whole report; the exit code: 1 when a check failed (its
+    outputs are written too), else 0."""
     if JUNIT_XML in files:
-        files.write_text(JUNIT_XML, junit_xml(results, suite, seconds))
+        files.write_text(JUNIT_XML, junit_xml(results, suite, seconds, catalog))
+    report_failures(results, catalog, sys.stderr)
     sys.stdout.flush()  # a reader that closed stdout (exit 141) leaves no output file
     with signals_ignored():
         files.commit()
@@ -333,31 +342,27 @@ _CORE = {field.name for field in dataclasses.fields(ScoreOptions)} - {
 
 def parse_by(entries: Iterable[str]) -> tuple[list[str], dict[str, tuple[float, ...] | int]]:
     """``--by`` values as key columns and their intervals: ``region,x`` is a composite key,
-    ``x:0,0.5,1`` breaks ``x`` down at those edges, ``x:q10`` into 10 quantile bins."""
+    ``x:0,0.5,1`` breaks ``x`` down at those edges, ``x:q10`` into 10 quantile bins. A name
+    whose text after its last ``:`` is neither an edge nor ``qK`` is a column name as it is."""
     names: list[str] = []
     intervals: dict[str, tuple[float, ...] | int] = {}
     for entry in entries:
         current: str | None = None
         for token in _names(entry, "--by"):
-            if current is not None and _is_number(token) and isinstance(intervals[current], tuple):
-                intervals[current] = (*intervals[current], float(token))  # type: ignore[misc]
+            edges = intervals.get(current) if current is not None else None
+            if isinstance(edges, tuple) and _is_number(token):
+                intervals[str(current)] = (*edges, float(token))
                 continue
-            name, colon, spec = token.partition(":")
-            names.append(name.strip())
+            name, _, spec = token.rpartition(":")
+            name, spec = name.strip(), spec.strip()
             current = None
-            if not colon:
-                continue
-            current = name.strip()
-            spec = spec.strip()
-            if spec[:1] in ("q", "Q") and spec[1:].isdigit():
-                intervals[current] = int(spec[1:])
-            elif _is_number(spec):
-                intervals[current] = (float(spec),)
+            if name and spec[:1] in ("q", "Q") and spec[1:].isdigit():
+                intervals[name] = int(spec[1:])
+            elif name and _is_number(spec):
+                intervals[name], current = (float(spec),), name
             else:
-                raise UsageError(
-                    f"--by {entry!r}: after {name}: give edges (x:0,0.5,1) or quantile bins "
-                    f"(x:q10). Got {spec!r} instead."
-                )
+                name = token
+            names.append(name)
     return names, intervals
 
 

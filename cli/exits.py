@@ -19,6 +19,7 @@ from typing import Literal
 
 import typer
 
+from gaussnll.cli.literal import literal
 from gaussnll.cli.settings import with_flag
 from gaussnll.core import GaussnllError, OptionError, UsageError
 
@@ -85,7 +86,7 @@ class user_errors:
         if self.debug and message is not None:
             traceback.print_exception(kind, error, trace, file=sys.stderr)
         if message is not None:
-            print(f"gaussnll: {message}", file=sys.stderr)
+            print(f"gaussnll: {literal(message)}", file=sys.stderr)
         raise typer.Exit(code) from None
 
 

@@ -51,6 +51,7 @@ class Setting:
     config: bool = True
     metavar: str | None = None
     parse: Callable[[Any], Any] | None = None
+    shown_default: str | None = None  # the default --help names when ``default`` is None
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -85,7 +86,9 @@ def parse_levels(value: str | Iterable[Any]) -> tuple[float, ...]:
 
 
 def _columns(role: str, help: str, *, default: Any = None, **more: Any) -> Setting:
-    return Setting(f"{role}_col", str, default, help, EVERY, core=f"columns.{role}", **more)
+    return Setting(
+        f"{role}_col", str, default, help, EVERY, core=f"columns.{role}", metavar="COL", **more
+    )
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -95,8 +98,10 @@ SETTINGS: tuple[Setting, ...] = (
         "var_col",
         str,
         None,
-        "Variance column(s) (default: var).",
+        "Variance column(s).",
         core="columns.spread",
+        metavar="COL",
+        shown_default="var",
         commands=EVERY,
     ),
     Setting(
@@ -105,6 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Give the spread as standard deviation column(s).",
         core="columns.spread",
+        metavar="COL",
         commands=EVERY,
     ),
     Setting(
@@ -113,6 +119,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Give the spread as log-variance column(s).",
         core="columns.spread",
+        metavar="COL",
         commands=EVERY,
     ),
     Setting(
@@ -121,6 +128,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Carry this column into the per-row output (compare: pair rows by it).",
         core="columns.id",
+        metavar="COL",
     ),
     Setting(
         "full",
@@ -135,15 +143,17 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("eps"),
         "Floor for the variance in the NLL, as torch's eps.",
         core="eps",
+        metavar="X",
         commands=FITTING,
     ),
     Setting(
         "reduction",
         str,
         _core_default("reduction"),
-        "mean, sum, or none (per-row losses).",
+        "How to reduce the losses: none streams per-row losses.",
         frozenset({SCORE}),
         core="reduction",
+        metavar="mean|sum|none",
     ),
     Setting(
         "chunk_size",
@@ -151,30 +161,34 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("chunk_size"),
         "Rows per chunk held in memory.",
         core="chunk_size",
+        metavar="ROWS",
         commands=EVERY,
     ),
     Setting(
         "device",
         str,
         _core_default("device"),
-        "auto, cpu, cuda or cuda:N.",
+        "Where to compute: auto takes CUDA when there is one.",
         core="device",
+        metavar="auto|cpu|cuda|cuda:N",
         commands=FITTING,
     ),
     Setting(
         "dtype",
         str,
         _core_default("dtype"),
-        "float64 or float32 for the computation.",
+        "Precision of the computation (sums are float64 either way).",
         core="dtype",
+        metavar="float64|float32",
         commands=FITTING,
     ),
     Setting(
         "nan_policy",
         str,
         _core_default("nan_policy"),
-        "NaN/inf/missing: error, skip (drop rows) or propagate.",
+        "What a NaN, inf or missing value does: stop, drop its row, or propagate as torch.",
         core="nan_policy",
+        metavar="error|skip|propagate",
         commands=FITTING,
     ),
     Setting(
@@ -183,6 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("delimiter"),
         "Field delimiter of CSV input.",
         core="delimiter",
+        metavar="CHAR",
         commands=EVERY,
     ),
     Setting(
@@ -199,9 +214,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Central-interval levels, comma-separated.",
         core="levels",
         parse=parse_levels,
+        metavar="P,P,...",
     ),
     Setting(
-        "pit_bins", int, _core_default("pit_bins"), "Bins of the PIT histogram.", core="pit_bins"
+        "pit_bins",
+        int,
+        _core_default("pit_bins"),
+        "Bins of the PIT histogram.",
+        core="pit_bins",
+        metavar="N",
     ),
     Setting(
         "uncertainty_bins",
@@ -219,6 +240,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Parquet or Arrow, else every 2nd core, up to 4; 1 with --by.",
         frozenset({SCORE}),
         core="workers",
+        metavar="N",
     ),
     Setting(
         "checks",
@@ -243,18 +265,29 @@ SETTINGS: tuple[Setting, ...] = (
         "max_groups",
         int,
         _core_default("max_groups"),
-        "Stop with an error when the --by columns hold more groups than this (each group's "
+        "Stop with an error when the key columns hold more groups than this (each group's "
         "sums take memory).",
         frozenset({SCORE}),
         core="max_groups",
+        metavar="N",
     ),
-    Setting("top", int, None, "Show only the first K groups (all by default).", frozenset({SCORE})),
+    Setting(
+        "top",
+        int,
+        None,
+        "Show only the first K groups.",
+        frozenset({SCORE}),
+        metavar="K",
+        shown_default="all (a table shows 100)",
+    ),
     Setting(
         "sort_by",
         str,
         None,
         "Order groups by a metric, largest first (METRIC:asc for smallest first).",
         frozenset({SCORE}),
+        metavar="METRIC[:asc]",
+        shown_default="the group key",
     ),
     Setting(
         "per_group",
@@ -281,6 +314,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Fail (exit 1) when the candidate's NLL is worse by more than this beyond noise: the "
         "lower end of the confidence interval of delta_nll is above it.",
         frozenset({COMPARE}),
+        metavar="X",
     ),
     Setting(
         "confidence",
@@ -289,6 +323,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Level of the confidence interval of delta_nll.",
         frozenset({COMPARE}),
         core="confidence",
+        metavar="P",
     ),
     Setting(
         "recalibration",
@@ -316,18 +351,21 @@ SETTINGS: tuple[Setting, ...] = (
         "config_file",
         str,
         None,
-        "Options file (default: the \\[tool.gaussnll] table of pyproject.toml).",
+        "Options file.",
         flag="--config",
         config=False,
         metavar="FILE",
+        shown_default="the \\[tool.gaussnll] table of the nearest pyproject.toml",
         commands=EVERY,
     ),
     Setting(
         "format",
         str,
         None,
-        "table, json or markdown (default: table).",
+        "What to print on stdout.",
         config=False,
+        metavar="table|json|markdown",
+        shown_default="table",
         commands=EVERY,
     ),
     Setting("json", bool, False, "Short for --format json.", config=False, commands=EVERY),

@@ -208,7 +208,7 @@ def test_markdown_report(parquet_file, predictions):
     assert result.exit_code == 1
     text = result.stdout
     assert text.startswith(f"### gaussnll score: `{parquet_file}`")
-    assert f"| NLL (mean) | {torch_nll(predictions):.6f} |" in text
+    assert f"| NLL (mean) | `nll` | {torch_nll(predictions):.6f} |" in text
     assert "| ✅ | `nll < 100` |" in text and "| ❌ | `var_scale between 5 6` |" in text
     assert "**1 check(s) failed**" in text
 

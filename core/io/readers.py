@@ -10,8 +10,9 @@ footer records, so a file cut short while it is read is an error, never half a s
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,23 +28,51 @@ _DELIMITER_HINTS = (";", "\t", "|", ":")
 
 @dataclass(frozen=True)
 class ReadRequest:
-    """Which columns to read (``numeric`` ones as numbers), in chunks of how many rows."""
+    """Which columns to read (``numeric`` ones as numbers), in chunks of how many rows;
+    ``on_bytes(position)``: told how far into the file a CSV reader has read."""
 
     columns: tuple[str, ...]
     numeric: tuple[str, ...]
     chunk_size: int
     delimiter: str = ","
+    on_bytes: Callable[[int], None] | None = None
 
 
-def iter_batches(source: Source, request: ReadRequest) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """Yield ``(file, batch)`` in file order: the requested columns, at most ``chunk_size`` rows."""
+@dataclass
+class ReadProgress:
+    """How far the reader is through the input's bytes, where it can tell (CSV files, whose
+    row count is unknown until read): ``bytes_total`` None when it cannot. The reader thread
+    advances ``bytes_read`` after each block it has read."""
+
+    bytes_total: int | None = None
+    bytes_read: int = 0
+
+
+def read_progress(source: Source) -> ReadProgress:
+    """A byte counter for ``source``: with a total for CSV files (compressed: their compressed
+    bytes), none for stdin or a pipe, nor for formats that record their row count."""
+    files = source.files
+    if source.format is not FileFormat.CSV or not all(map(os.path.isfile, files)):
+        return ReadProgress()
+    return ReadProgress(sum(map(os.path.getsize, files)))
+
+
+def iter_batches(
+    source: Source, request: ReadRequest, progress: ReadProgress | None = None
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Yield ``(file, batch)`` in file order: the requested columns, at most ``chunk_size`` rows.
+    ``progress`` (with a total) is advanced as CSV bytes are read."""
     read_file = {
         FileFormat.PARQUET: _parquet_batches,
         FileFormat.CSV: _csv_batches,
         FileFormat.IPC: _ipc_batches,
     }[source.format]
     labels = LabelColumns(tuple(c for c in request.columns if c not in request.numeric))
+    before = 0  # bytes of the files already read
     for path in source.files:
+        if progress is not None and progress.bytes_total is not None:
+            request = replace(request, on_bytes=_advance(progress, before))
+            before += os.path.getsize(path)
         try:
             for batch in read_file(path, request):
                 labels.check(batch, _display(path))
@@ -54,6 +83,13 @@ def iter_batches(source: Source, request: ReadRequest) -> Iterator[tuple[str, pa
         except UnicodeDecodeError as error:
             message = f"is not UTF-8 text ({error.reason} at byte {error.start})"
             raise InputError(message, path=_display(path)) from error
+
+
+def _advance(progress: ReadProgress, before: int) -> Callable[[int], None]:
+    def advance(position: int) -> None:
+        progress.bytes_read = before + position
+
+    return advance
 
 
 def count_rows(source: Source) -> int | None:
@@ -133,7 +169,7 @@ def _csv_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
         require_columns(header, request.columns, path)
     read = CsvRead(request.columns, request.numeric, request.delimiter, request.chunk_size)
     try:
-        yield from csv_batches(path, read, header)
+        yield from csv_batches(path, read, header, request.on_bytes)
     except pa.ArrowKeyError as error:  # a missing column on stdin, whose header we cannot pre-read
         raise InputError(_one_line(error), path=_display(path)) from error
 

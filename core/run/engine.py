@@ -15,7 +15,13 @@ import pyarrow as pa
 from gaussnll.core.errors import InputError, NegativeSpreadError, UsageError
 from gaussnll.core.io.chunks import Chunk, to_chunks
 from gaussnll.core.io.prefetch import prefetched
-from gaussnll.core.io.readers import ReadRequest, count_rows, iter_batches
+from gaussnll.core.io.readers import (
+    ReadProgress,
+    ReadRequest,
+    count_rows,
+    iter_batches,
+    read_progress,
+)
 from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import FileFormat, Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
@@ -25,7 +31,9 @@ from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
 from gaussnll.core.run.scorer import Scored, Scorer
 from gaussnll.core.run.workers import ScorerPool, auto_workers
 
-ProgressCallback = Callable[[int, "int | None"], None]
+ProgressCallback = Callable[[int, "int | None", "int | None", "int | None"], None]
+"""``on_progress(rows_done, total_rows, bytes_read, bytes_total)``: each None where unknown.
+CSV files do not record their rows; their bytes tell how far the reading is."""
 
 
 def score_path(
@@ -38,21 +46,23 @@ def score_path(
     """Stream ``path`` through the Gaussian NLL and return the report.
 
     ``rows_to`` receives the per-row losses (with the ``full`` constant when set) as record
-    batches; ``on_progress(rows_read, total_rows_or_None)`` is called after every chunk.
+    batches; ``on_progress`` (``ProgressCallback``) is called after every chunk.
     """
     options = options or ScoreOptions()
     source = resolve_source(path)
     options = resolve_quantiles(source, options)
     spec = options.columns
     request = ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
+    progress = read_progress(source)
     return score_batches(
-        iter_batches(source, request),
+        iter_batches(source, request, progress),
         options,
         label=path,
         file_format=source.format.value,
         total_rows=count_rows(source),
         rows_to=rows_to,
         on_progress=on_progress,
+        read=progress,
         relocate=lambda: _locate_invalid_value(source, path, options),
     )
 
@@ -78,9 +88,11 @@ def score_batches(
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
     relocate: Callable[[], None] | None = None,
+    read: ReadProgress | None = None,
 ) -> Report:
     """Score ``(source name, record batch)`` pairs holding the options' columns.
 
+    ``read``: the reader's byte counter, passed on to ``on_progress`` where it has a total.
     ``relocate`` is called when a GPU pass found an invalid chunk, to raise the precise error.
     """
     started = time.perf_counter()
@@ -100,7 +112,9 @@ def score_batches(
                 rows_to.write(_row_batch(scored, options, chunk.ids))
             rows_done += chunk.length
             if on_progress is not None:
-                on_progress(rows_done, total_rows)
+                bytes_total = None if read is None else read.bytes_total
+                bytes_read = None if read is None or bytes_total is None else read.bytes_read
+                on_progress(rows_done, total_rows, bytes_read, bytes_total)
     except NegativeSpreadError as first_negative:
         raise _with_negative_count(first_negative, pool.unfinished(), chunks) from None
     finally:  # stop the worker and reader threads now, not when the generators are collected
