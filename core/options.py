@@ -121,6 +121,9 @@ class ScoreOptions:
     workers: int = 0  # scoring threads; 0: automatic (see ``run.workers.auto_workers``)
     # ``columns.by`` columns broken down by intervals: their edges, or a number of quantile bins
     intervals: Mapping[str, Sequence[float] | int] = field(default_factory=dict)
+    # M Gaussians per row (see ``state.mixture``): the mean and spread columns hold the members
+    ensemble: bool = False
+    member_weights: tuple[float, ...] | None = None  # one per member; None: uniform
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -162,6 +165,9 @@ class ScoreOptions:
             "must be 0 (automatic) or more",
             self.workers,
         )
+        _check_member_weights(self.member_weights, self.ensemble)
+        if self.member_weights is not None:
+            object.__setattr__(self, "member_weights", tuple(self.member_weights))
         object.__setattr__(self, "intervals", dict(self.intervals))
         for name, edges in self.intervals.items():
             _check_intervals(name, edges, self.columns.by)
@@ -175,6 +181,24 @@ class ScoreOptions:
     def edges(self) -> dict[str, tuple[float, ...]]:
         """The interval edges of each interval column (quantile bins must be resolved first)."""
         return {name: e for name, e in self.intervals.items() if not isinstance(e, int)}
+
+
+def _check_member_weights(weights: Sequence[float] | None, ensemble: bool) -> None:
+    if weights is None:
+        return
+    values = list(weights)
+    _require(ensemble, "member_weights", "are for ensembles (ensemble=True)", values)
+    _require(
+        bool(values)
+        and all(
+            isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+            for w in values
+        ),
+        "member_weights",
+        "must be finite numbers >= 0",
+        values,
+    )
+    _require(any(w > 0 for w in values), "member_weights", "must not all be zero", values)
 
 
 def _check_intervals(name: str, edges: Sequence[float] | int, by: Names) -> None:

@@ -19,7 +19,10 @@ from gaussnll.core.options import ScoreOptions, Spread
 
 @dataclass(frozen=True)
 class Chunk:
-    """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from."""
+    """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from.
+
+    An ensemble's mean and spread are ``(rows, members, width)`` (``ScoreOptions.ensemble``).
+    """
 
     mean: Tensor
     target: Tensor
@@ -94,7 +97,9 @@ def to_chunks(
         convert = Conversion(dtype, where, nulls_as_nan=options.nan_policy != "error")
         first_row += batch.num_rows
         group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
-        roles = [convert.role(batch, names) for names in (spec.mean, spec.target, spec.spread)]
+        members = convert.members if options.ensemble else convert.role
+        roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
+        roles.append(members(batch, spec.spread))
         (mean, target, spread, group), arrived = host_to_device.send([*roles, group])
         yield Chunk(
             mean=mean,

@@ -146,7 +146,8 @@ def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> N
 
 
 def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> pa.RecordBatch:
-    """Per-row losses of one chunk; rows skipped for non-finite values get nulls."""
+    """Per-row losses of one chunk (an ensemble's mixture losses too, ``mixture_nll``); rows
+    skipped for non-finite values get nulls."""
     spec = options.columns
     values = scored.per_row(options.full).cpu().numpy()
     skipped = None if scored.kept is None else (~scored.kept).cpu().numpy()
@@ -155,6 +156,13 @@ def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> p
         pa.array(np.ascontiguousarray(values[:, j]), mask=skipped) for j in range(values.shape[1])
     ]
     labels = ["nll"] if len(names) == 1 else [f"nll_{name}" for name in names]
+    mixture = scored.mixture_per_row(options.full)
+    if mixture is not None:  # an ensemble: its mixture's losses beside the matched Gaussian's
+        mixed = mixture.cpu().numpy()
+        columns += [
+            pa.array(np.ascontiguousarray(mixed[:, j]), mask=skipped) for j in range(mixed.shape[1])
+        ]
+        labels += [f"mixture_{label}" for label in labels]
     if ids is not None:
         columns.insert(0, ids)
         labels.insert(0, spec.id)

@@ -22,6 +22,7 @@ from gaussnll.core.options import ColumnSpec, ScoreOptions, Spread
 from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.validation import raise_first_problem
+from gaussnll.core.state.mixture import Members, MemberWeights
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
 from gaussnll.core.state.score_state import ScoreState
 
@@ -30,16 +31,25 @@ TENSORS = "<tensors>"
 
 @dataclass(frozen=True)
 class Scored:
-    """What one chunk contributed: the element losses of its scored rows (no constant), and
-    which rows were kept (None: all of them)."""
+    """What one chunk contributed: the element losses of its scored rows (no constant), which
+    rows were kept (None: all of them), and for an ensemble the mixture's element losses."""
 
     loss: Tensor
     kept: Tensor | None
+    mixture: Tensor | None = None
 
     def per_row(self, full: bool) -> Tensor:
         """The losses aligned with the chunk's rows (NaN where skipped), with the constant if
         ``full``: what torch's ``reduction='none'`` gives."""
-        loss = self.loss + HALF_LOG_2PI if full else self.loss
+        return self._aligned(self.loss, full)
+
+    def mixture_per_row(self, full: bool) -> Tensor | None:
+        """The mixture's element losses as ``per_row`` gives the Gaussian's (None: no
+        ensemble)."""
+        return None if self.mixture is None else self._aligned(self.mixture, full)
+
+    def _aligned(self, loss: Tensor, full: bool) -> Tensor:
+        loss = loss + HALF_LOG_2PI if full else loss
         return loss if self.kept is None else expand_rows(loss, self.kept, float("nan"))
 
 
@@ -59,14 +69,24 @@ class Scorer:
         by = self.options.columns.by
         self.group_keys = GroupKeys(by, self.options.edges()) if by else None
         self._validity = _Validity(self.device)
+        self._weights: MemberWeights | None = None  # an ensemble's, from its first chunk
+        self._weight_tensor: Tensor | None = None
         self._started = time.perf_counter()
         self._rows_given = 0
 
     def update(self, mean: Tensor, target: Tensor, var: Tensor) -> Tensor:
-        """Add rows given as tensors; return their element losses (with the ``full`` constant)."""
+        """Add rows given as tensors; return their element losses (with the ``full`` constant).
+
+        For an ensemble, ``mean`` and ``var`` are ``(rows, members)`` or ``(rows, members, D)``
+        and the losses are the moment-matched Gaussian's.
+        """
         dtype = DTYPES[self.options.dtype]
         roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
+        if self.options.ensemble:
+            roles[0], roles[2] = (
+                t.unsqueeze(2) if t.ndim == 2 else t for t in (roles[0], roles[2])
+            )
         chunk = Chunk(*roles, ids=None, where=Location(TENSORS, self._rows_given + 1))
         self._rows_given += roles[0].shape[0]
         return self.add(chunk).per_row(self.options.full)
@@ -78,8 +98,13 @@ class Scorer:
         state = self.prepare(chunk)
         if self.group_keys is not None:
             state.reserve(len(self.group_keys.keys))
-        _check_widths(chunk, spec, state.outputs)
         var = chunk.variance(spec.spread_kind)
+        members, given, given_var = None, chunk, var
+        if self._weights is not None:  # scored as the moment-matched Gaussian
+            members = self._members(chunk, var)
+            chunk = replace(chunk, mean=members.matched_mean, spread=members.matched_var)
+            var = members.matched_var
+        _check_widths(chunk, spec, state.outputs)
         scored, scored_var, kept = chunk, var, None
         if options.nan_policy == "skip":
             kept, bad = finite_rows(chunk.mean, chunk.target, var)
@@ -88,21 +113,62 @@ class Scorer:
                 kept = None
             else:
                 scored, scored_var = chunk.rows(kept), var[kept]
+                members = None if members is None else members.rows(kept)
         floored = state.floored(scored_var, options.eps, scored.group)
         error = scored.target - scored.mean
         terms = nll_terms(error, floored)
         loss = terms.loss
         chunk_sums = state.update(terms, error, floored, scored.group)
-        if self._validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
+        mixture = None
+        if members is not None and state.mixture is not None:
+            mixture = state.mixture.update(members, scored.target, options.eps, scored.group)
+        checked = given if kept is None else given.rows(kept)
+        if self._validity.bad_here(checked, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
-            _explain(chunk, spec, var, aligned, options.nan_policy)
-        return Scored(loss, kept)
+            _explain(given, spec, given_var, aligned, options.nan_policy)
+        return Scored(loss, kept, mixture)
+
+    def _members(self, chunk: Chunk, var: Tensor) -> Members:
+        """The chunk's ensemble members (those of nonzero weight), checked against the first
+        chunk's: the same number of members, and a spread for each."""
+        spec, weights = self.options.columns, self._weights
+        mean = chunk.mean
+        problem = None
+        if mean.shape[1] != len(weights.normalised):
+            given = "--member-weights give" if self.options.member_weights else "earlier rows have"
+            problem = (
+                spec.mean,
+                f"{mean.shape[1]} members where {given} {len(weights.normalised)}",
+            )
+        elif var.shape[1] != mean.shape[1]:
+            problem = (spec.spread, f"{var.shape[1]} members where the mean has {mean.shape[1]}")
+        elif var.shape[2] not in (1, mean.shape[2]):
+            problem = (
+                spec.spread,
+                f"{var.shape[2]} outputs per member where the mean has {mean.shape[2]}",
+            )
+        if problem is not None:
+            names, detail = problem
+            raise InputError(
+                f"has {detail}",
+                path=chunk.where.path,
+                column=",".join(names),
+                row=chunk.where.row(0),
+            )
+        if len(weights.kept) < mean.shape[1]:
+            index = torch.tensor(weights.kept, device=mean.device)
+            mean, var = mean.index_select(1, index), var.index_select(1, index)
+        return Members.of(mean, var, self._weight_tensor)
 
     def prepare(self, chunk: Chunk) -> ScoreState:
         """The state, made for ``chunk``'s outputs if this is the first (threads adding chunks
         at once must be given a prepared scorer)."""
         if self.state is None:
-            self.state = self._new_state(chunk.mean.shape[1])
+            if self.options.ensemble:
+                members = chunk.mean.shape[1]
+                self._weights = MemberWeights.of(self.options.member_weights, members)
+                self._weight_tensor = self._weights.tensor(self.device, chunk.mean.dtype)
+            self.state = self._new_state(chunk.mean.shape[-1])
         return self.state
 
     def failed(self) -> bool:
@@ -114,6 +180,7 @@ class Scorer:
         if other.state is None:
             return
         if self.state is None:
+            self._weights, self._weight_tensor = other._weights, other._weight_tensor
             self.state = self._new_state(other.state.outputs)
         mapping = None
         if self.group_keys is not None:
@@ -131,6 +198,7 @@ class Scorer:
             levels=levels,
             pit_bins=self.options.pit_bins,
             grouped=self.group_keys is not None,
+            members=self._weights,
         )
 
     def report(self, path: str = TENSORS, file_format: str = "tensors") -> Report:

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from gaussnll.core.loss import NllTerms
 from gaussnll.core.state.calibration import CalibrationState
+from gaussnll.core.state.mixture import MemberWeights, MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
 from gaussnll.core.state.sinks import Sums
 
@@ -23,7 +24,8 @@ class ScoreState:
     ``update`` adds a chunk, ``merge`` adds another state (e.g. from another worker or file
     partition); nothing is read back from the device until the caller asks. A ``grouped``
     state also keeps every sum per group; ``group`` arguments give each row's group (a dense
-    index: call ``reserve`` first with the number of groups).
+    index: call ``reserve`` first with the number of groups). An ensemble's state (its ``members``'
+    weights given) also keeps its ``mixture`` sums, which the scorer adds to.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class ScoreState:
         levels: Sequence[float] | None = None,
         pit_bins: int = 20,
         grouped: bool = False,
+        members: MemberWeights | None = None,
     ) -> None:
         self.outputs = outputs
         self.grouped = grouped
@@ -45,6 +48,11 @@ class ScoreState:
         self.calibration = (
             CalibrationState(outputs, levels, pit_bins, device, grouped=grouped)
             if levels is not None
+            else None
+        )
+        self.mixture = (
+            MixtureState(members, device, levels=levels, pit_bins=pit_bins, grouped=grouped)
+            if members is not None
             else None
         )
 
@@ -59,6 +67,8 @@ class ScoreState:
             sums.reserve(groups)
         if self.calibration is not None:
             self.calibration.reserve(groups)
+        if self.mixture is not None:
+            self.mixture.reserve(groups)
 
     def count_skipped(self, kept: Tensor, bad: Tensor, group: Tensor | None = None) -> None:
         """Add the rows not ``kept`` for non-finite values; ``bad`` is ``(rows, roles)``: which
@@ -99,10 +109,14 @@ class ScoreState:
             raise ValueError(f"cannot merge states of {other.outputs} and {self.outputs} outputs")
         if (self.calibration is None) != (other.calibration is None):
             raise ValueError("cannot merge a state with calibration into one without")
+        if (self.mixture is None) != (other.mixture is None):
+            raise ValueError("cannot merge an ensemble's state into one without members")
         for mine, theirs in zip(self._all_sums(), other._all_sums(), strict=True):
             mine.merge(theirs, mapping)
         if self.calibration is not None:
             self.calibration.merge(other.calibration, mapping)
+        if self.mixture is not None:
+            self.mixture.merge(other.mixture, mapping)
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:
         """On the CPU, per group (or for the whole input, as one group): ``rows`` ``(B,)``,
