@@ -125,6 +125,9 @@ class Scorer:
         checked = given if kept is None else given.rows(kept)
         if self._validity.bad_here(checked, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
+            if members is not None:  # each member a column of the file, as read
+                given = replace(given, mean=given.mean.flatten(1), spread=given.spread.flatten(1))
+                given_var = given_var.flatten(1)
             _explain(given, spec, given_var, aligned, options.nan_policy)
         return Scored(loss, kept, mixture)
 
