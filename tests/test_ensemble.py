@@ -449,3 +449,22 @@ def test_spread_members_must_match_the_means(tmp_path):
                 device="cpu",
             ),
         )
+
+
+def test_compare_pairs_the_moment_matched_gaussians(tmp_path):
+    """Two ensembles of the same targets: each side's report is its moment-matched Gaussian's,
+    with its mixture section, and the paired difference is of the matched NLLs."""
+    from gaussnll.core import compare
+
+    first = make_ensemble(400, members=3, seed=14)
+    second = {**first, "mean": first["mean"] + 0.2}
+    paths = [
+        write_table(list_table(data), tmp_path / f"{name}.parquet")
+        for name, data in (("a", first), ("b", second))
+    ]
+    report = compare(str(paths[0]), str(paths[1]), ensemble=True, device="cpu")
+    sides = [score(str(path), ensemble=True, device="cpu") for path in paths]
+    assert report.paired.delta_nll == pytest.approx(sides[1].nll - sides[0].nll, rel=1e-10)
+    assert report.candidate.ensemble.mixture_nll == pytest.approx(
+        sides[1].ensemble.mixture_nll, rel=1e-12
+    )
