@@ -11,6 +11,7 @@ from rich.columns import Columns
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
+from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
 from gaussnll.core import CheckResult, Report
 
 PIT_BAR_WIDTH = 24
@@ -80,6 +81,8 @@ def report_renderable(report: Report, results: list[CheckResult] = ()) -> Render
     parts: list[RenderableType] = [summary_table(report)]
     if report.calibration is not None:
         parts.append(Columns([coverage_table(report), pit_chart(report)], padding=(0, 4)))
+    if report.ensemble is not None:
+        parts.append(ensemble_table(report, number))
     if len(report.outputs) > 1:
         parts.append(outputs_table(report))
     if report.by:
@@ -126,6 +129,7 @@ def report_markdown(report: Report, results: list[CheckResult] = ()) -> str:
                 cal.levels, cal.coverage, cal.interval_width, strict=True
             )
         ]
+    lines += ensemble_markdown(report, number)
     if report.by:
         headers, rows = group_rows(report)
         lines += ["", f"**{groups_title(report)}**", "", "| " + " | ".join(headers) + " |"]

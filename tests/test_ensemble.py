@@ -468,3 +468,19 @@ def test_compare_pairs_the_moment_matched_gaussians(tmp_path):
     assert report.candidate.ensemble.mixture_nll == pytest.approx(
         sides[1].ensemble.mixture_nll, rel=1e-12
     )
+
+
+@pytest.mark.parametrize("output_format", ["table", "markdown"])
+def test_table_and_markdown_show_the_section(tmp_path, output_format):
+    data = make_ensemble(200, members=3, seed=15)
+    path = write_table(list_table(data), tmp_path / "e.parquet")
+    report = score(str(path), ensemble=True, device="cpu")
+    result = CliRunner().invoke(
+        app, ["score", str(path), "--ensemble", "--format", output_format], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{report.ensemble.mixture_nll:.6f}" in result.stdout
+    assert f"{report.ensemble.mixture_crps:.6f}" in result.stdout
+    assert "epistemic fraction" in result.stdout
+    plain = CliRunner().invoke(app, ["score", str(path), "--format", output_format])
+    assert "mixture" not in plain.stdout
