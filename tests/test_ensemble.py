@@ -484,3 +484,20 @@ def test_table_and_markdown_show_the_section(tmp_path, output_format):
     assert "epistemic fraction" in result.stdout
     plain = CliRunner().invoke(app, ["score", str(path), "--format", output_format])
     assert "mixture" not in plain.stdout
+
+
+def test_members_are_scored_in_pieces_of_chunk_size_over_m_rows(tmp_path):
+    """Memory stays bounded by the chunk size: 10 members per row, chunks of 100 values."""
+    data = make_ensemble(1000, members=10, seed=16)
+    path = write_table(list_table(data), tmp_path / "e.parquet")
+    progress = []
+    report = score(
+        str(path),
+        ensemble=True,
+        device="cpu",
+        chunk_size=100,
+        on_progress=lambda done, total: progress.append(done),
+    )
+    assert np.diff([0, *progress]).max() == 10
+    assert progress[-1] == 1000
+    assert_matches_reference(report.ensemble, mixture_reference(data), full=False)

@@ -101,7 +101,7 @@ def to_chunks(
         roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
         roles.append(members(batch, spec.spread))
         (mean, target, spread, group), arrived = host_to_device.send([*roles, group])
-        yield Chunk(
+        chunk = Chunk(
             mean=mean,
             target=target,
             spread=spread,
@@ -110,3 +110,11 @@ def to_chunks(
             group=group,
             arrived=arrived,
         )
+        if not options.ensemble:
+            yield chunk
+            continue
+        # An ensemble's M members per row are scored in pieces of chunk_size / M rows, which
+        # bound its temporaries as a chunk of single Gaussians does.
+        rows = max(1, options.chunk_size // max(1, mean.shape[1]))
+        for start in range(0, chunk.length, rows):
+            yield chunk.slice(start, start + rows)

@@ -28,7 +28,6 @@ from gaussnll.core.loss import nll_terms
 from gaussnll.core.state.sinks import Sums
 
 _INV_SQRT_2 = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 # Per-row float sums: these, then each member's NLL, then the CRPS.
 _LEADING = ("mixture_loss", "aleatoric", "epistemic")
@@ -206,12 +205,13 @@ def mixture_cdf(members: Members, target: Tensor) -> Tensor:
 
 
 def _a(x: Tensor, var: Tensor) -> Tensor:
-    """``A(x, s²) = E|X|`` for ``X ~ N(x, s²)``: ``x (2Φ(x/s) - 1) + 2 s φ(x/s)``; ``|x|`` at
-    ``s = 0``."""
+    """``A(x, s²) = E|X|`` for ``X ~ N(x, s²)``: ``x (2Φ(x/s) - 1) + 2 s φ(x/s)``, written as
+    ``x erf(t/√2) + s √(2/π) exp(-t²/2)`` with ``t = x/s``; ``|x|`` at ``s = 0``."""
     std = var.sqrt()
     positive = std > 0
     t = x / torch.where(positive, std, 1.0)
-    smooth = x * (2 * _standard_cdf(t) - 1) + 2 * std * _INV_SQRT_2PI * torch.exp(-0.5 * t * t)
+    smooth = x * torch.erf(t * _INV_SQRT_2)
+    smooth += _SQRT_2_OVER_PI * std * torch.exp(-0.5 * t * t)
     return torch.where(positive, smooth, x.abs())
 
 
