@@ -501,3 +501,14 @@ def test_members_are_scored_in_pieces_of_chunk_size_over_m_rows(tmp_path):
     assert np.diff([0, *progress]).max() == 10
     assert progress[-1] == 1000
     assert_matches_reference(report.ensemble, mixture_reference(data), full=False)
+
+
+def test_ensemble_checks_need_ensemble_and_only_some_need_calibration(tmp_path):
+    data = make_ensemble(100, members=3, seed=17)
+    path = write_table(list_table(data), tmp_path / "e.parquet")
+    line = one_line(run_cli(path, "--check", "mixture_nll <= 10"))
+    assert line.endswith("a --check uses an ensemble metric: add --ensemble")
+    passed = run_cli(path, "--ensemble", "--no-calibration", "--check", "mixture_nll <= 10")
+    assert passed.exit_code == 0, passed.output
+    line = one_line(run_cli(path, "--ensemble", "--no-calibration", "--check", "mixture_crps < 9"))
+    assert line.endswith("a --check uses a calibration metric: drop --no-calibration")

@@ -85,20 +85,25 @@ class EnsembleSummary:
         "epistemic fraction", "epistemic variance / (aleatoric + epistemic)"
     )
     mixture_crps: float | None = metric(
-        "mixture CRPS", "mean CRPS of the mixture (null without calibration)"
+        "mixture CRPS", "mean CRPS of the mixture (null without calibration)", calibrated=True
     )
     mixture_coverage: list[float] = metric(
         "mixture coverage",
         "fraction of elements inside the mixture's central p-interval",
         per_level=True,
+        calibrated=True,
     )
     mixture_inside_counts: list[int] = metric(
         "mixture elements inside",
         "elements inside the mixture's central p-interval",
         per_level=True,
+        calibrated=True,
     )
     mixture_pit_counts: list[int] = metric(
-        "mixture PIT histogram", "counts of the mixture's PIT in equal bins", vector=True
+        "mixture PIT histogram",
+        "counts of the mixture's PIT in equal bins",
+        vector=True,
+        calibrated=True,
     )
 
 
