@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import properscoring
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -272,7 +273,6 @@ def test_workers_and_chunking_give_the_same_sums(tmp_path):
 def test_point_members_crps_is_the_ensemble_crps():
     """Zero variances are point masses: the mixture CRPS is properscoring's ensemble CRPS, and
     the PIT a step."""
-    properscoring = pytest.importorskip("properscoring")
     rng = np.random.default_rng(8)
     mean = rng.normal(size=(200, 6))
     target = rng.normal(size=200)
