@@ -512,3 +512,31 @@ def test_ensemble_checks_need_ensemble_and_only_some_need_calibration(tmp_path):
     assert passed.exit_code == 0, passed.output
     line = one_line(run_cli(path, "--ensemble", "--no-calibration", "--check", "mixture_crps < 9"))
     assert line.endswith("a --check uses a calibration metric: drop --no-calibration")
+
+
+@pytest.mark.parametrize("kind", ["std", "log_var"])
+def test_members_spread_as_std_or_log_var(tmp_path, kind):
+    from gaussnll.core import ColumnSpec
+
+    data = make_ensemble(300, members=4, seed=18)
+    spread = np.sqrt(data["var"]) if kind == "std" else np.log(data["var"])
+    table = list_table({**data, "var": spread}).rename_columns(["mean", "spread", "target"])
+    path = write_table(table, tmp_path / "e.parquet")
+    columns = ColumnSpec(spread="spread", spread_kind=kind)
+    report = score(str(path), columns=columns, ensemble=True, device="cpu")
+    assert_matches_reference(report.ensemble, mixture_reference(data), full=False)
+
+
+def test_one_variance_per_member_broadcasts_over_outputs(tmp_path):
+    """Nested [M][1] variances with [M][D] means: each member's variance serves every output."""
+    data = make_ensemble(200, members=3, outputs=2, seed=19)
+    data["var"] = np.repeat(data["var"][:, :, :1], 2, axis=2)
+    table = list_table(data)
+    narrow = pa.array([[[v] for v in row] for row in data["var"][:, :, 0]])
+    path = write_table(table.set_column(1, "var", narrow), tmp_path / "e.parquet")
+    report = score(str(path), ensemble=True, device="cpu")
+    assert_matches_reference(report.ensemble, mixture_reference(data), full=False)
+    out = tmp_path / "rows.csv"
+    assert run_cli(path, "--ensemble", "--per-row", out).exit_code == 0
+    header = out.read_text().splitlines()[0]
+    assert header == '"nll_mean[0]","nll_mean[1]","mixture_nll_mean[0]","mixture_nll_mean[1]"'
