@@ -409,7 +409,7 @@ def test_a_weight_count_that_is_not_m(tmp_path):
     path = write_table(list_table(data), tmp_path / "e.parquet")
     line = one_line(run_cli(path, "--ensemble", "--member-weights", "1,2"))
     assert "e.parquet" in line and "row 1" in line and "column 'mean'" in line
-    assert "3 members where --member-weights give 2" in line
+    assert "3 members where 2 weights are given" in line
 
 
 @pytest.mark.parametrize(

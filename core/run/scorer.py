@@ -138,11 +138,13 @@ class Scorer:
         mean = chunk.mean
         problem = None
         if mean.shape[1] != len(weights.normalised):
-            given = "--member-weights give" if self.options.member_weights else "earlier rows have"
-            problem = (
-                spec.mean,
-                f"{mean.shape[1]} members where {given} {len(weights.normalised)}",
+            expected = len(weights.normalised)
+            given = (
+                f"{expected} weights are given"
+                if self.options.member_weights
+                else (f"earlier rows have {expected}")
             )
+            problem = (spec.mean, f"{mean.shape[1]} members where {given}")
         elif var.shape[1] != mean.shape[1]:
             problem = (spec.spread, f"{var.shape[1]} members where the mean has {mean.shape[1]}")
         elif var.shape[2] not in (1, mean.shape[2]):
