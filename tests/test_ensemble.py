@@ -540,3 +540,17 @@ def test_one_variance_per_member_broadcasts_over_outputs(tmp_path):
     assert run_cli(path, "--ensemble", "--per-row", out).exit_code == 0
     header = out.read_text().splitlines()[0]
     assert header == '"nll_mean[0]","nll_mean[1]","mixture_nll_mean[0]","mixture_nll_mean[1]"'
+
+
+def test_a_config_file_sets_the_ensemble_and_its_weights(tmp_path, monkeypatch):
+    data = make_ensemble(100, members=3, seed=20)
+    path = write_table(list_table(data), tmp_path / "e.parquet")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.gaussnll]\nensemble = true\nmember_weights = [1, 2, 0]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(path, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ensemble"]["weights"] == pytest.approx([1 / 3, 2 / 3, 0])
+    (tmp_path / "pyproject.toml").write_text('[tool.gaussnll]\nmember_weights = [1, "x"]\n')
+    assert "--member-weights must be numbers" in one_line(run_cli(path, "--json"))
