@@ -206,13 +206,13 @@ def mixture_cdf(members: Members, target: Tensor) -> Tensor:
 
 def _a(x: Tensor, var: Tensor) -> Tensor:
     """``A(x, s²) = E|X|`` for ``X ~ N(x, s²)``: ``x (2Φ(x/s) - 1) + 2 s φ(x/s)``, written as
-    ``x erf(t/√2) + s √(2/π) exp(-t²/2)`` with ``t = x/s``; ``|x|`` at ``s = 0``."""
-    std = var.sqrt()
-    positive = std > 0
-    t = x / torch.where(positive, std, 1.0)
-    smooth = x * torch.erf(t * _INV_SQRT_2)
-    smooth += _SQRT_2_OVER_PI * std * torch.exp(-0.5 * t * t)
-    return torch.where(positive, smooth, x.abs())
+    ``x erf(t/√2) + s √(2/π) exp(-t²/2)`` with ``t = x/s``. A zero ``s`` is raised to the
+    smallest normal float, where the formula's limit is exact: ``|x|`` (``erf(±∞) = ±1``,
+    ``exp(-∞) = 0``)."""
+    std = var.sqrt().clamp_(min=torch.finfo(var.dtype).tiny)
+    t = x / std
+    smooth = torch.erf(t * _INV_SQRT_2).mul_(x)
+    return smooth.add_(t.square_().mul_(-0.5).exp_().mul_(std), alpha=_SQRT_2_OVER_PI)
 
 
 def mixture_crps(members: Members, target: Tensor) -> Tensor:
