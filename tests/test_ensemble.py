@@ -20,7 +20,16 @@ from torch.distributions import Categorical, MixtureSameFamily, Normal
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import SCORE_METRICS, InputError, OptionError, ScoreOptions, Scorer, score
+from gaussnll.core import (
+    SCORE_METRICS,
+    ColumnSpec,
+    InputError,
+    OptionError,
+    ScoreOptions,
+    Scorer,
+    compare,
+    score,
+)
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
@@ -56,8 +65,6 @@ def column_table(data: dict) -> pa.Table:
 
 
 def column_options(members: int, **more) -> ScoreOptions:
-    from gaussnll.core import ColumnSpec
-
     spec = ColumnSpec(
         mean=[f"m{m}" for m in range(members)], spread=[f"v{m}" for m in range(members)]
     )
@@ -241,7 +248,9 @@ def test_groups_equal_the_groups_scored_alone(tmp_path):
     region = np.random.default_rng(0).choice(["a", "b", "c"], size=900)
     table = list_table(data).append_column("region", pa.array(region))
     path = write_table(table, tmp_path / "e.parquet")
-    report = score(str(path), ensemble=True, device="cpu", chunk_size=128, columns=_by("region"))
+    report = score(
+        str(path), ensemble=True, device="cpu", chunk_size=128, columns=ColumnSpec(by="region")
+    )
     for group in report.groups:
         (key,) = group.key
         rows = region == key
@@ -252,12 +261,6 @@ def test_groups_equal_the_groups_scored_alone(tmp_path):
         assert mine.mixture_pit_counts == theirs.mixture_pit_counts
     payload = report.to_dict()
     assert "mixture_nll" in payload["groups"][0]["ensemble"]
-
-
-def _by(column):
-    from gaussnll.core import ColumnSpec
-
-    return ColumnSpec(by=column)
 
 
 def test_workers_and_chunking_give_the_same_sums(tmp_path):
@@ -439,23 +442,13 @@ def test_spread_members_must_match_the_means(tmp_path):
     data = make_ensemble(30, members=3)
     path = write_table(column_table(data), tmp_path / "e.csv")
     with pytest.raises(InputError, match="2 members where the mean has 3"):
-        score(
-            str(path),
-            column_options(3).__class__(
-                columns=column_options(3).columns.__class__(
-                    mean=["m0", "m1", "m2"], spread=["v0", "v1"]
-                ),
-                ensemble=True,
-                device="cpu",
-            ),
-        )
+        columns = ColumnSpec(mean=["m0", "m1", "m2"], spread=["v0", "v1"])
+        score(str(path), columns=columns, ensemble=True, device="cpu")
 
 
 def test_compare_pairs_the_moment_matched_gaussians(tmp_path):
     """Two ensembles of the same targets: each side's report is its moment-matched Gaussian's,
     with its mixture section, and the paired difference is of the matched NLLs."""
-    from gaussnll.core import compare
-
     first = make_ensemble(400, members=3, seed=14)
     second = {**first, "mean": first["mean"] + 0.2}
     paths = [
@@ -516,8 +509,6 @@ def test_ensemble_checks_need_ensemble_and_only_some_need_calibration(tmp_path):
 
 @pytest.mark.parametrize("kind", ["std", "log_var"])
 def test_members_spread_as_std_or_log_var(tmp_path, kind):
-    from gaussnll.core import ColumnSpec
-
     data = make_ensemble(300, members=4, seed=18)
     spread = np.sqrt(data["var"]) if kind == "std" else np.log(data["var"])
     table = list_table({**data, "var": spread}).rename_columns(["mean", "spread", "target"])
