@@ -545,3 +545,23 @@ def test_a_config_file_sets_the_ensemble_and_its_weights(tmp_path, monkeypatch):
     assert json.loads(result.stdout)["ensemble"]["weights"] == pytest.approx([1 / 3, 2 / 3, 0])
     (tmp_path / "pyproject.toml").write_text('[tool.gaussnll]\nmember_weights = [1, "x"]\n')
     assert "--member-weights must be numbers" in one_line(run_cli(path, "--json"))
+
+
+@pytest.mark.parametrize("name", ["e.parquet", "e.arrow", "e.csv"])
+def test_an_ensemble_is_read_in_batches_of_chunk_size_over_m_rows(tmp_path, name):
+    """Read batches hold about chunk_size values per role, whatever M is."""
+    from gaussnll.core.io.readers import scoring_request
+    from gaussnll.core.io.sources import resolve_source
+
+    data = make_ensemble(50, members=10, seed=21)
+    is_csv = name.endswith(".csv")
+    path = write_table(column_table(data) if is_csv else list_table(data), tmp_path / name)
+    options = (
+        column_options(10, chunk_size=1000)
+        if is_csv
+        else ScoreOptions(ensemble=True, chunk_size=1000)
+    )
+    source = resolve_source(str(path))
+    assert scoring_request(source, options).chunk_size == 100
+    single = ScoreOptions(columns=options.columns, chunk_size=1000)
+    assert scoring_request(source, single).chunk_size == 1000

@@ -15,7 +15,7 @@ import pyarrow as pa
 from gaussnll.core.errors import InputError, NegativeSpreadError, UsageError
 from gaussnll.core.io.chunks import Chunk, to_chunks
 from gaussnll.core.io.prefetch import prefetched
-from gaussnll.core.io.readers import ReadRequest, count_rows, iter_batches
+from gaussnll.core.io.readers import ReadRequest, count_rows, iter_batches, scoring_request
 from gaussnll.core.io.sources import FileFormat, Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions
@@ -42,10 +42,8 @@ def score_path(
     options = options or ScoreOptions()
     source = resolve_source(path)
     options = resolve_quantiles(source, options)
-    spec = options.columns
-    request = ReadRequest(spec.needed, spec.numeric, options.chunk_size, options.delimiter)
     return score_batches(
-        iter_batches(source, request),
+        iter_batches(source, scoring_request(source, options)),
         options,
         label=path,
         file_format=source.format.value,
