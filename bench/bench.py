@@ -6,7 +6,7 @@ Each file's cases run ``--repeat`` times, taking turns; a case reports its faste
 largest peak RSS of its runs (a noisy machine slows runs down, never speeds them up).
 
     python bench/bench.py            # 5M, 10M, 50M Parquet rows; 10M CSV rows; 10M rows by group;
-                                     # ensembles of 1, 5, 10, 50 members of 200k rows
+                                     # ensembles of 1, 5, 10, 50 members of 1M rows
     python bench/bench.py --parquet-rows 1000000 --csv-rows 1000000 --group-rows 1000000  # quick
     python bench/bench.py --parquet-rows --csv-rows --group-rows   # the ensembles only
 """
@@ -287,7 +287,7 @@ def main() -> None:
         "--group-rows", type=int, nargs="*", default=[10_000_000], help="rows of the --by cases"
     )
     parser.add_argument(
-        "--ensemble-rows", type=int, default=200_000, help="rows of the --ensemble cases"
+        "--ensemble-rows", type=int, default=1_000_000, help="rows of the --ensemble cases"
     )
     parser.add_argument(
         "--ensemble-members",
