@@ -283,6 +283,8 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     checks = parse_checks(texts, catalog)
     if any(catalog.uses_calibration(c.metric) for c in checks) and not settings["calibration"]:
         raise UsageError("a --check uses a calibration metric: drop --no-calibration")
+    if any(catalog.uses_ensemble(c.metric) for c in checks) and not settings["ensemble"]:
+        raise UsageError("a --check uses an ensemble metric: add --ensemble")
     return checks
 
 

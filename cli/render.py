@@ -14,6 +14,7 @@ from rich.console import Console, RenderableType
 
 from gaussnll.cli.layout import Grid, blocks, show, side_by_side
 from gaussnll.cli.literal import code_span, markdown
+from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
 from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import (
     SCORE_METRICS,
@@ -99,6 +100,8 @@ def report_blocks(
     if report.calibration is not None:
         cal = report.calibration
         parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
+    if report.ensemble is not None:
+        parts.append(ensemble_table(report, number))
     if len(report.outputs) > 1:
         parts += blocks(console, outputs_grid(report))
     if report.by:
@@ -129,6 +132,7 @@ def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
     if report.calibration is not None:
         grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
+    lines += ensemble_markdown(report, number)
     if report.by:
         grid = groups_grid(report)
         lines += ["", f"**{markdown(grid.title)}**", ""]
@@ -305,7 +309,9 @@ def _skipped_text(report: Report) -> str:
 def coverage_grid(cal: CalibrationSummary) -> Grid:
     """Per level: every per-level metric, headed by the name a check uses (the summary
     table gives their labels)."""
-    per_level = [m for m in SCORE_METRICS.metrics.values() if m.per_level]
+    per_level = [
+        m for m in SCORE_METRICS.metrics.values() if m.per_level and m.section == "calibration"
+    ]
     headers = ["level p", *(f"{m.name}@p" for m in per_level)]
     rows, styles = [], {}
     for index, level in enumerate(cal.levels):

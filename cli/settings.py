@@ -76,13 +76,20 @@ class Setting:
         return given if self.parse is None or given is None else self.parse(given)
 
 
-def parse_levels(value: str | Iterable[Any]) -> tuple[float, ...]:
-    """``"0.5,0.9"`` (command line) or ``[0.5, 0.9]`` (config) → ``(0.5, 0.9)``."""
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    try:
-        return tuple(float(part) for part in parts)
-    except (TypeError, ValueError):
-        raise UsageError(f"--levels must be numbers separated by commas. Got {value!r}.") from None
+def numbers(flag: str) -> Callable[[str | Iterable[Any]], tuple[float, ...]]:
+    """A parser of ``"0.5,0.9"`` (command line) or ``[0.5, 0.9]`` (config) → ``(0.5, 0.9)``
+    for ``flag``."""
+
+    def parse(value: str | Iterable[Any]) -> tuple[float, ...]:
+        parts = value.split(",") if isinstance(value, str) else list(value)
+        try:
+            return tuple(float(part) for part in parts)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"{flag} must be numbers separated by commas. Got {value!r}."
+            ) from None
+
+    return parse
 
 
 def _columns(role: str, help: str, *, default: Any = None, **more: Any) -> Setting:
@@ -213,7 +220,7 @@ SETTINGS: tuple[Setting, ...] = (
         DEFAULT_LEVELS,
         "Central-interval levels, comma-separated.",
         core="levels",
-        parse=parse_levels,
+        parse=numbers("--levels"),
         metavar="P,P,...",
     ),
     Setting(
@@ -231,6 +238,23 @@ SETTINGS: tuple[Setting, ...] = (
         "Bins of predicted sigma, of nearly equal count, for ENCE and the error-vs-uncertainty "
         "figure.",
         core="uncertainty_bins",
+    ),
+    Setting(
+        "ensemble",
+        bool,
+        _core_default("ensemble"),
+        "Each row holds M Gaussians: list columns of M (or the comma-separated mean and spread "
+        "columns); scored as their moment-matched Gaussian and as a mixture.",
+        core="ensemble",
+    ),
+    Setting(
+        "member_weights",
+        list,
+        None,
+        "Weights of the ensemble's members, comma-separated (normalised; default uniform).",
+        core="member_weights",
+        metavar="W1,...,WM",
+        parse=numbers("--member-weights"),
     ),
     Setting(
         "workers",

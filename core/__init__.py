@@ -1,6 +1,7 @@
 """gaussnll's library: the torch-exact loss, the streaming scorer and its report.
 
-``gaussian_nll_loss`` / ``GaussianNLLLoss`` are drop-in replacements for torch's; ``score``
+``gaussian_nll_loss`` / ``GaussianNLLLoss`` are drop-in replacements for torch's;
+``gaussian_mixture_nll_loss`` is the NLL of a mixture over a member dimension; ``score``
 streams a file, a table or tensor chunks through the same loss into a :class:`Report`;
 ``compare`` scores two models of the same targets. Names are imported on first use, so
 importing ``gaussnll.core`` does not import torch or pyarrow; type checkers see them all.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
     from gaussnll.core.io.writers import RowWriter, row_file_format
     from gaussnll.core.loss import GaussianNLLLoss, gaussian_nll_loss
+    from gaussnll.core.mixture_loss import gaussian_mixture_nll_loss
     from gaussnll.core.options import (
         DEFAULT_CHUNK_ROWS,
         DEFAULT_CONFIDENCE,
@@ -116,6 +118,7 @@ _EXPORTS = {
     "evaluate": "report.checks",
     "evaluate_per_group": "report.checks",
     "fit_recalibration": "report.recalibrate",
+    "gaussian_mixture_nll_loss": "mixture_loss",
     "gaussian_nll_loss": "loss",
     "keep_freed_memory": "run.allocator",
     "metric_levels": "report.checks",

@@ -129,6 +129,9 @@ class ScoreOptions:
     intervals: Mapping[str, Sequence[float] | int] = field(default_factory=dict)
     recalibration: RecalibrationMap | None = None  # variance scales to apply before the floor
     max_groups: int = DEFAULT_MAX_GROUPS  # with ``columns.by``: more groups stop the run
+    # M Gaussians per row (see ``state.mixture``): the mean and spread columns hold the members
+    ensemble: bool = False
+    member_weights: tuple[float, ...] | None = None  # one per member; None: uniform
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -170,6 +173,9 @@ class ScoreOptions:
             "must be 0 (automatic) or more",
             self.workers,
         )
+        _check_member_weights(self.member_weights, self.ensemble)
+        if self.member_weights is not None:
+            object.__setattr__(self, "member_weights", tuple(self.member_weights))
         object.__setattr__(self, "intervals", dict(self.intervals))
         if self.recalibration is not None:
             _check_recalibration(self.recalibration, self.eps)
@@ -215,6 +221,24 @@ def _check_recalibration(recalibration: RecalibrationMap, eps: float) -> None:
             f"was fitted with eps {recalibration.eps:g}, not {eps:g}: refit it, or score with "
             f"eps {recalibration.eps:g}.",
         )
+
+
+def _check_member_weights(weights: Sequence[float] | None, ensemble: bool) -> None:
+    if weights is None:
+        return
+    values = list(weights)
+    _require(ensemble, "member_weights", "are for ensembles (ensemble=True)", values)
+    _require(
+        bool(values)
+        and all(
+            isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+            for w in values
+        ),
+        "member_weights",
+        "must be finite numbers >= 0",
+        values,
+    )
+    _require(any(w > 0 for w in values), "member_weights", "must not all be zero", values)
 
 
 def _check_intervals(name: str, edges: Sequence[float] | int, by: Names) -> None:

@@ -21,6 +21,7 @@ from gaussnll.core.errors import InputError
 from gaussnll.core.io.csv_input import CsvRead, csv_batches, csv_header
 from gaussnll.core.io.labels import LabelColumns
 from gaussnll.core.io.sources import STDIN, FileFormat, Source
+from gaussnll.core.options import ScoreOptions
 
 PARQUET_BUFFER_BYTES = 1 << 20  # larger buffers cost memory and read no faster
 _DELIMITER_HINTS = (";", "\t", "|", ":")
@@ -36,6 +37,34 @@ class ReadRequest:
     chunk_size: int
     delimiter: str = ","
     on_bytes: Callable[[int], None] | None = None
+
+
+def scoring_request(source: Source, options: ScoreOptions) -> ReadRequest:
+    """What scoring reads: the options' columns, in batches of ``chunk_size`` rows; an
+    ensemble's of ``chunk_size / M`` rows when its M members per row can be told before the
+    pass (member columns, or the first row of a list column), so a batch holds about as many
+    values whatever M is."""
+    spec = options.columns
+    rows = options.chunk_size
+    if options.ensemble:
+        members = len(spec.mean) if len(spec.mean) > 1 else _first_list_length(source, spec.mean[0])
+        rows = max(1, rows // (members or 1))
+    return ReadRequest(options.needed, spec.numeric, rows, options.delimiter)
+
+
+def _first_list_length(source: Source, column: str) -> int | None:
+    """The length of ``column``'s first value when it is a list in a Parquet or Arrow file;
+    None otherwise, or when it cannot be read (the pass itself reports why)."""
+    if source.format is FileFormat.CSV or not source.files:
+        return None
+    request = ReadRequest((column,), (column,), 1)
+    try:
+        for _, batch in iter_batches(Source(source.name, source.format, source.files[:1]), request):
+            value = batch.column(0)[0].as_py()
+            return len(value) if isinstance(value, list) else None
+    except InputError:
+        return None
+    return None
 
 
 @dataclass

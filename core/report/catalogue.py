@@ -21,6 +21,8 @@ from gaussnll.core.report.fields import FieldSpec, Shape, declared
 from gaussnll.core.report.report import Report
 
 LEVEL_SEPARATOR = "@"
+CALIBRATION_SECTIONS = ("calibration", "accuracy")  # computed only with calibration
+ENSEMBLE_SECTION = "ensemble"
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,14 @@ class ScoreMetrics:
 
     def uses_calibration(self, metric: str) -> bool:
         entry = self.find(metric)
-        return entry is not None and entry.section is not None
+        if entry is None:
+            return False
+        return entry.section in CALIBRATION_SECTIONS or entry.spec.calibrated
+
+    def uses_ensemble(self, metric: str) -> bool:
+        """Whether ``metric`` is an ensemble's (``ScoreOptions.ensemble``)."""
+        entry = self.find(metric)
+        return entry is not None and entry.section == ENSEMBLE_SECTION
 
     def integer(self, metric: str) -> bool:
         """Whether ``metric`` is a count, to be shown without decimals."""
@@ -177,6 +186,10 @@ class CompareMetrics:
             return self.score.integer(name)
         entry = self.metrics.get(name)
         return entry is not None and entry.integer
+
+    def uses_ensemble(self, metric: str) -> bool:
+        side, name = self._split(metric)
+        return side is not None and self.score.uses_ensemble(name)
 
     def suggestion(self, metric: str) -> str | None:
         side, name = self._split(metric)

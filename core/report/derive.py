@@ -11,6 +11,7 @@ from torch import Tensor
 from gaussnll.core.io.grouping import GroupKeys, sort_key
 from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import ScoreOptions
+from gaussnll.core.report.ensemble_summary import EnsembleSummaries
 from gaussnll.core.report.report import GroupScore, OutputScore, Report
 from gaussnll.core.report.summary_table import Summaries, SummaryTable
 from gaussnll.core.state.nonfinite import SKIP_REASONS
@@ -54,6 +55,12 @@ class Reports(Sequence[Report]):
         self._sums = (loss + constant * rows.unsqueeze(1).double()).tolist()
         self._summaries = _calibration_summaries(state, rows, loss, by_group, options)
         self._rows = rows.tolist()
+        self._ensemble = None
+        if state.mixture is not None:
+            elements = rows * self._outputs
+            self._ensemble = EnsembleSummaries(
+                state.mixture, elements, by_group=by_group, full=options.full
+            )
         self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
         self._names = options.columns.output_names(self._outputs)
         self._options = options
@@ -103,6 +110,7 @@ class Reports(Sequence[Report]):
             ),
             calibration=calibration,
             accuracy=accuracy,
+            ensemble=None if self._ensemble is None else self._ensemble[b],
             nan_policy=options.nan_policy,
             skipped_rows=self._skipped[b][0],
             skipped_reasons=dict(zip(SKIP_REASONS, self._skipped[b][1:], strict=True)),

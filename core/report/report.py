@@ -79,6 +79,50 @@ class AccuracySummary:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EnsembleSummary:
+    """An ensemble scored as its mixture of Gaussians (the rest of the report scores its
+    moment-matched Gaussian); definitions in the README's Ensembles section."""
+
+    members: int = metric("members", "ensemble members with a nonzero weight")
+    weights: list[float] = info("every member's weight, normalised to sum 1", in_groups=True)
+    mixture_nll: float = metric("mixture NLL", "mean over elements of the mixture's NLL")
+    member_nll: list[float | None] = metric(
+        "member NLL", "each member's mean NLL on its own (null: weight 0)", vector=True
+    )
+    member_nll_mean: float = metric(
+        "weighted member NLL", "the members' NLLs weighted by their weights"
+    )
+    aleatoric_var: float = metric("aleatoric variance", "mean of the weighted member variances")
+    epistemic_var: float = metric(
+        "epistemic variance", "mean of the weighted squared member deviations from the mean"
+    )
+    epistemic_fraction: float = metric(
+        "epistemic fraction", "epistemic variance / (aleatoric + epistemic)"
+    )
+    mixture_crps: float | None = metric(
+        "mixture CRPS", "mean CRPS of the mixture (null without calibration)", calibrated=True
+    )
+    mixture_coverage: list[float] = metric(
+        "mixture coverage",
+        "fraction of elements inside the mixture's central p-interval",
+        per_level=True,
+        calibrated=True,
+    )
+    mixture_inside_counts: list[int] = metric(
+        "mixture elements inside",
+        "elements inside the mixture's central p-interval",
+        per_level=True,
+        calibrated=True,
+    )
+    mixture_pit_counts: list[int] = metric(
+        "mixture PIT histogram",
+        "counts of the mixture's PIT in equal bins",
+        vector=True,
+        calibrated=True,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutputScore:
     """The scores of one output column (one of the ``D`` in a multi-output prediction)."""
 
@@ -114,6 +158,7 @@ class Report:
     nll_sum: float = metric("NLL sum", "sum of the element losses")
     calibration: CalibrationSummary | None = section(CalibrationSummary, default=None)
     accuracy: AccuracySummary | None = section(AccuracySummary, default=None)
+    ensemble: EnsembleSummary | None = section(EnsembleSummary, default=None)
     skipped_rows: int = metric("skipped rows", "rows dropped for non-finite values", default=0)
     skipped_reasons: dict[str, int] = info(
         "per role, dropped rows with a non-finite value there",

@@ -21,6 +21,7 @@ from gaussnll.core.io.readers import (
     count_rows,
     iter_batches,
     read_progress,
+    scoring_request,
 )
 from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import FileFormat, Source, resolve_source
@@ -51,11 +52,9 @@ def score_path(
     options = options or ScoreOptions()
     source = resolve_source(path)
     options = resolve_quantiles(source, options)
-    spec = options.columns
-    request = ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
     progress = read_progress(source)
     return score_batches(
-        iter_batches(source, request, progress),
+        iter_batches(source, scoring_request(source, options), progress),
         options,
         label=path,
         file_format=source.format.value,
@@ -164,7 +163,8 @@ def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> N
 
 
 def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> pa.RecordBatch:
-    """Per-row losses of one chunk; rows skipped for non-finite values get nulls."""
+    """Per-row losses of one chunk (an ensemble's mixture losses too, ``mixture_nll``); rows
+    skipped for non-finite values get nulls."""
     spec = options.columns
     values = scored.per_row(options.full).cpu().numpy()
     skipped = None if scored.kept is None else (~scored.kept).cpu().numpy()
@@ -173,6 +173,13 @@ def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> p
         pa.array(np.ascontiguousarray(values[:, j]), mask=skipped) for j in range(values.shape[1])
     ]
     labels = ["nll"] if len(names) == 1 else [f"nll_{name}" for name in names]
+    mixture = scored.mixture_per_row(options.full)
+    if mixture is not None:  # an ensemble: its mixture's losses beside the matched Gaussian's
+        mixed = mixture.cpu().numpy()
+        columns += [
+            pa.array(np.ascontiguousarray(mixed[:, j]), mask=skipped) for j in range(mixed.shape[1])
+        ]
+        labels += [f"mixture_{label}" for label in labels]
     if ids is not None and spec.id is not None:
         columns.insert(0, ids)
         labels.insert(0, spec.id)

@@ -23,6 +23,7 @@ from gaussnll.core.options import ColumnSpec, ScoreOptions, Spread
 from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.validation import raise_first_problem
+from gaussnll.core.state.mixture import Members, MemberWeights
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
 from gaussnll.core.state.score_state import ScoreState
 
@@ -31,16 +32,25 @@ TENSORS = "<tensors>"
 
 @dataclass(frozen=True)
 class Scored:
-    """What one chunk contributed: the element losses of its scored rows (no constant), and
-    which rows were kept (None: all of them)."""
+    """What one chunk contributed: the element losses of its scored rows (no constant), which
+    rows were kept (None: all of them), and for an ensemble the mixture's element losses."""
 
     loss: Tensor
     kept: Tensor | None
+    mixture: Tensor | None = None
 
     def per_row(self, full: bool) -> Tensor:
         """The losses aligned with the chunk's rows (NaN where skipped), with the constant if
         ``full``: what torch's ``reduction='none'`` gives."""
-        loss = self.loss + HALF_LOG_2PI if full else self.loss
+        return self._aligned(self.loss, full)
+
+    def mixture_per_row(self, full: bool) -> Tensor | None:
+        """The mixture's element losses as ``per_row`` gives the Gaussian's (None: no
+        ensemble)."""
+        return None if self.mixture is None else self._aligned(self.mixture, full)
+
+    def _aligned(self, loss: Tensor, full: bool) -> Tensor:
+        loss = loss + HALF_LOG_2PI if full else loss
         return loss if self.kept is None else expand_rows(loss, self.kept, float("nan"))
 
 
@@ -65,14 +75,24 @@ class Scorer:
             )
         self.group_keys = GroupKeys(by, self.options.edges()) if by else None
         self._validity = _Validity(self.device)
+        self._weights: MemberWeights | None = None  # an ensemble's, from its first chunk
+        self._weight_tensor: Tensor | None = None
         self._started = time.perf_counter()
         self._rows_given = 0
 
     def update(self, mean: Tensor, target: Tensor, var: Tensor) -> Tensor:
-        """Add rows given as tensors; return their element losses (with the ``full`` constant)."""
+        """Add rows given as tensors; return their element losses (with the ``full`` constant).
+
+        For an ensemble, ``mean`` and ``var`` are ``(rows, members)`` or ``(rows, members, D)``
+        and the losses are the moment-matched Gaussian's.
+        """
         dtype = DTYPES[self.options.dtype]
         roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
+        if self.options.ensemble:
+            roles[0], roles[2] = (
+                t.unsqueeze(2) if t.ndim == 2 else t for t in (roles[0], roles[2])
+            )
         where = Location(TENSORS, self._rows_given + 1)
         chunk = Chunk(mean=roles[0], target=roles[1], spread=roles[2], ids=None, where=where)
         recalibration = self.options.recalibration
@@ -94,6 +114,12 @@ class Scorer:
         state = self.prepare(chunk)
         if self.group_keys is not None:
             self._reserve_groups(state, self.group_keys)
+        var = chunk.variance(spec.spread_kind)
+        members, given, given_var = None, chunk, var
+        if self._weights is not None:  # scored as the moment-matched Gaussian
+            members = self._members(chunk, var)
+            chunk = replace(chunk, mean=members.matched_mean, spread=members.matched_var)
+            var = members.matched_var
         _check_widths(chunk, spec, state.outputs)
         if chunk.scale is not None and chunk.scale.shape[1] != state.outputs:
             raise InputError(
@@ -101,7 +127,6 @@ class Scorer:
                 f"{state.outputs}: use a map fitted on predictions of the same outputs",
                 path=chunk.where.path,
             )
-        var = chunk.variance(spec.spread_kind)
         scored, scored_var, kept = chunk, var, None
         if options.nan_policy == "skip":
             kept, bad = finite_rows(chunk.mean, chunk.target, var)
@@ -110,21 +135,69 @@ class Scorer:
                 kept = None
             else:
                 scored, scored_var = chunk.rows(kept), var[kept]
+                members = None if members is None else members.rows(kept)
         floored = state.floored(scored_var, options.eps, scored.group)
         error = scored.target - scored.mean
         terms = nll_terms(error, floored)
         loss = terms.loss
         chunk_sums = state.update(terms, error, scored_var, floored, scored.group)
-        if self._validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
+        mixture = None
+        if members is not None and state.mixture is not None:
+            mixture = state.mixture.update(members, scored.target, options.eps, scored.group)
+        checked = given if kept is None else given.rows(kept)
+        if self._validity.bad_here(checked, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
-            _explain(chunk, spec, var, aligned, options.nan_policy)
-        return Scored(loss, kept)
+            if members is not None:  # each member a column of the file, as read
+                given = replace(given, mean=given.mean.flatten(1), spread=given.spread.flatten(1))
+                given_var = given_var.flatten(1)
+            _explain(given, spec, given_var, aligned, options.nan_policy)
+        return Scored(loss, kept, mixture)
+
+    def _members(self, chunk: Chunk, var: Tensor) -> Members:
+        """The chunk's ensemble members (those of nonzero weight), checked against the first
+        chunk's: the same number of members, and a spread for each."""
+        spec, weights, weight_tensor = self.options.columns, self._weights, self._weight_tensor
+        if weights is None or weight_tensor is None:
+            raise ValueError("members are read only once the first chunk has set the weights")
+        mean = chunk.mean
+        problem = None
+        if mean.shape[1] != len(weights.normalised):
+            expected = len(weights.normalised)
+            given = (
+                f"{expected} weights are given"
+                if self.options.member_weights
+                else (f"earlier rows have {expected}")
+            )
+            problem = (spec.mean, f"{mean.shape[1]} members where {given}")
+        elif var.shape[1] != mean.shape[1]:
+            problem = (spec.spread, f"{var.shape[1]} members where the mean has {mean.shape[1]}")
+        elif var.shape[2] not in (1, mean.shape[2]):
+            problem = (
+                spec.spread,
+                f"{var.shape[2]} outputs per member where the mean has {mean.shape[2]}",
+            )
+        if problem is not None:
+            names, detail = problem
+            raise InputError(
+                f"has {detail}",
+                path=chunk.where.path,
+                column=",".join(names),
+                row=chunk.where.row(0),
+            )
+        if len(weights.kept) < mean.shape[1]:
+            index = torch.tensor(weights.kept, device=mean.device)
+            mean, var = mean.index_select(1, index), var.index_select(1, index)
+        return Members.of(mean, var, weight_tensor)
 
     def prepare(self, chunk: Chunk) -> ScoreState:
         """The state, made for ``chunk``'s outputs if this is the first (threads adding chunks
         at once must be given a prepared scorer)."""
         if self.state is None:
-            self.state = self._new_state(chunk.mean.shape[1])
+            if self.options.ensemble:
+                members = chunk.mean.shape[1]
+                self._weights = MemberWeights.of(self.options.member_weights, members)
+                self._weight_tensor = self._weights.tensor(self.device, chunk.mean.dtype)
+            self.state = self._new_state(chunk.mean.shape[-1])
         return self.state
 
     def failed(self) -> bool:
@@ -136,6 +209,7 @@ class Scorer:
         if other.state is None:
             return
         if self.state is None:
+            self._weights, self._weight_tensor = other._weights, other._weight_tensor
             self.state = self._new_state(other.state.outputs)
         mapping = None
         if self.group_keys is not None:
@@ -157,6 +231,7 @@ class Scorer:
             levels=self.options.levels if calibration else None,
             pit_bins=self.options.pit_bins,
             grouped=self.group_keys is not None,
+            members=self._weights,
         )
 
     def _reserve_groups(self, state: ScoreState, group_keys: GroupKeys) -> None:

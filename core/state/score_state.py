@@ -13,6 +13,7 @@ from torch import Tensor
 
 from gaussnll.core.loss import NllTerms
 from gaussnll.core.state.calibration import CalibrationState
+from gaussnll.core.state.mixture import MemberWeights, MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
 from gaussnll.core.state.sinks import Sums
 from gaussnll.core.state.uncertainty import UncertaintyState
@@ -24,7 +25,8 @@ class ScoreState:
     ``update`` adds a chunk, ``merge`` adds another state (e.g. from another worker or file
     partition); nothing is read back from the device until the caller asks. A ``grouped``
     state also keeps every sum per group; ``group`` arguments give each row's group (a dense
-    index: call ``reserve`` first with the number of groups).
+    index: call ``reserve`` first with the number of groups). An ensemble's state (its ``members``'
+    weights given) also keeps its ``mixture`` sums, which the scorer adds to.
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class ScoreState:
         levels: Sequence[float] | None = None,
         pit_bins: int = 20,
         grouped: bool = False,
+        members: MemberWeights | None = None,
     ) -> None:
         self.outputs = outputs
         self.grouped = grouped
@@ -51,6 +54,11 @@ class ScoreState:
         self.uncertainty = (
             UncertaintyState(outputs, device, grouped=grouped) if levels is not None else None
         )
+        self.mixture = (
+            MixtureState(members, device, levels=levels, pit_bins=pit_bins, grouped=grouped)
+            if members is not None
+            else None
+        )
 
     @property
     def rows(self) -> int:
@@ -64,11 +72,13 @@ class ScoreState:
         if self.calibration is not None and self.uncertainty is not None:
             self.calibration.reserve(groups)
             self.uncertainty.reserve(groups)
+        if self.mixture is not None:
+            self.mixture.reserve(groups)
 
     @property
     def bytes_per_group(self) -> int:
         """The memory one group's sums take in a grouped state, calibration included."""
-        parts = [*self._all_sums(), self.calibration, self.uncertainty]
+        parts = [*self._all_sums(), self.calibration, self.uncertainty, self.mixture]
         return sum(part.bytes_per_group for part in parts if part is not None)
 
     def count_skipped(self, kept: Tensor, bad: Tensor, group: Tensor | None = None) -> None:
@@ -113,12 +123,16 @@ class ScoreState:
             raise ValueError(f"cannot merge states of {other.outputs} and {self.outputs} outputs")
         if (self.calibration is None) != (other.calibration is None):
             raise ValueError("cannot merge a state with calibration into one without")
+        if (self.mixture is None) != (other.mixture is None):
+            raise ValueError("cannot merge an ensemble's state into one without members")
         for mine, theirs in zip(self._all_sums(), other._all_sums(), strict=True):
             mine.merge(theirs, mapping)
         if self.calibration is not None and other.calibration is not None:
             self.calibration.merge(other.calibration, mapping)
         if self.uncertainty is not None and other.uncertainty is not None:
             self.uncertainty.merge(other.uncertainty, mapping)
+        if self.mixture is not None and other.mixture is not None:
+            self.mixture.merge(other.mixture, mapping)
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:
         """On the CPU, per group (or for the whole input, as one group): ``rows`` ``(B,)``,
