@@ -5,8 +5,10 @@ with its own peak RSS (``wait4``). Data is generated once with a fixed seed unde
 Each file's cases run ``--repeat`` times, taking turns; a case reports its fastest run and the
 largest peak RSS of its runs (a noisy machine slows runs down, never speeds them up).
 
-    python bench/bench.py            # 5M, 10M, 50M Parquet rows; 10M CSV rows; 10M rows by group
+    python bench/bench.py            # 5M, 10M, 50M Parquet rows; 10M CSV rows; 10M rows by group;
+                                     # ensembles of 1, 5, 10, 50 members of 1M rows
     python bench/bench.py --parquet-rows 1000000 --csv-rows 1000000 --group-rows 1000000  # quick
+    python bench/bench.py --parquet-rows --csv-rows --group-rows   # the ensembles only
 """
 
 from __future__ import annotations
@@ -82,6 +84,38 @@ def generate(path: Path, rows: int, groups: tuple[int, ...] = ()) -> Path:
     return path
 
 
+def generate_ensemble(path: Path, rows: int, members: int) -> Path:
+    """Write ``rows`` seeded predictions of ``members`` Gaussians each (list columns ``mean``
+    and ``var`` of ``members`` values, as ``--ensemble`` reads them) and a target."""
+    if path.exists():
+        return path
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(SEED)
+    temporary = path.with_suffix(path.suffix + ".partial")
+    writer = None
+    step = max(1, WRITE_ROWS // members)
+    for start in range(0, rows, step):
+        n = min(step, rows - start)
+        truth = rng.normal(size=n)
+        mean = truth[:, None] + 0.5 * rng.standard_normal((n, members))
+        var = rng.uniform(0.05, 3.0, size=(n, members))
+        target = truth + rng.standard_normal(n)
+        lists = {
+            name: pa.FixedSizeListArray.from_arrays(values.ravel(), members)
+            for name, values in (("mean", mean), ("var", var))
+        }
+        batch = pa.record_batch({**lists, "target": target})
+        if writer is None:
+            writer = pq.ParquetWriter(str(temporary), batch.schema)
+        writer.write_batch(batch)
+    writer.close()
+    temporary.rename(path)
+    return path
+
+
 def generate_apart(path: Path, rows: int, groups: tuple[int, ...]) -> None:
     """``generate`` in a fresh interpreter. Generating here would leave this process large, and
     a child's peak RSS counts its parent's at the fork: every case would report at least that."""
@@ -90,6 +124,20 @@ def generate_apart(path: Path, rows: int, groups: tuple[int, ...]) -> None:
     process = multiprocessing.get_context("spawn").Process(
         target=generate, args=(path, rows, groups)
     )
+    _join(process, path)
+
+
+def generate_ensemble_apart(path: Path, rows: int, members: int) -> None:
+    """``generate_ensemble`` in a fresh interpreter (see ``generate_apart``)."""
+    if path.exists():
+        return
+    process = multiprocessing.get_context("spawn").Process(
+        target=generate_ensemble, args=(path, rows, members)
+    )
+    _join(process, path)
+
+
+def _join(process: multiprocessing.process.BaseProcess, path: Path) -> None:
     process.start()
     process.join()
     if process.exitcode != 0:
@@ -173,6 +221,31 @@ def group_cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
     return listed
 
 
+ENSEMBLE_CASES = (
+    ("--ensemble", ["--ensemble", "--json"]),
+    ("--ensemble --no-calibration", ["--ensemble", "--json", "--no-calibration"]),
+)
+
+
+def ensemble_table(results: list[Result], members: dict[str, int]) -> str:
+    """Each ensemble case against the same case with one member (``members``: by file)."""
+    one = {r.case: r.seconds for r in results if members[r.file] == 1}
+    lines = [
+        "| members | case | rows/s | wall s | peak RSS MB | x 1 member |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {members[r.file]} | {r.case} | {r.rows_per_second:,.0f} | {r.seconds:.2f} | "
+        f"{r.peak_rss_mb:,.0f} | {_ratio(r.seconds, one.get(r.case))} |"
+        for r in sorted(results, key=lambda r: (r.case, members[r.file]))
+    ]
+    return "\n".join(lines)
+
+
+def _ratio(seconds: float, reference: float | None) -> str:
+    return "-" if reference is None else f"{seconds / reference:.2f}"
+
+
 def startup_seconds() -> dict[str, float]:
     """Wall time of ``gaussnll --help`` and ``--version`` (best of 3)."""
     timings = {}
@@ -213,6 +286,16 @@ def main() -> None:
     parser.add_argument(
         "--group-rows", type=int, nargs="*", default=[10_000_000], help="rows of the --by cases"
     )
+    parser.add_argument(
+        "--ensemble-rows", type=int, default=1_000_000, help="rows of the --ensemble cases"
+    )
+    parser.add_argument(
+        "--ensemble-members",
+        type=int,
+        nargs="*",
+        default=[1, 5, 10, 50],
+        help="members of each ensemble case (1 is the reference; none: no ensemble cases)",
+    )
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     parser.add_argument(
         "--skip-naive-above",
@@ -237,14 +320,33 @@ def main() -> None:
         listed = group_cases(path, args.device) if is_grouped else cases(path, args.device)
         listed = [c for c in listed if not (c[0] == NAIVE and rows > args.skip_naive_above)]
         results += measure_repeated(listed, path, rows, args.repeat)
+    ensembles, members = [], {}
+    for count in args.ensemble_members:
+        path = args.data_dir / f"bench_ensemble_{args.ensemble_rows}_m{count}.parquet"
+        print(f"generating/using {path} ...", file=sys.stderr)
+        generate_ensemble_apart(path, args.ensemble_rows, count)
+        members[path.name] = count
+        listed = [
+            (case, case, [*score_command(path, args.device), *flags])
+            for case, flags in ENSEMBLE_CASES
+        ]
+        ensembles += measure_repeated(listed, path, args.ensemble_rows, args.repeat)
     startup = startup_seconds()
-    print(table(results))
+    if results:
+        print(table(results))
+    if ensembles:
+        print()
+        print(ensemble_table(ensembles, members))
     print()
     print(f"Each case: the fastest of {args.repeat} runs, with the largest peak RSS of them.")
     print(" | ".join(f"gaussnll {flag}: {seconds:.2f} s" for flag, seconds in startup.items()))
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    payload = {"results": [asdict(r) for r in results], "startup_seconds": startup}
+    payload = {
+        "results": [asdict(r) for r in results],
+        "ensembles": [{**asdict(r), "members": members[r.file]} for r in ensembles],
+        "startup_seconds": startup,
+    }
     (out / "latest.json").write_text(json.dumps(payload, indent=2))
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from importlib.metadata import version
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from gaussnll.cli.exits import EXIT_BROKEN_PIPE, raise_on_sigterm, user_errors
+from gaussnll.cli.exits import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, raise_on_sigterm, user_errors
 from gaussnll.cli.settings import (
     COMPARE,
     MERGE,
@@ -22,10 +25,31 @@ from gaussnll.cli.settings import (
     Setting,
     settings_of,
 )
-from gaussnll.core import keep_freed_memory
+from gaussnll.cli.streams import closed_stream_code, writing_stdout
+from gaussnll.core import OutputError, keep_freed_memory
+
+
+class _FlagHelp:
+    """``--help`` listed as the flag it is, without a ``<bool>`` value."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_FlagHelp, TyperCommand):
+    pass
+
+
+class _Group(_FlagHelp, TyperGroup):
+    pass
+
 
 app = typer.Typer(
     name="gaussnll",
+    cls=_Group,
     help="Score probabilistic regression predictions with a torch-exact Gaussian NLL.",
     no_args_is_help=True,
     add_completion=False,
@@ -43,7 +67,13 @@ def _print_version(value: bool) -> None:
 def _root(
     show_version: Annotated[
         bool,
-        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version."),
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Show the version.",
+            metavar="",
+        ),
     ] = False,
 ) -> None:
     """Score probabilistic regression predictions with a torch-exact Gaussian NLL."""
@@ -53,12 +83,14 @@ def _option(setting: Setting) -> inspect.Parameter:
     """A typer option for ``setting``: None unless given, so a config file can fill it; its
     help names the built-in default."""
     default = setting.default
-    shown = "" if default in (None, False, ()) or not setting.config else _default_text(default)
+    shown = setting.shown_default
+    if shown is None and default not in (None, False, ()) and setting.config:
+        shown = _default_text(default)
     option = typer.Option(
         *setting.flags,
         help=setting.help + (f" \\[default: {shown}]" if shown else ""),
         show_default=False,
-        metavar=setting.metavar,
+        metavar="" if setting.kind is bool else setting.metavar,  # a flag takes no value
     )
     kind: Any = list[str] if setting.kind is list and setting.parse is None else setting.kind
     if setting.parse is not None:
@@ -74,12 +106,19 @@ def _default_text(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, tuple):
-        return ",".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
+        return ",".join(_default_text(item) for item in value)
+    if isinstance(value, float):  # 1e-06 reads as 1e-6
+        return re.sub(r"e([+-])0*(\d)", lambda m: f"e{m[1].strip('+')}{m[2]}", f"{value:g}")
+    return str(value)
 
 
 def _command(
-    name: str, arguments: list[inspect.Parameter], run: Callable[..., int], doc: str
+    name: str,
+    arguments: list[inspect.Parameter],
+    run: Callable[..., int],
+    doc: str,
+    summary: str,
+    examples: list[str],
 ) -> None:
     """Register command ``name``: its ``arguments`` then every setting it takes as options;
     ``run(*argument values, given)`` gets the options given on the command line."""
@@ -89,7 +128,7 @@ def _command(
     def command(**values: Any) -> None:
         given = {key: value for key, value in values.items() if key not in argument_names}
         given = {key: value for key, value in given.items() if value is not None}
-        with user_errors(bool(given.get("debug")), name, given):
+        with user_errors(bool(given.get("debug")), name, given), writing_stdout():
             code = run(*(values[key] for key in argument_names), given)
         if code:
             raise typer.Exit(code)
@@ -98,7 +137,8 @@ def _command(
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     command.__doc__ = doc
     command.__name__ = name
-    app.command(name=name)(command)
+    epilog = "Examples:\n\n" + "\n\n".join(f"  $ {example}" for example in examples)
+    app.command(name=name, cls=_Command, short_help=summary, epilog=epilog)(command)
 
 
 def _argument(name: str, metavar: str, help: str) -> inspect.Parameter:
@@ -133,6 +173,12 @@ _command(
     Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input, 3 on an
     internal error.
     """,
+    "Score a prediction file: NLL, calibration, quality gates.",
+    [
+        "gaussnll score sample_data/preds.parquet",
+        "gaussnll score sample_data/preds.csv --check 'nll <= 0' --check 'coverage@0.9 >= 0.8'",
+        "gaussnll score sample_data/preds_2d.parquet --levels 0.5,0.9 --format markdown",
+    ],
 )
 _command(
     COMPARE,
@@ -147,6 +193,13 @@ _command(
     Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input, 3 on an
     internal error.
     """,
+    "Compare two models' predictions of the same targets, row by row.",
+    [
+        "gaussnll compare sample_data/preds.parquet sample_data/preds_candidate.parquet "
+        "--id-col id",
+        "gaussnll compare sample_data/preds.parquet sample_data/preds_candidate.parquet "
+        "--id-col id --max-regression 0 --format markdown",
+    ],
 )
 
 
@@ -171,6 +224,11 @@ _command(
     and after. Apply the map with score --recalibration MAP, or write rescaled predictions with
     rescale.
     """,
+    "Fit variance scales on held-out predictions, and show before and after.",
+    [
+        "gaussnll recalibrate sample_data/preds.parquet -o map.json",
+        "gaussnll recalibrate sample_data/preds.parquet --by region -o map.json --json",
+    ],
 )
 _command(
     RESCALE,
@@ -182,6 +240,11 @@ _command(
     """Write PATH's rows to -o FILE with every variance (or standard deviation, or
     log-variance, in the input's own form) rescaled by the map; every other column as it is.
     """,
+    "Write predictions with their variances rescaled by a recalibration map.",
+    [
+        "gaussnll rescale map.json sample_data/preds.csv -o recalibrated.csv",
+        "gaussnll rescale map.json sample_data/preds.parquet -o recalibrated.parquet",
+    ],
 )
 
 
@@ -215,6 +278,12 @@ _command(
     Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input, 3 on an
     internal error.
     """,
+    "Merge the saved states of shards into the report of the whole input.",
+    [
+        "gaussnll merge sample_data/preds_part1.state.json sample_data/preds_part2.state.json",
+        "gaussnll merge sample_data/preds_part1.state.json sample_data/preds_part2.state.json "
+        "--check 'nll <= 0' --format markdown",
+    ],
 )
 
 
@@ -222,9 +291,13 @@ def main() -> None:
     """Console-script entry point: run the command, then leave without interpreter teardown.
 
     Tearing down torch's modules is slow and there is nothing to clean up: every output file is
-    closed before a command returns. stdout and stderr are flushed first; a reader that closed
-    the pipe early (``| head``) ends the run quietly.
+    closed before a command returns. stdout and stderr are flushed first: a reader that closed
+    the pipe early (``| head``) ends the run quietly with 141, a failed write (a full disk)
+    with 2 and one line.
     """
+    code = closed_stream_code()
+    if code is not None:
+        os._exit(code)
     keep_freed_memory()
     raise_on_sigterm()
     try:
@@ -233,8 +306,14 @@ def main() -> None:
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with writing_stdout():
+            sys.stdout.flush()
     except BrokenPipeError:
         code = code or EXIT_BROKEN_PIPE
+    except OutputError as error:
+        if not code:  # else the command has said what went wrong already
+            print(f"gaussnll: error: {error}", file=sys.stderr)
+            code = EXIT_BAD_INPUT
+    with suppress(OSError):
+        sys.stderr.flush()
     os._exit(code)

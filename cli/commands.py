@@ -4,7 +4,7 @@ run the core, render, apply the checks, and choose the exit code."""
 from __future__ import annotations
 
 import dataclasses
-import os
+import math
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gaussnll.cli.config import Config, load_config
-from gaussnll.cli.exits import EXIT_CHECK_FAILED
+from gaussnll.cli.exits import EXIT_CHECK_FAILED, signals_ignored
+from gaussnll.cli.gates import report_failures
+from gaussnll.cli.html_report import compare_page, require_matplotlib, score_page
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import CheckResults, print_report, report_json, report_markdown
@@ -25,6 +27,7 @@ from gaussnll.cli.settings import (
     SPREAD_SETTINGS,
     settings_of,
 )
+from gaussnll.cli.streams import writing_stdout
 from gaussnll.core import (
     COMPARE_METRICS,
     SCORE_METRICS,
@@ -32,13 +35,13 @@ from gaussnll.core import (
     Check,
     ColumnSpec,
     FileFormat,
+    PlannedOutputs,
     RecalibrationMap,
     Report,
     RowWriter,
     ScoreOptions,
     Spread,
     UsageError,
-    atomic_row_writer,
     compare,
     evaluate,
     evaluate_per_group,
@@ -50,11 +53,15 @@ from gaussnll.core import (
     row_file_format,
     score,
     score_on_dask,
-    write_text_atomically,
 )
 
 SHOWN_GROUPS = 100  # groups in a table or Markdown report without --top (JSON has them all)
 FORMATS = ("table", "json", "markdown")
+
+
+# the settings that name output files
+OUTPUT_FILES = ("per_row", "junit_xml", "html", "save_state")
+PER_ROW, JUNIT_XML, HTML, SAVE_STATE = (BY_NAME[name].flag_name for name in OUTPUT_FILES)
 
 
 @dataclass(frozen=True)
@@ -65,15 +72,36 @@ class Outputs:
     per_row: str | None
     junit_xml: str | None
     quiet: bool
+    html: str | None = None
+    per_row_format: FileFormat | None = None  # None: no --per-row, or a directory of parts
+    save_state: str | None = None
 
     @classmethod
-    def of(cls, given: dict[str, Any]) -> Outputs:
+    def of(cls, given: dict[str, Any], rows_in_directory: bool = False) -> Outputs:
+        """The outputs given; ``rows_in_directory``: --per-row names a directory (--dask)."""
         output_format = "json" if given.get("json") else given.get("format") or "table"
         if output_format not in FORMATS:
             raise UsageError(f"--format must be table, json or markdown. Got {output_format!r}.")
+        per_row = given.get("per_row")
         return cls(
-            output_format, given.get("per_row"), given.get("junit_xml"), bool(given.get("quiet"))
+            output_format,
+            per_row,
+            given.get("junit_xml"),
+            bool(given.get("quiet")),
+            given.get("html"),
+            row_file_format(per_row) if per_row is not None and not rows_in_directory else None,
+            given.get("save_state"),
         )
+
+    def planned(self, inputs: Iterable[str], config: Config) -> PlannedOutputs:
+        """The output files by flag, checked against every file read (``inputs`` and the
+        config file), stdout and each other; --per-row without a file format is a directory."""
+        files = {BY_NAME[name].flag_name: getattr(self, name) for name in OUTPUT_FILES}
+        inputs = list(inputs)
+        if config.path is not None:
+            inputs.append(config.path)
+        directories = [PER_ROW] if self.per_row is not None and self.per_row_format is None else []
+        return PlannedOutputs(files, inputs, stdout=True, directories=directories)
 
 
 def resolve_settings(given: dict[str, Any], config: Config, command: str) -> dict[str, Any]:
@@ -99,13 +127,15 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     """Score ``path``, render the report and the checks; return the exit code (0 or 1)."""
     config = load_config(given.get("config_file"))
     settings = resolve_settings(given, config, SCORE)
-    outputs = Outputs.of(given)
+    outputs = Outputs.of(given, rows_in_directory=settings["dask"] is not None)
     checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
     _check_grouping(settings, checks)
+    if given.get("html"):
+        require_matplotlib()
     options = score_options(settings, checks)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
     format_given = given.get("format") is not None or bool(given.get("json"))
-    if rows_on_stdout and (format_given or checks or outputs.junit_xml):
+    if rows_on_stdout and (format_given or checks or outputs.junit_xml or given.get("html")):
         raise UsageError(
             "--reduction none streams per-row CSV to stdout; add --per-row FILE to also get "
             "a report, checks or JUnit"
@@ -113,42 +143,35 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if options.columns.id and not (outputs.per_row or rows_on_stdout):
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
-    state_to = given.get("save_state")
-    _check_distinct_outputs(
-        [outputs.per_row, outputs.junit_xml, state_to], "--per-row, --junit-xml and --save-state"
-    )
-    if state_to is not None and _same_file(state_to, source.files):
-        raise UsageError(f"--save-state {state_to} is an input file: give another path")
-    if settings["dask"] is not None:
-        if rows_on_stdout:
-            raise UsageError("--dask writes per-row losses to a directory: add --per-row DIR")
-        with progress_callback("scoring", not outputs.quiet) as on_progress:
-            report = score_on_dask(
-                path,
-                options,
-                address=settings["dask"],
-                workers=settings["dask_workers"],
-                state_to=state_to,
-                on_progress=on_progress,
-                rows_to_directory=outputs.per_row,
-            )
-        return _report_score(report, checks, settings, outputs, config, "score")
-    rows_context: AbstractContextManager[RowWriter | None]
-    if outputs.per_row is not None:
-        rows_context = atomic_row_writer(
-            outputs.per_row, row_file_format(outputs.per_row, source.files)
-        )
-    elif rows_on_stdout:
-        rows_context = nullcontext(RowWriter(sys.stdout.buffer, FileFormat.CSV))
-    else:
-        rows_context = nullcontext(None)
-    with rows_context as rows_to, progress_callback("scoring", not outputs.quiet) as on_progress:
-        report = score(path, options, rows_to=rows_to, on_progress=on_progress, state_to=state_to)
-        if rows_on_stdout and rows_to is not None:
-            rows_to.close()
-    if rows_on_stdout:
-        return 0
-    return _report_score(report, checks, settings, outputs, config, "score")
+    with outputs.planned(source.files, config) as files:
+        if settings["dask"] is not None:
+            if rows_on_stdout:
+                raise UsageError("--dask writes per-row losses to a directory: add --per-row DIR")
+            with progress_callback("scoring", not outputs.quiet) as on_progress:
+                report = score_on_dask(
+                    path,
+                    options,
+                    address=settings["dask"],
+                    workers=settings["dask_workers"],
+                    state_to=_sink(files, SAVE_STATE),
+                    on_progress=on_progress,
+                    rows_to_directory=_sink(files, PER_ROW),
+                )
+        else:
+            with (
+                _row_writer(files, outputs, rows_on_stdout) as rows_to,
+                progress_callback("scoring", not outputs.quiet) as on_progress,
+            ):
+                report = score(
+                    path,
+                    options,
+                    rows_to=rows_to,
+                    on_progress=on_progress,
+                    state_to=_sink(files, SAVE_STATE),
+                )
+            if rows_on_stdout:
+                return 0
+        return _report_score(report, checks, settings, files, outputs.format, config, "score")
 
 
 def run_merge(paths: list[str], given: dict[str, Any]) -> int:
@@ -156,30 +179,32 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
     config = load_config(given.get("config_file"))
     settings = resolve_settings(given, config, MERGE)
     outputs = Outputs.of(given)
-    with progress_callback("merging", not outputs.quiet) as on_progress:
-        documents = []
-        for done, path in enumerate(paths, start=1):
-            documents.append(load_state(path))
-            if on_progress is not None:
-                on_progress(done, len(paths))
-        scorer = merge_states(documents, paths)
-    label = ", ".join(paths)
-    report = scorer.report(label, "state")
-    settings.update(by=list(report.by), calibration=report.calibration is not None)
-    checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
-    _check_grouping(settings, checks)
-    return _report_score(report, checks, settings, outputs, config, "merge")
+    with outputs.planned(paths, config) as files:
+        with progress_callback("merging", not outputs.quiet) as on_progress:
+            documents = []
+            for done, path in enumerate(paths, start=1):
+                documents.append(load_state(path))
+                if on_progress is not None:
+                    on_progress(done, len(paths), None, None)
+            scorer = merge_states(documents, paths)
+        report = scorer.report(", ".join(paths), "state")
+        settings.update(by=list(report.by), calibration=report.calibration is not None)
+        checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
+        _check_grouping(settings, checks)
+        return _report_score(report, checks, settings, files, outputs.format, config, "merge")
 
 
 def _report_score(
     report: Report,
     checks: list[Check],
     settings: dict[str, Any],
-    outputs: Outputs,
+    files: PlannedOutputs,
+    output_format: str,
     config: Config,
     command: str,
 ) -> int:
-    """Apply the checks to a score report, render both, write the JUnit file; the exit code."""
+    """Apply the checks to a score report, render both (and the HTML page), write the JUnit
+    file and commit the outputs; the exit code."""
     _warn_of_many_groups(report.groups_total, settings["by"])
     results: CheckResults
     if settings["per_group"]:
@@ -187,23 +212,19 @@ def _report_score(
     else:
         results = evaluate(checks, report)
     top = settings["top"]
-    if top is None and outputs.format != "json":
+    if top is None and output_format != "json":
         top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
     report = report.with_groups(settings["sort_by"], top)
-    _render(SCORE_RENDERERS, outputs.format, report, results, config, settings)
-    return _finish(results, outputs, f"gaussnll {command} {report.path}", report.seconds)
+    _render(SCORE_RENDERERS, output_format, report, results, config, settings)
+    if HTML in files:
+        files.write_text(HTML, score_page(report, results, settings))
+    suite = f"gaussnll {command} {report.path}"
+    return _finish(results, files, suite, report.seconds, SCORE_METRICS)
 
 
-def _same_file(path: str, files: Iterable[str]) -> bool:
-    """Whether ``path`` names one of ``files``."""
-    return os.path.realpath(path) in {os.path.realpath(file) for file in files}
-
-
-def _check_distinct_outputs(paths: list[str | None], flags: str) -> None:
-    """Two outputs of one run must be different files."""
-    given = [os.path.realpath(path) for path in paths if path is not None]
-    if len(set(given)) < len(given):
-        raise UsageError(f"{flags} must name different files")
+def _sink(files: PlannedOutputs, label: str) -> str | None:
+    """Where to write output ``label`` now, if it was asked for."""
+    return files.sink(label) if label in files else None
 
 
 def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
@@ -214,29 +235,46 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     output_format = outputs.format
     texts = list(settings["compare_checks"])
     if settings["max_regression"] is not None:
-        texts.append(f"delta_nll_ci_low <= {float(settings['max_regression']):g}")
+        bound = float(settings["max_regression"])
+        if not math.isfinite(bound):
+            raise UsageError(f"--max-regression must be a finite number. Got {bound} instead.")
+        texts.append(f"delta_nll_ci_low <= {bound:g}")
     checks = _parsed_checks(texts, settings, COMPARE_METRICS)
     options = score_options(settings, checks)
+    if given.get("html"):
+        require_matplotlib()
     sources = [resolve_source(path) for path in (baseline, candidate)]
-    rows_context: AbstractContextManager[RowWriter | None] = nullcontext(None)
-    if outputs.per_row is not None:
-        files = [f for source in sources for f in source.files]
-        rows_context = atomic_row_writer(outputs.per_row, row_file_format(outputs.per_row, files))
-    with (
-        rows_context as rows_to,
-        progress_callback("comparing", not outputs.quiet) as on_progress,
-    ):
-        report = compare(
-            baseline,
-            candidate,
-            options,
-            confidence=float(settings["confidence"]),
-            rows_to=rows_to,
-            on_progress=on_progress,
+    with outputs.planned((f for source in sources for f in source.files), config) as files:
+        with (
+            _row_writer(files, outputs) as rows_to,
+            progress_callback("comparing", not outputs.quiet) as on_progress,
+        ):
+            report = compare(
+                baseline,
+                candidate,
+                options,
+                confidence=float(settings["confidence"]),
+                rows_to=rows_to,
+                on_progress=on_progress,
+            )
+        results = evaluate(checks, report, COMPARE_METRICS)
+        _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
+        if HTML in files:
+            files.write_text(HTML, compare_page(report, results, settings))
+        return _finish(
+            results, files, f"gaussnll compare {report.label}", report.seconds, COMPARE_METRICS
         )
-    results = evaluate(checks, report, COMPARE_METRICS)
-    _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
-    return _finish(results, outputs, f"gaussnll compare {report.label}", report.seconds)
+
+
+def _row_writer(
+    files: PlannedOutputs, outputs: Outputs, rows_on_stdout: bool = False
+) -> AbstractContextManager[RowWriter | None]:
+    """Where per-row losses go: the ``--per-row`` file's temporary sink, stdout, or nowhere."""
+    if outputs.per_row is not None and outputs.per_row_format is not None:
+        return RowWriter(files.sink(PER_ROW), outputs.per_row_format, name=outputs.per_row)
+    if rows_on_stdout:
+        return RowWriter(sys.stdout.buffer, FileFormat.CSV)
+    return nullcontext(None)
 
 
 @dataclass(frozen=True)
@@ -261,14 +299,15 @@ def _render(
     settings: dict[str, Any],
 ) -> None:
     """Print ``report`` and the check ``results`` on stdout in ``output_format``."""
-    if output_format == "json":
-        pieces = renderers.json(report, results, config_file=config.path, settings=settings)
-        sys.stdout.writelines(pieces)
-        sys.stdout.write("\n")
-    elif output_format == "markdown":
-        print(renderers.markdown(report, results))
-    else:
-        renderers.table(report, results)
+    with writing_stdout():
+        if output_format == "json":
+            pieces = renderers.json(report, results, config_file=config.path, settings=settings)
+            sys.stdout.writelines(pieces)
+            sys.stdout.write("\n")
+        elif output_format == "markdown":
+            print(renderers.markdown(report, results))
+        else:
+            renderers.table(report, results)
 
 
 MANY_GROUPS = 10_000
@@ -310,13 +349,23 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     checks = parse_checks(texts, catalog)
     if any(catalog.uses_calibration(c.metric) for c in checks) and not settings["calibration"]:
         raise UsageError("a --check uses a calibration metric: drop --no-calibration")
+    if any(catalog.uses_ensemble(c.metric) for c in checks) and not settings["ensemble"]:
+        raise UsageError("a --check uses an ensemble metric: add --ensemble")
     return checks
 
 
-def _finish(results: CheckResults, outputs: Outputs, suite: str, seconds: float) -> int:
-    """Write the JUnit file if asked; the exit code: 1 when a check failed, else 0."""
-    if outputs.junit_xml is not None:
-        write_text_atomically(outputs.junit_xml, junit_xml(results, suite, seconds))
+def _finish(
+    results: CheckResults, files: PlannedOutputs, suite: str, seconds: float, catalog: Catalog
+) -> int:
+    """Write the JUnit file if asked, a line on stderr per failed check, and commit every
+    output file once stdout holds the whole report; the exit code: 1 when a check failed (its
+    outputs are written too), else 0."""
+    if JUNIT_XML in files:
+        files.write_text(JUNIT_XML, junit_xml(results, suite, seconds, catalog))
+    report_failures(results, catalog, sys.stderr)
+    sys.stdout.flush()  # a reader that closed stdout (exit 141) leaves no output file
+    with signals_ignored():
+        files.commit()
     return EXIT_CHECK_FAILED if any(not r.passed for r in results) else 0
 
 
@@ -361,31 +410,27 @@ _CORE = {field.name for field in dataclasses.fields(ScoreOptions)} - {
 
 def parse_by(entries: Iterable[str]) -> tuple[list[str], dict[str, tuple[float, ...] | int]]:
     """``--by`` values as key columns and their intervals: ``region,x`` is a composite key,
-    ``x:0,0.5,1`` breaks ``x`` down at those edges, ``x:q10`` into 10 quantile bins."""
+    ``x:0,0.5,1`` breaks ``x`` down at those edges, ``x:q10`` into 10 quantile bins. A name
+    whose text after its last ``:`` is neither an edge nor ``qK`` is a column name as it is."""
     names: list[str] = []
     intervals: dict[str, tuple[float, ...] | int] = {}
     for entry in entries:
         current: str | None = None
         for token in _names(entry, "--by"):
-            if current is not None and _is_number(token) and isinstance(intervals[current], tuple):
-                intervals[current] = (*intervals[current], float(token))  # type: ignore[misc]
+            edges = intervals.get(current) if current is not None else None
+            if isinstance(edges, tuple) and _is_number(token):
+                intervals[str(current)] = (*edges, float(token))
                 continue
-            name, colon, spec = token.partition(":")
-            names.append(name.strip())
+            name, _, spec = token.rpartition(":")
+            name, spec = name.strip(), spec.strip()
             current = None
-            if not colon:
-                continue
-            current = name.strip()
-            spec = spec.strip()
-            if spec[:1] in ("q", "Q") and spec[1:].isdigit():
-                intervals[current] = int(spec[1:])
-            elif _is_number(spec):
-                intervals[current] = (float(spec),)
+            if name and spec[:1] in ("q", "Q") and spec[1:].isdigit():
+                intervals[name] = int(spec[1:])
+            elif name and _is_number(spec):
+                intervals[name], current = (float(spec),), name
             else:
-                raise UsageError(
-                    f"--by {entry!r}: after {name}: give edges (x:0,0.5,1) or quantile bins "
-                    f"(x:q10). Got {spec!r} instead."
-                )
+                name = token
+            names.append(name)
     return names, intervals
 
 

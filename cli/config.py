@@ -77,11 +77,8 @@ def _validated(table: Any, source: str) -> dict[str, Any]:
         expected = setting.config_types
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
             raise UsageError(f"{source}: {key} has the wrong type ({type(value).__name__})")
-        if (
-            isinstance(value, list)
-            and key != "levels"
-            and not all(isinstance(v, str) for v in value)
-        ):
+        strings = setting.parse is None  # a list that is not parsed as numbers
+        if isinstance(value, list) and strings and not all(isinstance(v, str) for v in value):
             raise UsageError(f"{source}: {key} must be a list of strings")
         values[key] = setting.value(value)
     return values

@@ -2,21 +2,24 @@
 
 0 ok · 1 a quality gate failed (and nothing else) · 2 bad usage, bad input or unwritable output
 · 3 an internal error (a bug: ``--debug`` shows the traceback) · 130 interrupted (Ctrl-C) · 141
-stdout closed by its reader · 143 terminated (SIGTERM). Outputs are written atomically, so every
-exit but 0 and 1 leaves no output file behind.
+stdout closed by its reader · 143 terminated (SIGTERM). Output files are committed together as
+the last step of a run, so every exit but 0 and 1 leaves none written or replaced.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 from typing import Literal
 
 import typer
 
+from gaussnll.cli.literal import literal
 from gaussnll.cli.settings import with_flag
 from gaussnll.core import GaussnllError, OptionError, UsageError
 
@@ -39,6 +42,22 @@ def raise_on_sigterm() -> None:
         raise Terminated
 
     signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM for the block: the renames that commit a run's outputs, its
+    last step, so a signal cannot leave some renamed and others not (the run ends as it would
+    have). Only the main thread can change signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class user_errors:
@@ -67,7 +86,7 @@ class user_errors:
         if self.debug and message is not None:
             traceback.print_exception(kind, error, trace, file=sys.stderr)
         if message is not None:
-            print(f"gaussnll: {message}", file=sys.stderr)
+            print(f"gaussnll: {literal(message)}", file=sys.stderr)
         raise typer.Exit(code) from None
 
 

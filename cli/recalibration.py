@@ -13,21 +13,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from gaussnll.cli.commands import Outputs, resolve_settings, score_options
-from gaussnll.cli.config import load_config
+from gaussnll.cli.config import Config, load_config
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import finite, number
 from gaussnll.cli.settings import RECALIBRATE, RESCALE
 from gaussnll.core import (
+    PlannedOutputs,
     RecalibrationMap,
     Report,
+    RowWriter,
     UsageError,
-    atomic_row_writer,
     fit_recalibration,
     resolve_source,
     row_file_format,
     score,
     write_recalibrated,
-    write_text_atomically,
 )
 
 RECALIBRATE_SCHEMA = "gaussnll.recalibrate/1"
@@ -36,15 +36,32 @@ RECALIBRATE_SCHEMA = "gaussnll.recalibrate/1"
 def run_recalibrate(path: str, given: dict[str, Any]) -> int:
     """Fit the map on ``path``, write it to ``--output``, show the scores before and after."""
     output = _required_output(given, ".json", "the map")
-    settings = resolve_settings(given, load_config(given.get("config_file")), RECALIBRATE)
+    config = load_config(given.get("config_file"))
+    settings = resolve_settings(given, config, RECALIBRATE)
     outputs = Outputs.of(given)
     options = score_options(settings, [])
-    with progress_callback("fitting", not outputs.quiet) as on_progress:
-        before = score(path, options, on_progress=on_progress)
-        fitted = fit_recalibration(before)
-        after = score(path, replace(options, recalibration=fitted), on_progress=on_progress)
-    write_text_atomically(output, json.dumps(fitted.to_dict(), indent=2) + "\n")
-    if outputs.format == "json":
+    with _planned(output, path, config) as files:
+        with progress_callback("fitting", not outputs.quiet) as on_progress:
+            before = score(path, options, on_progress=on_progress)
+            fitted = fit_recalibration(before)
+            after = score(path, replace(options, recalibration=fitted), on_progress=on_progress)
+        files.write_text(OUTPUT, json.dumps(fitted.to_dict(), indent=2) + "\n")
+        _show(outputs.format, path, output, fitted, before, after)
+        sys.stdout.flush()
+        files.commit()
+    return 0
+
+
+def _show(
+    output_format: str,
+    path: str,
+    output: str,
+    fitted: RecalibrationMap,
+    before: Report,
+    after: Report,
+) -> None:
+    """The map's scales and the scores before and after, as a table or JSON on stdout."""
+    if output_format == "json":
         payload = {
             "schema": RECALIBRATE_SCHEMA,
             "map": output,
@@ -55,7 +72,6 @@ def run_recalibrate(path: str, given: dict[str, Any]) -> int:
         print(json.dumps(finite(payload), indent=2))
     else:
         Console().print(_before_after_table(path, output, fitted, before, after))
-    return 0
 
 
 def run_rescale(map_path: str, path: str, given: dict[str, Any]) -> int:
@@ -64,12 +80,26 @@ def run_rescale(map_path: str, path: str, given: dict[str, Any]) -> int:
     settings = resolve_settings(given, load_config(given.get("config_file")), RESCALE)
     options = score_options(settings, [])
     fitted = RecalibrationMap.load(map_path)
-    source = resolve_source(path)
-    with atomic_row_writer(output, row_file_format(output, source.files)) as rows_to:
-        rows = write_recalibrated(path, fitted, options, rows_to)
+    output_format = row_file_format(output)
+    with _planned(output, path, load_config(None), map_path) as files:
+        with RowWriter(files.sink(OUTPUT), output_format, name=output) as rows_to:
+            rows = write_recalibrated(path, fitted, options, rows_to)
+        files.commit()
     if not given.get("quiet"):
         print(f"gaussnll: wrote {rows:,} rescaled rows to {output}", file=sys.stderr)
     return 0
+
+
+OUTPUT = "--output"
+
+
+def _planned(output: str, path: str, config: Config, *more: str) -> PlannedOutputs:
+    """The ``--output`` file, checked against the input's files, the config file and ``more``
+    files read."""
+    inputs = [*resolve_source(path).files, *more]
+    if config.path is not None:
+        inputs.append(config.path)
+    return PlannedOutputs({OUTPUT: output}, inputs, stdout=True)
 
 
 def _required_output(given: dict[str, Any], suffix: str | None, what: str) -> str:

@@ -1,25 +1,39 @@
-"""Render a Report for people (rich tables) or programs (JSON)."""
+"""Render a Report for people (tables, Markdown) or programs (JSON).
+
+Metrics are named as the catalogue names them (``SCORE_METRICS``): a human label beside the
+name a check uses, each number once; counts without decimals; data shown literally."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from rich.columns import Columns
-from rich.console import Console, Group, RenderableType
-from rich.table import Table
+from rich.console import Console, RenderableType
 
-from gaussnll.core import CalibrationSummary, CheckResult, GroupCheckResult, Report
+from gaussnll.cli.layout import Grid, blocks, show, side_by_side
+from gaussnll.cli.literal import code_span, markdown
+from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
+from gaussnll.cli.streams import StdoutConsole
+from gaussnll.core import (
+    SCORE_METRICS,
+    CalibrationSummary,
+    Catalog,
+    CheckResult,
+    GroupCheckResult,
+    Report,
+)
+
+AnyResult = CheckResult | GroupCheckResult
+CheckResults = Sequence[AnyResult]  # whole-report or per-group checks
 
 PIT_BAR_WIDTH = 24
-CheckResults = Sequence[CheckResult | GroupCheckResult]  # whole-report or per-group checks
 
 
 def report_json(
     report: Report,
-    results: CheckResults = (),
+    results: Sequence[AnyResult] = (),
     *,
     config_file: str | None = None,
     settings: dict[str, Any] | None = None,
@@ -32,7 +46,7 @@ def report_json(
 
 def json_with_checks(
     payload: dict[str, Any],
-    results: CheckResults,
+    results: Sequence[AnyResult],
     config_file: str | None,
     settings: dict[str, Any] | None,
     groups: Iterable[dict[str, Any]] | None = None,
@@ -72,68 +86,75 @@ def _compact_json(value: dict[str, Any]) -> str:
         return json.dumps(finite(value), default=list)
 
 
-def print_report(report: Report, results: CheckResults = ()) -> None:
-    Console().print(report_renderable(report, results))
+def print_report(report: Report, results: Sequence[AnyResult] = ()) -> None:
+    console = StdoutConsole()
+    show(console, report_blocks(console, report, results))
 
 
-def report_renderable(report: Report, results: CheckResults = ()) -> RenderableType:
-    """The summary, coverage and the PIT histogram side by side, outputs, then the checks."""
-    parts: list[RenderableType] = [summary_table(report)]
+def report_blocks(
+    console: Console, report: Report, results: Sequence[AnyResult] = ()
+) -> list[RenderableType]:
+    """The summary, coverage and the PIT histogram side by side, outputs, groups, then the
+    checks; each table laid out to fit ``console``."""
+    parts = blocks(console, summary_grid(report))
     if report.calibration is not None:
         cal = report.calibration
-        parts.append(Columns([coverage_table(cal), pit_chart(cal)], padding=(0, 4)))
+        parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
+    if report.ensemble is not None:
+        parts.append(ensemble_table(report, number))
     if len(report.outputs) > 1:
-        parts.append(outputs_table(report))
+        parts += blocks(console, outputs_grid(report))
     if report.by:
-        parts.append(groups_table(report))
+        parts += blocks(console, groups_grid(report))
     if results:
-        parts.append(checks_table(results))
-    return Group(*parts)
+        parts += blocks(console, checks_grid(results, SCORE_METRICS))
+    return parts
 
 
-def checks_table(results: CheckResults) -> Table:
+def checks_grid(results: Sequence[AnyResult], catalog: Catalog) -> Grid:
     failures = sum(not r.passed for r in results)
     title = "checks: all passed" if not failures else f"checks: {failures} failed"
-    table = Table(title=title, title_justify="left")
-    for header in ("metric", "value", "bound", "result"):
-        table.add_column(header, justify="left" if header == "metric" else "right")
-    for result in results:
-        value = result.describe(number)
-        verdict = "[green]pass[/]" if result.passed else "[bold red]FAIL[/]"
+    rows, styles = [], {}
+    for index, result in enumerate(results):
+        value = result.describe(table_number(catalog, result.check.metric))
         bound = f"{result.check.op} {result.check.bound_text()}"
-        table.add_row(result.check.metric, value, bound, verdict)
-    return table
+        rows.append((result.check.metric, value, bound, "pass" if result.passed else "FAIL"))
+        styles[index] = "green" if result.passed else "bold red"
+    return Grid(title, ("metric", "value", "bound", "result"), rows, styles=styles)
 
 
-def report_markdown(report: Report, results: CheckResults = ()) -> str:
+def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
     """A compact report for a pull-request comment or a CI job summary."""
-    lines = [f"### gaussnll score: `{report.path}`", ""]
-    headline = [("NLL (" + report.reduction + ")", report.nll), ("rows", report.rows)]
-    if report.calibration is not None and report.accuracy is not None:
-        cal = report.calibration
-        headline += [
-            ("variance scale s* (1 = calibrated)", cal.var_scale),
-            ("CRPS", cal.crps),
-            ("MACE", cal.mace),
-            ("RMSE", report.accuracy.rmse),
-        ]
-    lines += ["| metric | value |", "| --- | ---: |"]
-    lines += [f"| {name} | {cell(value)} |" for name, value in headline]
+    lines = [f"### gaussnll score: {code_span(report.path)}", ""]
+    lines += ["| metric | name | value |", "| --- | --- | ---: |"]
+    for label, name, value in headline_rows(report, MARKDOWN_HEADLINE):
+        lines.append(f"| {markdown(label)} | `{name}` | {value} |")
     if report.calibration is not None:
-        cal = report.calibration
-        lines += ["", "| level | observed coverage | mean width |", "| ---: | ---: | ---: |"]
-        lines += [
-            f"| {level:g} | {observed:.4f} | {number(width)} |"
-            for level, observed, width in zip(
-                cal.levels, cal.coverage, cal.interval_width, strict=True
-            )
-        ]
+        grid = coverage_grid(report.calibration)
+        lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
+    lines += ensemble_markdown(report, number)
     if report.by:
-        headers, rows = group_rows(report)
-        lines += ["", f"**{groups_title(report)}**", "", "| " + " | ".join(headers) + " |"]
-        lines += ["| " + " | ".join("---" for _ in headers) + " |"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines + checks_markdown(results))
+        grid = groups_grid(report)
+        lines += ["", f"**{markdown(grid.title)}**", ""]
+        lines += markdown_table(grid.headers, grid.rows, keys=grid.keys)
+    return "\n".join(lines + checks_markdown(results, SCORE_METRICS))
+
+
+MARKDOWN_HEADLINE = ("nll", "rows", "var_scale", "crps", "mace", "rmse")
+
+
+def markdown_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], keys: int, code: int | None = None
+) -> list[str]:
+    """A Markdown table: the first ``keys`` columns left-aligned, numbers right-aligned;
+    column ``code`` (metric names) as code spans."""
+    align = ["---" if index < keys else "---:" for index in range(len(headers))]
+    heads = [markdown(header) for header in headers]
+    lines = ["| " + " | ".join(heads) + " |", "| " + " | ".join(align) + " |"]
+    for row in rows:
+        cells = [code_span(c) if i == code and c else markdown(c) for i, c in enumerate(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def groups_title(report: Report) -> str:
@@ -146,8 +167,8 @@ def groups_title(report: Report) -> str:
     return f"by {', '.join(report.by)}: {scope}"
 
 
-def group_rows(report: Report) -> tuple[list[str], list[list[str]]]:
-    """The groups table's headers and rows (each group, then the whole input as ``all``)."""
+def groups_grid(report: Report) -> Grid:
+    """Each group's key, rows and headline metrics, then the whole input as ``(all)``."""
     level = _headline_level(report)
     metrics = ["nll", "crps", "var_scale", "mace", "rmse"]
     if level is not None:
@@ -155,24 +176,19 @@ def group_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     headers = [*report.by, "rows", *metrics]
     rows = [_row_cells(group.key_cells(), group.report, metrics) for group in report.groups]
     rows.append(_row_cells(["(all)"] + [""] * (len(report.by) - 1), report, metrics))
-    return headers, rows
+    total = len(rows) - 1
+    return Grid(
+        groups_title(report),
+        headers,
+        rows,
+        keys=len(report.by),
+        sections=frozenset({total}),
+        styles={total: "bold"},
+    )
 
 
 def _row_cells(key_cells: list[str], report: Report, metrics: list[str]) -> list[str]:
-    return [*key_cells, f"{report.rows:,}", *(_metric_cell(report.metric(m)) for m in metrics)]
-
-
-def groups_table(report: Report) -> Table:
-    headers, rows = group_rows(report)
-    table = Table(title=groups_title(report), title_justify="left")
-    for index, header in enumerate(headers):
-        table.add_column(header, justify="left" if index < len(report.by) else "right")
-    for index, row in enumerate(rows):
-        is_total = index == len(rows) - 1
-        if is_total:
-            table.add_section()
-        table.add_row(*row, style="bold" if is_total else None)
-    return table
+    return [*key_cells, count(report.rows), *(cell(report.metric(m)) for m in metrics)]
 
 
 def _headline_level(report: Report) -> float | None:
@@ -182,126 +198,160 @@ def _headline_level(report: Report) -> float | None:
     return min(report.calibration.levels, key=lambda level: abs(level - 0.9))
 
 
-def _metric_cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def checks_markdown(results: CheckResults) -> list[str]:
+def checks_markdown(results: Sequence[AnyResult], catalog: Catalog) -> list[str]:
     """The checks as Markdown lines (none without checks)."""
     if not results:
         return []
     failures = sum(not r.passed for r in results)
     verdict = "all checks passed" if not failures else f"{failures} check(s) failed"
     lines = ["", f"**{verdict}**", "", "| | check | value |", "| --- | --- | ---: |"]
-    lines += [
-        f"| {'✅' if r.passed else '❌'} | `{r.check.text}` | {r.describe(number)} |"
-        for r in results
-    ]
+    for result in results:
+        value = result.describe(table_number(catalog, result.check.metric))
+        mark = "✅" if result.passed else "❌"
+        lines.append(f"| {mark} | {code_span(result.check.text)} | {markdown(value)} |")
     return lines
 
 
-def cell(value: float | int | None) -> str:
+def table_number(catalog: Catalog, metric: str) -> Callable[[float], str]:
+    """How a table writes values of ``metric``: a count as an integer, else as ``number``."""
+    integer = catalog.integer(metric)
+    return lambda value: cell(value, integer)
+
+
+def cell(value: float | None, integer: bool = False) -> str:
+    """A number in a table: ``-`` when missing, a count with thousands separators."""
     if value is None:
-        return "missing"
-    return f"{value:,}" if isinstance(value, int) else number(value)
+        return "-"
+    return count(value) if integer and math.isfinite(value) else number(value)
 
 
-def summary_table(report: Report) -> Table:
-    table = Table(title=f"gaussnll score: {report.path}", show_header=False, title_justify="left")
-    table.add_column("metric", style="bold")
-    table.add_column("value", justify="right")
-    reduced = "-" if report.nll is None else number(report.nll)
-    table.add_row(f"nll ({report.reduction})", reduced, style="bold green")
-    table.add_row("nll mean", number(report.nll_mean))
-    table.add_row("nll sum", number(report.nll_sum))
-    cal, acc = report.calibration, report.accuracy
-    if cal is not None and acc is not None:
-        table.add_section()
-        table.add_row("nll with constant (full)", number(cal.nll_full))
-        table.add_row("variance scale s* (1 = calibrated)", number(cal.var_scale))
-        table.add_row("nll with variance x s*", number(cal.nll_at_var_scale))
-        table.add_row("CRPS", number(cal.crps))
-        table.add_row(
-            "check score / interval score",
-            f"{number(cal.check_score)} / {number(cal.interval_score_avg)}",
-        )
-        table.add_row(
-            "MACE / RMSCE / miscal. area",
-            f"{cal.mace:.4f} / {cal.rmsce:.4f} / {cal.miscalibration_area:.4f}",
-        )
-        table.add_row("sharpness sqrt(mean var)", number(cal.sharpness))
-        table.add_row("z mean / std", f"{cal.z_mean:.4f} / {cal.z_std:.4f}")
-        table.add_row(
-            "MAE / RMSE / bias", f"{number(acc.mae)} / {number(acc.rmse)} / {number(acc.bias)}"
-        )
-    table.add_section()
-    table.add_row("rows / elements", f"{report.rows:,} / {report.elements:,}")
-    if report.skipped_rows:
-        reasons = ", ".join(f"{role} {n:,}" for role, n in report.skipped_reasons.items() if n)
-        table.add_row(
-            "skipped rows (non-finite)", f"{report.skipped_rows:,} ({reasons})", style="yellow"
-        )
-    if report.eps_floored:
-        table.add_row("variances floored to eps", f"{report.eps_floored:,}", style="yellow")
-    table.add_row("eps / full", f"{report.eps:g} / {str(report.full).lower()}")
-    table.add_row("device / dtype", f"{report.device} / {report.dtype}")
-    table.add_row("seconds / rows/s", f"{report.seconds:.3f} / {report.rows_per_second:,.0f}")
-    return table
+def count(value: float) -> str:
+    return f"{int(value):,}"
 
 
-def coverage_table(cal: CalibrationSummary) -> Table:
-    table = Table(title="central intervals", title_justify="left")
-    for header in ("level", "observed", "inside", "mean width", "interval score"):
-        table.add_column(header, justify="right")
-    for level, observed, inside, width, interval in zip(
-        cal.levels,
-        cal.coverage,
-        cal.inside_counts,
-        cal.interval_width,
-        cal.interval_score,
-        strict=True,
+def headline_rows(report: Report, names: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(human label, the name a check uses, value) of each named metric the report has."""
+    rows = []
+    for name in names:
+        value = report.metric(name)
+        if value is not None:
+            rows.append((label(name, report), name, cell(value, SCORE_METRICS.integer(name))))
+    return rows
+
+
+def label(name: str, report: Report | None = None) -> str:
+    """A metric's human label from the catalogue (``nll`` names its reduction)."""
+    text = SCORE_METRICS.metrics[name.partition("@")[0]].spec.label
+    return f"{text} ({report.reduction})" if name == "nll" and report is not None else text
+
+
+_SUMMARY_SKIPPED = frozenset({"nll", "seconds", "skipped_rows", "eps_floored", "z2_mean"})
+SAME_NUMBER = {"var_scale": "z2_mean"}  # s* = mean(z²): one number, two names
+
+
+def summary_grid(report: Report) -> Grid:
+    """Every scalar metric once, by label and the name a check uses; then how it was run
+    (named by its JSON keys).
+
+    ``nll`` is the mean or the sum by ``reduction``: its name goes beside that one."""
+    rows: list[tuple[str, str, str]] = []
+    sections, styles = set(), {}
+    section: str | None = None
+    for metric in SCORE_METRICS.metrics.values():
+        if metric.per_level or metric.name in _SUMMARY_SKIPPED:
+            continue
+        value = report.metric(metric.name)
+        if value is None:
+            continue
+        if metric.section != section:
+            sections.add(len(rows))
+            section = metric.section
+        name = metric.name
+        if name == f"nll_{report.reduction}":
+            styles[len(rows)] = "bold green"
+            name = f"nll, {name}"
+        if name in SAME_NUMBER:
+            name = f"{name}, {SAME_NUMBER[name]}"
+        rows.append((metric.spec.label, name, cell(value, metric.integer)))
+    sections.add(len(rows))
+    for name, value, text in (
+        ("skipped_rows", report.skipped_rows, _skipped_text(report)),
+        ("eps_floored", report.eps_floored, count(report.eps_floored)),
     ):
-        style = "red" if abs(observed - level) > 0.05 else None
-        table.add_row(
-            f"{level:g}",
-            f"{observed:.4f}",
-            f"{inside:,}",
-            number(width),
-            number(interval),
-            style=style,
-        )
-    return table
-
-
-def pit_chart(cal: CalibrationSummary) -> Table:
-    """PIT histogram bars: flat is calibrated, a U over-confident, a hump under-confident."""
-    table = Table(
-        title="PIT histogram (flat = calibrated)", title_justify="left", show_header=False, box=None
+        if value:
+            styles[len(rows)] = "yellow"
+            rows.append((label(name), name, text))
+    speed = count(report.rows_per_second) if math.isfinite(report.rows_per_second) else "-"
+    full = str(report.full).lower()
+    rows += [
+        ("variance floor / constant added", "eps / full", f"{report.eps:g} / {full}"),
+        ("computed on / in", "device / dtype", f"{report.device} / {report.dtype}"),
+        (label("seconds"), "seconds", f"{report.seconds:.3f}"),
+        ("rows per second", "rows_per_second", speed),
+    ]
+    return Grid(
+        f"gaussnll score: {report.path}",
+        ("metric", "name", "value"),
+        rows,
+        keys=2,
+        sections=frozenset(sections),
+        styles=styles,
+        row_blocks=False,
+        optional=(0,),
     )
-    table.add_column("bin", justify="right", style="dim")
-    table.add_column("bar")
-    table.add_column("count", justify="right", style="dim")
+
+
+def _skipped_text(report: Report) -> str:
+    reasons = ", ".join(f"{role} {n:,}" for role, n in report.skipped_reasons.items() if n)
+    return f"{report.skipped_rows:,} ({reasons})"
+
+
+def coverage_grid(cal: CalibrationSummary) -> Grid:
+    """Per level: every per-level metric, headed by the name a check uses (the summary
+    table gives their labels)."""
+    per_level = [
+        m for m in SCORE_METRICS.metrics.values() if m.per_level and m.section == "calibration"
+    ]
+    headers = ["level p", *(f"{m.name}@p" for m in per_level)]
+    rows, styles = [], {}
+    for index, level in enumerate(cal.levels):
+        values = [getattr(cal, m.name)[index] for m in per_level]
+        cells = [cell(value, m.integer) for value, m in zip(values, per_level, strict=True)]
+        rows.append([f"{level:g}", *cells])
+        if abs(cal.coverage[index] - level) > 0.05:
+            styles[index] = "red"
+    return Grid("central intervals", headers, rows, keys=0, styles=styles)
+
+
+def pit_grid(cal: CalibrationSummary) -> Grid:
+    """PIT histogram bars: flat is calibrated, a U over-confident, a hump under-confident."""
     top = max(cal.pit_counts) or 1
-    for index, count in enumerate(cal.pit_counts):
-        start = index / cal.pit_bins
-        table.add_row(f"{start:.2f}", "█" * round(PIT_BAR_WIDTH * count / top), f"{count:,}")
-    return table
+    rows = [
+        (f"{index / cal.pit_bins:.2f}", "█" * round(PIT_BAR_WIDTH * n / top), count(n))
+        for index, n in enumerate(cal.pit_counts)
+    ]
+    return Grid(
+        "PIT histogram (flat = calibrated)",
+        ("bin", "bar", "count"),
+        rows,
+        keys=2,
+        show_header=False,
+        box=False,
+        row_blocks=False,
+    )
 
 
-def outputs_table(report: Report) -> Table:
-    table = Table(title="per output", title_justify="left")
-    for header in ("output", "nll mean", "CRPS", "var scale", "RMSE"):
-        table.add_column(header, justify="right" if header != "output" else "left")
+def outputs_grid(report: Report) -> Grid:
+    names = ("nll_mean", "crps", "var_scale", "rmse")
+    rows = []
     for output in report.outputs:
-        cal, acc = output.calibration, output.accuracy
-        table.add_row(
-            output.column,
-            number(output.nll_mean),
-            number(cal.crps) if cal else "-",
-            number(cal.var_scale) if cal else "-",
-            number(acc.rmse) if acc else "-",
-        )
-    return table
+        sections = {"calibration": output.calibration, "accuracy": output.accuracy, None: output}
+        values = []
+        for name in names:
+            holder = sections[SCORE_METRICS.metrics[name].section]
+            values.append(cell(None if holder is None else getattr(holder, name)))
+        rows.append((output.column, *values))
+    return Grid("per output", ("output", *names), rows)
 
 
 def number(value: float) -> str:

@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
-from rich.table import Table
+from rich.console import Console, RenderableType
 
+from gaussnll.cli.layout import Grid, blocks, show
+from gaussnll.cli.literal import code_span, markdown
 from gaussnll.cli.render import (
     CheckResults,
+    cell,
+    checks_grid,
     checks_markdown,
-    checks_table,
     json_with_checks,
-    number,
+    label,
+    markdown_table,
 )
-from gaussnll.core import CompareReport, Report
+from gaussnll.cli.streams import StdoutConsole
+from gaussnll.core import COMPARE_METRICS, CompareReport, Report
 
 
 def compare_json(
@@ -31,50 +35,56 @@ def compare_json(
 
 
 def print_compare(report: CompareReport, results: CheckResults = ()) -> None:
-    Console().print(compare_renderable(report, results))
+    console = StdoutConsole()
+    show(console, compare_blocks(console, report, results))
 
 
-def compare_renderable(report: CompareReport, results: CheckResults = ()) -> RenderableType:
-    parts: list[RenderableType] = [side_by_side_table(report), paired_table(report)]
+def compare_blocks(
+    console: Console, report: CompareReport, results: CheckResults = ()
+) -> list[RenderableType]:
+    parts = blocks(console, side_by_side_grid(report))
+    parts += blocks(console, paired_grid(report))
     if results:
-        parts.append(checks_table(results))
-    return Group(*parts)
+        parts += blocks(console, checks_grid(results, COMPARE_METRICS))
+    return parts
 
 
-def side_by_side_table(report: CompareReport) -> Table:
-    table = Table(title=f"gaussnll compare: {report.label}", title_justify="left")
-    for header in ("metric", "baseline", "candidate", "candidate - baseline"):
-        table.add_column(header, justify="left" if header == "metric" else "right")
-    for name, base, cand in metric_rows(report.baseline, report.candidate):
-        table.add_row(name, number(base), number(cand), f"{cand - base:+.6f}")
-    return table
+def side_by_side_grid(report: CompareReport) -> Grid:
+    headers = ("metric", "name", "baseline", "candidate", "candidate - baseline")
+    rows = [
+        (label(name), name, cell(base), cell(cand), f"{cand - base:+.6f}")
+        for name, base, cand in metric_rows(report.baseline, report.candidate)
+    ]
+    return Grid(f"gaussnll compare: {report.label}", headers, rows, keys=2, optional=(0,))
 
 
-def paired_table(report: CompareReport) -> Table:
-    paired = report.paired
-    table = Table(
-        title="paired NLL difference (candidate - baseline; < 0: candidate better)",
-        title_justify="left",
-        show_header=False,
-    )
-    table.add_column("what", style="bold")
-    table.add_column("value", justify="right")
-    table.add_row("verdict", verdict_text(report), style="bold")
-    table.add_row(
-        "mean difference ± standard error", f"{paired.delta_nll:+.6f} ± {paired.delta_nll_se:.6f}"
-    )
-    table.add_row(
-        f"{paired.confidence:.0%} confidence interval",
-        f"[{paired.delta_nll_ci_low:+.6f}, {paired.delta_nll_ci_high:+.6f}]",
-    )
-    table.add_row(
-        "candidate / baseline better on",
-        f"{paired.candidate_better:.1%} / {paired.baseline_better:.1%}",
-    )
-    table.add_row("paired rows", f"{paired.rows:,}, {pairing_text(report)}")
+def paired_grid(report: CompareReport) -> Grid:
+    """The paired difference: one number per row, by its label and the name a check uses."""
+    names = ["delta_nll", "delta_nll_se", "delta_nll_ci_low", "delta_nll_ci_high"]
+    names += ["candidate_better", "baseline_better", "rows"]
+    if report.pairing == "id":
+        names += ["unmatched_baseline", "unmatched_candidate"]
     if report.skipped_rows:
-        table.add_row("skipped pairs (non-finite)", f"{report.skipped_rows:,}", style="yellow")
-    return table
+        names.append("skipped_rows")
+    rows = [("verdict", "verdict", verdict_text(report))]
+    for name in names:
+        metric = COMPARE_METRICS.metrics[name]
+        value = COMPARE_METRICS.value(report, name)
+        rows.append((metric.spec.label, name, cell(value, metric.integer)))
+    rows.append(("paired by", "pairing", pairing_text(report)))
+    title = (
+        f"paired NLL difference (candidate - baseline; < 0: candidate better), "
+        f"{report.paired.confidence:.0%} confidence interval"
+    )
+    return Grid(
+        title,
+        ("what", "name", "value"),
+        rows,
+        keys=2,
+        styles={0: "bold"},
+        row_blocks=False,
+        optional=(0,),
+    )
 
 
 def verdict_text(report: CompareReport) -> str:
@@ -86,47 +96,44 @@ def verdict_text(report: CompareReport) -> str:
 
 
 def pairing_text(report: CompareReport) -> str:
-    if report.pairing == "order":
-        return "by order"
-    return (
-        f"by {report.id_column!r}; unmatched ids: "
-        f"{report.unmatched_baseline:,} / {report.unmatched_candidate:,}"
-    )
+    return "order" if report.pairing == "order" else f"id column {report.id_column}"
+
+
+COMPARED = ("nll_mean", "crps", "var_scale", "nll_at_var_scale", "mace", "sharpness")
+COMPARED_ACCURACY = ("rmse", "mae", "bias")
 
 
 def metric_rows(baseline: Report, candidate: Report) -> list[tuple[str, float, float]]:
-    """(name, baseline value, candidate value) for the headline metrics both reports have."""
-    rows = [("nll (mean)", baseline.nll_mean, candidate.nll_mean)]
-    base_cal, cand_cal = baseline.calibration, candidate.calibration
-    if base_cal is None or cand_cal is None:
-        return rows
-    for name in ("crps", "var_scale", "nll_at_var_scale", "mace", "sharpness"):
-        rows.append((name, getattr(base_cal, name), getattr(cand_cal, name)))
-    for name in ("rmse", "mae", "bias"):
-        rows.append((name, getattr(baseline.accuracy, name), getattr(candidate.accuracy, name)))
-    for level, base, cand in zip(
-        base_cal.levels, base_cal.coverage, cand_cal.coverage, strict=True
-    ):
-        rows.append((f"coverage@{level:g}", base, cand))
+    """(metric name, baseline value, candidate value) for the headline metrics both reports
+    have, coverage per level last."""
+    names = list(COMPARED + COMPARED_ACCURACY)
+    if baseline.calibration is not None:
+        names += [f"coverage@{level:g}" for level in baseline.calibration.levels]
+    rows = []
+    for name in names:
+        base, cand = baseline.metric(name), candidate.metric(name)
+        if base is not None and cand is not None:
+            rows.append((name, base, cand))
     return rows
 
 
 def compare_markdown(report: CompareReport, results: CheckResults = ()) -> str:
     """A compact comparison for a pull-request comment or a CI job summary."""
     paired = report.paired
+    paths = f"{code_span(report.baseline.path)} → {code_span(report.candidate.path)}"
     lines = [
-        f"### gaussnll compare: `{report.baseline.path}` → `{report.candidate.path}`",
+        f"### gaussnll compare: {paths}",
         "",
-        f"**{verdict_text(report)}**: NLL difference {paired.delta_nll:+.6f} "
+        f"**{verdict_text(report)}**: NLL difference (`delta_nll`) {paired.delta_nll:+.6f} "
         f"± {paired.delta_nll_se:.6f}, {paired.confidence:.0%} interval "
         f"[{paired.delta_nll_ci_low:+.6f}, {paired.delta_nll_ci_high:+.6f}]; candidate better "
-        f"on {paired.candidate_better:.1%} of {paired.rows:,} rows ({pairing_text(report)}).",
+        f"on {paired.candidate_better:.1%} of {paired.rows:,} rows "
+        f"(paired by {markdown(pairing_text(report))}).",
         "",
-        "| metric | baseline | candidate | difference |",
-        "| --- | ---: | ---: | ---: |",
     ]
-    lines += [
-        f"| {name} | {number(base)} | {number(cand)} | {cand - base:+.6f} |"
-        for name, base, cand in metric_rows(report.baseline, report.candidate)
-    ]
-    return "\n".join(lines + checks_markdown(results))
+    grid = side_by_side_grid(report)
+    lines += markdown_table(grid.headers, grid.rows, keys=grid.keys, code=1)
+    grid = paired_grid(report)
+    lines += ["", f"**{markdown(grid.title)}**", ""]
+    lines += markdown_table(grid.headers, grid.rows, keys=grid.keys, code=1)
+    return "\n".join(lines + checks_markdown(results, COMPARE_METRICS))

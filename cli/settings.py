@@ -52,6 +52,7 @@ class Setting:
     config: bool = True
     metavar: str | None = None
     parse: Callable[[Any], Any] | None = None
+    shown_default: str | None = None  # the default --help names when ``default`` is None
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -76,17 +77,26 @@ class Setting:
         return given if self.parse is None or given is None else self.parse(given)
 
 
-def parse_levels(value: str | Iterable[Any]) -> tuple[float, ...]:
-    """``"0.5,0.9"`` (command line) or ``[0.5, 0.9]`` (config) → ``(0.5, 0.9)``."""
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    try:
-        return tuple(float(part) for part in parts)
-    except (TypeError, ValueError):
-        raise UsageError(f"--levels must be numbers separated by commas. Got {value!r}.") from None
+def numbers(flag: str) -> Callable[[str | Iterable[Any]], tuple[float, ...]]:
+    """A parser of ``"0.5,0.9"`` (command line) or ``[0.5, 0.9]`` (config) → ``(0.5, 0.9)``
+    for ``flag``."""
+
+    def parse(value: str | Iterable[Any]) -> tuple[float, ...]:
+        parts = value.split(",") if isinstance(value, str) else list(value)
+        try:
+            return tuple(float(part) for part in parts)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"{flag} must be numbers separated by commas. Got {value!r}."
+            ) from None
+
+    return parse
 
 
 def _columns(role: str, help: str, *, default: Any = None, **more: Any) -> Setting:
-    return Setting(f"{role}_col", str, default, help, EVERY, core=f"columns.{role}", **more)
+    return Setting(
+        f"{role}_col", str, default, help, EVERY, core=f"columns.{role}", metavar="COL", **more
+    )
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -96,8 +106,10 @@ SETTINGS: tuple[Setting, ...] = (
         "var_col",
         str,
         None,
-        "Variance column(s) (default: var).",
+        "Variance column(s).",
         core="columns.spread",
+        metavar="COL",
+        shown_default="var",
         commands=EVERY,
     ),
     Setting(
@@ -106,6 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Give the spread as standard deviation column(s).",
         core="columns.spread",
+        metavar="COL",
         commands=EVERY,
     ),
     Setting(
@@ -114,6 +127,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Give the spread as log-variance column(s).",
         core="columns.spread",
+        metavar="COL",
         commands=EVERY,
     ),
     Setting(
@@ -122,6 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Carry this column into the per-row output (compare: pair rows by it).",
         core="columns.id",
+        metavar="COL",
     ),
     Setting(
         "full",
@@ -134,17 +149,19 @@ SETTINGS: tuple[Setting, ...] = (
         "eps",
         float,
         _core_default("eps"),
-        "Floor for the variance, as torch's eps.",
+        "Floor for the variance in the NLL, as torch's eps.",
         core="eps",
+        metavar="X",
         commands=FITTING,
     ),
     Setting(
         "reduction",
         str,
         _core_default("reduction"),
-        "mean, sum, or none (per-row losses).",
+        "How to reduce the losses: none streams per-row losses.",
         frozenset({SCORE}),
         core="reduction",
+        metavar="mean|sum|none",
     ),
     Setting(
         "chunk_size",
@@ -152,30 +169,34 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("chunk_size"),
         "Rows per chunk held in memory.",
         core="chunk_size",
+        metavar="ROWS",
         commands=EVERY,
     ),
     Setting(
         "device",
         str,
         _core_default("device"),
-        "auto, cpu, cuda or cuda:N.",
+        "Where to compute: auto takes CUDA when there is one.",
         core="device",
+        metavar="auto|cpu|cuda|cuda:N",
         commands=FITTING,
     ),
     Setting(
         "dtype",
         str,
         _core_default("dtype"),
-        "float64 or float32 for the computation.",
+        "Precision of the computation (sums are float64 either way).",
         core="dtype",
+        metavar="float64|float32",
         commands=FITTING,
     ),
     Setting(
         "nan_policy",
         str,
         _core_default("nan_policy"),
-        "NaN/inf/missing: error, skip (drop rows) or propagate.",
+        "What a NaN, inf or missing value does: stop, drop its row, or propagate as torch.",
         core="nan_policy",
+        metavar="error|skip|propagate",
         commands=FITTING,
     ),
     Setting(
@@ -184,6 +205,7 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("delimiter"),
         "Field delimiter of CSV input.",
         core="delimiter",
+        metavar="CHAR",
         commands=EVERY,
     ),
     Setting(
@@ -199,10 +221,41 @@ SETTINGS: tuple[Setting, ...] = (
         DEFAULT_LEVELS,
         "Central-interval levels, comma-separated.",
         core="levels",
-        parse=parse_levels,
+        parse=numbers("--levels"),
+        metavar="P,P,...",
     ),
     Setting(
-        "pit_bins", int, _core_default("pit_bins"), "Bins of the PIT histogram.", core="pit_bins"
+        "pit_bins",
+        int,
+        _core_default("pit_bins"),
+        "Bins of the PIT histogram.",
+        core="pit_bins",
+        metavar="N",
+    ),
+    Setting(
+        "uncertainty_bins",
+        int,
+        _core_default("uncertainty_bins"),
+        "Bins of predicted sigma, of nearly equal count, for ENCE and the error-vs-uncertainty "
+        "figure.",
+        core="uncertainty_bins",
+    ),
+    Setting(
+        "ensemble",
+        bool,
+        _core_default("ensemble"),
+        "Each row holds M Gaussians: list columns of M (or the comma-separated mean and spread "
+        "columns); scored as their moment-matched Gaussian and as a mixture.",
+        core="ensemble",
+    ),
+    Setting(
+        "member_weights",
+        list,
+        None,
+        "Weights of the ensemble's members, comma-separated (normalised; default uniform).",
+        core="member_weights",
+        metavar="W1,...,WM",
+        parse=numbers("--member-weights"),
     ),
     Setting(
         "workers",
@@ -212,6 +265,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Parquet or Arrow, else every 2nd core, up to 4; 1 with --by.",
         frozenset({SCORE}),
         core="workers",
+        metavar="N",
     ),
     Setting(
         "checks",
@@ -232,13 +286,33 @@ SETTINGS: tuple[Setting, ...] = (
         core="columns.by",
         metavar="COLUMN",
     ),
-    Setting("top", int, None, "Show only the first K groups (all by default).", REPORTING),
+    Setting(
+        "max_groups",
+        int,
+        _core_default("max_groups"),
+        "Stop with an error when the key columns hold more groups than this (each group's "
+        "sums take memory).",
+        frozenset({SCORE}),
+        core="max_groups",
+        metavar="N",
+    ),
+    Setting(
+        "top",
+        int,
+        None,
+        "Show only the first K groups.",
+        REPORTING,
+        metavar="K",
+        shown_default="all (a table shows 100)",
+    ),
     Setting(
         "sort_by",
         str,
         None,
         "Order groups by a metric, largest first (METRIC:asc for smallest first).",
         REPORTING,
+        metavar="METRIC[:asc]",
+        shown_default="the group key",
     ),
     Setting(
         "per_group",
@@ -265,6 +339,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Fail (exit 1) when the candidate's NLL is worse by more than this beyond noise: the "
         "lower end of the confidence interval of delta_nll is above it.",
         frozenset({COMPARE}),
+        metavar="X",
     ),
     Setting(
         "confidence",
@@ -273,6 +348,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Level of the confidence interval of delta_nll.",
         frozenset({COMPARE}),
         core="confidence",
+        metavar="P",
     ),
     Setting(
         "recalibration",
@@ -328,18 +404,21 @@ SETTINGS: tuple[Setting, ...] = (
         "config_file",
         str,
         None,
-        "Options file (default: the \\[tool.gaussnll] table of pyproject.toml).",
+        "Options file.",
         flag="--config",
         config=False,
         metavar="FILE",
+        shown_default="the \\[tool.gaussnll] table of the nearest pyproject.toml",
         commands=EVERY | {MERGE},
     ),
     Setting(
         "format",
         str,
         None,
-        "table, json or markdown (default: table).",
+        "What to print on stdout.",
         config=False,
+        metavar="table|json|markdown",
+        shown_default="table",
         commands=EVERY | {MERGE},
     ),
     Setting(
@@ -360,6 +439,15 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Write the checks as JUnit XML to this file.",
         BOTH | {MERGE},
+        config=False,
+        metavar="FILE",
+    ),
+    Setting(
+        "html",
+        str,
+        None,
+        "Write a self-contained HTML report with calibration figures to this file "
+        "(needs matplotlib: pip install 'gaussnll[html]').",
         config=False,
         metavar="FILE",
     ),

@@ -1,6 +1,7 @@
 """gaussnll's library: the torch-exact loss, the streaming scorer and its report.
 
-``gaussian_nll_loss`` / ``GaussianNLLLoss`` are drop-in replacements for torch's; ``score``
+``gaussian_nll_loss`` / ``GaussianNLLLoss`` are drop-in replacements for torch's;
+``gaussian_mixture_nll_loss`` is the NLL of a mixture over a member dimension; ``score``
 streams a file, a table or tensor chunks through the same loss into a :class:`Report`;
 ``compare`` scores two models of the same targets. Names are imported on first use, so
 importing ``gaussnll.core`` does not import torch or pyarrow; type checkers see them all.
@@ -24,14 +25,11 @@ if TYPE_CHECKING:
         OutputError,
         UsageError,
     )
-    from gaussnll.core.io.sources import FileFormat, resolve_source
-    from gaussnll.core.io.writers import (
-        RowWriter,
-        atomic_row_writer,
-        row_file_format,
-        write_text_atomically,
-    )
+    from gaussnll.core.io.outputs import PlannedOutputs
+    from gaussnll.core.io.sources import FileFormat, Source, resolve_source
+    from gaussnll.core.io.writers import RowWriter, row_file_format
     from gaussnll.core.loss import GaussianNLLLoss, gaussian_nll_loss
+    from gaussnll.core.mixture_loss import gaussian_mixture_nll_loss
     from gaussnll.core.options import (
         DEFAULT_CHUNK_ROWS,
         DEFAULT_CONFIDENCE,
@@ -105,6 +103,7 @@ _EXPORTS = {
     "OutputError": "errors",
     "OutputScore": "report.report",
     "PairedSummary": "report.compare_report",
+    "PlannedOutputs": "io.outputs",
     "ProgressCallback": "run.api",
     "RecalibrationMap": "recalibration",
     "Report": "report.report",
@@ -113,14 +112,15 @@ _EXPORTS = {
     "ScoreMetrics": "report.catalogue",
     "ScoreOptions": "options",
     "ScoreState": "state.score_state",
+    "Source": "io.sources",
     "Scorer": "run.scorer",
     "Spread": "options",
     "UsageError": "errors",
-    "atomic_row_writer": "io.writers",
     "compare": "run.comparison",
     "evaluate": "report.checks",
     "evaluate_per_group": "report.checks",
     "fit_recalibration": "report.recalibrate",
+    "gaussian_mixture_nll_loss": "mixture_loss",
     "gaussian_nll_loss": "loss",
     "keep_freed_memory": "run.allocator",
     "load_state": "run.merging",
@@ -134,7 +134,6 @@ _EXPORTS = {
     "score": "run.api",
     "score_on_dask": "run.distributed",
     "write_recalibrated": "run.rescale",
-    "write_text_atomically": "io.writers",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -45,12 +45,12 @@ def gaussian_nll_loss(
     input: Tensor,
     target: Tensor,
     var: Tensor | float,
-    *,
     full: bool = False,
     eps: float = 1e-6,
     reduction: str = "mean",
 ) -> Tensor:
-    """Drop-in for ``torch.nn.functional.gaussian_nll_loss``: same values, gradients and errors.
+    """Drop-in for ``torch.nn.functional.gaussian_nll_loss``: same signature (every option may
+    be given by position or keyword), values, gradients and errors.
 
     ``var`` may be a tensor shaped like ``input``, like ``input`` without its last dimension,
     like ``input`` with one dimension of size 1, or a Python float. ``eps`` floors ``var``; the
@@ -58,7 +58,8 @@ def gaussian_nll_loss(
     """
     var = _checked_var(input, var)
     if reduction not in REDUCTIONS:
-        raise ValueError(f"{reduction} is not valid")
+        # Concatenated as torch does, so a reduction that is not a string raises its TypeError.
+        raise ValueError(reduction + " is not valid")
     floored = var.clone()
     with torch.no_grad():
         floored.clamp_(min=eps)
@@ -95,7 +96,8 @@ def _mismatched_var_size(input_shape: torch.Size, var_shape: torch.Size) -> int:
 
 
 class GaussianNLLLoss(nn.Module):
-    """Drop-in for ``torch.nn.GaussianNLLLoss`` backed by :func:`gaussian_nll_loss`."""
+    """Drop-in for ``torch.nn.GaussianNLLLoss`` backed by :func:`gaussian_nll_loss`; its options
+    are keyword-only, as torch's are."""
 
     def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean") -> None:
         super().__init__()

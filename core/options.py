@@ -16,11 +16,15 @@ from gaussnll.core.errors import OptionError
 from gaussnll.core.recalibration import RecalibrationMap
 
 DEFAULT_CHUNK_ROWS = 6 << 14  # 98,304 rows: speed against peak memory, see bench/README.md
+MAX_CHUNK_ROWS = (1 << 31) - 1  # what Arrow's readers take as a batch size
+DEFAULT_MAX_GROUPS = 100_000  # --by: each group's sums cost memory (about 5 KB with calibration)
 DEFAULT_EPS = 1e-6
 DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_PIT_BINS = 20
 DEFAULT_CONFIDENCE = 0.95  # of the interval of a comparison's paired NLL difference
 MAX_PIT_BINS = 1000
+DEFAULT_UNCERTAINTY_BINS = 10
+MAX_UNCERTAINTY_BINS = 100
 MAX_QUANTILE_BINS = 1000
 REDUCTIONS = ("mean", "sum", "none")
 DTYPE_NAMES = ("float64", "float32")
@@ -119,10 +123,15 @@ class ScoreOptions:
     calibration: bool = True
     levels: tuple[float, ...] = DEFAULT_LEVELS
     pit_bins: int = DEFAULT_PIT_BINS
+    uncertainty_bins: int = DEFAULT_UNCERTAINTY_BINS  # ENCE: bins of nearly equal count
     workers: int = 0  # scoring threads; 0: automatic (see ``run.workers.auto_workers``)
     # ``columns.by`` columns broken down by intervals: their edges, or a number of quantile bins
     intervals: Mapping[str, Sequence[float] | int] = field(default_factory=dict)
     recalibration: RecalibrationMap | None = None  # variance scales to apply before the floor
+    max_groups: int = DEFAULT_MAX_GROUPS  # with ``columns.by``: more groups stop the run
+    # M Gaussians per row (see ``state.mixture``): the mean and spread columns hold the members
+    ensemble: bool = False
+    member_weights: tuple[float, ...] | None = None  # one per member; None: uniform
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -138,9 +147,9 @@ class ScoreOptions:
         _one_of("dtype", self.dtype, DTYPE_NAMES)
         _one_of("nan_policy", self.nan_policy, NAN_POLICIES)
         _require(
-            _whole(self.chunk_size) and self.chunk_size >= 1,
+            _whole(self.chunk_size) and 1 <= self.chunk_size <= MAX_CHUNK_ROWS,
             "chunk_size",
-            "must be at least 1",
+            f"must be between 1 and {MAX_CHUNK_ROWS}",
             self.chunk_size,
         )
         _require(
@@ -164,16 +173,31 @@ class ScoreOptions:
             "must be 0 (automatic) or more",
             self.workers,
         )
+        _check_member_weights(self.member_weights, self.ensemble)
+        if self.member_weights is not None:
+            object.__setattr__(self, "member_weights", tuple(self.member_weights))
         object.__setattr__(self, "intervals", dict(self.intervals))
         if self.recalibration is not None:
             _check_recalibration(self.recalibration, self.eps)
         for name, edges in self.intervals.items():
             _check_intervals(name, edges, self.columns.by)
         _require(
+            _whole(self.max_groups) and self.max_groups >= 1,
+            "max_groups",
+            "must be at least 1",
+            self.max_groups,
+        )
+        _require(
             _whole(self.pit_bins) and 1 <= self.pit_bins <= MAX_PIT_BINS,
             "pit_bins",
             f"must be between 1 and {MAX_PIT_BINS}",
             self.pit_bins,
+        )
+        _require(
+            _whole(self.uncertainty_bins) and 1 <= self.uncertainty_bins <= MAX_UNCERTAINTY_BINS,
+            "uncertainty_bins",
+            f"must be between 1 and {MAX_UNCERTAINTY_BINS}",
+            self.uncertainty_bins,
         )
 
     @property
@@ -197,6 +221,24 @@ def _check_recalibration(recalibration: RecalibrationMap, eps: float) -> None:
             f"was fitted with eps {recalibration.eps:g}, not {eps:g}: refit it, or score with "
             f"eps {recalibration.eps:g}.",
         )
+
+
+def _check_member_weights(weights: Sequence[float] | None, ensemble: bool) -> None:
+    if weights is None:
+        return
+    values = list(weights)
+    _require(ensemble, "member_weights", "are for ensembles (ensemble=True)", values)
+    _require(
+        bool(values)
+        and all(
+            isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+            for w in values
+        ),
+        "member_weights",
+        "must be finite numbers >= 0",
+        values,
+    )
+    _require(any(w > 0 for w in values), "member_weights", "must not all be zero", values)
 
 
 def _check_intervals(name: str, edges: Sequence[float] | int, by: Names) -> None:

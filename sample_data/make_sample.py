@@ -5,6 +5,10 @@ small bias in its mean and predicts variances 30% too small (over-confident), so
 has something to show; ``region`` (west, central or east in ``x``) is a column to break it
 down by. ``preds_candidate.parquet`` is a second model of the same rows for
 ``gaussnll compare``: bias removed and variances recalibrated, its rows shuffled (pair by ``id``).
+``ensemble.parquet`` holds a 5-member ensemble of the same function (``gaussnll score
+--ensemble``): list columns ``mean`` and ``var`` of 5 values per row.
+``preds_part1.state.json`` and ``preds_part2.state.json`` are the states (``score --by region
+--save-state``) of the two halves of ``preds.parquet``'s rows, for ``gaussnll merge``.
 
     python sample_data/make_sample.py
 """
@@ -17,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from gaussnll.core import ColumnSpec, score
 
 SEED = 20261122
 ROWS = 10_000
@@ -42,6 +48,32 @@ def regions(x: np.ndarray) -> np.ndarray:
 def recalibrated(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The same model with its mean bias removed and its variances scaled up to calibration."""
     return {**columns, "mean": columns["mean"] - 0.05, "var": columns["var"] / 0.7}
+
+
+def ensemble(rng: np.random.Generator, rows: int, members: int = 5) -> pa.Table:
+    """``members`` models that each fit the function with a bias of their own (they disagree
+    most where ``|x|`` is large, like an ensemble off its training data) and predict about the
+    right variance on their own: the mixture is better calibrated than any member."""
+    x = rng.uniform(-2.0, 2.0, rows)
+    true_mean = np.sin(3 * x) + x / 2
+    true_std = 0.1 + 0.4 * np.abs(x)
+    target = true_mean + true_std * rng.standard_normal(rows)
+    bias = rng.normal(scale=0.15, size=members) * (1 + np.abs(x))[:, None]
+    mean = true_mean[:, None] + bias + 0.05 * rng.standard_normal((rows, members))
+    var = (0.8 * true_std**2)[:, None] * rng.uniform(0.7, 1.3, size=(rows, members))
+    lists = {
+        name: pa.FixedSizeListArray.from_arrays(np.round(values, 6).ravel(), members)
+        for name, values in (("mean", mean), ("var", var))
+    }
+    return pa.table(
+        {
+            "id": np.arange(rows),
+            "x": np.round(x, 6),
+            **lists,
+            "target": np.round(target, 6),
+            "region": regions(x),
+        }
+    )
 
 
 def main() -> None:
@@ -71,6 +103,13 @@ def main() -> None:
     )
     order = np.random.default_rng(SEED + 1).permutation(ROWS)
     pq.write_table(candidate.take(order), HERE / "preds_candidate.parquet")
+
+    pq.write_table(ensemble(np.random.default_rng(SEED + 2), 2_000), HERE / "ensemble.parquet")
+
+    half = ROWS // 2
+    for part, rows in enumerate((table.slice(0, half), table.slice(half)), start=1):
+        state = HERE / f"preds_part{part}.state.json"
+        score(rows, columns=ColumnSpec(by=("region",)), device="cpu", workers=1, state_to=state)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import gaussnll.core
 from gaussnll.cli.app import app
 from gaussnll.cli.settings import (
     COMPARE,
+    MERGE,
     RECALIBRATE,
     RESCALE,
     SCORE,
@@ -32,7 +33,7 @@ from gaussnll.core import ColumnSpec
 ROOT = Path(__file__).resolve().parents[1]
 CORE, CLI = ROOT / "core", ROOT / "cli"
 COMMANDS = (SCORE, COMPARE)  # the commands that read a config file's every setting
-EVERY_COMMAND = (*COMMANDS, RECALIBRATE, RESCALE)
+EVERY_COMMAND = (*COMMANDS, RECALIBRATE, RESCALE, MERGE)
 
 
 def run(*args: str):
@@ -96,9 +97,11 @@ CONFIG_VALUES = {
     "calibration": False,
     "levels": [0.3, 0.7],
     "pit_bins": 7,
+    "uncertainty_bins": 4,
     "workers": 2,
     "checks": ["nll <= 100"],
     "by": ["g"],
+    "max_groups": 50,
     "top": 2,
     "sort_by": "nll",
     "per_group": True,
@@ -108,6 +111,8 @@ CONFIG_VALUES = {
     "recalibration": "{tmp}/map.json",  # written by ``prepared`` below
     "dask": "local",
     "dask_workers": 1,
+    "ensemble": True,  # one member per row: the single mean and var columns
+    "member_weights": [1.0],
 }
 # What a setting needs beside it on the command line to apply (score only).
 COMPANIONS = {
@@ -116,7 +121,9 @@ COMPANIONS = {
     "sort_by": ("--by", "g"),
     "per_group": ("--by", "g", "--check", "nll <= 100"),
     "dask": ("--dask-workers", "1"),
+    "member_weights": ("--ensemble",),
 }
+BOTH_COMPANIONS = {"member_weights": ("--ensemble",)}  # what compare needs beside a setting
 WRONG_VALUES = {str: 5, int: "many", float: "small", bool: "yes", list: 5}
 CONFIG_SETTINGS = [s for s in SETTINGS if s.config]
 
@@ -172,7 +179,11 @@ def test_config_value_of_its_type_round_trips_to_the_json(tmp_path, data_file, c
     value = prepared(CONFIG_VALUES[setting.name], tmp_path)
     config = tmp_path / "gaussnll.toml"
     config.write_text(f"{setting.name} = {toml_value(value)}\n")
-    companions = COMPANIONS.get(setting.name, ()) if command == SCORE else ()
+    companions = (
+        COMPANIONS.get(setting.name, ())
+        if command == SCORE
+        else BOTH_COMPANIONS.get(setting.name, ())
+    )
     more = [arg.format(tmp=tmp_path) for arg in companions]
     result = run_with_config(command, data_file, config, *more)
     assert result.exit_code == 0, result.output
@@ -201,8 +212,8 @@ def test_a_command_line_only_setting_is_rejected_in_a_config_file(tmp_path, data
 # --- layering ----------------------------------------------------------------------------------
 
 LAYERS = ("io", "state", "report", "run")  # each may import only those before it
-TOP_LEVEL = ("options", "errors", "loss", "recalibration")  # import no sub-package
-BASE = ("options", "errors", "recalibration")  # what a top-level module may import
+TOP_LEVEL = ("options", "errors", "loss", "mixture_loss", "recalibration")  # no sub-package
+BASE = ("options", "errors", "loss", "recalibration")  # what a top-level module may import
 
 
 def imported_modules(tree: ast.AST, package: str) -> set[str]:

@@ -7,6 +7,7 @@ import json
 import math
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import make_predictions, torch_nll, write_table
@@ -124,8 +125,15 @@ def _json_value(payload: dict, metric: Metric, level: float) -> object:
     return value[payload["calibration"]["levels"].index(level)] if metric.per_level else value
 
 
-def test_every_catalogued_metric_is_checkable_and_equals_its_json_value(parquet_file):
-    report = score(str(parquet_file), ScoreOptions(device="cpu"))
+def test_every_catalogued_metric_is_checkable_and_equals_its_json_value(tmp_path, predictions):
+    """On an ensemble, so its section's metrics are there too."""
+    mean, var = predictions["mean"], predictions["var"]
+    members = {"mean": np.stack([mean, mean + 0.3], 1), "var": np.stack([var, 2 * var], 1)}
+    table = pa.table(
+        {**{k: pa.array(list(v)) for k, v in members.items()}, "target": predictions["target"]}
+    )
+    path = write_table(table, tmp_path / "ensemble.parquet")
+    report = score(str(path), ScoreOptions(device="cpu", ensemble=True))
     payload = report.to_dict()
     assert set(STABLE_NAMES) <= set(SCORE_METRICS.names())
     metrics = list(SCORE_METRICS.metrics.values())
@@ -208,7 +216,7 @@ def test_markdown_report(parquet_file, predictions):
     assert result.exit_code == 1
     text = result.stdout
     assert text.startswith(f"### gaussnll score: `{parquet_file}`")
-    assert f"| NLL (mean) | {torch_nll(predictions):.6f} |" in text
+    assert f"| NLL (mean) | `nll` | {torch_nll(predictions):.6f} |" in text
     assert "| ✅ | `nll < 100` |" in text and "| ❌ | `var_scale between 5 6` |" in text
     assert "**1 check(s) failed**" in text
 

@@ -275,7 +275,7 @@ def test_table_markdown_and_junit(tmp_path, pair):
     )
     assert markdown.exit_code == 1
     assert markdown.stdout.startswith("### gaussnll compare:")
-    assert "| nll (mean) |" in markdown.stdout and "❌" in markdown.stdout
+    assert "| NLL mean | `nll_mean` |" in markdown.stdout and "❌" in markdown.stdout
     junit = tmp_path / "c.xml"
     result = run(
         str(base_path), str(cand_path), "--junit-xml", str(junit), "--max-regression", "-99"

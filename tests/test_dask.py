@@ -134,6 +134,18 @@ def test_a_cluster_gives_the_single_process_report(tmp_path, scheduler, outputs,
     assert_same_report(json.loads(merged.stdout), json.loads(single.stdout))
 
 
+def test_an_ensemble_on_a_cluster_gives_the_single_process_report(tmp_path, scheduler):
+    table = pq.read_table(Path(__file__).parents[1] / "sample_data" / "ensemble.parquet")
+    data = tmp_path / "ensemble.parquet"
+    pq.write_table(table, data, row_group_size=300)
+    args = [data, "--ensemble", "--member-weights", "2,1,1,0,1", "--by", "region", "--json"]
+    on_dask = run("score", *args, "--dask", scheduler[0], "-q")
+    assert on_dask.exit_code == 0, on_dask.output
+    got, want = json.loads(on_dask.stdout), json.loads(run("score", *args).stdout)
+    assert got["ensemble"] is not None
+    assert_same_report(got, want)
+
+
 def test_a_recalibration_map_applies_on_the_workers(tmp_path, scheduler):
     data = _dataset(tmp_path / "data", files=2, rows=900)
     fitted_on = tmp_path / "cal.parquet"
@@ -152,15 +164,15 @@ def test_a_recalibration_map_applies_on_the_workers(tmp_path, scheduler):
 
 def test_progress_advances_by_partition_to_every_row(tmp_path, scheduler):
     data = _dataset(tmp_path / "data", files=2, rows=1_000)
-    calls: list[tuple[int, int | None]] = []
+    calls: list[tuple[int, int | None, int | None, int | None]] = []
     options = ScoreOptions(columns=ColumnSpec(mean="mean0", target="target0", spread="var0"))
     report = score_on_dask(
         str(data), options, address=scheduler[0], on_progress=lambda *done: calls.append(done)
     )
     assert report.rows == 2_000
     assert len(calls) == 8  # 2 files of 4 row groups
-    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
-    assert calls[-1] == (2_000, 2_000)
+    assert [call[0] for call in calls] == sorted(call[0] for call in calls)
+    assert calls[-1] == (2_000, 2_000, None, None)
 
 
 def test_csv_files_are_partitions_too(tmp_path, scheduler):
@@ -235,6 +247,20 @@ def test_per_row_losses_are_a_directory_of_parts_in_partition_order(tmp_path, sc
     assert names == [f"part-{k:05d}.parquet" for k in range(8)]
     got = pa.concat_tables(pq.read_table(parts / name) for name in names)
     assert got.equals(pq.read_table(single_rows))
+
+
+def test_per_row_parts_replace_an_empty_directory_and_never_a_full_one(tmp_path, scheduler):
+    data = _dataset(tmp_path / "data", files=1, rows=400)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    args = ["score", data, *_columns(1), "--dask", scheduler[0], "-q", "--per-row", parts]
+    assert run(*args).exit_code == 0
+    assert sorted(path.name for path in parts.iterdir()) == [
+        f"part-{k:05d}.parquet" for k in range(4)
+    ]
+    assert_one_line_error(run(*args), "--per-row", "give a new or empty directory")
+    assert len(list(parts.iterdir())) == 4
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "parts"]
 
 
 def test_a_failed_run_leaves_no_per_row_directory(tmp_path, scheduler):

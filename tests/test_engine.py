@@ -193,7 +193,7 @@ def test_states_merge_exactly(predictions):
 
     def add(state: ScoreState, rows: slice) -> None:
         error = target[rows] - mean[rows]
-        state.update(nll_terms(error, floored[rows]), error, floored[rows])
+        state.update(nll_terms(error, floored[rows]), error, var[rows], floored[rows])
 
     whole, first, second = (ScoreState(1, torch.device("cpu")) for _ in range(3))
     add(whole, slice(None))
@@ -229,9 +229,34 @@ def test_progress_is_reported_per_chunk(parquet_file):
     score(
         str(parquet_file),
         ScoreOptions(chunk_size=1000, device="cpu"),
-        on_progress=lambda done, total: seen.append((done, total)),
+        on_progress=lambda *values: seen.append(values),
     )
-    assert seen == [(1000, 2500), (2000, 2500), (2500, 2500)]
+    assert seen == [(1000, 2500, None, None), (2000, 2500, None, None), (2500, 2500, None, None)]
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a.csv.gz"])
+def test_csv_progress_counts_bytes_of_every_file(tmp_path, name):
+    """CSV files do not record their rows: progress tells the bytes read of their total
+    (compressed bytes for a compressed file), across the files of a directory."""
+    columns = make_predictions(60_000, seed=5)
+    table = pa.table(columns)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    paths = [write_table(table, folder / name), write_table(table, folder / f"b{name[1:]}")]
+    total = sum(path.stat().st_size for path in paths)
+    seen = []
+    score(
+        str(folder),
+        ScoreOptions(chunk_size=4096, device="cpu"),
+        on_progress=lambda *v: seen.append(v),
+    )
+    rows = [done for done, *_ in seen]
+    assert rows == sorted(rows) and rows[-1] == 120_000
+    assert {values[1] for values in seen} == {None}  # no row count
+    assert {values[3] for values in seen} == {total}
+    read = [values[2] for values in seen]
+    assert read == sorted(read) and read[-1] == total
+    assert 0 < read[0] < total  # the count moves as the files are read, not only at the end
 
 
 # --- bad input -----------------------------------------------------------------------------

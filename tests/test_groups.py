@@ -328,7 +328,7 @@ def test_composite_key_with_intervals_and_bad_interval_specs(parquet_file, tmp_p
     assert both.exit_code == 0, both.stderr
     keys = {tuple(g["key"].values()) for g in json.loads(both.stdout)["groups"]}
     assert ("x", "[0.0, 0.5)") in keys and (None, "[0.5, inf)") in keys
-    assert_one_line_error(run(str(path), "--by", "mean:abc"), "--by 'mean:abc'")
+    assert_one_line_error(run(str(path), "--by", "mean:abc"), "'mean:abc'")  # a column name
     assert_one_line_error(run(str(path), "--by", "mean:1,0"), "increasing order")
     assert_one_line_error(run(str(path), "--by", "h:0,1"), "intervals need a numeric column")
 

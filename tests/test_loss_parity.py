@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 import pytest
@@ -135,3 +136,84 @@ def test_module_matches_torch_module_and_reprs_its_options():
     assert torch.equal(ours(mean, target, var), theirs(mean, target, var))
     assert repr(ours) == "GaussianNLLLoss(full=True, eps=0.0001, reduction='sum')"
     assert isinstance(ours, torch.nn.Module)
+
+
+def parameters(callable_) -> list[tuple[str, object, object]]:
+    """Each parameter's name, kind and default (annotations differ only in spelling)."""
+    return [(p.name, p.kind, p.default) for p in inspect.signature(callable_).parameters.values()]
+
+
+def test_signatures_equal_torch():
+    assert parameters(gaussian_nll_loss) == parameters(F.gaussian_nll_loss)
+    assert parameters(GaussianNLLLoss.__init__) == parameters(torch.nn.GaussianNLLLoss.__init__)
+    assert parameters(GaussianNLLLoss.forward) == parameters(torch.nn.GaussianNLLLoss.forward)
+
+
+CALL_FORMS = {
+    "three": lambda f, x, t, v: f(x, t, v),
+    "full": lambda f, x, t, v: f(x, t, v, True),
+    "full-eps": lambda f, x, t, v: f(x, t, v, True, 1e-2),
+    "all-positional": lambda f, x, t, v: f(x, t, v, True, 1e-2, "sum"),
+    "positional-then-keyword": lambda f, x, t, v: f(x, t, v, False, reduction="none"),
+    "skip-full": lambda f, x, t, v: f(x, t, v, eps=0.3),
+    "var-by-keyword": lambda f, x, t, v: f(x, t, var=v, full=True),
+    "all-keyword": lambda f, x, t, v: f(
+        input=x, target=t, var=v, full=True, eps=1e-3, reduction="sum"
+    ),
+    "keywords-reordered": lambda f, x, t, v: f(reduction="none", var=v, target=t, input=x),
+}
+
+
+@pytest.mark.parametrize("form", CALL_FORMS.values(), ids=CALL_FORMS.keys())
+def test_every_call_form_equals_torch(form):
+    mean, target, var = random_case((6, 3), (6, 1), torch.float64, seed=5)
+    assert torch.equal(
+        form(gaussian_nll_loss, mean, target, var), form(F.gaussian_nll_loss, mean, target, var)
+    )
+
+
+BAD_CALLS = {
+    "too-many-positional": lambda f, x, t, v: f(x, t, v, True, 1e-6, "mean", None),
+    "twice": lambda f, x, t, v: f(x, t, v, True, full=False),
+    "eps-twice": lambda f, x, t, v: f(x, t, v, False, 1e-6, eps=1e-3),
+    "unknown-keyword": lambda f, x, t, v: f(x, t, v, size_average=True),
+    "missing-var": lambda f, x, t, v: f(x, t),
+    "missing-target-by-keyword": lambda f, x, t, v: f(x, var=v),
+    "bad-positional-reduction": lambda f, x, t, v: f(x, t, v, False, 1e-6, "avg"),
+    "reduction-not-a-string": lambda f, x, t, v: f(x, t, v, False, 1e-6, None),
+    "eps-none": lambda f, x, t, v: f(x, t, v, False, None),
+    "reduction-in-eps-place": lambda f, x, t, v: f(x, t, v, False, "sum"),
+}
+
+
+@pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_every_bad_call_form_errors_as_torch(call):
+    mean, target, var = random_case((4, 2), (4, 2), torch.float64, seed=2)
+    with pytest.raises(Exception) as theirs:
+        call(F.gaussian_nll_loss, mean, target, var)
+    with pytest.raises(theirs.type) as ours:
+        call(gaussian_nll_loss, mean, target, var)
+    assert str(ours.value) == str(theirs.value)
+
+
+MODULE_FORMS = {
+    "defaults": lambda m: m(),
+    "keywords": lambda m: m(full=True, eps=1e-2, reduction="none"),
+    "positional": lambda m: m(True),
+    "unknown-keyword": lambda m: m(size_average=False),
+}
+
+
+@pytest.mark.parametrize("make", MODULE_FORMS.values(), ids=MODULE_FORMS.keys())
+def test_module_construction_forms_equal_torch(make):
+    mean, target, var = random_case((5, 2), (5, 2), torch.float64, seed=13)
+    try:
+        theirs = make(torch.nn.GaussianNLLLoss)
+    except Exception as error:  # torch's options are keyword-only: ours must refuse the same
+        with pytest.raises(type(error)) as ours:
+            make(GaussianNLLLoss)
+        assert str(ours.value) == str(error)
+        return
+    ours = make(GaussianNLLLoss)
+    assert torch.equal(ours(mean, target, var), theirs(mean, target, var))
+    assert torch.equal(ours(mean, target, var=var), theirs(mean, target, var=var))

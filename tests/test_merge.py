@@ -90,6 +90,62 @@ def test_merged_shards_equal_the_whole_file(tmp_path, outputs, options):
     assert got["rows"] == 3_000
 
 
+def _scored_shards(tmp_path: Path, shards: list[Path], args: list[str]) -> list[Path]:
+    """Each shard scored with ``args`` into a state file."""
+    states = []
+    for shard in shards:
+        state = tmp_path / f"{shard.stem}.json"
+        result = run("score", shard, *args, "--save-state", state, "-q")
+        assert result.exit_code == 0, result.output
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--ensemble"],
+        ["--ensemble", "--member-weights", "1,0,2,1,1", "--by", "region"],
+        ["--ensemble", "--no-calibration"],
+    ],
+)
+def test_merged_ensemble_shards_equal_the_whole_file(tmp_path, options):
+    table = pq.read_table(ROOT / "sample_data" / "ensemble.parquet")
+    whole, shards = _shards(tmp_path, table)
+    states = _scored_shards(tmp_path, shards, options)
+    merged = run("merge", *states, "--json")
+    assert merged.exit_code == 0, merged.output
+    direct = run("score", whole, *options, "--json")
+    got, want = json.loads(merged.stdout), json.loads(direct.stdout)
+    assert got["ensemble"] is not None and len(got["ensemble"]["weights"]) == 5
+    assert_same_report(got, want)
+
+
+def test_ensemble_states_of_other_weights_refuse_to_merge(tmp_path):
+    table = pq.read_table(ROOT / "sample_data" / "ensemble.parquet")
+    _, shards = _shards(tmp_path, table)
+    first = _scored_shards(tmp_path, shards[:1], ["--ensemble"])[0]
+    second = tmp_path / "weighted.json"
+    run("score", shards[1], "--ensemble", "--member-weights", "1,1,1,1,2", "--save-state", second)
+    assert_one_line_error(run("merge", first, second), "different options", "member_weights")
+
+
+def test_ence_after_merge_equals_the_whole_files(tmp_path):
+    whole, shards = _shards(tmp_path, _table(3_000, 2))
+    args = [*_columns(2), "--uncertainty-bins", "7", "--by", "region"]
+    states = _scored_shards(tmp_path, shards, args)
+    got = json.loads(run("merge", *states, "--json").stdout)
+    want = json.loads(run("score", whole, *args, "--json").stdout)
+    ence, bins = got["calibration"]["ence"], got["calibration"]["uncertainty_bins"]
+    assert np.isfinite(ence).all() and ence == pytest.approx(want["calibration"]["ence"], rel=1e-12)
+    assert_same_report(bins, want["calibration"]["uncertainty_bins"], "uncertainty_bins")
+    for mine, theirs in zip(got["groups"], want["groups"], strict=True):
+        assert mine["calibration"]["ence"] == pytest.approx(theirs["calibration"]["ence"])
+    other = tmp_path / "other.json"
+    run("score", shards[0], *_columns(2), "--by", "region", "--save-state", other, "-q")
+    assert_one_line_error(run("merge", states[1], other), "uncertainty_bins (7 and 10)")
+
+
 def test_merge_renders_every_format_and_applies_checks(tmp_path):
     _, shards = _shards(tmp_path, _table(1_200, 1))
     states = []
@@ -131,9 +187,9 @@ def test_save_state_must_not_be_another_output(tmp_path):
     _, shards = _shards(tmp_path, _table(100, 1))
     same = tmp_path / "out"
     result = run("score", shards[0], *_columns(1), "--junit-xml", same, "--save-state", same)
-    assert_one_line_error(result, "must name different files")
+    assert_one_line_error(result, "--save-state", "is the same file as --junit-xml")
     result = run("score", shards[0], *_columns(1), "--save-state", shards[0])
-    assert_one_line_error(result, "is an input file")
+    assert_one_line_error(result, "--save-state", "is the input file")
     assert pq.read_table(shards[0]).num_rows == 25
 
 

@@ -64,7 +64,7 @@ def test_quick_start_scores_the_sample_with_the_installed_command():
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
-    shown = re.search(r"nll \(mean\)[^\d-]+(-?\d+\.\d+)", result.stdout)
+    shown = re.search(r"nll, nll_mean[^\d-]+(-?\d+\.\d+)", result.stdout)
     assert shown, result.stdout
     columns = pq.read_table(ROOT / "sample_data" / "preds.parquet").to_pydict()
     expected = torch_nll({k: np.asarray(columns[k]) for k in ("mean", "target", "var")})

@@ -20,7 +20,10 @@ from gaussnll.core.options import ScoreOptions, Spread
 
 @dataclass(frozen=True)
 class Chunk:
-    """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from."""
+    """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from.
+
+    An ensemble's mean and spread are ``(rows, members, width)`` (``ScoreOptions.ensemble``).
+    """
 
     mean: Tensor
     target: Tensor
@@ -105,10 +108,12 @@ def to_chunks(
         first_row += batch.num_rows
         group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
         scale = None if scales is None else torch.from_numpy(scales.scales(batch)).to(dtype)
-        roles = [convert.role(batch, names) for names in (spec.mean, spec.target, spec.spread)]
+        members = convert.members if options.ensemble else convert.role
+        roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
+        roles.append(members(batch, spec.spread))
         (*moved, group, scale), arrived = host_to_device.send([*roles, group, scale])
         mean, target, spread = (tensor for tensor in moved if tensor is not None)  # never None
-        yield Chunk(
+        chunk = Chunk(
             mean=mean,
             target=target,
             spread=spread,
@@ -118,3 +123,11 @@ def to_chunks(
             arrived=arrived,
             scale=scale,
         )
+        if not options.ensemble:
+            yield chunk
+            continue
+        # An ensemble's M members per row are scored in pieces of chunk_size / M rows, which
+        # bound its temporaries as a chunk of single Gaussians does.
+        rows = max(1, options.chunk_size // max(1, mean.shape[1]))
+        for start in range(0, chunk.length, rows):
+            yield chunk.slice(start, start + rows)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -60,16 +60,23 @@ class CsvRead:
 
 
 def csv_batches(
-    path: str, read: CsvRead, header: list[str] | None = None
+    path: str,
+    read: CsvRead,
+    header: list[str] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the projected columns in file order, in batches of at most about ``chunk_size``
     rows (longer ones are sliced by the caller); a bad row raises an InputError naming its row
-    and column. ``header``: the file's column names when the caller has read them already."""
-    if path == STDIN or _compression(path) is not None or not os.path.isfile(path):
+    and column. ``header``: the file's column names when the caller has read them already;
+    ``on_bytes(position)``: told how far into a regular file the reader is, after each block
+    (a compressed file: its compressed bytes)."""
+    if path == STDIN or not os.path.isfile(path):
         yield from _streamed_batches(path, read)
+    elif _compression(path) is not None:
+        yield from _streamed_batches(path, read, on_bytes)
     else:
         names = header if header is not None else csv_header(path, read.delimiter)
-        yield from _ranged_batches(path, read, names)
+        yield from _ranged_batches(path, read, names, on_bytes)
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,9 @@ class RangeLayout:
         return 1 if self.names is None else 0
 
 
-def _ranged_batches(path: str, read: CsvRead, names: list[str]) -> Iterator[pa.RecordBatch]:
+def _ranged_batches(
+    path: str, read: CsvRead, names: list[str], on_bytes: Callable[[int], None] | None
+) -> Iterator[pa.RecordBatch]:
     with pa.OSFile(path) as file:
         size = file.size()
         block = _block_bytes(file.read_at(_PROBE_BYTES, 0), read.chunk_size)
@@ -102,6 +111,8 @@ def _ranged_batches(path: str, read: CsvRead, names: list[str]) -> Iterator[pa.R
             if start == 0:
                 types = {field.name: field.type for field in table.schema}
                 layout = RangeLayout(names, types)
+            if on_bytes is not None:
+                on_bytes(end)
             yield from table.to_batches()
             rows_before += table.num_rows
             start = end
@@ -162,9 +173,16 @@ def _located_error(
     return csv_error(path, read, error, rows_before - layout.header_lines, block)
 
 
-def _streamed_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
+def _streamed_batches(
+    path: str, read: CsvRead, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Through pyarrow's incremental reader; ``on_bytes`` (a regular, compressed file) is told
+    the position in the file underneath the decompression."""
     read_options = pacsv.ReadOptions(block_size=STREAM_BLOCK_BYTES, use_threads=False)
-    stream = open_csv_stream(path)
+    raw = None if on_bytes is None else pa.OSFile(path)
+    stream = (
+        open_csv_stream(path) if raw is None else pa.CompressedInputStream(raw, _compression(path))
+    )
     try:
         with stream:
             batches = pacsv.open_csv(
@@ -173,9 +191,15 @@ def _streamed_batches(path: str, read: CsvRead) -> Iterator[pa.RecordBatch]:
                 parse_options=read.parse_options(),
                 convert_options=read.convert_options(),
             )
-            yield from _coalesced(batches, read.chunk_size)
+            for batch in _coalesced(batches, read.chunk_size):
+                if raw is not None and on_bytes is not None:
+                    on_bytes(raw.tell())
+                yield batch
     except pa.ArrowInvalid as error:
         raise csv_error(path, read, error, -1, STREAM_BLOCK_BYTES) from error  # -1: the header
+    finally:
+        if raw is not None:
+            raw.close()
 
 
 def _coalesced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
@@ -208,6 +232,8 @@ def csv_header(path: str, delimiter: str) -> list[str]:
 
 def open_csv_stream(path: str) -> pa.NativeFile:
     if path == STDIN:
+        if sys.stdin is None:  # started with stdin closed (<&-)
+            raise InputError("stdin is closed; expected CSV on it", path="<stdin>")
         return pa.PythonFile(sys.stdin.buffer, mode="r")
     return pa.input_stream(path, compression=_compression(path))
 

@@ -2,22 +2,27 @@
 
 Every reader holds at most a bounded buffer of the file: Parquet is read without pre-buffering
 (pyarrow's default pre-buffer pulls whole row groups ahead and grows with the file), CSV through
-pyarrow's incremental reader, Arrow IPC through a memory map.
+pyarrow's incremental reader, Arrow IPC through ordinary reads (a memory map of a file truncated
+while it is read kills the process with SIGBUS). A Parquet file must yield as many rows as its
+footer records, so a file cut short while it is read is an error, never half a score.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gaussnll.core.errors import InputError
 from gaussnll.core.io.csv_input import CsvRead, csv_batches, csv_header
+from gaussnll.core.io.labels import LabelColumns
 from gaussnll.core.io.sources import STDIN, FileFormat, Source
+from gaussnll.core.options import ScoreOptions
 
 PARQUET_BUFFER_BYTES = 1 << 20  # larger buffers cost memory and read no faster
 _DELIMITER_HINTS = (";", "\t", "|", ":")
@@ -25,18 +30,76 @@ _DELIMITER_HINTS = (";", "\t", "|", ":")
 
 @dataclass(frozen=True)
 class ReadRequest:
-    """Which columns to read (``numeric`` ones as numbers), in chunks of how many rows."""
+    """Which columns to read (``numeric`` ones as numbers), in chunks of how many rows;
+    ``on_bytes(position)``: told how far into the file a CSV reader has read."""
 
     columns: tuple[str, ...]
     numeric: tuple[str, ...]
     chunk_size: int
     delimiter: str = ","
+    on_bytes: Callable[[int], None] | None = None
 
 
-def iter_batches(source: Source, request: ReadRequest) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """Yield ``(file, batch)`` in file order: the requested columns, at most ``chunk_size`` rows."""
+def scoring_request(source: Source, options: ScoreOptions) -> ReadRequest:
+    """What scoring reads: the options' columns, in batches of ``chunk_size`` rows; an
+    ensemble's of ``chunk_size / M`` rows when its M members per row can be told before the
+    pass (member columns, or the first row of a list column), so a batch holds about as many
+    values whatever M is."""
+    spec = options.columns
+    rows = options.chunk_size
+    if options.ensemble:
+        members = len(spec.mean) if len(spec.mean) > 1 else _first_list_length(source, spec.mean[0])
+        rows = max(1, rows // (members or 1))
+    return ReadRequest(options.needed, spec.numeric, rows, options.delimiter)
+
+
+def _first_list_length(source: Source, column: str) -> int | None:
+    """The length of ``column``'s first value when it is a list in a Parquet or Arrow file;
+    None otherwise, or when it cannot be read (the pass itself reports why)."""
+    if source.format is FileFormat.CSV or not source.files:
+        return None
+    request = ReadRequest((column,), (column,), 1)
+    try:
+        for _, batch in iter_batches(Source(source.name, source.format, source.files[:1]), request):
+            value = batch.column(0)[0].as_py()
+            return len(value) if isinstance(value, list) else None
+    except InputError:
+        return None
+    return None
+
+
+@dataclass
+class ReadProgress:
+    """How far the reader is through the input's bytes, where it can tell (CSV files, whose
+    row count is unknown until read): ``bytes_total`` None when it cannot. The reader thread
+    advances ``bytes_read`` after each block it has read."""
+
+    bytes_total: int | None = None
+    bytes_read: int = 0
+
+
+def read_progress(source: Source) -> ReadProgress:
+    """A byte counter for ``source``: with a total for CSV files (compressed: their compressed
+    bytes), none for stdin or a pipe, nor for formats that record their row count."""
+    files = source.files
+    if source.format is not FileFormat.CSV or not all(map(os.path.isfile, files)):
+        return ReadProgress()
+    return ReadProgress(sum(map(os.path.getsize, files)))
+
+
+def iter_batches(
+    source: Source, request: ReadRequest, progress: ReadProgress | None = None
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Yield ``(file, batch)`` in file order: the requested columns, at most ``chunk_size`` rows.
+    ``progress`` (with a total) is advanced as CSV bytes are read."""
+    labels = label_columns(request)
+    before = 0  # bytes of the files already read
     for path in source.files:
-        yield from iter_file_batches(path, source.format, request)
+        file_request = request
+        if progress is not None and progress.bytes_total is not None:
+            file_request = replace(request, on_bytes=_advance(progress, before))
+            before += os.path.getsize(path)
+        yield from iter_file_batches(path, source.format, file_request, labels=labels)
 
 
 def iter_file_batches(
@@ -44,16 +107,20 @@ def iter_file_batches(
     file_format: FileFormat,
     request: ReadRequest,
     row_groups: Sequence[int] | None = None,
+    labels: LabelColumns | None = None,
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """``iter_batches`` of one file; of a Parquet file, only ``row_groups`` when given."""
+    """``iter_batches`` of one file; of a Parquet file, only ``row_groups`` when given.
+    ``labels`` checks the label columns against earlier files' (a new one: this file's own)."""
     readers: dict[FileFormat, Callable[[str, ReadRequest], Iterator[pa.RecordBatch]]] = {
         FileFormat.PARQUET: functools.partial(_parquet_batches, row_groups=row_groups),
         FileFormat.CSV: _csv_batches,
         FileFormat.IPC: _ipc_batches,
     }
     read_file = readers[file_format]
+    labels = labels or label_columns(request)
     try:
         for batch in read_file(path, request):
+            labels.check(batch, _display(path))
             for piece in _slices(batch, request.chunk_size):
                 yield _display(path), piece
     except (pa.ArrowException, OSError) as error:
@@ -63,6 +130,11 @@ def iter_file_batches(
         raise InputError(message, path=_display(path)) from error
 
 
+def label_columns(request: ReadRequest) -> LabelColumns:
+    """A checker of the request's label columns (those not read as numbers)."""
+    return LabelColumns(tuple(c for c in request.columns if c not in request.numeric))
+
+
 def parquet_row_groups(path: str) -> list[int]:
     """The rows of each row group of a Parquet file (its footer only)."""
     try:
@@ -70,6 +142,13 @@ def parquet_row_groups(path: str) -> list[int]:
     except (pa.ArrowException, OSError) as error:
         raise InputError(_one_line(error), path=_display(path)) from error
     return [metadata.row_group(k).num_rows for k in range(metadata.num_row_groups)]
+
+
+def _advance(progress: ReadProgress, before: int) -> Callable[[int], None]:
+    def advance(position: int) -> None:
+        progress.bytes_read = before + position
+
+    return advance
 
 
 def count_rows(source: Source) -> int | None:
@@ -92,8 +171,10 @@ def _parquet_rows(path: str) -> int:
 
 
 def _ipc_file_rows(path: str) -> int:
-    with pa.memory_map(path) as mapped:
-        reader = pa.ipc.open_file(mapped)
+    with pa.OSFile(path) as file:
+        reader = pa.ipc.open_file(file)
+        if hasattr(reader, "count_rows"):  # pyarrow >= 17: the batches' metadata only
+            return reader.count_rows()
         return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
@@ -110,17 +191,37 @@ def _parquet_batches(
         columns=list(request.columns),
         use_threads=False,
     )
-    yield from batches
+    metadata = parquet.metadata
+    claimed = metadata.num_rows
+    in_groups = sum(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
+    if in_groups != claimed:
+        raise InputError(
+            f"the footer records {claimed:,} rows but its row groups hold {in_groups:,}; "
+            "expected a complete Parquet file",
+            path=path,
+        )
+    if row_groups is not None:  # a part of the file: the rows its groups record
+        claimed = sum(metadata.row_group(i).num_rows for i in row_groups)
+    read = 0
+    for batch in batches:
+        read += batch.num_rows
+        yield batch
+    if read != claimed:
+        raise InputError(
+            f"read {read:,} rows where the footer records {claimed:,}; the file changed or "
+            "was cut short while it was read",
+            path=path,
+        )
 
 
 def _ipc_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
-    with pa.memory_map(path) as mapped:
+    with pa.OSFile(path) as file:
         try:
-            reader = pa.ipc.open_file(mapped)
+            reader = pa.ipc.open_file(file)
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
         except pa.ArrowInvalid:
-            mapped.seek(0)
-            reader = pa.ipc.open_stream(mapped)
+            file.seek(0)
+            reader = pa.ipc.open_stream(file)
             batches = iter(reader)
         require_columns(reader.schema.names, request.columns, path)
         for batch in batches:
@@ -133,7 +234,7 @@ def _csv_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
         require_columns(header, request.columns, path)
     read = CsvRead(request.columns, request.numeric, request.delimiter, request.chunk_size)
     try:
-        yield from csv_batches(path, read, header)
+        yield from csv_batches(path, read, header, request.on_bytes)
     except pa.ArrowKeyError as error:  # a missing column on stdin, whose header we cannot pre-read
         raise InputError(_one_line(error), path=_display(path)) from error
 

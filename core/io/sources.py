@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -51,24 +52,38 @@ def format_of(path: str) -> FileFormat | None:
     return _SUFFIXES.get(suffixes[-1]) if suffixes else None
 
 
+def _files_under(root: str) -> Iterator[str]:
+    """Every file below ``root``, following symbolic links to directories; a directory
+    reached again (a link loop, or two links to one place) is read once."""
+    seen: set[tuple[int, int]] = set()
+    for directory, subdirectories, names in os.walk(root, followlinks=True):
+        status = os.stat(directory)
+        if (status.st_dev, status.st_ino) in seen:
+            subdirectories.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        for name in names:
+            file = os.path.join(directory, name)
+            if os.path.isfile(file):
+                yield file
+
+
 def resolve_source(path: str) -> Source:
     """Find the data files behind ``path`` and check they share one known format."""
     if path == STDIN:
         return Source(name="<stdin>", format=FileFormat.CSV, files=(STDIN,))
-    if glob.has_magic(path):
-        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
-        if not files:
-            raise InputError("the pattern matches no file", path=path)
-    elif os.path.isdir(path):
-        files = sorted(
-            str(f) for f in Path(path).rglob("*") if f.is_file() and format_of(str(f)) is not None
-        )
+    if os.path.isdir(path):
+        files = sorted(f for f in _files_under(path) if format_of(f) is not None)
         if not files:
             raise InputError(
                 "the directory holds no .parquet, .csv or .arrow/.feather file", path=path
             )
-    elif os.path.isfile(path):
+    elif os.path.isfile(path):  # an existing name is never a pattern: model[v2].parquet
         files = [path]
+    elif glob.has_magic(path):
+        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise InputError("the pattern matches no file", path=path)
     else:
         raise InputError("no such file or directory", path=path)
     found = {format_of(f) for f in files}

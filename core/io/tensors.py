@@ -81,19 +81,51 @@ class Conversion:
             )
         return torch.cat(parts, dim=1)
 
+    def members(self, batch: pa.RecordBatch, names: Sequence[str]) -> Tensor:
+        """The role's ensemble members as one ``(rows, members, width)`` tensor: a list column
+        of M numbers, or of M lists of D numbers; or number columns, one per member."""
+        array = batch.column(names[0])
+        if len(names) > 1 or not _is_list(array.type):
+            return self.role(batch, names).unsqueeze(2)
+        (name,) = names
+        members = self._list_length(array, name, "members")
+        values, width = array.flatten(), 1
+        if _is_list(values.type):
+            width = self._list_length(values, name, "outputs", per_row=members)
+            values = values.flatten()
+        flat = self._flat(values, name, width=members * width)
+        return flat.reshape(len(array), members, width)
+
+    def _list_length(self, array: pa.Array, name: str, what: str, *, per_row: int = 1) -> int:
+        """The common length of the lists of ``array`` (of ``what``); ``per_row`` lists make
+        a row."""
+        if pa.types.is_fixed_size_list(array.type):
+            self._reject_nulls(array, name, width=per_row)
+            return int(array.type.list_size)
+        return self._common_list_length(array, name, what, per_row=per_row)
+
     def _column(self, array: pa.Array, name: str) -> Tensor:
         if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-            width = self._common_list_length(array, name)
+            width = self._common_list_length(array, name, "outputs")
         elif pa.types.is_fixed_size_list(array.type):
             self._reject_nulls(array, name)
             width = array.type.list_size
         else:
             return self._flat(array, name, width=1).unsqueeze(1)
+        if width == 0 and len(array):
+            raise InputError(
+                "lists are empty; expected at least one value per row",
+                path=self.where.path,
+                column=name,
+                row=self.where.row(0),
+            )
         return self._flat(array.flatten(), name, width=width).reshape(len(array), width)
 
     def _flat(self, array: pa.Array, name: str, *, width: int) -> Tensor:
         if pa.types.is_integer(array.type) or pa.types.is_float16(array.type):
-            array = pc.cast(array, pa.float64())
+            # Rounded to the nearest float64 as torch and numpy convert: integers beyond 2**53
+            # (uint64, nanosecond timestamps) have no exact float64.
+            array = pc.cast(array, pa.float64(), safe=False)
         source_dtype = _TORCH_DTYPES.get(array.type)
         if source_dtype is None:
             raise InputError(
@@ -109,8 +141,12 @@ class Conversion:
             return torch.empty(0, dtype=self.dtype)
         return _zero_copy_view(array, source_dtype).to(self.dtype)
 
-    def _common_list_length(self, array: pa.Array, name: str) -> int:
-        self._reject_nulls(array, name)
+    def _common_list_length(
+        self, array: pa.Array, name: str, what: str, *, per_row: int = 1
+    ) -> int:
+        """The length every list of ``array`` (of ``what``) has; ``per_row`` lists make a
+        row (nested lists)."""
+        self._reject_nulls(array, name, width=per_row)
         lengths = pc.list_value_length(array)
         extremes = pc.min_max(lengths)
         shortest, longest = extremes["min"].as_py(), extremes["max"].as_py()
@@ -118,10 +154,10 @@ class Conversion:
             first_other = pc.index(pc.not_equal(lengths, lengths[0]), True).as_py()
             raise InputError(
                 f"list has {lengths[first_other].as_py()} values where earlier rows have "
-                f"{lengths[0].as_py()}; every row must have the same number of outputs",
+                f"{lengths[0].as_py()}; every row must have the same number of {what}",
                 path=self.where.path,
                 column=name,
-                row=self.where.row(first_other),
+                row=self.where.row(first_other // per_row),
             )
         return shortest or 0
 
@@ -136,6 +172,14 @@ class Conversion:
                 column=name,
                 row=self.where.row(first // max(width, 1)),
             )
+
+
+def _is_list(data_type: pa.DataType) -> bool:
+    return (
+        pa.types.is_list(data_type)
+        or pa.types.is_large_list(data_type)
+        or pa.types.is_fixed_size_list(data_type)
+    )
 
 
 def _zero_copy_view(array: pa.Array, source_dtype: torch.dtype) -> Tensor:

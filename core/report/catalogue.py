@@ -9,6 +9,7 @@ A score metric is a top-level number of the report (``nll``, ``rows``), a number
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from gaussnll.core.report.fields import FieldSpec, Shape, declared
 from gaussnll.core.report.report import Report
 
 LEVEL_SEPARATOR = "@"
+CALIBRATION_SECTIONS = ("calibration", "accuracy")  # computed only with calibration
+ENSEMBLE_SECTION = "ensemble"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Metric:
     name: str
     path: tuple[str, ...]
     spec: FieldSpec
+    integer: bool = False  # a count (``rows``, ``inside_counts``), shown without decimals
 
     @property
     def per_level(self) -> bool:
@@ -48,11 +52,15 @@ class Metric:
 
 def catalogued(cls: type, path: tuple[str, ...] = ()) -> Iterator[Metric]:
     """The checkable metrics of a report dataclass, its sections' included, in field order."""
+    types = {field.name: str(field.type) for field in dataclasses.fields(cls)}
     for name, spec in declared(cls):
         if spec.shape is Shape.SECTION and spec.of is not None:
             yield from catalogued(spec.of, (*path, name))
         elif spec.checkable:
-            yield Metric(name, (*path, name), spec)
+            yield Metric(name, (*path, name), spec, types[name] in _INTEGER_TYPES)
+
+
+_INTEGER_TYPES = ("int", "list[int]")
 
 
 def split_level(metric: str) -> tuple[str, float | None]:
@@ -95,7 +103,19 @@ class ScoreMetrics:
 
     def uses_calibration(self, metric: str) -> bool:
         entry = self.find(metric)
-        return entry is not None and entry.section is not None
+        if entry is None:
+            return False
+        return entry.section in CALIBRATION_SECTIONS or entry.spec.calibrated
+
+    def uses_ensemble(self, metric: str) -> bool:
+        """Whether ``metric`` is an ensemble's (``ScoreOptions.ensemble``)."""
+        entry = self.find(metric)
+        return entry is not None and entry.section == ENSEMBLE_SECTION
+
+    def integer(self, metric: str) -> bool:
+        """Whether ``metric`` is a count, to be shown without decimals."""
+        entry = self.find(metric)
+        return entry is not None and entry.integer
 
     def suggestion(self, metric: str) -> str | None:
         """The known name closest to a mistyped one (``NLL`` → ``nll``), if any is close."""
@@ -159,6 +179,17 @@ class CompareMetrics:
     def uses_calibration(self, metric: str) -> bool:
         side, name = self._split(metric)
         return side is not None and self.score.uses_calibration(name)
+
+    def integer(self, metric: str) -> bool:
+        side, name = self._split(metric)
+        if side is not None:
+            return self.score.integer(name)
+        entry = self.metrics.get(name)
+        return entry is not None and entry.integer
+
+    def uses_ensemble(self, metric: str) -> bool:
+        side, name = self._split(metric)
+        return side is not None and self.score.uses_ensemble(name)
 
     def suggestion(self, metric: str) -> str | None:
         side, name = self._split(metric)

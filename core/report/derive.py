@@ -11,10 +11,12 @@ from torch import Tensor
 from gaussnll.core.io.grouping import GroupKeys, sort_key
 from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import ScoreOptions
+from gaussnll.core.report.ensemble_summary import EnsembleSummaries
 from gaussnll.core.report.report import GroupScore, OutputScore, Report
 from gaussnll.core.report.summary_table import Summaries, SummaryTable
 from gaussnll.core.state.nonfinite import SKIP_REASONS
 from gaussnll.core.state.score_state import ScoreState
+from gaussnll.core.state.uncertainty import summaries as uncertainty_summaries
 
 SUMMARY_BATCH = 2048  # groups whose summaries are derived together
 
@@ -51,8 +53,14 @@ class Reports(Sequence[Report]):
         self._outputs = loss.shape[1]
         constant = HALF_LOG_2PI if options.full else 0.0
         self._sums = (loss + constant * rows.unsqueeze(1).double()).tolist()
-        self._summaries = _calibration_summaries(state, rows, loss, by_group, options.full)
+        self._summaries = _calibration_summaries(state, rows, loss, by_group, options)
         self._rows = rows.tolist()
+        self._ensemble = None
+        if state.mixture is not None:
+            elements = rows * self._outputs
+            self._ensemble = EnsembleSummaries(
+                state.mixture, elements, by_group=by_group, full=options.full
+            )
         self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
         self._names = options.columns.output_names(self._outputs)
         self._options = options
@@ -102,6 +110,7 @@ class Reports(Sequence[Report]):
             ),
             calibration=calibration,
             accuracy=accuracy,
+            ensemble=None if self._ensemble is None else self._ensemble[b],
             nan_policy=options.nan_policy,
             skipped_rows=self._skipped[b][0],
             skipped_reasons=dict(zip(SKIP_REASONS, self._skipped[b][1:], strict=True)),
@@ -121,19 +130,20 @@ def _ratio(total: float, count: int) -> float:
 
 
 def _calibration_summaries(
-    state: ScoreState, rows: Tensor, loss: Tensor, by_group: bool, full: bool
+    state: ScoreState, rows: Tensor, loss: Tensor, by_group: bool, options: ScoreOptions
 ) -> tuple[SummaryTable | None, SummaryTable | None]:
     """Calibration and accuracy of each report over all its outputs, and of each (report,
     output) pair, flattened; None without calibration. Derived for ``SUMMARY_BATCH`` groups at
     a time, which bounds the temporaries however many groups there are."""
     batch, outputs = loss.shape
-    calibration = state.calibration
-    if calibration is None:
+    calibration, uncertainty = state.calibration, state.uncertainty
+    if calibration is None or uncertainty is None:
         return None, None
-    totals = calibration.totals(by_group)
+    totals = {**calibration.totals(by_group), **uncertainty.totals(by_group)}
 
-    def table(*args: Any) -> SummaryTable:
-        columns = calibration.summaries(*args)
+    def table(sums: dict[str, Tensor], elements: Tensor, loss_sums: Tensor) -> SummaryTable:
+        columns = calibration.summaries(sums, elements, loss_sums, options.full)
+        columns.update(uncertainty_summaries(sums, options.uncertainty_bins))
         return SummaryTable.of_columns(calibration.levels, calibration.pit_bins, columns)
 
     overall, per_output = [], []
@@ -145,7 +155,6 @@ def _calibration_summaries(
                 {name: values.sum(dim=1) for name, values in sums.items()},
                 rows[part] * outputs,
                 loss[part].sum(dim=1),
-                full,
             )
         )
         if outputs > 1:
@@ -154,7 +163,6 @@ def _calibration_summaries(
                     {name: values.flatten(0, 1) for name, values in sums.items()},
                     rows[part].repeat_interleave(outputs),
                     loss[part].flatten(),
-                    full,
                 )
             )
     whole = SummaryTable.concatenated(overall)

@@ -34,6 +34,7 @@ class FieldSpec:
     description: str
     in_groups: bool = False
     of: type | None = None  # the dataclass of a section
+    calibrated: bool = False  # computed only with calibration (outside its own sections)
 
     @property
     def checkable(self) -> bool:
@@ -50,11 +51,14 @@ def metric(
     per_level: bool = False,
     vector: bool = False,
     in_groups: bool = True,
+    calibrated: bool = False,
     **options: Any,
 ) -> Any:
-    """A dataclass field holding a metric (``options`` go to ``dataclasses.field``)."""
+    """A dataclass field holding a metric (``options`` go to ``dataclasses.field``);
+    ``calibrated``: computed only with calibration (fields of the calibration and accuracy
+    sections are anyway)."""
     shape = Shape.PER_LEVEL if per_level else Shape.VECTOR if vector else Shape.SCALAR
-    spec = FieldSpec(shape, label, description, in_groups)
+    spec = FieldSpec(shape, label, description, in_groups, calibrated=calibrated)
     return dataclasses.field(metadata={_KEY: spec}, **options)
 
 

@@ -42,8 +42,8 @@ class CalibrationSummary:
         "interval score (mean over levels)", "interval score averaged over 99 levels"
     )
     nll_full: float = metric("NLL with the constant", "mean NLL plus 0.5 log 2π")
-    sharpness: float = metric("sharpness", "sqrt of the mean variance")
-    z_mean: float = metric("z mean", "mean of z = (target - mean) / σ")
+    sharpness: float = metric("sharpness", "sqrt of the mean variance, as given (not floored)")
+    z_mean: float = metric("z mean", "mean of z = (target - mean) / sqrt(max(var, eps))")
     z_std: float = metric("z std", "population standard deviation of z")
     z2_mean: float = metric("z² mean", "mean of z²")
     var_scale: float = metric(
@@ -51,6 +51,21 @@ class CalibrationSummary:
     )
     nll_at_var_scale: float = metric(
         "NLL with variance × s*", "the mean NLL the model would get with variances × s*"
+    )
+    calibration_curve: list[float] = metric(
+        "calibration curve",
+        "observed coverage at the expected levels linspace(0, 1, 100)",
+        vector=True,
+    )
+    ence: float = metric(
+        "ENCE",
+        "expected normalised calibration error: mean over σ bins of |RMV - RMSE| / RMV",
+    )
+    uncertainty_bins: dict[str, list[float]] = info(
+        "bins of predicted σ of nearly equal count: edges, counts, rmv, rmse"
+    )
+    sigma_histogram: dict[str, list[float]] = info(
+        "counts of predicted σ in fine log-spaced bins: edges, counts"
     )
 
 
@@ -61,6 +76,50 @@ class AccuracySummary:
     mae: float = metric("MAE", "mean absolute error")
     rmse: float = metric("RMSE", "root mean squared error")
     bias: float = metric("bias", "mean error, target - mean")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnsembleSummary:
+    """An ensemble scored as its mixture of Gaussians (the rest of the report scores its
+    moment-matched Gaussian); definitions in the README's Ensembles section."""
+
+    members: int = metric("members", "ensemble members with a nonzero weight")
+    weights: list[float] = info("every member's weight, normalised to sum 1", in_groups=True)
+    mixture_nll: float = metric("mixture NLL", "mean over elements of the mixture's NLL")
+    member_nll: list[float | None] = metric(
+        "member NLL", "each member's mean NLL on its own (null: weight 0)", vector=True
+    )
+    member_nll_mean: float = metric(
+        "weighted member NLL", "the members' NLLs weighted by their weights"
+    )
+    aleatoric_var: float = metric("aleatoric variance", "mean of the weighted member variances")
+    epistemic_var: float = metric(
+        "epistemic variance", "mean of the weighted squared member deviations from the mean"
+    )
+    epistemic_fraction: float = metric(
+        "epistemic fraction", "epistemic variance / (aleatoric + epistemic)"
+    )
+    mixture_crps: float | None = metric(
+        "mixture CRPS", "mean CRPS of the mixture (null without calibration)", calibrated=True
+    )
+    mixture_coverage: list[float] = metric(
+        "mixture coverage",
+        "fraction of elements inside the mixture's central p-interval",
+        per_level=True,
+        calibrated=True,
+    )
+    mixture_inside_counts: list[int] = metric(
+        "mixture elements inside",
+        "elements inside the mixture's central p-interval",
+        per_level=True,
+        calibrated=True,
+    )
+    mixture_pit_counts: list[int] = metric(
+        "mixture PIT histogram",
+        "counts of the mixture's PIT in equal bins",
+        vector=True,
+        calibrated=True,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +158,7 @@ class Report:
     nll_sum: float = metric("NLL sum", "sum of the element losses")
     calibration: CalibrationSummary | None = section(CalibrationSummary, default=None)
     accuracy: AccuracySummary | None = section(AccuracySummary, default=None)
+    ensemble: EnsembleSummary | None = section(EnsembleSummary, default=None)
     skipped_rows: int = metric("skipped rows", "rows dropped for non-finite values", default=0)
     skipped_reasons: dict[str, int] = info(
         "per role, dropped rows with a non-finite value there",

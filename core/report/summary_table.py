@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gaussnll.core.report.report import AccuracySummary, CalibrationSummary
+from gaussnll.core.state.uncertainty import row_fields
 
 Summaries = tuple[CalibrationSummary, AccuracySummary]
 _ACCURACY = tuple(field.name for field in dataclasses.fields(AccuracySummary))
@@ -42,6 +43,7 @@ class SummaryTable:
         values = dict(zip(self.scalar_names, self.scalars[index].tolist(), strict=True))
         values.update({name: column[index].tolist() for name, column in self.vectors.items()})
         accuracy = AccuracySummary(**{name: values.pop(name) for name in _ACCURACY})
+        values.update(row_fields(values))
         calibration = CalibrationSummary(levels=list(self.levels), pit_bins=self.pit_bins, **values)
         return calibration, accuracy
 

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from gaussnll.core.errors import InputError, UsageError
-from gaussnll.core.io.readers import ReadRequest, iter_batches, require_columns
+from gaussnll.core.io.readers import iter_batches, read_progress, require_columns, scoring_request
 from gaussnll.core.io.sources import Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions
@@ -106,11 +106,10 @@ def _score_files(paths: list[str], options: ScoreOptions, streams: dict[str, Any
     label = ", ".join(paths)
     combined = Source(label, formats.pop(), tuple(f for s in sources for f in s.files))
     options = engine.resolve_quantiles(combined, options)
-    spec = options.columns
-    request = ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
-    batches = iter_batches(combined, request)
+    progress = read_progress(combined)
+    batches = iter_batches(combined, scoring_request(combined, options), progress)
     return engine.score_batches(
-        batches, options, label=label, file_format=combined.format.value, **streams
+        batches, options, label=label, file_format=combined.format.value, read=progress, **streams
     )
 
 

@@ -77,7 +77,7 @@ def compare(
         if rows_to is not None:
             rows_to.write(_row_batch(row_losses, kept, chunk_pair[0].ids, options))
         if on_progress is not None:
-            on_progress(differences.rows + skipped, None)
+            on_progress(differences.rows + skipped, None, None, None)
     if differences.rows == 0:
         reason = "no id appears in both files" if pairing.method == "id" else "no data rows"
         raise InputError(reason, path=candidate)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -31,10 +31,10 @@ from gaussnll.core.errors import (
     OptionError,
     UsageError,
 )
-from gaussnll.core.io.readers import ReadRequest, iter_file_batches, parquet_row_groups
+from gaussnll.core.io.readers import iter_file_batches, parquet_row_groups, scoring_request
 from gaussnll.core.io.scales import ScaleLookup
-from gaussnll.core.io.sources import STDIN, FileFormat, resolve_source
-from gaussnll.core.io.writers import RowWriter, atomic_directory
+from gaussnll.core.io.sources import STDIN, FileFormat, Source, resolve_source
+from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.allocator import keep_freed_memory
@@ -94,16 +94,12 @@ def score_on_dask(
 ) -> Report:
     """Score ``path`` on the Dask cluster at ``address`` (``local``: a ``LocalCluster`` of
     ``workers`` processes on 127.0.0.1, 0: one per core); ``state_to`` and ``on_progress`` as
-    for ``score`` (progress advances by partition as each finishes). ``rows_to_directory``: a
-    new directory to get the per-row losses, one Parquet part per partition
-    (``part-00000.parquet``...) written by the workers, all or nothing."""
-    with ExitStack() as stack:
-        rows_directory = None
-        if rows_to_directory is not None:
-            rows_directory = stack.enter_context(atomic_directory(rows_to_directory))
-        return _score_on_dask(
-            path, options, address, workers, state_to, on_progress, rows_directory
-        )
+    for ``score`` (progress advances by partition as each finishes). ``rows_to_directory``: an
+    existing directory, reachable by the workers, to get the per-row losses, one Parquet part
+    per partition (``part-00000.parquet``...) written by the workers (the CLI gives a temporary
+    directory of ``PlannedOutputs``, renamed when the run completes)."""
+    rows_directory = None if rows_to_directory is None else os.path.abspath(rows_to_directory)
+    return _score_on_dask(path, options, address, workers, state_to, on_progress, rows_directory)
 
 
 def _score_on_dask(
@@ -164,7 +160,7 @@ def _report_progress(
     done = 0
     for finished in as_completed(leaves):
         done += size[finished.key]
-        on_progress(done, total)
+        on_progress(done, total, None, None)
 
 
 def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -175,9 +171,8 @@ def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict
     writer: RowWriter | None = None
     try:
         options = _task_options(settings)
-        spec = options.columns
-        request = ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
         file_format = FileFormat(part.format)
+        request = scoring_request(Source(part.name, file_format, (part.path,)), options)
         read = iter_file_batches(part.path, file_format, request, part.row_groups)
         batches = ((part.name, batch) for _, batch in read)
         scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
@@ -223,6 +218,7 @@ def _task_settings(options: ScoreOptions) -> dict[str, Any]:
         "delimiter": options.delimiter,
         "device": options.device,
         "id": options.columns.id,
+        "max_groups": options.max_groups,
     }
 
 
@@ -234,6 +230,7 @@ def _task_options(settings: dict[str, Any]) -> ScoreOptions:
         chunk_size=settings["chunk_size"],
         delimiter=settings["delimiter"],
         device=settings["device"],
+        max_groups=settings["max_groups"],
         workers=1,
     )
 

@@ -15,7 +15,14 @@ import pyarrow as pa
 from gaussnll.core.errors import InputError, NegativeSpreadError, UsageError
 from gaussnll.core.io.chunks import Chunk, to_chunks
 from gaussnll.core.io.prefetch import prefetched
-from gaussnll.core.io.readers import ReadRequest, count_rows, iter_batches
+from gaussnll.core.io.readers import (
+    ReadProgress,
+    ReadRequest,
+    count_rows,
+    iter_batches,
+    read_progress,
+    scoring_request,
+)
 from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import FileFormat, Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
@@ -26,7 +33,9 @@ from gaussnll.core.run.merging import save_state
 from gaussnll.core.run.scorer import Scored, Scorer
 from gaussnll.core.run.workers import ScorerPool, auto_workers
 
-ProgressCallback = Callable[[int, "int | None"], None]
+ProgressCallback = Callable[[int, "int | None", "int | None", "int | None"], None]
+"""``on_progress(rows_done, total_rows, bytes_read, bytes_total)``: each None where unknown.
+CSV files do not record their rows; their bytes tell how far the reading is."""
 
 
 def score_path(
@@ -40,21 +49,21 @@ def score_path(
     """Stream ``path`` through the Gaussian NLL and return the report.
 
     ``rows_to`` receives the per-row losses (with the ``full`` constant when set) as record
-    batches; ``on_progress(rows_read, total_rows_or_None)`` is called after every chunk.
+    batches; ``on_progress`` (``ProgressCallback``) is called after every chunk.
     """
     options = options or ScoreOptions()
     source = resolve_source(path)
     options = resolve_quantiles(source, options)
-    spec = options.columns
-    request = ReadRequest(options.needed, spec.numeric, options.chunk_size, options.delimiter)
+    progress = read_progress(source)
     return score_batches(
-        iter_batches(source, request),
+        iter_batches(source, scoring_request(source, options), progress),
         options,
         label=path,
         file_format=source.format.value,
         total_rows=count_rows(source),
         rows_to=rows_to,
         on_progress=on_progress,
+        read=progress,
         relocate=lambda: _locate_invalid_value(source, path, options),
         state_to=state_to,
     )
@@ -81,10 +90,12 @@ def score_batches(
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
     relocate: Callable[[], None] | None = None,
+    read: ReadProgress | None = None,
     state_to: str | None = None,
 ) -> Report:
     """Score ``(source name, record batch)`` pairs holding the options' columns.
 
+    ``read``: the reader's byte counter, passed on to ``on_progress`` where it has a total.
     ``relocate`` is called when a GPU pass found an invalid chunk, to raise the precise error;
     ``state_to`` names a state file to write (``merging.save_state``).
     """
@@ -97,6 +108,7 @@ def score_batches(
         total_rows=total_rows,
         rows_to=rows_to,
         on_progress=on_progress,
+        read=read,
         scales=scales,
     )
     if scorer.state is None:
@@ -119,6 +131,7 @@ def accumulate(
     total_rows: int | None = None,
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
+    read: ReadProgress | None = None,
     scales: ScaleLookup | None = None,
     first_row: int = 1,
 ) -> Scorer:
@@ -141,7 +154,9 @@ def accumulate(
                 rows_to.write(_row_batch(scored, options, chunk.ids))
             rows_done += chunk.length
             if on_progress is not None:
-                on_progress(rows_done, total_rows)
+                bytes_total = None if read is None else read.bytes_total
+                bytes_read = None if read is None or bytes_total is None else read.bytes_read
+                on_progress(rows_done, total_rows, bytes_read, bytes_total)
     except NegativeSpreadError as first_negative:
         raise _with_negative_count(first_negative, pool.unfinished(), chunks) from None
     finally:  # stop the worker and reader threads now, not when the generators are collected
@@ -177,7 +192,8 @@ def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> N
 
 
 def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> pa.RecordBatch:
-    """Per-row losses of one chunk; rows skipped for non-finite values get nulls."""
+    """Per-row losses of one chunk (an ensemble's mixture losses too, ``mixture_nll``); rows
+    skipped for non-finite values get nulls."""
     spec = options.columns
     values = scored.per_row(options.full).cpu().numpy()
     skipped = None if scored.kept is None else (~scored.kept).cpu().numpy()
@@ -186,6 +202,13 @@ def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> p
         pa.array(np.ascontiguousarray(values[:, j]), mask=skipped) for j in range(values.shape[1])
     ]
     labels = ["nll"] if len(names) == 1 else [f"nll_{name}" for name in names]
+    mixture = scored.mixture_per_row(options.full)
+    if mixture is not None:  # an ensemble: its mixture's losses beside the matched Gaussian's
+        mixed = mixture.cpu().numpy()
+        columns += [
+            pa.array(np.ascontiguousarray(mixed[:, j]), mask=skipped) for j in range(mixed.shape[1])
+        ]
+        labels += [f"mixture_{label}" for label in labels]
     if ids is not None and spec.id is not None:
         columns.insert(0, ids)
         labels.insert(0, spec.id)

@@ -7,14 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from gaussnll.core.errors import InputError, UsageError
-from gaussnll.core.io.writers import write_text_atomically
+from gaussnll.core.io.writers import writing
 from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.state_document import check_document, difference, from_json, to_json
 
 
 def save_state(document: dict[str, Any], path: str) -> None:
-    """Write a state document (``Scorer.state_dict()``) to ``path`` as JSON, atomically."""
-    write_text_atomically(path, to_json(document))
+    """Write a state document (``Scorer.state_dict()``) to ``path`` as JSON (the CLI gives a
+    temporary of its ``PlannedOutputs``, put in place with the run's other outputs)."""
+    text = to_json(document)
+    with writing(path), open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def load_state(path: str) -> dict[str, Any]:

@@ -132,7 +132,15 @@ def _read_table(source: Source, request: ReadRequest) -> pa.Table:
     batches = [batch for _, batch in iter_batches(source, request)]
     if not batches:
         raise InputError("no data rows", path=source.name)
-    return pa.Table.from_batches(batches).combine_chunks()
+    # Files may differ in width (int32 ids in one, int64 in the next; float32 means): promoted.
+    tables = [pa.Table.from_batches([batch]) for batch in batches]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise InputError(
+            f"its files' columns have types that do not combine ({' '.join(str(error).split())})",
+            path=source.name,
+        ) from error
 
 
 def _join_keys(
@@ -158,10 +166,14 @@ def _is_text(kind: pa.DataType) -> bool:
 
 def _require_unique(key: pa.ChunkedArray, path: str, column: str) -> None:
     """Every row needs an id, and no id may appear twice (a pair must be one row each)."""
-    if key.null_count:
-        row = pc.index(pc.is_null(key), True).as_py()
+    missing = pc.is_null(key, nan_is_null=True)
+    if pc.any(missing).as_py():
+        row = pc.index(missing, True).as_py()
         raise InputError(
-            "missing id; every row needs one to be paired", path=path, column=column, row=row + 1
+            "missing id (null or NaN); every row needs one to be paired",
+            path=path,
+            column=column,
+            row=row + 1,
         )
     counts = pc.value_counts(key)
     repeated = pc.filter(counts, pc.greater(counts.field("counts"), 1))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.errors import InputError, OptionError, UsageError
 from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.io.devices import resolve_device
 from gaussnll.core.io.grouping import GroupKeys
@@ -31,6 +31,7 @@ from gaussnll.core.run.state_document import (
 )
 from gaussnll.core.run.validation import raise_first_problem
 from gaussnll.core.state import portable
+from gaussnll.core.state.mixture import Members, MemberWeights
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
 from gaussnll.core.state.score_state import ScoreState
 
@@ -39,16 +40,25 @@ TENSORS = "<tensors>"
 
 @dataclass(frozen=True)
 class Scored:
-    """What one chunk contributed: the element losses of its scored rows (no constant), and
-    which rows were kept (None: all of them)."""
+    """What one chunk contributed: the element losses of its scored rows (no constant), which
+    rows were kept (None: all of them), and for an ensemble the mixture's element losses."""
 
     loss: Tensor
     kept: Tensor | None
+    mixture: Tensor | None = None
 
     def per_row(self, full: bool) -> Tensor:
         """The losses aligned with the chunk's rows (NaN where skipped), with the constant if
         ``full``: what torch's ``reduction='none'`` gives."""
-        loss = self.loss + HALF_LOG_2PI if full else self.loss
+        return self._aligned(self.loss, full)
+
+    def mixture_per_row(self, full: bool) -> Tensor | None:
+        """The mixture's element losses as ``per_row`` gives the Gaussian's (None: no
+        ensemble)."""
+        return None if self.mixture is None else self._aligned(self.mixture, full)
+
+    def _aligned(self, loss: Tensor, full: bool) -> Tensor:
+        loss = loss + HALF_LOG_2PI if full else loss
         return loss if self.kept is None else expand_rows(loss, self.kept, float("nan"))
 
 
@@ -73,14 +83,24 @@ class Scorer:
             )
         self.group_keys = GroupKeys(by, self.options.edges()) if by else None
         self._validity = _Validity(self.device)
+        self._weights: MemberWeights | None = None  # an ensemble's, from its first chunk
+        self._weight_tensor: Tensor | None = None
         self._started = time.perf_counter()
         self._rows_given = 0
 
     def update(self, mean: Tensor, target: Tensor, var: Tensor) -> Tensor:
-        """Add rows given as tensors; return their element losses (with the ``full`` constant)."""
+        """Add rows given as tensors; return their element losses (with the ``full`` constant).
+
+        For an ensemble, ``mean`` and ``var`` are ``(rows, members)`` or ``(rows, members, D)``
+        and the losses are the moment-matched Gaussian's.
+        """
         dtype = DTYPES[self.options.dtype]
         roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
+        if self.options.ensemble:
+            roles[0], roles[2] = (
+                t.unsqueeze(2) if t.ndim == 2 else t for t in (roles[0], roles[2])
+            )
         where = Location(TENSORS, self._rows_given + 1)
         chunk = Chunk(mean=roles[0], target=roles[1], spread=roles[2], ids=None, where=where)
         recalibration = self.options.recalibration
@@ -101,7 +121,13 @@ class Scorer:
         chunk = chunk.ready()
         state = self.prepare(chunk)
         if self.group_keys is not None:
-            state.reserve(len(self.group_keys.keys))
+            self._reserve_groups(state, self.group_keys)
+        var = chunk.variance(spec.spread_kind)
+        members, given, given_var = None, chunk, var
+        if self._weights is not None:  # scored as the moment-matched Gaussian
+            members = self._members(chunk, var)
+            chunk = replace(chunk, mean=members.matched_mean, spread=members.matched_var)
+            var = members.matched_var
         _check_widths(chunk, spec, state.outputs)
         if chunk.scale is not None and chunk.scale.shape[1] != state.outputs:
             raise InputError(
@@ -109,7 +135,6 @@ class Scorer:
                 f"{state.outputs}: use a map fitted on predictions of the same outputs",
                 path=chunk.where.path,
             )
-        var = chunk.variance(spec.spread_kind)
         scored, scored_var, kept = chunk, var, None
         if options.nan_policy == "skip":
             kept, bad = finite_rows(chunk.mean, chunk.target, var)
@@ -118,22 +143,73 @@ class Scorer:
                 kept = None
             else:
                 scored, scored_var = chunk.rows(kept), var[kept]
+                members = None if members is None else members.rows(kept)
         floored = state.floored(scored_var, options.eps, scored.group)
         error = scored.target - scored.mean
         terms = nll_terms(error, floored)
         loss = terms.loss
-        chunk_sums = state.update(terms, error, floored, scored.group)
-        if self._validity.bad_here(scored, spec, chunk_sums, options.nan_policy):
+        chunk_sums = state.update(terms, error, scored_var, floored, scored.group)
+        mixture = None
+        if members is not None and state.mixture is not None:
+            mixture = state.mixture.update(members, scored.target, options.eps, scored.group)
+        checked = given if kept is None else given.rows(kept)
+        if self._validity.bad_here(checked, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
-            _explain(chunk, spec, var, aligned, options.nan_policy)
-        return Scored(loss, kept)
+            if members is not None:  # each member a column of the file, as read
+                given = replace(given, mean=given.mean.flatten(1), spread=given.spread.flatten(1))
+                given_var = given_var.flatten(1)
+            _explain(given, spec, given_var, aligned, options.nan_policy)
+        return Scored(loss, kept, mixture)
+
+    def _members(self, chunk: Chunk, var: Tensor) -> Members:
+        """The chunk's ensemble members (those of nonzero weight), checked against the first
+        chunk's: the same number of members, and a spread for each."""
+        spec, weights, weight_tensor = self.options.columns, self._weights, self._weight_tensor
+        if weights is None or weight_tensor is None:
+            raise ValueError("members are read only once the first chunk has set the weights")
+        mean = chunk.mean
+        problem = None
+        if mean.shape[1] != len(weights.normalised):
+            expected = len(weights.normalised)
+            given = (
+                f"{expected} weights are given"
+                if self.options.member_weights
+                else (f"earlier rows have {expected}")
+            )
+            problem = (spec.mean, f"{mean.shape[1]} members where {given}")
+        elif var.shape[1] != mean.shape[1]:
+            problem = (spec.spread, f"{var.shape[1]} members where the mean has {mean.shape[1]}")
+        elif var.shape[2] not in (1, mean.shape[2]):
+            problem = (
+                spec.spread,
+                f"{var.shape[2]} outputs per member where the mean has {mean.shape[2]}",
+            )
+        if problem is not None:
+            names, detail = problem
+            raise InputError(
+                f"has {detail}",
+                path=chunk.where.path,
+                column=",".join(names),
+                row=chunk.where.row(0),
+            )
+        if len(weights.kept) < mean.shape[1]:
+            index = torch.tensor(weights.kept, device=mean.device)
+            mean, var = mean.index_select(1, index), var.index_select(1, index)
+        return Members.of(mean, var, weight_tensor)
 
     def prepare(self, chunk: Chunk) -> ScoreState:
         """The state, made for ``chunk``'s outputs if this is the first (threads adding chunks
         at once must be given a prepared scorer)."""
         if self.state is None:
-            self.state = self._new_state(chunk.mean.shape[1])
+            if self.options.ensemble:
+                self._set_weights(chunk.mean.shape[1], chunk.mean.dtype)
+            self.state = self._new_state(chunk.mean.shape[-1])
         return self.state
+
+    def _set_weights(self, members: int, dtype: torch.dtype) -> None:
+        """An ensemble's weights, for ``members`` members per row."""
+        self._weights = MemberWeights.of(self.options.member_weights, members)
+        self._weight_tensor = self._weights.tensor(self.device, dtype)
 
     def failed(self) -> bool:
         """On a GPU, whether any chunk so far was invalid (one synchronisation)."""
@@ -144,6 +220,7 @@ class Scorer:
         if other.state is None:
             return
         if self.state is None:
+            self._weights, self._weight_tensor = other._weights, other._weight_tensor
             self.state = self._new_state(other.state.outputs)
         mapping = None
         if self.group_keys is not None:
@@ -151,7 +228,7 @@ class Scorer:
                 raise ValueError("cannot merge an ungrouped scorer into a grouped one")
             indices = self.group_keys.add(other.group_keys.keys)
             mapping = torch.from_numpy(indices).to(self.device)
-            self.state.reserve(len(self.group_keys.keys))
+            self._reserve_groups(self.state, self.group_keys)
         self.state.merge(other.state, mapping)
         self._validity.merge(other._validity)
 
@@ -168,6 +245,7 @@ class Scorer:
             "schema": STATE_SCHEMA,
             "options": options_document(self.options),
             "outputs": None if self.state is None else self.state.outputs,
+            "members": None if self._weights is None else len(self._weights.normalised),
             "groups": groups,
             "sums": {} if self.state is None else portable.exported(self.state),
         }
@@ -192,6 +270,11 @@ class Scorer:
             return scorer
         if scorer.group_keys is not None:
             scorer.group_keys.add(tuple(key) for key in groups)
+        members = document.get("members")
+        if (members is None) == options.ensemble:
+            raise malformed(": its members contradict its options")
+        if members is not None:
+            scorer._set_weights(members, DTYPES[options.dtype])
         scorer.state = scorer._new_state(outputs)
         try:
             portable.restore(scorer.state, document["sums"])
@@ -202,15 +285,38 @@ class Scorer:
             raise malformed(": its sums and groups differ in number")
         return scorer
 
-    def _new_state(self, outputs: int) -> ScoreState:
-        levels = self.options.levels if self.options.calibration else None
+    def _new_state(
+        self, outputs: int, calibration: bool | None = None, device: torch.device | None = None
+    ) -> ScoreState:
+        calibration = self.options.calibration if calibration is None else calibration
         return ScoreState(
             outputs,
-            self.device,
-            levels=levels,
+            device or self.device,
+            levels=self.options.levels if calibration else None,
             pit_bins=self.options.pit_bins,
             grouped=self.group_keys is not None,
+            members=self._weights,
         )
+
+    def _reserve_groups(self, state: ScoreState, group_keys: GroupKeys) -> None:
+        """Make room for the groups seen so far, unless there are more than ``max_groups``."""
+        found, limit = len(group_keys.keys), self.options.max_groups
+        if found > limit:
+            cpu = torch.device("cpu")
+            with_calibration, without = (
+                self._new_state(state.outputs, calibration, cpu).bytes_per_group
+                for calibration in (True, False)
+            )
+            raise OptionError(
+                "max_groups",
+                f"is {limit:,} but the by columns {', '.join(map(repr, group_keys.columns))} "
+                f"hold more groups ({found:,} found so far); each group's sums take "
+                f"{_size(with_calibration)} with calibration, {_size(without)} without, so "
+                f"{limit:,} groups take about {_size(limit * with_calibration)} "
+                f"({_size(limit * without)} without calibration): raise the limit or group "
+                "by fewer values",
+            )
+        state.reserve(found)
 
     def report(self, path: str = TENSORS, file_format: str = "tensors") -> Report:
         """Every reported number, derived from the sums."""
@@ -290,3 +396,15 @@ def _check_widths(chunk: Chunk, spec: ColumnSpec, outputs: int) -> None:
                 column=",".join(names),
                 row=chunk.where.row(0),
             )
+
+
+def _size(size: float) -> str:
+    """A byte count for a person: ``56 bytes``, ``5.1 KB``, ``510 MB``."""
+    if size < 1000:
+        return f"{size:,.0f} bytes"
+    units = ["KB", "MB", "GB", "TB"]
+    size /= 1000
+    while size >= 1000 and len(units) > 1:
+        size /= 1000
+        units.pop(0)
+    return f"{size:.3g} {units[0]}"

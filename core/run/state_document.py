@@ -6,8 +6,11 @@ shape them. Version 1 (``schema: "gaussnll.state/1"``)::
                              "spread_kind": "var", "by": [...]},
                  "full": false, "eps": 1e-06, "reduction": "mean", "dtype": "float64",
                  "nan_policy": "error", "calibration": true, "levels": [...], "pit_bins": 20,
-                 "intervals": {"COLUMN": [edges]}, "recalibration": {map} or null},
+                 "uncertainty_bins": 10, "intervals": {"COLUMN": [edges]},
+                 "recalibration": {map} or null, "ensemble": false,
+                 "member_weights": [weights] or null},
      "outputs": D or null (no row yet),
+     "members": M (an ensemble's members per row) or null,
      "groups": [[key values], ...] or null (no --by),
      "sums": {"PATH:PART": array}}
 
@@ -39,7 +42,7 @@ _DTYPES = ("float64", "int64")
 def options_document(options: ScoreOptions) -> dict[str, Any]:
     """The options that shape a state (and its report), as JSON values."""
     columns = options.columns
-    recalibration = options.recalibration
+    recalibration, weights = options.recalibration, options.member_weights
     return {
         "columns": {
             "mean": list(columns.mean),
@@ -56,8 +59,11 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
         "calibration": options.calibration,
         "levels": list(options.levels),
         "pit_bins": options.pit_bins,
+        "uncertainty_bins": options.uncertainty_bins,
         "intervals": {name: list(edges) for name, edges in options.edges().items()},
         "recalibration": None if recalibration is None else recalibration.to_dict(),
+        "ensemble": options.ensemble,
+        "member_weights": None if weights is None else list(weights),
     }
 
 
@@ -65,7 +71,7 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
     """The options ``options_document`` wrote; anything malformed is an InputError."""
     try:
         columns = document["columns"]
-        recalibration = document["recalibration"]
+        recalibration, weights = document["recalibration"], document["member_weights"]
         return ScoreOptions(
             columns=ColumnSpec(
                 mean=columns["mean"],
@@ -82,10 +88,13 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
             calibration=document["calibration"],
             levels=tuple(document["levels"]),
             pit_bins=document["pit_bins"],
+            uncertainty_bins=document["uncertainty_bins"],
             intervals={name: tuple(edges) for name, edges in document["intervals"].items()},
             recalibration=None
             if recalibration is None
             else RecalibrationMap.from_dict(recalibration, path),
+            ensemble=document["ensemble"],
+            member_weights=None if weights is None else tuple(weights),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise _malformed(f"its options are incomplete ({error})", path) from None
@@ -103,9 +112,11 @@ def check_document(document: Any, path: str | None) -> None:
     for key, kind in (("options", dict), ("sums", dict)):
         if not isinstance(document.get(key), kind):
             raise _malformed(f"{key!r} must be an object", path)
-    outputs, groups = document.get("outputs"), document.get("groups")
-    if outputs is not None and not (isinstance(outputs, int) and outputs >= 1):
-        raise _malformed("'outputs' must be a positive whole number or null", path)
+    groups = document.get("groups")
+    for key in ("outputs", "members"):
+        count = document.get(key)
+        if count is not None and not (isinstance(count, int) and count >= 1):
+            raise _malformed(f"{key!r} must be a positive whole number or null", path)
     if groups is not None and not all(isinstance(key, list) for key in groups):
         raise _malformed("'groups' must be a list of keys or null", path)
 

@@ -1,11 +1,20 @@
 """Calibration of the predicted variances, as sums over elements (mergeable, chunk-invariant).
 
-With ``v = max(var, eps)``, ``σ = √v``, ``r = target - mean``, ``z = r/σ`` and one
-``e = erf(z/√2)`` per element:
+Two variances per element. ``v = max(var, eps)`` is torch's floor for the loss, a training-
+stability clamp: the NLL's statistics use it (``z`` moments, ``var_scale`` and
+``nll_at_var_scale``). Every scoring rule uses the variance as given, ``s = var`` (after a
+standard deviation is squared or a log-variance exponentiated): CRPS, PIT, coverage, the
+calibration curve, check and interval scores, interval widths and sharpness. With ``σ = √s``,
+``r = target - mean``, ``z = r/σ`` and one ``e = erf(z/√2)`` per element:
 
 - ``u = (1 + e)/2`` is the PIT ``Φ(z)``, and ``a = |e|`` is the central level at whose interval
   boundary the element sits: it is inside the central p-interval (``|z| ≤ Φ⁻¹(0.5 + p/2)``,
   bounds inclusive, as uncertainty-toolbox) exactly when ``a ≤ p``.
+- ``s = 0`` is a point mass at the mean, whose CDF is a step there: ``z`` is its limit, ``±∞``
+  for ``r ≠ 0`` (PIT 0 below the mean, 1 above) and 0 for ``r = 0`` (PIT ½, the midpoint of the
+  step). So a point mass on the target is inside every central interval and one off it outside
+  every interval with ``p < 1``; its CRPS is ``|r|``, its interval width 0. The 0/0 is resolved
+  explicitly (``_point_mass_limits``), so no NaN reaches the sums.
 - ``e`` is looked up once, exactly, among the edges of every grid (``binning.Cells``): the
   calibration curve's levels (k/99), the 99 score levels (j/100), the user's levels, the PIT
   histogram's and the quantile grid's bins of ``u``. Counts are kept per cell (per group: per
@@ -41,8 +50,9 @@ _INV_SQRT_PI = 1 / math.sqrt(math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-# Per-output float sums over elements, in this order. The sums of σ and r are those of the
-# per-cell sums over all cells. The CRPS,
+# Per-output float sums over elements, in this order: ``z``, ``z2`` and ``log_var`` of the
+# floored ``v``, ``var`` as given. The sums of σ and r are those of the per-cell sums over all
+# cells. The CRPS,
 # ``σ [z (2Φ(z) - 1) + 2φ(z) - 1/√π] = r·e + √(2/π)·σ·exp(-z²/2) - σ/√π``, is formed from
 # ``error_erf`` (r·e), ``std_density`` (σ·exp(-z²/2)) and the sum of σ at the end.
 MOMENTS = (
@@ -83,6 +93,12 @@ class _Slots:
     def at(self, name: str, bins: Tensor, values: Tensor | None = None) -> Binned:
         """``values`` (None: counts) to add at the ``bins`` of range ``name``."""
         return Binned(self.offset[name], bins, values)
+
+
+def _point_mass_limits(quotient: Tensor) -> Tensor:
+    """``z`` from ``r/σ``, a new tensor: where ``σ = 0`` a point mass's limit, ``±∞`` for
+    ``r ≠ 0`` (as IEEE division gives) and 0 for ``r = 0``, where the division gives NaN."""
+    return torch.nan_to_num(quotient, nan=0.0, posinf=math.inf, neginf=-math.inf)
 
 
 def _gathered(table: Tensor, cells: Tensor) -> Tensor:
@@ -137,23 +153,31 @@ class CalibrationState:
         self._counts = self._count_slots.sums(outputs, device, integer=True, grouped=grouped)
 
     def update(
-        self, terms: NllTerms, error: Tensor, floored_var: Tensor, group: Tensor | None = None
+        self,
+        terms: NllTerms,
+        error: Tensor,
+        var: Tensor,
+        floored_var: Tensor,
+        group: Tensor | None = None,
     ) -> None:
-        """Add a chunk: the NLL's ``terms``, the errors ``target - mean`` (``(rows, outputs)``)
-        and the variances (width 1 or outputs) of its elements; ``group``: each row's group
-        (grouped states only)."""
+        """Add a chunk: the NLL's ``terms``, the errors ``target - mean`` (``(rows, outputs)``),
+        the variances as given and floored (width 1 or outputs; the same tensor when none was
+        floored); ``group``: each row's group (grouped states only)."""
         column = self._sums.column  # each moment summed as soon as it is made (see there)
-        std = torch.sqrt(floored_var)
-        z = error / std
+        std = torch.sqrt(var)
+        quotient = error / std
+        floored = floored_var is not var  # else the NLL's z is this one (the same bits)
+        nll_z = column(error / torch.sqrt(floored_var) if floored else quotient)
+        z = _point_mass_limits(quotient)
         e = (z * _INV_SQRT_2).erf_()
         moments = (
-            column(z),
+            nll_z,
             column(terms.z2),
             column(terms.log_var),
-            column(floored_var),
+            column(var),
             column(error.abs()),
             column(error * e),
-            column((terms.z2 * -0.5).exp_().mul_(std)),
+            column((z * z).mul_(-0.5).exp_().mul_(std)),
             column(terms.squared_error),
         )
         cell = self._lookup(e)
@@ -168,6 +192,11 @@ class CalibrationState:
         """Make room for ``groups`` groups (grouped states only)."""
         self._sums.reserve(groups)
         self._counts.reserve(groups)
+
+    @property
+    def bytes_per_group(self) -> int:
+        """The memory one group's sums and counts take (grouped states only)."""
+        return self._sums.bytes_per_group + self._counts.bytes_per_group
 
     def merge(self, other: CalibrationState, mapping: Tensor | None = None) -> None:
         """Add another state of the same levels and PIT bins (grouped: its group ``i`` into
@@ -241,6 +270,7 @@ class CalibrationState:
             "mace": gaps.abs().mean(dim=1),
             "rmsce": torch.sqrt((gaps * gaps).mean(dim=1)),
             "miscalibration_area": area_between_curve_and_diagonal(curve_levels, curve),
+            "calibration_curve": curve,
             "crps": mean["error_erf"]
             + _SQRT_2_OVER_PI * mean["std_density"]
             - _INV_SQRT_PI * mean["std"],

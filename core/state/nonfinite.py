@@ -11,8 +11,10 @@ SKIP_REASONS = ("mean", "target", "var")
 
 def finite_rows(mean: Tensor, target: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
     """The mask of rows whose mean, target and variance are all finite; and ``(rows, roles)``:
-    which role of each row holds a non-finite value (``SKIP_REASONS``; a row may have several)."""
-    bad = torch.stack([~torch.isfinite(values).all(dim=1) for values in (mean, target, var)], 1)
+    which role of each row holds a non-finite value (``SKIP_REASONS``; a row may have several).
+    Each role is ``(rows, ...)``: an ensemble's members count too."""
+    roles = (mean, target, var)
+    bad = torch.stack([~torch.isfinite(values).flatten(1).all(dim=1) for values in roles], 1)
     return ~bad.any(dim=1), bad
 
 

@@ -13,8 +13,10 @@ from torch import Tensor
 
 from gaussnll.core.loss import NllTerms
 from gaussnll.core.state.calibration import CalibrationState
+from gaussnll.core.state.mixture import MemberWeights, MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
 from gaussnll.core.state.sinks import Sums
+from gaussnll.core.state.uncertainty import UncertaintyState
 
 
 class ScoreState:
@@ -23,7 +25,8 @@ class ScoreState:
     ``update`` adds a chunk, ``merge`` adds another state (e.g. from another worker or file
     partition); nothing is read back from the device until the caller asks. A ``grouped``
     state also keeps every sum per group; ``group`` arguments give each row's group (a dense
-    index: call ``reserve`` first with the number of groups).
+    index: call ``reserve`` first with the number of groups). An ensemble's state (its ``members``'
+    weights given) also keeps its ``mixture`` sums, which the scorer adds to.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class ScoreState:
         levels: Sequence[float] | None = None,
         pit_bins: int = 20,
         grouped: bool = False,
+        members: MemberWeights | None = None,
     ) -> None:
         self.outputs = outputs
         self.grouped = grouped
@@ -47,6 +51,14 @@ class ScoreState:
             if levels is not None
             else None
         )
+        self.uncertainty = (
+            UncertaintyState(outputs, device, grouped=grouped) if levels is not None else None
+        )
+        self.mixture = (
+            MixtureState(members, device, levels=levels, pit_bins=pit_bins, grouped=grouped)
+            if members is not None
+            else None
+        )
 
     @property
     def rows(self) -> int:
@@ -57,8 +69,17 @@ class ScoreState:
         """Make room for ``groups`` groups (grouped states)."""
         for sums in self._all_sums():
             sums.reserve(groups)
-        if self.calibration is not None:
+        if self.calibration is not None and self.uncertainty is not None:
             self.calibration.reserve(groups)
+            self.uncertainty.reserve(groups)
+        if self.mixture is not None:
+            self.mixture.reserve(groups)
+
+    @property
+    def bytes_per_group(self) -> int:
+        """The memory one group's sums take in a grouped state, calibration included."""
+        parts = [*self._all_sums(), self.calibration, self.uncertainty, self.mixture]
+        return sum(part.bytes_per_group for part in parts if part is not None)
 
     def count_skipped(self, kept: Tensor, bad: Tensor, group: Tensor | None = None) -> None:
         """Add the rows not ``kept`` for non-finite values; ``bad`` is ``(rows, roles)``: which
@@ -78,18 +99,21 @@ class ScoreState:
         self,
         terms: NllTerms,
         error: Tensor,
+        var: Tensor,
         floored_var: Tensor,
         group: Tensor | None = None,
     ) -> Tensor:
         """Add a chunk: the NLL ``terms`` of its elements (``(rows, outputs)`` losses) and what
-        they came from, the errors ``target - mean`` and the floored variances.
+        they came from, the errors ``target - mean``, the variances as given and floored (as
+        ``floored`` returns them: the scoring rules use the former, the NLL the latter).
 
         Returns the chunk's per-output loss sums, for the caller's validity check.
         """
         self._rows.count(terms.loss.shape[0], group)
         chunk_sums = self._loss.add(terms.loss, group)
-        if self.calibration is not None:
-            self.calibration.update(terms, error, floored_var, group)
+        if self.calibration is not None and self.uncertainty is not None:
+            self.calibration.update(terms, error, var, floored_var, group)
+            self.uncertainty.update(var, terms.squared_error, group)
         return chunk_sums
 
     def merge(self, other: ScoreState, mapping: Tensor | None = None) -> None:
@@ -99,10 +123,16 @@ class ScoreState:
             raise ValueError(f"cannot merge states of {other.outputs} and {self.outputs} outputs")
         if (self.calibration is None) != (other.calibration is None):
             raise ValueError("cannot merge a state with calibration into one without")
+        if (self.mixture is None) != (other.mixture is None):
+            raise ValueError("cannot merge an ensemble's state into one without members")
         for mine, theirs in zip(self._all_sums(), other._all_sums(), strict=True):
             mine.merge(theirs, mapping)
         if self.calibration is not None and other.calibration is not None:
             self.calibration.merge(other.calibration, mapping)
+        if self.uncertainty is not None and other.uncertainty is not None:
+            self.uncertainty.merge(other.uncertainty, mapping)
+        if self.mixture is not None and other.mixture is not None:
+            self.mixture.merge(other.mixture, mapping)
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:
         """On the CPU, per group (or for the whole input, as one group): ``rows`` ``(B,)``,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -194,6 +195,11 @@ class GroupSink:
             size = max(groups + groups // 4, 16)
             self._tables = [_grown(table, size) for table in self._tables]
 
+    @property
+    def bytes_per_group(self) -> int:
+        """The memory one group's sums take (before the spare capacity)."""
+        return sum(math.prod(table.shape[1:]) * table.element_size() for table in self._tables)
+
     @deferrable
     def add(self, values: Tensor, group: Tensor) -> None:
         (table,) = self._tables
@@ -348,6 +354,11 @@ class Sums:
     def reserve(self, groups: int) -> None:
         if self.by_group is not None:
             self.by_group.reserve(groups)
+
+    @property
+    def bytes_per_group(self) -> int:
+        """The memory one group's sums take (0 when not grouping)."""
+        return 0 if self.by_group is None else self.by_group.bytes_per_group
 
     def merge(self, other: Sums, mapping: Tensor | None = None) -> None:
         """Add ``other`` (its group ``i`` into this one's group ``mapping[i]``)."""
