@@ -120,7 +120,7 @@ def score_page(report: Report, results: CheckResults, settings: dict[str, Any]) 
             ),
             _figure(
                 figures.sigma_distribution(calibration.sigma_histogram, calibration.sharpness),
-                "Distribution of the predicted σ (as given, before the eps floor), in 16 "
+                "Distribution of the predicted σ (as given, before the eps floor), in 8 "
                 "log-spaced bins per decade.",
             ),
             "</div>",

@@ -32,9 +32,9 @@ def predictions(n: int, seed: int, var_factor: float = 1.0) -> pd.DataFrame:
 
 
 def reference(var: np.ndarray, r: np.ndarray, bins: int) -> dict:
-    """The same binning, written out with numpy and loops: σ = √var in 16 log bins per decade
-    over 1e-12..1e12 (plus under/overflow), cuts at the boundaries nearest n·k/bins."""
-    edges = np.logspace(-12, 12, 24 * 16 + 1)
+    """The same binning, written out with numpy and loops: σ = √var in 8 log bins per decade
+    over 1e-10..1e10 (plus under/overflow), cuts at the boundaries nearest n·k/bins."""
+    edges = np.logspace(-10, 10, 20 * 8 + 1)
     bounds = np.concatenate([[0.0], edges, [np.inf]])
     fine = np.searchsorted(edges, np.sqrt(var), side="left")
     count = np.bincount(fine, minlength=len(bounds) - 1)
