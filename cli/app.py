@@ -3,11 +3,11 @@ pyarrow) are imported inside commands only."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import re
 import sys
-from collections.abc import Callable
 from contextlib import suppress
 from importlib.metadata import version
 from typing import Annotated, Any
@@ -115,13 +115,15 @@ def _default_text(value: Any) -> str:
 def _command(
     name: str,
     arguments: list[inspect.Parameter],
-    run: Callable[..., int],
+    run: str,
     doc: str,
     summary: str,
     examples: list[str],
 ) -> None:
-    """Register command ``name``: its ``arguments`` then every setting it takes as options;
-    ``run(*argument values, given)`` gets the options given on the command line."""
+    """Register command ``name``: its ``arguments`` then every setting it takes as options.
+    ``run`` names its function as ``module:function`` of ``gaussnll.cli``, imported when the
+    command runs (so ``--help`` imports nothing heavy); it is called with the arguments' values
+    and the options given on the command line."""
     argument_names = [parameter.name for parameter in arguments]
     parameters = [*arguments, *(_option(setting) for setting in settings_of(name))]
 
@@ -129,7 +131,9 @@ def _command(
         given = {key: value for key, value in values.items() if key not in argument_names}
         given = {key: value for key, value in given.items() if value is not None}
         with user_errors(bool(given.get("debug")), name, given), writing_stdout():
-            code = run(*(values[key] for key in argument_names), given)
+            module, function = run.split(":")
+            runner = getattr(importlib.import_module(f"gaussnll.cli.{module}"), function)
+            code = runner(*(values[key] for key in argument_names), given)
         if code:
             raise typer.Exit(code)
 
@@ -146,18 +150,6 @@ def _argument(name: str, metavar: str, help: str) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation)
 
 
-def _run_score(path: str, given: dict[str, Any]) -> int:
-    from gaussnll.cli import commands
-
-    return commands.run_score(path, given)
-
-
-def _run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
-    from gaussnll.cli import commands
-
-    return commands.run_compare(baseline, candidate, given)
-
-
 _command(
     SCORE,
     [
@@ -167,7 +159,7 @@ _command(
             "Parquet/CSV/Arrow file, a directory or glob of them, or - for CSV on stdin.",
         )
     ],
-    _run_score,
+    "commands:run_score",
     """Stream a prediction file through the Gaussian NLL, report it, and apply quality gates.
 
     Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input, 3 on an
@@ -186,7 +178,7 @@ _command(
         _argument("baseline", "BASELINE", "The reference model's predictions."),
         _argument("candidate", "CANDIDATE", "The new model's predictions of the same rows."),
     ],
-    _run_compare,
+    "commands:run_compare",
     """Compare two models' predictions of the same targets: both scored side by side, and the
     paired difference of their per-row NLL with a confidence interval.
 
@@ -203,22 +195,10 @@ _command(
 )
 
 
-def _run_recalibrate(path: str, given: dict[str, Any]) -> int:
-    from gaussnll.cli import recalibration
-
-    return recalibration.run_recalibrate(path, given)
-
-
-def _run_rescale(map_path: str, path: str, given: dict[str, Any]) -> int:
-    from gaussnll.cli import recalibration
-
-    return recalibration.run_rescale(map_path, path, given)
-
-
 _command(
     RECALIBRATE,
     [_argument("path", "CAL", "Held-out predictions to fit the variance scales on.")],
-    _run_recalibrate,
+    "recalibration:run_recalibrate",
     """Fit the variance scale that minimises the NLL (overall, per output, and per group with
     --by) on held-out predictions, write it as a map (-o MAP.json), and show the scores before
     and after. Apply the map with score --recalibration MAP, or write rescaled predictions with
@@ -236,7 +216,7 @@ _command(
         _argument("map_path", "MAP", "A map written by gaussnll recalibrate."),
         _argument("path", "PATH", "Predictions to rescale (Parquet, CSV or Arrow)."),
     ],
-    _run_rescale,
+    "recalibration:run_rescale",
     """Write PATH's rows to -o FILE with every variance (or standard deviation, or
     log-variance, in the input's own form) rescaled by the map; every other column as it is.
     """,
@@ -246,12 +226,6 @@ _command(
         "gaussnll rescale map.json sample_data/preds.parquet -o recalibrated.parquet",
     ],
 )
-
-
-def _run_merge(paths: list[str], given: dict[str, Any]) -> int:
-    from gaussnll.cli import commands
-
-    return commands.run_merge(paths, given)
 
 
 _command(
@@ -270,7 +244,7 @@ _command(
             ],
         )
     ],
-    _run_merge,
+    "commands:run_merge",
     """Merge the states of shards scored anywhere (score --save-state) into the report of the
     whole input, with every output format, --check and --junit-xml; --by groups merge by key.
     States scored with different options refuse to merge.
