@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from gaussnll.core.errors import InputError, UsageError
-from gaussnll.core.io.readers import iter_batches, read_progress, require_columns, scoring_request
+from gaussnll.core.io.readers import require_columns
 from gaussnll.core.io.sources import Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions
@@ -105,12 +105,7 @@ def _score_files(paths: list[str], options: ScoreOptions, streams: dict[str, Any
         raise InputError("the files mix formats; give files of one format", path=", ".join(paths))
     label = ", ".join(paths)
     combined = Source(label, formats.pop(), tuple(f for s in sources for f in s.files))
-    options = engine.resolve_quantiles(combined, options)
-    progress = read_progress(combined)
-    batches = iter_batches(combined, scoring_request(combined, options), progress)
-    return engine.score_batches(
-        batches, options, label=label, file_format=combined.format.value, read=progress, **streams
-    )
+    return engine.score_source(combined, options, label=label, **streams)
 
 
 def _score_arrow(

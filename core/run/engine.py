@@ -51,20 +51,39 @@ def score_path(
     ``rows_to`` receives the per-row losses (with the ``full`` constant when set) as record
     batches; ``on_progress`` (``ProgressCallback``) is called after every chunk.
     """
-    options = options or ScoreOptions()
-    source = resolve_source(path)
+    return score_source(
+        resolve_source(path),
+        options or ScoreOptions(),
+        label=path,
+        rows_to=rows_to,
+        on_progress=on_progress,
+        state_to=state_to,
+    )
+
+
+def score_source(
+    source: Source,
+    options: ScoreOptions,
+    *,
+    label: str,
+    rows_to: RowWriter | None = None,
+    on_progress: ProgressCallback | None = None,
+    state_to: str | None = None,
+) -> Report:
+    """``score_path`` of resolved files (one path's, or several paths' together), the report
+    named ``label``."""
     options = resolve_quantiles(source, options)
     progress = read_progress(source)
     return score_batches(
         iter_batches(source, scoring_request(source, options), progress),
         options,
-        label=path,
+        label=label,
         file_format=source.format.value,
         total_rows=count_rows(source),
         rows_to=rows_to,
         on_progress=on_progress,
         read=progress,
-        relocate=lambda: _locate_invalid_value(source, path, options),
+        relocate=lambda: _locate_invalid_value(source, label, options),
         state_to=state_to,
     )
 
@@ -179,7 +198,7 @@ def _with_negative_count(
     return NegativeSpreadError.counted(first, total, complete=complete)
 
 
-def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> None:
+def _locate_invalid_value(source: Source, label: str, options: ScoreOptions) -> None:
     """After a GPU pass found a bad chunk: find and raise the first bad row with a CPU pass."""
     if source.is_stdin:
         raise InputError(
@@ -187,8 +206,8 @@ def _locate_invalid_value(source: Source, path: str, options: ScoreOptions) -> N
             "the row: rerun with --device cpu",
             path=source.name,
         )
-    score_path(path, replace(options, device="cpu", calibration=False))
-    raise InputError("invalid values found on the device but not on the CPU", path=path)
+    score_source(source, replace(options, device="cpu", calibration=False), label=label)
+    raise InputError("invalid values found on the device but not on the CPU", path=label)
 
 
 def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> pa.RecordBatch:
