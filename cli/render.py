@@ -219,10 +219,11 @@ def table_number(catalog: Catalog, metric: str) -> Callable[[float], str]:
 
 
 def cell(value: float | None, integer: bool = False) -> str:
-    """A number in a table: ``-`` when missing, a count with thousands separators."""
+    """A number in a table: ``-`` when missing, a count with thousands separators (a weighted
+    count that is not whole as any number)."""
     if value is None:
         return "-"
-    return count(value) if integer and math.isfinite(value) else number(value)
+    return count(value) if integer and float(value).is_integer() else number(value)
 
 
 def count(value: float) -> str:
@@ -327,7 +328,7 @@ def pit_grid(cal: CalibrationSummary) -> Grid:
     """PIT histogram bars: flat is calibrated, a U over-confident, a hump under-confident."""
     top = max(cal.pit_counts) or 1
     rows = [
-        (f"{index / cal.pit_bins:.2f}", "█" * round(PIT_BAR_WIDTH * n / top), count(n))
+        (f"{index / cal.pit_bins:.2f}", "█" * round(PIT_BAR_WIDTH * n / top), cell(n, True))
         for index, n in enumerate(cal.pit_counts)
     ]
     return Grid(

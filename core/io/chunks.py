@@ -33,6 +33,7 @@ class Chunk:
     group: Tensor | None = None
     arrived: Any = None  # on a GPU: the event marking the end of the copies (``transfer``)
     scale: Tensor | None = None  # each variance's recalibration factor (``scales``)
+    weight: Tensor | None = None  # each row's weight, ``(rows, 1)`` (``columns.weight``)
 
     def rows(self, kept: Tensor) -> Chunk:
         """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
@@ -43,12 +44,14 @@ class Chunk:
             spread=self.spread[kept],
             group=None if self.group is None else self.group[kept],
             scale=None if self.scale is None else self.scale[kept],
+            weight=None if self.weight is None else self.weight[kept],
         )
 
     def ready(self) -> Chunk:
         """The chunk, once its tensors may be used on the current stream: on a GPU, the
         stream waits (on the device) for their copies to arrive (see ``transfer``)."""
-        wait_for(self.arrived, (self.mean, self.target, self.spread, self.group, self.scale))
+        tensors = (self.mean, self.target, self.spread, self.group, self.scale, self.weight)
+        wait_for(self.arrived, tensors)
         return self
 
     def variance(self, kind: Spread) -> Tensor:
@@ -81,6 +84,7 @@ class Chunk:
             None if self.group is None else self.group[rows],
             self.arrived,
             None if self.scale is None else self.scale[rows],
+            None if self.weight is None else self.weight[rows],
         )
 
 
@@ -111,7 +115,12 @@ def to_chunks(
         members = convert.members if options.ensemble else convert.role
         roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
         roles.append(members(batch, spec.spread))
-        (*moved, group, scale), arrived = host_to_device.send([*roles, group, scale])
+        # A missing weight is NaN whatever the policy: the scorer refuses it with its row.
+        weight = None
+        if spec.weight is not None:
+            weight = replace(convert, nulls_as_nan=True).role(batch, (spec.weight,))
+        sent = [*roles, group, scale, weight]
+        (*moved, group, scale, weight), arrived = host_to_device.send(sent)
         mean, target, spread = (tensor for tensor in moved if tensor is not None)  # never None
         chunk = Chunk(
             mean=mean,
@@ -122,6 +131,7 @@ def to_chunks(
             group=group,
             arrived=arrived,
             scale=scale,
+            weight=weight,
         )
         if not options.ensemble:
             yield chunk
