@@ -4,8 +4,9 @@ A heteroscedastic regression: y = sin(3x) + x/2 + noise with std 0.1 + 0.4|x|. T
 small bias in its mean and predicts variances 30% too small (over-confident), so calibration
 has something to show; ``region`` (west, central or east in ``x``) is a column to break it
 down by, and ``weight`` a row weight for ``--weight-col``: the inverse of each region's sampling
-rate, as if the east had been sampled at half the rate of the rest. ``preds_candidate.parquet`` is a second model of the same rows for
-``gaussnll compare``: bias removed and variances recalibrated, its rows shuffled (pair by ``id``).
+rate, as if the east had been sampled at half the rate of the rest. ``preds_candidate.parquet``
+is a second model of the same rows for ``gaussnll compare``: bias removed and variances
+recalibrated, its rows shuffled (pair by ``id``).
 ``ensemble.parquet`` holds a 5-member ensemble of the same function (``gaussnll score
 --ensemble``): list columns ``mean`` and ``var`` of 5 values per row.
 ``preds_part1.state.json`` and ``preds_part2.state.json`` are the states (``score --by region

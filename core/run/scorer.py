@@ -86,7 +86,8 @@ class Scorer:
         self._validity = _Validity(self.device)
         self._weights: MemberWeights | None = None  # an ensemble's, from its first chunk
         self._weight_tensor: Tensor | None = None
-        self._weighted = False  # rows carry weights (from the first chunk)
+        # Rows carry weights: with a weight column, or tensors given weights in their first update.
+        self._weighted = self.options.columns.weight is not None
         self._started = time.perf_counter()
         self._rows_given = 0
 
@@ -104,7 +105,7 @@ class Scorer:
         roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
         row_weight = None
         if weight is not None:
-            row_weight = torch.as_tensor(weight).to(self.device, dtype).reshape(-1, 1)
+            row_weight = torch.as_tensor(weight).to(self.device, torch.float64).reshape(-1, 1)
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
         if self.options.ensemble:
             roles[0], roles[2] = (
