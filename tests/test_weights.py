@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -195,9 +196,13 @@ def test_the_cli_reads_the_weight_column_of_any_format(tmp_path):
         result = run("score", path, *args, "--by", "g", "--weight-col", "w")
         assert result.exit_code == 0, result.output
         assert_same_numbers(json.loads(result.stdout), json.loads(plain.stdout))
-    gated = run("score", csv, *args, "--weight-col", "w", "--check", "weight_sum >= 1e9")
+    gate = ["--by", "g", "--weight-col", "w", "--check", "weight_sum >= 1e9"]
+    gated = run("score", csv, *args[:-1], *gate)
     assert gated.exit_code == 1
     assert "weight_sum" in gated.stderr
+    total = f"{frame['w'].sum():,.0f}"
+    assert re.search(rf"│ weight sum +│ weight_sum +│ +{total} │", gated.stdout)
+    assert re.search(rf"weight_sum\s+{total}\b", gated.stdout)  # (all) of the groups table
 
 
 def test_a_zero_weight_leaves_the_row_out_unchecked_and_empty_per_row(tmp_path):
