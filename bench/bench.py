@@ -9,6 +9,8 @@ largest peak RSS of its runs (a noisy machine slows runs down, never speeds them
                                      # ensembles of 1, 5, 10, 50 members of 1M rows
     python bench/bench.py --parquet-rows 1000000 --csv-rows 1000000 --group-rows 1000000  # quick
     python bench/bench.py --parquet-rows --csv-rows --group-rows   # the ensembles only
+    python bench/bench.py --parquet-rows --csv-rows --group-rows --ensemble-members \
+        --weight-rows 10000000                                   # the weighted cases only
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ FLOOR = "floor: pyarrow stream + numpy NLL"
 FLOOR_CALIBRATION = "floor + coverage, PIT, CRPS (numpy)"
 NAIVE = "naive: pandas + torch"
 UNGROUPED = "gaussnll score (no --by)"
+UNWEIGHTED = "gaussnll score (unweighted)"
+UNWEIGHTED_NLL_ONLY = "gaussnll score --no-calibration (unweighted)"
 GROUP_COUNTS = (100, 100_000)
 _HEAD_CHARS = 1 << 16
 _JSON_NLL = re.compile(r'^\{.*?\n  "nll": ([^,\n]+),', re.DOTALL)
@@ -54,9 +58,10 @@ class Result:
         return self.rows / self.seconds
 
 
-def generate(path: Path, rows: int, groups: tuple[int, ...] = ()) -> Path:
-    """Write ``rows`` seeded heteroscedastic predictions (mean, var, target) to ``path``, and
-    a key column ``g<N>`` of N random groups for each of ``groups``."""
+def generate(path: Path, rows: int, groups: tuple[int, ...] = (), weights: bool = False) -> Path:
+    """Write ``rows`` seeded heteroscedastic predictions (mean, var, target) to ``path``, a key
+    column ``g<N>`` of N random groups for each of ``groups``, and with ``weights`` a column
+    ``w`` of row weights in [0, 3)."""
     if path.exists():
         return path
     import numpy as np
@@ -73,6 +78,8 @@ def generate(path: Path, rows: int, groups: tuple[int, ...] = ()) -> Path:
         var = rng.uniform(0.05, 3.0, size=n)
         target = mean + 1.2 * np.sqrt(var) * rng.standard_normal(n)
         keys = {f"g{count}": rng.integers(0, count, size=n) for count in groups}
+        if weights:
+            keys["w"] = rng.uniform(0.0, 3.0, size=n)
         batch = pa.record_batch({"mean": mean, "var": var, "target": target, **keys})
         if writer is None:
             writer = (pq.ParquetWriter if path.suffix == ".parquet" else pacsv.CSVWriter)(
@@ -116,13 +123,13 @@ def generate_ensemble(path: Path, rows: int, members: int) -> Path:
     return path
 
 
-def generate_apart(path: Path, rows: int, groups: tuple[int, ...]) -> None:
+def generate_apart(path: Path, rows: int, groups: tuple[int, ...], weights: bool = False) -> None:
     """``generate`` in a fresh interpreter. Generating here would leave this process large, and
     a child's peak RSS counts its parent's at the fork: every case would report at least that."""
     if path.exists():
         return
     process = multiprocessing.get_context("spawn").Process(
-        target=generate, args=(path, rows, groups)
+        target=generate, args=(path, rows, groups, weights)
     )
     _join(process, path)
 
@@ -221,6 +228,19 @@ def group_cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
     return listed
 
 
+def weight_cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
+    """Row weights (#21), each compared with the same file scored without them."""
+    score = [*score_command(file, device), "--json"]
+    weighted = [*score, "--weight-col", "w"]
+    nll_only = "--no-calibration"
+    return [
+        (UNWEIGHTED, UNWEIGHTED, score),
+        ("--weight-col w", UNWEIGHTED, weighted),
+        (UNWEIGHTED_NLL_ONLY, UNWEIGHTED_NLL_ONLY, [*score, nll_only]),
+        ("--weight-col w --no-calibration", UNWEIGHTED_NLL_ONLY, [*weighted, nll_only]),
+    ]
+
+
 ENSEMBLE_CASES = (
     ("--ensemble", ["--ensemble", "--json"]),
     ("--ensemble --no-calibration", ["--ensemble", "--json", "--no-calibration"]),
@@ -262,13 +282,15 @@ def startup_seconds() -> dict[str, float]:
 def table(results: list[Result]) -> str:
     seconds = {(r.file, r.case): r.seconds for r in results}
     naive = {r.file: r.seconds for r in results if r.case == NAIVE}
-    reference = {r.file: r.nll for r in results if r.case in (FLOOR, UNGROUPED)}
+    reference = {r.file: r.nll for r in results if r.case in (FLOOR, UNGROUPED, UNWEIGHTED)}
     lines = [
         "| file | case | rows/s | wall s | peak RSS MB | x floor | naive / this | NLL rel. diff |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        diff = abs(r.nll - reference[r.file]) / abs(reference[r.file]) if r.nll is not None else 0.0
+        # A weighted NLL is another number than the unweighted reference: not compared.
+        comparable = r.nll is not None and "--weight-col" not in r.case
+        diff = abs(r.nll - reference[r.file]) / abs(reference[r.file]) if comparable else 0.0
         lines.append(
             f"| {r.file} | {r.case} | {r.rows_per_second:,.0f} | {r.seconds:.2f} | "
             f"{r.peak_rss_mb:,.0f} | {r.seconds / seconds[r.file, r.floor]:.2f} | "
@@ -285,6 +307,13 @@ def main() -> None:
     parser.add_argument("--csv-rows", type=int, nargs="*", default=[10_000_000])
     parser.add_argument(
         "--group-rows", type=int, nargs="*", default=[10_000_000], help="rows of the --by cases"
+    )
+    parser.add_argument(
+        "--weight-rows",
+        type=int,
+        nargs="*",
+        default=[10_000_000],
+        help="rows of the weighted cases",
     )
     parser.add_argument(
         "--ensemble-rows", type=int, default=1_000_000, help="rows of the --ensemble cases"
@@ -312,12 +341,20 @@ def main() -> None:
     files = [(args.data_dir / f"bench_{n}.parquet", n) for n in args.parquet_rows]
     files += [(args.data_dir / f"bench_{n}.csv", n) for n in args.csv_rows]
     grouped = [(args.data_dir / f"bench_groups_{n}.parquet", n) for n in args.group_rows]
+    weighted = [(args.data_dir / f"bench_weights_{n}.parquet", n) for n in args.weight_rows]
     results = []
-    for path, rows in files + grouped:
+    for path, rows in files + grouped + weighted:
         print(f"generating/using {path} ...", file=sys.stderr)
         is_grouped = path.name.startswith("bench_groups_")
-        generate_apart(path, rows, GROUP_COUNTS if is_grouped else ())
-        listed = group_cases(path, args.device) if is_grouped else cases(path, args.device)
+        is_weighted = path.name.startswith("bench_weights_")
+        generate_apart(path, rows, GROUP_COUNTS if is_grouped else (), is_weighted)
+        listed = (
+            group_cases(path, args.device)
+            if is_grouped
+            else weight_cases(path, args.device)
+            if is_weighted
+            else cases(path, args.device)
+        )
         listed = [c for c in listed if not (c[0] == NAIVE and rows > args.skip_naive_above)]
         results += measure_repeated(listed, path, rows, args.repeat)
     ensembles, members = [], {}

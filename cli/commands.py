@@ -390,6 +390,7 @@ def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions
         spread_kind=kind,
         id=settings.get("id_col"),
         by=tuple(by),
+        weight=settings.get("weight_col"),
     )
     core = {key: value for name, value in settings.items() if (key := BY_NAME[name].core) in _CORE}
     levels = settings.get("levels", BY_NAME["levels"].default)

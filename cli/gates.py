@@ -4,7 +4,6 @@ when run there."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -19,7 +18,7 @@ def plain_value(value: float | None, integer: bool) -> str:
     """A check's value for a log line or JUnit: counts as plain integers, else 6 digits."""
     if value is None:
         return "missing"
-    return str(int(value)) if integer and math.isfinite(value) else f"{value:.6g}"
+    return str(int(value)) if integer and float(value).is_integer() else f"{value:.6g}"
 
 
 def log_number(catalog: Catalog, metric: str) -> Callable[[float], str]:

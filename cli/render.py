@@ -140,7 +140,7 @@ def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
     return "\n".join(lines + checks_markdown(results, SCORE_METRICS))
 
 
-MARKDOWN_HEADLINE = ("nll", "rows", "var_scale", "crps", "mace", "rmse")
+MARKDOWN_HEADLINE = ("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse")
 
 
 def markdown_table(
@@ -169,10 +169,7 @@ def groups_title(report: Report) -> str:
 
 def groups_grid(report: Report) -> Grid:
     """Each group's key, rows and headline metrics, then the whole input as ``(all)``."""
-    level = _headline_level(report)
-    metrics = ["nll", "crps", "var_scale", "mace", "rmse"]
-    if level is not None:
-        metrics.append(f"coverage@{level:g}")
+    metrics = group_metrics(report)
     headers = [*report.by, "rows", *metrics]
     rows = [_row_cells(group.key_cells(), group.report, metrics) for group in report.groups]
     rows.append(_row_cells(["(all)"] + [""] * (len(report.by) - 1), report, metrics))
@@ -187,8 +184,20 @@ def groups_grid(report: Report) -> Grid:
     )
 
 
+def group_metrics(report: Report) -> list[str]:
+    """The metrics a table of groups shows: the weight sum when weighted, the headline
+    scores, and the coverage at the level closest to 0.9."""
+    metrics = ["weight_sum"] if report.weight_sum is not None else []
+    metrics += ["nll", "crps", "var_scale", "mace", "rmse"]
+    level = _headline_level(report)
+    if level is not None:
+        metrics.append(f"coverage@{level:g}")
+    return metrics
+
+
 def _row_cells(key_cells: list[str], report: Report, metrics: list[str]) -> list[str]:
-    return [*key_cells, count(report.rows), *(cell(report.metric(m)) for m in metrics)]
+    values = (cell(report.metric(m), SCORE_METRICS.integer(m)) for m in metrics)
+    return [*key_cells, count(report.rows), *values]
 
 
 def _headline_level(report: Report) -> float | None:
@@ -219,10 +228,11 @@ def table_number(catalog: Catalog, metric: str) -> Callable[[float], str]:
 
 
 def cell(value: float | None, integer: bool = False) -> str:
-    """A number in a table: ``-`` when missing, a count with thousands separators."""
+    """A number in a table: ``-`` when missing, a count with thousands separators (a weighted
+    count that is not whole as any number)."""
     if value is None:
         return "-"
-    return count(value) if integer and math.isfinite(value) else number(value)
+    return count(value) if integer and float(value).is_integer() else number(value)
 
 
 def count(value: float) -> str:
@@ -327,7 +337,7 @@ def pit_grid(cal: CalibrationSummary) -> Grid:
     """PIT histogram bars: flat is calibrated, a U over-confident, a hump under-confident."""
     top = max(cal.pit_counts) or 1
     rows = [
-        (f"{index / cal.pit_bins:.2f}", "█" * round(PIT_BAR_WIDTH * n / top), count(n))
+        (f"{index / cal.pit_bins:.2f}", "█" * round(PIT_BAR_WIDTH * n / top), cell(n, True))
         for index, n in enumerate(cal.pit_counts)
     ]
     return Grid(

@@ -62,6 +62,8 @@ def paired_grid(report: CompareReport) -> Grid:
     """The paired difference: one number per row, by its label and the name a check uses."""
     names = ["delta_nll", "delta_nll_se", "delta_nll_ci_low", "delta_nll_ci_high"]
     names += ["candidate_better", "baseline_better", "rows"]
+    if report.paired.weight_sum is not None:
+        names.append("weight_sum")
     if report.pairing == "id":
         names += ["unmatched_baseline", "unmatched_candidate"]
     if report.skipped_rows:

@@ -139,6 +139,16 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="COL",
     ),
     Setting(
+        "weight_col",
+        str,
+        None,
+        "Weigh each row by this column (finite, >= 0; 0 leaves the row out): every sum and "
+        "count is weighted.",
+        core="columns.weight",
+        metavar="COL",
+        commands=FITTING,
+    ),
+    Setting(
         "full",
         bool,
         _core_default("full"),

@@ -56,6 +56,7 @@ class ColumnSpec:
     spread_kind: Spread
     id: str | None
     by: Names
+    weight: str | None  # each row's weight (see the README's Weights section)
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class ColumnSpec:
         spread_kind: Spread | str = Spread.VAR,
         id: str | None = None,
         by: str | Sequence[str] = (),
+        weight: str | None = None,
     ) -> None:
         given = {"mean": mean, "target": target, "spread": spread, "by": by}
         for role, value in given.items():
@@ -74,9 +76,10 @@ class ColumnSpec:
             if role != "by" and not names:
                 raise OptionError(f"columns.{role}", "must name at least one column.")
             object.__setattr__(self, role, names)
-        if id is not None and not (isinstance(id, str) and id):
-            raise OptionError("columns.id", f"must be one column name. Got {id!r}.")
-        object.__setattr__(self, "id", id)
+        for role, name in (("id", id), ("weight", weight)):
+            if name is not None and not (isinstance(name, str) and name):
+                raise OptionError(f"columns.{role}", f"must be one column name. Got {name!r}.")
+            object.__setattr__(self, role, name)
         try:
             object.__setattr__(self, "spread_kind", Spread(spread_kind))
         except ValueError:
@@ -86,8 +89,9 @@ class ColumnSpec:
 
     @property
     def numeric(self) -> Names:
-        """Every column read as numbers, each once, in role order."""
-        return tuple(dict.fromkeys((*self.mean, *self.target, *self.spread)))
+        """Every column read as numbers, each once, in role order (the weight last)."""
+        weight = (self.weight,) if self.weight else ()
+        return tuple(dict.fromkeys((*self.mean, *self.target, *self.spread, *weight)))
 
     @property
     def needed(self) -> Names:

@@ -3,8 +3,10 @@
 A heteroscedastic regression: y = sin(3x) + x/2 + noise with std 0.1 + 0.4|x|. The "model" has a
 small bias in its mean and predicts variances 30% too small (over-confident), so calibration
 has something to show; ``region`` (west, central or east in ``x``) is a column to break it
-down by. ``preds_candidate.parquet`` is a second model of the same rows for
-``gaussnll compare``: bias removed and variances recalibrated, its rows shuffled (pair by ``id``).
+down by, and ``weight`` a row weight for ``--weight-col``: the inverse of each region's sampling
+rate, as if the east had been sampled at half the rate of the rest. ``preds_candidate.parquet``
+is a second model of the same rows for ``gaussnll compare``: bias removed and variances
+recalibrated, its rows shuffled (pair by ``id``).
 ``ensemble.parquet`` holds a 5-member ensemble of the same function (``gaussnll score
 --ensemble``): list columns ``mean`` and ``var`` of 5 values per row.
 ``preds_part1.state.json`` and ``preds_part2.state.json`` are the states (``score --by region
@@ -43,6 +45,11 @@ def predictions(rng: np.random.Generator, rows: int) -> dict[str, np.ndarray]:
 def regions(x: np.ndarray) -> np.ndarray:
     """A categorical column for ``--by``: where ``x`` lies (the noise grows with ``|x|``)."""
     return np.where(x < -2 / 3, "west", np.where(x > 2 / 3, "east", "central"))
+
+
+def sampling_weights(region: np.ndarray) -> np.ndarray:
+    """Each row's inverse sampling probability: east rows stand for twice as many."""
+    return np.where(region == "east", 2.0, 1.0)
 
 
 def recalibrated(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -84,6 +91,7 @@ def main() -> None:
             "id": np.arange(ROWS),
             **{k: np.round(v, 6) for k, v in columns.items()},
             "region": regions(columns["x"]),
+            "weight": sampling_weights(regions(columns["x"])),
         }
     )
     pq.write_table(table, HERE / "preds.parquet")

@@ -86,6 +86,7 @@ CONFIG_VALUES = {
     "std_col": "sd",
     "log_var_col": "lv",
     "id_col": "id",
+    "weight_col": "w",
     "full": True,
     "eps": 1e-5,
     "reduction": "sum",
@@ -156,6 +157,7 @@ def data_file(tmp_path_factory) -> Path:
             "lv": np.log(columns["var"]),
             "id": np.arange(200),
             "g": np.arange(200) % 3,
+            "w": np.arange(200) % 4 + 0.5,
         }
     )
     return write_table(table, tmp_path_factory.mktemp("data") / "preds.parquet")

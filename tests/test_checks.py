@@ -19,6 +19,7 @@ from gaussnll.core import (
     SCORE_METRICS,
     AccuracySummary,
     CalibrationSummary,
+    ColumnSpec,
     CompareReport,
     Metric,
     OutputScore,
@@ -126,14 +127,20 @@ def _json_value(payload: dict, metric: Metric, level: float) -> object:
 
 
 def test_every_catalogued_metric_is_checkable_and_equals_its_json_value(tmp_path, predictions):
-    """On an ensemble, so its section's metrics are there too."""
+    """On a weighted ensemble, so its section's metrics and the weight sum are there too."""
     mean, var = predictions["mean"], predictions["var"]
     members = {"mean": np.stack([mean, mean + 0.3], 1), "var": np.stack([var, 2 * var], 1)}
+    weight = np.arange(len(mean)) % 3 + 0.5
     table = pa.table(
-        {**{k: pa.array(list(v)) for k, v in members.items()}, "target": predictions["target"]}
+        {
+            **{k: pa.array(list(v)) for k, v in members.items()},
+            "target": predictions["target"],
+            "w": weight,
+        }
     )
     path = write_table(table, tmp_path / "ensemble.parquet")
-    report = score(str(path), ScoreOptions(device="cpu", ensemble=True))
+    options = ScoreOptions(device="cpu", ensemble=True, columns=ColumnSpec(weight="w"))
+    report = score(str(path), options)
     payload = report.to_dict()
     assert set(STABLE_NAMES) <= set(SCORE_METRICS.names())
     metrics = list(SCORE_METRICS.metrics.values())

@@ -106,6 +106,7 @@ def _dataset(folder: Path, outputs: int = 1, files: int = 3, rows: int = 1_500) 
             values = columns[role].reshape(rows, outputs)
             data.update({f"{role}{j}": values[:, j] for j in range(outputs)})
         data["region"] = np.random.default_rng(k).choice(["n", "s", "e"], size=rows)
+        data["w"] = np.random.default_rng(k).integers(0, 4, size=rows).astype(np.float64)
         pq.write_table(pa.table(data), folder / f"part{k}.parquet", row_group_size=rows // 4)
     return folder
 
@@ -120,7 +121,12 @@ def _columns(outputs: int) -> list[str]:
 
 @pytest.mark.parametrize(
     ("outputs", "options"),
-    [(1, []), (2, ["--by", "region", "--full"]), (1, ["--no-calibration", "--by", "region"])],
+    [
+        (1, []),
+        (2, ["--by", "region", "--full"]),
+        (1, ["--no-calibration", "--by", "region"]),
+        (1, ["--weight-col", "w", "--by", "region"]),
+    ],
 )
 def test_a_cluster_gives_the_single_process_report(tmp_path, scheduler, outputs, options):
     data = _dataset(tmp_path / "data", outputs)

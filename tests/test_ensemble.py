@@ -224,6 +224,7 @@ def test_one_member_equals_the_single_gaussian_report_exactly(tmp_path, layout):
             "target": ["target"],
             "var": ["v0"],
             "id": None,
+            "weight": None,
         }
         single_payload["outputs"][0]["column"] = "m0"
         assert without_run_details(ensemble) == single_payload

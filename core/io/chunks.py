@@ -33,6 +33,7 @@ class Chunk:
     group: Tensor | None = None
     arrived: Any = None  # on a GPU: the event marking the end of the copies (``transfer``)
     scale: Tensor | None = None  # each variance's recalibration factor (``scales``)
+    weight: Tensor | None = None  # each row's weight, ``(rows, 1)`` float64 (``columns.weight``)
 
     def rows(self, kept: Tensor) -> Chunk:
         """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
@@ -43,12 +44,14 @@ class Chunk:
             spread=self.spread[kept],
             group=None if self.group is None else self.group[kept],
             scale=None if self.scale is None else self.scale[kept],
+            weight=None if self.weight is None else self.weight[kept],
         )
 
     def ready(self) -> Chunk:
         """The chunk, once its tensors may be used on the current stream: on a GPU, the
         stream waits (on the device) for their copies to arrive (see ``transfer``)."""
-        wait_for(self.arrived, (self.mean, self.target, self.spread, self.group, self.scale))
+        tensors = (self.mean, self.target, self.spread, self.group, self.scale, self.weight)
+        wait_for(self.arrived, tensors)
         return self
 
     def variance(self, kind: Spread) -> Tensor:
@@ -81,6 +84,7 @@ class Chunk:
             None if self.group is None else self.group[rows],
             self.arrived,
             None if self.scale is None else self.scale[rows],
+            None if self.weight is None else self.weight[rows],
         )
 
 
@@ -104,14 +108,25 @@ def to_chunks(
         if path != current_path:
             current_path, first_row = path, start
         where = Location(path, first_row)
-        convert = Conversion(dtype, where, nulls_as_nan=options.nan_policy != "error")
+        # Weighted, a missing value is NaN too: it is refused by the scorer unless its row has
+        # weight 0, which leaves the row out unchecked.
+        nulls_as_nan = options.nan_policy != "error" or spec.weight is not None
+        convert = Conversion(dtype, where, nulls_as_nan=nulls_as_nan)
         first_row += batch.num_rows
         group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
         scale = None if scales is None else torch.from_numpy(scales.scales(batch)).to(dtype)
         members = convert.members if options.ensemble else convert.role
         roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
         roles.append(members(batch, spec.spread))
-        (*moved, group, scale), arrived = host_to_device.send([*roles, group, scale])
+        # A missing weight is NaN whatever the policy: the scorer refuses it with its row. In
+        # float64 whatever the dtype: a float32 value times a weight is then exact, as the
+        # value's repeats would be.
+        weight = None
+        if spec.weight is not None:
+            in_float64 = replace(convert, dtype=torch.float64, nulls_as_nan=True)
+            weight = in_float64.role(batch, (spec.weight,))
+        sent = [*roles, group, scale, weight]
+        (*moved, group, scale, weight), arrived = host_to_device.send(sent)
         mean, target, spread = (tensor for tensor in moved if tensor is not None)  # never None
         chunk = Chunk(
             mean=mean,
@@ -122,6 +137,7 @@ def to_chunks(
             group=group,
             arrived=arrived,
             scale=scale,
+            weight=weight,
         )
         if not options.ensemble:
             yield chunk

@@ -33,7 +33,9 @@ class Metric:
     name: str
     path: tuple[str, ...]
     spec: FieldSpec
-    integer: bool = False  # a count (``rows``, ``inside_counts``), shown without decimals
+    # A count (``rows``, ``inside_counts``; weighted, a sum of weights), shown without decimals
+    # when whole.
+    integer: bool = False
 
     @property
     def per_level(self) -> bool:
@@ -57,7 +59,7 @@ def catalogued(cls: type, path: tuple[str, ...] = ()) -> Iterator[Metric]:
         if spec.shape is Shape.SECTION and spec.of is not None:
             yield from catalogued(spec.of, (*path, name))
         elif spec.checkable:
-            yield Metric(name, (*path, name), spec, types[name] in _INTEGER_TYPES)
+            yield Metric(name, (*path, name), spec, types[name] in _INTEGER_TYPES or spec.count)
 
 
 _INTEGER_TYPES = ("int", "list[int]")

@@ -20,26 +20,39 @@ class PairedSummary:
     """The per-row NLL difference ``d = candidate - baseline`` over the paired rows."""
 
     rows: int = metric("paired rows", "rows paired and scored")
+    weight_sum: float | None = metric(
+        "weight sum", "sum of the paired rows' weights (null unweighted)", count=True, default=None
+    )
     delta_nll: float = metric("mean NLL difference", "mean of d = candidate - baseline")
     delta_nll_std: float = metric("std of the difference", "sample standard deviation of d")
     delta_nll_se: float = metric("standard error", "standard error of the mean of d")
     delta_nll_ci_low: float = metric("interval low", "lower end of the confidence interval")
     delta_nll_ci_high: float = metric("interval high", "upper end of the confidence interval")
     confidence: float = info("level of the confidence interval")
-    candidate_better: float = metric("candidate better on", "share of rows with d < 0")
-    baseline_better: float = metric("baseline better on", "share of rows with d > 0")
+    candidate_better: float = metric(
+        "candidate better on", "share of rows (weighted: of weight) with d < 0"
+    )
+    baseline_better: float = metric(
+        "baseline better on", "share of rows (weighted: of weight) with d > 0"
+    )
 
     @classmethod
-    def from_totals(cls, totals: PairedTotals, confidence: float) -> PairedSummary:
-        """Mean, sample standard deviation, standard error and normal interval of ``d``."""
-        n = totals.rows
+    def from_totals(
+        cls, totals: PairedTotals, confidence: float, *, weighted: bool = False
+    ) -> PairedSummary:
+        """Mean, sample standard deviation, standard error and normal interval of ``d``.
+
+        Weights count as frequencies: ``n = Σw`` in every formula, so integer weights give the
+        statistics of each row repeated that many times (README, Weights)."""
+        n = totals.weight
         mean = totals.total / n
         spread = max(totals.squares - totals.total * mean, 0.0) / (n - 1) if n > 1 else math.nan
         std = math.sqrt(spread)
         se = std / math.sqrt(n)
         z = float(torch.special.ndtri(torch.tensor(0.5 + confidence / 2, dtype=torch.float64)))
         return cls(
-            rows=n,
+            rows=totals.rows,
+            weight_sum=n if weighted else None,
             delta_nll=mean,
             delta_nll_std=std,
             delta_nll_se=se,

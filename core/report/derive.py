@@ -49,17 +49,18 @@ class Reports(Sequence[Report]):
         self, state: ScoreState, options: ScoreOptions, by_group: bool, **common: Any
     ) -> None:
         totals = state.totals(by_group)
-        rows, loss = totals["rows"], totals["loss"]
+        rows, loss, weight = totals["rows"], totals["loss"], totals["weight"]
         self._outputs = loss.shape[1]
         constant = HALF_LOG_2PI if options.full else 0.0
-        self._sums = (loss + constant * rows.unsqueeze(1).double()).tolist()
-        self._summaries = _calibration_summaries(state, rows, loss, by_group, options)
+        self._sums = (loss + constant * weight.unsqueeze(1)).tolist()
+        self._summaries = _calibration_summaries(state, weight, loss, by_group, options)
         self._rows = rows.tolist()
+        self._weights = weight.tolist()  # the denominators: a row each when unweighted
+        self._weighted = state.weighted
         self._ensemble = None
         if state.mixture is not None:
-            elements = rows * self._outputs
             self._ensemble = EnsembleSummaries(
-                state.mixture, elements, by_group=by_group, full=options.full
+                state.mixture, weight * self._outputs, by_group=by_group, full=options.full
             )
         self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
         self._names = options.columns.output_names(self._outputs)
@@ -71,6 +72,7 @@ class Reports(Sequence[Report]):
                 "target": list(spec.target),
                 spec.spread_kind.value: list(spec.spread),
                 "id": spec.id,
+                "weight": spec.weight,
             },
             **common,
         }
@@ -80,6 +82,7 @@ class Reports(Sequence[Report]):
 
     def __getitem__(self, b: int) -> Report:  # type: ignore[override]
         options, outputs, n, sums = self._options, self._outputs, self._rows[b], self._sums[b]
+        weight = self._weights[b]
         overall, per_output = self._summaries
         calibration, accuracy = _row(overall, b)
         if outputs == 1:  # the output's summaries are the whole row's
@@ -90,16 +93,17 @@ class Reports(Sequence[Report]):
         return Report(
             rows=n,
             elements=n * outputs,
+            weight_sum=weight if self._weighted else None,
             reduction=options.reduction,
             full=options.full,
             eps=options.eps,
-            nll_mean=_ratio(total, n * outputs),
+            nll_mean=_ratio(total, weight * outputs),
             nll_sum=total,
             outputs=tuple(
                 OutputScore(
                     column=name,
                     elements=n,
-                    nll_mean=_ratio(s, n),
+                    nll_mean=_ratio(s, weight),
                     nll_sum=s,
                     calibration=output_calibration,
                     accuracy=output_accuracy,
@@ -125,16 +129,17 @@ def _row(table: SummaryTable | None, index: int) -> Summaries | tuple[None, None
     return (None, None) if table is None else table.row(index)
 
 
-def _ratio(total: float, count: int) -> float:
+def _ratio(total: float, count: float) -> float:
     return total / count if count else float("nan")
 
 
 def _calibration_summaries(
-    state: ScoreState, rows: Tensor, loss: Tensor, by_group: bool, options: ScoreOptions
+    state: ScoreState, weight: Tensor, loss: Tensor, by_group: bool, options: ScoreOptions
 ) -> tuple[SummaryTable | None, SummaryTable | None]:
     """Calibration and accuracy of each report over all its outputs, and of each (report,
-    output) pair, flattened; None without calibration. Derived for ``SUMMARY_BATCH`` groups at
-    a time, which bounds the temporaries however many groups there are."""
+    output) pair, flattened; None without calibration. ``weight``: each report's sum of row
+    weights (its row count when unweighted). Derived for ``SUMMARY_BATCH`` groups at a time,
+    which bounds the temporaries however many groups there are."""
     batch, outputs = loss.shape
     calibration, uncertainty = state.calibration, state.uncertainty
     if calibration is None or uncertainty is None:
@@ -153,7 +158,7 @@ def _calibration_summaries(
         overall.append(
             table(
                 {name: values.sum(dim=1) for name, values in sums.items()},
-                rows[part] * outputs,
+                weight[part] * outputs,
                 loss[part].sum(dim=1),
             )
         )
@@ -161,7 +166,7 @@ def _calibration_summaries(
             per_output.append(
                 table(
                     {name: values.flatten(0, 1) for name, values in sums.items()},
-                    rows[part].repeat_interleave(outputs),
+                    weight[part].repeat_interleave(outputs),
                     loss[part].flatten(),
                 )
             )

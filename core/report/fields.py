@@ -35,6 +35,7 @@ class FieldSpec:
     in_groups: bool = False
     of: type | None = None  # the dataclass of a section
     calibrated: bool = False  # computed only with calibration (outside its own sections)
+    count: bool = False  # a count or sum of weights, shown without decimals when whole
 
     @property
     def checkable(self) -> bool:
@@ -52,13 +53,14 @@ def metric(
     vector: bool = False,
     in_groups: bool = True,
     calibrated: bool = False,
+    count: bool = False,
     **options: Any,
 ) -> Any:
     """A dataclass field holding a metric (``options`` go to ``dataclasses.field``);
     ``calibrated``: computed only with calibration (fields of the calibration and accuracy
-    sections are anyway)."""
+    sections are anyway); ``count``: a count, though not typed ``int`` (a sum of weights)."""
     shape = Shape.PER_LEVEL if per_level else Shape.VECTOR if vector else Shape.SCALAR
-    spec = FieldSpec(shape, label, description, in_groups, calibrated=calibrated)
+    spec = FieldSpec(shape, label, description, in_groups, calibrated=calibrated, count=count)
     return dataclasses.field(metadata={_KEY: spec}, **options)
 
 

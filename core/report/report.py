@@ -21,7 +21,9 @@ class CalibrationSummary:
         "observed coverage", "fraction of elements inside the central p-interval", per_level=True
     )
     inside_counts: list[int] = metric(
-        "elements inside", "how many elements are inside the central p-interval", per_level=True
+        "elements inside",
+        "how many elements are inside the central p-interval (weighted: their weight)",
+        per_level=True,
     )
     interval_width: list[float] = metric(
         "mean interval width", "mean width of the central p-interval", per_level=True
@@ -30,7 +32,9 @@ class CalibrationSummary:
         "interval score", "mean interval score of the central p-interval", per_level=True
     )
     pit_bins: int = info("bins of the PIT histogram")
-    pit_counts: list[int] = metric("PIT histogram", "counts of the PIT in equal bins", vector=True)
+    pit_counts: list[int] = metric(
+        "PIT histogram", "counts (weighted: weights) of the PIT in equal bins", vector=True
+    )
     mace: float = metric("mean absolute calibration error", "mean |observed - expected| coverage")
     rmsce: float = metric("root mean square calibration error", "RMS of the same differences")
     miscalibration_area: float = metric(
@@ -148,6 +152,12 @@ class Report:
     format: str = info("the input's format")
     rows: int = metric("rows", "rows read", in_groups=True)
     elements: int = metric("elements", "loss elements (rows × outputs)", in_groups=True)
+    weight_sum: float | None = metric(
+        "weight sum",
+        "sum of the rows' weights (--weight-col), which every mean divides by; null unweighted",
+        count=True,
+        default=None,
+    )
     reduction: str = info("the loss reduction")
     full: bool = info("whether the constant 0.5 log 2π is added")
     eps: float = info("the variance floor")

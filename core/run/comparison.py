@@ -65,15 +65,18 @@ def compare(
     targets = _TargetAgreement(
         device, (sources[0].name, sources[1].name), hint=pairing.method == "order"
     )
+    weights = _WeightAgreement(options.columns.weight, (sources[0].name, sources[1].name))
     skipped = 0
     for chunk_pair in pairing.pairs:
-        kept, chunk_pair = _jointly_finite((chunk_pair[0].ready(), chunk_pair[1].ready()), options)
-        if kept is not None:
-            skipped += int((~kept).sum())
+        chunk_pair = (chunk_pair[0].ready(), chunk_pair[1].ready())
+        weights.check(scorers[0], *chunk_pair)
+        kept, skipped_here, chunk_pair = _scored_rows(chunk_pair, options)
+        skipped += skipped_here
         scored = [scorer.add(chunk) for scorer, chunk in zip(scorers, chunk_pair, strict=True)]
         targets.check(*chunk_pair)
         row_losses = [s.loss.mean(dim=1) for s in scored]
-        differences.update(row_losses[1] - row_losses[0])
+        weight = chunk_pair[0].weight
+        differences.update(row_losses[1] - row_losses[0], None if weight is None else weight[:, 0])
         if rows_to is not None:
             rows_to.write(_row_batch(row_losses, kept, chunk_pair[0].ids, options))
         if on_progress is not None:
@@ -92,7 +95,9 @@ def compare(
     return CompareReport(
         baseline=replace(reports[0], seconds=seconds),
         candidate=replace(reports[1], seconds=seconds),
-        paired=PairedSummary.from_totals(differences.totals(), confidence),
+        paired=PairedSummary.from_totals(
+            differences.totals(), confidence, weighted=options.columns.weight is not None
+        ),
         pairing=pairing.method,
         id_column=options.columns.id,
         unmatched_baseline=pairing.unmatched[0],
@@ -102,18 +107,51 @@ def compare(
     )
 
 
-def _jointly_finite(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | None, ChunkPair]:
-    """Under ``--nan-policy skip``, keep the rows finite in both files (None: all of them)."""
-    if options.nan_policy != "skip":
-        return None, pair
-    kind = options.columns.spread_kind
-    masks = [finite_rows(chunk.mean, chunk.target, chunk.variance(kind))[0] for chunk in pair]
-    kept = masks[0] & masks[1]
-    if bool(kept.all()):
-        return None, pair
+def _scored_rows(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | None, int, ChunkPair]:
+    """The rows to score (None: all of them), how many were skipped, and the pair of those rows.
+
+    Rows of weight 0 are left out (as if absent: not counted as skipped); under
+    ``--nan-policy skip``, so are the rows not finite in both files."""
+    weight = pair[0].weight
+    kept = None if weight is None else weight.squeeze(1) > 0
+    skipped = 0
+    if options.nan_policy == "skip":
+        kind = options.columns.spread_kind
+        masks = [finite_rows(chunk.mean, chunk.target, chunk.variance(kind))[0] for chunk in pair]
+        finite = masks[0] & masks[1]
+        skipped = int((~finite if kept is None else kept & ~finite).sum())
+        kept = finite if kept is None else kept & finite
+    if kept is None or bool(kept.all()):
+        return None, skipped, pair
     offsets = kept.nonzero().squeeze(1).cpu().numpy()
     left, right = (replace(c.rows(kept), where=c.where.subset(offsets)) for c in pair)
-    return kept, (left, right)
+    return kept, skipped, (left, right)
+
+
+class _WeightAgreement:
+    """Paired rows must have the same weight, read from both files as the target is; a bad
+    weight is refused first, with its row."""
+
+    def __init__(self, column: str | None, names: tuple[str, str]) -> None:
+        self._column = column
+        self._names = names
+
+    def check(self, scorer: Scorer, baseline: Chunk, candidate: Chunk) -> None:
+        if self._column is None or baseline.weight is None or candidate.weight is None:
+            return
+        for chunk in (baseline, candidate):
+            scorer.check_weights(chunk)
+        differ = (baseline.weight != candidate.weight).squeeze(1).nonzero()
+        if len(differ):
+            row = int(differ[0])
+            raise InputError(
+                f"the weight is {candidate.weight[row, 0].item()!r} here and "
+                f"{baseline.weight[row, 0].item()!r} in {self._names[0]} "
+                f"(row {baseline.where.row(row)}); both files must hold the same weights",
+                path=self._names[1],
+                column=self._column,
+                row=candidate.where.row(row),
+            )
 
 
 class _TargetAgreement:

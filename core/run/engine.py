@@ -95,7 +95,8 @@ def resolve_quantiles(source: Source, options: ScoreOptions) -> ScoreOptions:
         return options
     if source.is_stdin:
         raise UsageError("quantile bins read the input twice, which stdin cannot be: give edges")
-    request = ReadRequest(tuple(names), (), options.chunk_size, options.delimiter)
+    weight = (options.columns.weight,) if options.columns.weight else ()
+    request = ReadRequest((*names, *weight), weight, options.chunk_size, options.delimiter)
     return with_quantile_edges(options, iter_batches(source, request))
 
 

@@ -55,6 +55,14 @@ def merge_states(
                 f"{names[0]} and {name} were scored with different options: {found}; "
                 "score every shard with the same options"
             )
+    scored = {name: d for d, name in zip(documents, names, strict=True) if d["outputs"]}
+    weighted = [name for name, document in scored.items() if document.get("weighted")]
+    if weighted and len(weighted) < len(scored):
+        unweighted = next(name for name in scored if name not in weighted)
+        raise UsageError(
+            f"{weighted[0]} holds weighted rows and {unweighted} does not; score every shard "
+            "with the same weights"
+        )
     if len(outputs) > 1:
         raise UsageError(
             f"the states hold different numbers of outputs ({', '.join(map(str, sorted(outputs)))})"

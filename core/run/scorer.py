@@ -6,6 +6,7 @@ The file engine feeds it chunks read from disk; Python code can feed it tensors 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,7 +30,7 @@ from gaussnll.core.run.state_document import (
     options_from_document,
     plain_keys,
 )
-from gaussnll.core.run.validation import raise_first_problem
+from gaussnll.core.run.validation import raise_bad_weight, raise_first_problem
 from gaussnll.core.state import portable
 from gaussnll.core.state.mixture import Members, MemberWeights
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
@@ -85,24 +86,40 @@ class Scorer:
         self._validity = _Validity(self.device)
         self._weights: MemberWeights | None = None  # an ensemble's, from its first chunk
         self._weight_tensor: Tensor | None = None
+        # Rows carry weights: with a weight column, or tensors given weights in their first update.
+        self._weighted = self.options.columns.weight is not None
         self._started = time.perf_counter()
         self._rows_given = 0
 
-    def update(self, mean: Tensor, target: Tensor, var: Tensor) -> Tensor:
-        """Add rows given as tensors; return their element losses (with the ``full`` constant).
+    def update(
+        self, mean: Tensor, target: Tensor, var: Tensor, weight: Tensor | None = None
+    ) -> Tensor:
+        """Add rows given as tensors; return their element losses (with the ``full`` constant;
+        NaN for a row of weight 0, which is left out).
 
         For an ensemble, ``mean`` and ``var`` are ``(rows, members)`` or ``(rows, members, D)``
-        and the losses are the moment-matched Gaussian's.
+        and the losses are the moment-matched Gaussian's. ``weight`` (``(rows,)``) weighs each
+        row: give it with every update or with none.
         """
         dtype = DTYPES[self.options.dtype]
         roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
+        row_weight = None
+        if weight is not None:
+            row_weight = torch.as_tensor(weight).to(self.device, torch.float64).reshape(-1, 1)
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
         if self.options.ensemble:
             roles[0], roles[2] = (
                 t.unsqueeze(2) if t.ndim == 2 else t for t in (roles[0], roles[2])
             )
         where = Location(TENSORS, self._rows_given + 1)
-        chunk = Chunk(mean=roles[0], target=roles[1], spread=roles[2], ids=None, where=where)
+        chunk = Chunk(
+            mean=roles[0],
+            target=roles[1],
+            spread=roles[2],
+            ids=None,
+            where=where,
+            weight=row_weight,
+        )
         recalibration = self.options.recalibration
         if recalibration is not None:
             if recalibration.by:
@@ -120,6 +137,7 @@ class Scorer:
         options, spec = self.options, self.options.columns
         chunk = chunk.ready()
         state = self.prepare(chunk)
+        self.check_weights(chunk)
         if self.group_keys is not None:
             self._reserve_groups(state, self.group_keys)
         var = chunk.variance(spec.spread_kind)
@@ -135,23 +153,22 @@ class Scorer:
                 f"{state.outputs}: use a map fitted on predictions of the same outputs",
                 path=chunk.where.path,
             )
-        scored, scored_var, kept = chunk, var, None
-        if options.nan_policy == "skip":
-            kept, bad = finite_rows(chunk.mean, chunk.target, var)
-            state.count_skipped(kept, bad, chunk.group)
-            if bool(kept.all()):
-                kept = None
-            else:
-                scored, scored_var = chunk.rows(kept), var[kept]
-                members = None if members is None else members.rows(kept)
+        scored, scored_var = chunk, var
+        kept = _left_in(chunk, var, state, options.nan_policy)
+        if kept is not None:
+            scored, scored_var = chunk.rows(kept), var[kept]
+            members = None if members is None else members.rows(kept)
         floored = state.floored(scored_var, options.eps, scored.group)
         error = scored.target - scored.mean
         terms = nll_terms(error, floored)
         loss = terms.loss
-        chunk_sums = state.update(terms, error, scored_var, floored, scored.group)
+        weight = scored.weight
+        chunk_sums = state.update(terms, error, scored_var, floored, scored.group, weight)
         mixture = None
         if members is not None and state.mixture is not None:
-            mixture = state.mixture.update(members, scored.target, options.eps, scored.group)
+            mixture = state.mixture.update(
+                members, scored.target, options.eps, scored.group, weight
+            )
         checked = given if kept is None else given.rows(kept)
         if self._validity.bad_here(checked, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
@@ -160,6 +177,13 @@ class Scorer:
                 given_var = given_var.flatten(1)
             _explain(given, spec, given_var, aligned, options.nan_policy)
         return Scored(loss, kept, mixture)
+
+    def check_weights(self, chunk: Chunk) -> None:
+        """Refuse a row whose weight is not a finite number >= 0 (on a GPU: noted, and
+        refused by ``report``)."""
+        if chunk.weight is not None:
+            column = self.options.columns.weight or "weight"
+            self._validity.check_weights(chunk.weight, column, chunk.where)
 
     def _members(self, chunk: Chunk, var: Tensor) -> Members:
         """The chunk's ensemble members (those of nonzero weight), checked against the first
@@ -203,7 +227,13 @@ class Scorer:
         if self.state is None:
             if self.options.ensemble:
                 self._set_weights(chunk.mean.shape[1], chunk.mean.dtype)
+            self._weighted = chunk.weight is not None
             self.state = self._new_state(chunk.mean.shape[-1])
+        elif (chunk.weight is not None) != self._weighted:
+            raise UsageError(
+                "give each row's weight with every chunk or with none: "
+                + ("earlier rows were weighted" if self._weighted else "earlier rows were not")
+            )
         return self.state
 
     def _set_weights(self, members: int, dtype: torch.dtype) -> None:
@@ -221,6 +251,7 @@ class Scorer:
             return
         if self.state is None:
             self._weights, self._weight_tensor = other._weights, other._weight_tensor
+            self._weighted = other._weighted
             self.state = self._new_state(other.state.outputs)
         mapping = None
         if self.group_keys is not None:
@@ -237,7 +268,8 @@ class Scorer:
         ``from_state`` turns back into a scorer, a state file holds and Dask tasks return."""
         if self.failed():
             raise InputError(
-                "holds a negative spread, a NaN or an infinity; score on the CPU to find the row",
+                "holds a negative spread or weight, a NaN or an infinity; score on the CPU to "
+                "find the row",
                 path=TENSORS,
             )
         groups = None if self.group_keys is None else plain_keys(self.group_keys.keys)
@@ -246,6 +278,7 @@ class Scorer:
             "options": options_document(self.options),
             "outputs": None if self.state is None else self.state.outputs,
             "members": None if self._weights is None else len(self._weights.normalised),
+            "weighted": self._weighted,
             "groups": groups,
             "sums": {} if self.state is None else portable.exported(self.state),
         }
@@ -275,6 +308,9 @@ class Scorer:
             raise malformed(": its members contradict its options")
         if members is not None:
             scorer._set_weights(members, DTYPES[options.dtype])
+        scorer._weighted = document.get("weighted", False)
+        if not isinstance(scorer._weighted, bool):
+            raise malformed(": 'weighted' must be true or false")
         scorer.state = scorer._new_state(outputs)
         try:
             portable.restore(scorer.state, document["sums"])
@@ -296,6 +332,7 @@ class Scorer:
             pit_bins=self.options.pit_bins,
             grouped=self.group_keys is not None,
             members=self._weights,
+            weighted=self._weighted,
         )
 
     def _reserve_groups(self, state: ScoreState, group_keys: GroupKeys) -> None:
@@ -326,7 +363,8 @@ class Scorer:
             raise InputError("every row has a NaN or infinite value: nothing to score", path=path)
         if self.failed():
             raise InputError(
-                "holds a negative spread, a NaN or an infinity; score on the CPU to find the row",
+                "holds a negative spread or weight, a NaN or an infinity; score on the CPU to "
+                "find the row",
                 path=path,
             )
         common = {
@@ -365,12 +403,33 @@ class _Validity:
             return False
         return bool(bad)
 
+    def check_weights(self, weight: Tensor, column: str, where: Location) -> None:
+        """Raise for a row whose weight is not a finite number >= 0 (on a GPU: note it)."""
+        fine = ((weight >= 0) & (weight < math.inf)).all()  # False for a NaN
+        if self._deferred:
+            self._flag |= ~fine
+        elif not bool(fine):
+            raise_bad_weight(weight, column, where)
+
     def failed(self) -> bool:
         return bool(self._flag)
 
     def merge(self, other: _Validity) -> None:
         """Take on another scorer's deferred verdicts."""
         self._flag |= other._flag.to(self._flag.device)
+
+
+def _left_in(chunk: Chunk, var: Tensor, state: ScoreState, policy: str) -> Tensor | None:
+    """The rows to score (None: all): not those of weight 0, which are left out as if absent,
+    nor under the ``skip`` policy those with a non-finite value (counted as skipped)."""
+    kept = None if chunk.weight is None else chunk.weight.squeeze(1) > 0
+    if policy == "skip":
+        finite, bad = finite_rows(chunk.mean, chunk.target, var)
+        if kept is not None:  # a left-out row is not skipped
+            finite, bad = finite | ~kept, bad & kept.unsqueeze(1)
+        state.count_skipped(finite, bad, chunk.group)
+        kept = finite if kept is None else kept & finite
+    return None if kept is None or bool(kept.all()) else kept
 
 
 def _explain(chunk: Chunk, spec: ColumnSpec, var: Tensor, loss: Tensor, policy: str) -> None:

@@ -3,7 +3,7 @@ shape them. Version 1 (``schema: "gaussnll.state/1"``)::
 
     {"schema": "gaussnll.state/1",
      "options": {"columns": {"mean": [...], "target": [...], "spread": [...],
-                             "spread_kind": "var", "by": [...]},
+                             "spread_kind": "var", "by": [...], "weight": name or null},
                  "full": false, "eps": 1e-06, "reduction": "mean", "dtype": "float64",
                  "nan_policy": "error", "calibration": true, "levels": [...], "pit_bins": 20,
                  "uncertainty_bins": 10, "intervals": {"COLUMN": [edges]},
@@ -11,6 +11,7 @@ shape them. Version 1 (``schema: "gaussnll.state/1"``)::
                  "member_weights": [weights] or null},
      "outputs": D or null (no row yet),
      "members": M (an ensemble's members per row) or null,
+     "weighted": true when the rows were weighted (absent: false),
      "groups": [[key values], ...] or null (no --by),
      "sums": {"PATH:PART": array}}
 
@@ -50,6 +51,7 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
             "spread": list(columns.spread),
             "spread_kind": columns.spread_kind.value,
             "by": list(columns.by),
+            "weight": columns.weight,
         },
         "full": options.full,
         "eps": options.eps,
@@ -79,6 +81,7 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
                 spread=columns["spread"],
                 spread_kind=columns["spread_kind"],
                 by=columns["by"],
+                weight=columns.get("weight"),
             ),
             full=document["full"],
             eps=document["eps"],

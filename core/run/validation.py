@@ -79,6 +79,21 @@ def raise_first_problem(
         )
 
 
+def raise_bad_weight(weight: Tensor, column: str, where: Location) -> None:
+    """Raise an InputError for the first row whose ``weight`` (``(rows, 1)``) is not a finite
+    number >= 0 (a missing weight is read as NaN): bad under every non-finite policy."""
+    bad = (~torch.isfinite(weight) | (weight < 0)).squeeze(1).nonzero()
+    if len(bad):
+        row = int(bad[0])
+        value = weight[row, 0].item()
+        raise InputError(
+            f"expected a weight: a finite number >= 0, got {value!r}",
+            path=where.path,
+            column=column,
+            row=where.row(row),
+        )
+
+
 def _first_hit(
     mask: Tensor, values: Tensor, names: Sequence[str], rank: int, expected: str
 ) -> Iterator[_Problem]:

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from gaussnll.core.loss import NllTerms
 from gaussnll.core.state.binning import Cells, Grid, LevelGrid, QuantileGrid, folded
-from gaussnll.core.state.sinks import Binned, Sums
+from gaussnll.core.state.sinks import Binned, Sums, weighted
 
 CURVE_STEPS = 99  # the curve's levels are k/99, k = 0..99: linspace(0, 1, 100)
 SCORE_STEPS = 100  # the score levels are j/100, j = 1..99: linspace(0.01, 0.99, 99)
@@ -124,6 +124,7 @@ class CalibrationState:
         device: torch.device,
         *,
         grouped: bool = False,
+        weighted: bool = False,
     ) -> None:
         self.outputs = outputs
         self.levels = tuple(levels)
@@ -150,7 +151,10 @@ class CalibrationState:
         self._float_slots = _Slots({"moments": len(MOMENTS), "std": width, "error": width})
         self._count_slots = _Slots({"cells": self._count_cells.cells})
         self._sums = self._float_slots.sums(outputs, device, grouped=grouped)
-        self._counts = self._count_slots.sums(outputs, device, integer=True, grouped=grouped)
+        # Weighted, a count is a sum of weights.
+        self._counts = self._count_slots.sums(
+            outputs, device, integer=not weighted, grouped=grouped
+        )
 
     def update(
         self,
@@ -159,11 +163,16 @@ class CalibrationState:
         var: Tensor,
         floored_var: Tensor,
         group: Tensor | None = None,
+        weight: Tensor | None = None,
     ) -> None:
         """Add a chunk: the NLL's ``terms``, the errors ``target - mean`` (``(rows, outputs)``),
         the variances as given and floored (width 1 or outputs; the same tensor when none was
-        floored); ``group``: each row's group (grouped states only)."""
-        column = self._sums.column  # each moment summed as soon as it is made (see there)
+        floored); ``group``: each row's group (grouped states only); ``weight``: each row's
+        (weighted states only, ``(rows, 1)``)."""
+
+        def column(values: Tensor) -> Tensor:  # each moment summed as soon as it is made
+            return self._sums.column(weighted(values, weight))
+
         std = torch.sqrt(var)
         quotient = error / std
         floored = floored_var is not var  # else the NLL's z is this one (the same bits)
@@ -183,9 +192,12 @@ class CalibrationState:
         cell = self._lookup(e)
         sum_cell = _gathered(self._sum_cell_of, cell)
         count_cell = cell if self._count_cell_of is None else _gathered(self._count_cell_of, cell)
-        self._counts.add_parts((), (self._count_slots.at("cells", count_cell),), group)
+        self._counts.add_parts((), (self._count_slots.at("cells", count_cell, weight),), group)
         sums = self._float_slots
-        per_cell = (sums.at("std", sum_cell, std), sums.at("error", sum_cell, error))
+        per_cell = (
+            sums.at("std", sum_cell, weighted(std, weight)),
+            sums.at("error", sum_cell, weighted(error, weight)),
+        )
         self._sums.add_parts(moments, per_cell, group)
 
     def reserve(self, groups: int) -> None:

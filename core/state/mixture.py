@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.loss import nll_terms
-from gaussnll.core.state.sinks import Sums
+from gaussnll.core.state.sinks import Sums, weighted
 
 _INV_SQRT_2 = 1 / math.sqrt(2)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -96,7 +96,8 @@ class MixtureState:
     """Sums over elements of the mixture's scores (module docstring) of the members ``weights``
     keep, for the whole input and per group (``sinks``). Given ``levels``, also its CRPS, and
     counts of elements inside each central interval and per PIT bin; without them (no
-    calibration) the CRPS sum stays 0."""
+    calibration) the CRPS sum stays 0. A ``weighted`` state sums weighted values, and its counts
+    are sums of weights."""
 
     def __init__(
         self,
@@ -106,6 +107,7 @@ class MixtureState:
         levels: Sequence[float] | None = None,
         pit_bins: int = 20,
         grouped: bool = False,
+        weighted: bool = False,
     ) -> None:
         self.weights = weights
         members = len(weights.kept)
@@ -115,13 +117,18 @@ class MixtureState:
         self._counts = None
         if self.levels is not None:
             width = len(self.levels) + pit_bins
-            self._counts = Sums((width,), device, integer=True, grouped=grouped)
+            self._counts = Sums((width,), device, integer=not weighted, grouped=grouped)
 
     def update(
-        self, members: Members, target: Tensor, eps: float, group: Tensor | None = None
+        self,
+        members: Members,
+        target: Tensor,
+        eps: float,
+        group: Tensor | None = None,
+        weight: Tensor | None = None,
     ) -> Tensor:
-        """Add rows (``target`` ``(rows, D or 1)``); return their mixture losses ``(rows, D)``
-        (no constant)."""
+        """Add rows (``target`` ``(rows, D or 1)``; ``weight``: each row's, ``(rows, 1)``, in a
+        weighted state); return their mixture losses ``(rows, D)`` (no constant)."""
         target = target.unsqueeze(1)
         member_loss = nll_terms(target - members.mean, members.var.clamp(min=eps)).loss
         log_weights = torch.log(members.weights).view(1, -1, 1)
@@ -136,8 +143,8 @@ class MixtureState:
             parts.append(torch.zeros_like(parts[0]))
         else:
             parts.append(mixture_crps(members, target).sum(dim=1, keepdim=True))
-            self._counts.add(self._calibration_counts(members, target), group)
-        self._sums.add(torch.cat(parts, dim=1), group)
+            self._counts.add(weighted(self._calibration_counts(members, target), weight), group)
+        self._sums.add(weighted(torch.cat(parts, dim=1), weight), group)
         return mixture_loss
 
     def _calibration_counts(self, members: Members, target: Tensor) -> Tensor:

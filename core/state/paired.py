@@ -11,37 +11,38 @@ from gaussnll.core.state.summation import CompensatedSum
 
 
 class PairedTotals(NamedTuple):
-    """Rows, Σd, Σd², and how many rows have ``d < 0`` and ``d > 0``."""
+    """Rows; and, each row counted with its weight (1 unweighted): Σw, Σwd, Σwd², and Σw over
+    the rows with ``d < 0`` and with ``d > 0``."""
 
     rows: int
+    weight: float
     total: float
     squares: float
-    negative: int
-    positive: int
+    negative: float
+    positive: float
 
 
 class PairedDifferences:
-    """Σd, Σd² (compensated float64) and the counts of ``d < 0`` and ``d > 0``: mergeable."""
+    """The sums of ``PairedTotals`` (compensated float64, exact counts up to 2⁵³): mergeable."""
 
     def __init__(self, device: torch.device) -> None:
         self.rows = 0
-        self._sums = CompensatedSum((2,), device)
-        self._signs = torch.zeros(2, dtype=torch.int64, device=device)
+        self._sums = CompensatedSum((5,), device)
 
-    def update(self, differences: Tensor) -> None:
-        """Add the per-row differences of a chunk (1-D)."""
+    def update(self, differences: Tensor, weight: Tensor | None = None) -> None:
+        """Add the per-row differences of a chunk (1-D), and each row's weight (1-D; None:
+        1 each)."""
         d = differences.to(torch.float64)
+        w = torch.ones_like(d) if weight is None else weight.to(torch.float64)
         self.rows += d.shape[0]
-        self._sums.add(torch.stack([d.sum(), (d * d).sum()]))
-        self._signs += torch.stack([(d < 0).sum(), (d > 0).sum()])
+        wd = w * d
+        parts = [w, wd, wd * d, torch.where(d < 0, w, 0.0), torch.where(d > 0, w, 0.0)]
+        self._sums.add(torch.stack([part.sum() for part in parts]))
 
     def merge(self, other: PairedDifferences) -> None:
         self.rows += other.rows
         self._sums.merge(other._sums)
-        self._signs += other._signs.to(self._signs.device)
 
     def totals(self) -> PairedTotals:
         """The sums, read from the device."""
-        total, squares = self._sums.value().tolist()
-        better, worse = self._signs.tolist()
-        return PairedTotals(self.rows, total, squares, better, worse)
+        return PairedTotals(self.rows, *self._sums.value().tolist())

@@ -287,6 +287,12 @@ def _source(values: Tensor | None, index: Tensor, dtype: torch.dtype) -> Tensor:
     return values.expand(index.shape).to(dtype)
 
 
+def weighted(values: Tensor, weight: Tensor | None) -> Tensor:
+    """``values`` (``(rows, ...)``) times each row's ``weight`` (``(rows, 1)``; None: as they
+    are)."""
+    return values if weight is None else values * weight
+
+
 def _given(value: Tensor | None, name: str) -> Tensor:
     """``value``, which grouped sums cannot do without."""
     if value is None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gaussnll.core.state.sinks import Binned, Sums
+from gaussnll.core.state.sinks import Binned, Sums, weighted
 
 BINS_PER_DECADE = 8  # 162 fine bins: 3.9 KB per group and output (16 per decade took 9.3 KB)
 DECADES = 10  # σ from 10^-10 to 10^10
@@ -61,22 +61,35 @@ def _variance_bounds(device: torch.device, dtype: torch.dtype) -> Tensor:
 
 
 class UncertaintyState:
-    """Per-output fine-bin sums of count (int64), Σ var and Σ r² (float64), for the whole input
-    or per group too (see ``sinks``)."""
+    """Per-output fine-bin sums of count (int64; weighted, the sum of weights in float64), Σ var
+    and Σ r² (float64, of weighted values when weighted), for the whole input or per group too
+    (see ``sinks``)."""
 
-    def __init__(self, outputs: int, device: torch.device, *, grouped: bool = False) -> None:
+    def __init__(
+        self, outputs: int, device: torch.device, *, grouped: bool = False, weighted: bool = False
+    ) -> None:
         self.outputs = outputs
-        self._counts = Sums((outputs, FINE_BINS), device, integer=True, grouped=grouped)
+        self._counts = Sums((outputs, FINE_BINS), device, integer=not weighted, grouped=grouped)
         self._sums = Sums(
             (outputs, 2 * FINE_BINS), device, grouped=grouped, ranges=[FINE_BINS, FINE_BINS]
         )
 
-    def update(self, var: Tensor, squared_error: Tensor, group: Tensor | None = None) -> None:
+    def update(
+        self,
+        var: Tensor,
+        squared_error: Tensor,
+        group: Tensor | None = None,
+        weight: Tensor | None = None,
+    ) -> None:
         """Add a chunk: the variances as given (width 1 or outputs) and the squared errors
-        (``(rows, outputs)``) of its elements; ``group``: each row's group (grouped states)."""
+        (``(rows, outputs)``) of its elements; ``group``: each row's group (grouped states);
+        ``weight``: each row's (weighted states, ``(rows, 1)``)."""
         bins = fine_bins(var).expand_as(squared_error)
-        self._counts.add_parts((), (Binned(0, bins, None),), group)
-        parts = (Binned(0, bins, var), Binned(FINE_BINS, bins, squared_error))
+        self._counts.add_parts((), (Binned(0, bins, weight),), group)
+        parts = (
+            Binned(0, bins, weighted(var, weight)),
+            Binned(FINE_BINS, bins, weighted(squared_error, weight)),
+        )
         self._sums.add_parts((), parts, group)
 
     def reserve(self, groups: int) -> None:
@@ -113,7 +126,7 @@ def summaries(totals: dict[str, Tensor], bins: int) -> dict[str, np.ndarray]:
     last non-empty fine bin), plus ``uncertainty_lower`` (the lower bound of the first non-empty
     fine bin) and the fine counts ``sigma_counts``.
     """
-    counts = totals["sigma_counts"].to(torch.int64)
+    counts = totals["sigma_counts"]  # int64, or float64 sums of weights
     var, squared_error = totals["sigma_var"].double(), totals["sigma_squared_error"].double()
     batch = counts.shape[0]
     cumulative = torch.cumsum(counts, dim=1)
@@ -131,7 +144,7 @@ def summaries(totals: dict[str, Tensor], bins: int) -> dict[str, np.ndarray]:
         return values.new_zeros((batch, bins)).scatter_add_(1, coarse, values)
 
     n_bin = merged(counts)
-    safe = n_bin.clamp(min=1).double()
+    safe = torch.where(n_bin > 0, n_bin, 1).double()
     rmv, rmse = torch.sqrt(merged(var) / safe), torch.sqrt(merged(squared_error) / safe)
     filled = n_bin > 0
     # A bin of point masses (RMV 0) has no normalised error: ENCE leaves it out.
