@@ -21,6 +21,7 @@ from conftest import (
     make_predictions,
     write_table,
 )
+from test_faults_inputs import _arrow_cut_short, _footer_claims_more_rows
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
@@ -222,6 +223,21 @@ def test_an_error_in_the_data_names_the_uri_as_given(tmp_path, memory):
     assert_one_line_error(result, f"{named}: column 'var': row 322")
     missing = run("score", named, "--var-col", "variance")
     assert_one_line_error(missing, f"{named}: column 'variance': no such column")
+
+
+def _gzip_cut_short(folder: Path, _monkeypatch: object) -> list[str]:
+    local = write_table(_table(2_000, 9), folder / "p.csv.gz")
+    local.write_bytes(local.read_bytes()[: local.stat().st_size // 2])
+    return ["score", str(local)]
+
+
+@pytest.mark.parametrize("damage", [_footer_claims_more_rows, _arrow_cut_short, _gzip_cut_short])
+def test_a_damaged_file_through_a_uri_is_the_local_files_error(tmp_path, memory, damage):
+    command, local = damage(tmp_path, None)[:2]
+    named = put(memory, Path(local).name, Path(local))
+    through_uri = run(command, named)
+    assert_one_line_error(through_uri, named)
+    assert through_uri.stderr == run(command, local).stderr.replace(local, named)
 
 
 @pytest.mark.parametrize(
