@@ -267,7 +267,14 @@ def test_an_empty_uri_directory_or_one_of_unknown_files_is_one_line(tmp_path, me
     assert_one_line_error(run("score", f"memory://{memory}/mixed"), "mixes file formats")
 
 
-def test_an_unreachable_object_store_is_one_line():
+def test_an_unreachable_object_store_is_one_line(monkeypatch):
+    """Credentials given, so no instance-metadata lookup delays the refused connection."""
+    for name, value in [
+        ("AWS_ACCESS_KEY_ID", "gaussnll-test"),
+        ("AWS_SECRET_ACCESS_KEY", "gaussnll-test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]:
+        monkeypatch.setenv(name, value)
     endpoint = "s3://bucket/p.parquet?endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"
     assert_one_line_error(run("score", endpoint), f"{endpoint}: ", "127.0.0.1:1")
 
