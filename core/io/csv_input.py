@@ -1,9 +1,9 @@
 """CSV input: a regular file in ranges parsed on every core; stdin and compressed files streamed.
 
-A regular file is cut at line ends into ranges of a few blocks, each block about half a chunk of
-rows; pyarrow parses a range's blocks in parallel, and the ranges in file order: faster than
-the streaming reader on one thread, and half-chunk blocks peak lower in memory than whole-chunk
-ones at the same speed (see bench/README.md). Like
+A regular file (or an object a URI names) is cut at line ends into ranges of a few blocks, each
+block about half a chunk of rows; pyarrow parses a range's blocks in parallel, and the ranges in
+file order: faster than the streaming reader on one thread, and half-chunk blocks peak lower in
+memory than whole-chunk ones at the same speed (see bench/README.md). Like
 pyarrow's own reader (``newlines_in_values=False``), this assumes no quoted value spans lines.
 Column types not given are inferred from the first range and kept for the others.
 
@@ -16,7 +16,6 @@ thread, which makes pyarrow name the line.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from gaussnll.core.errors import InputError
+from gaussnll.core.io.filesystems import file_size, name_part, open_input_file, open_input_stream
 from gaussnll.core.io.sources import COMPRESSIONS, STDIN
 
 STREAM_BLOCK_BYTES = 1 << 20
@@ -70,7 +70,7 @@ def csv_batches(
     and column. ``header``: the file's column names when the caller has read them already;
     ``on_bytes(position)``: told how far into a regular file the reader is, after each block
     (a compressed file: its compressed bytes)."""
-    if path == STDIN or not os.path.isfile(path):
+    if path == STDIN or file_size(path) is None:
         yield from _streamed_batches(path, read)
     elif _compression(path) is not None:
         yield from _streamed_batches(path, read, on_bytes)
@@ -96,7 +96,7 @@ class RangeLayout:
 def _ranged_batches(
     path: str, read: CsvRead, names: list[str], on_bytes: Callable[[int], None] | None
 ) -> Iterator[pa.RecordBatch]:
-    with pa.OSFile(path) as file:
+    with open_input_file(path) as file:
         size = file.size()
         block = _block_bytes(file.read_at(_PROBE_BYTES, 0), read.chunk_size)
         blocks = max(1, min(MAX_BLOCKS_PER_RANGE, pa.cpu_count()))
@@ -179,7 +179,7 @@ def _streamed_batches(
     """Through pyarrow's incremental reader; ``on_bytes`` (a regular, compressed file) is told
     the position in the file underneath the decompression."""
     read_options = pacsv.ReadOptions(block_size=STREAM_BLOCK_BYTES, use_threads=False)
-    raw = None if on_bytes is None else pa.OSFile(path)
+    raw = None if on_bytes is None else open_input_file(path)
     stream = (
         open_csv_stream(path) if raw is None else pa.CompressedInputStream(raw, _compression(path))
     )
@@ -235,11 +235,12 @@ def open_csv_stream(path: str) -> pa.NativeFile:
         if sys.stdin is None:  # started with stdin closed (<&-)
             raise InputError("stdin is closed; expected CSV on it", path="<stdin>")
         return pa.PythonFile(sys.stdin.buffer, mode="r")
-    return pa.input_stream(path, compression=_compression(path))
+    return open_input_stream(path, _compression(path))
 
 
 def _compression(path: str) -> str | None:
-    return next((c for s, c in COMPRESSIONS.items() if path.lower().endswith(s)), None)
+    name = name_part(path).lower()
+    return next((c for s, c in COMPRESSIONS.items() if name.endswith(s)), None)
 
 
 def csv_error(

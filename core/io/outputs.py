@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from gaussnll.core.errors import OutputError, UsageError
+from gaussnll.core.io.filesystems import is_uri, local_path
 from gaussnll.core.io.sources import STDIN
 from gaussnll.core.io.writers import writing
 
@@ -89,6 +90,8 @@ class PlannedOutputs:
         for label, path in paths.items():
             if path is None:
                 continue
+            if is_uri(path):
+                raise UsageError(f"{label} {path!r} is a URI; outputs are local files: name a path")
             output = (
                 _planned_directory(label, path) if label in directories else _planned(label, path)
             )
@@ -195,8 +198,12 @@ def _create_temporary_directory(output: _Output) -> str:
 
 
 def _input_identity(path: str) -> tuple[object, ...] | None:
-    """An input's identity; ``-`` is the file on standard input, if it is one."""
-    return _descriptor_identity(0) if path == STDIN else _identity(path)
+    """An input's identity; ``-`` is the file on standard input, if it is one; a URI is its
+    local file (``file://``), if it names one."""
+    if path == STDIN:
+        return _descriptor_identity(0)
+    local = local_path(path)
+    return None if local is None else _identity(local)
 
 
 def _identity(path: str) -> tuple[object, ...]:

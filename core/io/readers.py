@@ -4,14 +4,15 @@ Every reader holds at most a bounded buffer of the file: Parquet is read without
 (pyarrow's default pre-buffer pulls whole row groups ahead and grows with the file), CSV through
 pyarrow's incremental reader, Arrow IPC through ordinary reads (a memory map of a file truncated
 while it is read kills the process with SIGBUS). A Parquet file must yield as many rows as its
-footer records, so a file cut short while it is read is an error, never half a score.
+footer records, so a file cut short while it is read is an error, never half a score. A URI
+(``s3://``...) is read through its filesystem's files and streams, with the same chunks, checks
+and messages.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 from gaussnll.core.errors import InputError
 from gaussnll.core.io.csv_input import CsvRead, csv_batches, csv_header
+from gaussnll.core.io.filesystems import file_size, filesystem_and_path, open_input_file
 from gaussnll.core.io.labels import LabelColumns
 from gaussnll.core.io.sources import STDIN, FileFormat, Source
 from gaussnll.core.options import ScoreOptions
@@ -81,10 +83,12 @@ class ReadProgress:
 def read_progress(source: Source) -> ReadProgress:
     """A byte counter for ``source``: with a total for CSV files (compressed: their compressed
     bytes), none for stdin or a pipe, nor for formats that record their row count."""
-    files = source.files
-    if source.format is not FileFormat.CSV or not all(map(os.path.isfile, files)):
+    if source.format is not FileFormat.CSV:
         return ReadProgress()
-    return ReadProgress(sum(map(os.path.getsize, files)))
+    sizes = [file_size(file) for file in source.files]
+    if None in sizes:
+        return ReadProgress()
+    return ReadProgress(sum(size or 0 for size in sizes))
 
 
 def iter_batches(
@@ -98,7 +102,7 @@ def iter_batches(
         file_request = request
         if progress is not None and progress.bytes_total is not None:
             file_request = replace(request, on_bytes=_advance(progress, before))
-            before += os.path.getsize(path)
+            before += file_size(path) or 0
         yield from iter_file_batches(path, source.format, file_request, labels=labels)
 
 
@@ -137,8 +141,9 @@ def label_columns(request: ReadRequest) -> LabelColumns:
 
 def parquet_row_groups(path: str) -> list[int]:
     """The rows of each row group of a Parquet file (its footer only)."""
+    filesystem, inner = filesystem_and_path(path)
     try:
-        metadata = pq.read_metadata(path)
+        metadata = pq.read_metadata(inner, filesystem=filesystem)
     except (pa.ArrowException, OSError) as error:
         raise InputError(_one_line(error), path=_display(path)) from error
     return [metadata.row_group(k).num_rows for k in range(metadata.num_row_groups)]
@@ -162,16 +167,17 @@ def count_rows(source: Source) -> int | None:
         return None
     try:
         return sum(counter(path) for path in source.files)
-    except (pa.ArrowException, OSError):
+    except (pa.ArrowException, OSError, InputError):
         return None
 
 
 def _parquet_rows(path: str) -> int:
-    return pq.read_metadata(path).num_rows
+    filesystem, inner = filesystem_and_path(path)
+    return pq.read_metadata(inner, filesystem=filesystem).num_rows
 
 
 def _ipc_file_rows(path: str) -> int:
-    with pa.OSFile(path) as file:
+    with open_input_file(path) as file:
         reader = pa.ipc.open_file(file)
         if hasattr(reader, "count_rows"):  # pyarrow >= 17: the batches' metadata only
             return reader.count_rows()
@@ -181,7 +187,10 @@ def _ipc_file_rows(path: str) -> int:
 def _parquet_batches(
     path: str, request: ReadRequest, row_groups: Sequence[int] | None = None
 ) -> Iterator[pa.RecordBatch]:
-    parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
+    filesystem, inner = filesystem_and_path(path)
+    parquet = pq.ParquetFile(
+        inner, filesystem=filesystem, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES
+    )
     require_columns(parquet.schema_arrow.names, request.columns, path)
     # One decoding thread: the other cores are computing, and arrow's pool threads keep memory
     # of their own (faster and steadier in memory: see bench/README.md).
@@ -215,7 +224,7 @@ def _parquet_batches(
 
 
 def _ipc_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
-    with pa.OSFile(path) as file:
+    with open_input_file(path) as file:
         try:
             reader = pa.ipc.open_file(file)
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
@@ -289,7 +298,8 @@ def column_names(source: Source, delimiter: str = ",") -> tuple[str, ...]:
     path = source.files[0]
     try:
         if source.format is FileFormat.PARQUET:
-            return tuple(pq.read_schema(path).names)
+            filesystem, inner = filesystem_and_path(path)
+            return tuple(pq.read_schema(inner, filesystem=filesystem).names)
         if source.format is FileFormat.IPC:
             return tuple(_ipc_schema(path).names)
         header = None if path == STDIN else csv_header(path, delimiter)
@@ -301,9 +311,9 @@ def column_names(source: Source, delimiter: str = ",") -> tuple[str, ...]:
 
 
 def _ipc_schema(path: str) -> pa.Schema:
-    with pa.memory_map(path) as mapped:
+    with open_input_file(path) as file:
         try:
-            return pa.ipc.open_file(mapped).schema
+            return pa.ipc.open_file(file).schema
         except pa.ArrowInvalid:
-            mapped.seek(0)
-            return pa.ipc.open_stream(mapped).schema
+            file.seek(0)
+            return pa.ipc.open_stream(file).schema

@@ -1,4 +1,5 @@
-"""Resolve what the user named (a file, a directory, a glob or ``-``) into files of one format."""
+"""Resolve what the user named (a file, a directory, a glob or ``-``; local, or a URI such as
+``s3://bucket/prefix/``) into files of one format."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from pyarrow.fs import FileType
+
 from gaussnll.core.errors import InputError
+from gaussnll.core.io.filesystems import (
+    file_info,
+    files_below,
+    glob_files,
+    has_wildcards,
+    is_uri,
+    name_part,
+)
 
 STDIN = "-"
 
@@ -29,6 +40,9 @@ _SUFFIXES = {
     ".ipc": FileFormat.IPC,
 }
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+_NO_DATA_FILES = "the directory holds no .parquet, .csv or .arrow/.feather file"
+_NO_MATCH = "the pattern matches no file"
+_MISSING = "no such file or directory"
 
 
 @dataclass(frozen=True)
@@ -45,11 +59,49 @@ class Source:
 
 
 def format_of(path: str) -> FileFormat | None:
-    """The format implied by a file name (``.csv.gz`` is CSV), or None if it names none."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
+    """The format implied by a file name (``.csv.gz`` is CSV; a URI's path, not its query),
+    or None if it names none."""
+    suffixes = [s.lower() for s in Path(name_part(path)).suffixes]
     if suffixes and suffixes[-1] in COMPRESSIONS:
         suffixes = suffixes[:-1]
     return _SUFFIXES.get(suffixes[-1]) if suffixes else None
+
+
+def _local_files(path: str) -> list[str]:
+    """The files a local path names: a directory's data files, the file, or a glob's matches,
+    in sorted order."""
+    if os.path.isdir(path):
+        files = sorted(f for f in _files_under(path) if format_of(f) is not None)
+        if not files:
+            raise InputError(_NO_DATA_FILES, path=path)
+    elif os.path.isfile(path):  # an existing name is never a pattern: model[v2].parquet
+        files = [path]
+    elif glob.has_magic(path):
+        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise InputError(_NO_MATCH, path=path)
+    else:
+        raise InputError(_MISSING, path=path)
+    return files
+
+
+def _uri_files(uri: str) -> list[str]:
+    """As ``_local_files``, on the filesystem a URI names; a directory is a prefix of an
+    object store too."""
+    kind = file_info(uri).type
+    if kind is FileType.Directory:
+        files = [f for f in files_below(uri) if format_of(f) is not None]
+        if not files:
+            raise InputError(_NO_DATA_FILES, path=uri)
+    elif kind is FileType.File:  # an existing name is never a pattern
+        files = [uri]
+    elif has_wildcards(uri):
+        files = glob_files(uri)
+        if not files:
+            raise InputError(_NO_MATCH, path=uri)
+    else:
+        raise InputError(_MISSING, path=uri)
+    return files
 
 
 def _files_under(root: str) -> Iterator[str]:
@@ -72,20 +124,7 @@ def resolve_source(path: str) -> Source:
     """Find the data files behind ``path`` and check they share one known format."""
     if path == STDIN:
         return Source(name="<stdin>", format=FileFormat.CSV, files=(STDIN,))
-    if os.path.isdir(path):
-        files = sorted(f for f in _files_under(path) if format_of(f) is not None)
-        if not files:
-            raise InputError(
-                "the directory holds no .parquet, .csv or .arrow/.feather file", path=path
-            )
-    elif os.path.isfile(path):  # an existing name is never a pattern: model[v2].parquet
-        files = [path]
-    elif glob.has_magic(path):
-        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
-        if not files:
-            raise InputError("the pattern matches no file", path=path)
-    else:
-        raise InputError("no such file or directory", path=path)
+    files = _uri_files(path) if is_uri(path) else _local_files(path)
     found = {format_of(f) for f in files}
     if None in found:
         unknown = next(f for f in files if format_of(f) is None)

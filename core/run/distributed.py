@@ -31,6 +31,7 @@ from gaussnll.core.errors import (
     OptionError,
     UsageError,
 )
+from gaussnll.core.io.filesystems import is_uri
 from gaussnll.core.io.readers import iter_file_batches, parquet_row_groups, scoring_request
 from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import STDIN, FileFormat, Source, resolve_source
@@ -71,7 +72,8 @@ def partitions(path: str) -> list[Partition]:
         raise OptionError("dask_address", "cannot split stdin among workers: give files.")
     found: list[Partition] = []
     for file in source.files:
-        where = (os.path.abspath(file), file, source.format.value)
+        # a local path made absolute; a URI as it is, for each worker to open itself
+        where = (file if is_uri(file) else os.path.abspath(file), file, source.format.value)
         if source.format is not FileFormat.PARQUET:
             found.append(Partition(len(found), *where))
             continue
