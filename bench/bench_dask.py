@@ -1,7 +1,8 @@
-"""Score a partitioned Parquet dataset in one process and on a local Dask cluster.
+"""Score a partitioned Parquet dataset, and one large CSV file, in one process and on a local
+Dask cluster.
 
     python bench/bench_dask.py [--rows 5000000] [--files 10] [--row-group 250000]
-                               [--workers 1,2] [--folder DIR]
+                               [--csv-rows 4000000] [--workers 1,2] [--folder DIR]
 
 Each run is a ``gaussnll score DIR --json`` subprocess (``--dask local --dask-workers N`` for
 the cluster runs), timed from start to exit; the client's peak memory is its resident set,
@@ -9,7 +10,9 @@ sampled every 20 ms (the workers are separate processes and not counted). The fi
 run (starting Python and torch; for a cluster also starting it and connecting) is measured on a
 one-partition file; the overhead per partition is what one worker takes beyond one scoring
 thread (``--workers 1``), each without its fixed cost, divided by the partitions. Every run's
-report must equal the single process's to 1e-12.
+report must equal the single process's to 1e-12. The CSV file (``--csv-rows`` rows, 0: none)
+is cut by the cluster into byte ranges of ``CSV_PARTITION_BYTES``; its single process parses
+it in parallel ranges itself.
 """
 
 from __future__ import annotations
@@ -26,20 +29,35 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from gaussnll.core.run.distributed import CSV_PARTITION_BYTES
+
+
+def predictions(rng: np.random.Generator, rows: int) -> pa.Table:
+    mean = rng.normal(size=rows)
+    var = rng.uniform(0.05, 3.0, size=rows)
+    target = mean + 1.3 * np.sqrt(var) * rng.standard_normal(rows)
+    return pa.table({"mean": mean, "var": var, "target": target})
 
 
 def write_dataset(folder: Path, rows: int, files: int, row_group: int) -> None:
     """``files`` Parquet files of ``rows`` rows in all, row groups of ``row_group`` rows."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    per_file = rows // files
     for k in range(files):
-        mean = rng.normal(size=per_file)
-        var = rng.uniform(0.05, 3.0, size=per_file)
-        target = mean + 1.3 * np.sqrt(var) * rng.standard_normal(per_file)
-        table = pa.table({"mean": mean, "var": var, "target": target})
+        table = predictions(rng, rows // files)
         pq.write_table(table, folder / f"part{k:03d}.parquet", row_group_size=row_group)
+
+
+def write_csv(path: Path, rows: int) -> None:
+    """One CSV file of ``rows`` rows, written a million rows at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    with pacsv.CSVWriter(path, predictions(rng, 1).schema) as writer:
+        for start in range(0, rows, 1_000_000):
+            writer.write_table(predictions(rng, min(1_000_000, rows - start)))
 
 
 def timed(command: list[str]) -> tuple[float, float, dict]:
@@ -67,14 +85,39 @@ def same(got: dict, want: dict) -> bool:
     ) and (got["rows"] == want["rows"])
 
 
+def compare(data: Path, tiny: Path, partitions: int, workers: list[int]) -> None:
+    """Time ``data`` (of ``partitions`` partitions) in one process, on one scoring thread and
+    on clusters of ``workers``; ``tiny``, of one partition, measures the fixed costs."""
+    gaussnll = [sys.executable, "-m", "gaussnll.cli", "score"]
+    seconds, peak, single = timed([*gaussnll, str(data), "--json", "-q"])
+    print(f"{data.name}: {single['rows']:,} rows in {partitions} partitions")
+    print(f"single process   {seconds:7.2f} s  client peak {peak:6.0f} MiB")
+    threaded = ["--workers", "1"]
+    one_thread, _, _ = timed([*gaussnll, str(data), "--json", "-q", *threaded])
+    base, _, _ = timed([*gaussnll, str(tiny), "--json", "-q", *threaded])
+    print(f"one thread       {one_thread:7.2f} s  fixed cost {base:5.2f} s")
+    for count in workers:
+        cluster = ["--dask", "local", "--dask-workers", str(count)]
+        fixed, _, _ = timed([*gaussnll, str(tiny), "--json", "-q", *cluster])
+        wall, peak, report = timed([*gaussnll, str(data), "--json", "-q", *cluster])
+        overhead = ((wall - fixed) - (one_thread - base)) / partitions
+        print(
+            f"dask {count} worker(s)  {wall:7.2f} s  client peak {peak:6.0f} MiB  "
+            f"fixed cost {fixed:5.2f} s  overhead/partition {overhead * 1000:+6.0f} ms  "
+            f"same numbers: {same(report, single)}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--row-group", type=int, default=250_000)
+    parser.add_argument("--csv-rows", type=int, default=4_000_000)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--folder", type=Path)
     arguments = parser.parse_args()
+    workers = [int(n) for n in arguments.workers.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
         folder = arguments.folder or Path(scratch) / "data"
         if not folder.exists():
@@ -82,24 +125,14 @@ def main() -> None:
         one = Path(scratch) / "one" / "one.parquet"
         write_dataset(one.parent, 1_000, 1, 1_000)
         partitions = sum(pq.read_metadata(path).num_row_groups for path in folder.glob("*.parquet"))
-        gaussnll = [sys.executable, "-m", "gaussnll.cli", "score"]
-        seconds, peak, single = timed([*gaussnll, str(folder), "--json", "-q"])
-        print(f"{single['rows']:,} rows in {partitions} partitions")
-        print(f"single process   {seconds:7.2f} s  client peak {peak:6.0f} MiB")
-        threaded = ["--workers", "1"]
-        one_thread, _, _ = timed([*gaussnll, str(folder), "--json", "-q", *threaded])
-        base, _, _ = timed([*gaussnll, str(one.parent), "--json", "-q", *threaded])
-        print(f"one thread       {one_thread:7.2f} s  fixed cost {base:5.2f} s")
-        for workers in (int(n) for n in arguments.workers.split(",")):
-            cluster = ["--dask", "local", "--dask-workers", str(workers)]
-            fixed, _, _ = timed([*gaussnll, str(one.parent), "--json", "-q", *cluster])
-            wall, peak, report = timed([*gaussnll, str(folder), "--json", "-q", *cluster])
-            overhead = ((wall - fixed) - (one_thread - base)) / partitions
-            print(
-                f"dask {workers} worker(s)  {wall:7.2f} s  client peak {peak:6.0f} MiB  "
-                f"fixed cost {fixed:5.2f} s  overhead/partition {overhead * 1000:+6.0f} ms  "
-                f"same numbers: {same(report, single)}"
-            )
+        compare(folder, one.parent, partitions, workers)
+        if arguments.csv_rows:
+            big = Path(scratch) / "csv" / "big.csv"
+            write_csv(big, arguments.csv_rows)
+            tiny = Path(scratch) / "tiny" / "tiny.csv"
+            write_csv(tiny, 1_000)
+            ranges = -(-big.stat().st_size // CSV_PARTITION_BYTES)
+            compare(big, tiny, ranges, workers)
 
 
 if __name__ == "__main__":

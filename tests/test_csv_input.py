@@ -14,7 +14,13 @@ from conftest import report_numbers
 
 from gaussnll.core import ColumnSpec, InputError, ScoreOptions, score
 from gaussnll.core.io import csv_input
-from gaussnll.core.io.csv_input import CsvRead, csv_batches
+from gaussnll.core.io.csv_input import (
+    ByteRange,
+    CsvRead,
+    csv_batches,
+    csv_header,
+    first_range_types,
+)
 
 COLUMNS = ("mean", "target", "var")
 READ = CsvRead(columns=(*COLUMNS, "id"), numeric=COLUMNS, delimiter=",", chunk_size=1_000)
@@ -61,6 +67,44 @@ def test_ranges_read_what_one_read_gives(tmp_path, small_blocks, text, encoding_
     batches = list(csv_batches(str(path), READ))
     assert len(batches) > 50  # many ranges, so their boundaries are exercised
     assert pa.Table.from_batches(batches).equals(read_whole(path))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        csv_text(400),
+        csv_text(400, newline="\r\n"),
+        csv_text(400, newline="\r"),
+        csv_text(400, blank_every=7),
+        csv_text(400).rstrip("\n"),
+        "\ufeff" + csv_text(400),
+    ],
+    ids=["lf", "crlf", "cr", "blank-lines", "no-final-newline", "bom"],
+)
+@pytest.mark.parametrize("part_bytes", [23, 61, 1_000, 10**9])
+def test_byte_range_parts_hold_each_row_once(tmp_path, small_blocks, text, part_bytes):
+    """Parts cut anywhere (mid-line, between CR and LF, inside the header) read, in order, what
+    the file read whole gives: every line in the part where it starts."""
+    path = tmp_path / "preds.csv"
+    path.write_bytes(text.encode())
+    size = path.stat().st_size
+    types = first_range_types(str(path), READ, blocks=2)
+    header = csv_header(str(path), READ.delimiter)
+    parts = [ByteRange(start, start + part_bytes, types) for start in range(0, size, part_bytes)]
+    batches = [batch for part in parts for batch in csv_batches(str(path), READ, header, part=part)]
+    assert pa.Table.from_batches(batches).equals(read_whole(path))
+
+
+def test_a_byte_range_holds_the_lines_that_start_in_it(tmp_path):
+    path = tmp_path / "preds.csv"
+    path.write_text(csv_text(3))
+    text = path.read_bytes()
+    second = text.index(b"\n", text.index(b"\n") + 1) + 1  # where the second row starts
+    read = [
+        pa.Table.from_batches(list(csv_batches(str(path), READ, part=ByteRange(*ends)))).num_rows
+        for ends in ((0, second), (second, len(text)), (0, second + 1), (second + 1, len(text)))
+    ]
+    assert read == [1, 2, 2, 1]
 
 
 def test_batches_hold_about_half_a_chunk(tmp_path, monkeypatch):

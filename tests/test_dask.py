@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from conftest import assert_one_line_error, assert_same_report, make_predictions
+from conftest import assert_one_line_error, assert_same_report, make_predictions, write_table
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
@@ -246,9 +246,14 @@ def test_per_row_losses_are_a_directory_of_parts_in_partition_order(tmp_path, sc
     data = _dataset(tmp_path / "data", files=2, rows=800)
     single_rows, parts = tmp_path / "rows.parquet", tmp_path / "parts"
     args = ["score", data, *_columns(1), "--full", "--reduction", "none", "--id-col", "region"]
-    assert run(*args, "--per-row", single_rows).exit_code == 0
-    on_dask = run(*args, "--per-row", parts, "--dask", scheduler[0], "-q")
+    single = run(*args, "--per-row", single_rows, "--json", "--chunk-size", "300")
+    assert single.exit_code == 0
+    on_dask = run(
+        *args, "--per-row", parts, "--dask", scheduler[0], "-q", "--json", "--chunk-size", "300"
+    )
     assert on_dask.exit_code == 0, on_dask.output
+    # The report names the run's id column and chunk size, which states do not keep.
+    assert_same_report(json.loads(on_dask.stdout), json.loads(single.stdout))
     names = sorted(path.name for path in parts.iterdir())
     assert names == [f"part-{k:05d}.parquet" for k in range(8)]
     got = pa.concat_tables(pq.read_table(parts / name) for name in names)
@@ -304,3 +309,153 @@ def test_a_worker_killed_mid_run_is_replaced_and_no_partition_counts_twice(tmp_p
     assert running.returncode == 0, stderr
     single = run(*args)
     assert_same_report(json.loads(stdout), json.loads(single.stdout))
+
+
+# --- one large plain CSV file in byte ranges ---------------------------------------------------
+
+
+def _csv_partition_bytes(monkeypatch, size: int) -> None:
+    """Cut CSV files into ranges of ``size`` bytes, so a small file spans many partitions."""
+    from gaussnll.core.run import distributed
+
+    monkeypatch.setattr(distributed, "CSV_PARTITION_BYTES", size)
+
+
+def _csv_file(path: Path, rows: int, newline: str = "\n", final_newline: bool = True) -> Path:
+    """Predictions with a region column, written with ``newline`` line ends."""
+    columns = make_predictions(rows, seed=5)
+    columns["region"] = np.random.default_rng(5).choice(["n", "s", "e"], size=rows)
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(pa.table(columns), sink)
+    text = sink.getvalue().to_pybytes().replace(b"\n", newline.encode())
+    path.write_bytes(text if final_newline else text.rstrip(b"\r\n"))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("newline", "final_newline"), [("\n", True), ("\r\n", True), ("\n", False)]
+)
+def test_one_csv_in_many_byte_ranges_gives_the_single_process_report_and_rows(
+    tmp_path, scheduler, monkeypatch, newline, final_newline
+):
+    _csv_partition_bytes(monkeypatch, 4_096)
+    data = _csv_file(tmp_path / "big.csv", 3_000, newline, final_newline)
+    size = data.stat().st_size
+    assert size > 40 * 4_096
+    single_rows, parts = tmp_path / "rows.parquet", tmp_path / "parts"
+    args = ["score", data, "--by", "region", "--json", "--full"]
+    single = run(*args, "--per-row", single_rows)
+    stale = tmp_path / ".parts.k1ll3d00.partial"  # a killed run's parts, cleaned by this one
+    stale.mkdir()
+    os.utime(stale, (time.time() - 3600,) * 2)
+    on_dask = run(*args, "--per-row", parts, "--dask", scheduler[0], "-q")
+    assert on_dask.exit_code == 0, on_dask.output
+    assert_same_report(json.loads(on_dask.stdout), json.loads(single.stdout))
+    names = sorted(path.name for path in parts.iterdir())
+    assert names == [f"part-{k:05d}.parquet" for k in range(-(-size // 4_096))]
+    got = pa.concat_tables(pq.read_table(parts / name) for name in names)
+    assert got.equals(pq.read_table(single_rows))
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "fragments"),
+    [
+        ("var", "oops", ("column 'var'", "row 90001", "expected a number, got 'oops'")),
+        ("var", "-1.5", ("column 'var'", "row 90001", "1 negative value")),
+        ("region", "x", ("column 'region'", "row 90001", "got 'x'")),
+    ],
+)
+def test_a_bad_row_deep_in_a_split_csv_is_named_by_its_row_in_the_file(
+    tmp_path, scheduler, monkeypatch, column, value, fragments
+):
+    """Row 90,001 is 5 MB into the file, past the single process's first range (of 1 MB blocks,
+    one per core up to 4), in which the region column holds integers: a text value after it
+    is an error there, and must be on the cluster too, whose ranges it does not start."""
+    _csv_partition_bytes(monkeypatch, 1 << 18)
+    columns = make_predictions(100_000, seed=2)
+    lines = ["mean,target,var,region"]
+    for k, values in enumerate(
+        zip(columns["mean"], columns["target"], columns["var"], strict=True)
+    ):
+        row = dict(zip(("mean", "target", "var"), map(str, values), strict=True))
+        row["region"] = str(k % 3)
+        if k == 90_000:
+            row[column] = value
+        lines.append(",".join(row.values()))
+    data = tmp_path / "big.csv"
+    data.write_text("\n".join(lines) + "\n")
+    args = ["score", data, "--by", "region", "--chunk-size", "1000"]
+    single = run(*args)
+    on_dask = run(*args, "--dask", scheduler[0], "-q")
+    assert_one_line_error(on_dask, f"{data}:", *fragments)
+    assert on_dask.stderr == single.stderr
+
+
+def test_a_header_only_csv_split_into_ranges_has_no_data_rows(tmp_path, scheduler, monkeypatch):
+    from gaussnll.core.run import distributed
+
+    monkeypatch.setattr(distributed, "CSV_PARTITION_BYTES", 3)
+    data = tmp_path / "empty.csv"
+    data.write_text("mean,target,var\n")
+    assert len(distributed.partitions(str(data))) == 6
+    on_dask = run("score", data, "--dask", scheduler[0])
+    assert_one_line_error(on_dask, f"{data}: no data rows")
+    assert on_dask.stderr == run("score", data).stderr
+
+
+def test_progress_of_a_split_csv_advances_by_bytes(tmp_path, scheduler):
+    data = _csv_file(tmp_path / "big.csv", 1_000)
+    size = data.stat().st_size
+    calls: list[tuple[int, int | None, int | None, int | None]] = []
+    report = score_on_dask(
+        str(data),
+        ScoreOptions(),
+        address=scheduler[0],
+        on_progress=lambda *done: calls.append(done),
+        csv_partition_bytes=8_192,
+    )
+    assert report.rows == 1_000
+    assert len(calls) == -(-size // 8_192)
+    assert [call[2] for call in calls] == sorted(call[2] for call in calls)
+    assert calls[-1] == (0, None, size, size)
+
+
+def test_compressed_and_small_csv_files_stay_one_partition_each(tmp_path):
+    from gaussnll.core.run.distributed import partitions
+
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    table = pa.table(make_predictions(2_000))
+    plain = write_table(table, folder / "a.csv")
+    write_table(table, folder / "b.csv.gz")
+    write_table(pa.table(make_predictions(10)), folder / "c.csv")
+    size = plain.stat().st_size
+    found = partitions(str(folder), csv_partition_bytes=10_000)
+    ranges = [part.byte_range for part in found if part.name == str(plain)]
+    assert ranges == [(start, min(size, start + 10_000)) for start in range(0, size, 10_000)]
+    rest = [(Path(part.name).name, part.byte_range) for part in found[len(ranges) :]]
+    assert rest == [("b.csv.gz", None), ("c.csv", None)]
+    assert [part.index for part in found] == list(range(len(found)))
+
+
+def test_a_csv_named_by_a_file_uri_is_split_into_byte_ranges_too(tmp_path, scheduler, monkeypatch):
+    _csv_partition_bytes(monkeypatch, 8_192)
+    data = _csv_file(tmp_path / "big.csv", 2_000)
+    args = ["--by", "region", "--json"]
+    on_dask = run("score", data.as_uri(), *args, "--dask", scheduler[0], "-q")
+    assert on_dask.exit_code == 0, on_dask.output
+    single = run("score", data, *args)
+    assert_same_report(json.loads(on_dask.stdout), json.loads(single.stdout))
+    from gaussnll.core.run.distributed import partitions
+
+    assert len(partitions(data.as_uri())) == -(-data.stat().st_size // 8_192)
+
+
+def test_group_keys_of_another_type_in_another_file_are_one_line(tmp_path, scheduler):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a.csv").write_text("mean,var,target,g\n0,1,0.5,1\n0,1,0.2,2\n")
+    (folder / "b.csv").write_text("mean,var,target,g\n0,1,0.5,x\n0,1,0.1,y\n")
+    result = run("score", folder, "--by", "g", "--dask", scheduler[0], "-q")
+    assert_one_line_error(result, "b.csv", "'g'", "text", "a.csv", "numbers")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,7 +20,7 @@ from test_readme import ROOT, fenced
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import Scorer, load_state, merge_states, save_state
+from gaussnll.core import ColumnSpec, Scorer, load_state, merge_states, save_state, score
 from gaussnll.core.state import portable
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.sinks import Sums
@@ -259,3 +260,15 @@ def test_the_readme_recipe_merges_shards_into_the_whole_files_report(tmp_path):
     merged = run("merge", *states, "--json")
     direct = run("score", ROOT / "sample_data" / "preds.parquet", "--by", "region", "--json")
     assert_same_report(json.loads(merged.stdout), json.loads(direct.stdout))
+
+
+def test_states_whose_group_keys_differ_in_type_refuse_to_merge(tmp_path):
+    states = []
+    for name, keys in (("numbers", [1, 2]), ("text", ["x", "y"])):
+        frame = pd.DataFrame(
+            {"mean": [0.0, 0.0], "var": [1.0, 1.0], "target": [0.5, 0.2], "g": keys}
+        )
+        states.append(tmp_path / f"{name}.json")
+        score(frame, columns=ColumnSpec(by=("g",)), device="cpu", state_to=states[-1])
+    result = run("merge", *states)
+    assert_one_line_error(result, "text.json", "'g'", "holds text", "numbers.json")

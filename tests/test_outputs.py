@@ -594,3 +594,84 @@ def test_a_directory_output_must_be_new_or_empty(tmp_path):
         with pytest.raises(UsageError, match="give a new or empty directory"):
             PlannedOutputs({"--per-row": str(taken)}, [], directories=["--per-row"])
     assert (full / "keep.txt").read_text() == "mine"
+
+
+KILLED_DIRECTORY_WRITER = """
+import sys, time
+from gaussnll.core.io.outputs import PlannedOutputs
+with PlannedOutputs({"--per-row": sys.argv[1]}, [], directories=["--per-row"]) as files:
+    sink = files.sink("--per-row")
+    open(sink + "/part-00000.parquet", "w").write("half a part")
+    print(sink, flush=True)
+    time.sleep(600)
+"""
+
+
+def _directory_output(path: Path) -> PlannedOutputs:
+    return PlannedOutputs({"--per-row": str(path)}, [], directories=["--per-row"])
+
+
+def test_a_temporary_directory_of_a_run_killed_for_real_is_cleaned(tmp_path):
+    parts = tmp_path / "parts"
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_DIRECTORY_WRITER, str(parts)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    temporary = Path(process.stdout.readline().strip())
+    process.kill()
+    process.wait(timeout=60)
+    process.stdout.close()
+    assert (temporary / "part-00000.parquet").exists()
+    assert partial_name("parts").fullmatch(temporary.name)
+    time.sleep(0.05)  # the next run begins after the killed one's last write
+    with _directory_output(parts) as files:
+        assert not temporary.exists()
+        files.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
+
+
+def test_only_stale_unlocked_real_temporary_directories_are_removed(tmp_path):
+    hour_ago = time.time() - 3600
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+
+    def leftover(name: str, mtime: float = hour_ago) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "part-00000.parquet").write_text("half")
+        (path / "elsewhere").symlink_to(outside)  # removed as a link, never followed
+        os.utime(path, (mtime, mtime))
+        return path
+
+    stale = leftover(".parts.k1ll3d_0.partial")
+    kept = [
+        leftover(".parts.abc.partial"),  # not our random part
+        leftover(".other.abcdefgh.partial"),  # another target's
+        leftover(".parts.newer000.partial", time.time() + 3600),  # not older than this run
+        leftover(".parts.running0.partial"),  # locked by a run still going
+    ]
+    linked = tmp_path / ".parts.linked00.partial"
+    linked.symlink_to(outside)
+    running = os.open(kept[-1], os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(running, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with _directory_output(tmp_path / "parts"):
+            pass
+    finally:
+        os.close(running)
+    assert not stale.exists() and not os.path.lexists(stale)
+    assert all((path / "part-00000.parquet").exists() for path in kept)
+    assert linked.is_symlink() and (outside / "keep.txt").read_text() == "mine"
+
+
+def test_a_live_runs_temporary_directory_is_locked_against_the_next(tmp_path):
+    parts = tmp_path / "parts"
+    with _directory_output(parts) as first:
+        temporary = Path(first.sink("--per-row"))
+        os.utime(temporary, (time.time() - 3600,) * 2)  # however old, it is still in use
+        with _directory_output(parts) as second:
+            assert temporary.exists()
+            assert Path(second.sink("--per-row")) != temporary
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

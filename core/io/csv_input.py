@@ -12,6 +12,11 @@ coalesced into chunks.
 
 A bad row is reported with its row and column: a range that fails is parsed again on one
 thread, which makes pyarrow name the line.
+
+A part of a regular file (``ByteRange``, a Dask task's partition) holds the lines that start in
+its bytes: both of its ends are moved to the next line start by the same cut as the ranges', so
+the parts of a file hold each line once. Its rows are numbered from 1 (the rows before it are
+not known without reading them), and its column types are the file's first range's, given.
 """
 
 from __future__ import annotations
@@ -59,24 +64,61 @@ class CsvRead:
         return pacsv.ConvertOptions(include_columns=list(self.columns), column_types=types)
 
 
+@dataclass(frozen=True)
+class ByteRange:
+    """A part of a plain CSV file: the rows whose lines start at or after byte ``start`` and
+    before byte ``stop``; ``types``: the file's first range's column types
+    (``first_range_types``; None: inferred from the part's own first range)."""
+
+    start: int
+    stop: int
+    types: dict[str, pa.DataType] | None = None
+
+
 def csv_batches(
     path: str,
     read: CsvRead,
     header: list[str] | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    part: ByteRange | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the projected columns in file order, in batches of at most about ``chunk_size``
     rows (longer ones are sliced by the caller); a bad row raises an InputError naming its row
     and column. ``header``: the file's column names when the caller has read them already;
     ``on_bytes(position)``: told how far into a regular file the reader is, after each block
-    (a compressed file: its compressed bytes)."""
+    (a compressed file: its compressed bytes); ``part``: only that part of a plain file, its
+    rows numbered from 1."""
     if path == STDIN or file_size(path) is None:
         yield from _streamed_batches(path, read)
     elif _compression(path) is not None:
         yield from _streamed_batches(path, read, on_bytes)
     else:
         names = header if header is not None else csv_header(path, read.delimiter)
-        yield from _ranged_batches(path, read, names, on_bytes)
+        yield from _ranged_batches(path, read, names, on_bytes, part)
+
+
+def is_plain_file(path: str) -> bool:
+    """Whether ``path`` is a regular, uncompressed file: read in ranges, and cut into parts."""
+    return path != STDIN and file_size(path) is not None and _compression(path) is None
+
+
+def range_blocks() -> int:
+    """Blocks pyarrow parses at once in a range: one per core, up to ``MAX_BLOCKS_PER_RANGE``."""
+    return max(1, min(MAX_BLOCKS_PER_RANGE, pa.cpu_count()))
+
+
+def first_range_types(path: str, read: CsvRead, blocks: int) -> dict[str, pa.DataType] | None:
+    """The column types a plain CSV file's reader infers from its first range, as it is cut
+    with ``blocks`` blocks (``range_blocks`` where the file is read whole), and keeps for the
+    others; None when that range does not parse (its reader reports why)."""
+    with open_input_file(path) as file:
+        block, span = _range_bytes(file, read, blocks)
+        end = _line_end_after(file, span, file.size())
+        data = pa.py_buffer(file.read_at(end, 0))
+    try:
+        return _column_types(_parsed(data, read, RangeLayout(), block, threads=True))
+    except pa.ArrowInvalid:
+        return None
 
 
 @dataclass(frozen=True)
@@ -94,28 +136,44 @@ class RangeLayout:
 
 
 def _ranged_batches(
-    path: str, read: CsvRead, names: list[str], on_bytes: Callable[[int], None] | None
+    path: str,
+    read: CsvRead,
+    names: list[str],
+    on_bytes: Callable[[int], None] | None,
+    part: ByteRange | None,
 ) -> Iterator[pa.RecordBatch]:
     with open_input_file(path) as file:
         size = file.size()
-        block = _block_bytes(file.read_at(_PROBE_BYTES, 0), read.chunk_size)
-        blocks = max(1, min(MAX_BLOCKS_PER_RANGE, pa.cpu_count()))
-        layout, rows_before, start = RangeLayout(), 0, 0
-        while start < size:
-            end = _line_end_after(file, start + block * blocks, size)
+        block, span = _range_bytes(file, read, range_blocks())
+        start, stop = 0, size
+        if part is not None:
+            start, stop = _line_start(file, part.start, size), _line_start(file, part.stop, size)
+        layout = RangeLayout(None if start == 0 else names, None if part is None else part.types)
+        rows_before = 0
+        while start < stop:
+            end = min(stop, _line_end_after(file, start + span, size))
             data = pa.py_buffer(file.read_at(end - start, start))
             try:
                 table = _parsed(data, read, layout, block, threads=True)
             except pa.ArrowInvalid as error:
                 raise _located_error(path, read, error, data, layout, rows_before, block) from error
-            if start == 0:
-                types = {field.name: field.type for field in table.schema}
-                layout = RangeLayout(names, types)
+            if layout.names is None or layout.types is None:  # the first range
+                layout = RangeLayout(names, layout.types or _column_types(table))
             if on_bytes is not None:
                 on_bytes(end)
             yield from table.to_batches()
             rows_before += table.num_rows
             start = end
+
+
+def _range_bytes(file: pa.NativeFile, read: CsvRead, blocks: int) -> tuple[int, int]:
+    """The bytes of a block and of a range of ``blocks`` blocks (before its cut at a line end)."""
+    block = _block_bytes(file.read_at(_PROBE_BYTES, 0), read.chunk_size)
+    return block, block * blocks
+
+
+def _column_types(table: pa.Table) -> dict[str, pa.DataType]:
+    return {field.name: field.type for field in table.schema}
 
 
 def _block_bytes(head: bytes, chunk_size: int) -> int:
@@ -139,6 +197,12 @@ def _line_end_after(file: pa.NativeFile, position: int, size: int) -> int:
             return position + found.end()
         position += len(window)
     return limit
+
+
+def _line_start(file: pa.NativeFile, position: int, size: int) -> int:
+    """The first line start at or after ``position``: the file's start, or the offset just
+    past a line end (the ranges' cut)."""
+    return 0 if position <= 0 else _line_end_after(file, position - 1, size)
 
 
 def _parsed(

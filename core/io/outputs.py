@@ -8,7 +8,12 @@ or with the mode of the file it will replace) and renames them all into place at
 A character device or FIFO (``/dev/null``, a named pipe) is written through, never replaced.
 An output may be a directory (``directories``): a new temporary directory beside it, renamed
 onto it at the end, which must then be missing or empty.
-Temporaries left by a killed run are removed by the next run that writes the same target.
+
+Temporaries (files and directories) left by a killed run are removed by the next run that writes
+the same target. A temporary is stale when it is named as ours for that target, is a real file
+or directory (never a symlink, nor followed through one), was last modified before this run
+began, and is not locked: a run holds an ``flock`` on each of its temporaries while it lives,
+which the kernel releases when the run dies, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -105,11 +110,11 @@ class PlannedOutputs:
     def __enter__(self) -> PlannedOutputs:
         try:
             for output in self._outputs.values():
-                if output.directory:
-                    output.temporary = _create_temporary_directory(output)
-                elif not output.special:
-                    _remove_stale(output.target, self._started)
-                    output.temporary, output.handle = _create_temporary(output)
+                if output.special:
+                    continue
+                _remove_stale(output.target, self._started)
+                create = _create_temporary_directory if output.directory else _create_temporary
+                output.temporary, output.handle = create(output)
         except BaseException:
             self.discard()
             raise
@@ -182,19 +187,39 @@ def _planned_directory(label: str, path: str) -> _Output:
     return _Output(path, os.path.realpath(path), special=False, directory=True)
 
 
-def _create_temporary_directory(output: _Output) -> str:
-    """A new directory beside the target, mode 0777 less the umask."""
+def _create_temporary_directory(output: _Output) -> tuple[str, int]:
+    """A new, locked directory beside the target, mode 0777 less the umask."""
     directory, name = os.path.split(output.target)
     while True:
         suffix = "".join(secrets.choice(_RANDOM_CHARACTERS) for _ in range(_RANDOM_LENGTH))
         temporary = os.path.join(directory, f".{name}.{suffix}.partial")
         try:
             os.mkdir(temporary, 0o777)
-            return temporary
+            break
         except FileExistsError:
             continue
         except OSError as error:
             raise OutputError(f"cannot create {output.path}: {error.strerror or error}") from error
+    try:
+        return temporary, _locked(temporary, os.O_DIRECTORY)
+    except BaseException as error:  # a signal too: the caller does not know this directory yet
+        os.rmdir(temporary)
+        if isinstance(error, OSError):
+            message = f"cannot create {output.path}: {error.strerror or error}"
+            raise OutputError(message) from error
+        raise
+
+
+def _locked(path: str, flags: int = 0) -> int:
+    """``path`` opened for reading (not through a symlink) and locked, so no other run takes it
+    for a killed run's leftover; the lock lasts until the descriptor is closed."""
+    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | flags)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(handle)
+        raise
+    return handle
 
 
 def _input_identity(path: str) -> tuple[object, ...] | None:
@@ -258,8 +283,9 @@ def _create_temporary(output: _Output) -> tuple[str, int]:
 
 
 def _remove_stale(target: str, started: float) -> None:
-    """Remove temporaries of ``target`` that a killed run left: named as ours, older than this
-    run, and not locked by a run still going."""
+    """Remove temporaries of ``target`` that a killed run left: named as ours, a real file or
+    directory older than this run, and not locked by a run still going (see the module
+    docstring). A directory's tree is removed without following a symlink in it."""
     directory, name = os.path.split(target)
     pattern = partial_name(name)
     try:
@@ -270,11 +296,16 @@ def _remove_stale(target: str, started: float) -> None:
         if not pattern.fullmatch(entry.name):
             continue
         with suppress(OSError):
-            if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= started:
+            is_directory = entry.is_dir(follow_symlinks=False)
+            if not (is_directory or entry.is_file(follow_symlinks=False)):
                 continue
-            handle = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            if entry.stat(follow_symlinks=False).st_mtime >= started:
+                continue
+            handle = _locked(entry.path, os.O_DIRECTORY if is_directory else 0)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.unlink(entry.path)
+                if is_directory:
+                    shutil.rmtree(entry.path)  # refuses a symlink; never follows one inside
+                else:
+                    os.unlink(entry.path)
             finally:
                 os.close(handle)

@@ -20,7 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gaussnll.core.errors import InputError
-from gaussnll.core.io.csv_input import CsvRead, csv_batches, csv_header
+from gaussnll.core.io.csv_input import (
+    ByteRange,
+    CsvRead,
+    csv_batches,
+    csv_header,
+    first_range_types,
+)
 from gaussnll.core.io.filesystems import file_size, filesystem_and_path, open_input_file
 from gaussnll.core.io.labels import LabelColumns
 from gaussnll.core.io.sources import STDIN, FileFormat, Source
@@ -112,12 +118,14 @@ def iter_file_batches(
     request: ReadRequest,
     row_groups: Sequence[int] | None = None,
     labels: LabelColumns | None = None,
+    part: ByteRange | None = None,
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """``iter_batches`` of one file; of a Parquet file, only ``row_groups`` when given.
-    ``labels`` checks the label columns against earlier files' (a new one: this file's own)."""
+    """``iter_batches`` of one file; of a Parquet file, only ``row_groups`` when given; of a
+    plain CSV file, only ``part`` when given. ``labels`` checks the label columns against
+    earlier files' (a new one: this file's own)."""
     readers: dict[FileFormat, Callable[[str, ReadRequest], Iterator[pa.RecordBatch]]] = {
         FileFormat.PARQUET: functools.partial(_parquet_batches, row_groups=row_groups),
-        FileFormat.CSV: _csv_batches,
+        FileFormat.CSV: functools.partial(_csv_batches, part=part),
         FileFormat.IPC: _ipc_batches,
     }
     read_file = readers[file_format]
@@ -237,15 +245,32 @@ def _ipc_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
             yield batch.select(list(request.columns))
 
 
-def _csv_batches(path: str, request: ReadRequest) -> Iterator[pa.RecordBatch]:
+def _csv_batches(
+    path: str, request: ReadRequest, part: ByteRange | None = None
+) -> Iterator[pa.RecordBatch]:
     header = None if path == STDIN else csv_header(path, request.delimiter)
     if header is not None:
         require_columns(header, request.columns, path)
-    read = CsvRead(request.columns, request.numeric, request.delimiter, request.chunk_size)
     try:
-        yield from csv_batches(path, read, header, request.on_bytes)
+        yield from csv_batches(path, _csv_read(request), header, request.on_bytes, part)
     except pa.ArrowKeyError as error:  # a missing column on stdin, whose header we cannot pre-read
         raise InputError(_one_line(error), path=_display(path)) from error
+
+
+def csv_part_types(path: str, request: ReadRequest, blocks: int) -> dict[str, pa.DataType] | None:
+    """The types every ``ByteRange`` part of a plain CSV file is read with: its first range's
+    (``first_range_types``), where a requested column is not read as a number; else None (each
+    part's own are the same)."""
+    if set(request.columns) <= set(request.numeric):
+        return None
+    try:
+        return first_range_types(path, _csv_read(request), blocks)
+    except (pa.ArrowException, OSError):
+        return None  # reading the file's first part reports why
+
+
+def _csv_read(request: ReadRequest) -> CsvRead:
+    return CsvRead(request.columns, request.numeric, request.delimiter, request.chunk_size)
 
 
 def require_columns(present: Sequence[str], needed: Sequence[str], path: str) -> None:

@@ -1,7 +1,8 @@
 """Score a dataset on a Dask cluster (``dask.distributed``), with the single process's numbers.
 
 The client only lists the partitions — each Parquet row group, each CSV or Arrow file — from
-the files' footers; every task reads its own partition on a worker, streams it through a
+the files' footers, and cuts a plain CSV file larger than ``CSV_PARTITION_BYTES`` into byte
+ranges from its size alone; every task reads its own partition on a worker, streams it through a
 ``Scorer`` (one torch thread) and returns its state as plain numbers (``Scorer.state_dict``,
 never tensors, never pickled code). The states are merged by a tree reduction, ``TREE_WIDTH``
 at a time, on the workers; the client derives the report from the last one. A task's bad input
@@ -9,6 +10,14 @@ comes back as data — the single process's error (file, column, row) — and th
 partition in file order is raised on the client, never a worker's traceback. A task whose
 worker dies is run again by Dask on another; its result replaces nothing, so no partition is
 counted twice.
+
+A byte range holds the lines that start in it (its task moves both ends to the next line start
+with the single process's cut, so no line is read twice or lost; like the single process, it
+assumes no quoted value spans lines). Its task does not know how many rows the ranges before it
+hold: it numbers its rows from 1 and returns how many it read, and the client adds the rows of
+the file's earlier ranges to an error's row, so an error names the file's row as the single
+process does, without a pass over the earlier bytes. One task per split file first infers the
+column types of its first range, as the single process does, and its ranges are read with them.
 
 Dask is imported when a cluster is asked for, never by plain scoring.
 """
@@ -22,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import pyarrow as pa
 import torch
 
 from gaussnll.core.errors import (
@@ -31,8 +41,14 @@ from gaussnll.core.errors import (
     OptionError,
     UsageError,
 )
-from gaussnll.core.io.filesystems import is_uri
-from gaussnll.core.io.readers import iter_file_batches, parquet_row_groups, scoring_request
+from gaussnll.core.io.csv_input import ByteRange, is_plain_file, range_blocks
+from gaussnll.core.io.filesystems import file_size, is_uri
+from gaussnll.core.io.readers import (
+    csv_part_types,
+    iter_file_batches,
+    parquet_row_groups,
+    scoring_request,
+)
 from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import STDIN, FileFormat, Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
@@ -46,6 +62,7 @@ from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.state_document import options_document, options_from_document
 
 TREE_WIDTH = 16  # states merged by one reduction task
+CSV_PARTITION_BYTES = 64 << 20  # a plain CSV file larger than this is cut into byte ranges
 CONNECT_TIMEOUT_S = 10  # to reach a running scheduler
 LOCAL = "local"
 
@@ -53,8 +70,10 @@ LOCAL = "local"
 @dataclass(frozen=True)
 class Partition:
     """What one task reads: a file (``path``, absolute, as a worker's working directory may
-    differ; ``name``, as the user named it, for messages), or some row groups of a Parquet
-    file, whose first row is row ``first_row`` of the file; ``rows`` if the file records it."""
+    differ; ``name``, as the user named it, for messages), some row groups of a Parquet
+    file, whose first row is row ``first_row`` of the file, or the lines starting in
+    ``byte_range`` of a plain CSV file (rows numbered from 1 in it); ``rows`` if the file
+    records them, ``size`` the bytes of a CSV partition."""
 
     index: int
     path: str
@@ -63,10 +82,20 @@ class Partition:
     row_groups: tuple[int, ...] | None = None
     first_row: int = 1
     rows: int | None = None
+    byte_range: tuple[int, int] | None = None
+    size: int | None = None
 
 
-def partitions(path: str) -> list[Partition]:
-    """The partitions of ``path`` (a file, directory or glob) in file order."""
+def partitions(path: str, csv_partition_bytes: int | None = None) -> list[Partition]:
+    """The partitions of ``path`` (a file, directory or glob) in file order; a plain CSV file
+    of more than ``csv_partition_bytes`` (None: ``CSV_PARTITION_BYTES``) in ranges of that many
+    bytes, from its size only."""
+    partition_bytes = CSV_PARTITION_BYTES if csv_partition_bytes is None else csv_partition_bytes
+    if partition_bytes < 1:
+        raise OptionError(
+            "csv_partition_bytes",
+            f"must be a positive number of bytes. Got {partition_bytes!r} instead.",
+        )
     source = resolve_source(path)
     if source.files == (STDIN,):
         raise OptionError("dask_address", "cannot split stdin among workers: give files.")
@@ -74,14 +103,36 @@ def partitions(path: str) -> list[Partition]:
     for file in source.files:
         # a local path made absolute; a URI as it is, for each worker to open itself
         where = (file if is_uri(file) else os.path.abspath(file), file, source.format.value)
-        if source.format is not FileFormat.PARQUET:
+        if source.format is FileFormat.CSV:
+            found += _csv_partitions(len(found), where, partition_bytes)
+        elif source.format is FileFormat.PARQUET:
+            first_row = 1
+            for group, rows in enumerate(parquet_row_groups(file)):
+                found.append(Partition(len(found), *where, (group,), first_row, rows))
+                first_row += rows
+        else:
             found.append(Partition(len(found), *where))
-            continue
-        first_row = 1
-        for group, rows in enumerate(parquet_row_groups(file)):
-            found.append(Partition(len(found), *where, (group,), first_row, rows))
-            first_row += rows
     return found
+
+
+def _csv_partitions(
+    index: int, where: tuple[str, str, str], partition_bytes: int
+) -> list[Partition]:
+    """A CSV file as one partition (compressed, not a regular file, or small), or as byte
+    ranges of ``partition_bytes``."""
+    path = where[0]
+    size = file_size(path)
+    if size is None or not is_plain_file(path) or size <= partition_bytes:
+        return [Partition(index, *where, size=size)]
+    return [
+        Partition(
+            index + k,
+            *where,
+            byte_range=(start, min(size, start + partition_bytes)),
+            size=min(size, start + partition_bytes) - start,
+        )
+        for k, start in enumerate(range(0, size, partition_bytes))
+    ]
 
 
 def score_on_dask(
@@ -93,19 +144,26 @@ def score_on_dask(
     state_to: str | None = None,
     on_progress: ProgressCallback | None = None,
     rows_to_directory: str | None = None,
+    csv_partition_bytes: int | None = None,
 ) -> Report:
     """Score ``path`` on the Dask cluster at ``address`` (``local``: a ``LocalCluster`` of
     ``workers`` processes on 127.0.0.1, 0: one per core); ``state_to`` and ``on_progress`` as
-    for ``score`` (progress advances by partition as each finishes). ``rows_to_directory``: an
-    existing directory, reachable by the workers, to get the per-row losses, one Parquet part
-    per partition (``part-00000.parquet``...) written by the workers (the CLI gives a temporary
-    directory of ``PlannedOutputs``, renamed when the run completes)."""
+    for ``score`` (progress advances by partition as each finishes: by rows where the files
+    record them, by bytes for CSV). ``rows_to_directory``: an existing directory, reachable by
+    the workers, to get the per-row losses, one Parquet part per partition
+    (``part-00000.parquet``...) written by the workers (the CLI gives a temporary directory of
+    ``PlannedOutputs``, renamed when the run completes). ``csv_partition_bytes``: the byte
+    ranges a plain CSV file is cut into (None: ``CSV_PARTITION_BYTES``)."""
     rows_directory = None if rows_to_directory is None else os.path.abspath(rows_to_directory)
-    return _score_on_dask(path, options, address, workers, state_to, on_progress, rows_directory)
+    parts = partitions(path, csv_partition_bytes)
+    return _score_on_dask(
+        path, parts, options, address, workers, state_to, on_progress, rows_directory
+    )
 
 
 def _score_on_dask(
     path: str,
+    parts: list[Partition],
     options: ScoreOptions,
     address: str,
     workers: int,
@@ -119,13 +177,21 @@ def _score_on_dask(
             "scores without a first pass over the data, which quantile bins need: give the "
             "intervals' edges.",
         )
-    parts = partitions(path)
     if not parts:
         raise InputError("no data rows", path=path)
     settings = {**_task_settings(options), "rows_directory": rows_directory}
     with _client(address, workers) as client:
+        split = {part.path for part in parts if part.byte_range is not None}
+        types = {
+            file: client.submit(csv_types, file, settings, range_blocks(), pure=False)
+            for file in sorted(split)
+        }
         leaves = client.map(
-            score_partition, [asdict(part) for part in parts], settings=settings, pure=False
+            score_partition,
+            [asdict(part) for part in parts],
+            [types.get(part.path) for part in parts],
+            settings=settings,
+            pure=False,
         )
         futures = leaves
         while len(futures) > 1:
@@ -135,8 +201,11 @@ def _score_on_dask(
             _report_progress(leaves, parts, on_progress)
         result = futures[0].result()
     if "errors" in result:
-        raise _first_error(result["errors"])
+        raise _first_error(result["errors"], parts, result["rows"])
     scorer = Scorer.from_state(result["state"], path=path)
+    # The run's options, which the state's equal but for those it does not keep (the id
+    # column, the chunk size...): the report names them as the single process's does.
+    scorer.options = replace(options, device=str(scorer.device))
     report = scorer.report(path, parts[0].format)
     if options.recalibration is not None:
         scales = ScaleLookup(options.recalibration)
@@ -150,33 +219,65 @@ def _score_on_dask(
 def _report_progress(
     leaves: list[Any], parts: list[Partition], on_progress: ProgressCallback
 ) -> None:
-    """Call ``on_progress`` as each partition's task finishes (its rows, or 1 per partition when
-    a file does not record its rows), without fetching the results."""
+    """Call ``on_progress`` as each partition's task finishes, without fetching the results:
+    its rows where the files record them, else its bytes (CSV: the rows are not known until
+    the end), else 1 per partition."""
     from distributed import as_completed
 
-    known = all(part.rows is not None for part in parts)
-    size = {
-        leaf.key: (part.rows or 0) if known else 1 for leaf, part in zip(leaves, parts, strict=True)
-    }
-    total = sum(size.values())
+    by_rows = all(part.rows is not None for part in parts)
+    by_bytes = not by_rows and all(part.size is not None for part in parts)
+    amounts = [part.rows if by_rows else part.size if by_bytes else 1 for part in parts]
+    amount = {leaf.key: value or 0 for leaf, value in zip(leaves, amounts, strict=True)}
+    total = sum(amount.values())
     done = 0
     for finished in as_completed(leaves):
-        done += size[finished.key]
-        on_progress(done, total, None, None)
+        done += amount[finished.key]
+        if by_bytes:
+            on_progress(0, None, done, total)
+        else:
+            on_progress(done, total, None, None)
 
 
-def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """Run on a worker: the state of one partition, or the error it raised, as plain data."""
+def csv_types(path: str, settings: dict[str, Any], blocks: int) -> bytes | None:
+    """Run on a worker: the column types all byte ranges of a plain CSV file are read with
+    (``csv_part_types``, its first range cut as the client's process would cut it with
+    ``blocks`` blocks), as a serialised Arrow schema; None when none are needed or the first
+    range does not parse (its task reports why)."""
+    try:
+        request = scoring_request(Source(path, FileFormat.CSV, (path,)), _task_options(settings))
+    except GaussnllError:
+        return None
+    types = csv_part_types(path, request, blocks)
+    return None if types is None else pa.schema(types).serialize().to_pybytes()
+
+
+def score_partition(
+    partition: dict[str, Any], types: bytes | None, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Run on a worker: the state of one partition, or the error it raised, as plain data;
+    with the rows a byte range of a CSV file read (``rows``, by partition), which numbers the
+    rows of the ranges after it. ``types``: the column types of a byte range (``csv_types``)."""
     torch.set_num_threads(1)
     keep_freed_memory()  # as the CLI: the chunks' temporaries reuse the heap
     part = Partition(**partition)
     writer: RowWriter | None = None
+    rows_read = 0
+
+    def counted(read: Iterator[tuple[str, pa.RecordBatch]]) -> Iterator[tuple[str, pa.RecordBatch]]:
+        nonlocal rows_read
+        for _, batch in read:
+            rows_read += batch.num_rows
+            yield part.name, batch
+
     try:
         options = _task_options(settings)
         file_format = FileFormat(part.format)
         request = scoring_request(Source(part.name, file_format, (part.path,)), options)
-        read = iter_file_batches(part.path, file_format, request, part.row_groups)
-        batches = ((part.name, batch) for _, batch in read)
+        byte_range = None
+        if part.byte_range is not None:
+            byte_range = ByteRange(*part.byte_range, _schema_types(types))
+        read = iter_file_batches(part.path, file_format, request, part.row_groups, part=byte_range)
+        batches = counted(read)
         scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
         if settings["rows_directory"] is not None:
             rows_path = os.path.join(settings["rows_directory"], f"part-{part.index:05d}.parquet")
@@ -192,23 +293,47 @@ def score_partition(partition: dict[str, Any], settings: dict[str, Any]) -> dict
             )
         state = scorer.state_dict()
     except GaussnllError as error:
-        return {"partition": part.index, "errors": [_error_record(error, part)]}
+        return {"partition": part.index, "errors": [_error_record(error, part)], "rows": {}}
     unseen = 0 if scales is None else scales.unseen_rows
-    return {"partition": part.index, "state": state, "unseen_rows": unseen}
+    rows = {} if part.byte_range is None else {part.index: rows_read}
+    return {
+        "name": part.name,
+        "partition": part.index,
+        "state": state,
+        "unseen_rows": unseen,
+        "rows": rows,
+    }
+
+
+def _schema_types(schema: bytes | None) -> dict[str, pa.DataType] | None:
+    """The column types of a serialised Arrow schema (``csv_types``)."""
+    if schema is None:
+        return None
+    fields = pa.ipc.read_schema(pa.py_buffer(schema))
+    return {field.name: field.type for field in fields}
 
 
 def merged_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Run on a worker: results of partitions merged into one; when any failed, every error
-    (the client raises the first, as the single process stops at the first bad row)."""
+    (the client raises the first, as the single process stops at the first bad row), and the
+    rows of the byte ranges read either way."""
     errors = [error for result in results for error in result.get("errors", ())]
     first = min(result["partition"] for result in results)
+    rows = {index: count for result in results for index, count in result["rows"].items()}
     if errors:
-        return {"partition": first, "errors": errors}
-    scorer = merge_states([result["state"] for result in results])
+        return {"partition": first, "errors": errors, "rows": rows}
+    names = [result["name"] for result in results]
+    try:
+        scorer = merge_states([result["state"] for result in results], names)
+    except UsageError as error:  # e.g. group keys of different types in two files
+        record = {"partition": first, "kind": "UsageError", "message": str(error)}
+        return {"partition": first, "errors": [record], "rows": rows}
     return {
+        "name": names[0],
         "partition": first,
         "state": scorer.state_dict(),
         "unseen_rows": sum(result["unseen_rows"] for result in results),
+        "rows": rows,
     }
 
 
@@ -255,14 +380,21 @@ def _error_record(error: GaussnllError, part: Partition) -> dict[str, Any]:
     return record
 
 
-def _first_error(records: list[dict[str, Any]]) -> GaussnllError:
-    """The error of the first failed partition, as the single process would raise it: a
-    negative spread with how many the partitions from it on hold."""
+def _first_error(
+    records: list[dict[str, Any]], parts: list[Partition], rows: dict[int, int]
+) -> GaussnllError:
+    """The error of the first failed partition, as the single process would raise it: its row
+    the file's (a byte range's row after the ``rows`` of the file's ranges before it, which
+    were all read), a negative spread with how many the partitions from it on hold."""
     records = sorted(records, key=lambda record: record["partition"])
     first = records[0]
     if first["kind"] == "UsageError":
         return UsageError(first["message"])
     place = {key: first[key] for key in ("path", "column", "row")}
+    part = parts[first["partition"]]
+    if place["row"] is not None and part.byte_range is not None:
+        earlier = parts[: part.index]
+        place["row"] += sum(rows[other.index] for other in earlier if other.path == part.path)
     error = InputError(first["message"], **place)
     if "negatives" not in first:
         return error

@@ -67,7 +67,36 @@ def merge_states(
         raise UsageError(
             f"the states hold different numbers of outputs ({', '.join(map(str, sorted(outputs)))})"
         )
+    _check_key_kinds(documents, names)
     merged = Scorer.from_state(first, device=device, path=names[0])
     for document, name in zip(documents[1:], names[1:], strict=True):
         merged.merge(Scorer.from_state(document, device=device, path=name))
     return merged
+
+
+def _check_key_kinds(documents: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
+    """A by column must hold one kind of key (text, numbers or booleans; missing keys aside) in
+    every state, as in every file of one run: keys of different kinds cannot be ordered."""
+    seen: dict[int, tuple[str, str]] = {}  # by column → the first kind seen, and where
+    for document, name in zip(documents, names, strict=True):
+        for key in document.get("groups") or ():
+            for column, value in enumerate(key):
+                kind = _key_kind(value)
+                if kind is None:
+                    continue
+                first_kind, first_name = seen.setdefault(column, (kind, name))
+                if kind != first_kind:
+                    by = document["options"]["columns"]["by"][column]
+                    raise UsageError(
+                        f"{name}: the by column {by!r} holds {kind} where {first_name} holds "
+                        f"{first_kind}; a by column must hold one type in every file and state"
+                    )
+
+
+def _key_kind(value: Any) -> str | None:
+    """The kind of a group key value as a state keeps it (None: a missing value)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "booleans"
+    return "text" if isinstance(value, str) else "numbers"
