@@ -1,28 +1,50 @@
 """State files and merging states: shards scored anywhere (a job array, Spark, Dask) add up to
-the report of the whole input. See ``state_document`` for the format."""
+the report of the whole input. See ``state_document`` for the document, ``state_arrow`` for its
+Arrow IPC form."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gaussnll.core.errors import InputError, UsageError
 from gaussnll.core.io.writers import writing
 from gaussnll.core.run.scorer import Scorer
+from gaussnll.core.run.state_arrow import is_arrow, read_arrow, write_arrow
 from gaussnll.core.run.state_document import check_document, difference, from_json, to_json
 
+JSON, ARROW = "json", "arrow"
+ARROW_SUFFIXES = (".arrow", ".ipc", ".feather")
 
-def save_state(document: dict[str, Any], path: str) -> None:
-    """Write a state document (``Scorer.state_dict()``) to ``path`` as JSON (the CLI gives a
-    temporary of its ``PlannedOutputs``, put in place with the run's other outputs)."""
+
+def state_format(name: str) -> str:
+    """How a state file called ``name`` is written: Arrow IPC for ``.arrow``, ``.ipc`` and
+    ``.feather``, else JSON."""
+    return ARROW if name.lower().endswith(ARROW_SUFFIXES) else JSON
+
+
+def save_state(document: dict[str, Any], path: str, file_format: str | None = None) -> None:
+    """Write a state document (``Scorer.state_dict()``) to ``path``, as ``file_format``
+    (``json`` or ``arrow``; None: as ``state_format`` of ``path``). The CLI gives a temporary
+    of its ``PlannedOutputs``, put in place with the run's other outputs, and the format of the
+    name the user gave."""
+    if (file_format or state_format(path)) == ARROW:
+        write_arrow(document, path)
+        return
     text = to_json(document)
     with writing(path), open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
 
 
 def load_state(path: str) -> dict[str, Any]:
-    """The state document in the file ``path`` (written by ``save_state``)."""
+    """The state document in the file ``path`` (written by ``save_state``), JSON or Arrow IPC
+    told apart by their first bytes, whatever the file's name."""
     try:
+        with open(path, "rb") as handle:
+            arrow = is_arrow(handle.read(8))
+        if arrow:
+            return read_arrow(path)
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as error:
@@ -32,34 +54,98 @@ def load_state(path: str) -> dict[str, Any]:
     return from_json(text, path)
 
 
+class StateMerger:
+    """Merges states one at a time, in order: each is checked against the first (its options)
+    and the others (their outputs), turned into a scorer and added, so a merge holds the sum so
+    far and one state, never every state at once.
+
+    ``max_groups``: the most groups of the merged state; None: the largest the states record
+    (``Scorer.state_dict``'s ``max_groups``; older states count as the default), checked once
+    every state is in, as the limit that applies is known only then.
+    """
+
+    def __init__(self, *, max_groups: int | None = None, device: str = "cpu") -> None:
+        self._limit, self._device = max_groups, device
+        self._first: tuple[str, dict[str, Any]] | None = None  # label and options of the first
+        self._outputs: int | None = None
+        self._recorded = 0  # the largest max_groups recorded
+        self._merged: Scorer | None = None
+
+    def add(self, document: dict[str, Any], label: str) -> None:
+        """Add the state ``document`` (its file called ``label`` in errors); a UsageError names
+        the first option in which it differs from the first state, or its outputs."""
+        check_document(document, label)
+        if self._first is None:
+            self._first = (label, document["options"])
+        found = difference(self._first[1], document["options"])
+        if found is not None:
+            raise UsageError(
+                f"{self._first[0]} and {label} were scored with different options: {found}; "
+                "score every shard with the same options"
+            )
+        outputs = document["outputs"]
+        if outputs is not None and self._outputs not in (None, outputs):
+            shown = ", ".join(map(str, sorted({self._outputs, outputs})))
+            raise UsageError(f"the states hold different numbers of outputs ({shown})")
+        self._outputs = self._outputs if outputs is None else outputs
+        scorer = Scorer.from_state(document, device=self._device, path=label)
+        self._recorded = max(self._recorded, scorer.options.max_groups)
+        if self._merged is None:
+            self._merged = scorer
+            scorer.limit_groups(sys.maxsize if self._limit is None else self._limit)
+        else:
+            self._merged.merge(scorer)
+
+    def state(self) -> dict[str, Any]:
+        """The merged state document, recording the limit that applies (not checked: a part of
+        a larger merge)."""
+        document = self._scorer().state_dict()
+        return {**document, "max_groups": self._applied_limit()}
+
+    def result(self) -> Scorer:
+        """The merged scorer, its groups checked against the limit (an OptionError naming
+        ``max_groups`` when there are more)."""
+        merged = self._scorer()
+        merged.limit_groups(self._applied_limit())
+        return merged
+
+    def _applied_limit(self) -> int:
+        return self._recorded if self._limit is None else self._limit
+
+    def _scorer(self) -> Scorer:
+        if self._merged is None:
+            raise UsageError("give at least one state to merge")
+        return self._merged
+
+
 def merge_states(
-    documents: Sequence[dict[str, Any]],
+    documents: Iterable[dict[str, Any]],
     labels: Sequence[str] | None = None,
     *,
     device: str = "cpu",
+    max_groups: int | None = None,
 ) -> Scorer:
     """One scorer holding the sum of the states ``documents`` (``labels`` name them in errors,
-    e.g. their files). States made with different options, or of different numbers of
-    outputs, refuse to merge with a UsageError naming the first difference."""
-    if not documents:
-        raise UsageError("give at least one state to merge")
-    names = list(labels or [f"state {k + 1}" for k in range(len(documents))])
-    for document, name in zip(documents, names, strict=True):
-        check_document(document, name)
-    first = documents[0]
-    outputs = {d["outputs"] for d in documents} - {None}
-    for document, name in zip(documents[1:], names[1:], strict=True):
-        found = difference(first["options"], document["options"])
-        if found is not None:
-            raise UsageError(
-                f"{names[0]} and {name} were scored with different options: {found}; "
-                "score every shard with the same options"
-            )
-    if len(outputs) > 1:
-        raise UsageError(
-            f"the states hold different numbers of outputs ({', '.join(map(str, sorted(outputs)))})"
-        )
-    merged = Scorer.from_state(first, device=device, path=names[0])
-    for document, name in zip(documents[1:], names[1:], strict=True):
-        merged.merge(Scorer.from_state(document, device=device, path=name))
-    return merged
+    e.g. their files), as ``StateMerger`` merges them: states made with different options, or
+    of different numbers of outputs, refuse to merge with a UsageError naming the first
+    difference."""
+    merger = StateMerger(max_groups=max_groups, device=device)
+    for k, document in enumerate(documents):
+        merger.add(document, labels[k] if labels else f"state {k + 1}")
+    return merger.result()
+
+
+def merge_state_files(
+    paths: Sequence[str],
+    *,
+    max_groups: int | None = None,
+    on_progress: Callable[[int, int | None, int | None, int | None], None] | None = None,
+) -> Scorer:
+    """Merge the state files ``paths`` (``merge_states``), loading one at a time;
+    ``on_progress(files_done, files, None, None)`` after each."""
+    merger = StateMerger(max_groups=max_groups)
+    for done, path in enumerate(paths, start=1):
+        merger.add(load_state(path), path)
+        if on_progress is not None:
+            on_progress(done, len(paths), None, None)
+    return merger.result()

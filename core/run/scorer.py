@@ -247,6 +247,7 @@ class Scorer:
             "outputs": None if self.state is None else self.state.outputs,
             "members": None if self._weights is None else len(self._weights.normalised),
             "groups": groups,
+            "max_groups": self.options.max_groups,
             "sums": {} if self.state is None else portable.exported(self.state),
         }
 
@@ -262,6 +263,8 @@ class Scorer:
             return InputError(f"not a gaussnll state file{what}", path=path)
 
         options = replace(options_from_document(document["options"], path), device=device)
+        if document.get("max_groups") is not None:
+            options = replace(options, max_groups=document["max_groups"])
         scorer = cls(options)
         outputs, groups = document["outputs"], document["groups"]
         if (groups is None) != (scorer.group_keys is None):
@@ -284,6 +287,13 @@ class Scorer:
         if keys is not None and scorer.state.totals(True)["rows"].shape[0] != len(keys.keys):
             raise malformed(": its sums and groups differ in number")
         return scorer
+
+    def limit_groups(self, max_groups: int) -> None:
+        """Allow at most ``max_groups`` groups from now on (as the option), checking the groups
+        so far: an OptionError naming ``max_groups`` when there are more."""
+        self.options = replace(self.options, max_groups=max_groups)
+        if self.state is not None and self.group_keys is not None:
+            self._reserve_groups(self.state, self.group_keys)
 
     def _new_state(
         self, outputs: int, calibration: bool | None = None, device: torch.device | None = None

@@ -265,6 +265,8 @@ def _tensor(values: np.ndarray, like: Tensor, *, any_rows: bool = False) -> Tens
     expected, got = tuple(like.shape), tuple(values.shape)
     if (expected[1:], len(expected)) != (got[1:], len(got)) or not (any_rows or got == expected):
         raise ValueError(f"sums of shape {got} do not fit sums of shape {expected}")
+    if not values.flags.writeable:  # a view of read buffers (an Arrow file's): copied, not shared
+        values = values.copy()
     return torch.as_tensor(values, dtype=like.dtype).to(like.device)
 
 
