@@ -199,6 +199,7 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
                 scorer = merge_state_files(paths, max_groups=max_groups, on_progress=on_progress)
         report = scorer.report(", ".join(paths), "state")
         settings.update(by=list(report.by), calibration=report.calibration is not None)
+        settings.update(max_groups=scorer.options.max_groups)  # the limit that applied
         checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
         _check_grouping(settings, checks)
         return _report_score(report, checks, settings, files, outputs.format, config, "merge")

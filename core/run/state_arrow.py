@@ -75,7 +75,7 @@ def read_arrow(path: str) -> dict[str, Any]:
             source.seek(0)
             opened = pa.ipc.open_file if head == _FILE_MAGIC else pa.ipc.open_stream
             table = opened(source).read_all()
-    except OSError as error:
+    except (OSError, pa.ArrowException) as error:
         raise malformed(f"not a readable Arrow IPC file ({error})", path) from None
     try:
         header = json.loads((table.schema.metadata or {})[HEADER_KEY])
