@@ -213,7 +213,11 @@ def merged_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     first = min(result["partition"] for result in results)
     if errors:
         return {"partition": first, "errors": errors}
-    scorer = merge_states([result["state"] for result in results])
+    try:
+        scorer = merge_states([result["state"] for result in results])
+    except OptionError as error:  # the partitions' groups together exceed max_groups
+        record = {"partition": first, "kind": "OptionError", "message": error.detail}
+        return {"partition": first, "errors": [{**record, "parameter": error.parameter}]}
     return {
         "partition": first,
         "state": scorer.state_dict(),
@@ -269,6 +273,8 @@ def _first_error(records: list[dict[str, Any]]) -> GaussnllError:
     negative spread with how many the partitions from it on hold."""
     records = sorted(records, key=lambda record: record["partition"])
     first = records[0]
+    if first["kind"] == "OptionError":
+        return OptionError(first["parameter"], first["message"])
     if first["kind"] == "UsageError":
         return UsageError(first["message"])
     place = {key: first[key] for key in ("path", "column", "row")}
