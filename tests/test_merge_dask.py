@@ -119,6 +119,25 @@ def test_malformed_sums_are_found_on_the_workers(tmp_path, address, states, monk
     assert cluster.stderr == single.stderr
 
 
+def test_states_of_other_outputs_are_the_single_process_line(tmp_path, address, monkeypatch):
+    """Same options, list columns of 1 and 2 values a row: the outputs differ."""
+    monkeypatch.setattr(distributed, "TREE_WIDTH", 2)
+    paths = []
+    for width in (1, 1, 2):
+        columns = make_predictions(60 * width, seed=width)
+        table = pa.table(
+            {role: pa.array(list(columns[role].reshape(60, width))) for role in columns}
+        )
+        shard = tmp_path / f"w{width}_{len(paths)}.parquet"
+        pq.write_table(table, shard)
+        paths.append(tmp_path / f"{shard.stem}.json")
+        result = run("score", shard, "--save-state", paths[-1], "-q")
+        assert result.exit_code == 0, result.output
+    single, cluster = _both(address, *paths)
+    assert_one_line_error(single, "different numbers of outputs (1, 2)")
+    assert cluster.stderr == single.stderr
+
+
 def test_the_group_limit_applies_on_the_cluster(address, states):
     single, cluster = _both(address, *states, "--max-groups", "3")
     assert_one_line_error(cluster, "--max-groups is 3")
@@ -131,3 +150,15 @@ def test_a_local_cluster_of_two_workers(tmp_path, states):
     local = run("merge", *copies, "--json", "-q", "--dask", "local", "--dask-workers", "2")
     assert local.exit_code == 0, local.output
     assert_same_report(json.loads(local.stdout), json.loads(single.stdout))
+
+
+def test_a_cluster_run_saves_an_arrow_state_by_its_name(tmp_path, address):
+    shard = tmp_path / "s.parquet"
+    pq.write_table(pa.table(make_predictions(500, seed=3)), shard, row_group_size=100)
+    state = tmp_path / "run.arrow"
+    result = run("score", shard, "--dask", address, "--save-state", state, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert state.read_bytes()[:6] == b"ARROW1"
+    assert_same_report(
+        json.loads(run("merge", state, "--json", "-q").stdout), json.loads(result.stdout)
+    )

@@ -189,3 +189,18 @@ def test_merge_states_in_python_takes_a_limit(tmp_path):
     assert len(merge_states([document, document]).report().groups) == 4
     with pytest.raises(Exception, match="max_groups is 3"):
         merge_states([document], max_groups=3)
+
+
+def test_an_arrow_stream_of_the_state_loads_too(tmp_path):
+    """The IPC stream format, its row after an empty batch, is the same state."""
+    shard = _shard(tmp_path, "s.parquet", 300, 0, ["x", "y"])
+    state = tmp_path / "s.arrow"
+    run("score", shard, "--by", "key", "--save-state", state, "-q")
+    table = pa.ipc.open_file(pa.OSFile(str(state))).read_all()
+    stream = tmp_path / "s.stream"
+    with pa.OSFile(str(stream), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.slice(0, 0))
+        writer.write_table(table)
+    assert stream.read_bytes()[:4] == b"\xff\xff\xff\xff"
+    want = _report(run("merge", state, "--json", "-q"))
+    assert_same_report(_report(run("merge", stream, "--json", "-q")), want)

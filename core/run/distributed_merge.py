@@ -25,7 +25,7 @@ import torch
 from gaussnll.core.errors import GaussnllError, InputError, OptionError, UsageError
 from gaussnll.core.run.distributed import dask_client, tree_reduced
 from gaussnll.core.run.engine import ProgressCallback
-from gaussnll.core.run.merging import StateMerger, load_state
+from gaussnll.core.run.merging import StateMerger, load_state, options_differ, outputs_differ
 from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.state_document import check_document, difference
 
@@ -117,17 +117,13 @@ def _raise_first_problem(result: dict[str, Any]) -> None:
         for variant in variants[1:]:
             found = difference(base["options"], variant["options"])
             if found is not None:
-                message = (
-                    f"{base['label']} and {variant['label']} were scored with different options: "
-                    f"{found}; score every shard with the same options"
-                )
-                problems.append(((variant["partition"], _OPTIONS), UsageError(message)))
+                error = options_differ(base["label"], variant["label"], found)
+                problems.append(((variant["partition"], _OPTIONS), error))
         shaped = [v for v in variants if v["outputs"] is not None]
         for variant in shaped[1:]:
             if variant["outputs"] != shaped[0]["outputs"]:
-                shown = ", ".join(map(str, sorted({shaped[0]["outputs"], variant["outputs"]})))
-                message = f"the states hold different numbers of outputs ({shown})"
-                problems.append(((variant["partition"], _OUTPUTS), UsageError(message)))
+                error = outputs_differ(shaped[0]["outputs"], variant["outputs"])
+                problems.append(((variant["partition"], _OUTPUTS), error))
     if problems:
         raise min(problems, key=lambda problem: problem[0])[1]
 

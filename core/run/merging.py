@@ -79,14 +79,10 @@ class StateMerger:
             self._first = (label, document["options"])
         found = difference(self._first[1], document["options"])
         if found is not None:
-            raise UsageError(
-                f"{self._first[0]} and {label} were scored with different options: {found}; "
-                "score every shard with the same options"
-            )
+            raise options_differ(self._first[0], label, found)
         outputs = document["outputs"]
         if outputs is not None and self._outputs not in (None, outputs):
-            shown = ", ".join(map(str, sorted({self._outputs, outputs})))
-            raise UsageError(f"the states hold different numbers of outputs ({shown})")
+            raise outputs_differ(self._outputs, outputs)
         self._outputs = self._outputs if outputs is None else outputs
         scorer = Scorer.from_state(document, device=self._device, path=label)
         self._recorded = max(self._recorded, scorer.options.max_groups)
@@ -116,6 +112,20 @@ class StateMerger:
         if self._merged is None:
             raise UsageError("give at least one state to merge")
         return self._merged
+
+
+def options_differ(first: str, other: str, found: str) -> UsageError:
+    """The error of states ``first`` and ``other`` of options that differ in ``found``."""
+    return UsageError(
+        f"{first} and {other} were scored with different options: {found}; "
+        "score every shard with the same options"
+    )
+
+
+def outputs_differ(first: int, other: int) -> UsageError:
+    """The error of states of ``first`` and ``other`` outputs."""
+    shown = ", ".join(map(str, sorted({first, other})))
+    return UsageError(f"the states hold different numbers of outputs ({shown})")
 
 
 def merge_states(

@@ -91,7 +91,8 @@ def read_arrow(path: str) -> dict[str, Any]:
         if name not in table.column_names:
             raise malformed(f"sum {name!r} has no column", path)
         try:
-            values = table.column(name).chunk(0).flatten().to_numpy(zero_copy_only=True)
+            (row,) = [chunk for chunk in table.column(name).chunks if len(chunk)]
+            values = row.flatten().to_numpy(zero_copy_only=True)
         except (pa.ArrowException, AttributeError) as error:
             raise malformed(f"sum {name!r} is malformed ({error})", path) from None
         sums[name] = sum_array(name, encoded, values, path)
