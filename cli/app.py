@@ -247,7 +247,9 @@ _command(
     "commands:run_merge",
     """Merge the states of shards scored anywhere (score --save-state) into the report of the
     whole input, with every output format, --check and --junit-xml; --by groups merge by key.
-    States scored with different options refuse to merge.
+    States scored with different options refuse to merge. State files are JSON or Arrow IPC
+    (told apart by content); --max-groups defaults to the largest the states were scored with;
+    --dask loads and merges them on a cluster.
 
     Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input, 3 on an
     internal error.

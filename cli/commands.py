@@ -45,14 +45,15 @@ from gaussnll.core import (
     compare,
     evaluate,
     evaluate_per_group,
-    load_state,
-    merge_states,
+    merge_on_dask,
+    merge_state_files,
     metric_levels,
     parse_checks,
     resolve_source,
     row_file_format,
     score,
     score_on_dask,
+    state_format,
 )
 
 SHOWN_GROUPS = 100  # groups in a table or Markdown report without --top (JSON has them all)
@@ -154,6 +155,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
                     address=settings["dask"],
                     workers=settings["dask_workers"],
                     state_to=_sink(files, SAVE_STATE),
+                    state_format=_state_format(outputs),
                     on_progress=on_progress,
                     rows_to_directory=_sink(files, PER_ROW),
                 )
@@ -168,6 +170,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
                     rows_to=rows_to,
                     on_progress=on_progress,
                     state_to=_sink(files, SAVE_STATE),
+                    state_format=_state_format(outputs),
                 )
             if rows_on_stdout:
                 return 0
@@ -179,16 +182,24 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
     config = load_config(given.get("config_file"))
     settings = resolve_settings(given, config, MERGE)
     outputs = Outputs.of(given)
+    # the limit given to merge (or its config file), else the largest the states record
+    given_limit = "max_groups" in given or "max_groups" in config.values
+    max_groups = settings["max_groups"] if given_limit else None
     with outputs.planned(paths, config) as files:
         with progress_callback("merging", not outputs.quiet) as on_progress:
-            documents = []
-            for done, path in enumerate(paths, start=1):
-                documents.append(load_state(path))
-                if on_progress is not None:
-                    on_progress(done, len(paths), None, None)
-            scorer = merge_states(documents, paths)
+            if settings["dask"] is not None:
+                scorer = merge_on_dask(
+                    paths,
+                    address=settings["dask"],
+                    workers=settings["dask_workers"],
+                    max_groups=max_groups,
+                    on_progress=on_progress,
+                )
+            else:
+                scorer = merge_state_files(paths, max_groups=max_groups, on_progress=on_progress)
         report = scorer.report(", ".join(paths), "state")
         settings.update(by=list(report.by), calibration=report.calibration is not None)
+        settings.update(max_groups=scorer.options.max_groups)  # the limit that applied
         checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
         _check_grouping(settings, checks)
         return _report_score(report, checks, settings, files, outputs.format, config, "merge")
@@ -220,6 +231,11 @@ def _report_score(
         files.write_text(HTML, score_page(report, results, settings))
     suite = f"gaussnll {command} {report.path}"
     return _finish(results, files, suite, report.seconds, SCORE_METRICS)
+
+
+def _state_format(outputs: Outputs) -> str | None:
+    """How to write --save-state: by the name given (its temporary's name says nothing)."""
+    return None if outputs.save_state is None else state_format(outputs.save_state)
 
 
 def _sink(files: PlannedOutputs, label: str) -> str | None:

@@ -301,8 +301,8 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         _core_default("max_groups"),
         "Stop with an error when the key columns hold more groups than this (each group's "
-        "sums take memory).",
-        frozenset({SCORE}),
+        "sums take memory); merge: by default the largest the states were scored with.",
+        frozenset({SCORE, MERGE}),
         core="max_groups",
         metavar="N",
     ),
@@ -375,8 +375,9 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Score on a Dask cluster: 'local' starts one on this machine, tcp://HOST:PORT "
-        "connects to a running scheduler (pip install 'gaussnll[dask]').",
-        frozenset({SCORE}),
+        "connects to a running scheduler (pip install 'gaussnll[dask]'); merge: load and merge "
+        "the states there (the workers must reach the files).",
+        frozenset({SCORE, MERGE}),
         core="dask_address",
         metavar="ADDRESS",
     ),
@@ -385,7 +386,7 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         0,
         "Worker processes of a local Dask cluster (--dask local); 0: one per core.",
-        frozenset({SCORE}),
+        frozenset({SCORE, MERGE}),
         core="dask_workers",
     ),
     # Output options: the command line only.
@@ -405,7 +406,8 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Write the run's state (every sum, count and group, and the options that shape them) "
-        "to this JSON file, for gaussnll merge.",
+        "to this file, for gaussnll merge: Arrow IPC for .arrow, .ipc or .feather (compact and "
+        "fast for many groups), else JSON.",
         frozenset({SCORE}),
         config=False,
         metavar="FILE",

@@ -71,7 +71,14 @@ if TYPE_CHECKING:
     from gaussnll.core.run.api import ProgressCallback, recalibrate, score
     from gaussnll.core.run.comparison import compare
     from gaussnll.core.run.distributed import score_on_dask
-    from gaussnll.core.run.merging import load_state, merge_states, save_state
+    from gaussnll.core.run.distributed_merge import merge_on_dask
+    from gaussnll.core.run.merging import (
+        load_state,
+        merge_state_files,
+        merge_states,
+        save_state,
+        state_format,
+    )
     from gaussnll.core.run.rescale import write_recalibrated
     from gaussnll.core.run.scorer import Scorer
     from gaussnll.core.state.score_state import ScoreState
@@ -124,6 +131,8 @@ _EXPORTS = {
     "gaussian_nll_loss": "loss",
     "keep_freed_memory": "run.allocator",
     "load_state": "run.merging",
+    "merge_on_dask": "run.distributed_merge",
+    "merge_state_files": "run.merging",
     "merge_states": "run.merging",
     "metric_levels": "report.checks",
     "parse_checks": "report.checks",
@@ -133,6 +142,7 @@ _EXPORTS = {
     "save_state": "run.merging",
     "score": "run.api",
     "score_on_dask": "run.distributed",
+    "state_format": "run.merging",
     "write_recalibrated": "run.rescale",
 }
 __all__ = sorted(_EXPORTS)

@@ -212,6 +212,25 @@ def test_bad_input_in_one_partition_is_the_single_process_error(tmp_path, schedu
     assert on_dask.stderr == single.stderr
 
 
+def test_groups_over_the_limit_only_together_are_the_single_process_error(tmp_path, scheduler):
+    """Each partition holds 2 groups, the file 8: the tree's merge finds the excess and returns
+    it as data (no failed task, so no worker traceback), raised on the client as --max-groups."""
+    rows = 400
+    columns = make_predictions(rows, seed=3)
+    path = tmp_path / "groups.parquet"
+    table = pa.table({**columns, "key": np.arange(rows) // 50})
+    pq.write_table(table, path, row_group_size=100)
+    args = ["score", path, "--by", "key", "--max-groups", "3", "-q"]
+    on_dask = run(*args, "--dask", scheduler[0])
+    assert_one_line_error(on_dask, "--max-groups is 3", "more groups (")
+    assert_one_line_error(run(*args), "--max-groups is 3")
+    from distributed import Client
+
+    with Client(scheduler[0], timeout=START_TIMEOUT_S) as client:
+        logs = client.get_worker_logs()
+    assert not any("Compute Failed" in line for log in logs.values() for _, line in log)
+
+
 def test_an_unreachable_scheduler_is_one_line_within_the_timeout():
     started = time.monotonic()
     result = run("score", "sample_data/preds.parquet", "--dask", "tcp://127.0.0.1:9")

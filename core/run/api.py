@@ -38,13 +38,15 @@ def score(
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
     state_to: str | None = None,
+    state_format: str | None = None,
     **settings: Any,
 ) -> Report:
     """Score ``source`` with ``options`` (a ScoreOptions), or keyword settings of one.
 
     ``rows_to`` and ``on_progress`` are as for the file engine (files and tables only; tensor
     chunks get their per-element losses back from ``Scorer.update``). ``state_to`` names a
-    state file to write, for ``merge_states`` (see ``state_document``).
+    state file to write, for ``merge_states``, as ``state_format`` (``json`` or ``arrow``;
+    None: by its name, see ``merging.save_state``).
 
     >>> score("preds.parquet", full=True).nll            # doctest: +SKIP
     >>> score(frame, columns=ColumnSpec(mean=("mu",))).to_frame()   # doctest: +SKIP
@@ -54,6 +56,7 @@ def score(
         "rows_to": rows_to,
         "on_progress": on_progress,
         "state_to": state_to,
+        "state_format": state_format,
     }
     if isinstance(source, str | os.PathLike):
         return engine.score_path(os.fspath(source), options, **streams)
@@ -78,7 +81,7 @@ def score(
     if isinstance(source, Iterable):
         if rows_to is not None or on_progress is not None:
             raise UsageError("tensor chunks return their losses from Scorer.update instead")
-        return _score_tensors(source, options, state_to)
+        return _score_tensors(source, options, state_to, state_format)
     raise UsageError(
         "score() takes a path, a list of paths, a pandas DataFrame, a pyarrow Table or "
         f"RecordBatchReader, or an iterable of (mean, target, var). Got {type(source).__name__}."
@@ -129,7 +132,9 @@ def _labelled(
             yield TABLE, projected.slice(start, chunk_size)
 
 
-def _score_tensors(chunks: Iterable[Any], options: ScoreOptions, state_to: str | None) -> Report:
+def _score_tensors(
+    chunks: Iterable[Any], options: ScoreOptions, state_to: str | None, state_format: str | None
+) -> Report:
     scorer = Scorer(options)
     for chunk in chunks:
         try:
@@ -139,7 +144,7 @@ def _score_tensors(chunks: Iterable[Any], options: ScoreOptions, state_to: str |
         scorer.update(mean, target, var)
     report = scorer.report()
     if state_to is not None:
-        save_state(scorer.state_dict(), state_to)
+        save_state(scorer.state_dict(), state_to, state_format)
     return report
 
 

@@ -142,22 +142,23 @@ def score_on_dask(
     address: str,
     workers: int = 0,
     state_to: str | None = None,
+    state_format: str | None = None,
     on_progress: ProgressCallback | None = None,
     rows_to_directory: str | None = None,
     csv_partition_bytes: int | None = None,
 ) -> Report:
     """Score ``path`` on the Dask cluster at ``address`` (``local``: a ``LocalCluster`` of
-    ``workers`` processes on 127.0.0.1, 0: one per core); ``state_to`` and ``on_progress`` as
-    for ``score`` (progress advances by partition as each finishes: by rows where the files
-    record them, by bytes for CSV). ``rows_to_directory``: an existing directory, reachable by
-    the workers, to get the per-row losses, one Parquet part per partition
-    (``part-00000.parquet``...) written by the workers (the CLI gives a temporary directory of
-    ``PlannedOutputs``, renamed when the run completes). ``csv_partition_bytes``: the byte
-    ranges a plain CSV file is cut into (None: ``CSV_PARTITION_BYTES``)."""
+    ``workers`` processes on 127.0.0.1, 0: one per core); ``state_to``, ``state_format`` and
+    ``on_progress`` as for ``score`` (progress advances by partition as each finishes: by rows
+    where the files record them, by bytes for CSV). ``rows_to_directory``: an existing
+    directory, reachable by the workers, to get the per-row losses, one Parquet part per
+    partition (``part-00000.parquet``...) written by the workers (the CLI gives a temporary
+    directory of ``PlannedOutputs``, renamed when the run completes). ``csv_partition_bytes``:
+    the byte ranges a plain CSV file is cut into (None: ``CSV_PARTITION_BYTES``)."""
     rows_directory = None if rows_to_directory is None else os.path.abspath(rows_to_directory)
     parts = partitions(path, csv_partition_bytes)
     return _score_on_dask(
-        path, parts, options, address, workers, state_to, on_progress, rows_directory
+        path, parts, options, address, workers, state_to, state_format, on_progress, rows_directory
     )
 
 
@@ -168,6 +169,7 @@ def _score_on_dask(
     address: str,
     workers: int,
     state_to: str | None,
+    state_format: str | None,
     on_progress: ProgressCallback | None,
     rows_directory: str | None,
 ) -> Report:
@@ -180,7 +182,7 @@ def _score_on_dask(
     if not parts:
         raise InputError("no data rows", path=path)
     settings = {**_task_settings(options), "rows_directory": rows_directory}
-    with _client(address, workers) as client:
+    with dask_client(address, workers) as client:
         split = {part.path for part in parts if part.byte_range is not None}
         types = {
             file: client.submit(csv_types, file, settings, range_blocks(), pure=False)
@@ -193,13 +195,10 @@ def _score_on_dask(
             settings=settings,
             pure=False,
         )
-        futures = leaves
-        while len(futures) > 1:
-            groups = [futures[k : k + TREE_WIDTH] for k in range(0, len(futures), TREE_WIDTH)]
-            futures = [client.submit(merged_results, group, pure=False) for group in groups]
+        root = tree_reduced(client, leaves, merged_results)
         if on_progress is not None:
             _report_progress(leaves, parts, on_progress)
-        result = futures[0].result()
+        result = root.result()
     if "errors" in result:
         raise _first_error(result["errors"], parts, result["rows"])
     scorer = Scorer.from_state(result["state"], path=path)
@@ -212,8 +211,17 @@ def _score_on_dask(
         scales.unseen_rows = result["unseen_rows"]
         report = replace(report, recalibration=scales.record())
     if state_to is not None:
-        save_state(result["state"], state_to)
+        save_state(result["state"], state_to, state_format)
     return report
+
+
+def tree_reduced(client: Any, futures: list[Any], combine: Any, **arguments: Any) -> Any:
+    """The future of ``futures`` (task results) combined by ``combine(results, **arguments)``,
+    ``TREE_WIDTH`` at a time, level by level, on the workers."""
+    while len(futures) > 1:
+        groups = [futures[k : k + TREE_WIDTH] for k in range(0, len(futures), TREE_WIDTH)]
+        futures = [client.submit(combine, group, **arguments, pure=False) for group in groups]
+    return futures[0]
 
 
 def _report_progress(
@@ -325,6 +333,13 @@ def merged_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     names = [result["name"] for result in results]
     try:
         scorer = merge_states([result["state"] for result in results], names)
+    except OptionError as error:  # the partitions' groups together exceed max_groups
+        record = {"partition": first, "kind": "OptionError", "message": error.detail}
+        return {
+            "partition": first,
+            "errors": [{**record, "parameter": error.parameter}],
+            "rows": rows,
+        }
     except UsageError as error:  # e.g. group keys of different types in two files
         record = {"partition": first, "kind": "UsageError", "message": str(error)}
         return {"partition": first, "errors": [record], "rows": rows}
@@ -388,6 +403,8 @@ def _first_error(
     were all read), a negative spread with how many the partitions from it on hold."""
     records = sorted(records, key=lambda record: record["partition"])
     first = records[0]
+    if first["kind"] == "OptionError":
+        return OptionError(first["parameter"], first["message"])
     if first["kind"] == "UsageError":
         return UsageError(first["message"])
     place = {key: first[key] for key in ("path", "column", "row")}
@@ -414,7 +431,7 @@ def _closing(writer: RowWriter | None) -> Iterator[None]:
 
 
 @contextmanager
-def _client(address: str, workers: int) -> Iterator[Any]:
+def dask_client(address: str, workers: int) -> Iterator[Any]:
     """A client of the cluster at ``address``, or of a new local one; closed afterwards."""
     from distributed import Client, LocalCluster
 

@@ -45,6 +45,7 @@ def score_path(
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
     state_to: str | None = None,
+    state_format: str | None = None,
 ) -> Report:
     """Stream ``path`` through the Gaussian NLL and return the report.
 
@@ -58,6 +59,7 @@ def score_path(
         rows_to=rows_to,
         on_progress=on_progress,
         state_to=state_to,
+        state_format=state_format,
     )
 
 
@@ -69,6 +71,7 @@ def score_source(
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
     state_to: str | None = None,
+    state_format: str | None = None,
 ) -> Report:
     """``score_path`` of resolved files (one path's, or several paths' together), the report
     named ``label``."""
@@ -85,6 +88,7 @@ def score_source(
         read=progress,
         relocate=lambda: _locate_invalid_value(source, label, options),
         state_to=state_to,
+        state_format=state_format,
     )
 
 
@@ -112,12 +116,13 @@ def score_batches(
     relocate: Callable[[], None] | None = None,
     read: ReadProgress | None = None,
     state_to: str | None = None,
+    state_format: str | None = None,
 ) -> Report:
     """Score ``(source name, record batch)`` pairs holding the options' columns.
 
     ``read``: the reader's byte counter, passed on to ``on_progress`` where it has a total.
     ``relocate`` is called when a GPU pass found an invalid chunk, to raise the precise error;
-    ``state_to`` names a state file to write (``merging.save_state``).
+    ``state_to`` names a state file to write, as ``state_format`` (``merging.save_state``).
     """
     started = time.perf_counter()
     scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
@@ -139,7 +144,7 @@ def score_batches(
     if scales is not None:
         report = replace(report, recalibration=scales.record())
     if state_to is not None:
-        save_state(scorer.state_dict(), state_to)
+        save_state(scorer.state_dict(), state_to, state_format)
     return replace(report, seconds=time.perf_counter() - started)
 
 

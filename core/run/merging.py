@@ -1,28 +1,51 @@
 """State files and merging states: shards scored anywhere (a job array, Spark, Dask) add up to
-the report of the whole input. See ``state_document`` for the format."""
+the report of the whole input. See ``state_document`` for the document, ``state_arrow`` for its
+Arrow IPC form."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gaussnll.core.errors import InputError, UsageError
 from gaussnll.core.io.writers import writing
 from gaussnll.core.run.scorer import Scorer
+from gaussnll.core.run.state_arrow import is_arrow, read_arrow, write_arrow
 from gaussnll.core.run.state_document import check_document, difference, from_json, to_json
 
+JSON, ARROW = "json", "arrow"
+ARROW_SUFFIXES = (".arrow", ".ipc", ".feather")
 
-def save_state(document: dict[str, Any], path: str) -> None:
-    """Write a state document (``Scorer.state_dict()``) to ``path`` as JSON (the CLI gives a
-    temporary of its ``PlannedOutputs``, put in place with the run's other outputs)."""
+
+def state_format(name: str | os.PathLike[str]) -> str:
+    """How a state file called ``name`` is written: Arrow IPC for ``.arrow``, ``.ipc`` and
+    ``.feather``, else JSON."""
+    return ARROW if os.fspath(name).lower().endswith(ARROW_SUFFIXES) else JSON
+
+
+def save_state(document: dict[str, Any], path: str, file_format: str | None = None) -> None:
+    """Write a state document (``Scorer.state_dict()``) to ``path``, as ``file_format``
+    (``json`` or ``arrow``; None: as ``state_format`` of ``path``). The CLI gives a temporary
+    of its ``PlannedOutputs``, put in place with the run's other outputs, and the format of the
+    name the user gave."""
+    if (file_format or state_format(path)) == ARROW:
+        write_arrow(document, path)
+        return
     text = to_json(document)
     with writing(path), open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
 
 
 def load_state(path: str) -> dict[str, Any]:
-    """The state document in the file ``path`` (written by ``save_state``)."""
+    """The state document in the file ``path`` (written by ``save_state``), JSON or Arrow IPC
+    told apart by their first bytes, whatever the file's name."""
     try:
+        with open(path, "rb") as handle:
+            arrow = is_arrow(handle.read(8))
+        if arrow:
+            return read_arrow(path)
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as error:
@@ -32,65 +55,101 @@ def load_state(path: str) -> dict[str, Any]:
     return from_json(text, path)
 
 
-def merge_states(
-    documents: Sequence[dict[str, Any]],
-    labels: Sequence[str] | None = None,
-    *,
-    device: str = "cpu",
-) -> Scorer:
-    """One scorer holding the sum of the states ``documents`` (``labels`` name them in errors,
-    e.g. their files). States made with different options, or of different numbers of
-    outputs, refuse to merge with a UsageError naming the first difference."""
-    if not documents:
-        raise UsageError("give at least one state to merge")
-    names = list(labels or [f"state {k + 1}" for k in range(len(documents))])
-    for document, name in zip(documents, names, strict=True):
-        check_document(document, name)
-    first = documents[0]
-    outputs = {d["outputs"] for d in documents} - {None}
-    for document, name in zip(documents[1:], names[1:], strict=True):
-        found = difference(first["options"], document["options"])
+class StateMerger:
+    """Merges states one at a time, in order: each is checked against the first (its options)
+    and the others (their outputs), turned into a scorer and added, so a merge holds the sum so
+    far and one state, never every state at once.
+
+    ``max_groups``: the most groups of the merged state; None: the largest the states record
+    (``Scorer.state_dict``'s ``max_groups``; older states count as the default), checked once
+    every state is in, as the limit that applies is known only then.
+    """
+
+    def __init__(self, *, max_groups: int | None = None, device: str = "cpu") -> None:
+        self._limit, self._device = max_groups, device
+        self._first: tuple[str, dict[str, Any]] | None = None  # label and options of the first
+        self._outputs: int | None = None
+        self._recorded = 0  # the largest max_groups recorded
+        self._merged: Scorer | None = None
+        self._weighted: tuple[bool, str] | None = (
+            None  # of the first state with rows, and its label
+        )
+        self._key_kinds: dict[int, tuple[str, str]] = {}  # by column → first kind seen, and where
+
+    def add(self, document: dict[str, Any], label: str) -> None:
+        """Add the state ``document`` (its file called ``label`` in errors); a UsageError names
+        the first option in which it differs from the first state, or its outputs."""
+        check_document(document, label)
+        if self._first is None:
+            self._first = (label, document["options"])
+        found = difference(self._first[1], document["options"])
         if found is not None:
+            raise options_differ(self._first[0], label, found)
+        outputs = document["outputs"]
+        if outputs is not None and self._outputs not in (None, outputs):
+            raise outputs_differ(self._outputs, outputs)
+        self._outputs = self._outputs if outputs is None else outputs
+        if outputs is not None:
+            self._check_weighting(bool(document.get("weighted")), label)
+        _check_key_kinds(document, label, self._key_kinds)
+        scorer = Scorer.from_state(document, device=self._device, path=label)
+        self._recorded = max(self._recorded, scorer.options.max_groups)
+        if self._merged is None:
+            self._merged = scorer
+            scorer.limit_groups(sys.maxsize if self._limit is None else self._limit)
+        else:
+            self._merged.merge(scorer)
+
+    def state(self) -> dict[str, Any]:
+        """The merged state document, recording the limit that applies (not checked: a part of
+        a larger merge)."""
+        document = self._scorer().state_dict()
+        return {**document, "max_groups": self._applied_limit()}
+
+    def result(self) -> Scorer:
+        """The merged scorer, its groups checked against the limit (an OptionError naming
+        ``max_groups`` when there are more)."""
+        merged = self._scorer()
+        merged.limit_groups(self._applied_limit())
+        return merged
+
+    def _check_weighting(self, weighted: bool, label: str) -> None:
+        """Weighted and unweighted rows do not add up (a state without rows takes either)."""
+        first = self._weighted = self._weighted or (weighted, label)
+        if weighted != first[0]:
+            with_weights, without = (first[1], label) if first[0] else (label, first[1])
             raise UsageError(
-                f"{names[0]} and {name} were scored with different options: {found}; "
-                "score every shard with the same options"
+                f"{with_weights} holds weighted rows and {without} does not; score every shard "
+                "with the same weights"
             )
-    scored = {name: d for d, name in zip(documents, names, strict=True) if d["outputs"]}
-    weighted = [name for name, document in scored.items() if document.get("weighted")]
-    if weighted and len(weighted) < len(scored):
-        unweighted = next(name for name in scored if name not in weighted)
-        raise UsageError(
-            f"{weighted[0]} holds weighted rows and {unweighted} does not; score every shard "
-            "with the same weights"
-        )
-    if len(outputs) > 1:
-        raise UsageError(
-            f"the states hold different numbers of outputs ({', '.join(map(str, sorted(outputs)))})"
-        )
-    _check_key_kinds(documents, names)
-    merged = Scorer.from_state(first, device=device, path=names[0])
-    for document, name in zip(documents[1:], names[1:], strict=True):
-        merged.merge(Scorer.from_state(document, device=device, path=name))
-    return merged
+
+    def _applied_limit(self) -> int:
+        return self._recorded if self._limit is None else self._limit
+
+    def _scorer(self) -> Scorer:
+        if self._merged is None:
+            raise UsageError("give at least one state to merge")
+        return self._merged
 
 
-def _check_key_kinds(documents: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
+def _check_key_kinds(
+    document: dict[str, Any], label: str, seen: dict[int, tuple[str, str]]
+) -> None:
     """A by column must hold one kind of key (text, numbers or booleans; missing keys aside) in
-    every state, as in every file of one run: keys of different kinds cannot be ordered."""
-    seen: dict[int, tuple[str, str]] = {}  # by column → the first kind seen, and where
-    for document, name in zip(documents, names, strict=True):
-        for key in document.get("groups") or ():
-            for column, value in enumerate(key):
-                kind = _key_kind(value)
-                if kind is None:
-                    continue
-                first_kind, first_name = seen.setdefault(column, (kind, name))
-                if kind != first_kind:
-                    by = document["options"]["columns"]["by"][column]
-                    raise UsageError(
-                        f"{name}: the by column {by!r} holds {kind} where {first_name} holds "
-                        f"{first_kind}; a by column must hold one type in every file and state"
-                    )
+    every state, as in every file of one run: keys of different kinds cannot be ordered.
+    ``seen``: the first kind of each column so far, and where, updated."""
+    for key in document.get("groups") or ():
+        for column, value in enumerate(key):
+            kind = _key_kind(value)
+            if kind is None:
+                continue
+            first_kind, first_label = seen.setdefault(column, (kind, label))
+            if kind != first_kind:
+                by = document["options"]["columns"]["by"][column]
+                raise UsageError(
+                    f"{label}: the by column {by!r} holds {kind} where {first_label} holds "
+                    f"{first_kind}; a by column must hold one type in every file and state"
+                )
 
 
 def _key_kind(value: Any) -> str | None:
@@ -100,3 +159,50 @@ def _key_kind(value: Any) -> str | None:
     if isinstance(value, bool):
         return "booleans"
     return "text" if isinstance(value, str) else "numbers"
+
+
+def options_differ(first: str, other: str, found: str) -> UsageError:
+    """The error of states ``first`` and ``other`` of options that differ in ``found``."""
+    return UsageError(
+        f"{first} and {other} were scored with different options: {found}; "
+        "score every shard with the same options"
+    )
+
+
+def outputs_differ(first: int, other: int) -> UsageError:
+    """The error of states of ``first`` and ``other`` outputs."""
+    shown = ", ".join(map(str, sorted({first, other})))
+    return UsageError(f"the states hold different numbers of outputs ({shown})")
+
+
+def merge_states(
+    documents: Iterable[dict[str, Any]],
+    labels: Sequence[str] | None = None,
+    *,
+    device: str = "cpu",
+    max_groups: int | None = None,
+) -> Scorer:
+    """One scorer holding the sum of the states ``documents`` (``labels`` name them in errors,
+    e.g. their files), as ``StateMerger`` merges them: states made with different options, or
+    of different numbers of outputs, refuse to merge with a UsageError naming the first
+    difference."""
+    merger = StateMerger(max_groups=max_groups, device=device)
+    for k, document in enumerate(documents):
+        merger.add(document, labels[k] if labels else f"state {k + 1}")
+    return merger.result()
+
+
+def merge_state_files(
+    paths: Sequence[str],
+    *,
+    max_groups: int | None = None,
+    on_progress: Callable[[int, int | None, int | None, int | None], None] | None = None,
+) -> Scorer:
+    """Merge the state files ``paths`` (``merge_states``), loading one at a time;
+    ``on_progress(files_done, files, None, None)`` after each."""
+    merger = StateMerger(max_groups=max_groups)
+    for done, path in enumerate(paths, start=1):
+        merger.add(load_state(path), path)
+        if on_progress is not None:
+            on_progress(done, len(paths), None, None)
+    return merger.result()

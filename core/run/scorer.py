@@ -280,6 +280,7 @@ class Scorer:
             "members": None if self._weights is None else len(self._weights.normalised),
             "weighted": self._weighted,
             "groups": groups,
+            "max_groups": self.options.max_groups,
             "sums": {} if self.state is None else portable.exported(self.state),
         }
 
@@ -295,6 +296,8 @@ class Scorer:
             return InputError(f"not a gaussnll state file{what}", path=path)
 
         options = replace(options_from_document(document["options"], path), device=device)
+        if document.get("max_groups") is not None:
+            options = replace(options, max_groups=document["max_groups"])
         scorer = cls(options)
         outputs, groups = document["outputs"], document["groups"]
         if (groups is None) != (scorer.group_keys is None):
@@ -320,6 +323,13 @@ class Scorer:
         if keys is not None and scorer.state.totals(True)["rows"].shape[0] != len(keys.keys):
             raise malformed(": its sums and groups differ in number")
         return scorer
+
+    def limit_groups(self, max_groups: int) -> None:
+        """Allow at most ``max_groups`` groups from now on (as the option), checking the groups
+        so far: an OptionError naming ``max_groups`` when there are more."""
+        self.options = replace(self.options, max_groups=max_groups)
+        if self.state is not None and self.group_keys is not None:
+            self._reserve_groups(self.state, self.group_keys)
 
     def _new_state(
         self, outputs: int, calibration: bool | None = None, device: torch.device | None = None

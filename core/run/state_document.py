@@ -13,6 +13,7 @@ shape them. Version 1 (``schema: "gaussnll.state/1"``)::
      "members": M (an ensemble's members per row) or null,
      "weighted": true when the rows were weighted (absent: false),
      "groups": [[key values], ...] or null (no --by),
+     "max_groups": the most groups the run allowed (absent in older files),
      "sums": {"PATH:PART": array}}
 
 ``sums`` holds every running sum of the state (``state.portable``): in memory NumPy arrays
@@ -21,7 +22,9 @@ shape them. Version 1 (``schema: "gaussnll.state/1"``)::
 C order. Python's JSON writes a non-finite sum as ``NaN``/``Infinity``. Group key values are
 JSON's (null, booleans, numbers, text); others are saved as their text.
 
-States merge when their options are equal: sums add, groups merge by key.
+States merge when their options are equal: sums add, groups merge by key. ``max_groups`` does
+not shape the sums, so states of different limits merge (under the largest, by default).
+A file holds the document as JSON text (this module) or as Arrow IPC (``state_arrow``).
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
             member_weights=None if weights is None else tuple(weights),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as error:
-        raise _malformed(f"its options are incomplete ({error})", path) from None
+        raise malformed(f"its options are incomplete ({error})", path) from None
 
 
 def plain_keys(keys: Sequence[tuple[Hashable, ...]]) -> list[list[Any]]:
@@ -111,17 +114,17 @@ def plain_keys(keys: Sequence[tuple[Hashable, ...]]) -> list[list[Any]]:
 def check_document(document: Any, path: str | None) -> None:
     """Raise an InputError unless ``document`` has the shape of a state document."""
     if not isinstance(document, dict) or document.get("schema") != STATE_SCHEMA:
-        raise _malformed(f"its schema must be {STATE_SCHEMA!r}", path)
+        raise malformed(f"its schema must be {STATE_SCHEMA!r}", path)
     for key, kind in (("options", dict), ("sums", dict)):
         if not isinstance(document.get(key), kind):
-            raise _malformed(f"{key!r} must be an object", path)
+            raise malformed(f"{key!r} must be an object", path)
     groups = document.get("groups")
-    for key in ("outputs", "members"):
+    for key in ("outputs", "members", "max_groups"):
         count = document.get(key)
-        if count is not None and not (isinstance(count, int) and count >= 1):
-            raise _malformed(f"{key!r} must be a positive whole number or null", path)
+        if count is not None and not (type(count) is int and count >= 1):
+            raise malformed(f"{key!r} must be a positive whole number or null", path)
     if groups is not None and not all(isinstance(key, list) for key in groups):
-        raise _malformed("'groups' must be a list of keys or null", path)
+        raise malformed("'groups' must be a list of keys or null", path)
 
 
 def difference(first: dict[str, Any], other: dict[str, Any], prefix: str = "") -> str | None:
@@ -157,22 +160,33 @@ def from_json(text: str, path: str) -> dict[str, Any]:
     try:
         document = json.loads(text)
     except ValueError:
-        raise _malformed("not JSON", path) from None
+        raise malformed("not JSON", path) from None
     check_document(document, path)
     sums = {}
     for name, encoded in document["sums"].items():
-        try:
-            dtype = encoded["dtype"]
-            if dtype not in _DTYPES:
-                raise ValueError(f"dtype {dtype!r}")
-            values = np.asarray(encoded["values"], dtype=dtype)
-            sums[name] = values.reshape(tuple(encoded["shape"]))
-        except (KeyError, TypeError, ValueError) as error:
-            raise _malformed(f"sum {name!r} is malformed ({error})", path) from None
+        values = encoded.get("values") if isinstance(encoded, dict) else None
+        sums[name] = sum_array(name, encoded, values, path)
     return {**document, "sums": sums}
 
 
-def _malformed(what: str, path: str | None) -> InputError:
+def sum_array(name: str, encoded: Any, values: Any, path: str) -> np.ndarray:
+    """The array of sum ``name`` from its ``values`` (a list, or a flat NumPy array of the
+    declared dtype) and ``encoded``'s ``dtype`` and ``shape``; an InputError if malformed."""
+    try:
+        dtype = encoded["dtype"]
+        if values is None:
+            raise KeyError("values")
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype {dtype!r}")
+        if isinstance(values, np.ndarray) and values.dtype != dtype:
+            raise ValueError(f"values of dtype {values.dtype}, not {dtype}")
+        return np.asarray(values, dtype=dtype).reshape(tuple(encoded["shape"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise malformed(f"sum {name!r} is malformed ({error})", path) from None
+
+
+def malformed(what: str, path: str | None) -> InputError:
+    """A state file's error: ``what`` is wrong with it."""
     return InputError(f"not a gaussnll state file: {what}", path=path)
 
 

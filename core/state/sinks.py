@@ -23,6 +23,7 @@ import functools
 import itertools
 import math
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple, TypeVar
@@ -249,23 +250,29 @@ class GroupSink:
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Take on every group's sums ``exported`` by a sink of the same shape, kind and
-        ranges (the tables hold no group yet)."""
+        ranges (the tables hold no group yet), with no spare capacity: a loaded state takes
+        its own size once more, not more."""
         groups = {len(arrays[str(k)]) for k in range(len(self._tables))}
         if len(groups) != 1:
             raise ValueError("the tables of grouped sums hold different numbers of groups")
-        self.reserve(groups.pop())
-        for k, table in enumerate(self._tables):
-            table[: self.groups] = _tensor(arrays[str(k)], table, any_rows=True)
+        self.groups = groups.pop()
+        self._tables = [
+            _tensor(arrays[str(k)], table, any_rows=True) for k, table in enumerate(self._tables)
+        ]
 
 
 def _tensor(values: np.ndarray, like: Tensor, *, any_rows: bool = False) -> Tensor:
-    """``values`` as a tensor of ``like``'s dtype and device; its shape must be ``like``'s
-    (with ``any_rows``, but for the first axis, the groups): sums of other options differ."""
+    """``values`` copied into a new tensor of ``like``'s dtype and device; its shape must be
+    ``like``'s (with ``any_rows``, but for the first axis, the groups): sums of other options
+    differ. Read-only values (views of an Arrow file's buffers) are read, never shared."""
     values = np.asarray(values)
     expected, got = tuple(like.shape), tuple(values.shape)
     if (expected[1:], len(expected)) != (got[1:], len(got)) or not (any_rows or got == expected):
         raise ValueError(f"sums of shape {got} do not fit sums of shape {expected}")
-    return torch.as_tensor(values, dtype=like.dtype).to(like.device)
+    with warnings.catch_warnings():  # torch warns of read-only arrays: this one is only read
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        source = torch.from_numpy(values)
+    return torch.empty(got, dtype=like.dtype, device=like.device).copy_(source)
 
 
 def _grown(table: Tensor, capacity: int) -> Tensor:
