@@ -479,3 +479,15 @@ def test_deferred_weight_checks_in_compare(tmp_path, monkeypatch, baseline, cand
     paths = (tmp_path / "a.parquet", tmp_path / "b.parquet")
     result = run("compare", *paths, *args, "--weight-col", "w", "--device", "cpu")
     assert_one_line_error(result, expected)
+
+
+def test_the_weight_may_also_be_the_target_or_a_binned_by_column_of_a_csv(tmp_path):
+    frame = weighted_frame(rows=300).astype({"w": int})
+    frame.to_csv(tmp_path / "w.csv", index=False)
+    repeated(frame).to_csv(tmp_path / "r.csv", index=False)
+    for target, by in (("w", []), ("target0", ["--by", "w:q2", "--by", "g"])):
+        args = ["--mean-col", "mean0", "--target-col", target, "--var-col", "var0", *by]
+        weighted = run("score", tmp_path / "w.csv", *args, "--json", "--weight-col", "w")
+        plain = run("score", tmp_path / "r.csv", *args, "--json")
+        assert weighted.exit_code == 0, weighted.output
+        assert_same_numbers(json.loads(weighted.stdout), json.loads(plain.stdout))
