@@ -19,7 +19,15 @@ from conftest import assert_one_line_error, make_predictions
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import ColumnSpec, Scorer, UsageError, merge_states, recalibrate, score
+from gaussnll.core import (
+    ColumnSpec,
+    Scorer,
+    UsageError,
+    compare,
+    merge_states,
+    recalibrate,
+    score,
+)
 from gaussnll.core.run.intervals import weighted_quantiles
 
 # Counts of the file's rows, not weighted by definition (README, Weights), and run details.
@@ -491,3 +499,20 @@ def test_the_weight_may_also_be_the_target_or_a_binned_by_column_of_a_csv(tmp_pa
         plain = run("score", tmp_path / "r.csv", *args, "--json")
         assert weighted.exit_code == 0, weighted.output
         assert_same_numbers(json.loads(weighted.stdout), json.loads(plain.stdout))
+
+
+def test_compare_progress_counts_the_rows_of_weight_0_it_read(tmp_path):
+    frame = weighted_frame(rows=200)
+    frame.loc[[4, 9], "mean0"] = np.nan  # skipped rows count too
+    path = tmp_path / "w.parquet"
+    frame.to_parquet(path)
+    done = []
+    compare(
+        str(path),
+        str(path),
+        columns=spec(weight="w"),
+        nan_policy="skip",
+        chunk_size=64,
+        on_progress=lambda rows, *_: done.append(rows),
+    )
+    assert done[-1] == 200 and (frame["w"] == 0).any()

@@ -66,9 +66,10 @@ def compare(
         device, (sources[0].name, sources[1].name), hint=pairing.method == "order"
     )
     weights = _WeightAgreement(device, options.columns.weight, (sources[0].name, sources[1].name))
-    skipped = 0
+    skipped = paired = 0
     for chunk_pair in pairing.pairs:
         chunk_pair = (chunk_pair[0].ready(), chunk_pair[1].ready())
+        paired += chunk_pair[0].length  # rows of weight 0 included: they were read
         weights.check(scorers, *chunk_pair)
         kept, skipped_here, chunk_pair = _scored_rows(chunk_pair, options)
         skipped += skipped_here
@@ -80,7 +81,7 @@ def compare(
         if rows_to is not None:
             rows_to.write(_row_batch(row_losses, kept, chunk_pair[0].ids, options))
         if on_progress is not None:
-            on_progress(differences.rows + skipped, None, None, None)
+            on_progress(paired, None, None, None)
     if differences.rows == 0:
         reason = "no id appears in both files" if pairing.method == "id" else "no data rows"
         if options.columns.weight is not None:
