@@ -142,8 +142,8 @@ SETTINGS: tuple[Setting, ...] = (
         "weight_col",
         str,
         None,
-        "Weigh each row by this column (finite, >= 0; 0 leaves the row out): every sum and "
-        "count is weighted.",
+        "Weigh each row by this column (finite, >= 0; 0 leaves the row out): every mean, "
+        "coverage and histogram is weighted; rows are still counted as rows.",
         core="columns.weight",
         metavar="COL",
         commands=FITTING,

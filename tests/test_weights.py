@@ -19,7 +19,15 @@ from conftest import assert_one_line_error, make_predictions
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import ColumnSpec, Scorer, UsageError, merge_states, recalibrate, score
+from gaussnll.core import (
+    ColumnSpec,
+    Scorer,
+    UsageError,
+    compare,
+    merge_states,
+    recalibrate,
+    score,
+)
 from gaussnll.core.run.intervals import weighted_quantiles
 
 # Counts of the file's rows, not weighted by definition (README, Weights), and run details.
@@ -337,3 +345,174 @@ def test_recalibrate_fits_the_weighted_scale():
     assert weighted.groups.keys() == plain.groups.keys()
     for key, scales in weighted.groups.items():
         assert scales == pytest.approx(plain.groups[key], rel=1e-12)
+
+
+def test_worker_threads_give_the_repeated_rows_numbers():
+    frame = weighted_frame()
+    frame.loc[[5, 40], "mean0"] = np.nan  # skipped in threads as on one
+    settings = {"device": "cpu", "chunk_size": 64, "nan_policy": "skip"}
+    for columns in ({}, {"by": ("g",)}):
+        weighted = score(frame, columns=spec(weight="w", **columns), workers=2, **settings)
+        plain = score(repeated(frame), columns=spec(**columns), **settings)
+        assert_same_numbers(weighted.to_dict(), plain.to_dict())
+        assert_weight_sum_is_the_rows(weighted.to_dict(), plain.to_dict())
+
+
+def test_compare_by_id_weighs_the_matched_rows_in_any_order(tmp_path):
+    frame = weighted_frame(rows=600).assign(id=np.arange(600))
+    candidate = frame.assign(mean0=frame["mean0"] + 0.05, var0=frame["var0"] * 1.2)
+    baseline = frame.drop(index=range(0, 600, 37))  # unmatched rows on both sides
+    candidate = candidate.drop(index=range(5, 600, 41))
+    matched = baseline.merge(candidate[["id"]], on="id")["id"]
+    paths = {}
+    for name, data in {
+        "base": baseline,
+        "cand": candidate.sample(frac=1, random_state=1),
+        "base_r": repeated(baseline[baseline["id"].isin(matched)]),
+        "cand_r": repeated(candidate[candidate["id"].isin(matched)]),
+    }.items():
+        paths[name] = tmp_path / f"{name}.parquet"
+        data.assign(id=np.arange(len(data)) if name.endswith("_r") else data["id"]).to_parquet(
+            paths[name]
+        )
+    args = ["--mean-col", "mean0", "--target-col", "target0", "--var-col", "var0", "--json"]
+    pairing = ["--id-col", "id", "--chunk-size", "64"]
+    weighted = run("compare", paths["base"], paths["cand"], *args, *pairing, "--weight-col", "w")
+    plain = run("compare", paths["base_r"], paths["cand_r"], *args, *pairing)
+    assert weighted.exit_code == 0, weighted.output
+    left, right = json.loads(weighted.stdout), json.loads(plain.stdout)
+    assert (left["unmatched_baseline"], left["unmatched_candidate"]) == (
+        len(baseline) - len(matched),
+        len(candidate) - len(matched),
+    )
+    for side in (left, right):
+        del side["unmatched_baseline"], side["unmatched_candidate"]
+    assert_same_numbers(left, right)
+    assert left["weight_sum"] == right["rows"]
+
+
+def test_a_group_of_zero_weights_only_is_absent_like_its_rows():
+    frame = weighted_frame(rows=300)
+    frame.loc[frame["g"] == "b", "w"] = 0.0
+    weighted = score(frame, columns=spec(weight="w", by=("g",)), device="cpu")
+    plain = score(repeated(frame), columns=spec(by=("g",)), device="cpu")
+    assert [group.key for group in weighted.groups] == [("a",), ("c",)]
+    assert_same_numbers(weighted.to_dict(), plain.to_dict())
+    fitted = recalibrate(frame, columns=spec(weight="w", by=("g",)))
+    assert set(fitted.groups) == {("a",), ("c",)}
+
+
+def test_relative_weights_find_the_quantile_bins_of_their_ratios():
+    frame = weighted_frame(rows=2_000)
+    frame["w"] = np.random.default_rng(4).uniform(0.1, 1.0, len(frame))
+    edges = []
+    for scale in (1 / frame["w"].sum(), 1.0, 1e3):  # summing to 1, to ~1100, to ~1e6
+        scaled = frame.assign(w=frame["w"] * scale)
+        report = score(scaled, columns=spec(weight="w", by=("x",)), intervals={"x": 4})
+        edges.append([group.key[0] for group in report.groups])
+    assert len(edges[0]) == 4
+    for other in edges[1:]:
+        assert [(i.low, i.high) for i in other] == [
+            (pytest.approx(i.low, rel=1e-9), pytest.approx(i.high, rel=1e-9)) for i in edges[0]
+        ]
+    levels = np.arange(1, 4) / 4
+    values = frame["x"].to_numpy()
+    equal = weighted_quantiles(values, np.full(len(values), 0.3), levels)
+    np.testing.assert_allclose(equal, np.quantile(values, levels), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", [pa.list_(pa.float64()), pa.list_(pa.float64(), 1)])
+def test_a_list_column_as_the_weight_is_one_line(tmp_path, kind):
+    frame = weighted_frame(rows=20)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.append_column("lw", pa.array([[1.0]] * 20, kind))
+    pq.write_table(table, tmp_path / "w.parquet")
+    args = ["--mean-col", "mean0", "--target-col", "target0", "--var-col", "var0"]
+    result = run("score", tmp_path / "w.parquet", *args, "--weight-col", "lw")
+    assert_one_line_error(result, "column 'lw'", "list", "one number per row")
+
+
+def test_scorer_refuses_weights_not_one_per_row():
+    mean, target, var = torch.zeros(10), torch.ones(10), torch.ones(10)
+    for weight in (torch.ones(()), torch.ones(11), torch.ones(10, 2), torch.ones(5)):
+        with pytest.raises(UsageError, match="one number per row"):
+            Scorer(device="cpu").update(mean, target, var, weight)
+    scorer = Scorer(device="cpu")
+    scorer.update(mean, target, var, torch.full((10, 1), 2))
+    assert scorer.report().weight_sum == 20.0
+
+
+def test_all_weights_zero_says_so(tmp_path):
+    frame = weighted_frame(rows=30).assign(w=0.0)
+    path = tmp_path / "w.parquet"
+    frame.to_parquet(path)
+    args = ["--mean-col", "mean0", "--target-col", "target0", "--var-col", "var0"]
+    result = run("score", path, *args, "--weight-col", "w")
+    assert_one_line_error(result, "every row has weight 0")
+    result = run("compare", path, path, *args, "--weight-col", "w")
+    assert_one_line_error(result, "every paired row has weight 0")
+
+
+def defer_weight_checks_as_on_a_gpu(monkeypatch):
+    """Compare's checks as on a GPU: device flags, read at the end."""
+    from gaussnll.core.run import comparison
+    from gaussnll.core.run import scorer as engine
+
+    for checker in (engine._Validity, comparison._WeightAgreement):
+        original = checker.__init__
+
+        def deferred(self, *args, original=original):
+            original(self, *args)
+            self._deferred = True
+
+        monkeypatch.setattr(checker, "__init__", deferred)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "candidate", "expected"),
+    [
+        (1.0, 2.0, "paired rows have different weights"),
+        (float("nan"), float("nan"), "negative spread or weight"),  # bad, not different
+        (1.0, -1.0, "negative spread or weight"),  # the bad weight first
+    ],
+)
+def test_deferred_weight_checks_in_compare(tmp_path, monkeypatch, baseline, candidate, expected):
+    defer_weight_checks_as_on_a_gpu(monkeypatch)
+    frame = weighted_frame(rows=60)
+    for name, weight in (("a", baseline), ("b", candidate)):
+        frame.assign(w=frame["w"].where(frame.index != 33, weight)).to_parquet(
+            tmp_path / f"{name}.parquet"
+        )
+    args = ["--mean-col", "mean0", "--target-col", "target0", "--var-col", "var0"]
+    paths = (tmp_path / "a.parquet", tmp_path / "b.parquet")
+    result = run("compare", *paths, *args, "--weight-col", "w", "--device", "cpu")
+    assert_one_line_error(result, expected)
+
+
+def test_the_weight_may_also_be_the_target_or_a_binned_by_column_of_a_csv(tmp_path):
+    frame = weighted_frame(rows=300).astype({"w": int})
+    frame.to_csv(tmp_path / "w.csv", index=False)
+    repeated(frame).to_csv(tmp_path / "r.csv", index=False)
+    for target, by in (("w", []), ("target0", ["--by", "w:q2", "--by", "g"])):
+        args = ["--mean-col", "mean0", "--target-col", target, "--var-col", "var0", *by]
+        weighted = run("score", tmp_path / "w.csv", *args, "--json", "--weight-col", "w")
+        plain = run("score", tmp_path / "r.csv", *args, "--json")
+        assert weighted.exit_code == 0, weighted.output
+        assert_same_numbers(json.loads(weighted.stdout), json.loads(plain.stdout))
+
+
+def test_compare_progress_counts_the_rows_of_weight_0_it_read(tmp_path):
+    frame = weighted_frame(rows=200)
+    frame.loc[[4, 9], "mean0"] = np.nan  # skipped rows count too
+    path = tmp_path / "w.parquet"
+    frame.to_parquet(path)
+    done = []
+    compare(
+        str(path),
+        str(path),
+        columns=spec(weight="w"),
+        nan_policy="skip",
+        chunk_size=64,
+        on_progress=lambda rows, *_: done.append(rows),
+    )
+    assert done[-1] == 200 and (frame["w"] == 0).any()

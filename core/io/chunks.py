@@ -124,7 +124,7 @@ def to_chunks(
         weight = None
         if spec.weight is not None:
             in_float64 = replace(convert, dtype=torch.float64, nulls_as_nan=True)
-            weight = in_float64.role(batch, (spec.weight,))
+            weight = in_float64.single(batch, spec.weight)
         sent = [*roles, group, scale, weight]
         (*moved, group, scale, weight), arrived = host_to_device.send(sent)
         mean, target, spread = (tensor for tensor in moved if tensor is not None)  # never None

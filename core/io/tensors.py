@@ -81,6 +81,18 @@ class Conversion:
             )
         return torch.cat(parts, dim=1)
 
+    def single(self, batch: pa.RecordBatch, name: str) -> Tensor:
+        """The column ``name`` of ``batch``, one number per row (a list column is refused), as
+        a ``(rows, 1)`` tensor."""
+        array = batch.column(name)
+        if _is_list(array.type):
+            raise InputError(
+                f"holds {array.type} values; expected one number per row",
+                path=self.where.path,
+                column=name,
+            )
+        return self._flat(array, name, width=1).unsqueeze(1)
+
     def members(self, batch: pa.RecordBatch, names: Sequence[str]) -> Tensor:
         """The role's ensemble members as one ``(rows, members, width)`` tensor: a list column
         of M numbers, or of M lists of D numbers; or number columns, one per member."""

@@ -27,14 +27,19 @@ def derive_report(
     group_keys: GroupKeys | None,
     **common: Any,
 ) -> Report:
-    """The report of the whole input and, given ``group_keys``, of each group (built when read);
+    """The report of the whole input and, given ``group_keys``, of each group that saw a row
+    (built when read; a group of rows of weight 0 only is absent, as its rows are);
     ``common`` holds the fields every report shares (path, format, device, seconds)."""
     report = Reports(state, options, by_group=False, **common)[0]
     if group_keys is None:
         return report
     group_reports = Reports(state, options, by_group=True, **common)
     groups = sorted(
-        (GroupScore(key, group_reports, b) for b, key in enumerate(group_keys.key_values())),
+        (
+            GroupScore(key, group_reports, b)
+            for b, key in enumerate(group_keys.key_values())
+            if group_reports.saw_rows(b)
+        ),
         key=lambda group: sort_key(group.key),
     )
     return replace(report, by=group_keys.columns, groups=tuple(groups), groups_total=len(groups))
@@ -79,6 +84,10 @@ class Reports(Sequence[Report]):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def saw_rows(self, b: int) -> bool:
+        """Whether report ``b`` saw a row, scored or skipped (rows of weight 0 are unseen)."""
+        return bool(self._rows[b] or self._skipped[b][0])
 
     def __getitem__(self, b: int) -> Report:  # type: ignore[override]
         options, outputs, n, sums = self._options, self._outputs, self._rows[b], self._sums[b]

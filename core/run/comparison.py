@@ -65,11 +65,12 @@ def compare(
     targets = _TargetAgreement(
         device, (sources[0].name, sources[1].name), hint=pairing.method == "order"
     )
-    weights = _WeightAgreement(options.columns.weight, (sources[0].name, sources[1].name))
-    skipped = 0
+    weights = _WeightAgreement(device, options.columns.weight, (sources[0].name, sources[1].name))
+    skipped = paired = 0
     for chunk_pair in pairing.pairs:
         chunk_pair = (chunk_pair[0].ready(), chunk_pair[1].ready())
-        weights.check(scorers[0], *chunk_pair)
+        paired += chunk_pair[0].length  # rows of weight 0 included: they were read
+        weights.check(scorers, *chunk_pair)
         kept, skipped_here, chunk_pair = _scored_rows(chunk_pair, options)
         skipped += skipped_here
         scored = [scorer.add(chunk) for scorer, chunk in zip(scorers, chunk_pair, strict=True)]
@@ -80,15 +81,18 @@ def compare(
         if rows_to is not None:
             rows_to.write(_row_batch(row_losses, kept, chunk_pair[0].ids, options))
         if on_progress is not None:
-            on_progress(differences.rows + skipped, None, None, None)
+            on_progress(paired, None, None, None)
     if differences.rows == 0:
         reason = "no id appears in both files" if pairing.method == "id" else "no data rows"
+        if options.columns.weight is not None:
+            reason += ", or every paired row has weight 0"
         raise InputError(reason, path=candidate)
     targets.verify()
     reports = [
         scorer.report(source.name, source.format.value)
         for scorer, source in zip(scorers, sources, strict=True)
     ]
+    weights.verify()  # after the reports, which refuse a bad weight first (on a GPU)
     if pairing.scales is not None:
         reports[1] = replace(reports[1], recalibration=pairing.scales.record())
     seconds = time.perf_counter() - started
@@ -111,9 +115,12 @@ def _scored_rows(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | None,
     """The rows to score (None: all of them), how many were skipped, and the pair of those rows.
 
     Rows of weight 0 are left out (as if absent: not counted as skipped); under
-    ``--nan-policy skip``, so are the rows not finite in both files."""
-    weight = pair[0].weight
-    kept = None if weight is None else weight.squeeze(1) > 0
+    ``--nan-policy skip``, so are the rows not finite in both files. The weights of both files
+    decide: on a GPU, weights that differ are only refused at the end, and the rows left in
+    must stay paired meanwhile."""
+    kept = None
+    if pair[0].weight is not None and pair[1].weight is not None:
+        kept = ((pair[0].weight > 0) & (pair[1].weight > 0)).squeeze(1)
     skipped = 0
     if options.nan_policy == "skip":
         kind = options.columns.spread_kind
@@ -130,27 +137,44 @@ def _scored_rows(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | None,
 
 class _WeightAgreement:
     """Paired rows must have the same weight, read from both files as the target is; a bad
-    weight is refused first, with its row."""
+    weight is refused first, by its file's scorer, with its row. On the CPU the first difference
+    is reported at once; on a GPU a device flag collects it and is read once at the end."""
 
-    def __init__(self, column: str | None, names: tuple[str, str]) -> None:
+    def __init__(self, device: torch.device, column: str | None, names: tuple[str, str]) -> None:
+        self._deferred = device.type != "cpu"
+        self._flag = torch.zeros((), dtype=torch.bool, device=device)
         self._column = column
         self._names = names
 
-    def check(self, scorer: Scorer, baseline: Chunk, candidate: Chunk) -> None:
+    def check(self, scorers: tuple[Scorer, Scorer], baseline: Chunk, candidate: Chunk) -> None:
         if self._column is None or baseline.weight is None or candidate.weight is None:
             return
-        for chunk in (baseline, candidate):
+        for scorer, chunk in zip(scorers, (baseline, candidate), strict=True):
             scorer.check_weights(chunk)
-        differ = (baseline.weight != candidate.weight).squeeze(1).nonzero()
-        if len(differ):
-            row = int(differ[0])
+        left, right = baseline.weight.squeeze(1), candidate.weight.squeeze(1)
+        # NaN in both is the same weight here: the scorers refuse it (on a GPU, at the end)
+        differ = (left != right) & ~(left.isnan() & right.isnan())
+        if self._deferred:
+            self._flag |= differ.any()
+            return
+        hits = differ.nonzero()
+        if len(hits):
+            row = int(hits[0])
             raise InputError(
-                f"the weight is {candidate.weight[row, 0].item()!r} here and "
-                f"{baseline.weight[row, 0].item()!r} in {self._names[0]} "
-                f"(row {baseline.where.row(row)}); both files must hold the same weights",
+                f"the weight is {right[row].item()!r} here and {left[row].item()!r} in "
+                f"{self._names[0]} (row {baseline.where.row(row)}); both files must hold the "
+                "same weights",
                 path=self._names[1],
                 column=self._column,
                 row=candidate.where.row(row),
+            )
+
+    def verify(self) -> None:
+        if bool(self._flag):
+            raise InputError(
+                "paired rows have different weights; rerun with --device cpu to find the first",
+                path=self._names[1],
+                column=self._column,
             )
 
 

@@ -100,7 +100,8 @@ def resolve_quantiles(source: Source, options: ScoreOptions) -> ScoreOptions:
     if source.is_stdin:
         raise UsageError("quantile bins read the input twice, which stdin cannot be: give edges")
     weight = (options.columns.weight,) if options.columns.weight else ()
-    request = ReadRequest((*names, *weight), weight, options.chunk_size, options.delimiter)
+    columns = tuple(dict.fromkeys((*names, *weight)))  # the weight may be binned too
+    request = ReadRequest(columns, weight, options.chunk_size, options.delimiter)
     return with_quantile_edges(options, iter_batches(source, request))
 
 

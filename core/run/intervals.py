@@ -6,8 +6,9 @@ order), so the pass holds bounded memory; the edges are then quantiles of that s
 shown in the group keys, so each group is exactly defined whatever the sample.
 
 With row weights (``columns.weight``) the quantiles are weighted: those ``np.quantile`` gives
-for each value repeated as many times as its integer weight (rows of weight 0, or of a weight
-the scoring pass will refuse, are left out).
+for each value repeated as many times as its integer weight; other weights count by their
+ratios (``weighted_quantiles``). Rows of weight 0, or of a weight the scoring pass will refuse,
+are left out.
 """
 
 from __future__ import annotations
@@ -55,8 +56,14 @@ class _Thinned:
 
 def weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """``np.quantile`` (its default, linear method) of ``values`` each repeated ``weights``
-    times, for any positive weights: the sorted values' positions run over ``[0, Σw)``, value
-    ``k`` covering ``weights[k]`` of them, and a level's position is ``(Σw - 1)·p``."""
+    times: the sorted values' positions run over ``[0, Σw)``, value ``k`` covering
+    ``weights[k]`` of them, and a level's position is ``(Σw - 1)·p``.
+
+    Weights that are not all whole numbers are first divided by the smallest, which then counts
+    as one value: only their ratios count, equal weights give the unweighted quantiles, and
+    relative weights (summing to 1) do not put every position at 0, the smallest value."""
+    if not np.array_equal(weights, np.round(weights)):
+        weights = weights / weights.min()
     order = np.argsort(values, kind="stable")
     values, ends = values[order], np.cumsum(weights[order])
     position = (ends[-1] - 1) * levels

@@ -98,14 +98,13 @@ class Scorer:
         NaN for a row of weight 0, which is left out).
 
         For an ensemble, ``mean`` and ``var`` are ``(rows, members)`` or ``(rows, members, D)``
-        and the losses are the moment-matched Gaussian's. ``weight`` (``(rows,)``) weighs each
-        row: give it with every update or with none.
+        and the losses are the moment-matched Gaussian's. ``weight`` (``(rows,)`` or
+        ``(rows, 1)``) weighs each row: give it with every update or with none.
         """
         dtype = DTYPES[self.options.dtype]
         roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
-        row_weight = None
-        if weight is not None:
-            row_weight = torch.as_tensor(weight).to(self.device, torch.float64).reshape(-1, 1)
+        rows = roles[0].shape[0]
+        row_weight = None if weight is None else _row_weights(weight, rows).to(self.device)
         roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
         if self.options.ensemble:
             roles[0], roles[2] = (
@@ -129,7 +128,7 @@ class Scorer:
                 )
             scale = torch.tensor(recalibration.scale, dtype=dtype, device=self.device)
             chunk = replace(chunk, scale=scale.expand(chunk.length, -1))
-        self._rows_given += roles[0].shape[0]
+        self._rows_given += rows
         return self.add(chunk).per_row(self.options.full)
 
     def add(self, chunk: Chunk) -> Scored:
@@ -370,7 +369,12 @@ class Scorer:
         if self.state is None:
             raise InputError("no data rows", path=path)
         if self.state.rows == 0:
-            raise InputError("every row has a NaN or infinite value: nothing to score", path=path)
+            reason = (
+                "weight 0, or a NaN or infinite value"
+                if self._weighted
+                else "a NaN or infinite value"
+            )
+            raise InputError(f"every row has {reason}: nothing to score", path=path)
         if self.failed():
             raise InputError(
                 "holds a negative spread or weight, a NaN or an infinity; score on the CPU to "
@@ -427,6 +431,17 @@ class _Validity:
     def merge(self, other: _Validity) -> None:
         """Take on another scorer's deferred verdicts."""
         self._flag |= other._flag.to(self._flag.device)
+
+
+def _row_weights(weight: Tensor, rows: int) -> Tensor:
+    """``weight``, one per row (``(rows,)`` or ``(rows, 1)``), as a ``(rows, 1)`` float64
+    tensor; any other shape is refused (it would broadcast to wrong sums)."""
+    given = torch.as_tensor(weight)
+    if tuple(given.shape) not in ((rows,), (rows, 1)):
+        raise UsageError(
+            f"weight must hold one number per row, shape ({rows},); got shape {tuple(given.shape)}"
+        )
+    return given.to(torch.float64).reshape(rows, 1)
 
 
 def _left_in(chunk: Chunk, var: Tensor, state: ScoreState, policy: str) -> Tensor | None:
