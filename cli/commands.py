@@ -98,11 +98,10 @@ class Outputs:
         """The output files by flag, checked against every file read (``inputs`` and the
         config file), stdout and each other; --per-row without a file format is a directory."""
         files = {BY_NAME[name].flag_name: getattr(self, name) for name in OUTPUT_FILES}
-        inputs = list(inputs)
-        if config.path is not None:
-            inputs.append(config.path)
         directories = [PER_ROW] if self.per_row is not None and self.per_row_format is None else []
-        return PlannedOutputs(files, inputs, stdout=True, directories=directories)
+        return PlannedOutputs(
+            files, config.with_inputs(inputs), stdout=True, directories=directories
+        )
 
 
 def resolve_settings(given: dict[str, Any], config: Config, command: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ them.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,11 @@ class Config:
 
     path: str | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_inputs(self, inputs: Iterable[str]) -> list[str]:
+        """Every file a run reads: ``inputs``, and this config file if any (outputs must
+        differ from all of them)."""
+        return [*inputs, *([] if self.path is None else [self.path])]
 
 
 def load_config(explicit: str | None, start: Path | None = None) -> Config:

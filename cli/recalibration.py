@@ -96,9 +96,7 @@ OUTPUT = "--output"
 def _planned(output: str, path: str, config: Config, *more: str) -> PlannedOutputs:
     """The ``--output`` file, checked against the input's files, the config file and ``more``
     files read."""
-    inputs = [*resolve_source(path).files, *more]
-    if config.path is not None:
-        inputs.append(config.path)
+    inputs = config.with_inputs([*resolve_source(path).files, *more])
     return PlannedOutputs({OUTPUT: output}, inputs, stdout=True)
 
 
