@@ -342,3 +342,21 @@ def test_dask_partitions_carry_the_uri_and_score_as_the_single_process(dataset):
     args = ["--by", "region"]
     on_dask = report_of("score", named, *args, "--dask", "local", "--dask-workers", "2")
     assert_same_report(on_dask, report_of("score", f"{dataset}/**/*.parquet", *args))
+
+
+@pytest.mark.parametrize("suffix", [".json", ".arrow"])
+def test_merge_reads_state_files_named_by_uri(tmp_path, memory, suffix):
+    data = write_table(_table(900, 5), tmp_path / "p.parquet")
+    states = []
+    for half in range(2):
+        part = write_table(
+            pq.read_table(data).slice(450 * half, 450), tmp_path / f"h{half}.parquet"
+        )
+        state = tmp_path / f"s{half}{suffix}"
+        assert run("score", part, "--save-state", state, "-q").exit_code == 0
+        states.append(state)
+    whole = report_of("score", data)
+    merged = report_of("merge", states[0].as_uri(), put(memory, f"s1{suffix}", states[1]))
+    assert_same_report(merged, whole)
+    missing = run("merge", f"memory://{memory}/nowhere{suffix}")
+    assert_one_line_error(missing, "nowhere", "cannot read the state")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gaussnll.core.errors import InputError, UsageError
+from gaussnll.core.io.filesystems import open_input_file, open_input_stream
 from gaussnll.core.io.writers import writing
 from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.state_arrow import is_arrow, read_arrow, write_arrow
@@ -39,17 +40,19 @@ def save_state(document: dict[str, Any], path: str, file_format: str | None = No
 
 
 def load_state(path: str) -> dict[str, Any]:
-    """The state document in the file ``path`` (written by ``save_state``), JSON or Arrow IPC
-    told apart by their first bytes, whatever the file's name."""
+    """The state document in the file ``path`` (written by ``save_state``; a local path or a
+    URI, as inputs are named), JSON or Arrow IPC told apart by their first bytes, whatever the
+    file's name."""
     try:
-        with open(path, "rb") as handle:
+        with open_input_file(path) as handle:
             arrow = is_arrow(handle.read(8))
         if arrow:
             return read_arrow(path)
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        with open_input_stream(path, None) as stream:
+            text = stream.read().decode("utf-8")
     except OSError as error:
-        raise InputError(f"cannot read the state: {error.strerror or error}", path=path) from None
+        reason = error.strerror or str(error).splitlines()[0]
+        raise InputError(f"cannot read the state: {reason}", path=path) from None
     except UnicodeDecodeError:
         raise InputError("not a gaussnll state file: not UTF-8 text", path=path) from None
     return from_json(text, path)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from gaussnll.core.io.filesystems import open_input_file
 from gaussnll.core.io.writers import writing
 from gaussnll.core.run.state_document import check_document, malformed, sum_array
 
@@ -70,7 +71,7 @@ def write_arrow(document: dict[str, Any], path: str) -> None:
 def read_arrow(path: str) -> dict[str, Any]:
     """The state document in the Arrow IPC file ``path``, its arrays as NumPy arrays."""
     try:
-        with pa.OSFile(path, "rb") as source:
+        with open_input_file(path) as source:
             head = source.read(len(_FILE_MAGIC))
             source.seek(0)
             opened = pa.ipc.open_file if head == _FILE_MAGIC else pa.ipc.open_stream
