@@ -303,7 +303,11 @@ def test_input_errors_are_one_line(tmp_path):
     moved = {**baseline, "target": baseline["target"].copy()}
     moved["target"][41] += 0.5
     paths = write_pair(tmp_path, baseline, moved)
-    assert_one_line_error(run(*paths, "--chunk-size", "16"), "c.parquet: row 42: the target is")
+    assert_one_line_error(
+        run(*paths, "--chunk-size", "16"),
+        f"c.parquet: row 42: the target is {float(moved['target'][41])!r} here and "
+        f"{float(baseline['target'][41])!r} in ",
+    )
 
     ids = np.arange(100)
     repeated = ids.copy()

@@ -198,8 +198,8 @@ class _TargetAgreement:
         if len(hits):
             row, column = (int(i) for i in hits[0])
             raise InputError(
-                f"the target is {left[row, column].item()!r} here and "
-                f"{right[row, column].item()!r} in {self._names[0]} "
+                f"the target is {right[row, column].item()!r} here and "
+                f"{left[row, column].item()!r} in {self._names[0]} "
                 f"(row {baseline.where.row(row)}); both files must hold the same targets"
                 + self._advice,
                 path=self._names[1],
