@@ -458,11 +458,11 @@ def defer_weight_checks_as_on_a_gpu(monkeypatch):
     from gaussnll.core.run import comparison
     from gaussnll.core.run import scorer as engine
 
-    for checker in (engine._Validity, comparison._WeightAgreement):
+    for checker in (engine._Validity, comparison._Agreement):
         original = checker.__init__
 
-        def deferred(self, *args, original=original):
-            original(self, *args)
+        def deferred(self, *args, original=original, **kwargs):
+            original(self, *args, **kwargs)
             self._deferred = True
 
         monkeypatch.setattr(checker, "__init__", deferred)

@@ -62,19 +62,21 @@ def compare(
     pairing = pair(sources, options, device)
     scorers = (Scorer(options), Scorer(options))
     differences = PairedDifferences(device)
-    targets = _TargetAgreement(
-        device, (sources[0].name, sources[1].name), hint=pairing.method == "order"
+    names = (sources[0].name, sources[1].name)
+    advice = "; if the rows are in different orders, pair them by --id-col"
+    targets = _Agreement(
+        device, "target", names, advice=advice if pairing.method == "order" else ""
     )
-    weights = _WeightAgreement(device, options.columns.weight, (sources[0].name, sources[1].name))
+    weights = _Agreement(device, "weight", names, column=options.columns.weight)
     skipped = paired = 0
     for chunk_pair in pairing.pairs:
         chunk_pair = (chunk_pair[0].ready(), chunk_pair[1].ready())
         paired += chunk_pair[0].length  # rows of weight 0 included: they were read
-        weights.check(scorers, *chunk_pair)
+        _check_weights(weights, scorers, *chunk_pair)
         kept, skipped_here, chunk_pair = _scored_rows(chunk_pair, options)
         skipped += skipped_here
         scored = [scorer.add(chunk) for scorer, chunk in zip(scorers, chunk_pair, strict=True)]
-        targets.check(*chunk_pair)
+        _check_targets(targets, *chunk_pair)
         row_losses = [s.loss.mean(dim=1) for s in scored]
         weight = chunk_pair[0].weight
         differences.update(row_losses[1] - row_losses[0], None if weight is None else weight[:, 0])
@@ -135,84 +137,76 @@ def _scored_rows(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | None,
     return kept, skipped, (left, right)
 
 
-class _WeightAgreement:
-    """Paired rows must have the same weight, read from both files as the target is; a bad
-    weight is refused first, by its file's scorer, with its row. On the CPU the first difference
-    is reported at once; on a GPU a device flag collects it and is read once at the end."""
+class _Agreement:
+    """Paired rows must hold the same ``what`` (a role read from both files, e.g. the target).
+    On the CPU the first difference is reported at once; on a GPU a device flag collects it and
+    is read once at the end."""
 
-    def __init__(self, device: torch.device, column: str | None, names: tuple[str, str]) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        what: str,
+        names: tuple[str, str],
+        *,
+        column: str | None = None,
+        advice: str = "",
+    ) -> None:
         self._deferred = device.type != "cpu"
         self._flag = torch.zeros((), dtype=torch.bool, device=device)
-        self._column = column
-        self._names = names
+        self._what, self._names, self._column, self._advice = what, names, column, advice
 
-    def check(self, scorers: tuple[Scorer, Scorer], baseline: Chunk, candidate: Chunk) -> None:
-        if self._column is None or baseline.weight is None or candidate.weight is None:
-            return
-        for scorer, chunk in zip(scorers, (baseline, candidate), strict=True):
-            scorer.check_weights(chunk)
-        left, right = baseline.weight.squeeze(1), candidate.weight.squeeze(1)
-        # NaN in both is the same weight here: the scorers refuse it (on a GPU, at the end)
-        differ = (left != right) & ~(left.isnan() & right.isnan())
-        if self._deferred:
-            self._flag |= differ.any()
-            return
-        hits = differ.nonzero()
-        if len(hits):
-            row = int(hits[0])
-            raise InputError(
-                f"the weight is {right[row].item()!r} here and {left[row].item()!r} in "
-                f"{self._names[0]} (row {baseline.where.row(row)}); both files must hold the "
-                "same weights",
-                path=self._names[1],
-                column=self._column,
-                row=candidate.where.row(row),
-            )
-
-    def verify(self) -> None:
-        if bool(self._flag):
-            raise InputError(
-                "paired rows have different weights; rerun with --device cpu to find the first",
-                path=self._names[1],
-                column=self._column,
-            )
-
-
-class _TargetAgreement:
-    """Paired rows must have the same target. On the CPU the first difference is reported at
-    once; on a GPU a device flag collects it and is read once at the end."""
-
-    def __init__(self, device: torch.device, names: tuple[str, str], *, hint: bool) -> None:
-        self._deferred = device.type != "cpu"
-        self._flag = torch.zeros((), dtype=torch.bool, device=device)
-        self._names = names
-        self._advice = "; if the rows are in different orders, pair them by --id-col" * hint
-
-    def check(self, baseline: Chunk, candidate: Chunk) -> None:
-        left, right = torch.broadcast_tensors(baseline.target, candidate.target)
-        differ = ~torch.isclose(left, right, rtol=TARGET_RTOL, atol=TARGET_ATOL, equal_nan=True)
+    def check(
+        self, left: Tensor, right: Tensor, differ: Tensor, baseline: Chunk, candidate: Chunk
+    ) -> None:
+        """``left`` and ``right``: the role's values of the pair's rows, ``(rows, width)``;
+        ``differ``: where they count as different."""
         if self._deferred:
             self._flag |= differ.any()
             return
         hits = differ.nonzero()
         if len(hits):
             row, column = (int(i) for i in hits[0])
+            what = self._what
             raise InputError(
-                f"the target is {right[row, column].item()!r} here and "
+                f"the {what} is {right[row, column].item()!r} here and "
                 f"{left[row, column].item()!r} in {self._names[0]} "
-                f"(row {baseline.where.row(row)}); both files must hold the same targets"
+                f"(row {baseline.where.row(row)}); both files must hold the same {what}s"
                 + self._advice,
                 path=self._names[1],
+                column=self._column,
                 row=candidate.where.row(row),
             )
 
     def verify(self) -> None:
         if bool(self._flag):
             raise InputError(
-                "paired rows have different targets; rerun with --device cpu to find the first"
-                + self._advice,
+                f"paired rows have different {self._what}s; rerun with --device cpu to find the "
+                "first" + self._advice,
                 path=self._names[1],
+                column=self._column,
             )
+
+
+def _check_targets(targets: _Agreement, baseline: Chunk, candidate: Chunk) -> None:
+    """The pair's targets agree to ``TARGET_RTOL`` (a float32 copy of a float64 target does)."""
+    left, right = torch.broadcast_tensors(baseline.target, candidate.target)
+    differ = ~torch.isclose(left, right, rtol=TARGET_RTOL, atol=TARGET_ATOL, equal_nan=True)
+    targets.check(left, right, differ, baseline, candidate)
+
+
+def _check_weights(
+    weights: _Agreement, scorers: tuple[Scorer, Scorer], baseline: Chunk, candidate: Chunk
+) -> None:
+    """Each file's weights are valid (refused by its scorer, with its row) and both files'
+    are equal."""
+    if baseline.weight is None or candidate.weight is None:
+        return
+    for scorer, chunk in zip(scorers, (baseline, candidate), strict=True):
+        scorer.check_weights(chunk)
+    left, right = baseline.weight, candidate.weight
+    # NaN in both is the same weight here: the scorers refuse it (on a GPU, at the end)
+    differ = (left != right) & ~(left.isnan() & right.isnan())
+    weights.check(left, right, differ, baseline, candidate)
 
 
 def _row_batch(
