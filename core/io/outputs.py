@@ -26,15 +26,18 @@ import shutil
 import stat
 import string
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 from gaussnll.core.errors import OutputError, UsageError
 from gaussnll.core.io.filesystems import is_uri, local_path
 from gaussnll.core.io.sources import STDIN
 from gaussnll.core.io.writers import writing
+
+T = TypeVar("T")
 
 _RANDOM_CHARACTERS = string.ascii_lowercase + string.digits + "_"
 _RANDOM_LENGTH = 8
@@ -189,25 +192,34 @@ def _planned_directory(label: str, path: str) -> _Output:
 
 def _create_temporary_directory(output: _Output) -> tuple[str, int]:
     """A new, locked directory beside the target, mode 0777 less the umask."""
-    directory, name = os.path.split(output.target)
-    while True:
-        suffix = "".join(secrets.choice(_RANDOM_CHARACTERS) for _ in range(_RANDOM_LENGTH))
-        temporary = os.path.join(directory, f".{name}.{suffix}.partial")
-        try:
-            os.mkdir(temporary, 0o777)
-            break
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise OutputError(f"cannot create {output.path}: {error.strerror or error}") from error
+    temporary, _ = _claimed(output, lambda path: os.mkdir(path, 0o777))
     try:
         return temporary, _locked(temporary, os.O_DIRECTORY)
     except BaseException as error:  # a signal too: the caller does not know this directory yet
         os.rmdir(temporary)
         if isinstance(error, OSError):
-            message = f"cannot create {output.path}: {error.strerror or error}"
-            raise OutputError(message) from error
+            raise _not_created(output, error) from error
         raise
+
+
+def _claimed(output: _Output, create: Callable[[str], T]) -> tuple[str, T]:
+    """A new name beside the target, ``.<name>.<random>.partial``, and what ``create`` made of
+    it (``create`` raises FileExistsError for a name taken, and another is drawn)."""
+    directory, name = os.path.split(output.target)
+    while True:
+        suffix = "".join(secrets.choice(_RANDOM_CHARACTERS) for _ in range(_RANDOM_LENGTH))
+        temporary = os.path.join(directory, f".{name}.{suffix}.partial")
+        try:
+            return temporary, create(temporary)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise _not_created(output, error) from error
+
+
+def _not_created(output: _Output, error: OSError) -> OutputError:
+    """The error of ``output``'s temporary that could not be made."""
+    return OutputError(f"cannot create {output.path}: {error.strerror or error}")
 
 
 def _locked(path: str, flags: int = 0) -> int:
@@ -256,18 +268,8 @@ def _descriptor_identity(descriptor: int) -> tuple[object, ...] | None:
 def _create_temporary(output: _Output) -> tuple[str, int]:
     """A new, locked, empty file beside the target: mode 0666 less the umask, or the mode of
     the file it replaces."""
-    directory, name = os.path.split(output.target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    while True:
-        suffix = "".join(secrets.choice(_RANDOM_CHARACTERS) for _ in range(_RANDOM_LENGTH))
-        temporary = os.path.join(directory, f".{name}.{suffix}.partial")
-        try:
-            handle = os.open(temporary, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise OutputError(f"cannot create {output.path}: {error.strerror or error}") from error
+    temporary, handle = _claimed(output, lambda path: os.open(path, flags, 0o666))
     try:
         with suppress(FileNotFoundError):
             os.fchmod(handle, stat.S_IMODE(os.stat(output.target).st_mode))
@@ -276,8 +278,7 @@ def _create_temporary(output: _Output) -> tuple[str, int]:
         os.close(handle)
         os.unlink(temporary)
         if isinstance(error, OSError):
-            message = f"cannot create {output.path}: {error.strerror or error}"
-            raise OutputError(message) from error
+            raise _not_created(output, error) from error
         raise
     return temporary, handle
 
