@@ -97,9 +97,10 @@ def csv_batches(
         yield from _ranged_batches(path, read, names, on_bytes, part)
 
 
-def is_plain_file(path: str) -> bool:
-    """Whether ``path`` is a regular, uncompressed file: read in ranges, and cut into parts."""
-    return path != STDIN and file_size(path) is not None and _compression(path) is None
+def is_compressed(path: str) -> bool:
+    """Whether the CSV file ``path`` is compressed (``.gz``, ``.bz2``, ``.zst``): read from
+    start to end, never in ranges or cut into parts."""
+    return _compression(path) is not None
 
 
 def range_blocks() -> int:

@@ -41,7 +41,7 @@ from gaussnll.core.errors import (
     OptionError,
     UsageError,
 )
-from gaussnll.core.io.csv_input import ByteRange, is_plain_file, range_blocks
+from gaussnll.core.io.csv_input import ByteRange, is_compressed, range_blocks
 from gaussnll.core.io.filesystems import file_size, is_uri
 from gaussnll.core.io.readers import (
     csv_part_types,
@@ -122,7 +122,7 @@ def _csv_partitions(
     ranges of ``partition_bytes``."""
     path = where[0]
     size = file_size(path)
-    if size is None or not is_plain_file(path) or size <= partition_bytes:
+    if size is None or is_compressed(path) or size <= partition_bytes:
         return [Partition(index, *where, size=size)]
     return [
         Partition(
