@@ -133,6 +133,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if given.get("html"):
         require_matplotlib()
     options = score_options(settings, checks)
+    _require_families(checks, settings, options, SCORE_METRICS)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
     format_given = given.get("format") is not None or bool(given.get("json"))
     if rows_on_stdout and (format_given or checks or outputs.junit_xml or given.get("html")):
@@ -256,6 +257,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         texts.append(f"delta_nll_ci_low <= {bound:g}")
     checks = _parsed_checks(texts, settings, COMPARE_METRICS)
     options = score_options(settings, checks)
+    _require_families(checks, settings, options, COMPARE_METRICS)
     if given.get("html"):
         require_matplotlib()
     sources = [resolve_source(path) for path in (baseline, candidate)]
@@ -367,6 +369,34 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     if any(catalog.uses_ensemble(c.metric) for c in checks) and not settings["ensemble"]:
         raise UsageError("a --check uses an ensemble metric: add --ensemble")
     return checks
+
+
+def _require_families(
+    checks: list[Check], settings: dict[str, Any], options: ScoreOptions, catalog: Catalog
+) -> None:
+    """Every metric a check (each group's, with ``--per-group``) or ``--sort-by`` names must be
+    computed in its scope: a family left out of ``--metrics``/``--group-metrics`` is a usage
+    error naming the flag that computes it."""
+    selection = options.selection
+    per_group = bool(settings.get("per_group"))
+    named = [(check.metric, per_group) for check in checks]
+    if settings.get("sort_by"):
+        named.append((settings["sort_by"].partition(":")[0], True))
+    for metric, in_groups in named:
+        family = catalog.family(metric)
+        scope, flag = (
+            (selection.groups, "--group-metrics")
+            if in_groups
+            else (
+                selection.overall,
+                "--metrics",
+            )
+        )
+        if family is not None and family not in scope:
+            raise UsageError(
+                f"{metric} is computed by the {family} metrics, which {flag} leaves out: add "
+                f"{family} to {flag}"
+            )
 
 
 def _finish(

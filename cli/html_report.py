@@ -12,7 +12,7 @@ import importlib.util
 import math
 from collections.abc import Iterable, Sequence
 from importlib.metadata import version
-from typing import Any
+from typing import Any, TypeVar
 
 from gaussnll.cli.figures import printable
 from gaussnll.cli.render import CheckResults
@@ -87,7 +87,6 @@ def number(value: Any) -> str:
 
 def score_page(report: Report, results: CheckResults, settings: dict[str, Any]) -> str:
     """The page of a ``gaussnll score`` report."""
-    from gaussnll.cli import figures
 
     seconds = f"{report.seconds:.2f} s"
     parts = [
@@ -100,32 +99,9 @@ def score_page(report: Report, results: CheckResults, settings: dict[str, Any]) 
     if calibration is None:
         parts.append("<p class='note'>Calibration was not computed (--no-calibration).</p>")
     else:
-        area = calibration.miscalibration_area
-        parts.append("<h2>Calibration</h2><div class='figures'>")
-        parts += [
-            _figure(
-                figures.calibration_curves([("model", calibration.calibration_curve)], shade=True),
-                f"Observed against expected proportion inside the central intervals at 100 "
-                f"levels; shaded: the miscalibration area ({number(area)}).",
-            ),
-            _figure(
-                figures.pit_histograms([("model", calibration.pit_counts)]),
-                "PIT histogram: flat is calibrated, a U shape over-confident, a hump "
-                "under-confident; grey band: ±2 binomial standard deviations around n/bins.",
-            ),
-            _figure(
-                figures.error_vs_uncertainty([("model", calibration.uncertainty_bins)]),
-                f"RMSE against RMV in bins of predicted σ of nearly equal count; "
-                f"ENCE = {number(calibration.ence)} (0 is calibrated).",
-            ),
-            _figure(
-                figures.sigma_distribution(calibration.sigma_histogram, calibration.sharpness),
-                "Distribution of the predicted σ (as given, before the eps floor), in 8 "
-                "log-spaced bins per decade.",
-            ),
-            "</div>",
-            _coverage(calibration),
-        ]
+        parts += ["<h2>Calibration</h2><div class='figures'>", *_figures(calibration), "</div>"]
+        if calibration.coverage is not None:
+            parts.append(_coverage(calibration))
     if report.by:
         parts.append(_groups(report))
     parts += [_all_metrics(report), _settings(settings)]
@@ -175,26 +151,7 @@ def compare_page(report: CompareReport, results: CheckResults, settings: dict[st
         (name, model.calibration) for name, model in models if model.calibration is not None
     ]
     if len(calibrated) == len(models):
-        parts += [
-            "<h2>Calibration</h2><div class='figures'>",
-            _figure(
-                figures.calibration_curves(
-                    [(name, c.calibration_curve) for name, c in calibrated], shade=False
-                ),
-                "Both models' calibration curves.",
-            ),
-            _figure(
-                figures.pit_histograms([(name, c.pit_counts) for name, c in calibrated]),
-                "Both models' PIT histograms; grey band: ±2 binomial standard deviations.",
-            ),
-            _figure(
-                figures.error_vs_uncertainty(
-                    [(name, c.uncertainty_bins) for name, c in calibrated]
-                ),
-                "RMSE against RMV per bin of predicted σ, both models.",
-            ),
-            "</div>",
-        ]
+        parts += ["<h2>Calibration</h2><div class='figures'>", *_compared(calibrated), "</div>"]
     parts.append(_settings(settings))
     return _page(f"gaussnll compare: {report.label}", parts)
 
@@ -246,16 +203,96 @@ def _checks(results: CheckResults) -> str:
     return f"<h2>Checks: {title}</h2>" + _table(("check", "value", "result"), rows)
 
 
+def _compared(calibrated: list[tuple[str, CalibrationSummary]]) -> list[str]:
+    """Both models' calibration figures, of the metric families that were computed."""
+    from gaussnll.cli import figures
+
+    curves = [(name, c.calibration_curve) for name, c in calibrated]
+    pits = [(name, c.pit_counts) for name, c in calibrated]
+    bins = [(name, c.uncertainty_bins) for name, c in calibrated]
+    shown = []
+    if all(curve is not None for _, curve in curves):
+        shown.append(
+            _figure(
+                figures.calibration_curves(_present(curves), shade=False),
+                "Both models' calibration curves.",
+            )
+        )
+    if all(pit is not None for _, pit in pits):
+        shown.append(
+            _figure(
+                figures.pit_histograms(_present(pits)),
+                "Both models' PIT histograms; grey band: ±2 binomial standard deviations.",
+            )
+        )
+    if all(each is not None for _, each in bins):
+        shown.append(
+            _figure(
+                figures.error_vs_uncertainty(_present(bins)),
+                "RMSE against RMV per bin of predicted σ, both models.",
+            )
+        )
+    return shown
+
+
+Value = TypeVar("Value")
+
+
+def _present(series: Sequence[tuple[str, Value | None]]) -> list[tuple[str, Value]]:
+    """The named values that are not None."""
+    return [(name, value) for name, value in series if value is not None]
+
+
+def _figures(calibration: CalibrationSummary) -> list[str]:
+    """The calibration figures of the metric families that were computed."""
+    from gaussnll.cli import figures
+
+    shown = []
+    if calibration.calibration_curve is not None:
+        area = calibration.miscalibration_area
+        shown.append(
+            _figure(
+                figures.calibration_curves([("model", calibration.calibration_curve)], shade=True),
+                f"Observed against expected proportion inside the central intervals at 100 "
+                f"levels; shaded: the miscalibration area ({number(area)}).",
+            )
+        )
+    if calibration.pit_counts is not None:
+        shown.append(
+            _figure(
+                figures.pit_histograms([("model", calibration.pit_counts)]),
+                "PIT histogram: flat is calibrated, a U shape over-confident, a hump "
+                "under-confident; grey band: ±2 binomial standard deviations around n/bins.",
+            )
+        )
+    if calibration.uncertainty_bins is not None and calibration.sigma_histogram is not None:
+        shown += [
+            _figure(
+                figures.error_vs_uncertainty([("model", calibration.uncertainty_bins)]),
+                f"RMSE against RMV in bins of predicted σ of nearly equal count; "
+                f"ENCE = {number(calibration.ence)} (0 is calibrated).",
+            ),
+            _figure(
+                figures.sigma_distribution(
+                    calibration.sigma_histogram, calibration.sharpness or math.nan
+                ),
+                "Distribution of the predicted σ (as given, before the eps floor), in 8 "
+                "log-spaced bins per decade.",
+            ),
+        ]
+    return shown
+
+
 def _coverage(calibration: CalibrationSummary) -> str:
     rows = (
         f"<tr><td class='key'>{level:g}</td><td>{number(coverage)}</td><td>{number(inside)}</td>"
         f"<td>{number(width)}</td><td>{number(score)}</td></tr>"
         for level, coverage, inside, width, score in zip(
             calibration.levels,
-            calibration.coverage,
-            calibration.inside_counts,
-            calibration.interval_width,
-            calibration.interval_score,
+            calibration.coverage or [],
+            calibration.inside_counts or [],
+            calibration.interval_width or [],
+            calibration.interval_score or [],
             strict=True,
         )
     )
@@ -302,13 +339,10 @@ def _groups(report: Report) -> str:
         _table([*report.by, "rows", *metrics], rows, keys=len(report.by)),
     ]
     curves = [
-        (
-            group.label(),
-            group.report.calibration.miscalibration_area,
-            group.report.calibration.calibration_curve,
-        )
+        (group.label(), calibration.miscalibration_area or math.nan, calibration.calibration_curve)
         for group in groups
-        if group.report.calibration is not None
+        if (calibration := group.report.calibration) is not None
+        and calibration.calibration_curve is not None
     ]
     curves.sort(key=lambda entry: -entry[1] if math.isfinite(entry[1]) else math.inf)
     if curves:

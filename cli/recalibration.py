@@ -117,7 +117,9 @@ def _summary(report: Report) -> dict[str, Any]:
         "nll": report.nll_mean,
         "var_scale": calibration.var_scale,
         "mace": calibration.mace,
-        "coverage": dict(zip(map(str, calibration.levels), calibration.coverage, strict=True)),
+        "coverage": dict(
+            zip(map(str, calibration.levels), calibration.coverage or [], strict=False)
+        ),
     }
 
 

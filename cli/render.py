@@ -99,7 +99,10 @@ def report_blocks(
     parts = blocks(console, summary_grid(report))
     if report.calibration is not None:
         cal = report.calibration
-        parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
+        if cal.coverage is not None and cal.pit_counts is not None:
+            parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
+        elif cal.coverage is not None or cal.pit_counts is not None:
+            parts += blocks(console, coverage_grid(cal) if cal.coverage else pit_grid(cal))
     if report.ensemble is not None:
         parts.append(ensemble_table(report, number))
     if len(report.outputs) > 1:
@@ -129,7 +132,7 @@ def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
     lines += ["| metric | name | value |", "| --- | --- | ---: |"]
     for label, name, value in headline_rows(report, MARKDOWN_HEADLINE):
         lines.append(f"| {markdown(label)} | `{name}` | {value} |")
-    if report.calibration is not None:
+    if report.calibration is not None and report.calibration.coverage is not None:
         grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
     lines += ensemble_markdown(report, number)
@@ -328,17 +331,18 @@ def coverage_grid(cal: CalibrationSummary) -> Grid:
         values = [getattr(cal, m.name)[index] for m in per_level]
         cells = [cell(value, m.integer) for value, m in zip(values, per_level, strict=True)]
         rows.append([f"{level:g}", *cells])
-        if abs(cal.coverage[index] - level) > 0.05:
+        if abs((cal.coverage or [level])[index] - level) > 0.05:
             styles[index] = "red"
     return Grid("central intervals", headers, rows, keys=0, styles=styles)
 
 
 def pit_grid(cal: CalibrationSummary) -> Grid:
     """PIT histogram bars: flat is calibrated, a U over-confident, a hump under-confident."""
-    top = max(cal.pit_counts) or 1
+    counts = cal.pit_counts or []
+    top = max(counts, default=0) or 1
     rows = [
         (f"{index / cal.pit_bins:.2f}", "█" * round(PIT_BAR_WIDTH * n / top), cell(n, True))
-        for index, n in enumerate(cal.pit_counts)
+        for index, n in enumerate(counts)
     ]
     return Grid(
         "PIT histogram (flat = calibrated)",

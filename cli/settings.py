@@ -16,9 +16,12 @@ from typing import Any
 from gaussnll.core import (
     DEFAULT_CONFIDENCE,
     DEFAULT_LEVELS,
+    FAMILIES,
+    GROUP_DEFAULT,
     OptionError,
     ScoreOptions,
     UsageError,
+    parse_names,
 )
 
 SCORE, COMPARE, RECALIBRATE, RESCALE, MERGE = "score", "compare", "recalibrate", "rescale", "merge"
@@ -224,6 +227,30 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("calibration"),
         "Compute calibration and accuracy summaries.",
         core="calibration",
+    ),
+    Setting(
+        "metrics",
+        list,
+        None,
+        "Metric families to compute for the whole input, comma-separated: "
+        + ", ".join(FAMILIES)
+        + " or all; a family left out costs nothing and reports null.",
+        core="metrics",
+        metavar="FAMILY,...",
+        parse=parse_names,
+        shown_default="all",
+    ),
+    Setting(
+        "group_metrics",
+        list,
+        None,
+        "Metric families to compute for each group of --by, comma-separated (as --metrics); "
+        "each group's state holds only their sums.",
+        frozenset({SCORE}),
+        core="group_metrics",
+        metavar="FAMILY,...",
+        parse=parse_names,
+        shown_default=",".join(GROUP_DEFAULT),
     ),
     Setting(
         "levels",

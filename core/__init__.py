@@ -6,9 +6,10 @@ streams a file, a table or tensor chunks through the same loss into a :class:`Re
 ``compare`` scores two models of the same targets. Names are imported on first use, so
 importing ``gaussnll.core`` does not import torch or pyarrow; type checkers see them all.
 
-Layers, each importing only those before it: ``options``/``errors``/``loss`` → ``io`` (files to
-chunks of tensors) → ``state`` (mergeable sums) → ``report`` (reports, metric catalogue,
-checks) → ``run`` (scorer, engine, comparison, the ``score`` API).
+Layers, each importing only those before it: ``options``/``families``/``errors``/``loss`` →
+``io`` (files to chunks of tensors) → ``state`` (mergeable sums, one accumulator per metric
+family) → ``report`` (reports, metric catalogue, checks) → ``run`` (scorer, engine,
+comparison, the ``score`` API).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
         OutputError,
         UsageError,
     )
+    from gaussnll.core.families import FAMILIES, GROUP_DEFAULT, Selection, parse_names
     from gaussnll.core.io.outputs import PlannedOutputs
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
     from gaussnll.core.io.writers import RowWriter, row_file_format
@@ -98,6 +100,10 @@ _EXPORTS = {
     "DEFAULT_EPS": "options",
     "DEFAULT_LEVELS": "options",
     "DEFAULT_PIT_BINS": "options",
+    "FAMILIES": "families",
+    "GROUP_DEFAULT": "families",
+    "Selection": "families",
+    "parse_names": "families",
     "FileFormat": "io.sources",
     "GaussianNLLLoss": "loss",
     "GaussnllError": "errors",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gaussnll.core.errors import OptionError
+from gaussnll.core.families import Selection, parse_names, select
 from gaussnll.core.recalibration import RecalibrationMap
 
 DEFAULT_CHUNK_ROWS = 6 << 14  # 98,304 rows: speed against peak memory, see bench/README.md
@@ -136,6 +137,10 @@ class ScoreOptions:
     # M Gaussians per row (see ``state.mixture``): the mean and spread columns hold the members
     ensemble: bool = False
     member_weights: tuple[float, ...] | None = None  # one per member; None: uniform
+    # The metric families computed (``families``): for the whole input (None: all) and for
+    # each group of ``columns.by`` (None: the cheap defaults among those)
+    metrics: tuple[str, ...] | None = None
+    group_metrics: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -202,6 +207,19 @@ class ScoreOptions:
             "uncertainty_bins",
             f"must be between 1 and {MAX_UNCERTAINTY_BINS}",
             self.uncertainty_bins,
+        )
+        for name in ("metrics", "group_metrics"):
+            object.__setattr__(self, name, parse_names(getattr(self, name)))
+        self.selection  # noqa: B018 (validates the families' names)
+
+    @property
+    def selection(self) -> Selection:
+        """The metric families computed for the whole input and for each group."""
+        return select(
+            self.metrics,
+            self.group_metrics,
+            calibration=self.calibration,
+            ensemble=self.ensemble,
         )
 
     @property

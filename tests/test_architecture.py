@@ -114,6 +114,8 @@ CONFIG_VALUES = {
     "dask_workers": 1,
     "ensemble": True,  # one member per row: the single mean and var columns
     "member_weights": [1.0],
+    "metrics": ["nll", "crps"],
+    "group_metrics": ["nll"],
 }
 # What a setting needs beside it on the command line to apply (score only).
 COMPANIONS = {
@@ -123,6 +125,7 @@ COMPANIONS = {
     "per_group": ("--by", "g", "--check", "nll <= 100"),
     "dask": ("--dask-workers", "1"),
     "member_weights": ("--ensemble",),
+    "group_metrics": ("--by", "g"),
 }
 BOTH_COMPANIONS = {"member_weights": ("--ensemble",)}  # what compare needs beside a setting
 WRONG_VALUES = {str: 5, int: "many", float: "small", bool: "yes", list: 5}
@@ -214,8 +217,21 @@ def test_a_command_line_only_setting_is_rejected_in_a_config_file(tmp_path, data
 # --- layering ----------------------------------------------------------------------------------
 
 LAYERS = ("io", "state", "report", "run")  # each may import only those before it
-TOP_LEVEL = ("options", "errors", "loss", "mixture_loss", "recalibration")  # no sub-package
-BASE = ("options", "errors", "loss", "recalibration")  # what a top-level module may import
+TOP_LEVEL = (
+    "options",
+    "families",
+    "errors",
+    "loss",
+    "mixture_loss",
+    "recalibration",
+)  # no sub-package
+BASE = (
+    "options",
+    "families",
+    "errors",
+    "loss",
+    "recalibration",
+)  # what a top-level module may import
 
 
 def imported_modules(tree: ast.AST, package: str) -> set[str]:

@@ -15,7 +15,11 @@ from conftest import make_predictions, torch_nll, write_table
 from scipy import stats
 
 from gaussnll.core import ColumnSpec, ScoreOptions, score
-from gaussnll.core.state.calibration import CalibrationState, area_between_curve_and_diagonal
+from gaussnll.core.state.calibration import (
+    CALIBRATION_FAMILIES,
+    CalibrationState,
+    area_between_curve_and_diagonal,
+)
 
 
 def flat(report_calibration, report_accuracy) -> dict[str, object]:
@@ -204,7 +208,7 @@ def test_torch_reference_sanity(data_file):
 def test_grouped_and_ungrouped_states_do_not_merge():
     """A grouped state counts per coarser cell: its sums cannot be added to an ungrouped one's."""
     grouped, plain = (
-        CalibrationState(1, LEVELS, 20, torch.device("cpu"), grouped=grouped)
+        CalibrationState(1, CALIBRATION_FAMILIES, LEVELS, 20, torch.device("cpu"), grouped=grouped)
         for grouped in (True, False)
     )
     with pytest.raises(ValueError, match="grouped"):

@@ -27,6 +27,8 @@ from gaussnll.core import (
 from gaussnll.core.io.sources import FileFormat
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.loss import nll_terms
+from gaussnll.core.state.batch import RowBatch
+from gaussnll.core.state.sinks import Placement
 
 REL = 1e-12
 
@@ -193,7 +195,8 @@ def test_states_merge_exactly(predictions):
 
     def add(state: ScoreState, rows: slice) -> None:
         error = target[rows] - mean[rows]
-        state.update(nll_terms(error, floored[rows]), error, var[rows], floored[rows])
+        terms = nll_terms(error, floored[rows])
+        state.update(RowBatch(terms, error, var[rows], floored[rows], Placement()))
 
     whole, first, second = (ScoreState(1, torch.device("cpu")) for _ in range(3))
     add(whole, slice(None))

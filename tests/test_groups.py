@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from gaussnll.cli.app import app
 from gaussnll.core import ColumnSpec, Scorer, UsageError, score
 
+ALL = ("all",)  # every metric family per group, to compare each with its rows alone
+
 # Every scalar a group reports, compared with the same group's rows scored on their own.
 COMPARED = (
     "nll", "nll_sum", "rows", "eps_floored", "skipped_rows", "mace", "rmsce",
@@ -54,7 +56,13 @@ def assert_same_scores(group_report, alone) -> None:
 @pytest.mark.parametrize("chunk_size", [13, 700, 100_000])
 def test_each_group_equals_its_rows_scored_alone(chunk_size):
     frame = frame_with_groups(3_000, groups=7, seed=1)
-    report = score(frame, device="cpu", chunk_size=chunk_size, columns=ColumnSpec(by=("g", "h")))
+    report = score(
+        frame,
+        device="cpu",
+        chunk_size=chunk_size,
+        columns=ColumnSpec(by=("g", "h")),
+        group_metrics=ALL,
+    )
     assert report.by == ("g", "h")
     keys = [group.key for group in report.groups]
     assert keys == sorted(keys, key=lambda k: (k[0], k[1] is None, k[1] or ""))
@@ -77,7 +85,9 @@ def test_multi_output_groups():
             "g": frame["g"],
         }
     )
-    report = score(table, device="cpu", chunk_size=64, columns=ColumnSpec(by=("g",)))
+    report = score(
+        table, device="cpu", chunk_size=64, columns=ColumnSpec(by=("g",)), group_metrics=ALL
+    )
     for group in report.groups:
         rows = table.filter(pa.compute.equal(table["g"], group.key[0]))
         assert_same_scores(group.report, score(rows, device="cpu"))
@@ -88,7 +98,12 @@ def test_many_groups_and_skipped_rows():
     frame = frame_with_groups(20_000, groups=10_000, seed=3)
     frame.loc[[5, 17, 4_000], "mean"] = np.nan
     report = score(
-        frame, device="cpu", chunk_size=4_096, nan_policy="skip", columns=ColumnSpec(by=("g",))
+        frame,
+        device="cpu",
+        chunk_size=4_096,
+        nan_policy="skip",
+        columns=ColumnSpec(by=("g",)),
+        group_metrics=ALL,
     )
     assert report.groups_total == frame["g"].nunique()
     by_key = {group.key[0]: group.report for group in report.groups}
@@ -113,7 +128,9 @@ def test_one_key_column_across_null_chunks_and_key_types(tmp_path):
         keys = pa.array(frame["g"], key_type, from_pandas=True)
         table = pa.Table.from_pandas(frame[["mean", "var", "target"]]).append_column("g", keys)
         paths.append(str(write_table(table, tmp_path / f"{name}.parquet")))
-    report = score(paths, device="cpu", chunk_size=100, columns=ColumnSpec(by=("g",)))
+    report = score(
+        paths, device="cpu", chunk_size=100, columns=ColumnSpec(by=("g",)), group_metrics=ALL
+    )
     keys = pd.concat([first["g"], second["g"].astype("Int64")])
     expected = keys.value_counts(dropna=False)
     assert {group.key[0]: group.report.rows for group in report.groups} == {
@@ -128,8 +145,10 @@ def test_one_key_column_across_null_chunks_and_key_types(tmp_path):
 
 def test_scorers_with_different_groups_merge_exactly():
     frame = frame_with_groups(2_000, groups=30, seed=5)
-    whole = score(frame, device="cpu", columns=ColumnSpec(by=("g",)))
-    halves = [Scorer(device="cpu", columns=ColumnSpec(by=("g",))) for _ in range(2)]
+    whole = score(frame, device="cpu", columns=ColumnSpec(by=("g",)), group_metrics=ALL)
+    halves = [
+        Scorer(device="cpu", columns=ColumnSpec(by=("g",)), group_metrics=ALL) for _ in range(2)
+    ]
     # The halves meet the groups in different orders, so their group numbers differ.
     for scorer, part in zip(halves, (frame[:1_000], frame[1_000:].iloc[::-1]), strict=True):
         from gaussnll.core.run.api import _labelled
@@ -283,7 +302,12 @@ def test_each_interval_group_equals_its_rows_scored_alone(chunk_size):
     edges = (-1.0, 0.5, 1.0)
     columns = ColumnSpec(by=("u", "h"))
     report = score(
-        frame, device="cpu", chunk_size=chunk_size, columns=columns, intervals={"u": edges}
+        frame,
+        device="cpu",
+        chunk_size=chunk_size,
+        columns=columns,
+        intervals={"u": edges},
+        group_metrics=ALL,
     )
     bounds = [-math.inf, *edges, math.inf]
     expected = {}

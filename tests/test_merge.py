@@ -23,7 +23,7 @@ from gaussnll.cli.app import app
 from gaussnll.core import ColumnSpec, Scorer, load_state, merge_states, save_state, score
 from gaussnll.core.state import portable
 from gaussnll.core.state.score_state import ScoreState
-from gaussnll.core.state.sinks import Sums
+from gaussnll.core.state.sinks import Placement, Sums
 
 SHARDS = 4
 
@@ -228,7 +228,7 @@ def test_every_sums_of_a_state_component_is_carried_without_new_code():
     state.reserve(2)
     state.calibration.extra[0].reserve(2)  # type: ignore[union-attr]
     state.calibration.extra[0].add(  # type: ignore[union-attr]
-        torch.tensor([[1.0, 2, 3], [4, 5, 6]]), torch.tensor([0, 1])
+        torch.tensor([[1.0, 2, 3], [4, 5, 6]]), Placement(torch.tensor([0, 1]))
     )
     arrays = portable.exported(state)
     assert "calibration.extra.0:total.total" in arrays

@@ -18,7 +18,9 @@ from scipy import special
 
 from gaussnll.core import ColumnSpec, Scorer, score
 from gaussnll.core.loss import nll_terms
-from gaussnll.core.state.calibration import CalibrationState
+from gaussnll.core.state.batch import RowBatch
+from gaussnll.core.state.calibration import CALIBRATION_FAMILIES, CalibrationState
+from gaussnll.core.state.sinks import Placement
 
 EPS = 1e-6
 CHUNK_SIZES = [1, 7, 700, 10_000]
@@ -165,7 +167,7 @@ def test_groups_and_a_std_column_apply_the_same_rules():
     keys = np.arange(600) % 3
     table = pa.table({**columns, "std": np.sqrt(columns["var"]), "g": keys})
     spec = ColumnSpec(spread="std", spread_kind="std", by="g")
-    report = score(table, device="cpu", chunk_size=64, columns=spec)
+    report = score(table, device="cpu", chunk_size=64, columns=spec, group_metrics="all")
     for group in report.groups:
         rows = keys == group.key[0]
         subset = {name: values[rows] for name, values in columns.items()}
@@ -181,8 +183,10 @@ def test_a_chunk_with_nothing_floored_gives_the_same_bits_either_way():
     )
     error = target - mean
     terms = nll_terms(error, var)
-    states = [CalibrationState(1, LEVELS, 20, torch.device("cpu")) for _ in range(2)]
-    states[0].update(terms, error, var, var)
-    states[1].update(terms, error, var, var.clone())
+    states = [
+        CalibrationState(1, CALIBRATION_FAMILIES, LEVELS, 20, torch.device("cpu")) for _ in range(2)
+    ]
+    states[0].update(RowBatch(terms, error, var, var, Placement()))
+    states[1].update(RowBatch(terms, error, var, var.clone(), Placement()))
     same, copied = (state.totals() for state in states)
     assert all(torch.equal(same[name], copied[name]) for name in same)

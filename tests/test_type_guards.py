@@ -11,7 +11,7 @@ import torch
 from gaussnll.core import ColumnSpec, OptionError, ScoreOptions, Scorer
 from gaussnll.core.io.sources import resolve_source
 from gaussnll.core.run.pairing import pair_by_id
-from gaussnll.core.state.sinks import Sums
+from gaussnll.core.state.sinks import Placement, Sums
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ def test_sums_without_ranges_are_one_range():
     values = torch.arange(12, dtype=torch.float64).reshape(2, 2, 3)
     plain, one_range = Sums((2, 3), CPU), Sums((2, 3), CPU, ranges=[3])
     for sums in (plain, one_range):
-        sums.add(values)
+        sums.add(values, Placement())
     (whole,) = plain.ranges()
     torch.testing.assert_close(whole, plain.value(), rtol=0, atol=0)
     torch.testing.assert_close(whole, one_range.ranges()[0], rtol=0, atol=0)
@@ -45,9 +45,9 @@ def test_ungrouped_sums_have_no_group_values():
 def test_grouped_sums_need_each_rows_group():
     sums = Sums((1,), CPU, grouped=True)
     with pytest.raises(ValueError, match="need group"):
-        sums.add(torch.ones(3, 1))
+        sums.add(torch.ones(3, 1), Placement())
     with pytest.raises(ValueError, match="need group"):
-        Sums((), CPU, integer=True, grouped=True).count(3)
+        Sums((), CPU, integer=True, grouped=True).count(3, Placement())
     with pytest.raises(ValueError, match="need mapping"):
         sums.merge(Sums((1,), CPU, grouped=True))
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gaussnll.core.families import ENSEMBLE
 from gaussnll.core.report.compare_report import CompareReport
 from gaussnll.core.report.fields import FieldSpec, Shape, declared
 from gaussnll.core.report.report import Report
@@ -59,7 +60,8 @@ def catalogued(cls: type, path: tuple[str, ...] = ()) -> Iterator[Metric]:
         if spec.shape is Shape.SECTION and spec.of is not None:
             yield from catalogued(spec.of, (*path, name))
         elif spec.checkable:
-            yield Metric(name, (*path, name), spec, types[name] in _INTEGER_TYPES or spec.count)
+            integer = types[name].removesuffix(" | None") in _INTEGER_TYPES
+            yield Metric(name, (*path, name), spec, integer or spec.count)
 
 
 _INTEGER_TYPES = ("int", "list[int]")
@@ -108,6 +110,16 @@ class ScoreMetrics:
         if entry is None:
             return False
         return entry.section in CALIBRATION_SECTIONS or entry.spec.calibrated
+
+    def family(self, metric: str) -> str | None:
+        """The metric family that computes ``metric`` (``core.families``); None: computed
+        whichever families are chosen (rows, seconds), or not a metric."""
+        entry = self.find(metric)
+        if entry is None:
+            return None
+        if entry.spec.family is not None:
+            return entry.spec.family
+        return ENSEMBLE if entry.section == ENSEMBLE_SECTION else None
 
     def uses_ensemble(self, metric: str) -> bool:
         """Whether ``metric`` is an ensemble's (``ScoreOptions.ensemble``)."""
@@ -192,6 +204,12 @@ class CompareMetrics:
     def uses_ensemble(self, metric: str) -> bool:
         side, name = self._split(metric)
         return side is not None and self.score.uses_ensemble(name)
+
+    def family(self, metric: str) -> str | None:
+        """The metric family that computes either model's ``metric`` (None: the paired
+        numbers, always computed)."""
+        side, name = self._split(metric)
+        return None if side is None else self.score.family(name)
 
     def suggestion(self, metric: str) -> str | None:
         side, name = self._split(metric)

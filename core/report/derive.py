@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from gaussnll.core.io.grouping import GroupKeys, sort_key
@@ -14,6 +15,8 @@ from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.ensemble_summary import EnsembleSummaries
 from gaussnll.core.report.report import GroupScore, OutputScore, Report
 from gaussnll.core.report.summary_table import Summaries, SummaryTable
+from gaussnll.core.state.calibration import CalibrationState
+from gaussnll.core.state.mixture import MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.uncertainty import summaries as uncertainty_summaries
@@ -58,14 +61,16 @@ class Reports(Sequence[Report]):
         self._outputs = loss.shape[1]
         constant = HALF_LOG_2PI if options.full else 0.0
         self._sums = (loss + constant * weight.unsqueeze(1)).tolist()
+        self._raw_sums = loss.tolist()  # without the constant: the DSS is twice their mean
         self._summaries = _calibration_summaries(state, weight, loss, by_group, options)
         self._rows = rows.tolist()
         self._weights = weight.tolist()  # the denominators: a row each when unweighted
         self._weighted = state.weighted
         self._ensemble = None
-        if state.mixture is not None:
+        mixture = state.group_mixture if by_group else state.mixture
+        if mixture is not None:
             self._ensemble = EnsembleSummaries(
-                state.mixture, weight * self._outputs, by_group=by_group, full=options.full
+                mixture, weight * self._outputs, by_group=by_group, full=options.full
             )
         self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
         self._names = options.columns.output_names(self._outputs)
@@ -99,6 +104,7 @@ class Reports(Sequence[Report]):
         else:
             each = [_row(per_output, b * outputs + d) for d in range(outputs)]
         total = sum(sums)
+        raw = self._raw_sums[b]
         return Report(
             rows=n,
             elements=n * outputs,
@@ -108,17 +114,19 @@ class Reports(Sequence[Report]):
             eps=options.eps,
             nll_mean=_ratio(total, weight * outputs),
             nll_sum=total,
+            dss=2 * _ratio(sum(raw), weight * outputs),
             outputs=tuple(
                 OutputScore(
                     column=name,
                     elements=n,
                     nll_mean=_ratio(s, weight),
                     nll_sum=s,
+                    dss=2 * _ratio(r, weight),
                     calibration=output_calibration,
                     accuracy=output_accuracy,
                 )
-                for name, s, (output_calibration, output_accuracy) in zip(
-                    self._names, sums, each, strict=True
+                for name, s, r, (output_calibration, output_accuracy) in zip(
+                    self._names, sums, raw, each, strict=True
                 )
             ),
             calibration=calibration,
@@ -150,33 +158,43 @@ def _calibration_summaries(
     weights (its row count when unweighted). Derived for ``SUMMARY_BATCH`` groups at a time,
     which bounds the temporaries however many groups there are."""
     batch, outputs = loss.shape
-    calibration, uncertainty = state.calibration, state.uncertainty
-    if calibration is None or uncertainty is None:
+    # The scope's accumulators of calibration and accuracy (the mixture has its own section).
+    parts = [part for part in state.scope(by_group) if not isinstance(part, MixtureState)]
+    if not parts:
         return None, None
-    totals = {**calibration.totals(by_group), **uncertainty.totals(by_group)}
+    levels, pit_bins = options.levels, options.pit_bins
+    totals = [part.totals(by_group) for part in parts]
 
-    def table(sums: dict[str, Tensor], elements: Tensor, loss_sums: Tensor) -> SummaryTable:
-        columns = calibration.summaries(sums, elements, loss_sums, options.full)
-        columns.update(uncertainty_summaries(sums, options.uncertainty_bins))
-        return SummaryTable.of_columns(calibration.levels, calibration.pit_bins, columns)
+    def table(sums: list[dict[str, Tensor]], elements: Tensor, loss_sums: Tensor) -> SummaryTable:
+        columns: dict[str, np.ndarray] = {}
+        for part, part_sums in zip(parts, sums, strict=True):
+            if isinstance(part, CalibrationState):
+                columns.update(part.summaries(part_sums, elements, loss_sums, options.full))
+            else:
+                columns.update(uncertainty_summaries(part_sums, options.uncertainty_bins))
+        families = frozenset[str]().union(*(part.families for part in parts))
+        return SummaryTable.of_columns(levels, pit_bins, columns, len(elements), families)
 
     overall, per_output = [], []
     for start in range(0, batch, SUMMARY_BATCH):
-        part = slice(start, start + SUMMARY_BATCH)
-        sums = {name: values[part] for name, values in totals.items()}
+        rows = slice(start, start + SUMMARY_BATCH)
+        sums = [{name: values[rows] for name, values in each.items()} for each in totals]
         overall.append(
             table(
-                {name: values.sum(dim=1) for name, values in sums.items()},
-                weight[part] * outputs,
-                loss[part].sum(dim=1),
+                [{name: values.sum(dim=1) for name, values in each.items()} for each in sums],
+                weight[rows] * outputs,
+                loss[rows].sum(dim=1),
             )
         )
         if outputs > 1:
             per_output.append(
                 table(
-                    {name: values.flatten(0, 1) for name, values in sums.items()},
-                    weight[part].repeat_interleave(outputs),
-                    loss[part].flatten(),
+                    [
+                        {name: values.flatten(0, 1) for name, values in each.items()}
+                        for each in sums
+                    ],
+                    weight[rows].repeat_interleave(outputs),
+                    loss[rows].flatten(),
                 )
             )
     whole = SummaryTable.concatenated(overall)

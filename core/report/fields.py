@@ -36,6 +36,7 @@ class FieldSpec:
     of: type | None = None  # the dataclass of a section
     calibrated: bool = False  # computed only with calibration (outside its own sections)
     count: bool = False  # a count or sum of weights, shown without decimals when whole
+    family: str | None = None  # the metric family that computes it (``core.families``)
 
     @property
     def checkable(self) -> bool:
@@ -54,19 +55,26 @@ def metric(
     in_groups: bool = True,
     calibrated: bool = False,
     count: bool = False,
+    family: str | None = None,
     **options: Any,
 ) -> Any:
     """A dataclass field holding a metric (``options`` go to ``dataclasses.field``);
     ``calibrated``: computed only with calibration (fields of the calibration and accuracy
-    sections are anyway); ``count``: a count, though not typed ``int`` (a sum of weights)."""
+    sections are anyway); ``count``: a count, though not typed ``int`` (a sum of weights);
+    ``family``: the metric family that computes it (null when the family is not chosen)."""
     shape = Shape.PER_LEVEL if per_level else Shape.VECTOR if vector else Shape.SCALAR
-    spec = FieldSpec(shape, label, description, in_groups, calibrated=calibrated, count=count)
+    spec = FieldSpec(
+        shape, label, description, in_groups, calibrated=calibrated, count=count, family=family
+    )
     return dataclasses.field(metadata={_KEY: spec}, **options)
 
 
-def info(description: str, *, in_groups: bool = False, **options: Any) -> Any:
-    """A dataclass field holding information about the run, not a metric."""
-    spec = FieldSpec(Shape.INFO, "", description, in_groups)
+def info(
+    description: str, *, in_groups: bool = False, family: str | None = None, **options: Any
+) -> Any:
+    """A dataclass field holding information about the run, not a metric (``family``: the
+    metric family that computes it, if any)."""
+    spec = FieldSpec(Shape.INFO, "", description, in_groups, family=family)
     return dataclasses.field(metadata={_KEY: spec}, **options)
 
 

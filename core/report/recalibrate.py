@@ -31,9 +31,9 @@ def fit_recalibration(report: Report) -> RecalibrationMap:
 def _scales(report: Report) -> tuple[float, ...]:
     scales = []
     for output in report.outputs:
-        if output.calibration is None:
+        if output.calibration is None or output.calibration.var_scale is None:
             raise UsageError(
-                "fitting a recalibration needs the calibration: drop calibration=False"
+                "fitting a recalibration needs the var_scale metrics: drop calibration=False"
             )
         scales.append(output.calibration.var_scale)
     return tuple(scales)

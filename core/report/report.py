@@ -10,6 +10,10 @@ from typing import Any
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
 
 SCORE_SCHEMA = "gaussnll.score/1"
+_DSS = (
+    "Dawid-Sebastiani score: mean of z² + log v over elements (v = max(var, eps)); for a "
+    "Gaussian 2 × the NLL without its constant"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -17,59 +21,125 @@ class CalibrationSummary:
     """How well the predicted variances match the errors (definitions in the README)."""
 
     levels: list[float] = info("the central-interval levels p (--levels)")
-    coverage: list[float] = metric(
-        "observed coverage", "fraction of elements inside the central p-interval", per_level=True
+    coverage: list[float] | None = metric(
+        "observed coverage",
+        "fraction of elements inside the central p-interval",
+        per_level=True,
+        family="coverage",
+        default=None,
     )
-    inside_counts: list[int] = metric(
+    inside_counts: list[int] | None = metric(
         "elements inside",
         "how many elements are inside the central p-interval (weighted: their weight)",
         per_level=True,
+        family="coverage",
+        default=None,
     )
-    interval_width: list[float] = metric(
-        "mean interval width", "mean width of the central p-interval", per_level=True
+    interval_width: list[float] | None = metric(
+        "mean interval width",
+        "mean width of the central p-interval",
+        per_level=True,
+        family="coverage",
+        default=None,
     )
-    interval_score: list[float] = metric(
-        "interval score", "mean interval score of the central p-interval", per_level=True
+    interval_score: list[float] | None = metric(
+        "interval score",
+        "mean interval score of the central p-interval",
+        per_level=True,
+        family="coverage",
+        default=None,
     )
     pit_bins: int = info("bins of the PIT histogram")
-    pit_counts: list[int] = metric(
-        "PIT histogram", "counts (weighted: weights) of the PIT in equal bins", vector=True
+    pit_counts: list[int] | None = metric(
+        "PIT histogram",
+        "counts (weighted: weights) of the PIT in equal bins",
+        vector=True,
+        family="pit",
+        default=None,
     )
-    mace: float = metric("mean absolute calibration error", "mean |observed - expected| coverage")
-    rmsce: float = metric("root mean square calibration error", "RMS of the same differences")
-    miscalibration_area: float = metric(
-        "miscalibration area", "area between the calibration curve and the diagonal"
+    mace: float | None = metric(
+        "mean absolute calibration error",
+        "mean |observed - expected| coverage",
+        family="calibration",
+        default=None,
     )
-    crps: float = metric("CRPS", "mean continuous ranked probability score")
-    check_score: float = metric("check score", "mean pinball loss over 99 quantile levels")
-    interval_score_avg: float = metric(
-        "interval score (mean over levels)", "interval score averaged over 99 levels"
+    rmsce: float | None = metric(
+        "root mean square calibration error",
+        "RMS of the same differences",
+        family="calibration",
+        default=None,
     )
-    nll_full: float = metric("NLL with the constant", "mean NLL plus 0.5 log 2π")
-    sharpness: float = metric("sharpness", "sqrt of the mean variance, as given (not floored)")
-    z_mean: float = metric("z mean", "mean of z = (target - mean) / sqrt(max(var, eps))")
-    z_std: float = metric("z std", "population standard deviation of z")
-    z2_mean: float = metric("z² mean", "mean of z²")
-    var_scale: float = metric(
-        "variance scale s* (1 = calibrated)", "the factor on every variance that minimises the NLL"
+    miscalibration_area: float | None = metric(
+        "miscalibration area",
+        "area between the calibration curve and the diagonal",
+        family="calibration",
+        default=None,
     )
-    nll_at_var_scale: float = metric(
-        "NLL with variance × s*", "the mean NLL the model would get with variances × s*"
+    crps: float | None = metric(
+        "CRPS", "mean continuous ranked probability score", family="crps", default=None
     )
-    calibration_curve: list[float] = metric(
+    check_score: float | None = metric(
+        "check score", "mean pinball loss over 99 quantile levels", family="scores", default=None
+    )
+    interval_score_avg: float | None = metric(
+        "interval score (mean over levels)",
+        "interval score averaged over 99 levels",
+        family="scores",
+        default=None,
+    )
+    nll_full: float | None = metric(
+        "NLL with the constant", "mean NLL plus 0.5 log 2π", family="var_scale", default=None
+    )
+    sharpness: float | None = metric(
+        "sharpness",
+        "sqrt of the mean variance, as given (not floored)",
+        family="var_scale",
+        default=None,
+    )
+    z_mean: float | None = metric(
+        "z mean",
+        "mean of z = (target - mean) / sqrt(max(var, eps))",
+        family="var_scale",
+        default=None,
+    )
+    z_std: float | None = metric(
+        "z std", "population standard deviation of z", family="var_scale", default=None
+    )
+    z2_mean: float | None = metric("z² mean", "mean of z²", family="var_scale", default=None)
+    var_scale: float | None = metric(
+        "variance scale s* (1 = calibrated)",
+        "the factor on every variance that minimises the NLL",
+        family="var_scale",
+        default=None,
+    )
+    nll_at_var_scale: float | None = metric(
+        "NLL with variance × s*",
+        "the mean NLL the model would get with variances × s*",
+        family="var_scale",
+        default=None,
+    )
+    calibration_curve: list[float] | None = metric(
         "calibration curve",
         "observed coverage at the expected levels linspace(0, 1, 100)",
         vector=True,
+        family="calibration",
+        default=None,
     )
-    ence: float = metric(
+    ence: float | None = metric(
         "ENCE",
         "expected normalised calibration error: mean over σ bins of |RMV - RMSE| / RMV",
+        family="uncertainty",
+        default=None,
     )
-    uncertainty_bins: dict[str, list[float]] = info(
-        "bins of predicted σ of nearly equal count: edges, counts, rmv, rmse"
+    uncertainty_bins: dict[str, list[float]] | None = info(
+        "bins of predicted σ of nearly equal count: edges, counts, rmv, rmse",
+        family="uncertainty",
+        default=None,
     )
-    sigma_histogram: dict[str, list[float]] = info(
-        "counts of predicted σ in fine log-spaced bins: edges, counts"
+    sigma_histogram: dict[str, list[float]] | None = info(
+        "counts of predicted σ in fine log-spaced bins: edges, counts",
+        family="uncertainty",
+        default=None,
     )
 
 
@@ -77,9 +147,11 @@ class CalibrationSummary:
 class AccuracySummary:
     """How close the predicted means are: errors are ``target - mean``."""
 
-    mae: float = metric("MAE", "mean absolute error")
-    rmse: float = metric("RMSE", "root mean squared error")
-    bias: float = metric("bias", "mean error, target - mean")
+    mae: float | None = metric("MAE", "mean absolute error", family="accuracy", default=None)
+    rmse: float | None = metric("RMSE", "root mean squared error", family="accuracy", default=None)
+    bias: float | None = metric(
+        "bias", "mean error, target - mean", family="accuracy", default=None
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +206,7 @@ class OutputScore:
     elements: int = metric("elements", "loss elements of this output")
     nll_mean: float = metric("NLL mean", "mean of the element losses")
     nll_sum: float = metric("NLL sum", "sum of the element losses")
+    dss: float = metric("DSS", _DSS, family="nll")
     calibration: CalibrationSummary | None = section(CalibrationSummary, default=None)
     accuracy: AccuracySummary | None = section(AccuracySummary, default=None)
 
@@ -166,6 +239,7 @@ class Report:
     )
     nll_mean: float = metric("NLL mean", "mean of the element losses")
     nll_sum: float = metric("NLL sum", "sum of the element losses")
+    dss: float = metric("DSS", _DSS, family="nll")
     calibration: CalibrationSummary | None = section(CalibrationSummary, default=None)
     accuracy: AccuracySummary | None = section(AccuracySummary, default=None)
     ensemble: EnsembleSummary | None = section(EnsembleSummary, default=None)

@@ -11,7 +11,8 @@ import numpy as np
 from gaussnll.core.report.report import AccuracySummary, CalibrationSummary
 from gaussnll.core.state.uncertainty import row_fields
 
-Summaries = tuple[CalibrationSummary, AccuracySummary]
+Summaries = tuple[CalibrationSummary | None, AccuracySummary | None]
+ACCURACY = "accuracy"
 _ACCURACY = tuple(field.name for field in dataclasses.fields(AccuracySummary))
 
 
@@ -28,23 +29,39 @@ class SummaryTable:
     scalar_names: tuple[str, ...]
     scalars: np.ndarray  # (rows, scalar_names)
     vectors: dict[str, np.ndarray]  # name: (rows, levels or bins)
+    families: frozenset[str]  # the metric families whose numbers the columns hold
 
     @classmethod
     def of_columns(
-        cls, levels: tuple[float, ...], pit_bins: int, columns: dict[str, np.ndarray]
+        cls,
+        levels: tuple[float, ...],
+        pit_bins: int,
+        columns: dict[str, np.ndarray],
+        rows: int,
+        families: frozenset[str],
     ) -> SummaryTable:
-        """The table of ``columns``: one value (1-d) or one per level or bin (2-d) a row."""
+        """The table of ``columns`` of ``rows`` rows: one value (1-d) or one per level or bin
+        (2-d) a row, of the metric ``families``."""
         scalars = {name: column for name, column in columns.items() if column.ndim == 1}
         vectors = {name: column for name, column in columns.items() if column.ndim == 2}
-        matrix = np.stack(list(scalars.values()), axis=1)
-        return cls(levels, pit_bins, tuple(scalars), matrix, vectors)
+        matrix = np.stack(list(scalars.values()), axis=1) if scalars else np.empty((rows, 0))
+        return cls(levels, pit_bins, tuple(scalars), matrix, vectors, families)
 
     def row(self, index: int) -> Summaries:
+        """A row's summaries: None for a section none of whose families were computed; a
+        family not computed leaves its fields None."""
         values = dict(zip(self.scalar_names, self.scalars[index].tolist(), strict=True))
         values.update({name: column[index].tolist() for name, column in self.vectors.items()})
-        accuracy = AccuracySummary(**{name: values.pop(name) for name in _ACCURACY})
-        values.update(row_fields(values))
-        calibration = CalibrationSummary(levels=list(self.levels), pit_bins=self.pit_bins, **values)
+        accuracy = None
+        if ACCURACY in self.families:
+            accuracy = AccuracySummary(**{name: values.pop(name) for name in _ACCURACY})
+        if "uncertainty" in self.families:
+            values.update(row_fields(values))
+        calibration = None
+        if self.families - {ACCURACY}:
+            calibration = CalibrationSummary(
+                levels=list(self.levels), pit_bins=self.pit_bins, **values
+            )
         return calibration, accuracy
 
     @classmethod
@@ -55,4 +72,6 @@ class SummaryTable:
         vectors = {
             name: np.concatenate([t.vectors[name] for t in tables]) for name in first.vectors
         }
-        return cls(first.levels, first.pit_bins, first.scalar_names, scalars, vectors)
+        return cls(
+            first.levels, first.pit_bins, first.scalar_names, scalars, vectors, first.families
+        )

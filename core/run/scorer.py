@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.errors import InputError, OptionError, UsageError
+from gaussnll.core.families import FAMILIES
 from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.io.devices import resolve_device
 from gaussnll.core.io.grouping import GroupKeys
@@ -32,9 +33,11 @@ from gaussnll.core.run.state_document import (
 )
 from gaussnll.core.run.validation import raise_bad_weight, raise_first_problem
 from gaussnll.core.state import portable
+from gaussnll.core.state.batch import RowBatch
 from gaussnll.core.state.mixture import Members, MemberWeights
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
 from gaussnll.core.state.score_state import ScoreState
+from gaussnll.core.state.sinks import Placement
 
 TENSORS = "<tensors>"
 
@@ -157,17 +160,13 @@ class Scorer:
         if kept is not None:
             scored, scored_var = chunk.rows(kept), var[kept]
             members = None if members is None else members.rows(kept)
-        floored = state.floored(scored_var, options.eps, scored.group)
+        at = Placement(scored.group, scored.weight)
+        floored = state.floored(scored_var, options.eps, at)
         error = scored.target - scored.mean
         terms = nll_terms(error, floored)
         loss = terms.loss
-        weight = scored.weight
-        chunk_sums = state.update(terms, error, scored_var, floored, scored.group, weight)
-        mixture = None
-        if members is not None and state.mixture is not None:
-            mixture = state.mixture.update(
-                members, scored.target, options.eps, scored.group, weight
-            )
+        batch = RowBatch(terms, error, scored_var, floored, at, scored.target, members, options.eps)
+        chunk_sums, mixture = state.update(batch)
         checked = given if kept is None else given.rows(kept)
         if self._validity.bad_here(checked, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
@@ -330,37 +329,31 @@ class Scorer:
         if self.state is not None and self.group_keys is not None:
             self._reserve_groups(self.state, self.group_keys)
 
-    def _new_state(
-        self, outputs: int, calibration: bool | None = None, device: torch.device | None = None
-    ) -> ScoreState:
-        calibration = self.options.calibration if calibration is None else calibration
+    def _new_state(self, outputs: int) -> ScoreState:
         return ScoreState(
             outputs,
-            device or self.device,
-            levels=self.options.levels if calibration else None,
+            self.device,
+            levels=self.options.levels if self.options.calibration else None,
             pit_bins=self.options.pit_bins,
             grouped=self.group_keys is not None,
             members=self._weights,
             weighted=self._weighted,
+            selection=self.options.selection,
         )
 
     def _reserve_groups(self, state: ScoreState, group_keys: GroupKeys) -> None:
         """Make room for the groups seen so far, unless there are more than ``max_groups``."""
         found, limit = len(group_keys.keys), self.options.max_groups
         if found > limit:
-            cpu = torch.device("cpu")
-            with_calibration, without = (
-                self._new_state(state.outputs, calibration, cpu).bytes_per_group
-                for calibration in (True, False)
-            )
+            size = state.bytes_per_group
+            families = ",".join(name for name in FAMILIES if name in state.selection.groups)
             raise OptionError(
                 "max_groups",
                 f"is {limit:,} but the by columns {', '.join(map(repr, group_keys.columns))} "
                 f"hold more groups ({found:,} found so far); each group's sums take "
-                f"{_size(with_calibration)} with calibration, {_size(without)} without, so "
-                f"{limit:,} groups take about {_size(limit * with_calibration)} "
-                f"({_size(limit * without)} without calibration): raise the limit or group "
-                "by fewer values",
+                f"{_size(size)} with the group metrics {families}, so {limit:,} groups take "
+                f"about {_size(limit * size)}: raise the limit, choose fewer --group-metrics "
+                "or group by fewer values",
             )
         state.reserve(found)
 
@@ -452,7 +445,7 @@ def _left_in(chunk: Chunk, var: Tensor, state: ScoreState, policy: str) -> Tenso
         finite, bad = finite_rows(chunk.mean, chunk.target, var)
         if kept is not None:  # a left-out row is not skipped
             finite, bad = finite | ~kept, bad & kept.unsqueeze(1)
-        state.count_skipped(finite, bad, chunk.group)
+        state.count_skipped(finite, bad, Placement(chunk.group))
         kept = finite if kept is None else kept & finite
     return None if kept is None or bool(kept.all()) else kept
 

@@ -1,14 +1,16 @@
 """A scorer's state as a portable document: plain numbers, group keys and the options that
-shape them. Version 1 (``schema: "gaussnll.state/1"``)::
+shape them. Version 2 (``schema: "gaussnll.state/2"``; version 1 kept every metric family's
+sums, laid out otherwise, and is refused with a line saying so)::
 
-    {"schema": "gaussnll.state/1",
+    {"schema": "gaussnll.state/2",
      "options": {"columns": {"mean": [...], "target": [...], "spread": [...],
                              "spread_kind": "var", "by": [...], "weight": name or null},
                  "full": false, "eps": 1e-06, "reduction": "mean", "dtype": "float64",
                  "nan_policy": "error", "calibration": true, "levels": [...], "pit_bins": 20,
                  "uncertainty_bins": 10, "intervals": {"COLUMN": [edges]},
                  "recalibration": {map} or null, "ensemble": false,
-                 "member_weights": [weights] or null},
+                 "member_weights": [weights] or null,
+                 "metrics": [families] or null, "group_metrics": [families] or null},
      "outputs": D or null (no row yet),
      "members": M (an ensemble's members per row) or null,
      "weighted": true when the rows were weighted (absent: false),
@@ -39,7 +41,8 @@ from gaussnll.core.errors import InputError
 from gaussnll.core.options import ColumnSpec, ScoreOptions
 from gaussnll.core.recalibration import RecalibrationMap
 
-STATE_SCHEMA = "gaussnll.state/1"
+STATE_SCHEMA = "gaussnll.state/2"
+_OLDER_SCHEMAS = ("gaussnll.state/1",)  # sums laid out otherwise: score the shard again
 _DTYPES = ("float64", "int64")
 
 
@@ -69,6 +72,8 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
         "recalibration": None if recalibration is None else recalibration.to_dict(),
         "ensemble": options.ensemble,
         "member_weights": None if weights is None else list(weights),
+        "metrics": None if options.metrics is None else list(options.metrics),
+        "group_metrics": None if options.group_metrics is None else list(options.group_metrics),
     }
 
 
@@ -101,6 +106,8 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
             else RecalibrationMap.from_dict(recalibration, path),
             ensemble=document["ensemble"],
             member_weights=None if weights is None else tuple(weights),
+            metrics=document["metrics"],
+            group_metrics=document["group_metrics"],
         )
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise malformed(f"its options are incomplete ({error})", path) from None
@@ -113,6 +120,12 @@ def plain_keys(keys: Sequence[tuple[Hashable, ...]]) -> list[list[Any]]:
 
 def check_document(document: Any, path: str | None) -> None:
     """Raise an InputError unless ``document`` has the shape of a state document."""
+    if isinstance(document, dict) and document.get("schema") in _OLDER_SCHEMAS:
+        raise InputError(
+            f"a state of an older gaussnll ({document['schema']}): its sums are laid out "
+            f"otherwise than {STATE_SCHEMA}'s; score its shard again to merge it",
+            path=path,
+        )
     if not isinstance(document, dict) or document.get("schema") != STATE_SCHEMA:
         raise malformed(f"its schema must be {STATE_SCHEMA!r}", path)
     for key, kind in (("options", dict), ("sums", dict)):

@@ -14,15 +14,16 @@ calibration curve, check and interval scores, interval widths and sharpness. Wit
   for ``r ≠ 0`` (PIT 0 below the mean, 1 above) and 0 for ``r = 0`` (PIT ½, the midpoint of the
   step). So a point mass on the target is inside every central interval and one off it outside
   every interval with ``p < 1``; its CRPS is ``|r|``, its interval width 0. The 0/0 is resolved
-  explicitly (``_point_mass_limits``), so no NaN reaches the sums.
-- ``e`` is looked up once, exactly, among the edges of every grid (``binning.Cells``): the
-  calibration curve's levels (k/99), the 99 score levels (j/100), the user's levels, the PIT
-  histogram's and the quantile grid's bins of ``u``. Counts are kept per cell (per group: per
-  coarser cell, among the edges of the grids that count), and the sums of ``σ`` and ``r`` per
-  coarser cell, among the edges of the grids that weigh them (score, user and quantile): half
-  as many cells each, which keeps the per-group state small. Each grid's bins are a fixed
-  function of the cell, and ``|r|`` is ``r`` times the cell's sign, applied to the per-cell
-  sums at the end.
+  explicitly (``RowBatch.z``), so no NaN reaches the sums.
+- ``e`` is looked up once per chunk, exactly, among the edges of every grid the chosen
+  families use (``binning.Cells``, shared through ``Lookup`` by the states of one run): the
+  calibration curve's levels (k/99) for ``calibration``, the user's levels for ``coverage``,
+  the PIT histogram's bins for ``pit``, the 99 score levels (j/100) and the quantile grid's
+  bins of ``u`` for ``scores``. Counts are kept per cell among the edges of the grids that
+  count (curve, level, PIT), and the sums of ``σ`` and ``r`` per cell among the edges of the
+  grids that weigh them (level, score, quantile); a family not chosen adds no edge, so a
+  group's state holds only what its families need. Each grid's bins are a fixed function of
+  the cell, and ``|r|`` is ``r`` times the cell's sign, applied to the per-cell sums at the end.
 - the check score and the interval score averaged over levels are sums of per-bin sums of
   ``σ`` and ``r`` (or ``|r|``) times per-bin constants (prefix sums over the level grid), formed at
   the end. Both scores are continuous at bin edges, so the binning is exact for them.
@@ -30,17 +31,19 @@ calibration curve, check and interval scores, interval widths and sharpness. Wit
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from gaussnll.core.loss import NllTerms
-from gaussnll.core.state.binning import Cells, Grid, LevelGrid, QuantileGrid, folded
-from gaussnll.core.state.sinks import Binned, Sums, weighted
+from gaussnll.core.state.batch import RowBatch
+from gaussnll.core.state.binning import Cells, EdgeBins, Grid, LevelGrid, QuantileGrid, folded
+from gaussnll.core.state.sinks import Binned, Sums
 
 CURVE_STEPS = 99  # the curve's levels are k/99, k = 0..99: linspace(0, 1, 100)
 SCORE_STEPS = 100  # the score levels are j/100, j = 1..99: linspace(0.01, 0.99, 99)
@@ -50,21 +53,28 @@ _INV_SQRT_PI = 1 / math.sqrt(math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-# Per-output float sums over elements, in this order: ``z``, ``z2`` and ``log_var`` of the
-# floored ``v``, ``var`` as given. The sums of σ and r are those of the per-cell sums over all
-# cells. The CRPS,
-# ``σ [z (2Φ(z) - 1) + 2φ(z) - 1/√π] = r·e + √(2/π)·σ·exp(-z²/2) - σ/√π``, is formed from
-# ``error_erf`` (r·e), ``std_density`` (σ·exp(-z²/2)) and the sum of σ at the end.
-MOMENTS = (
-    "z",
-    "z2",
-    "log_var",
-    "var",
-    "abs_error",
-    "error_erf",
-    "std_density",
-    "squared_error",
+CALIBRATION_FAMILIES = frozenset(
+    {"accuracy", "var_scale", "crps", "coverage", "calibration", "pit", "scores"}
 )
+# Per-output float sums over elements, each kept when one of its families is chosen: ``z``,
+# ``z2`` and ``log_var`` of the floored ``v``; ``var``, ``std`` (σ) as given; the errors. The
+# CRPS, ``σ [z (2Φ(z) - 1) + 2φ(z) - 1/√π] = r·e + √(2/π)·σ·exp(-z²/2) - σ/√π``, is formed from
+# ``error_erf`` (r·e), ``std_density`` (σ·exp(-z²/2)) and ``std`` at the end.
+MOMENTS: dict[str, tuple[str, ...]] = {
+    "z": ("var_scale",),
+    "z2": ("var_scale",),
+    "log_var": ("var_scale",),
+    "var": ("var_scale",),
+    "abs_error": ("accuracy",),
+    "squared_error": ("accuracy",),
+    "error": ("accuracy",),
+    "error_erf": ("crps",),
+    "std_density": ("crps",),
+    "std": ("crps", "coverage"),
+}
+# The grids of ``e`` whose bins count elements, and those whose bins sum σ and r, by family.
+_COUNT_GRIDS = {"calibration": ("curve",), "coverage": ("level",), "pit": ("pit",)}
+_SUM_GRIDS = {"coverage": ("level",), "scores": ("score", "check")}
 
 
 def central_quantiles(levels: Tensor) -> Tensor:
@@ -72,22 +82,57 @@ def central_quantiles(levels: Tensor) -> Tensor:
     return torch.special.ndtri(0.5 + levels / 2)
 
 
+def grids_of(families: Iterable[str], levels: Sequence[float], pit_bins: int) -> dict[str, Grid]:
+    """The grids of ``e`` that ``families`` count or sum in, by name."""
+    wanted = {
+        grid
+        for family in families
+        for grid in (*_COUNT_GRIDS.get(family, ()), *_SUM_GRIDS.get(family, ()))
+    }
+    every: dict[str, Grid] = {
+        "curve": LevelGrid(tuple(k / CURVE_STEPS for k in range(CURVE_STEPS))),  # 1: never
+        "score": LevelGrid(tuple(j / SCORE_STEPS for j in range(1, SCORE_STEPS))),
+        "level": LevelGrid(tuple(sorted(set(levels)))),
+        "check": QuantileGrid(SCORE_STEPS),
+        "pit": QuantileGrid(pit_bins),
+    }
+    return {name: grid for name, grid in every.items() if name in wanted}
+
+
+class Lookup(NamedTuple):
+    """The exact lookup of ``e``'s cell among the edges of ``cells``' grids, shared by the
+    calibration states of one score state (one lookup per chunk, whichever they are)."""
+
+    cells: Cells
+    bins: EdgeBins
+
+    @classmethod
+    def of(cls, grids: dict[str, Grid], device: torch.device) -> Lookup:
+        cells = Cells(grids)
+        return cls(cells, cells.lookup(device))
+
+
 class _Slots:
     """Named consecutive ranges of the last axis of one sum (``sizes``: name → length)."""
 
     def __init__(self, sizes: dict[str, int]) -> None:
-        self.sizes = sizes
-        starts = itertools.accumulate(sizes.values(), initial=0)
-        self.offset = dict(zip(sizes, starts, strict=False))  # ``starts`` has one more
-        self.total = sum(sizes.values())
+        self.sizes = {name: size for name, size in sizes.items() if size}
+        starts = itertools.accumulate(self.sizes.values(), initial=0)
+        self.offset = dict(zip(self.sizes, starts, strict=False))  # ``starts`` has one more
+        self.total = sum(self.sizes.values())
 
-    def named(self, sums: Sums, by_group: bool) -> dict[str, Tensor]:
+    def named(self, sums: Sums | None, by_group: bool) -> dict[str, Tensor]:
         """Each named range of ``sums`` (made by ``sums()``), on the CPU."""
+        if sums is None:
+            return {}
         ranges = [values.cpu() for values in sums.ranges(by_group)]
         return dict(zip(self.sizes, ranges, strict=True))
 
-    def sums(self, outputs: int, device: torch.device, **kind: bool) -> Sums:
-        """A sum of shape ``(outputs, total)``, each range its own table per group."""
+    def sums(self, outputs: int, device: torch.device, **kind: bool) -> Sums | None:
+        """A sum of shape ``(outputs, total)``, each range its own table per group (None:
+        no range)."""
+        if not self.total:
+            return None
         return Sums((outputs, self.total), device, ranges=list(self.sizes.values()), **kind)
 
     def at(self, name: str, bins: Tensor, values: Tensor | None = None) -> Binned:
@@ -95,130 +140,119 @@ class _Slots:
         return Binned(self.offset[name], bins, values)
 
 
-def _point_mass_limits(quotient: Tensor) -> Tensor:
-    """``z`` from ``r/σ``, a new tensor: where ``σ = 0`` a point mass's limit, ``±∞`` for
-    ``r ≠ 0`` (as IEEE division gives) and 0 for ``r = 0``, where the division gives NaN."""
-    return torch.nan_to_num(quotient, nan=0.0, posinf=math.inf, neginf=-math.inf)
+class _Cells:
+    """The cells one kind of sum is kept per (those of its grids' edges) and how the shared
+    lookup's cells map to them (None: they are the lookup's own)."""
 
+    def __init__(self, grids: dict[str, Grid], lookup: Lookup, device: torch.device) -> None:
+        self.cells = Cells(grids)
+        same = self.cells.edges == lookup.cells.edges
+        self._of = None if same else self.cells.cell_of(lookup.cells).to(device)
 
-def _gathered(table: Tensor, cells: Tensor) -> Tensor:
-    """``table[cells]`` (a coarser cell of each cell), shaped like ``cells``."""
-    return table.index_select(0, cells.view(-1)).view_as(cells)
+    def of(self, cell: Tensor) -> Tensor:
+        """Each element's cell here, from its cell in the lookup."""
+        if self._of is None:
+            return cell
+        return self._of.index_select(0, cell.view(-1)).view_as(cell)
 
 
 class CalibrationState:
-    """Per-output sums and counts from which every calibration number is derived, for the
-    whole input or per group (see ``sinks``).
+    """Per-output sums and counts from which the calibration and accuracy numbers of
+    ``families`` are derived, for the whole input or per group too (see ``sinks``).
 
-    Float sums (float64): ``moments`` (``MOMENTS``); per sum cell of ``e`` (see the module),
-    ``σ`` and ``r``. Counts (int64): per cell (grouped: per count cell). Each kind is one sum
-    whose last axis holds the named ranges (``_Slots``), so a chunk is added in one step.
-    ``summaries`` folds the cells into each grid's bins (``_per_bin``).
+    Float sums (float64): the families' ``MOMENTS``; per sum cell of ``e`` (see the module),
+    ``σ`` and ``r``, for the grids that weigh them. Counts (int64; weighted, sums of weights):
+    per count cell, for the grids that count. Each kind is one sum whose last axis holds the
+    named ranges (``_Slots``), so a chunk is added in one step. A family not chosen keeps
+    nothing. ``summaries`` folds the cells into each grid's bins (``_per_bin``).
     """
 
     def __init__(
         self,
         outputs: int,
+        families: Iterable[str],
         levels: Sequence[float],
         pit_bins: int,
         device: torch.device,
         *,
+        lookup: Lookup | None = None,
         grouped: bool = False,
         weighted: bool = False,
     ) -> None:
+        """``lookup``: the lookup of ``e`` shared with other states, whose grids include
+        these families' (default: one of their own)."""
         self.outputs = outputs
+        self.families = frozenset(families) & CALIBRATION_FAMILIES
         self.levels = tuple(levels)
         self.pit_bins = pit_bins
+        self.grouped = grouped
         self._level_edges = sorted(set(levels))
-        grids: dict[str, Grid] = {
-            "curve": LevelGrid(tuple(k / CURVE_STEPS for k in range(CURVE_STEPS))),  # 1: never
-            "score": LevelGrid(tuple(j / SCORE_STEPS for j in range(1, SCORE_STEPS))),
-            "level": LevelGrid(tuple(self._level_edges)),
-            "check": QuantileGrid(SCORE_STEPS),
-            "pit": QuantileGrid(pit_bins),
-        }
-        lookup_cells = Cells(grids)
-        self._lookup = lookup_cells.lookup(device)
-        self._sum_cells = Cells({name: grids[name] for name in ("score", "level", "check")})
-        self._sum_cell_of = self._sum_cells.cell_of(lookup_cells).to(device)
-        # Grouped, counts are kept per coarser cell of the grids that count (curve, level,
-        # PIT): 221 cells, not 397, per group and output, for one more gather per chunk.
-        self._count_cells, self._count_cell_of = lookup_cells, None
-        if grouped:
-            self._count_cells = Cells({name: grids[name] for name in ("curve", "level", "pit")})
-            self._count_cell_of = self._count_cells.cell_of(lookup_cells).to(device)
-        width = self._sum_cells.cells
-        self._float_slots = _Slots({"moments": len(MOMENTS), "std": width, "error": width})
-        self._count_slots = _Slots({"cells": self._count_cells.cells})
-        self._sums = self._float_slots.sums(outputs, device, grouped=grouped)
-        # Weighted, a count is a sum of weights.
+        self._moments = [name for name, of in MOMENTS.items() if self.families.intersection(of)]
+        counted = grids_of(self.families & set(_COUNT_GRIDS), levels, pit_bins)
+        summed = grids_of(self.families & set(_SUM_GRIDS), levels, pit_bins)
+        self._lookup = lookup or Lookup.of({**counted, **summed}, device)
+        self._count_cells = _Cells(counted, self._lookup, device) if counted else None
+        self._sum_cells = _Cells(summed, self._lookup, device) if summed else None
+        width = 0 if self._sum_cells is None else self._sum_cells.cells.cells
+        self._float_slots = _Slots({"moments": len(self._moments), "std": width, "error": width})
+        counts = 0 if self._count_cells is None else self._count_cells.cells.cells
+        self._count_slots = _Slots({"cells": counts})
+        self._sums = self._float_slots.sums(
+            outputs, device, grouped=grouped, total=not grouped, weighted=weighted
+        )
         self._counts = self._count_slots.sums(
-            outputs, device, integer=not weighted, grouped=grouped
+            outputs, device, integer=True, grouped=grouped, total=not grouped, weighted=weighted
         )
 
-    def update(
-        self,
-        terms: NllTerms,
-        error: Tensor,
-        var: Tensor,
-        floored_var: Tensor,
-        group: Tensor | None = None,
-        weight: Tensor | None = None,
-    ) -> None:
-        """Add a chunk: the NLL's ``terms``, the errors ``target - mean`` (``(rows, outputs)``),
-        the variances as given and floored (width 1 or outputs; the same tensor when none was
-        floored); ``group``: each row's group (grouped states only); ``weight``: each row's
-        (weighted states only, ``(rows, 1)``)."""
-
-        def column(values: Tensor) -> Tensor:  # each moment summed as soon as it is made
-            return self._sums.column(weighted(values, weight))
-
-        std = torch.sqrt(var)
-        quotient = error / std
-        floored = floored_var is not var  # else the NLL's z is this one (the same bits)
-        nll_z = column(error / torch.sqrt(floored_var) if floored else quotient)
-        z = _point_mass_limits(quotient)
-        e = (z * _INV_SQRT_2).erf_()
-        moments = (
-            nll_z,
-            column(terms.z2),
-            column(terms.log_var),
-            column(var),
-            column(error.abs()),
-            column(error * e),
-            column((z * z).mul_(-0.5).exp_().mul_(std)),
-            column(terms.squared_error),
-        )
-        cell = self._lookup(e)
-        sum_cell = _gathered(self._sum_cell_of, cell)
-        count_cell = cell if self._count_cell_of is None else _gathered(self._count_cell_of, cell)
-        self._counts.add_parts((), (self._count_slots.at("cells", count_cell, weight),), group)
-        sums = self._float_slots
-        per_cell = (
-            sums.at("std", sum_cell, weighted(std, weight)),
-            sums.at("error", sum_cell, weighted(error, weight)),
-        )
-        self._sums.add_parts(moments, per_cell, group)
+    def update(self, batch: RowBatch) -> None:
+        """Add a chunk's rows."""
+        at = batch.at
+        if self._counts is not None and self._count_cells is not None:
+            cell = self._count_cells.of(batch.cells(self._lookup.bins))
+            self._counts.add_parts((), (self._count_slots.at("cells", cell),), at)
+        if self._sums is None:
+            return
+        sums = self._sums
+        # Each moment is summed as soon as it is made.
+        moments = [
+            sums.column(batch.shared(("moment", name), functools.partial(_moment, name, batch)), at)
+            for name in self._moments
+        ]
+        per_cell: tuple[Binned, ...] = ()
+        if self._sum_cells is not None:
+            cell = self._sum_cells.of(batch.cells(self._lookup.bins))
+            slots = self._float_slots
+            per_cell = (slots.at("std", cell, batch.std), slots.at("error", cell, batch.error))
+        sums.add_parts(moments, per_cell, at)
 
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups (grouped states only)."""
-        self._sums.reserve(groups)
-        self._counts.reserve(groups)
+        for sums in self._all_sums():
+            sums.reserve(groups)
 
     @property
     def bytes_per_group(self) -> int:
         """The memory one group's sums and counts take (grouped states only)."""
-        return self._sums.bytes_per_group + self._counts.bytes_per_group
+        return sum(sums.bytes_per_group for sums in self._all_sums())
 
     def merge(self, other: CalibrationState, mapping: Tensor | None = None) -> None:
-        """Add another state of the same levels and PIT bins (grouped: its group ``i`` into
-        this state's group ``mapping[i]``)."""
-        if (other.levels, other.pit_bins) != (self.levels, self.pit_bins):
-            raise ValueError("cannot merge calibration states with different levels or PIT bins")
-        if other._count_cells.cells != self._count_cells.cells:
+        """Add another state of the same families, levels and PIT bins (grouped: its group
+        ``i`` into this state's group ``mapping[i]``)."""
+        if (other.families, other.levels, other.pit_bins) != (
+            self.families,
+            self.levels,
+            self.pit_bins,
+        ):
+            raise ValueError(
+                "cannot merge calibration states with different metrics, levels or PIT bins"
+            )
+        if other.grouped != self.grouped:
             raise ValueError("cannot merge a grouped calibration state with an ungrouped one")
-        self._sums.merge(other._sums, mapping)
-        self._counts.merge(other._counts, mapping)
+        for mine, theirs in zip(self._all_sums(), other._all_sums(), strict=True):
+            mine.merge(theirs, mapping)
+
+    def _all_sums(self) -> list[Sums]:
+        return [sums for sums in (self._sums, self._counts) if sums is not None]
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:
         """Every sum and count on the CPU, ``(1 or groups, outputs, ...)``, as kept: per cell
@@ -236,70 +270,103 @@ class CalibrationState:
         either sign is left out: it is in the level grids' bin 0 (inside every interval), which
         no interval score weighs (the mean ``|r|`` is a moment).
         """
-        std, error, cells = totals["std"], totals["error"], totals["cells"]
-        abs_error = error * self._sum_cells.sign_of_cell.to(error.dtype)
-        sum_bins, count_bins = self._sum_cells.bin_of_cell, self._count_cells.bin_of_cell
-        return {
-            "moments": totals["moments"],
-            "level_std": folded(std, sum_bins["level"]),
-            "level_abs_error": folded(abs_error, sum_bins["level"]),
-            "score_std": folded(std, sum_bins["score"]),
-            "score_abs_error": folded(abs_error, sum_bins["score"]),
-            "check_std": folded(std, sum_bins["check"]),
-            "check_error": folded(error, sum_bins["check"]),
-            "curve": folded(cells, count_bins["curve"]),
-            "level": folded(cells, count_bins["level"]),
-            "pit": folded(cells, count_bins["pit"]),
-        }
+        binned: dict[str, Tensor] = {}
+        if self._sum_cells is not None:
+            cells = self._sum_cells.cells
+            std, error = totals["std"], totals["error"]
+            abs_error = error * cells.sign_of_cell.to(error.dtype)
+            for grid, bins in cells.bin_of_cell.items():
+                binned[f"{grid}_std"] = folded(std, bins)
+                binned[f"{grid}_error"] = folded(error, bins)
+                binned[f"{grid}_abs_error"] = folded(abs_error, bins)
+        if self._count_cells is not None:
+            for grid, bins in self._count_cells.cells.bin_of_cell.items():
+                binned[grid] = folded(totals["cells"], bins)
+        return binned
 
     def summaries(
         self, totals: dict[str, Tensor], elements: Tensor, loss_sums: Tensor, full: bool
     ) -> dict[str, np.ndarray]:
-        """Calibration and accuracy of each row of a batch of ``totals`` (each ``(batch, ...)``,
-        e.g. groups, outputs, or both flattened), with the batch's element counts and loss sums
-        (without the constant). Vectorised over the batch: one pass for 10^5 groups."""
-        totals = self._per_bin(totals)
+        """The calibration and accuracy numbers of this state's families for each row of a
+        batch of ``totals`` (each ``(batch, ...)``, e.g. groups, outputs, or both flattened),
+        with the batch's element counts (weighted: sums of weights) and loss sums (without the
+        constant). Vectorised over the batch: one pass for 10^5 groups."""
+        binned = self._per_bin(totals)
         elements = elements.to(torch.float64)
-        mean = {name: totals["moments"][:, k].double() / elements for k, name in enumerate(MOMENTS)}
-        mean["std"] = totals["check_std"].sum(dim=1) / elements
-        mean["error"] = totals["check_error"].sum(dim=1) / elements
-        curve_levels = torch.arange(CURVE_STEPS + 1, dtype=torch.float64) / CURVE_STEPS
-        curve = torch.cumsum(totals["curve"], dim=1).double() / elements.unsqueeze(1)
-        gaps = curve - curve_levels
-        columns = [self._level_edges.index(level) for level in self.levels]
-        inside = torch.cumsum(totals["level"], dim=1)[:, columns]
-        quantiles = central_quantiles(torch.tensor(self.levels, dtype=torch.float64))
-        var_scale = mean["z2"]
-        log_scale = torch.where(var_scale > 0, torch.log(var_scale), torch.nan)
-        constant = _HALF_LOG_2PI if full else 0.0
-        numbers = {
-            "coverage": inside.double() / elements.unsqueeze(1),
-            "inside_counts": inside,
-            "interval_width": 2 * quantiles * mean["std"].unsqueeze(1),
-            "interval_score": _interval_scores_at(self.levels, columns, totals)
-            / elements.unsqueeze(1),
-            "pit_counts": totals["pit"],
-            "mace": gaps.abs().mean(dim=1),
-            "rmsce": torch.sqrt((gaps * gaps).mean(dim=1)),
-            "miscalibration_area": area_between_curve_and_diagonal(curve_levels, curve),
-            "calibration_curve": curve,
-            "crps": mean["error_erf"]
-            + _SQRT_2_OVER_PI * mean["std_density"]
-            - _INV_SQRT_PI * mean["std"],
-            "check_score": _check_score_sums(totals) / SCORE_LEVELS / elements,
-            "interval_score_avg": _interval_score_sums(totals) / SCORE_LEVELS / elements,
-            "nll_full": loss_sums / elements + _HALF_LOG_2PI,
-            "sharpness": torch.sqrt(mean["var"]),
-            "z_mean": mean["z"],
-            "z_std": torch.sqrt(torch.clamp(mean["z2"] - mean["z"] ** 2, min=0.0)),
-            "z2_mean": mean["z2"],
-            "var_scale": var_scale,
-            "nll_at_var_scale": 0.5 * (mean["log_var"] + log_scale + 1) + constant,
-            "mae": mean["abs_error"],
-            "rmse": torch.sqrt(mean["squared_error"]),
-            "bias": mean["error"],
+        per_element = elements.unsqueeze(1)
+        mean = {
+            name: totals["moments"][:, k].double() / elements
+            for k, name in enumerate(self._moments)
         }
+        numbers: dict[str, Tensor] = {}
+        families = self.families
+        if "coverage" in families:
+            columns = [self._level_edges.index(level) for level in self.levels]
+            inside = torch.cumsum(binned["level"], dim=1)[:, columns]
+            quantiles = central_quantiles(torch.tensor(self.levels, dtype=torch.float64))
+            numbers["coverage"] = inside.double() / per_element
+            numbers["inside_counts"] = inside
+            numbers["interval_width"] = 2 * quantiles * mean["std"].unsqueeze(1)
+            numbers["interval_score"] = (
+                _interval_scores_at(self.levels, columns, binned) / per_element
+            )
+        if "pit" in families:
+            numbers["pit_counts"] = binned["pit"]
+        if "calibration" in families:
+            curve_levels = torch.arange(CURVE_STEPS + 1, dtype=torch.float64) / CURVE_STEPS
+            curve = torch.cumsum(binned["curve"], dim=1).double() / per_element
+            gaps = curve - curve_levels
+            numbers["mace"] = gaps.abs().mean(dim=1)
+            numbers["rmsce"] = torch.sqrt((gaps * gaps).mean(dim=1))
+            numbers["miscalibration_area"] = area_between_curve_and_diagonal(curve_levels, curve)
+            numbers["calibration_curve"] = curve
+        if "crps" in families:
+            numbers["crps"] = (
+                mean["error_erf"]
+                + _SQRT_2_OVER_PI * mean["std_density"]
+                - _INV_SQRT_PI * mean["std"]
+            )
+        if "scores" in families:
+            numbers["check_score"] = _check_score_sums(binned) / SCORE_LEVELS / elements
+            numbers["interval_score_avg"] = _interval_score_sums(binned) / SCORE_LEVELS / elements
+        if "var_scale" in families:
+            var_scale = mean["z2"]
+            log_scale = torch.where(var_scale > 0, torch.log(var_scale), torch.nan)
+            constant = _HALF_LOG_2PI if full else 0.0
+            numbers["nll_full"] = loss_sums / elements + _HALF_LOG_2PI
+            numbers["sharpness"] = torch.sqrt(mean["var"])
+            numbers["z_mean"] = mean["z"]
+            numbers["z_std"] = torch.sqrt(torch.clamp(mean["z2"] - mean["z"] ** 2, min=0.0))
+            numbers["z2_mean"] = var_scale
+            numbers["var_scale"] = var_scale
+            numbers["nll_at_var_scale"] = 0.5 * (mean["log_var"] + log_scale + 1) + constant
+        if "accuracy" in families:
+            numbers["mae"] = mean["abs_error"]
+            numbers["rmse"] = torch.sqrt(mean["squared_error"])
+            numbers["bias"] = mean["error"]
         return {name: values.numpy() for name, values in numbers.items()}
+
+
+def _moment(name: str, batch: RowBatch) -> Tensor:
+    """One of ``MOMENTS`` of each element of ``batch``."""
+    if name == "z":  # of the floored variance, as the NLL's (the same bits when none was)
+        return batch.error / torch.sqrt(batch.floored_var) if batch.floored else batch.quotient
+    if name == "error_erf":
+        return batch.error * batch.erf
+    if name == "std_density":
+        return (batch.z * batch.z).mul_(-0.5).exp_().mul_(batch.std)
+    if name == "abs_error":
+        return batch.error.abs()
+    terms = batch.terms
+    parts = {
+        "z2": terms.z2,
+        "log_var": terms.log_var,
+        "squared_error": terms.squared_error,
+        "var": batch.var,
+        "std": batch.std,
+        "error": batch.error,
+    }
+    return parts[name]
 
 
 def _interval_scores_at(

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.loss import nll_terms
-from gaussnll.core.state.sinks import Sums, weighted
+from gaussnll.core.state.batch import RowBatch
+from gaussnll.core.state.sinks import Sums
 
 _INV_SQRT_2 = 1 / math.sqrt(2)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -113,22 +114,47 @@ class MixtureState:
         members = len(weights.kept)
         self.levels = None if levels is None else tuple(levels)
         self.pit_bins = pit_bins
-        self._sums = Sums((len(_LEADING) + members + 1,), device, grouped=grouped)
+        self.grouped = grouped
+        self.families = frozenset({"ensemble"})
+        self._sums = Sums(
+            (len(_LEADING) + members + 1,),
+            device,
+            grouped=grouped,
+            total=not grouped,
+            weighted=weighted,
+        )
         self._counts = None
         if self.levels is not None:
             width = len(self.levels) + pit_bins
-            self._counts = Sums((width,), device, integer=not weighted, grouped=grouped)
+            self._counts = Sums(
+                (width,),
+                device,
+                integer=True,
+                grouped=grouped,
+                total=not grouped,
+                weighted=weighted,
+            )
 
-    def update(
-        self,
-        members: Members,
-        target: Tensor,
-        eps: float,
-        group: Tensor | None = None,
-        weight: Tensor | None = None,
-    ) -> Tensor:
-        """Add rows (``target`` ``(rows, D or 1)``; ``weight``: each row's, ``(rows, 1)``, in a
-        weighted state); return their mixture losses ``(rows, D)`` (no constant)."""
+    def update(self, batch: RowBatch) -> Tensor:
+        """Add a chunk's rows (an ensemble's: ``batch.members`` and ``batch.target`` given);
+        return their mixture losses ``(rows, D)`` (no constant)."""
+        members, target = batch.members, batch.target
+        if members is None or target is None:
+            raise ValueError("a mixture state needs each row's members and target")
+        key = ("mixture", self.levels, self.pit_bins)
+        rows, counts, mixture_loss = batch.shared(
+            key, lambda: self._per_row(members, target, batch.eps)
+        )
+        if self._counts is not None and counts is not None:
+            self._counts.add(counts, batch.at)
+        self._sums.add(rows, batch.at)
+        return mixture_loss
+
+    def _per_row(
+        self, members: Members, target: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """What each row adds: its sums (``_LEADING``, member losses, CRPS), its counts (with
+        levels) and its mixture losses (member variances floored at ``eps``)."""
         target = target.unsqueeze(1)
         member_loss = nll_terms(target - members.mean, members.var.clamp(min=eps)).loss
         log_weights = torch.log(members.weights).view(1, -1, 1)
@@ -139,13 +165,13 @@ class MixtureState:
             members.epistemic.sum(dim=1, keepdim=True),
             member_loss.sum(dim=2),
         ]
+        counts = None
         if self._counts is None:
             parts.append(torch.zeros_like(parts[0]))
         else:
             parts.append(mixture_crps(members, target).sum(dim=1, keepdim=True))
-            self._counts.add(weighted(self._calibration_counts(members, target), weight), group)
-        self._sums.add(weighted(torch.cat(parts, dim=1), weight), group)
-        return mixture_loss
+            counts = self._calibration_counts(members, target)
+        return torch.cat(parts, dim=1), counts, mixture_loss
 
     def _calibration_counts(self, members: Members, target: Tensor) -> Tensor:
         """Per row ``(rows, levels + bins)``: elements inside each central interval, then

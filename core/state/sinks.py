@@ -294,21 +294,31 @@ def _source(values: Tensor | None, index: Tensor, dtype: torch.dtype) -> Tensor:
     return values.expand(index.shape).to(dtype)
 
 
-def weighted(values: Tensor, weight: Tensor | None) -> Tensor:
-    """``values`` (``(rows, ...)``) times each row's ``weight`` (``(rows, 1)``; None: as they
-    are)."""
-    return values if weight is None else values * weight
+class Placement(NamedTuple):
+    """Where a chunk's rows go: each row's ``group`` (a dense index; grouped sums need it) and
+    ``weight`` (``(rows, 1)`` float64; None: every row weighs 1)."""
+
+    group: Tensor | None = None
+    weight: Tensor | None = None
 
 
 def _given(value: Tensor | None, name: str) -> Tensor:
-    """``value``, which grouped sums cannot do without."""
+    """``value``, which grouped (or, ``weight``, weighted) sums cannot do without."""
     if value is None:
-        raise ValueError(f"grouped sums need {name}")
+        kind = "weighted" if name == "weight" else "grouped"
+        raise ValueError(f"{kind} sums need {name}")
     return value
 
 
 class Sums:
-    """One quantity, summed for the whole input and, when grouping, for each group too."""
+    """One quantity, summed for the whole input and, when grouping, for each group too (or,
+    ``total=False``, for each group only: the whole input's is another state's).
+
+    The one place where rows are weighed and placed: a ``weighted`` sum multiplies what it is
+    given by each row's weight (a count becomes a float64 sum of weights), and a grouped one
+    adds each row into its group, both from the chunk's ``Placement``. Counts of rows
+    (``count``, ``count_flags``) are never weighted.
+    """
 
     def __init__(
         self,
@@ -317,52 +327,74 @@ class Sums:
         *,
         integer: bool = False,
         grouped: bool = False,
+        weighted: bool = False,
+        total: bool = True,
         ranges: Sequence[int] | None = None,
     ) -> None:
         """``ranges``: how the last axis divides into ranges (see ``GroupSink``)."""
+        if not (grouped or total):
+            raise ValueError("sums are kept for the whole input, per group, or both")
         self._ranges = list(ranges) if ranges is not None else None
-        self.total = TotalSink(shape, device, integer=integer)
+        self.weighted = weighted
+        integer = integer and not weighted
+        self.integer = integer
+        self.total = TotalSink(shape, device, integer=integer) if total else None
         self.by_group = (
             GroupSink(shape, device, integer=integer, ranges=ranges) if grouped else None
         )
 
-    def add(self, values: Tensor, group: Tensor | None = None) -> Tensor:
-        """Add ``values`` of shape ``(rows, *shape)``; ``group`` is each row's group. Returns the
-        chunk's sums over all its rows."""
-        sums = self.total.add(values)
+    def add(self, values: Tensor, at: Placement) -> Tensor | None:
+        """Add ``values`` of shape ``(rows, *shape)`` (weighted, if this sum is). Returns the
+        chunk's sums over all its rows (None: kept per group only)."""
+        values = self._weighed(values, at)
+        sums = None if self.total is None else self.total.add(values)
         if self.by_group is not None:
-            self.by_group.add(values, _given(group, "group"))
+            self.by_group.add(values, _given(at.group, "group"))
         return sums
 
-    def count(self, rows: int, group: Tensor | None = None) -> None:
-        """Add ``rows`` rows to a count of shape ``()`` (``group``: each row's group)."""
-        self.total.count(rows)
+    def count(self, rows: int, at: Placement) -> None:
+        """Add ``rows`` rows to a count of shape ``()``."""
+        if self.total is not None:
+            self.total.count(rows)
         if self.by_group is not None:
-            self.by_group.count(_given(group, "group"))
+            self.by_group.count(_given(at.group, "group"))
 
-    def count_flags(self, flags: Tensor, group: Tensor | None = None) -> None:
+    def count_flags(self, flags: Tensor, at: Placement) -> None:
         """Add how many of each row's ``flags`` (``(rows, w)`` booleans) are set, to a count
         of shape ``()``."""
-        self.total.count(flags.sum())
+        if self.total is not None:
+            self.total.count(flags.sum())
         if self.by_group is not None:
-            self.by_group.count(_given(group, "group"), flags.sum(dim=1))
+            self.by_group.count(_given(at.group, "group"), flags.sum(dim=1))
 
-    def column(self, values: Tensor) -> Tensor:
-        """``values`` (``(rows, ...)``) as ``add_parts`` takes a column: without groups, summed
-        over its rows now, while it is still in the cache (cheaper than summing it later with
-        the others), so it can be freed; the same bits either way."""
+    def column(self, values: Tensor, at: Placement) -> Tensor:
+        """``values`` (``(rows, ...)``, weighted if this sum is) as ``add_parts`` takes a
+        column: without groups, summed over its rows now, while it is still in the cache
+        (cheaper than summing it later with the others), so it can be freed; the same bits
+        either way."""
+        values = self._weighed(values, at)
         if self.by_group is not None:
             return values
-        return values.sum(dim=0, keepdim=True, dtype=_sum_dtype(self.total.integer))
+        return values.sum(dim=0, keepdim=True, dtype=_sum_dtype(self.integer))
 
-    def add_parts(
-        self, columns: Sequence[Tensor], binned: Sequence[Binned], group: Tensor | None = None
-    ) -> None:
+    def add_parts(self, columns: Sequence[Tensor], binned: Sequence[Binned], at: Placement) -> None:
         """Add a chunk's columns (as ``column`` gives them) and binned parts (see
-        ``TotalSink.add_parts``)."""
-        self.total.add_parts(columns, binned)
+        ``TotalSink.add_parts``); a weighted sum weighs the binned parts (a count: the
+        weights)."""
+        if self.weighted:
+            weight = _given(at.weight, "weight")
+            binned = [
+                part._replace(values=weight if part.values is None else part.values * weight)
+                for part in binned
+            ]
+        if self.total is not None:
+            self.total.add_parts(columns, binned)
         if self.by_group is not None:
-            self.by_group.add_parts(columns, binned, _given(group, "group"))
+            self.by_group.add_parts(columns, binned, _given(at.group, "group"))
+
+    def _weighed(self, values: Tensor, at: Placement) -> Tensor:
+        """``values`` times each row's weight, in a weighted sum."""
+        return values * _given(at.weight, "weight") if self.weighted else values
 
     def reserve(self, groups: int) -> None:
         if self.by_group is not None:
@@ -375,26 +407,30 @@ class Sums:
 
     def merge(self, other: Sums, mapping: Tensor | None = None) -> None:
         """Add ``other`` (its group ``i`` into this one's group ``mapping[i]``)."""
-        self.total.merge(other.total)
+        if self.total is not None and other.total is not None:
+            self.total.merge(other.total)
         if self.by_group is not None and other.by_group is not None:
             self.by_group.merge(other.by_group, _given(mapping, "mapping"))
 
     def value(self, by_group: bool = False) -> Tensor:
         """``(1, *shape)`` for the whole input, or ``(groups, *shape)``."""
-        return (self._grouped() if by_group else self.total).value()
+        return (self._grouped() if by_group else self._total()).value()
 
     def ranges(self, by_group: bool = False) -> list[Tensor]:
         """The sums of each range of the last axis, as ``value`` gives them (no copy)."""
         if by_group:
             return self._grouped().ranges()
+        total = self._total().value()
         if self._ranges is None:  # one range, as for GroupSink
-            return [self.total.value()]
-        return list(torch.split(self.total.value(), self._ranges, dim=-1))
+            return [total]
+        return list(torch.split(total, self._ranges, dim=-1))
 
     def exported(self) -> dict[str, np.ndarray]:
         """Every running sum as NumPy arrays: ``total.*`` for the whole input, ``group.*``
         (one table per range, a row per group) when grouped."""
-        parts = {"total": self.total.exported()}
+        parts = {}
+        if self.total is not None:
+            parts["total"] = self.total.exported()
         if self.by_group is not None:
             parts["group"] = self.by_group.exported()
         return {
@@ -406,7 +442,8 @@ class Sums:
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Take on sums ``exported`` by ``Sums`` of the same shape, kind and grouping, into
         these (new, empty) ones."""
-        self.total.restore(_part(arrays, "total"))
+        if self.total is not None:
+            self.total.restore(_part(arrays, "total"))
         if self.by_group is not None:
             self.by_group.restore(_part(arrays, "group"))
 
@@ -414,6 +451,11 @@ class Sums:
         if self.by_group is None:
             raise ValueError("these sums are not grouped")
         return self.by_group
+
+    def _total(self) -> TotalSink:
+        if self.total is None:
+            raise ValueError("these sums are kept per group only")
+        return self.total
 
 
 def _part(arrays: dict[str, np.ndarray], part: str) -> dict[str, np.ndarray]:

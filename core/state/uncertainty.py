@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gaussnll.core.state.sinks import Binned, Sums, weighted
+from gaussnll.core.state.batch import RowBatch
+from gaussnll.core.state.sinks import Binned, Sums
 
 BINS_PER_DECADE = 8  # 162 fine bins: 3.9 KB per group and output (16 per decade took 9.3 KB)
 DECADES = 10  # σ from 10^-10 to 10^10
@@ -69,28 +70,32 @@ class UncertaintyState:
         self, outputs: int, device: torch.device, *, grouped: bool = False, weighted: bool = False
     ) -> None:
         self.outputs = outputs
-        self._counts = Sums((outputs, FINE_BINS), device, integer=not weighted, grouped=grouped)
+        self.grouped = grouped
+        self.families = frozenset({"uncertainty"})
+        self._counts = Sums(
+            (outputs, FINE_BINS),
+            device,
+            integer=True,
+            grouped=grouped,
+            total=not grouped,
+            weighted=weighted,
+        )
         self._sums = Sums(
-            (outputs, 2 * FINE_BINS), device, grouped=grouped, ranges=[FINE_BINS, FINE_BINS]
+            (outputs, 2 * FINE_BINS),
+            device,
+            ranges=[FINE_BINS, FINE_BINS],
+            grouped=grouped,
+            total=not grouped,
+            weighted=weighted,
         )
 
-    def update(
-        self,
-        var: Tensor,
-        squared_error: Tensor,
-        group: Tensor | None = None,
-        weight: Tensor | None = None,
-    ) -> None:
-        """Add a chunk: the variances as given (width 1 or outputs) and the squared errors
-        (``(rows, outputs)``) of its elements; ``group``: each row's group (grouped states);
-        ``weight``: each row's (weighted states, ``(rows, 1)``)."""
-        bins = fine_bins(var).expand_as(squared_error)
-        self._counts.add_parts((), (Binned(0, bins, weight),), group)
-        parts = (
-            Binned(0, bins, weighted(var, weight)),
-            Binned(FINE_BINS, bins, weighted(squared_error, weight)),
-        )
-        self._sums.add_parts((), parts, group)
+    def update(self, batch: RowBatch) -> None:
+        """Add a chunk's rows: their variances as given and squared errors."""
+        squared_error = batch.terms.squared_error
+        bins = fine_bins(batch.var).expand_as(squared_error)
+        self._counts.add_parts((), (Binned(0, bins, None),), batch.at)
+        parts = (Binned(0, bins, batch.var), Binned(FINE_BINS, bins, squared_error))
+        self._sums.add_parts((), parts, batch.at)
 
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups (grouped states only)."""

@@ -1,0 +1,112 @@
+"""Metric families: the units a run computes, chosen per scope (the whole input, each group).
+
+A family is what a user selects (``--metrics`` for the whole input, ``--group-metrics`` for each
+group of ``--by``) and what the engine accumulates: a family that is not chosen keeps no sums,
+costs no work per chunk and reports null. ``nll`` is always computed (every other number needs
+its row counts). Light on purpose (no torch), so options and the CLI can validate names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gaussnll.core.errors import OptionError
+
+NLL = "nll"
+ENSEMBLE = "ensemble"
+ALL = "all"
+
+# Every family with what it computes, in the order the report lists them.
+FAMILIES: dict[str, str] = {
+    NLL: "NLL mean and sum, DSS (always computed)",
+    "accuracy": "MAE, RMSE, bias",
+    "var_scale": "z mean and std, z² mean, var_scale, NLL at var_scale, sharpness, NLL full",
+    "crps": "CRPS",
+    "coverage": "coverage, elements inside, interval width and interval score at --levels",
+    "calibration": "calibration curve, MACE, RMSCE, miscalibration area",
+    "pit": "PIT histogram",
+    "scores": "check score and interval score averaged over 99 levels",
+    "uncertainty": "ENCE, error-vs-uncertainty bins, sigma histogram",
+    ENSEMBLE: "the mixture's NLL, CRPS, coverage and PIT, member NLLs (--ensemble)",
+}
+# What ``--no-calibration`` leaves: the families that need no calibration sums.
+UNCALIBRATED = frozenset({NLL, ENSEMBLE})
+# The cheap, most-used families, each group's by default: a few hundred bytes a group.
+GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The families computed for the whole input and for each group (a subset of the former)."""
+
+    overall: frozenset[str]
+    groups: frozenset[str]
+
+    def scope(self, grouped: bool) -> frozenset[str]:
+        return self.groups if grouped else self.overall
+
+
+def parse_names(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """``"nll,crps"`` or ``["nll", "crps"]`` as a tuple of names (None stays None)."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(part.strip() for part in parts if isinstance(part, str) and part.strip())
+
+
+def select(
+    metrics: Iterable[str] | None,
+    group_metrics: Iterable[str] | None,
+    *,
+    calibration: bool = True,
+    ensemble: bool = False,
+) -> Selection:
+    """The families of each scope: ``metrics`` (None: all) for the whole input, ``group_metrics``
+    (None: ``GROUP_DEFAULT`` among those) for each group. ``nll`` is always in both; ``ensemble``
+    only with an ensemble. Names that are unknown, or groups' families not computed for the
+    whole input, raise :class:`OptionError`."""
+    available = [name for name in FAMILIES if ensemble or name != ENSEMBLE]
+    if not calibration:
+        available = [name for name in available if name in UNCALIBRATED]
+    overall = _named("metrics", metrics, available, ensemble, calibration)
+    if group_metrics is None:
+        groups = {name for name in GROUP_DEFAULT if name in overall}
+    else:
+        groups = _named("group_metrics", group_metrics, available, ensemble, calibration)
+        missing = sorted(groups - overall, key=list(FAMILIES).index)
+        if missing:
+            raise OptionError(
+                "group_metrics",
+                f"names {', '.join(missing)}, which --metrics does not compute for the whole "
+                "input: add them to --metrics too.",
+            )
+    return Selection(frozenset(overall | {NLL}), frozenset(groups | {NLL}))
+
+
+def _named(
+    parameter: str,
+    names: Iterable[str] | None,
+    available: list[str],
+    ensemble: bool,
+    calibration: bool,
+) -> set[str]:
+    """The families ``names`` selects (None or ``all``: every available one)."""
+    if names is None:
+        return set(available)
+    chosen: set[str] = set()
+    for name in names:
+        if name == ALL:
+            chosen.update(available)
+        elif name not in FAMILIES:
+            known = ", ".join([*FAMILIES, ALL])
+            raise OptionError(parameter, f"must be families among {known}. Got {name!r}.")
+        elif name == ENSEMBLE and not ensemble:
+            raise OptionError(parameter, "names ensemble, which needs --ensemble.")
+        elif name not in available and not calibration:
+            raise OptionError(
+                parameter, f"names {name}, which --no-calibration leaves out: drop one of them."
+            )
+        else:
+            chosen.add(name)
+    return chosen
