@@ -145,5 +145,5 @@ def to_chunks(
         # An ensemble's M members per row are scored in pieces of chunk_size / M rows, which
         # bound its temporaries as a chunk of single Gaussians does.
         rows = max(1, options.chunk_size // max(1, mean.shape[1]))
-        for start in range(0, chunk.length, rows):
-            yield chunk.slice(start, start + rows)
+        for offset in range(0, chunk.length, rows):
+            yield chunk.slice(offset, offset + rows)

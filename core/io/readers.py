@@ -62,13 +62,14 @@ def scoring_request(source: Source, options: ScoreOptions) -> ReadRequest:
 
 
 def _first_list_length(source: Source, column: str) -> int | None:
-    """The length of ``column``'s first value when it is a list in a Parquet or Arrow file;
-    None otherwise, or when it cannot be read (the pass itself reports why)."""
+    """The length of ``column``'s first value when it is a list in Parquet or Arrow files (the
+    first row of the first file that has one: empty files are passed over); None otherwise, or
+    when it cannot be read (the pass itself reports why)."""
     if source.format is FileFormat.CSV or not source.files:
         return None
     request = ReadRequest((column,), (column,), 1)
     try:
-        for _, batch in iter_batches(Source(source.name, source.format, source.files[:1]), request):
+        for _, batch in iter_batches(source, request):
             value = batch.column(0)[0].as_py()
             return len(value) if isinstance(value, list) else None
     except InputError:
