@@ -30,7 +30,7 @@ from gaussnll.core.run.state_document import (
     options_from_document,
     plain_keys,
 )
-from gaussnll.core.run.validation import raise_bad_weight, raise_first_problem
+from gaussnll.core.run.validation import raise_bad_weight, raise_first_problem, raise_on_overflow
 from gaussnll.core.state import portable
 from gaussnll.core.state.mixture import Members, MemberWeights
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
@@ -387,7 +387,9 @@ class Scorer:
             "device": str(self.device),
             "seconds": time.perf_counter() - self._started,
         }
-        return derive_report(self.state, self.options, self.group_keys, **common)
+        report = derive_report(self.state, self.options, self.group_keys, **common)
+        raise_on_overflow(report.to_dict(groups=False), self.options, path)
+        return report
 
 
 class _Validity:
