@@ -49,6 +49,7 @@ from gaussnll.core import (
     merge_state_files,
     metric_levels,
     parse_checks,
+    redacted,
     resolve_source,
     row_file_format,
     score,
@@ -227,7 +228,7 @@ def _report_score(
     report = report.with_groups(settings["sort_by"], top)
     _render(SCORE_RENDERERS, output_format, report, results, config, settings)
     if HTML in files:
-        files.write_text(HTML, score_page(report, results, settings))
+        files.write_text(HTML, score_page(report, results, _shown_settings(settings)))
     suite = f"gaussnll {command} {report.path}"
     return _finish(results, files, suite, report.seconds, SCORE_METRICS)
 
@@ -275,7 +276,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         results = evaluate(checks, report, COMPARE_METRICS)
         _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
         if HTML in files:
-            files.write_text(HTML, compare_page(report, results, settings))
+            files.write_text(HTML, compare_page(report, results, _shown_settings(settings)))
         return _finish(
             results, files, f"gaussnll compare {report.label}", report.seconds, COMPARE_METRICS
         )
@@ -316,13 +317,21 @@ def _render(
     """Print ``report`` and the check ``results`` on stdout in ``output_format``."""
     with writing_stdout():
         if output_format == "json":
-            pieces = renderers.json(report, results, config_file=config.path, settings=settings)
+            pieces = renderers.json(
+                report, results, config_file=config.path, settings=_shown_settings(settings)
+            )
             sys.stdout.writelines(pieces)
             sys.stdout.write("\n")
         elif output_format == "markdown":
             print(renderers.markdown(report, results))
         else:
             renderers.table(report, results)
+
+
+def _shown_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings as a report shows them: a URI's credentials (``--dask tcp://user:pass@...``)
+    redacted."""
+    return {key: redacted(v) if isinstance(v, str) else v for key, v in settings.items()}
 
 
 MANY_GROUPS = 10_000

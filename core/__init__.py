@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         OptionError,
         OutputError,
         UsageError,
+        redacted,
     )
     from gaussnll.core.io.outputs import PlannedOutputs
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
@@ -137,6 +138,7 @@ _EXPORTS = {
     "metric_levels": "report.checks",
     "parse_checks": "report.checks",
     "recalibrate": "run.api",
+    "redacted": "errors",
     "resolve_source": "io.sources",
     "row_file_format": "io.writers",
     "save_state": "run.merging",

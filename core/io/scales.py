@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from gaussnll.core.errors import redacted
 from gaussnll.core.io.grouping import GroupKeys
 from gaussnll.core.recalibration import RecalibrationMap
 
@@ -33,7 +34,7 @@ class ScaleLookup:
     def record(self) -> dict[str, Any]:
         """What a report says of the map it applied."""
         return {
-            "file": self.map.path,
+            "file": None if self.map.path is None else redacted(self.map.path),
             "by": list(self.map.by),
             "scale": list(self.map.scale),
             "groups": len(self.map.groups),

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gaussnll.core.errors import InputError, OptionError, UsageError
+from gaussnll.core.errors import InputError, OptionError, UsageError, redacted
 from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.io.devices import resolve_device
 from gaussnll.core.io.grouping import GroupKeys
@@ -382,7 +382,7 @@ class Scorer:
                 path=path,
             )
         common = {
-            "path": path,
+            "path": redacted(path),
             "format": file_format,
             "device": str(self.device),
             "seconds": time.perf_counter() - self._started,
