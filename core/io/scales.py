@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from gaussnll.core.errors import redacted
 from gaussnll.core.io.grouping import GroupKeys
+from gaussnll.core.io.tensors import Location
 from gaussnll.core.recalibration import RecalibrationMap
 
 
@@ -41,11 +42,12 @@ class ScaleLookup:
             "unseen_rows": self.unseen_rows,
         }
 
-    def scales(self, batch: pa.RecordBatch) -> np.ndarray:
-        """``(rows, outputs)`` scales of the batch's rows."""
+    def scales(self, batch: pa.RecordBatch, where: Location | None = None) -> np.ndarray:
+        """``(rows, outputs)`` scales of the batch's rows (``where``: where it sits, for
+        errors)."""
         if self._keys is None:
             return np.repeat(self._overall[np.newaxis], batch.num_rows, axis=0)
-        index = self._keys.index(batch)
+        index = self._keys.index(batch, where)
         new = self._keys.keys[len(self._table) :]
         if new:
             found = [self.map.scale_of(key) for key in new]

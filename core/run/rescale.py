@@ -12,6 +12,7 @@ from gaussnll.core.errors import InputError
 from gaussnll.core.io.readers import ReadRequest, column_names, iter_batches
 from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import resolve_source
+from gaussnll.core.io.tensors import Location
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions, Spread
 from gaussnll.core.recalibration import RecalibrationMap
@@ -33,9 +34,10 @@ def write_recalibrated(
     columns = column_names(source, options.delimiter)
     request = ReadRequest(columns, (), options.chunk_size, options.delimiter)
     scales = ScaleLookup(recalibration)
-    rows = 0
+    rows, where = 0, Location("", 1)
     for file, batch in iter_batches(source, request):
-        factors = scales.scales(batch)
+        where = Location(file, where.first_row if file == where.path else 1)
+        factors = scales.scales(batch, where)
         for output, name in enumerate(spec.spread):
             index = batch.schema.get_field_index(name)
             if index < 0:
@@ -46,6 +48,7 @@ def write_recalibrated(
             batch = batch.set_column(index, name, rescaled)
         rows_to.write(batch)
         rows += batch.num_rows
+        where = where.shifted(batch.num_rows)
     return rows
 
 
