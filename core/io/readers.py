@@ -39,13 +39,16 @@ _DELIMITER_HINTS = (";", "\t", "|", ":")
 @dataclass(frozen=True)
 class ReadRequest:
     """Which columns to read (``numeric`` ones as numbers), in chunks of how many rows;
-    ``on_bytes(position)``: told how far into the file a CSV reader has read."""
+    ``on_bytes(position)``: told how far into the file a CSV reader has read; ``labels``: the
+    columns that key rows (``labels.LabelColumns``), None: every column not read as a number
+    (a column merely carried through, as ``rescale``'s, may hold anything)."""
 
     columns: tuple[str, ...]
     numeric: tuple[str, ...]
     chunk_size: int
     delimiter: str = ","
     on_bytes: Callable[[int], None] | None = None
+    labels: tuple[str, ...] | None = None
 
 
 def scoring_request(source: Source, options: ScoreOptions) -> ReadRequest:
@@ -144,7 +147,9 @@ def iter_file_batches(
 
 
 def label_columns(request: ReadRequest) -> LabelColumns:
-    """A checker of the request's label columns (those not read as numbers)."""
+    """A checker of the request's label columns (by default those not read as numbers)."""
+    if request.labels is not None:
+        return LabelColumns(request.labels)
     return LabelColumns(tuple(c for c in request.columns if c not in request.numeric))
 
 

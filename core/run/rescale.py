@@ -32,7 +32,9 @@ def write_recalibrated(
             path=path,
         )
     columns = column_names(source, options.delimiter)
-    request = ReadRequest(columns, (), options.chunk_size, options.delimiter)
+    request = ReadRequest(
+        columns, (), options.chunk_size, options.delimiter, labels=recalibration.by
+    )
     scales = ScaleLookup(recalibration)
     rows, where = 0, Location("", 1)
     for file, batch in iter_batches(source, request):
