@@ -16,6 +16,7 @@ from gaussnll.cli.exits import EXIT_CHECK_FAILED, signals_ignored
 from gaussnll.cli.gates import report_failures
 from gaussnll.cli.html_report import compare_page, require_matplotlib, score_page
 from gaussnll.cli.junit import junit_xml
+from gaussnll.cli.literal import literal
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import CheckResults, print_report, report_json, report_markdown
 from gaussnll.cli.render_compare import compare_json, compare_markdown, print_compare
@@ -341,8 +342,8 @@ def _warn_of_many_groups(groups: int, by: list[str]) -> None:
     """One line on stderr when ``--by`` made more groups than a breakdown usually wants."""
     if groups > MANY_GROUPS:
         print(
-            f"gaussnll: warning: --by {' --by '.join(by)} made {groups:,} groups (more than "
-            f"{MANY_GROUPS:,}); for a numeric column, break it down by intervals instead: "
+            f"gaussnll: warning: --by {literal(' --by '.join(by))} made {groups:,} groups (more "
+            f"than {MANY_GROUPS:,}); for a numeric column, break it down by intervals instead: "
             "--by COLUMN:q10 (quantile bins) or --by COLUMN:EDGE,EDGE,...",
             file=sys.stderr,
         )

@@ -19,7 +19,7 @@ from conftest import assert_one_line_error, make_predictions, write_table
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import ColumnSpec, InputError, Scorer, redacted, score
+from gaussnll.core import ColumnSpec, InputError, RecalibrationMap, Scorer, redacted, score
 
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")  # a raw control character (not a newline)
 
@@ -270,6 +270,24 @@ def test_credentials_stay_out_of_errors_and_reports_of_the_library(tmp_path):
     assert "SECRET" not in json.dumps(report.to_dict())
 
 
+def test_a_map_keeps_no_credentials_of_the_file_it_was_fitted_on():
+    fitted = RecalibrationMap(
+        scale=(1.5,), outputs=("mean",), eps=1e-6, fitted_on={"path": "s3://K:S@b/p", "rows": 3}
+    )
+    assert fitted.to_dict()["fitted_on"] == {"path": "s3://***@b/p", "rows": 3}
+
+
+def test_the_many_groups_warning_shows_the_column_literally(tmp_path):
+    name = "g\x1b[31m"
+    rows = 10_001
+    path = tmp_path / "many.parquet"
+    pq.write_table(table_of(rows, seed=9, **{name: np.arange(rows)}), path)
+    result = run("score", str(path), "--by", name, "--no-calibration", "-q", "--top", "1")
+    assert result.exit_code == 0, result.output
+    assert "warning: --by g\\x1b[31m made 10,001 groups" in result.stderr
+    assert not CONTROL.search(result.stderr)
+
+
 def test_a_dask_address_with_credentials_is_never_shown(tmp_path):
     pytest.importorskip("distributed")
     path = tmp_path / "p.parquet"
@@ -319,6 +337,11 @@ def test_a_key_column_of_bytes_groups_as_its_text_in_every_path(tmp_path):
     coded = keyed(tmp_path, "coded.parquet", dictionary)
     for source in (large, coded):
         assert groups_of(scored_json(str(source), "--by", "g")) == as_text
+    folder = tmp_path / "mixed"  # a file of bytes and one of text: one run, as merged
+    folder.mkdir()
+    for source in (raw, text):
+        (folder / source.name).write_bytes(source.read_bytes())
+    assert groups_of(scored_json(str(folder), "--by", "g")) == [("no", 4), ("ok", 8)]
 
 
 def test_a_recalibration_map_of_bytes_keys_holds_text_and_applies_to_text(tmp_path):

@@ -11,8 +11,9 @@ from gaussnll.core.errors import InputError
 _KINDS = (
     ("integers", pa.types.is_integer),
     ("floating-point numbers", pa.types.is_floating),
+    # Bytes are text as a key: ``grouping`` decodes them as UTF-8 wherever rows are keyed.
     ("text", lambda kind: pa.types.is_string(kind) or pa.types.is_large_string(kind)),
-    ("bytes", lambda kind: pa.types.is_binary(kind) or pa.types.is_large_binary(kind)),
+    ("text", lambda kind: pa.types.is_binary(kind) or pa.types.is_large_binary(kind)),
     ("booleans", pa.types.is_boolean),
     ("decimals", pa.types.is_decimal),
     ("dates", pa.types.is_date),
