@@ -20,6 +20,9 @@ from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
 from gaussnll.core import ColumnSpec, InputError, RecalibrationMap, Scorer, redacted, score
+from gaussnll.core.io.readers import scoring_request
+from gaussnll.core.io.sources import resolve_source
+from gaussnll.core.options import ScoreOptions
 
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")  # a raw control character (not a newline)
 
@@ -177,12 +180,16 @@ def test_an_empty_first_file_does_not_set_the_batch_size_nor_the_row_numbers(tmp
     result = run("score", str(folder), "--ensemble", "-q", "--chunk-size", "600")
     assert_one_line_error(result, "c.parquet", "column 'var[1]'", ": row 4:")
 
-    from gaussnll.core.io.readers import scoring_request
-    from gaussnll.core.io.sources import resolve_source
-    from gaussnll.core.options import ScoreOptions
-
     options = ScoreOptions(ensemble=True, chunk_size=600)
     assert scoring_request(resolve_source(str(folder)), options).chunk_size == 100  # 600 / 6
+
+
+def test_missing_first_lists_do_not_set_the_batch_size(tmp_path):
+    rows = [{"mean": None, "var": None, "target": 0.0}] * 1500 + ensemble_rows(10, members=4)
+    path = tmp_path / "nulls.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=ENSEMBLE_SCHEMA), path)
+    options = ScoreOptions(ensemble=True, chunk_size=1000, nan_policy="skip")
+    assert scoring_request(resolve_source(str(path)), options).chunk_size == 250
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

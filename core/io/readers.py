@@ -34,6 +34,7 @@ from gaussnll.core.options import ScoreOptions
 
 PARQUET_BUFFER_BYTES = 1 << 20  # larger buffers cost memory and read no faster
 _DELIMITER_HINTS = (";", "\t", "|", ":")
+_FIRST_ROWS = 1024  # rows read at a time to find an ensemble's first list
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,17 @@ def scoring_request(source: Source, options: ScoreOptions) -> ReadRequest:
 
 def _first_list_length(source: Source, column: str) -> int | None:
     """The length of ``column``'s first value when it is a list in Parquet or Arrow files (the
-    first row of the first file that has one: empty files are passed over); None otherwise, or
-    when it cannot be read (the pass itself reports why)."""
+    first row that has one: empty files and missing values are passed over); None otherwise,
+    or when it cannot be read (the pass itself reports why)."""
     if source.format is FileFormat.CSV or not source.files:
         return None
-    request = ReadRequest((column,), (column,), 1)
+    request = ReadRequest((column,), (column,), _FIRST_ROWS)
     try:
         for _, batch in iter_batches(source, request):
-            value = batch.column(0)[0].as_py()
-            return len(value) if isinstance(value, list) else None
+            values = batch.column(0).drop_null()
+            if len(values):
+                value = values[0].as_py()
+                return len(value) if isinstance(value, list) else None
     except InputError:
         return None
     return None
