@@ -414,3 +414,24 @@ def test_rescale_to_csv_of_a_list_column_is_one_line_and_writes_nothing(tmp_path
     result = run("rescale", str(mapping), str(data), "-o", str(out))
     assert_one_line_error(result, "out.csv", "column 'embedding'", "CSV", ".parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["embedded.parquet", "map.json"]
+
+
+@pytest.mark.parametrize(
+    ("column", "output", "reason"),
+    [
+        (pa.array([b"a", b"\xff", b"c", b"d"]), "out.csv", "UTF8"),  # CSV holds text
+        (pa.array([(1, 2, 3)] * 4, pa.month_day_nano_interval()), "out.parquet", "interval"),
+    ],
+    ids=["bytes-to-csv", "interval-to-parquet"],
+)
+def test_rescale_of_values_the_output_cannot_hold_is_one_line(tmp_path, column, output, reason):
+    data = tmp_path / "odd.arrow"
+    target = np.array([0.5, -0.3, 1.0, 0.2])
+    write_table(
+        pa.table({"mean": np.zeros(4), "target": target, "var": np.ones(4), "odd": column}), data
+    )
+    mapping = tmp_path / "map.json"
+    assert run("recalibrate", str(data), "-o", str(mapping), "-q").exit_code == 0
+    result = run("rescale", str(mapping), str(data), "-o", str(tmp_path / output))
+    assert_one_line_error(result, f"cannot write {tmp_path / output}", reason)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.json", "odd.arrow"]
