@@ -94,6 +94,24 @@ def test_huge_weights_whose_sums_fit_give_the_unweighted_means(tmp_path):
         assert weighted["calibration"][key] == pytest.approx(plain["calibration"][key], rel=1e-12)
 
 
+@pytest.mark.parametrize("tiny", [1e-310, 5e-324])
+def test_weights_below_float64s_normal_range_are_one_line(tmp_path, tiny):
+    weight = np.ones(30)
+    weight[17] = tiny  # products with it lose their digits: 5e-324 everywhere gave nll 1.0
+    path = tmp_path / "w.parquet"
+    pq.write_table(table_of(30, seed=3, w=weight), path)
+    result = run("score", str(path), "--weight-col", "w", "-q")
+    assert_one_line_error(result, str(path), "column 'w'", "row 18", "2.225e-308", repr(tiny))
+
+
+def test_tiny_normal_weights_give_the_unweighted_means(tmp_path):
+    path = tmp_path / "w.parquet"
+    pq.write_table(table_of(200, seed=4, w=np.full(200, 1e-300)), path)
+    weighted, plain = scored_json(str(path), "--weight-col", "w"), scored_json(str(path))
+    assert weighted["nll"] == pytest.approx(plain["nll"], rel=1e-12)
+    assert weighted["calibration"]["crps"] == pytest.approx(plain["calibration"]["crps"], rel=1e-12)
+
+
 def test_a_perfect_model_is_scored_though_its_nll_at_var_scale_is_minus_infinity(tmp_path):
     path = tmp_path / "exact.parquet"
     ones = np.ones(5)

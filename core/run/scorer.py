@@ -6,7 +6,6 @@ The file engine feeds it chunks read from disk; Python code can feed it tensors 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,7 +29,12 @@ from gaussnll.core.run.state_document import (
     options_from_document,
     plain_keys,
 )
-from gaussnll.core.run.validation import raise_bad_weight, raise_first_problem, raise_on_overflow
+from gaussnll.core.run.validation import (
+    good_weights,
+    raise_bad_weight,
+    raise_first_problem,
+    raise_on_overflow,
+)
 from gaussnll.core.state import portable
 from gaussnll.core.state.mixture import Members, MemberWeights
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
@@ -420,8 +424,8 @@ class _Validity:
         return bool(bad)
 
     def check_weights(self, weight: Tensor, column: str, where: Location) -> None:
-        """Raise for a row whose weight is not a finite number >= 0 (on a GPU: note it)."""
-        fine = ((weight >= 0) & (weight < math.inf)).all()  # False for a NaN
+        """Raise for a row whose weight is not one of ``good_weights`` (on a GPU: note it)."""
+        fine = good_weights(weight).all()  # False for a NaN
         if self._deferred:
             self._flag |= ~fine
         elif not bool(fine):

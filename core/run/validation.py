@@ -82,15 +82,32 @@ def raise_first_problem(
         )
 
 
+# The smallest normal float64: a weight below it (but above 0) has lost digits already, and
+# every product with it more (weights of 5e-324 gave an NLL of exactly 1).
+SMALLEST_WEIGHT = torch.finfo(torch.float64).tiny
+
+
+def good_weights(weight: Tensor) -> Tensor:
+    """Which ``weight``s are usable: 0, or a finite number from ``SMALLEST_WEIGHT`` on (a
+    missing weight is read as NaN, which is not)."""
+    return (weight == 0) | ((weight >= SMALLEST_WEIGHT) & (weight < math.inf))
+
+
 def raise_bad_weight(weight: Tensor, column: str, where: Location) -> None:
-    """Raise an InputError for the first row whose ``weight`` (``(rows, 1)``) is not a finite
-    number >= 0 (a missing weight is read as NaN): bad under every non-finite policy."""
-    bad = (~torch.isfinite(weight) | (weight < 0)).squeeze(1).nonzero()
+    """Raise an InputError for the first row whose ``weight`` (``(rows, 1)``) is not one of
+    ``good_weights``: bad under every non-finite policy."""
+    bad = (~good_weights(weight)).squeeze(1).nonzero()
     if len(bad):
         row = int(bad[0])
         value = weight[row, 0].item()
+        expected = "a finite number >= 0"
+        if 0 < value < SMALLEST_WEIGHT:
+            expected = (
+                f"0 or at least {SMALLEST_WEIGHT:.4g} (float64's smallest full-precision "
+                "number; multiply the weights by a constant)"
+            )
         raise InputError(
-            f"expected a weight: a finite number >= 0, got {value!r}",
+            f"expected a weight: {expected}, got {value!r}",
             path=where.path,
             column=column,
             row=where.row(row),
