@@ -64,6 +64,17 @@ def test_a_weighted_loss_beyond_float64_is_one_line_not_inf(tmp_path):
         assert_one_line_error(result, str(path), "column 'w'", "not finite", "float64")
 
 
+def test_compare_whose_paired_sums_overflow_is_one_line(tmp_path):
+    columns = make_predictions(20, seed=3)
+    weight = np.full(20, 1e200)  # every report fits: nll_sum is about 1e255
+    baseline, candidate = tmp_path / "baseline.parquet", tmp_path / "candidate.parquet"
+    pq.write_table(pa.table({**columns, "w": weight}), baseline)
+    columns["mean"][2] = 1e52  # d of about 5e103: Σw·d² is beyond float64
+    pq.write_table(pa.table({**columns, "w": weight}), candidate)
+    result = run("compare", str(baseline), str(candidate), "--weight-col", "w", "-q", "--json")
+    assert_one_line_error(result, str(candidate), "column 'w'", "delta_nll_std", "float64")
+
+
 def test_unweighted_losses_that_add_up_beyond_float64_are_one_line(tmp_path):
     path = tmp_path / "big.parquet"
     n = 5  # each loss 5e307, finite; their sum is not
