@@ -371,7 +371,8 @@ def test_a_key_column_of_bytes_groups_as_its_text_in_every_path(tmp_path):
     )
     dictionary = pa.array([k.encode() for k in KEYS], pa.binary()).dictionary_encode()
     coded = keyed(tmp_path, "coded.parquet", dictionary)
-    for source in (large, coded):
+    fixed = keyed(tmp_path, "fixed.parquet", pa.array([k.encode() for k in KEYS], pa.binary(2)))
+    for source in (large, coded, fixed):
         assert groups_of(scored_json(str(source), "--by", "g")) == as_text
     folder = tmp_path / "mixed"  # a file of bytes and one of text: one run, as merged
     folder.mkdir()

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gaussnll.core.errors import InputError
+from gaussnll.core.io.labels import is_bytes
 from gaussnll.core.io.tensors import Location
 
 Key = tuple[Hashable, ...]
@@ -137,12 +138,13 @@ def _with_text_keys(batch: pa.RecordBatch, name: str, where: Location | None) ->
     InputError names the first row whose bytes are not UTF-8."""
     column = batch.column(name)
     value_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-    text = {pa.binary(): pa.string(), pa.large_binary(): pa.large_string()}.get(value_type)
-    if text is None:
+    if not is_bytes(value_type):
         return batch
+    large = pa.types.is_large_binary(value_type)
+    text = pa.large_string() if large else pa.string()
     encoded = pc.dictionary_encode(column)  # each distinct value decoded once
-    try:
-        values = encoded.dictionary.cast(text)
+    try:  # fixed-size and view bytes through plain ones, which cast to text
+        values = encoded.dictionary.cast(pa.large_binary() if large else pa.binary()).cast(text)
     except pa.ArrowInvalid:
         bad, reason = _first_undecodable(encoded.dictionary.to_pylist())
         row = pc.index(encoded.indices, pa.scalar(bad, encoded.indices.type)).as_py()
