@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -465,3 +466,25 @@ def test_rescale_of_values_the_output_cannot_hold_is_one_line(tmp_path, column, 
     result = run("rescale", str(mapping), str(data), "-o", str(tmp_path / output))
     assert_one_line_error(result, f"cannot write {tmp_path / output}", reason)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.json", "odd.arrow"]
+
+
+def test_rescale_from_csv_to_csv_carries_the_other_columns_as_written(tmp_path):
+    data = tmp_path / "preds.csv"
+    rows = ["0.1,0.2,1.0,02134,NA,12345678901234567890123,a", "0.3,-0.2,2.0,00001,,1,b"]
+    data.write_text("mean,target,var,zip,note,big,region\n" + "\n".join(rows) + "\n")
+    mapping = tmp_path / "map.json"
+    assert run("recalibrate", str(data), "--by", "region", "-o", str(mapping), "-q").exit_code == 0
+    out = tmp_path / "out.csv"
+    assert run("rescale", str(mapping), str(data), "-o", str(out), "-q").exit_code == 0
+    names = ("mean", "zip", "note", "big")
+    text = {name: pa.string() for name in names}
+    read = pacsv.ConvertOptions(column_types=text, strings_can_be_null=False)
+    written = pacsv.read_csv(out, convert_options=read)
+    assert written.select(names).to_pydict() == {
+        "mean": ["0.1", "0.3"],
+        "zip": ["02134", "00001"],
+        "note": ["NA", ""],
+        "big": ["12345678901234567890123", "1"],
+    }
+    scales = {g["key"]["region"]: g["scale"][0] for g in json.loads(mapping.read_text())["groups"]}
+    np.testing.assert_allclose(written.column("var").to_numpy(), [scales["a"], 2 * scales["b"]])

@@ -42,7 +42,8 @@ class ReadRequest:
     """Which columns to read (``numeric`` ones as numbers), in chunks of how many rows;
     ``on_bytes(position)``: told how far into the file a CSV reader has read; ``labels``: the
     columns that key rows (``labels.LabelColumns``), None: every column not read as a number
-    (a column merely carried through, as ``rescale``'s, may hold anything)."""
+    (a column merely carried through, as ``rescale``'s, may hold anything); ``text``: CSV
+    columns kept as the text written (to write it back as it was)."""
 
     columns: tuple[str, ...]
     numeric: tuple[str, ...]
@@ -50,6 +51,7 @@ class ReadRequest:
     delimiter: str = ","
     on_bytes: Callable[[int], None] | None = None
     labels: tuple[str, ...] | None = None
+    text: tuple[str, ...] = ()
 
 
 def scoring_request(source: Source, options: ScoreOptions) -> ReadRequest:
@@ -279,7 +281,9 @@ def csv_part_types(path: str, request: ReadRequest, blocks: int) -> dict[str, pa
 
 
 def _csv_read(request: ReadRequest) -> CsvRead:
-    return CsvRead(request.columns, request.numeric, request.delimiter, request.chunk_size)
+    return CsvRead(
+        request.columns, request.numeric, request.delimiter, request.chunk_size, request.text
+    )
 
 
 def require_columns(present: Sequence[str], needed: Sequence[str], path: str) -> None:

@@ -48,6 +48,11 @@ class RowWriter:
                     + ("; write a .parquet file instead" if self._format is FileFormat.CSV else "")
                 ) from error
 
+    @property
+    def file_format(self) -> FileFormat:
+        """The format written: Parquet or CSV."""
+        return self._format
+
     def _csv_writer(self, schema: pa.Schema) -> pacsv.CSVWriter:
         """A CSV writer of ``schema``; a column CSV cannot hold (a list, struct or map: one
         value per cell only) is an OutputError naming it."""

@@ -1,6 +1,8 @@
 """Write predictions recalibrated: every column of the input as it is, but the spread columns
 (variance, standard deviation or log-variance, in the input's own form) rescaled by a
-recalibration map, streamed batch by batch."""
+recalibration map, streamed batch by batch. From CSV to CSV the other columns (but the map's
+key columns, which are read as scoring reads them) are carried as the text written: ``02134``
+stays ``02134``, a 23-digit number keeps its digits."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pyarrow.compute as pc
 from gaussnll.core.errors import InputError
 from gaussnll.core.io.readers import ReadRequest, column_names, iter_batches
 from gaussnll.core.io.scales import ScaleLookup
-from gaussnll.core.io.sources import resolve_source
+from gaussnll.core.io.sources import FileFormat, resolve_source
 from gaussnll.core.io.tensors import Location
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions, Spread
@@ -32,8 +34,15 @@ def write_recalibrated(
             path=path,
         )
     columns = column_names(source, options.delimiter)
+    keyed = (*spec.spread, *recalibration.by)  # read as scoring reads them
+    text = source.format is FileFormat.CSV and rows_to.file_format is FileFormat.CSV
     request = ReadRequest(
-        columns, (), options.chunk_size, options.delimiter, labels=recalibration.by
+        columns,
+        (),
+        options.chunk_size,
+        options.delimiter,
+        labels=recalibration.by,
+        text=tuple(name for name in columns if name not in keyed) if text else (),
     )
     scales = ScaleLookup(recalibration)
     rows, where = 0, Location("", 1)
