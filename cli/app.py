@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from gaussnll.cli.exits import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, raise_on_sigterm, user_errors
+from gaussnll.cli.literal import shown
 from gaussnll.cli.settings import (
     COMPARE,
     MERGE,
@@ -288,7 +289,7 @@ def main() -> None:
         code = code or EXIT_BROKEN_PIPE
     except OutputError as error:
         if not code:  # else the command has said what went wrong already
-            print(f"gaussnll: error: {error}", file=sys.stderr)
+            print(f"gaussnll: error: {shown(str(error))}", file=sys.stderr)
             code = EXIT_BAD_INPUT
     with suppress(OSError):
         sys.stderr.flush()

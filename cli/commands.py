@@ -16,6 +16,7 @@ from gaussnll.cli.exits import EXIT_CHECK_FAILED, signals_ignored
 from gaussnll.cli.gates import report_failures
 from gaussnll.cli.html_report import compare_page, require_matplotlib, score_page
 from gaussnll.cli.junit import junit_xml
+from gaussnll.cli.literal import literal
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import CheckResults, print_report, report_json, report_markdown
 from gaussnll.cli.render_compare import compare_json, compare_markdown, print_compare
@@ -49,6 +50,7 @@ from gaussnll.core import (
     merge_state_files,
     metric_levels,
     parse_checks,
+    redacted,
     resolve_source,
     row_file_format,
     score,
@@ -228,7 +230,7 @@ def _report_score(
     report = report.with_groups(settings["sort_by"], top)
     _render(SCORE_RENDERERS, output_format, report, results, config, settings)
     if HTML in files:
-        files.write_text(HTML, score_page(report, results, settings))
+        files.write_text(HTML, score_page(report, results, _shown_settings(settings)))
     suite = f"gaussnll {command} {report.path}"
     return _finish(results, files, suite, report.seconds, SCORE_METRICS)
 
@@ -277,7 +279,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         results = evaluate(checks, report, COMPARE_METRICS)
         _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
         if HTML in files:
-            files.write_text(HTML, compare_page(report, results, settings))
+            files.write_text(HTML, compare_page(report, results, _shown_settings(settings)))
         return _finish(
             results, files, f"gaussnll compare {report.label}", report.seconds, COMPARE_METRICS
         )
@@ -318,13 +320,21 @@ def _render(
     """Print ``report`` and the check ``results`` on stdout in ``output_format``."""
     with writing_stdout():
         if output_format == "json":
-            pieces = renderers.json(report, results, config_file=config.path, settings=settings)
+            pieces = renderers.json(
+                report, results, config_file=config.path, settings=_shown_settings(settings)
+            )
             sys.stdout.writelines(pieces)
             sys.stdout.write("\n")
         elif output_format == "markdown":
             print(renderers.markdown(report, results))
         else:
             renderers.table(report, results)
+
+
+def _shown_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings as a report shows them: a URI's credentials (``--dask tcp://user:pass@...``)
+    redacted."""
+    return {key: redacted(v) if isinstance(v, str) else v for key, v in settings.items()}
 
 
 MANY_GROUPS = 10_000
@@ -334,8 +344,8 @@ def _warn_of_many_groups(groups: int, by: list[str]) -> None:
     """One line on stderr when ``--by`` made more groups than a breakdown usually wants."""
     if groups > MANY_GROUPS:
         print(
-            f"gaussnll: warning: --by {' --by '.join(by)} made {groups:,} groups (more than "
-            f"{MANY_GROUPS:,}); for a numeric column, break it down by intervals instead: "
+            f"gaussnll: warning: --by {literal(' --by '.join(by))} made {groups:,} groups (more "
+            f"than {MANY_GROUPS:,}); for a numeric column, break it down by intervals instead: "
             "--by COLUMN:q10 (quantile bins) or --by COLUMN:EDGE,EDGE,...",
             file=sys.stderr,
         )

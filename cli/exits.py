@@ -19,9 +19,9 @@ from typing import Literal
 
 import typer
 
-from gaussnll.cli.literal import literal
+from gaussnll.cli.literal import shown
 from gaussnll.cli.settings import with_flag
-from gaussnll.core import GaussnllError, OptionError, UsageError
+from gaussnll.core import GaussnllError, OptionError, UsageError, redacted
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -84,9 +84,10 @@ class user_errors:
             error = with_flag(error, self.command, self.given)
         code, message = _classify(error)
         if self.debug and message is not None:
-            traceback.print_exception(kind, error, trace, file=sys.stderr)
+            lines = traceback.format_exception(kind, error, trace)
+            print(redacted("".join(lines)), end="", file=sys.stderr)
         if message is not None:
-            print(f"gaussnll: {literal(message)}", file=sys.stderr)
+            print(f"gaussnll: {shown(message)}", file=sys.stderr)
         raise typer.Exit(code) from None
 
 

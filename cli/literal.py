@@ -3,13 +3,16 @@ Markdown page, an XML file or a CI log as the text they are, never as control se
 markup or Markdown syntax.
 
 Every renderer passes data through one of these functions: ``literal`` for plain text (then
-shown through ``rich.text.Text``, which reads no markup), ``markdown`` and ``code_span`` for
-Markdown, ``github_message`` for a GitHub Actions annotation.
+shown through ``rich.text.Text``, which reads no markup), ``shown`` for a path, URI or address
+in plain text (its credentials redacted too), ``markdown`` and ``code_span`` for Markdown,
+``github_message`` for a GitHub Actions annotation.
 """
 
 from __future__ import annotations
 
 import re
+
+from gaussnll.core import redacted
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 # C0 and C1 controls, DEL, and the invisible characters that reorder or hide text (bidi
@@ -27,6 +30,12 @@ def literal(value: object) -> str:
     if not _CONTROL.search(text):
         return text
     return _UNSAFE.sub(_escape, text)
+
+
+def shown(text: str) -> str:
+    """``text`` naming a path, URI or address, as ``literal`` shows it, with the credentials of
+    every URI in it ``redacted`` (``s3://***@bucket/...``)."""
+    return literal(redacted(text))
 
 
 def _escape(match: re.Match[str]) -> str:

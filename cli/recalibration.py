@@ -9,11 +9,12 @@ from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from gaussnll.cli.commands import Outputs, resolve_settings, score_options
 from gaussnll.cli.config import Config, load_config
+from gaussnll.cli.literal import shown
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import finite, number
 from gaussnll.cli.settings import RECALIBRATE, RESCALE
@@ -86,7 +87,7 @@ def run_rescale(map_path: str, path: str, given: dict[str, Any]) -> int:
             rows = write_recalibrated(path, fitted, options, rows_to)
         files.commit()
     if not given.get("quiet"):
-        print(f"gaussnll: wrote {rows:,} rescaled rows to {output}", file=sys.stderr)
+        print(f"gaussnll: wrote {rows:,} rescaled rows to {shown(output)}", file=sys.stderr)
     return 0
 
 
@@ -129,7 +130,7 @@ def _before_after_table(
     scales = ", ".join(number(s) for s in fitted.scale)
     groups = f"; {len(fitted.groups):,} groups by {', '.join(fitted.by)}" if fitted.by else ""
     table = Table(
-        title=escape(f"gaussnll recalibrate: {path} → {output} (scale {scales}{groups})"),
+        title=Text(shown(f"gaussnll recalibrate: {path} → {output} (scale {scales}{groups})")),
         title_justify="left",
     )
     for header in ("metric", "before", "after"):

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         OptionError,
         OutputError,
         UsageError,
+        redacted,
     )
     from gaussnll.core.families import FAMILIES, GROUP_DEFAULT, Selection, parse_names
     from gaussnll.core.io.outputs import PlannedOutputs
@@ -143,6 +144,7 @@ _EXPORTS = {
     "metric_levels": "report.checks",
     "parse_checks": "report.checks",
     "recalibrate": "run.api",
+    "redacted": "errors",
     "resolve_source": "io.sources",
     "row_file_format": "io.writers",
     "save_state": "run.merging",

@@ -10,13 +10,42 @@ Hierarchy::
     └── OutputError        an output file cannot be written (disk full, permissions)
 
 Anything else escaping gaussnll is a bug: the command line reports it as an internal error.
+
+``redacted`` keeps credentials out of every message: a URI's userinfo (``s3://KEY:SECRET@``,
+``tcp://user:pass@``) never reaches an error, a report, a state file or a log.
 """
 
 from __future__ import annotations
 
+import re
+
+# A scheme, then the userinfo: everything up to the last "@" before the host's end.
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#\s]*)@")
+# A query parameter named as a secret (?secret_key=..., &sig=..., &token=...): its value.
+_SECRET_VALUE = re.compile(
+    r"([?&][A-Za-z0-9_.-]*(?:secret|password|passwd|token|key|sig|credential)[A-Za-z0-9_.-]*=)"
+    r"[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
+def redacted(text: str) -> str:
+    """``text`` with the userinfo of every URI in it, and the values of query parameters
+    named as secrets, replaced by ``***`` (``s3://KEY:SECRET@bucket/x`` →
+    ``s3://***@bucket/x``); other text unchanged."""
+    # The same userinfo quoted elsewhere without its scheme (a library's "invalid address
+    # 'user:pass@host'") goes too.
+    for userinfo in sorted(set(_USERINFO.findall(text)) - {""}, key=len, reverse=True):
+        text = text.replace(f"{userinfo}@", "***@")
+    return _SECRET_VALUE.sub(r"\1***", text)
+
 
 class GaussnllError(Exception):
-    """A problem in what the user gave us; its message is one line meant for them."""
+    """A problem in what the user gave us; its message is one line meant for them, with any
+    URI's credentials ``redacted``."""
+
+    def __str__(self) -> str:
+        return redacted(super().__str__())
 
 
 class UsageError(GaussnllError):

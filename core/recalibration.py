@@ -20,7 +20,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gaussnll.core.errors import InputError
+from gaussnll.core.errors import InputError, redacted
 
 RECALIBRATION_SCHEMA = "gaussnll.recalibration/1"
 
@@ -59,7 +59,10 @@ class RecalibrationMap:
                 }
                 for key, scales in self.groups.items()
             ],
-            "fitted_on": dict(self.fitted_on),
+            "fitted_on": {
+                key: redacted(value) if key == "path" and isinstance(value, str) else value
+                for key, value in self.fitted_on.items()
+            },
         }
 
     @classmethod

@@ -478,3 +478,22 @@ def test_group_keys_of_another_type_in_another_file_are_one_line(tmp_path, sched
     (folder / "b.csv").write_text("mean,var,target,g\n0,1,0.5,x\n0,1,0.1,y\n")
     result = run("score", folder, "--by", "g", "--dask", scheduler[0], "-q")
     assert_one_line_error(result, "b.csv", "'g'", "text", "a.csv", "numbers")
+
+
+def test_a_key_column_of_bytes_groups_as_its_text_on_dask(tmp_path, scheduler):
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    keys = ["ok", "no", "ok", "ok", "no", "ok"]
+    for name, column in (
+        ("a.parquet", pa.array([key.encode() for key in keys], pa.binary())),
+        ("b.parquet", pa.array(keys)),
+    ):
+        pq.write_table(
+            pa.table({**make_predictions(len(keys), seed=8), "g": column}), folder / name
+        )
+    options = ScoreOptions(columns=ColumnSpec(by=("g",)), device="cpu")
+    report = score_on_dask(str(folder), options, address=scheduler[0])
+    assert [(group.key, group.report.rows) for group in report.groups] == [
+        (("no",), 4),
+        (("ok",), 8),
+    ]

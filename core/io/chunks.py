@@ -113,8 +113,8 @@ def to_chunks(
         nulls_as_nan = options.nan_policy != "error" or spec.weight is not None
         convert = Conversion(dtype, where, nulls_as_nan=nulls_as_nan)
         first_row += batch.num_rows
-        group = None if group_keys is None else torch.from_numpy(group_keys.index(batch))
-        scale = None if scales is None else torch.from_numpy(scales.scales(batch)).to(dtype)
+        group = None if group_keys is None else torch.from_numpy(group_keys.index(batch, where))
+        scale = None if scales is None else torch.from_numpy(scales.scales(batch, where)).to(dtype)
         members = convert.members if options.ensemble else convert.role
         roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
         roles.append(members(batch, spec.spread))
@@ -145,5 +145,5 @@ def to_chunks(
         # An ensemble's M members per row are scored in pieces of chunk_size / M rows, which
         # bound its temporaries as a chunk of single Gaussians does.
         rows = max(1, options.chunk_size // max(1, mean.shape[1]))
-        for start in range(0, chunk.length, rows):
-            yield chunk.slice(start, start + rows)
+        for offset in range(0, chunk.length, rows):
+            yield chunk.slice(offset, offset + rows)

@@ -48,19 +48,26 @@ _LOCATED = re.compile(r"(?:column #(\d+): )?Row #(\d+): (.*)")
 
 @dataclass(frozen=True)
 class CsvRead:
-    """What to read from a CSV file: columns (the numeric ones parsed as float64)."""
+    """What to read from a CSV file: columns (the numeric ones parsed as float64, the ``text``
+    ones kept as the text written, ``02134`` and ``NA`` included)."""
 
     columns: tuple[str, ...]
     numeric: tuple[str, ...]
     delimiter: str
     chunk_size: int
+    text: tuple[str, ...] = ()
 
     def parse_options(self) -> pacsv.ParseOptions:
         return pacsv.ParseOptions(delimiter=self.delimiter)
 
     def convert_options(self, types: dict[str, pa.DataType] | None = None) -> pacsv.ConvertOptions:
-        """Numeric columns as float64; ``types`` fixes the others' (else pyarrow infers them)."""
-        types = {**(types or {}), **{name: pa.float64() for name in self.numeric}}
+        """Numeric columns as float64, text ones as strings; ``types`` fixes the others' (else
+        pyarrow infers them)."""
+        types = {
+            **(types or {}),
+            **{name: pa.string() for name in self.text},
+            **{name: pa.float64() for name in self.numeric},
+        }
         return pacsv.ConvertOptions(include_columns=list(self.columns), column_types=types)
 
 

@@ -5,6 +5,11 @@ the chunk's distinct values up among the known groups (``index_in``), so Python 
 new groups; composite keys are looked up in Python per distinct combination in the chunk.
 Groups are numbered in order of first appearance; a null key is a group of its own.
 
+A key column of bytes (Parquet's BYTE_ARRAY without a UTF-8 annotation) is decoded as UTF-8
+text here, where every path (one process, worker threads, Dask tasks, recalibration maps) keys
+its rows, so its groups are those of the same text in a string column, in state files and
+merges alike; bytes that are not UTF-8 are refused, naming the row.
+
 A numeric key column may be broken down by intervals instead of by value: given its edges
 ``e_0 < ... < e_k``, each value falls in ``(-inf, e_0)``, ``[e_i, e_{i+1})`` or ``[e_k, inf)``
 (an :class:`Interval`); NaN and null fall in the null group.
@@ -21,6 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gaussnll.core.errors import InputError
+from gaussnll.core.io.labels import is_bytes
+from gaussnll.core.io.tensors import Location
 
 Key = tuple[Hashable, ...]
 
@@ -61,8 +68,11 @@ class GroupKeys:
             for key in self.keys
         ]
 
-    def index(self, batch: pa.RecordBatch) -> np.ndarray:
-        """Each row's group index (int64), adding the groups not seen before."""
+    def index(self, batch: pa.RecordBatch, where: Location | None = None) -> np.ndarray:
+        """Each row's group index (int64), adding the groups not seen before; ``where``: where
+        the batch sits, for errors."""
+        for name in self.columns:
+            batch = _with_text_keys(batch, name, where)
         for name, edges in self._edges.items():
             batch = _with_interval_numbers(batch, name, edges)
         if len(self.columns) == 1:
@@ -121,6 +131,42 @@ class GroupKeys:
         if self._known.type != value_type:
             self._known = self._known.cast(value_type)
         return self._known
+
+
+def _with_text_keys(batch: pa.RecordBatch, name: str, where: Location | None) -> pa.RecordBatch:
+    """``batch`` with key column ``name``, if it holds bytes, decoded as UTF-8 text; an
+    InputError names the first row whose bytes are not UTF-8."""
+    column = batch.column(name)
+    value_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if not is_bytes(value_type):
+        return batch
+    large = pa.types.is_large_binary(value_type)
+    text = pa.large_string() if large else pa.string()
+    encoded = pc.dictionary_encode(column)  # each distinct value decoded once
+    try:  # fixed-size and view bytes through plain ones, which cast to text
+        values = encoded.dictionary.cast(pa.large_binary() if large else pa.binary()).cast(text)
+    except pa.ArrowInvalid:
+        bad, reason = _first_undecodable(encoded.dictionary.to_pylist())
+        row = pc.index(encoded.indices, pa.scalar(bad, encoded.indices.type)).as_py()
+        raise InputError(
+            f"holds bytes that are not UTF-8 text ({reason}); a key column of bytes must hold "
+            "UTF-8 text",
+            path=None if where is None else where.path,
+            column=name,
+            row=None if where is None else where.row(row),
+        ) from None
+    decoded = pa.DictionaryArray.from_arrays(encoded.indices, values).cast(text)
+    return batch.set_column(batch.schema.get_field_index(name), name, decoded)
+
+
+def _first_undecodable(values: list[bytes | None]) -> tuple[int, str]:
+    """The position of the first of ``values`` that is not UTF-8, and why."""
+    for position, value in enumerate(values):
+        try:
+            (value or b"").decode("utf-8")
+        except UnicodeDecodeError as error:
+            return position, f"{error.reason} at byte {error.start}"
+    raise ValueError("every value is UTF-8")
 
 
 def _with_interval_numbers(batch: pa.RecordBatch, name: str, edges: np.ndarray) -> pa.RecordBatch:

@@ -4,15 +4,32 @@ are keyed, grouped, joined and written by them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 
 from gaussnll.core.errors import InputError
 
+
+def _is(name: str) -> Callable[[pa.DataType], bool]:
+    """``pa.types.is_<name>``; never true where this pyarrow lacks it (views: pyarrow 16)."""
+    return getattr(pa.types, f"is_{name}", lambda _kind: False)
+
+
+_TEXT = tuple(map(_is, ("string", "large_string", "string_view")))
+_BYTES = tuple(map(_is, ("binary", "large_binary", "fixed_size_binary", "binary_view")))
+
+
+def is_bytes(kind: pa.DataType) -> bool:
+    """Whether ``kind`` holds bytes (which, as a key, ``grouping`` decodes as UTF-8 text)."""
+    return any(test(kind) for test in _BYTES)
+
+
 _KINDS = (
     ("integers", pa.types.is_integer),
     ("floating-point numbers", pa.types.is_floating),
-    ("text", lambda kind: pa.types.is_string(kind) or pa.types.is_large_string(kind)),
-    ("bytes", lambda kind: pa.types.is_binary(kind) or pa.types.is_large_binary(kind)),
+    # Bytes are text as a key: ``grouping`` decodes them as UTF-8 wherever rows are keyed.
+    ("text", lambda kind: is_bytes(kind) or any(test(kind) for test in _TEXT)),
     ("booleans", pa.types.is_boolean),
     ("decimals", pa.types.is_decimal),
     ("dates", pa.types.is_date),

@@ -34,18 +34,24 @@ from gaussnll.core.options import ScoreOptions
 
 PARQUET_BUFFER_BYTES = 1 << 20  # larger buffers cost memory and read no faster
 _DELIMITER_HINTS = (";", "\t", "|", ":")
+_FIRST_ROWS = 1024  # rows read at a time to find an ensemble's first list
 
 
 @dataclass(frozen=True)
 class ReadRequest:
     """Which columns to read (``numeric`` ones as numbers), in chunks of how many rows;
-    ``on_bytes(position)``: told how far into the file a CSV reader has read."""
+    ``on_bytes(position)``: told how far into the file a CSV reader has read; ``labels``: the
+    columns that key rows (``labels.LabelColumns``), None: every column not read as a number
+    (a column merely carried through, as ``rescale``'s, may hold anything); ``text``: CSV
+    columns kept as the text written (to write it back as it was)."""
 
     columns: tuple[str, ...]
     numeric: tuple[str, ...]
     chunk_size: int
     delimiter: str = ","
     on_bytes: Callable[[int], None] | None = None
+    labels: tuple[str, ...] | None = None
+    text: tuple[str, ...] = ()
 
 
 def scoring_request(source: Source, options: ScoreOptions) -> ReadRequest:
@@ -62,15 +68,18 @@ def scoring_request(source: Source, options: ScoreOptions) -> ReadRequest:
 
 
 def _first_list_length(source: Source, column: str) -> int | None:
-    """The length of ``column``'s first value when it is a list in a Parquet or Arrow file;
-    None otherwise, or when it cannot be read (the pass itself reports why)."""
+    """The length of ``column``'s first value when it is a list in Parquet or Arrow files (the
+    first row that has one: empty files and missing values are passed over); None otherwise,
+    or when it cannot be read (the pass itself reports why)."""
     if source.format is FileFormat.CSV or not source.files:
         return None
-    request = ReadRequest((column,), (column,), 1)
+    request = ReadRequest((column,), (column,), _FIRST_ROWS)
     try:
-        for _, batch in iter_batches(Source(source.name, source.format, source.files[:1]), request):
-            value = batch.column(0)[0].as_py()
-            return len(value) if isinstance(value, list) else None
+        for _, batch in iter_batches(source, request):
+            values = batch.column(0).drop_null()
+            if len(values):
+                value = values[0].as_py()
+                return len(value) if isinstance(value, list) else None
     except InputError:
         return None
     return None
@@ -143,7 +152,9 @@ def iter_file_batches(
 
 
 def label_columns(request: ReadRequest) -> LabelColumns:
-    """A checker of the request's label columns (those not read as numbers)."""
+    """A checker of the request's label columns (by default those not read as numbers)."""
+    if request.labels is not None:
+        return LabelColumns(request.labels)
     return LabelColumns(tuple(c for c in request.columns if c not in request.numeric))
 
 
@@ -270,7 +281,9 @@ def csv_part_types(path: str, request: ReadRequest, blocks: int) -> dict[str, pa
 
 
 def _csv_read(request: ReadRequest) -> CsvRead:
-    return CsvRead(request.columns, request.numeric, request.delimiter, request.chunk_size)
+    return CsvRead(
+        request.columns, request.numeric, request.delimiter, request.chunk_size, request.text
+    )
 
 
 def require_columns(present: Sequence[str], needed: Sequence[str], path: str) -> None:

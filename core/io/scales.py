@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from gaussnll.core.errors import redacted
 from gaussnll.core.io.grouping import GroupKeys
+from gaussnll.core.io.tensors import Location
 from gaussnll.core.recalibration import RecalibrationMap
 
 
@@ -33,18 +35,19 @@ class ScaleLookup:
     def record(self) -> dict[str, Any]:
         """What a report says of the map it applied."""
         return {
-            "file": self.map.path,
+            "file": None if self.map.path is None else redacted(self.map.path),
             "by": list(self.map.by),
             "scale": list(self.map.scale),
             "groups": len(self.map.groups),
             "unseen_rows": self.unseen_rows,
         }
 
-    def scales(self, batch: pa.RecordBatch) -> np.ndarray:
-        """``(rows, outputs)`` scales of the batch's rows."""
+    def scales(self, batch: pa.RecordBatch, where: Location | None = None) -> np.ndarray:
+        """``(rows, outputs)`` scales of the batch's rows (``where``: where it sits, for
+        errors)."""
         if self._keys is None:
             return np.repeat(self._overall[np.newaxis], batch.num_rows, axis=0)
-        index = self._keys.index(batch)
+        index = self._keys.index(batch, where)
         new = self._keys.keys[len(self._table) :]
         if new:
             found = [self.map.scale_of(key) for key in new]

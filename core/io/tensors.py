@@ -101,9 +101,11 @@ class Conversion:
             return self.role(batch, names).unsqueeze(2)
         (name,) = names
         members = self._list_length(array, name, "members")
+        self._require_values(array, name, members, "member per row")
         values, width = array.flatten(), 1
         if _is_list(values.type):
             width = self._list_length(values, name, "outputs", per_row=members)
+            self._require_values(array, name, width, "value per member")
             values = values.flatten()
         flat = self._flat(values, name, width=members * width)
         return flat.reshape(len(array), members, width)
@@ -124,13 +126,7 @@ class Conversion:
             width = array.type.list_size
         else:
             return self._flat(array, name, width=1).unsqueeze(1)
-        if width == 0 and len(array):
-            raise InputError(
-                "lists are empty; expected at least one value per row",
-                path=self.where.path,
-                column=name,
-                row=self.where.row(0),
-            )
+        self._require_values(array, name, width, "value per row")
         return self._flat(array.flatten(), name, width=width).reshape(len(array), width)
 
     def _flat(self, array: pa.Array, name: str, *, width: int) -> Tensor:
@@ -172,6 +168,17 @@ class Conversion:
                 row=self.where.row(first_other // per_row),
             )
         return shortest or 0
+
+    def _require_values(self, array: pa.Array, name: str, length: int, what: str) -> None:
+        """Refuse lists of ``length`` 0 (every row's, as lengths are equal) in a non-empty
+        ``array``."""
+        if length == 0 and len(array):
+            raise InputError(
+                f"lists are empty; expected at least one {what}",
+                path=self.where.path,
+                column=name,
+                row=self.where.row(0),
+            )
 
     def _reject_nulls(self, array: pa.Array, name: str, *, width: int = 1) -> None:
         """Raise on the first null; ``width`` maps an index of flattened list values to its row."""

@@ -33,13 +33,36 @@ class RowWriter:
 
     def write(self, batch: pa.RecordBatch) -> None:
         with writing(self._name):
-            if self._writer is None:
-                self._schema = batch.schema
-                if self._format is FileFormat.PARQUET:
-                    self._writer = pq.ParquetWriter(self._sink, batch.schema)
-                else:
-                    self._writer = pacsv.CSVWriter(self._sink, batch.schema)
-            self._writer.write_batch(self._conformed(batch))
+            try:
+                if self._writer is None:
+                    self._schema = batch.schema
+                    if self._format is FileFormat.PARQUET:
+                        self._writer = pq.ParquetWriter(self._sink, batch.schema)
+                    else:
+                        self._writer = self._csv_writer(batch.schema)
+                self._writer.write_batch(self._conformed(batch))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                # values the format cannot hold (bytes that are not UTF-8 in CSV, intervals)
+                raise OutputError(
+                    f"cannot write {self._name}: {' '.join(str(error).split())}"
+                    + ("; write a .parquet file instead" if self._format is FileFormat.CSV else "")
+                ) from error
+
+    @property
+    def file_format(self) -> FileFormat:
+        """The format written: Parquet or CSV."""
+        return self._format
+
+    def _csv_writer(self, schema: pa.Schema) -> pacsv.CSVWriter:
+        """A CSV writer of ``schema``; a column CSV cannot hold (a list, struct or map: one
+        value per cell only) is an OutputError naming it."""
+        for field in schema:
+            if pa.types.is_nested(field.type):
+                raise OutputError(
+                    f"cannot write {self._name}: column {field.name!r} holds {field.type} "
+                    "values, which a CSV file cannot hold; write a .parquet file instead"
+                )
+        return pacsv.CSVWriter(self._sink, schema)
 
     def _conformed(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` in the file's schema: an id column may change width from one input file

@@ -27,6 +27,7 @@ from gaussnll.core.report.compare_report import CompareReport, PairedSummary
 from gaussnll.core.run.engine import ProgressCallback
 from gaussnll.core.run.pairing import ChunkPair, pair_by_id, pair_by_order
 from gaussnll.core.run.scorer import Scorer
+from gaussnll.core.run.validation import raise_on_overflow
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
 from gaussnll.core.state.paired import PairedDifferences
 
@@ -98,11 +99,16 @@ def compare(
     if pairing.scales is not None:
         reports[1] = replace(reports[1], recalibration=pairing.scales.record())
     seconds = time.perf_counter() - started
+    totals = differences.totals()
+    # the sums each paired statistic stands on (Σw is the reports' weight_sum, checked)
+    raise_on_overflow(
+        {"delta_nll": totals.total, "delta_nll_std": totals.squares}, options, candidate
+    )
     return CompareReport(
         baseline=replace(reports[0], seconds=seconds),
         candidate=replace(reports[1], seconds=seconds),
         paired=PairedSummary.from_totals(
-            differences.totals(), confidence, weighted=options.columns.weight is not None
+            totals, confidence, weighted=options.columns.weight is not None
         ),
         pairing=pairing.method,
         id_column=options.columns.id,

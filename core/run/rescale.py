@@ -1,6 +1,8 @@
 """Write predictions recalibrated: every column of the input as it is, but the spread columns
 (variance, standard deviation or log-variance, in the input's own form) rescaled by a
-recalibration map, streamed batch by batch."""
+recalibration map, streamed batch by batch. From CSV to CSV the other columns (but the map's
+key columns, which are read as scoring reads them) are carried as the text written: ``02134``
+stays ``02134``, a 23-digit number keeps its digits."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import pyarrow.compute as pc
 from gaussnll.core.errors import InputError
 from gaussnll.core.io.readers import ReadRequest, column_names, iter_batches
 from gaussnll.core.io.scales import ScaleLookup
-from gaussnll.core.io.sources import resolve_source
+from gaussnll.core.io.sources import FileFormat, resolve_source
+from gaussnll.core.io.tensors import Location
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.options import ScoreOptions, Spread
 from gaussnll.core.recalibration import RecalibrationMap
@@ -31,11 +34,21 @@ def write_recalibrated(
             path=path,
         )
     columns = column_names(source, options.delimiter)
-    request = ReadRequest(columns, (), options.chunk_size, options.delimiter)
+    keyed = (*spec.spread, *recalibration.by)  # read as scoring reads them
+    text = source.format is FileFormat.CSV and rows_to.file_format is FileFormat.CSV
+    request = ReadRequest(
+        columns,
+        (),
+        options.chunk_size,
+        options.delimiter,
+        labels=recalibration.by,
+        text=tuple(name for name in columns if name not in keyed) if text else (),
+    )
     scales = ScaleLookup(recalibration)
-    rows = 0
+    rows, where = 0, Location("", 1)
     for file, batch in iter_batches(source, request):
-        factors = scales.scales(batch)
+        where = Location(file, where.first_row if file == where.path else 1)
+        factors = scales.scales(batch, where)
         for output, name in enumerate(spec.spread):
             index = batch.schema.get_field_index(name)
             if index < 0:
@@ -46,6 +59,7 @@ def write_recalibrated(
             batch = batch.set_column(index, name, rescaled)
         rows_to.write(batch)
         rows += batch.num_rows
+        where = where.shifted(batch.num_rows)
     return rows
 
 

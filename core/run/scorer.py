@@ -6,7 +6,6 @@ The file engine feeds it chunks read from disk; Python code can feed it tensors 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gaussnll.core.errors import InputError, OptionError, UsageError
+from gaussnll.core.errors import InputError, OptionError, UsageError, redacted
 from gaussnll.core.families import FAMILIES
 from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.io.devices import resolve_device
@@ -31,7 +30,12 @@ from gaussnll.core.run.state_document import (
     options_from_document,
     plain_keys,
 )
-from gaussnll.core.run.validation import raise_bad_weight, raise_first_problem
+from gaussnll.core.run.validation import (
+    good_weights,
+    raise_bad_weight,
+    raise_first_problem,
+    raise_on_overflow,
+)
 from gaussnll.core.state import portable
 from gaussnll.core.state.batch import RowBatch
 from gaussnll.core.state.mixture import Members, MemberWeights
@@ -375,12 +379,14 @@ class Scorer:
                 path=path,
             )
         common = {
-            "path": path,
+            "path": redacted(path),
             "format": file_format,
             "device": str(self.device),
             "seconds": time.perf_counter() - self._started,
         }
-        return derive_report(self.state, self.options, self.group_keys, **common)
+        report = derive_report(self.state, self.options, self.group_keys, **common)
+        raise_on_overflow(report.to_dict(groups=False), self.options, path)
+        return report
 
 
 class _Validity:
@@ -411,8 +417,8 @@ class _Validity:
         return bool(bad)
 
     def check_weights(self, weight: Tensor, column: str, where: Location) -> None:
-        """Raise for a row whose weight is not a finite number >= 0 (on a GPU: note it)."""
-        fine = ((weight >= 0) & (weight < math.inf)).all()  # False for a NaN
+        """Raise for a row whose weight is not one of ``good_weights`` (on a GPU: note it)."""
+        fine = good_weights(weight).all()  # False for a NaN
         if self._deferred:
             self._flag |= ~fine
         elif not bool(fine):

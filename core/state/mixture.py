@@ -46,8 +46,12 @@ class MemberWeights:
         """Uniform weights for ``members`` when none are ``given`` (its length is checked by
         the caller, which knows where the rows came from)."""
         weights = list(given) if given is not None else [1.0] * members
-        total = math.fsum(weights)
-        normalised = tuple(w / total for w in weights)
+        # Scaled by a power of two below the largest first (exact, so the ratios keep their
+        # bits): weights of 1e308 sum to no infinity.
+        power = math.frexp(max(weights, default=1.0))[1]
+        scaled = [math.ldexp(w, -power) for w in weights]
+        total = math.fsum(scaled)
+        normalised = tuple(w / total for w in scaled)
         return cls(normalised, tuple(m for m, w in enumerate(weights) if w > 0))
 
     def tensor(self, device: torch.device, dtype: torch.dtype) -> Tensor:
