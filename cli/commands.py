@@ -13,8 +13,9 @@ from typing import Any
 
 from gaussnll.cli.config import Config, load_config
 from gaussnll.cli.exits import EXIT_CHECK_FAILED, signals_ignored
+from gaussnll.cli.extras import require_dask, require_matplotlib
 from gaussnll.cli.gates import report_failures
-from gaussnll.cli.html_report import compare_page, require_matplotlib, score_page
+from gaussnll.cli.html_report import compare_page, score_page
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import CheckResults, print_report, report_json, report_markdown
@@ -132,6 +133,8 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     _check_grouping(settings, checks)
     if given.get("html"):
         require_matplotlib()
+    if settings["dask"] is not None:
+        require_dask()
     options = score_options(settings, checks)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
     format_given = given.get("format") is not None or bool(given.get("json"))
@@ -184,6 +187,8 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
     # the limit given to merge (or its config file), else the largest the states record
     given_limit = "max_groups" in given or "max_groups" in config.values
     max_groups = settings["max_groups"] if given_limit else None
+    if settings["dask"] is not None:
+        require_dask()
     with outputs.planned(paths, config) as files:
         with progress_callback("merging", not outputs.quiet) as on_progress:
             if settings["dask"] is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gaussnll.cli.extras import install_hint
 from gaussnll.core import (
     DEFAULT_CONFIDENCE,
     DEFAULT_LEVELS,
@@ -375,8 +376,8 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Score on a Dask cluster: 'local' starts one on this machine, tcp://HOST:PORT "
-        "connects to a running scheduler (pip install 'gaussnll[dask]'); merge: load and merge "
-        "the states there (the workers must reach the files).",
+        f"connects to a running scheduler (needs Dask: {install_hint('dask')}); merge: load and "
+        "merge the states there (the workers must reach the files).",
         frozenset({SCORE, MERGE}),
         core="dask_address",
         metavar="ADDRESS",
@@ -420,7 +421,7 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--config",
         config=False,
         metavar="FILE",
-        shown_default="the \\[tool.gaussnll] table of the nearest pyproject.toml",
+        shown_default="the [tool.gaussnll] table of the nearest pyproject.toml",
         commands=EVERY | {MERGE},
     ),
     Setting(
@@ -459,7 +460,7 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Write a self-contained HTML report with calibration figures to this file "
-        "(needs matplotlib: pip install 'gaussnll[html]').",
+        f"(needs matplotlib: {install_hint('html')}).",
         config=False,
         metavar="FILE",
     ),
