@@ -239,7 +239,8 @@ class Report:
 
     def _scalars(self) -> dict[str, Any]:
         """Every number of the report by its metric name (``coverage@0.9`` per level), then
-        what was scored and how."""
+        what was scored and how; counts (``rows``, ``inside_counts@0.9``) as integers when
+        whole (a weighted count need not be)."""
         from gaussnll.core.report.catalogue import SCORE_METRICS
 
         row: dict[str, Any] = {"schema": SCORE_SCHEMA}
@@ -247,7 +248,9 @@ class Report:
             value = getattr(self, name)
             if spec.shape is Shape.INFO and isinstance(value, int | float | str):
                 row[name] = value
-        row.update(SCORE_METRICS.numbers(self))
+        for name, number in SCORE_METRICS.numbers(self).items():
+            whole = SCORE_METRICS.integer(name) and number.is_integer()
+            row[name] = int(number) if whole else number
         return row
 
     def to_dict(self, *, groups: bool = True) -> dict[str, Any]:
