@@ -43,6 +43,11 @@ class Spread(StrEnum):
 Names = tuple[str, ...]
 
 
+class QuantileEdges(tuple[float, ...]):
+    """Interval edges found as quantiles of the data (``intervals`` given as a number of
+    bins): group keys show them rounded, as few digits as keep them distinct."""
+
+
 @dataclass(frozen=True, init=False)
 class ColumnSpec:
     """Column names per role; several names per role make a multi-output ``(N, D)`` prediction.
@@ -213,7 +218,11 @@ class ScoreOptions:
 
     def edges(self) -> dict[str, tuple[float, ...]]:
         """The interval edges of each interval column (quantile bins must be resolved first)."""
-        return {name: tuple(e) for name, e in self.intervals.items() if not isinstance(e, int)}
+        return {
+            name: e if isinstance(e, QuantileEdges) else tuple(e)
+            for name, e in self.intervals.items()
+            if not isinstance(e, int)
+        }
 
 
 # The command line's and config file's names of the column settings, as keyword arguments of the

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gaussnll.core.io.grouping import Interval
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
 
 SCORE_SCHEMA = "gaussnll.score/1"
@@ -301,5 +302,8 @@ class GroupScore:
 
 
 def _plain(value: Any) -> Any:
-    """A key value as JSON can hold it (dates and other values as text)."""
+    """A key value as JSON can hold it (dates and other values as text; an interval with its
+    exact edges)."""
+    if isinstance(value, Interval):
+        return value.exact
     return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
