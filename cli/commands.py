@@ -253,13 +253,13 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     settings = resolve_settings(given, config, COMPARE)
     outputs = Outputs.of(given)
     output_format = outputs.format
-    texts = list(settings["compare_checks"])
+    checks = _parsed_checks(list(settings["compare_checks"]), settings, COMPARE_METRICS)
     if settings["max_regression"] is not None:
         bound = float(settings["max_regression"])
         if not math.isfinite(bound):
             raise UsageError(f"--max-regression must be a finite number. Got {bound} instead.")
-        texts.append(f"delta_nll_ci_low <= {bound:g}")
-    checks = _parsed_checks(texts, settings, COMPARE_METRICS)
+        (gate,) = parse_checks([f"delta_nll_ci_low <= {bound:g}"], COMPARE_METRICS)
+        checks.append(dataclasses.replace(gate, origin=f"--max-regression {bound:g}"))
     options = score_options(settings, checks)
     if given.get("html"):
         require_matplotlib()

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 from gaussnll.cli.layout import Grid, blocks, show
 from gaussnll.cli.literal import code_span, markdown
@@ -43,6 +44,7 @@ def compare_blocks(
     console: Console, report: CompareReport, results: CheckResults = ()
 ) -> list[RenderableType]:
     parts = blocks(console, side_by_side_grid(report))
+    parts.append(Text(f"verdict: {verdict_text(report)}", style="bold"))
     parts += blocks(console, paired_grid(report))
     if results:
         parts += blocks(console, checks_grid(results, COMPARE_METRICS))
@@ -59,7 +61,8 @@ def side_by_side_grid(report: CompareReport) -> Grid:
 
 
 def paired_grid(report: CompareReport) -> Grid:
-    """The paired difference: one number per row, by its label and the name a check uses."""
+    """The paired difference: one number per row, by its label and the name a check uses (the
+    verdict goes above it, so the numbers' labels fit 80 columns)."""
     names = ["delta_nll", "delta_nll_se", "delta_nll_ci_low", "delta_nll_ci_high"]
     names += ["candidate_better", "baseline_better", "rows"]
     if report.paired.weight_sum is not None:
@@ -68,7 +71,7 @@ def paired_grid(report: CompareReport) -> Grid:
         names += ["unmatched_baseline", "unmatched_candidate"]
     if report.skipped_rows:
         names.append("skipped_rows")
-    rows = [("verdict", "verdict", verdict_text(report))]
+    rows = []
     for name in names:
         metric = COMPARE_METRICS.metrics[name]
         value = COMPARE_METRICS.value(report, name)

@@ -287,6 +287,27 @@ def test_table_markdown_and_junit(tmp_path, pair):
     assert suite.find("testcase").get("name") == "delta_nll_ci_low <= -99"
 
 
+def test_shares_of_rows_are_labelled_and_max_regression_names_its_flag(pair):
+    """ "candidate_better 0.37" beside a verdict needs its label, in 80 columns too; a failed
+    --max-regression is told by the flag and value the user wrote."""
+    baseline, candidate, (base_path, cand_path) = pair
+    expected = paired_reference(baseline, candidate)
+    result = CliRunner().invoke(
+        app, ["compare", str(base_path), str(cand_path), "--max-regression", "-99"],
+        env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if "│" in line}
+    for name, side in (("candidate_better", "candidate"), ("baseline_better", "baseline")):
+        row = lines[f"share of rows: {side}'s NLL lower"]
+        assert name in row and f"{expected[name]:.6f}" in row
+    assert "verdict: " in result.stdout
+    (failure,) = result.stderr.splitlines()
+    assert failure.startswith(
+        "gaussnll: check failed: --max-regression -99: delta_nll_ci_low <= -99"
+    )
+
+
 def write_pair(tmp_path: Path, baseline: dict, candidate: dict, ids=(None, None)) -> list[str]:
     paths = []
     for name, cols, side_ids in (("b", baseline, ids[0]), ("c", candidate, ids[1])):
