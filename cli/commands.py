@@ -23,6 +23,7 @@ from gaussnll.cli.render_compare import compare_json, compare_markdown, print_co
 from gaussnll.cli.settings import (
     BY_NAME,
     COMPARE,
+    DEFAULT_VAR_COL,
     MERGE,
     SCORE,
     SPREAD_SETTINGS,
@@ -109,18 +110,25 @@ def resolve_settings(given: dict[str, Any], config: Config, command: str) -> dic
     """Built-in defaults, overridden by the config file, overridden by the command line; only
     the settings ``command`` takes that a config file may hold.
 
-    Giving the spread one way on the command line replaces the file's choice entirely.
+    Giving the spread one way on the command line replaces the file's choice entirely; given
+    no way, it is ``var_col`` ``var``, the column read. Settings that add (``--check``) take
+    the file's values and then the command line's.
     """
     settings = {}
     for setting in settings_of(command, config=True):
         if setting.name in given:
-            settings[setting.name] = setting.value(given[setting.name])
+            value = setting.value(given[setting.name])
+            if setting.adds:  # the file's first, each text once
+                value = list(dict.fromkeys([*config.values.get(setting.name, ()), *value]))
+            settings[setting.name] = value
         elif setting.name in config.values:
             settings[setting.name] = config.values[setting.name]
         else:
             settings[setting.name] = setting.default
     if any(key in given for key in SPREAD_SETTINGS):
         settings.update({key: given.get(key) for key in SPREAD_SETTINGS})
+    if "var_col" in settings and all(settings[key] is None for key in SPREAD_SETTINGS):
+        settings["var_col"] = DEFAULT_VAR_COL
     return settings
 
 
@@ -302,8 +310,8 @@ class Renderers:
     """How one command's report is shown in each ``--format``."""
 
     json: Callable[..., Iterable[str]]
-    markdown: Callable[[Any, CheckResults], str]
-    table: Callable[[Any, CheckResults], None]
+    markdown: Callable[..., str]  # (report, results, *, config_file)
+    table: Callable[..., None]
 
 
 SCORE_RENDERERS = Renderers(report_json, report_markdown, print_report)
@@ -325,9 +333,9 @@ def _render(
             sys.stdout.writelines(pieces)
             sys.stdout.write("\n")
         elif output_format == "markdown":
-            print(renderers.markdown(report, results))
+            print(renderers.markdown(report, results, config_file=config.path))
         else:
-            renderers.table(report, results)
+            renderers.table(report, results, config_file=config.path)
 
 
 MANY_GROUPS = 10_000
@@ -401,7 +409,7 @@ def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions
     if len(spreads) > 1:
         flags = " and ".join(f"--{kind.value.replace('_', '-')}-col" for kind in spreads)
         raise UsageError(f"{flags} contradict each other: give the spread one way")
-    kind, spread = next(iter(spreads.items()), (Spread.VAR, "var"))
+    ((kind, spread),) = spreads.items()  # resolve_settings gives one
     by, intervals = parse_by(settings.get("by", ()))
     columns = ColumnSpec(
         mean=_names(settings["mean_col"], "--mean-col"),

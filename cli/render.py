@@ -86,17 +86,22 @@ def _compact_json(value: dict[str, Any]) -> str:
         return json.dumps(finite(value), default=list)
 
 
-def print_report(report: Report, results: Sequence[AnyResult] = ()) -> None:
+def print_report(
+    report: Report, results: Sequence[AnyResult] = (), *, config_file: str | None = None
+) -> None:
     console = StdoutConsole()
-    show(console, report_blocks(console, report, results))
+    show(console, report_blocks(console, report, results, config_file))
 
 
 def report_blocks(
-    console: Console, report: Report, results: Sequence[AnyResult] = ()
+    console: Console,
+    report: Report,
+    results: Sequence[AnyResult] = (),
+    config_file: str | None = None,
 ) -> list[RenderableType]:
     """The summary, coverage and the PIT histogram side by side, outputs, groups, then the
     checks; each table laid out to fit ``console``."""
-    parts = blocks(console, summary_grid(report))
+    parts = blocks(console, summary_grid(report, config_file))
     if report.calibration is not None:
         cal = report.calibration
         parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
@@ -123,9 +128,11 @@ def checks_grid(results: Sequence[AnyResult], catalog: Catalog) -> Grid:
     return Grid(title, ("metric", "value", "bound", "result"), rows, styles=styles)
 
 
-def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
+def report_markdown(
+    report: Report, results: Sequence[AnyResult] = (), *, config_file: str | None = None
+) -> str:
     """A compact report for a pull-request comment or a CI job summary."""
-    lines = [f"### gaussnll score: {code_span(report.path)}", ""]
+    lines = [f"### gaussnll score: {code_span(report.path)}", "", *config_markdown(config_file)]
     lines += ["| metric | name | value |", "| --- | --- | ---: |"]
     for label, name, value in headline_rows(report, MARKDOWN_HEADLINE):
         lines.append(f"| {markdown(label)} | `{name}` | {value} |")
@@ -141,6 +148,12 @@ def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
 
 
 MARKDOWN_HEADLINE = ("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse")
+CONFIG = ("options from", "config")  # label and name of the config file's row
+
+
+def config_markdown(config_file: str | None) -> list[str]:
+    """The line naming the config file the options came from (none without one)."""
+    return [] if config_file is None else [f"Options from {code_span(config_file)}.", ""]
 
 
 def markdown_table(
@@ -259,9 +272,9 @@ _SUMMARY_SKIPPED = frozenset({"nll", "seconds", "skipped_rows", "eps_floored", "
 SAME_NUMBER = {"var_scale": "z2_mean"}  # s* = mean(z²): one number, two names
 
 
-def summary_grid(report: Report) -> Grid:
+def summary_grid(report: Report, config_file: str | None = None) -> Grid:
     """Every scalar metric once, by label and the name a check uses; then how it was run
-    (named by its JSON keys).
+    (named by its JSON keys), and the config file read.
 
     ``nll`` is the mean or the sum by ``reduction``: its name goes beside that one."""
     rows: list[tuple[str, str, str]] = []
@@ -299,6 +312,8 @@ def summary_grid(report: Report) -> Grid:
         (label("seconds"), "seconds", f"{report.seconds:.3f}"),
         ("rows per second", "rows_per_second", speed),
     ]
+    if config_file is not None:
+        rows.append((*CONFIG, config_file))
     return Grid(
         f"gaussnll score: {report.path}",
         ("metric", "name", "value"),

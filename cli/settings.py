@@ -22,6 +22,7 @@ from gaussnll.core import (
     UsageError,
 )
 
+DEFAULT_VAR_COL = "var"  # the spread read when none is given (--var-col var)
 SCORE, COMPARE, RECALIBRATE, RESCALE, MERGE = "score", "compare", "recalibrate", "rescale", "merge"
 BOTH = frozenset({SCORE, COMPARE})  # the commands that score and report
 FITTING = BOTH | {RECALIBRATE}  # ... and the one that fits a recalibration map
@@ -54,6 +55,7 @@ class Setting:
     metavar: str | None = None
     parse: Callable[[Any], Any] | None = None
     shown_default: str | None = None  # the default --help names when ``default`` is None
+    adds: bool = False  # a command-line value adds to the config file's instead of replacing it
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -110,7 +112,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Variance column(s).",
         core="columns.spread",
         metavar="COL",
-        shown_default="var",
+        shown_default=DEFAULT_VAR_COL,
         commands=EVERY,
     ),
     Setting(
@@ -282,11 +284,13 @@ SETTINGS: tuple[Setting, ...] = (
         "checks",
         list,
         (),
-        "A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable.",
+        "A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable; "
+        "adds to the config file's checks.",
         REPORTING,
         flag="--check",
         core="check",
         metavar="EXPR",
+        adds=True,
     ),
     Setting(
         "by",
@@ -337,11 +341,13 @@ SETTINGS: tuple[Setting, ...] = (
         list,
         (),
         "A quality gate on the comparison, e.g. 'delta_nll <= 0' or "
-        "'candidate.coverage@0.9 >= 0.85'; repeatable.",
+        "'candidate.coverage@0.9 >= 0.85'; repeatable; adds to the config file's "
+        "compare_checks.",
         frozenset({COMPARE}),
         flag="--check",
         core="check",
         metavar="EXPR",
+        adds=True,
     ),
     Setting(
         "max_regression",

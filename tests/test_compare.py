@@ -353,7 +353,7 @@ def test_input_errors_are_one_line(tmp_path):
     )
 
 
-def test_config_file_compare_checks_and_command_line_override(tmp_path, monkeypatch, pair):
+def test_config_file_compare_checks_and_command_line_additions(tmp_path, monkeypatch, pair):
     _, _, (base_path, cand_path) = pair
     (tmp_path / "pyproject.toml").write_text(
         '[tool.gaussnll]\ncompare_checks = ["delta_nll < -99"]\nconfidence = 0.9\n'
@@ -366,5 +366,11 @@ def test_config_file_compare_checks_and_command_line_override(tmp_path, monkeypa
     assert [c["check"] for c in payload["checks"]] == ["delta_nll < -99"]
     assert payload["confidence"] == 0.9
     assert "checks" not in payload["config"]["settings"]  # score's checks are not compare's
-    overridden = run(str(base_path), str(cand_path), "--json", "--check", "delta_nll < 99")
-    assert overridden.exit_code == 0, overridden.output
+    # a --check adds to the file's compare_checks (which still fail), it does not replace them
+    added = run(str(base_path), str(cand_path), "--json", "--check", "delta_nll < 99")
+    assert added.exit_code == 1, added.output
+    checks = json.loads(added.stdout)["checks"]
+    assert [(c["check"], c["passed"]) for c in checks] == [
+        ("delta_nll < -99", False),
+        ("delta_nll < 99", True),
+    ]
