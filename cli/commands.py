@@ -17,6 +17,7 @@ from gaussnll.cli.extras import require_dask, require_matplotlib
 from gaussnll.cli.gates import report_failures
 from gaussnll.cli.html_report import compare_page, score_page
 from gaussnll.cli.junit import junit_xml
+from gaussnll.cli.literal import literal
 from gaussnll.cli.progress import progress_callback
 from gaussnll.cli.render import CheckResults, print_report, report_json, report_markdown
 from gaussnll.cli.render_compare import compare_json, compare_markdown, print_compare
@@ -42,6 +43,7 @@ from gaussnll.core import (
     Report,
     RowWriter,
     ScoreOptions,
+    Source,
     Spread,
     UsageError,
     compare,
@@ -53,6 +55,7 @@ from gaussnll.core import (
     parse_checks,
     resolve_source,
     row_file_format,
+    scalar_columns,
     score,
     score_on_dask,
     state_format,
@@ -182,8 +185,9 @@ def run_score(path: str, given: dict[str, Any]) -> int:
                     state_to=_sink(files, SAVE_STATE),
                     state_format=_state_format(outputs),
                 )
-            if rows_on_stdout:
-                return 0
+        _note_broadcast_target(report, source, options)
+        if rows_on_stdout:
+            return 0
         return _report_score(report, checks, settings, files, outputs.format, config, "score")
 
 
@@ -285,6 +289,8 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
                 rows_to=rows_to,
                 on_progress=on_progress,
             )
+        for side, source in zip((report.baseline, report.candidate), sources, strict=True):
+            _note_broadcast_target(side, source, options)
         results = evaluate(checks, report, COMPARE_METRICS)
         _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
         if HTML in files:
@@ -336,6 +342,22 @@ def _render(
             print(renderers.markdown(report, results, config_file=config.path))
         else:
             renderers.table(report, results, config_file=config.path)
+
+
+def _note_broadcast_target(report: Report, source: Source, options: ScoreOptions) -> None:
+    """One line on stderr when a mean of several values per row was scored against a target of
+    one value: the target was broadcast to each, as torch does, which is what an ensemble's
+    members read without ``--ensemble`` look like."""
+    outputs, target = len(report.outputs), options.columns.target
+    if options.ensemble or outputs == 1 or len(target) > 1:
+        return
+    if scalar_columns(source, target):
+        note = (
+            f"{source.name}: the mean has {outputs} values per row and the target {target[0]!r} "
+            f"one, so they were scored as {outputs} outputs against the same target; if they are "
+            "an ensemble's members, add --ensemble"
+        )
+        print(f"gaussnll: note: {literal(note)}", file=sys.stderr)
 
 
 MANY_GROUPS = 10_000

@@ -136,6 +136,7 @@ def report_markdown(
     lines += ["| metric | name | value |", "| --- | --- | ---: |"]
     for label, name, value in headline_rows(report, MARKDOWN_HEADLINE):
         lines.append(f"| {markdown(label)} | `{name}` | {value} |")
+    lines.append(f"| {SHAPE[0]} | `{SHAPE[1]}` | {shape_text(report)} |")
     if report.calibration is not None:
         grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
@@ -148,12 +149,20 @@ def report_markdown(
 
 
 MARKDOWN_HEADLINE = ("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse")
-CONFIG = ("options from", "config")  # label and name of the config file's row
+SHAPE = ("rows × outputs × members", "shape")  # label and name of the shape's row
+CONFIG = ("options from", "config")  # ... and of the config file's
 
 
 def config_markdown(config_file: str | None) -> list[str]:
     """The line naming the config file the options came from (none without one)."""
     return [] if config_file is None else [f"Options from {code_span(config_file)}.", ""]
+
+
+def shape_text(report: Report) -> str:
+    """The shape scored, ``rows × outputs × members`` (1 member unless an ensemble), so a
+    mean of several values scored against one target (a forgotten ``--ensemble``) shows."""
+    members = report.ensemble.members if report.ensemble is not None else 1
+    return f"{count(report.rows)} × {len(report.outputs)} × {members}"
 
 
 def markdown_table(
@@ -274,7 +283,7 @@ SAME_NUMBER = {"var_scale": "z2_mean"}  # s* = mean(z²): one number, two names
 
 def summary_grid(report: Report, config_file: str | None = None) -> Grid:
     """Every scalar metric once, by label and the name a check uses; then how it was run
-    (named by its JSON keys), and the config file read.
+    (named by its JSON keys), the shape scored and the config file read.
 
     ``nll`` is the mean or the sum by ``reduction``: its name goes beside that one."""
     rows: list[tuple[str, str, str]] = []
@@ -307,6 +316,7 @@ def summary_grid(report: Report, config_file: str | None = None) -> Grid:
     speed = count(report.rows_per_second) if math.isfinite(report.rows_per_second) else "-"
     full = str(report.full).lower()
     rows += [
+        (*SHAPE, shape_text(report)),
         ("variance floor / constant added", "eps / full", f"{report.eps:g} / {full}"),
         ("computed on / in", "device / dtype", f"{report.device} / {report.dtype}"),
         (label("seconds"), "seconds", f"{report.seconds:.3f}"),
