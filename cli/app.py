@@ -13,6 +13,7 @@ from importlib.metadata import version
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from gaussnll.cli.exits import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, raise_on_sigterm, user_errors
@@ -82,14 +83,15 @@ def _root(
 
 def _option(setting: Setting) -> inspect.Parameter:
     """A typer option for ``setting``: None unless given, so a config file can fill it; its
-    help names the built-in default."""
+    help names the built-in default. Help is text, not rich markup: ``gaussnll[dask]`` and
+    ``[tool.gaussnll]`` are shown as written."""
     default = setting.default
     shown = setting.shown_default
     if shown is None and default not in (None, False, ()) and setting.config:
         shown = _default_text(default)
     option = typer.Option(
         *setting.flags,
-        help=setting.help + (f" \\[default: {shown}]" if shown else ""),
+        help=escape(setting.help) + (f" \\[default: {escape(shown)}]" if shown else ""),
         show_default=False,
         metavar="" if setting.kind is bool else setting.metavar,  # a flag takes no value
     )

@@ -13,8 +13,9 @@ from typing import Any
 
 from gaussnll.cli.config import Config, load_config
 from gaussnll.cli.exits import EXIT_CHECK_FAILED, signals_ignored
+from gaussnll.cli.extras import require_dask, require_matplotlib
 from gaussnll.cli.gates import report_failures
-from gaussnll.cli.html_report import compare_page, require_matplotlib, score_page
+from gaussnll.cli.html_report import compare_page, score_page
 from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.literal import literal
 from gaussnll.cli.progress import progress_callback
@@ -23,6 +24,7 @@ from gaussnll.cli.render_compare import compare_json, compare_markdown, print_co
 from gaussnll.cli.settings import (
     BY_NAME,
     COMPARE,
+    DEFAULT_VAR_COL,
     MERGE,
     SCORE,
     SPREAD_SETTINGS,
@@ -41,6 +43,7 @@ from gaussnll.core import (
     Report,
     RowWriter,
     ScoreOptions,
+    Source,
     Spread,
     UsageError,
     compare,
@@ -53,6 +56,7 @@ from gaussnll.core import (
     redacted,
     resolve_source,
     row_file_format,
+    scalar_columns,
     score,
     score_on_dask,
     state_format,
@@ -110,18 +114,25 @@ def resolve_settings(given: dict[str, Any], config: Config, command: str) -> dic
     """Built-in defaults, overridden by the config file, overridden by the command line; only
     the settings ``command`` takes that a config file may hold.
 
-    Giving the spread one way on the command line replaces the file's choice entirely.
+    Giving the spread one way on the command line replaces the file's choice entirely; given
+    no way, it is ``var_col`` ``var``, the column read. Settings that add (``--check``) take
+    the file's values and then the command line's.
     """
     settings = {}
     for setting in settings_of(command, config=True):
         if setting.name in given:
-            settings[setting.name] = setting.value(given[setting.name])
+            value = setting.value(given[setting.name])
+            if setting.adds:  # the file's first, each text once
+                value = list(dict.fromkeys([*config.values.get(setting.name, ()), *value]))
+            settings[setting.name] = value
         elif setting.name in config.values:
             settings[setting.name] = config.values[setting.name]
         else:
             settings[setting.name] = setting.default
     if any(key in given for key in SPREAD_SETTINGS):
         settings.update({key: given.get(key) for key in SPREAD_SETTINGS})
+    if "var_col" in settings and all(settings[key] is None for key in SPREAD_SETTINGS):
+        settings["var_col"] = DEFAULT_VAR_COL
     return settings
 
 
@@ -134,6 +145,8 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     _check_grouping(settings, checks)
     if given.get("html"):
         require_matplotlib()
+    if settings["dask"] is not None:
+        require_dask()
     options = score_options(settings, checks)
     _require_families(checks, settings, options, SCORE_METRICS)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
@@ -174,8 +187,9 @@ def run_score(path: str, given: dict[str, Any]) -> int:
                     state_to=_sink(files, SAVE_STATE),
                     state_format=_state_format(outputs),
                 )
-            if rows_on_stdout:
-                return 0
+        _note_broadcast_target(report, source, options)
+        if rows_on_stdout:
+            return 0
         return _report_score(report, checks, settings, files, outputs.format, config, "score")
 
 
@@ -187,6 +201,8 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
     # the limit given to merge (or its config file), else the largest the states record
     given_limit = "max_groups" in given or "max_groups" in config.values
     max_groups = settings["max_groups"] if given_limit else None
+    if settings["dask"] is not None:
+        require_dask()
     with outputs.planned(paths, config) as files:
         with progress_callback("merging", not outputs.quiet) as on_progress:
             if settings["dask"] is not None:
@@ -251,13 +267,13 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     settings = resolve_settings(given, config, COMPARE)
     outputs = Outputs.of(given)
     output_format = outputs.format
-    texts = list(settings["compare_checks"])
+    checks = _parsed_checks(list(settings["compare_checks"]), settings, COMPARE_METRICS)
     if settings["max_regression"] is not None:
         bound = float(settings["max_regression"])
         if not math.isfinite(bound):
             raise UsageError(f"--max-regression must be a finite number. Got {bound} instead.")
-        texts.append(f"delta_nll_ci_low <= {bound:g}")
-    checks = _parsed_checks(texts, settings, COMPARE_METRICS)
+        (gate,) = parse_checks([f"delta_nll_ci_low <= {bound:g}"], COMPARE_METRICS)
+        checks.append(dataclasses.replace(gate, origin=f"--max-regression {bound:g}"))
     options = score_options(settings, checks)
     _require_families(checks, settings, options, COMPARE_METRICS)
     if given.get("html"):
@@ -276,6 +292,8 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
                 rows_to=rows_to,
                 on_progress=on_progress,
             )
+        for side, source in zip((report.baseline, report.candidate), sources, strict=True):
+            _note_broadcast_target(side, source, options)
         results = evaluate(checks, report, COMPARE_METRICS)
         _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
         if HTML in files:
@@ -301,8 +319,8 @@ class Renderers:
     """How one command's report is shown in each ``--format``."""
 
     json: Callable[..., Iterable[str]]
-    markdown: Callable[[Any, CheckResults], str]
-    table: Callable[[Any, CheckResults], None]
+    markdown: Callable[..., str]  # (report, results, *, config_file)
+    table: Callable[..., None]
 
 
 SCORE_RENDERERS = Renderers(report_json, report_markdown, print_report)
@@ -326,9 +344,25 @@ def _render(
             sys.stdout.writelines(pieces)
             sys.stdout.write("\n")
         elif output_format == "markdown":
-            print(renderers.markdown(report, results))
+            print(renderers.markdown(report, results, config_file=config.path))
         else:
-            renderers.table(report, results)
+            renderers.table(report, results, config_file=config.path)
+
+
+def _note_broadcast_target(report: Report, source: Source, options: ScoreOptions) -> None:
+    """One line on stderr when a mean of several values per row was scored against a target of
+    one value: the target was broadcast to each, as torch does, which is what an ensemble's
+    members read without ``--ensemble`` look like."""
+    outputs, target = len(report.outputs), options.columns.target
+    if options.ensemble or outputs == 1 or len(target) > 1:
+        return
+    if scalar_columns(source, target):
+        note = (
+            f"{source.name}: the mean has {outputs} values per row and the target {target[0]!r} "
+            f"one, so they were scored as {outputs} outputs against the same target; if they are "
+            "an ensemble's members, add --ensemble"
+        )
+        print(f"gaussnll: note: {literal(note)}", file=sys.stderr)
 
 
 def _shown_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -436,7 +470,7 @@ def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions
     if len(spreads) > 1:
         flags = " and ".join(f"--{kind.value.replace('_', '-')}-col" for kind in spreads)
         raise UsageError(f"{flags} contradict each other: give the spread one way")
-    kind, spread = next(iter(spreads.items()), (Spread.VAR, "var"))
+    ((kind, spread),) = spreads.items()  # resolve_settings gives one
     by, intervals = parse_by(settings.get("by", ()))
     columns = ColumnSpec(
         mean=_names(settings["mean_col"], "--mean-col"),

@@ -3,7 +3,8 @@ file given with ``--config`` (its ``[tool.gaussnll]`` table, else its top level)
 
 Keys are the settings' names (``mean_col``, ``nan_policy``, ``checks``...; ``compare``'s checks
 are ``compare_checks``), checked against ``settings.SETTINGS``. Command-line options override
-them.
+them, except ``--check``, which adds to the file's checks (a gate kept in the repository is never
+dropped by one given for a run).
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ def log_number(catalog: Catalog, metric: str) -> Callable[[float], str]:
 
 
 def failure_lines(results: Sequence[CheckResult | GroupCheckResult], catalog: Catalog) -> list[str]:
-    """What each failed check says: ``coverage@0.9 >= 0.85 (got 0.8217)``, one per failing
-    group (named by its key) for a per-group check."""
+    """What each failed check says: ``coverage@0.9 >= 0.85 (got 0.8217)``, led by the option
+    that made it (``--max-regression 0.01: ...``), one per failing group (named by its key) for
+    a per-group check."""
     lines = []
     for result in results:
         if result.passed:
@@ -42,7 +43,9 @@ def failure_lines(results: Sequence[CheckResult | GroupCheckResult], catalog: Ca
                 for failure in result.failures
             ]
         else:
-            lines.append(f"{result.check.text} (got {plain_value(result.value, integer)})")
+            line = f"{result.check.text} (got {plain_value(result.value, integer)})"
+            origin = result.check.origin
+            lines.append(line if origin is None else f"{origin}: {line}")
     return [literal(line) for line in lines]
 
 

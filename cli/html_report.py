@@ -8,7 +8,6 @@ script runs. Every value from the data or the command line is escaped (``literal
 from __future__ import annotations
 
 import html
-import importlib.util
 import math
 from collections.abc import Iterable, Sequence
 from importlib.metadata import version
@@ -21,7 +20,6 @@ from gaussnll.core import (
     CalibrationSummary,
     CompareReport,
     Report,
-    UsageError,
 )
 
 GROUP_CURVES = 6  # small calibration curves for this many worst-calibrated groups
@@ -58,15 +56,6 @@ td.worst { background: #fde2d5; color: #8a2a00; font-weight: 600; }
 .note { color: #556; font-size: 13px; } .wide { overflow-x: auto; }
 footer { margin-top: 36px; color: #778; font-size: 12px; }
 """
-
-
-def require_matplotlib() -> None:
-    """A usage error, before any work, when ``--html`` cannot draw its figures."""
-    if importlib.util.find_spec("matplotlib") is None:
-        raise UsageError(
-            "--html draws its figures with matplotlib, which is not installed: "
-            "pip install 'gaussnll[html]'"
-        )
 
 
 def literal(value: Any) -> str:

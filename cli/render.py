@@ -86,17 +86,22 @@ def _compact_json(value: dict[str, Any]) -> str:
         return json.dumps(finite(value), default=list)
 
 
-def print_report(report: Report, results: Sequence[AnyResult] = ()) -> None:
+def print_report(
+    report: Report, results: Sequence[AnyResult] = (), *, config_file: str | None = None
+) -> None:
     console = StdoutConsole()
-    show(console, report_blocks(console, report, results))
+    show(console, report_blocks(console, report, results, config_file))
 
 
 def report_blocks(
-    console: Console, report: Report, results: Sequence[AnyResult] = ()
+    console: Console,
+    report: Report,
+    results: Sequence[AnyResult] = (),
+    config_file: str | None = None,
 ) -> list[RenderableType]:
     """The summary, coverage and the PIT histogram side by side, outputs, groups, then the
     checks; each table laid out to fit ``console``."""
-    parts = blocks(console, summary_grid(report))
+    parts = blocks(console, summary_grid(report, config_file))
     if report.calibration is not None:
         cal = report.calibration
         if cal.coverage is not None and cal.pit_counts is not None:
@@ -126,12 +131,15 @@ def checks_grid(results: Sequence[AnyResult], catalog: Catalog) -> Grid:
     return Grid(title, ("metric", "value", "bound", "result"), rows, styles=styles)
 
 
-def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
+def report_markdown(
+    report: Report, results: Sequence[AnyResult] = (), *, config_file: str | None = None
+) -> str:
     """A compact report for a pull-request comment or a CI job summary."""
-    lines = [f"### gaussnll score: {code_span(report.path)}", ""]
+    lines = [f"### gaussnll score: {code_span(report.path)}", "", *config_markdown(config_file)]
     lines += ["| metric | name | value |", "| --- | --- | ---: |"]
     for label, name, value in headline_rows(report, MARKDOWN_HEADLINE):
         lines.append(f"| {markdown(label)} | `{name}` | {value} |")
+    lines.append(f"| {SHAPE[0]} | `{SHAPE[1]}` | {shape_text(report)} |")
     if report.calibration is not None and report.calibration.coverage is not None:
         grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
@@ -144,6 +152,20 @@ def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
 
 
 MARKDOWN_HEADLINE = ("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse")
+SHAPE = ("rows × outputs × members", "shape")  # label and name of the shape's row
+CONFIG = ("options from", "config")  # ... and of the config file's
+
+
+def config_markdown(config_file: str | None) -> list[str]:
+    """The line naming the config file the options came from (none without one)."""
+    return [] if config_file is None else [f"Options from {code_span(config_file)}.", ""]
+
+
+def shape_text(report: Report) -> str:
+    """The shape scored, ``rows × outputs × members`` (1 member unless an ensemble), so a
+    mean of several values scored against one target (a forgotten ``--ensemble``) shows."""
+    members = report.ensemble.members if report.ensemble is not None else 1
+    return f"{count(report.rows)} × {len(report.outputs)} × {members}"
 
 
 def markdown_table(
@@ -262,9 +284,9 @@ _SUMMARY_SKIPPED = frozenset({"nll", "seconds", "skipped_rows", "eps_floored", "
 SAME_NUMBER = {"var_scale": "z2_mean"}  # s* = mean(z²): one number, two names
 
 
-def summary_grid(report: Report) -> Grid:
+def summary_grid(report: Report, config_file: str | None = None) -> Grid:
     """Every scalar metric once, by label and the name a check uses; then how it was run
-    (named by its JSON keys).
+    (named by its JSON keys), the shape scored and the config file read.
 
     ``nll`` is the mean or the sum by ``reduction``: its name goes beside that one."""
     rows: list[tuple[str, str, str]] = []
@@ -297,11 +319,14 @@ def summary_grid(report: Report) -> Grid:
     speed = count(report.rows_per_second) if math.isfinite(report.rows_per_second) else "-"
     full = str(report.full).lower()
     rows += [
+        (*SHAPE, shape_text(report)),
         ("variance floor / constant added", "eps / full", f"{report.eps:g} / {full}"),
         ("computed on / in", "device / dtype", f"{report.device} / {report.dtype}"),
         (label("seconds"), "seconds", f"{report.seconds:.3f}"),
         ("rows per second", "rows_per_second", speed),
     ]
+    if config_file is not None:
+        rows.append((*CONFIG, config_file))
     return Grid(
         f"gaussnll score: {report.path}",
         ("metric", "name", "value"),

@@ -6,14 +6,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 from gaussnll.cli.layout import Grid, blocks, show
 from gaussnll.cli.literal import code_span, markdown
 from gaussnll.cli.render import (
+    CONFIG,
     CheckResults,
     cell,
     checks_grid,
     checks_markdown,
+    config_markdown,
     json_with_checks,
     label,
     markdown_table,
@@ -34,16 +37,22 @@ def compare_json(
     return json_with_checks(report.to_dict(), results, config_file, settings)
 
 
-def print_compare(report: CompareReport, results: CheckResults = ()) -> None:
+def print_compare(
+    report: CompareReport, results: CheckResults = (), *, config_file: str | None = None
+) -> None:
     console = StdoutConsole()
-    show(console, compare_blocks(console, report, results))
+    show(console, compare_blocks(console, report, results, config_file))
 
 
 def compare_blocks(
-    console: Console, report: CompareReport, results: CheckResults = ()
+    console: Console,
+    report: CompareReport,
+    results: CheckResults = (),
+    config_file: str | None = None,
 ) -> list[RenderableType]:
     parts = blocks(console, side_by_side_grid(report))
-    parts += blocks(console, paired_grid(report))
+    parts.append(Text(f"verdict: {verdict_text(report)}", style="bold"))
+    parts += blocks(console, paired_grid(report, config_file))
     if results:
         parts += blocks(console, checks_grid(results, COMPARE_METRICS))
     return parts
@@ -58,8 +67,10 @@ def side_by_side_grid(report: CompareReport) -> Grid:
     return Grid(f"gaussnll compare: {report.label}", headers, rows, keys=2, optional=(0,))
 
 
-def paired_grid(report: CompareReport) -> Grid:
-    """The paired difference: one number per row, by its label and the name a check uses."""
+def paired_grid(report: CompareReport, config_file: str | None = None) -> Grid:
+    """The paired difference: one number per row, by its label and the name a check uses;
+    how rows were paired, and the config file read (the verdict goes above it, so the numbers'
+    labels fit 80 columns)."""
     names = ["delta_nll", "delta_nll_se", "delta_nll_ci_low", "delta_nll_ci_high"]
     names += ["candidate_better", "baseline_better", "rows"]
     if report.paired.weight_sum is not None:
@@ -68,12 +79,14 @@ def paired_grid(report: CompareReport) -> Grid:
         names += ["unmatched_baseline", "unmatched_candidate"]
     if report.skipped_rows:
         names.append("skipped_rows")
-    rows = [("verdict", "verdict", verdict_text(report))]
+    rows = []
     for name in names:
         metric = COMPARE_METRICS.metrics[name]
         value = COMPARE_METRICS.value(report, name)
         rows.append((metric.spec.label, name, cell(value, metric.integer)))
     rows.append(("paired by", "pairing", pairing_text(report)))
+    if config_file is not None:
+        rows.append((*CONFIG, config_file))
     title = (
         f"paired NLL difference (candidate - baseline; < 0: candidate better), "
         f"{report.paired.confidence:.0%} confidence interval"
@@ -119,13 +132,16 @@ def metric_rows(baseline: Report, candidate: Report) -> list[tuple[str, float, f
     return rows
 
 
-def compare_markdown(report: CompareReport, results: CheckResults = ()) -> str:
+def compare_markdown(
+    report: CompareReport, results: CheckResults = (), *, config_file: str | None = None
+) -> str:
     """A compact comparison for a pull-request comment or a CI job summary."""
     paired = report.paired
     paths = f"{code_span(report.baseline.path)} → {code_span(report.candidate.path)}"
     lines = [
         f"### gaussnll compare: {paths}",
         "",
+        *config_markdown(config_file),
         f"**{verdict_text(report)}**: NLL difference (`delta_nll`) {paired.delta_nll:+.6f} "
         f"± {paired.delta_nll_se:.6f}, {paired.confidence:.0%} interval "
         f"[{paired.delta_nll_ci_low:+.6f}, {paired.delta_nll_ci_high:+.6f}]; candidate better "

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gaussnll.cli.extras import install_hint
 from gaussnll.core import (
     DEFAULT_CONFIDENCE,
     DEFAULT_LEVELS,
@@ -24,6 +25,7 @@ from gaussnll.core import (
     parse_names,
 )
 
+DEFAULT_VAR_COL = "var"  # the spread read when none is given (--var-col var)
 SCORE, COMPARE, RECALIBRATE, RESCALE, MERGE = "score", "compare", "recalibrate", "rescale", "merge"
 BOTH = frozenset({SCORE, COMPARE})  # the commands that score and report
 FITTING = BOTH | {RECALIBRATE}  # ... and the one that fits a recalibration map
@@ -56,6 +58,7 @@ class Setting:
     metavar: str | None = None
     parse: Callable[[Any], Any] | None = None
     shown_default: str | None = None  # the default --help names when ``default`` is None
+    adds: bool = False  # a command-line value adds to the config file's instead of replacing it
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -112,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Variance column(s).",
         core="columns.spread",
         metavar="COL",
-        shown_default="var",
+        shown_default=DEFAULT_VAR_COL,
         commands=EVERY,
     ),
     Setting(
@@ -308,11 +311,13 @@ SETTINGS: tuple[Setting, ...] = (
         "checks",
         list,
         (),
-        "A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable.",
+        "A quality gate, e.g. 'nll <= 1.2' or 'var_scale between 0.8 1.25'; repeatable; "
+        "adds to the config file's checks.",
         REPORTING,
         flag="--check",
         core="check",
         metavar="EXPR",
+        adds=True,
     ),
     Setting(
         "by",
@@ -363,11 +368,13 @@ SETTINGS: tuple[Setting, ...] = (
         list,
         (),
         "A quality gate on the comparison, e.g. 'delta_nll <= 0' or "
-        "'candidate.coverage@0.9 >= 0.85'; repeatable.",
+        "'candidate.coverage@0.9 >= 0.85'; repeatable; adds to the config file's "
+        "compare_checks.",
         frozenset({COMPARE}),
         flag="--check",
         core="check",
         metavar="EXPR",
+        adds=True,
     ),
     Setting(
         "max_regression",
@@ -402,8 +409,8 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Score on a Dask cluster: 'local' starts one on this machine, tcp://HOST:PORT "
-        "connects to a running scheduler (pip install 'gaussnll[dask]'); merge: load and merge "
-        "the states there (the workers must reach the files).",
+        f"connects to a running scheduler (needs Dask: {install_hint('dask')}); merge: load and "
+        "merge the states there (the workers must reach the files).",
         frozenset({SCORE, MERGE}),
         core="dask_address",
         metavar="ADDRESS",
@@ -447,7 +454,7 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--config",
         config=False,
         metavar="FILE",
-        shown_default="the \\[tool.gaussnll] table of the nearest pyproject.toml",
+        shown_default="the [tool.gaussnll] table of the nearest pyproject.toml",
         commands=EVERY | {MERGE},
     ),
     Setting(
@@ -486,7 +493,7 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "Write a self-contained HTML report with calibration figures to this file "
-        "(needs matplotlib: pip install 'gaussnll[html]').",
+        f"(needs matplotlib: {install_hint('html')}).",
         config=False,
         metavar="FILE",
     ),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from gaussnll.core.families import FAMILIES, GROUP_DEFAULT, Selection, parse_names
     from gaussnll.core.io.outputs import PlannedOutputs
+    from gaussnll.core.io.readers import scalar_columns
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
     from gaussnll.core.io.writers import RowWriter, row_file_format
     from gaussnll.core.loss import GaussianNLLLoss, gaussian_nll_loss
@@ -148,6 +149,7 @@ _EXPORTS = {
     "resolve_source": "io.sources",
     "row_file_format": "io.writers",
     "save_state": "run.merging",
+    "scalar_columns": "io.readers",
     "score": "run.api",
     "score_on_dask": "run.distributed",
     "state_format": "run.merging",

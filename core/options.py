@@ -9,8 +9,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from gaussnll.core.errors import OptionError
 from gaussnll.core.families import Selection, parse_names, select
@@ -41,6 +42,11 @@ class Spread(StrEnum):
 
 
 Names = tuple[str, ...]
+
+
+class QuantileEdges(tuple[float, ...]):
+    """Interval edges found as quantiles of the data (``intervals`` given as a number of
+    bins): group keys show them rounded, as few digits as keep them distinct."""
 
 
 @dataclass(frozen=True, init=False)
@@ -230,7 +236,51 @@ class ScoreOptions:
 
     def edges(self) -> dict[str, tuple[float, ...]]:
         """The interval edges of each interval column (quantile bins must be resolved first)."""
-        return {name: tuple(e) for name, e in self.intervals.items() if not isinstance(e, int)}
+        return {
+            name: e if isinstance(e, QuantileEdges) else tuple(e)
+            for name, e in self.intervals.items()
+            if not isinstance(e, int)
+        }
+
+
+# The command line's and config file's names of the column settings, as keyword arguments of the
+# Python API (``score(frame, mean_col="mu", std_col="sd")``): the ColumnSpec role each sets.
+COLUMN_SETTINGS = {
+    "mean_col": "mean",
+    "target_col": "target",
+    "id_col": "id",
+    "weight_col": "weight",
+    "by": "by",
+}
+SPREAD_SETTINGS = {f"{kind.value}_col": kind for kind in Spread}  # var_col, std_col, log_var_col
+
+
+def with_settings(options: ScoreOptions | None, settings: Mapping[str, Any]) -> ScoreOptions:
+    """``options`` (default: the defaults) with keyword ``settings``: ScoreOptions' own
+    parameters, or the column settings by their command-line names (``mean_col``, ``var_col``,
+    ``std_col``, ``log_var_col``, ``target_col``, ``id_col``, ``weight_col``, ``by``), each one
+    column name or a sequence of them, which override the ``columns`` given."""
+    base = options or ScoreOptions()
+    columns: dict[str, Any] = {}
+    spreads = {name: settings[name] for name in SPREAD_SETTINGS if name in settings}
+    if len(spreads) > 1:
+        raise OptionError(" and ".join(spreads), "contradict each other: give the spread one way.")
+    for name, value in spreads.items():
+        columns.update(spread=value, spread_kind=SPREAD_SETTINGS[name])
+    columns.update(
+        {role: settings[name] for name, role in COLUMN_SETTINGS.items() if name in settings}
+    )
+    rest = {
+        key: value
+        for key, value in settings.items()
+        if key not in COLUMN_SETTINGS and key not in SPREAD_SETTINGS
+    }
+    spec = rest.pop("columns", base.columns)
+    if columns:
+        if not isinstance(spec, ColumnSpec):
+            raise OptionError("columns", f"must be a ColumnSpec. Got {spec!r}.")
+        spec = replace(spec, **columns)
+    return replace(base, columns=spec, **rest)
 
 
 def _check_recalibration(recalibration: RecalibrationMap, eps: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -14,7 +15,16 @@ from conftest import write_table
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import InputError, ScoreOptions, Scorer, UsageError, score
+from gaussnll.core import (
+    ColumnSpec,
+    InputError,
+    OptionError,
+    ScoreOptions,
+    Scorer,
+    UsageError,
+    compare,
+    score,
+)
 
 COMPARED = ("rows", "elements", "nll", "nll_sum")
 CALIBRATION = ("crps", "mace", "var_scale", "pit_counts", "coverage", "check_score")
@@ -128,3 +138,55 @@ def test_bad_sources():
         score([(1.0, 2.0)])
     with pytest.raises(InputError, match="column 'mean': no such column"):
         score(pa.table({"mu": [1.0], "target": [1.0], "var": [1.0]}))
+
+
+def named_columns(rows: int = 300, seed: int = 11) -> pd.DataFrame:
+    """Predictions under other names: mean ``mu``, target ``y``, the spread three ways."""
+    rng = np.random.default_rng(seed)
+    mu, sd = rng.normal(size=rows), rng.uniform(0.2, 2.0, size=rows)
+    y = mu + sd * rng.standard_normal(rows)
+    return pd.DataFrame({"mu": mu, "y": y, "sd": sd, "v": sd**2, "lv": np.log(sd**2)})
+
+
+@pytest.mark.parametrize("spread", [{"var_col": "v"}, {"std_col": "sd"}, {"log_var_col": "lv"}])
+def test_the_command_lines_column_names_are_keyword_arguments(tmp_path, spread):
+    """``--std-col sd`` is ``std_col="sd"`` in Python, as in the config file; the old spelling
+    (``columns=ColumnSpec(...)``) still works, and the numbers are torch's."""
+    frame = named_columns()
+    expected = F.gaussian_nll_loss(
+        *(torch.tensor(frame[k].to_numpy()) for k in ("mu", "y", "v"))
+    ).item()
+    report = score(frame, mean_col="mu", target_col="y", device="cpu", **spread)
+    assert report.nll == pytest.approx(expected, rel=1e-12)
+    (kind,) = spread
+    assert report.columns[kind.removesuffix("_col")] == [spread[kind]]
+    spec = ColumnSpec(mean="mu", target="y", spread="sd", spread_kind="std")
+    assert score(frame, columns=spec, device="cpu").nll == pytest.approx(expected, rel=1e-12)
+    paths = [str(tmp_path / f"{name}.parquet") for name in "ab"]
+    for path in paths:
+        frame.to_parquet(path)
+    compared = compare(*paths, mean_col="mu", target_col="y", device="cpu", **spread)
+    assert compared.baseline.nll == pytest.approx(expected, rel=1e-12)
+    assert compared.paired.delta_nll == 0
+
+
+def test_keyword_column_names_override_columns_and_refuse_two_spreads():
+    frame = named_columns()
+    frame["g"] = np.arange(len(frame)) % 3
+    report = score(
+        frame, columns=ColumnSpec(mean="nope"), mean_col="mu", target_col="y", var_col="v",
+        by=["g"], device="cpu",
+    )  # fmt: skip
+    assert report.columns["mean"] == ["mu"] and report.by == ("g",)
+    with pytest.raises(OptionError, match="var_col and std_col contradict each other"):
+        score(frame, var_col="v", std_col="sd")
+
+
+def test_to_frame_gives_counts_as_integers(parquet_file):
+    """Counts are integers (``rows``, ``inside_counts@0.9``); means and sums stay floats."""
+    frame = score(str(parquet_file), device="cpu").to_frame()
+    for column in ("rows", "elements", "inside_counts@0.9", "skipped_rows", "eps_floored"):
+        assert frame[column].dtype == np.int64, column
+    assert frame.loc[0, "rows"] == 2_500
+    for column in ("nll", "nll_sum", "coverage@0.9"):
+        assert frame[column].dtype == np.float64, column

@@ -299,11 +299,53 @@ def test_command_line_overrides_the_file(tmp_path, monkeypatch):
     result = run(
         "score", str(path), "--json", "--var-col", "s2", "--no-full", "--check", "nll < 100"
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the file's check still applies, and fails
     payload = json.loads(result.stdout)
     assert payload["nll"] == pytest.approx(torch_nll(columns), rel=1e-12)
-    assert [c["check"] for c in payload["checks"]] == ["nll < 100"]
+    # a --check adds to the file's checks (a gate kept in the repository is never dropped)
+    assert [c["check"] for c in payload["checks"]] == ["nll < -100", "nll < 100"]
+    assert payload["config"]["settings"]["checks"] == ["nll < -100", "nll < 100"]
     assert payload["columns"]["var"] == ["s2"]
+
+
+def test_the_settings_name_the_spread_column_read(parquet_file):
+    """One name per option: the resolved ``var_col`` is the column read, as ``columns.var``."""
+    plain = json.loads(run("score", str(parquet_file), "--json", "-q").stdout)
+    assert plain["columns"]["var"] == ["var"]
+    spread = {
+        key: plain["config"]["settings"][key] for key in ("var_col", "std_col", "log_var_col")
+    }
+    assert spread == {"var_col": "var", "std_col": None, "log_var_col": None}
+    given = json.loads(run("score", str(parquet_file), "--json", "--std-col", "var").stdout)
+    assert given["columns"]["std"] == ["var"]
+    assert given["config"]["settings"]["var_col"] is None
+    assert given["config"]["settings"]["std_col"] == "var"
+
+
+def test_the_table_and_markdown_name_the_config_file_read(tmp_path, monkeypatch):
+    path, _ = project(
+        tmp_path,
+        monkeypatch,
+        '[tool.gaussnll]\nmean_col = "mu"\ntarget_col = "y"\nvar_col = "s2"\n',
+    )
+    config = str(tmp_path / "pyproject.toml")
+    table = CliRunner().invoke(app, ["score", str(path)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert any(
+        line.split() == ["│", "options", "from", "│", "config", "│", config, "│"]
+        for line in table.stdout.splitlines()
+    )
+    markdown = run("score", str(path), "--format", "markdown")
+    assert f"Options from `{config}`." in markdown.stdout.splitlines()[:4]
+    elsewhere = tmp_path.parent / "no-config"  # no pyproject.toml above it
+    elsewhere.mkdir(exist_ok=True)
+    monkeypatch.chdir(elsewhere)
+    for output in (["--format", "markdown"], []):
+        result = run(
+            "score", str(path), "--mean-col", "mu", "--target-col", "y", "--var-col", "s2", *output
+        )
+        assert result.exit_code == 0, result.output
+        assert "Options from" not in result.stdout and "config" not in result.stdout
 
 
 def test_explicit_config_file_and_its_errors(tmp_path, monkeypatch):

@@ -212,6 +212,34 @@ def test_every_command_has_help(args):
     assert "Usage: gaussnll" in result.stdout
 
 
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+PREDS, STATE = str(SAMPLE / "preds.parquet"), str(SAMPLE / "preds_part1.state.json")
+
+
+@pytest.mark.parametrize(
+    ("module", "extra", "args"),
+    [
+        ("distributed", "dask", ["score", PREDS, "--dask", "local"]),
+        ("distributed", "dask", ["merge", STATE, "--dask", "local"]),
+        ("matplotlib", "html", ["score", PREDS, "--html", "page.html"]),
+    ],
+)
+def test_a_missing_extra_is_a_usage_error_with_its_install_line(
+    tmp_path, monkeypatch, module, extra, args
+):
+    """Not an internal error to report: exit 2, one line, how to install it from the package
+    index and from a checkout."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, module, None)  # its import fails, find_spec finds nothing
+    assert_one_line_error(
+        run(*args),
+        f"--{extra} ",
+        module,
+        f"which is not installed: pip install 'gaussnll[{extra}]', or from a checkout "
+        f"pip install -e '.[{extra}]'",
+    )
+
+
 def test_version():
     result = run("--version")
     assert result.exit_code == 0

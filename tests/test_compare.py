@@ -287,6 +287,27 @@ def test_table_markdown_and_junit(tmp_path, pair):
     assert suite.find("testcase").get("name") == "delta_nll_ci_low <= -99"
 
 
+def test_shares_of_rows_are_labelled_and_max_regression_names_its_flag(pair):
+    """ "candidate_better 0.37" beside a verdict needs its label, in 80 columns too; a failed
+    --max-regression is told by the flag and value the user wrote."""
+    baseline, candidate, (base_path, cand_path) = pair
+    expected = paired_reference(baseline, candidate)
+    result = CliRunner().invoke(
+        app, ["compare", str(base_path), str(cand_path), "--max-regression", "-99"],
+        env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if "│" in line}
+    for name, side in (("candidate_better", "candidate"), ("baseline_better", "baseline")):
+        row = lines[f"share of rows: {side}'s NLL lower"]
+        assert name in row and f"{expected[name]:.6f}" in row
+    assert "verdict: " in result.stdout
+    (failure,) = result.stderr.splitlines()
+    assert failure.startswith(
+        "gaussnll: check failed: --max-regression -99: delta_nll_ci_low <= -99"
+    )
+
+
 def write_pair(tmp_path: Path, baseline: dict, candidate: dict, ids=(None, None)) -> list[str]:
     paths = []
     for name, cols, side_ids in (("b", baseline, ids[0]), ("c", candidate, ids[1])):
@@ -332,7 +353,7 @@ def test_input_errors_are_one_line(tmp_path):
     )
 
 
-def test_config_file_compare_checks_and_command_line_override(tmp_path, monkeypatch, pair):
+def test_config_file_compare_checks_and_command_line_additions(tmp_path, monkeypatch, pair):
     _, _, (base_path, cand_path) = pair
     (tmp_path / "pyproject.toml").write_text(
         '[tool.gaussnll]\ncompare_checks = ["delta_nll < -99"]\nconfidence = 0.9\n'
@@ -345,5 +366,11 @@ def test_config_file_compare_checks_and_command_line_override(tmp_path, monkeypa
     assert [c["check"] for c in payload["checks"]] == ["delta_nll < -99"]
     assert payload["confidence"] == 0.9
     assert "checks" not in payload["config"]["settings"]  # score's checks are not compare's
-    overridden = run(str(base_path), str(cand_path), "--json", "--check", "delta_nll < 99")
-    assert overridden.exit_code == 0, overridden.output
+    # a --check adds to the file's compare_checks (which still fail), it does not replace them
+    added = run(str(base_path), str(cand_path), "--json", "--check", "delta_nll < 99")
+    assert added.exit_code == 1, added.output
+    checks = json.loads(added.stdout)["checks"]
+    assert [(c["check"], c["passed"]) for c in checks] == [
+        ("delta_nll < -99", False),
+        ("delta_nll < 99", True),
+    ]

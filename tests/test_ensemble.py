@@ -571,3 +571,48 @@ def test_an_ensemble_is_read_in_batches_of_chunk_size_over_m_rows(tmp_path, name
     assert scoring_request(source, options).chunk_size == 100
     single = ScoreOptions(columns=options.columns, chunk_size=1000)
     assert scoring_request(source, single).chunk_size == 1000
+
+
+@pytest.mark.parametrize("layout", ["e.parquet", "columns.parquet", "columns.csv"])
+def test_members_read_without_ensemble_are_noted_and_the_shape_shown(tmp_path, layout):
+    """Without --ensemble, M members against one target are scored as M outputs (the target
+    broadcast, as torch does): exit 0, one note on stderr naming --ensemble, and the table
+    shows the shape it scored; with --ensemble, no note and M members."""
+    data = make_ensemble(300, members=4, seed=21)
+    table = list_table(data) if layout == "e.parquet" else column_table(data)
+    path = write_table(table, tmp_path / layout)
+    columns = ["--mean-col", "m0,m1,m2,m3", "--var-col", "v0,v1,v2,v3"]
+    if layout == "e.parquet":
+        columns = []  # list columns of 4
+
+    def run(*more: str):
+        return CliRunner().invoke(
+            app, ["score", str(path), *columns, *more], env={"COLUMNS": "200"}
+        )
+
+    forgot = run()
+    assert forgot.exit_code == 0, forgot.output
+    (note,) = forgot.stderr.splitlines()
+    assert note.startswith(f"gaussnll: note: {path}: the mean has 4 values per row")
+    assert "the target 'target' one" in note and note.endswith("add --ensemble")
+    assert "300 × 4 × 1" in forgot.stdout
+    given = run("--ensemble")
+    assert given.exit_code == 0, given.output
+    assert given.stderr == "" and "300 × 1 × 4" in given.stdout
+
+
+def test_outputs_of_their_own_targets_are_not_noted(tmp_path):
+    """D outputs with D targets (a list target, or a target column each) are no ensemble."""
+    data = make_ensemble(100, members=1, outputs=2, seed=22)
+    mean, var, target = (data[k].reshape(100, 2) for k in ("mean", "var", "target"))
+    lists = pa.table({"mean": list(mean), "var": list(var), "target": list(target)})
+    roles = (("m", mean), ("v", var), ("t", target))
+    columns = pa.table({f"{k}{d}": values[:, d] for k, values in roles for d in (0, 1)})
+    for table, flags in (
+        (lists, []),
+        (columns, ["--mean-col", "m0,m1", "--var-col", "v0,v1", "--target-col", "t0,t1"]),
+    ):
+        path = write_table(table, tmp_path / "d.parquet")
+        result = CliRunner().invoke(app, ["score", str(path), *flags], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert result.stderr == "" and "100 × 2 × 1" in result.stdout

@@ -345,6 +345,34 @@ def test_quantile_bins_hold_nearly_equal_counts_and_name_their_edges(tmp_path):
     assert first == f"(-inf, {float(edges[0])!r})"
 
 
+def test_quantile_bins_are_shown_rounded_and_their_json_keeps_the_exact_edges(tmp_path):
+    """Quantile edges carry float noise (0.9383086056368581): a table and Markdown show them
+    with the fewest significant digits that keep the bins apart (one here: -1.0, -0.007, 0.9);
+    the JSON and a failed check's line keep every digit."""
+    frame = frame_with_groups(997, groups=3, seed=5)
+    frame["u"] = np.random.default_rng(3).uniform(-2, 2, len(frame))
+    path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "q.parquet")
+    exact = np.quantile(frame["u"], [0.25, 0.5, 0.75])
+    assert exact.tolist() == [-1.022183236021439, -0.006922103146143943, 0.9383086056368581]
+    shown = ["(-inf, -1.0)", "[-1.0, -0.007)", "[-0.007, 0.9)", "[0.9, inf)"]
+    table = CliRunner().invoke(
+        app, ["score", str(path), "--by", "u:q4", "--check", "nll < -9", "--per-group"],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert table.exit_code == 1, table.output
+    rows = [line.split("│")[1].strip() for line in table.stdout.splitlines() if "│" in line]
+    assert [row for row in rows if row[:1] in "([" and ", " in row] == shown
+    assert "in group u=[0.9383086056368581, inf)" in table.stderr  # a log line: exact
+    markdown = run(str(path), "--by", "u:q4", "--format", "markdown")
+    assert all(f"| {label.replace('[', chr(92) + '[')} |" in markdown.stdout for label in shown)
+    payload = json.loads(run(str(path), "--by", "u:q4", "--json").stdout)
+    bounds = [-math.inf, *exact.tolist(), math.inf]
+    assert [group["key"]["u"] for group in payload["groups"]] == [
+        f"{'(' if math.isinf(low) else '['}{low!r}, {high!r})"
+        for low, high in itertools.pairwise(bounds)
+    ]
+
+
 def test_composite_key_with_intervals_and_bad_interval_specs(parquet_file, tmp_path):
     frame = frame_with_groups(300, groups=3, seed=6)
     path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "c.parquet")

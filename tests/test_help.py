@@ -88,3 +88,13 @@ def test_help_ends_with_examples_that_run(command, monkeypatch):
         assert any(word.startswith("sample_data/") for word in words)
         result = CliRunner().invoke(app, words[1:])
         assert result.exit_code == 0, (example, result.output)
+
+
+@pytest.mark.parametrize("command", [SCORE, MERGE])
+def test_brackets_in_help_are_text_not_markup(command):
+    """rich reads ``[dask]`` as a markup tag and drops it: help escapes its text."""
+    text = flat(help_text(command))
+    assert "pip install 'gaussnll[dask]', or from a checkout pip install -e '.[dask]'" in text
+    assert "[default: the [tool.gaussnll] table of the nearest pyproject.toml]" in text
+    if command == SCORE:
+        assert "pip install 'gaussnll[html]'" in text

@@ -164,6 +164,32 @@ def test_merge_renders_every_format_and_applies_checks(tmp_path):
     assert per_group.exit_code == 0, per_group.output
 
 
+def test_states_of_different_maps_name_both_maps(tmp_path):
+    """Not "a different map and a different map": each map by its data, scales and groups."""
+    data = str(ROOT / "sample_data" / "preds.parquet")
+    states = {}
+    for name, scale, fitted_on in (("a", 1.5, "cal-a.parquet"), ("b", 2.25, "cal-b.parquet")):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({
+            "schema": "gaussnll.recalibration/1", "eps": 1e-6, "outputs": ["mean"],
+            "scale": [scale], "by": [], "groups": [],
+            "fitted_on": {"path": fitted_on, "rows": 10},
+        }))  # fmt: skip
+        states[name] = tmp_path / f"{name}.state.json"
+        run("score", data, "--recalibration", path, "--save-state", states[name], "-q")
+    states["none"] = tmp_path / "none.state.json"
+    run("score", data, "--save-state", states["none"], "-q")
+    assert_one_line_error(
+        run("merge", states["a"], states["b"]),
+        "recalibration (the map fitted on cal-a.parquet (scale 1.5) and the map fitted on "
+        "cal-b.parquet (scale 2.25))",
+    )
+    assert_one_line_error(
+        run("merge", states["a"], states["none"]),
+        "recalibration (the map fitted on cal-a.parquet (scale 1.5) and no map)",
+    )
+
+
 def test_states_of_different_options_refuse_to_merge(tmp_path):
     _, shards = _shards(tmp_path, _table(800, 1))
     first, second = tmp_path / "a.json", tmp_path / "b.json"

@@ -249,6 +249,11 @@ def test_a_damaged_file_through_a_uri_is_the_local_files_error(tmp_path, memory,
         ("nosuch://b/p.parquet", ["nosuch://b/p.parquet: unknown URI scheme 'nosuch'"]),
         ("file:///tmp/a b.parquet", ["Cannot parse URI", "write a space as %20"]),
         ("hdfs://127.0.0.1:1/p.parquet", ["hdfs://127.0.0.1:1/p.parquet: "]),
+        ("file://sample_data/preds.parquet", [
+            "file://sample_data/preds.parquet: a file:// URI takes an absolute path",
+            "file:///home/me/preds.parquet (three slashes", "without file://",
+        ]),
+        ("file://", ["file://: a file:// URI takes an absolute path"]),
     ],
 )  # fmt: skip
 def test_a_uri_that_cannot_be_read_is_one_line(path, fragments):

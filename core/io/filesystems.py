@@ -31,6 +31,10 @@ _UNKNOWN_TO_FSSPEC = "Protocol not known"
 _UNPARSED = "Cannot parse URI"
 _PATH_SAFE = "/:@!$&'()+,;=~"  # characters a URI's path may hold as they are (RFC 3986)
 READ_ERRORS = (pa.ArrowException, OSError)
+_FILE_URI = (
+    "a file:// URI takes an absolute path, file:///home/me/preds.parquet (three slashes: "
+    "what follows file:// is a host name); give a relative path without file://"
+)
 
 
 def is_uri(path: str) -> bool:
@@ -52,6 +56,8 @@ def locate(uri: str) -> tuple[pafs.FileSystem, str]:
     except pa.ArrowNotImplementedError:
         pass
     except pa.ArrowInvalid as error:
+        if uri.startswith("file://") and not uri.startswith("file:///"):  # a host, or nothing
+            raise InputError(_FILE_URI, path=uri) from error
         if _known_to_pyarrow(uri, error):
             hint = "; write a space as %20, [ as %5B" if _UNPARSED in str(error) else ""
             raise InputError(first_line(error) + hint, path=uri) from error

@@ -17,6 +17,7 @@ A numeric key column may be broken down by intervals instead of by value: given 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import NamedTuple
@@ -28,19 +29,47 @@ import pyarrow.compute as pc
 from gaussnll.core.errors import InputError
 from gaussnll.core.io.labels import is_bytes
 from gaussnll.core.io.tensors import Location
+from gaussnll.core.options import QuantileEdges
 
 Key = tuple[Hashable, ...]
 
 
 class Interval(NamedTuple):
-    """A half-open interval ``[low, high)`` of a key column's values; shown as such."""
+    """A half-open interval ``[low, high)`` of a key column's values; shown as such, its edges
+    rounded to ``digits`` significant digits when given (quantile edges, whose exact values
+    carry float noise: ``exact`` is the text with every digit)."""
 
     low: float
     high: float
+    digits: int | None = None
 
     def __str__(self) -> str:
+        return self._text(self.digits)
+
+    @property
+    def exact(self) -> str:
+        return self._text(None)
+
+    def _text(self, digits: int | None) -> str:
         opening = "(" if math.isinf(self.low) else "["
-        return f"{opening}{self.low!r}, {self.high!r})"
+        return f"{opening}{_rounded(self.low, digits)!r}, {_rounded(self.high, digits)!r})"
+
+
+def _rounded(edge: float, digits: int | None) -> float:
+    return edge if digits is None else float(f"{edge:.{digits}g}")
+
+
+def shown_digits(edges: Sequence[float]) -> int:
+    """The fewest significant digits that keep ``edges`` distinct once rounded, so every
+    interval keeps a label of its own."""
+    for digits in range(1, _EXACT_DIGITS):
+        rounded = [_rounded(edge, digits) for edge in edges]
+        if all(a < b for a, b in itertools.pairwise(rounded)):
+            return digits
+    return _EXACT_DIGITS
+
+
+_EXACT_DIGITS = 17  # as many as a float64 needs
 
 
 class GroupKeys:
@@ -54,16 +83,24 @@ class GroupKeys:
         self._index: dict[Key, int] = {}
         self._known: pa.Array | None = None  # one key column: group i's value at i
         self._edges = {name: np.asarray(e, dtype=np.float64) for name, e in (edges or {}).items()}
+        # quantile edges are shown rounded; edges a user gave, as given
+        self._digits = {
+            name: shown_digits(e)
+            for name, e in (edges or {}).items()
+            if isinstance(e, QuantileEdges)
+        }
 
     def key_values(self) -> list[Key]:
         """Each group's key as shown: interval columns' numbers as :class:`Interval`."""
         if not self._edges:
             return self.keys
-        position = [self._edges.get(name) for name in self.columns]
+        position = [(self._edges.get(name), self._digits.get(name)) for name in self.columns]
         return [
             tuple(
-                _interval(edges, value) if edges is not None and value is not None else value
-                for edges, value in zip(position, key, strict=True)
+                _interval(edges, value, digits)
+                if edges is not None and value is not None
+                else value
+                for (edges, digits), value in zip(position, key, strict=True)
             )
             for key in self.keys
         ]
@@ -184,10 +221,10 @@ def _with_interval_numbers(batch: pa.RecordBatch, name: str, edges: np.ndarray) 
     return batch.set_column(batch.schema.get_field_index(name), name, numbers)
 
 
-def _interval(edges: np.ndarray, number: Hashable) -> Interval:
+def _interval(edges: np.ndarray, number: Hashable, digits: int | None) -> Interval:
     bounds = [-math.inf, *edges.tolist(), math.inf]
     index = int(number)  # type: ignore[call-overload]
-    return Interval(bounds[index], bounds[index + 1])
+    return Interval(bounds[index], bounds[index + 1], digits)
 
 
 def sort_key(key: Key) -> tuple:

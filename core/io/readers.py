@@ -333,19 +333,40 @@ def _one_line(error: BaseException) -> str:
 
 def column_names(source: Source, delimiter: str = ",") -> tuple[str, ...]:
     """Every column of the source's first file, to read them all (stdin cannot tell up front)."""
+    if source.format is not FileFormat.CSV:
+        return tuple(_first_schema(source).names)
     path = source.files[0]
     try:
-        if source.format is FileFormat.PARQUET:
-            filesystem, inner = filesystem_and_path(path)
-            return tuple(pq.read_schema(inner, filesystem=filesystem).names)
-        if source.format is FileFormat.IPC:
-            return tuple(_ipc_schema(path).names)
         header = None if path == STDIN else csv_header(path, delimiter)
     except (pa.ArrowException, OSError, StopIteration) as error:
         raise InputError(_one_line(error), path=_display(path)) from error
     if header is None:
         raise InputError("stdin cannot be read twice: save it to a file first", path=path)
     return tuple(header)
+
+
+def scalar_columns(source: Source, names: Sequence[str]) -> bool:
+    """Whether every column of ``names`` holds one value per row, as the first file's schema
+    tells: always in CSV; in Parquet and Arrow, unless it is a list (a column it lacks counts
+    as scalar: the pass reports it)."""
+    if source.format is FileFormat.CSV:
+        return True
+    schema = _first_schema(source)
+    return not any(
+        pa.types.is_nested(schema.field(name).type) for name in names if name in schema.names
+    )
+
+
+def _first_schema(source: Source) -> pa.Schema:
+    """The schema of a Parquet or Arrow source's first file."""
+    path = source.files[0]
+    try:
+        if source.format is FileFormat.PARQUET:
+            filesystem, inner = filesystem_and_path(path)
+            return pq.read_schema(inner, filesystem=filesystem)
+        return _ipc_schema(path)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(_one_line(error), path=_display(path)) from error
 
 
 def _ipc_schema(path: str) -> pa.Schema:

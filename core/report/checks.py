@@ -41,12 +41,15 @@ _BETWEEN = re.compile(rf"^\s*({_METRIC})\s+between\s+({_NUMBER})\s+({_NUMBER})\s
 
 @dataclass(frozen=True)
 class Check:
-    """One parsed gate: ``metric`` compared with ``bound`` (or inside ``[low, high]``)."""
+    """One parsed gate: ``metric`` compared with ``bound`` (or inside ``[low, high]``);
+    ``origin``: the option that made it, as its user wrote it (``--max-regression 0.01``),
+    None for a check given as text."""
 
     text: str
     metric: str
     op: str
     bounds: tuple[float, ...]
+    origin: str | None = None
 
     @property
     def level(self) -> float | None:

@@ -30,10 +30,12 @@ class PairedSummary:
     delta_nll_ci_high: float = metric("interval high", "upper end of the confidence interval")
     confidence: float = info("level of the confidence interval")
     candidate_better: float = metric(
-        "candidate better on", "share of rows (weighted: of weight) with d < 0"
+        "share of rows: candidate's NLL lower",
+        "share of rows (weighted: of weight) with d < 0, where the candidate's NLL is lower",
     )
     baseline_better: float = metric(
-        "baseline better on", "share of rows (weighted: of weight) with d > 0"
+        "share of rows: baseline's NLL lower",
+        "share of rows (weighted: of weight) with d > 0, where the baseline's NLL is lower",
     )
 
     @classmethod

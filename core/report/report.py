@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gaussnll.core.io.grouping import Interval
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
 
 SCORE_SCHEMA = "gaussnll.score/1"
@@ -313,7 +314,8 @@ class Report:
 
     def _scalars(self) -> dict[str, Any]:
         """Every number of the report by its metric name (``coverage@0.9`` per level), then
-        what was scored and how."""
+        what was scored and how; counts (``rows``, ``inside_counts@0.9``) as integers when
+        whole (a weighted count need not be)."""
         from gaussnll.core.report.catalogue import SCORE_METRICS
 
         row: dict[str, Any] = {"schema": SCORE_SCHEMA}
@@ -321,7 +323,9 @@ class Report:
             value = getattr(self, name)
             if spec.shape is Shape.INFO and isinstance(value, int | float | str):
                 row[name] = value
-        row.update(SCORE_METRICS.numbers(self))
+        for name, number in SCORE_METRICS.numbers(self).items():
+            whole = SCORE_METRICS.integer(name) and number.is_integer()
+            row[name] = int(number) if whole else number
         return row
 
     def to_dict(self, *, groups: bool = True) -> dict[str, Any]:
@@ -372,5 +376,8 @@ class GroupScore:
 
 
 def _plain(value: Any) -> Any:
-    """A key value as JSON can hold it (dates and other values as text)."""
+    """A key value as JSON can hold it (dates and other values as text; an interval with its
+    exact edges)."""
+    if isinstance(value, Interval):
+        return value.exact
     return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +17,7 @@ from gaussnll.core.errors import InputError, UsageError
 from gaussnll.core.io.readers import require_columns
 from gaussnll.core.io.sources import Source, resolve_source
 from gaussnll.core.io.writers import RowWriter
-from gaussnll.core.options import ScoreOptions
+from gaussnll.core.options import ScoreOptions, with_settings
 from gaussnll.core.recalibration import RecalibrationMap
 from gaussnll.core.report.recalibrate import fit_recalibration
 from gaussnll.core.report.report import Report
@@ -41,7 +40,9 @@ def score(
     state_format: str | None = None,
     **settings: Any,
 ) -> Report:
-    """Score ``source`` with ``options`` (a ScoreOptions), or keyword settings of one.
+    """Score ``source`` with ``options`` (a ScoreOptions), or keyword settings of one; the
+    columns may be given by the command line's names (``mean_col="mu", std_col="sd"``: see
+    ``options.with_settings``).
 
     ``rows_to`` and ``on_progress`` are as for the file engine (files and tables only; tensor
     chunks get their per-element losses back from ``Scorer.update``). ``state_to`` names a
@@ -49,9 +50,9 @@ def score(
     None: by its name, see ``merging.save_state``).
 
     >>> score("preds.parquet", full=True).nll            # doctest: +SKIP
-    >>> score(frame, columns=ColumnSpec(mean=("mu",))).to_frame()   # doctest: +SKIP
+    >>> score(frame, mean_col="mu", std_col="sd").to_frame()        # doctest: +SKIP
     """
-    options = replace(options or ScoreOptions(), **settings)
+    options = with_settings(options, settings)
     streams: dict[str, Any] = {
         "rows_to": rows_to,
         "on_progress": on_progress,
@@ -97,7 +98,7 @@ def recalibrate(
     >>> fitted = recalibrate("cal.parquet", columns=ColumnSpec(by=("region",)))  # doctest: +SKIP
     >>> score("test.parquet", recalibration=fitted).nll                           # doctest: +SKIP
     """
-    options = replace(options or ScoreOptions(), calibration=True, **settings)
+    options = with_settings(options, {**settings, "calibration": True})
     return fit_recalibration(score(source, options))
 
 

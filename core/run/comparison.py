@@ -22,7 +22,7 @@ from gaussnll.core.io.devices import resolve_device
 from gaussnll.core.io.sources import resolve_source
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.loss import HALF_LOG_2PI
-from gaussnll.core.options import DEFAULT_CONFIDENCE, ScoreOptions
+from gaussnll.core.options import DEFAULT_CONFIDENCE, ScoreOptions, with_settings
 from gaussnll.core.report.compare_report import CompareReport, PairedSummary
 from gaussnll.core.run.engine import ProgressCallback
 from gaussnll.core.run.pairing import ChunkPair, pair_by_id, pair_by_order
@@ -47,11 +47,12 @@ def compare(
 ) -> CompareReport:
     """Score two prediction files of the same targets and their paired NLL difference.
 
-    ``options`` (a ScoreOptions) or keyword settings of one say how; rows pair by order, or by
-    ``options.columns.id`` when set. ``rows_to`` receives per-row ``nll_baseline``,
-    ``nll_candidate`` and ``delta_nll`` (means over outputs, with the constant under ``full``).
+    ``options`` (a ScoreOptions) or keyword settings of one, as ``score`` takes them, say how;
+    rows pair by order, or by ``options.columns.id`` when set. ``rows_to`` receives per-row
+    ``nll_baseline``, ``nll_candidate`` and ``delta_nll`` (means over outputs, with the
+    constant under ``full``).
     """
-    options = replace(options or ScoreOptions(), **settings)
+    options = with_settings(options, settings)
     if not 0 < confidence < 1:
         raise OptionError("confidence", f"must be in (0, 1). Got {confidence!r} instead.")
     started = time.perf_counter()

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaussnll.core.errors import InputError
-from gaussnll.core.options import ScoreOptions
+from gaussnll.core.options import QuantileEdges, ScoreOptions
 
 SAMPLE = 1 << 20
 
@@ -97,7 +97,7 @@ def with_quantile_edges(
         inner = samples[name].quantiles(np.arange(1, bins) / bins)
         if not len(inner):
             raise InputError("has no numeric value to find quantile bins in", column=name)
-        intervals[name] = tuple(np.unique(inner).tolist())
+        intervals[name] = QuantileEdges(np.unique(inner).tolist())
     return replace(options, intervals=intervals)
 
 

@@ -150,9 +150,26 @@ def difference(first: dict[str, Any], other: dict[str, Any], prefix: str = "") -
             if found is not None:
                 return found
         elif mine != theirs:
-            shown = "a different map" if key == "recalibration" else None
-            return f"{prefix}{key} ({shown or _shown(mine)} and {shown or _shown(theirs)})"
+            shown = _map_text if key == "recalibration" else _shown
+            texts = (shown(mine), shown(theirs))
+            if texts[0] == texts[1]:  # maps alike in what names them
+                alike = f"two maps like {texts[0]}, different in a group's scale or an output"
+                return f"{prefix}{key} ({alike})"
+            return f"{prefix}{key} ({texts[0]} and {texts[1]})"
     return None
+
+
+def _map_text(document: dict[str, Any] | None) -> str:
+    """A recalibration map named by what tells two apart: the data it was fitted on, its
+    scales, and how many groups it has."""
+    if document is None:
+        return "no map"
+    fitted = document.get("fitted_on") or {}
+    source = f" fitted on {fitted['path']}" if fitted.get("path") else ""
+    scales = ", ".join(f"{scale:.6g}" for scale in document.get("scale", ()))
+    groups = document.get("groups") or ()
+    per_group = f", {len(groups)} groups by {', '.join(document['by'])}" if groups else ""
+    return f"the map{source} (scale {scales}{per_group})"
 
 
 def to_json(document: dict[str, Any]) -> str:
