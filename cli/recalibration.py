@@ -31,6 +31,12 @@ from gaussnll.core import (
 )
 
 RECALIBRATE_SCHEMA = "gaussnll.recalibrate/1"
+# What the map's scale multiplies (the JSON's ``fits``, the table's caption).
+PLAIN_FIT = "the scale of each variance"
+ENSEMBLE_FIT = (
+    "the scale of the moment-matched variance (sum w*v + sum w*(mu - mu*)^2); score --ensemble "
+    "applies it to each member's variance, which scales the aleatoric part (sum w*v) only"
+)
 
 
 def run_recalibrate(path: str, given: dict[str, Any]) -> int:
@@ -61,17 +67,19 @@ def _show(
     after: Report,
 ) -> None:
     """The map's scales and the scores before and after, as a table or JSON on stdout."""
+    fits = ENSEMBLE_FIT if before.ensemble is not None else PLAIN_FIT
     if output_format == "json":
         payload = {
-            "schema": RECALIBRATE_SCHEMA,
-            "map": output,
             **fitted.to_dict(),
+            "schema": RECALIBRATE_SCHEMA,  # the map's own schema is the file's
+            "map": output,
+            "fits": fits,
             "before": _summary(before),
             "after": _summary(after),
         }
         print(json.dumps(finite(payload), indent=2))
     else:
-        Console().print(_before_after_table(path, output, fitted, before, after))
+        Console().print(_before_after_table(path, output, fitted, before, after, fits))
 
 
 def run_rescale(map_path: str, path: str, given: dict[str, Any]) -> int:
@@ -122,13 +130,15 @@ def _summary(report: Report) -> dict[str, Any]:
 
 
 def _before_after_table(
-    path: str, output: str, fitted: RecalibrationMap, before: Report, after: Report
+    path: str, output: str, fitted: RecalibrationMap, before: Report, after: Report, fits: str
 ) -> Table:
     scales = ", ".join(number(s) for s in fitted.scale)
     groups = f"; {len(fitted.groups):,} groups by {', '.join(fitted.by)}" if fitted.by else ""
     table = Table(
         title=escape(f"gaussnll recalibrate: {path} → {output} (scale {scales}{groups})"),
         title_justify="left",
+        caption=f"fits {fits}",
+        caption_justify="left",
     )
     for header in ("metric", "before", "after"):
         table.add_column(header, justify="left" if header == "metric" else "right")

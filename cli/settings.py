@@ -255,8 +255,10 @@ SETTINGS: tuple[Setting, ...] = (
         bool,
         _core_default("ensemble"),
         "Each row holds M Gaussians: list columns of M (or the comma-separated mean and spread "
-        "columns); scored as their moment-matched Gaussian and as a mixture.",
+        "columns); scored as their moment-matched Gaussian and as a mixture; recalibrate: "
+        "fits the moment-matched variance's scale.",
         core="ensemble",
+        commands=FITTING,
     ),
     Setting(
         "member_weights",
@@ -266,6 +268,7 @@ SETTINGS: tuple[Setting, ...] = (
         core="member_weights",
         metavar="W1,...,WM",
         parse=numbers("--member-weights"),
+        commands=FITTING,
     ),
     Setting(
         "workers",

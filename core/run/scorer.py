@@ -139,6 +139,12 @@ class Scorer:
         self.check_weights(chunk)
         if self.group_keys is not None:
             self._reserve_groups(state, self.group_keys)
+        if chunk.scale is not None and chunk.scale.shape[1] != state.outputs:
+            raise InputError(
+                f"the recalibration map has {chunk.scale.shape[1]} output(s) and the data "
+                f"{state.outputs}: use a map fitted on predictions of the same outputs",
+                path=chunk.where.path,
+            )
         var = chunk.variance(spec.spread_kind)
         members, given, given_var = None, chunk, var
         if self._weights is not None:  # scored as the moment-matched Gaussian
@@ -146,12 +152,6 @@ class Scorer:
             chunk = replace(chunk, mean=members.matched_mean, spread=members.matched_var)
             var = members.matched_var
         _check_widths(chunk, spec, state.outputs)
-        if chunk.scale is not None and chunk.scale.shape[1] != state.outputs:
-            raise InputError(
-                f"the recalibration map has {chunk.scale.shape[1]} output(s) and the data "
-                f"{state.outputs}: use a map fitted on predictions of the same outputs",
-                path=chunk.where.path,
-            )
         scored, scored_var = chunk, var
         kept = _left_in(chunk, var, state, options.nan_policy)
         if kept is not None:
