@@ -184,6 +184,8 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
     # the limit given to merge (or its config file), else the largest the states record
     given_limit = "max_groups" in given or "max_groups" in config.values
     max_groups = settings["max_groups"] if given_limit else None
+    if given.get("html"):
+        require_matplotlib()
     with outputs.planned(paths, config) as files:
         with progress_callback("merging", not outputs.quiet) as on_progress:
             if settings["dask"] is not None:
@@ -227,7 +229,7 @@ def _report_score(
     report = report.with_groups(settings["sort_by"], top)
     _render(SCORE_RENDERERS, output_format, report, results, config, settings)
     if HTML in files:
-        files.write_text(HTML, score_page(report, results, settings))
+        files.write_text(HTML, score_page(report, results, settings, command))
     suite = f"gaussnll {command} {report.path}"
     return _finish(results, files, suite, report.seconds, SCORE_METRICS)
 

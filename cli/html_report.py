@@ -85,13 +85,16 @@ def number(value: Any) -> str:
     return f"{value:.5g}" if math.isfinite(value) else literal(value)
 
 
-def score_page(report: Report, results: CheckResults, settings: dict[str, Any]) -> str:
-    """The page of a ``gaussnll score`` report."""
+def score_page(
+    report: Report, results: CheckResults, settings: dict[str, Any], command: str = "score"
+) -> str:
+    """The page of a score report: of ``gaussnll score``, or of ``gaussnll merge``
+    (``command``)."""
     from gaussnll.cli import figures
 
     seconds = f"{report.seconds:.2f} s"
     parts = [
-        f"<h1>gaussnll score</h1><p class='source'>{literal(report.path)} · {report.rows:,} rows "
+        f"<h1>gaussnll {literal(command)}</h1><p class='source'>{literal(report.path)} · {report.rows:,} rows "
         f"· {literal(report.format)} · {seconds}</p>",
         _cards((SCORE_METRICS.metrics[name].spec.label, report.metric(name)) for name in HEADLINE),
         _checks(results),
@@ -129,7 +132,7 @@ def score_page(report: Report, results: CheckResults, settings: dict[str, Any]) 
     if report.by:
         parts.append(_groups(report))
     parts += [_all_metrics(report), _settings(settings)]
-    return _page(f"gaussnll score: {report.path}", parts)
+    return _page(f"gaussnll {command}: {report.path}", parts)
 
 
 def compare_page(report: CompareReport, results: CheckResults, settings: dict[str, Any]) -> str:

@@ -463,6 +463,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Write a self-contained HTML report with calibration figures to this file "
         "(needs matplotlib: pip install 'gaussnll[html]').",
+        BOTH | {MERGE},
         config=False,
         metavar="FILE",
     ),

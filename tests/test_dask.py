@@ -478,3 +478,29 @@ def test_group_keys_of_another_type_in_another_file_are_one_line(tmp_path, sched
     (folder / "b.csv").write_text("mean,var,target,g\n0,1,0.5,x\n0,1,0.1,y\n")
     result = run("score", folder, "--by", "g", "--dask", scheduler[0], "-q")
     assert_one_line_error(result, "b.csv", "'g'", "text", "a.csv", "numbers")
+
+
+def test_seconds_are_the_whole_runs_wall_time(tmp_path, scheduler):
+    """Not the client's last step: the report's seconds cover every partition's task."""
+    data = _dataset(tmp_path / "data", files=2, rows=1_000)
+    options = ScoreOptions(columns=ColumnSpec(mean="mean0", target="target0", spread="var0"))
+    delay = 0.05  # the client waits this long as each of the 8 partitions finishes
+    started = time.perf_counter()
+    report = score_on_dask(
+        str(data), options, address=scheduler[0], on_progress=lambda *done: time.sleep(delay)
+    )
+    assert 8 * delay <= report.seconds <= time.perf_counter() - started
+    assert report.rows_per_second == report.rows / report.seconds
+
+
+def test_a_state_saved_on_a_cluster_names_the_map_it_applied(tmp_path, scheduler):
+    data = _dataset(tmp_path / "data", files=2, rows=600)
+    recalibration = tmp_path / "map.json"
+    fit = run("recalibrate", data / "part0.parquet", *_columns(1), "-o", recalibration, "-q")
+    assert fit.exit_code == 0, fit.output
+    state = tmp_path / "state.json"
+    args = ["score", data, *_columns(1), "--recalibration", recalibration, "-q"]
+    assert run(*args, "--dask", scheduler[0], "--save-state", state).exit_code == 0
+    merged = json.loads(run("merge", state, "--json").stdout)
+    assert merged["recalibration"] == json.loads(run(*args, "--json").stdout)["recalibration"]
+    assert merged["recalibration"]["file"] == str(recalibration)

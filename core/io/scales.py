@@ -32,13 +32,7 @@ class ScaleLookup:
 
     def record(self) -> dict[str, Any]:
         """What a report says of the map it applied."""
-        return {
-            "file": self.map.path,
-            "by": list(self.map.by),
-            "scale": list(self.map.scale),
-            "groups": len(self.map.groups),
-            "unseen_rows": self.unseen_rows,
-        }
+        return self.map.record(self.unseen_rows)
 
     def scales(self, batch: pa.RecordBatch) -> np.ndarray:
         """``(rows, outputs)`` scales of the batch's rows."""

@@ -186,7 +186,9 @@ class Report:
     device: str = info("the device scored on")
     dtype: str = info("the computation dtype")
     chunk_size: int = info("rows per chunk")
-    seconds: float = metric("seconds", "time of the scoring pass", in_groups=False)
+    seconds: float = metric(
+        "seconds", "wall time of the whole run (of the merge for merged states)", in_groups=False
+    )
     rows_per_second: float = info("rows / seconds", init=False)
     by: tuple[str, ...] = info("the grouping columns", default=())
     groups_total: int = info("how many groups there are", default=0)

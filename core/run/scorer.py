@@ -25,6 +25,7 @@ from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.state_document import (
     STATE_SCHEMA,
+    applied_recalibration,
     check_document,
     options_document,
     options_from_document,
@@ -88,8 +89,10 @@ class Scorer:
         self._weight_tensor: Tensor | None = None
         # Rows carry weights: with a weight column, or tensors given weights in their first update.
         self._weighted = self.options.columns.weight is not None
-        self._started = time.perf_counter()
+        # When the run began: the report's seconds count from it (a merge sets it).
+        self.started = time.perf_counter()
         self._rows_given = 0
+        self.unseen_rows = 0  # rows whose key the recalibration map had not seen (the engine's)
 
     def update(
         self, mean: Tensor, target: Tensor, var: Tensor, weight: Tensor | None = None
@@ -252,6 +255,7 @@ class Scorer:
             self._weights, self._weight_tensor = other._weights, other._weight_tensor
             self._weighted = other._weighted
             self.state = self._new_state(other.state.outputs)
+        self.unseen_rows += other.unseen_rows
         mapping = None
         if self.group_keys is not None:
             if other.group_keys is None:
@@ -272,6 +276,10 @@ class Scorer:
                 path=TENSORS,
             )
         groups = None if self.group_keys is None else plain_keys(self.group_keys.keys)
+        recalibration = self.options.recalibration
+        applied = None
+        if recalibration is not None:
+            applied = {"file": recalibration.path, "unseen_rows": self.unseen_rows}
         return {
             "schema": STATE_SCHEMA,
             "options": options_document(self.options),
@@ -281,6 +289,7 @@ class Scorer:
             "groups": groups,
             "max_groups": self.options.max_groups,
             "sums": {} if self.state is None else portable.exported(self.state),
+            "recalibration": applied,
         }
 
     @classmethod
@@ -297,7 +306,11 @@ class Scorer:
         options = replace(options_from_document(document["options"], path), device=device)
         if document.get("max_groups") is not None:
             options = replace(options, max_groups=document["max_groups"])
+        file, unseen_rows = applied_recalibration(document, path)
+        if options.recalibration is not None:  # named by its file, not the state's
+            options = replace(options, recalibration=replace(options.recalibration, path=file))
         scorer = cls(options)
+        scorer.unseen_rows = unseen_rows
         outputs, groups = document["outputs"], document["groups"]
         if (groups is None) != (scorer.group_keys is None):
             raise malformed(": its groups contradict its options")
@@ -385,9 +398,13 @@ class Scorer:
             "path": path,
             "format": file_format,
             "device": str(self.device),
-            "seconds": time.perf_counter() - self._started,
+            "seconds": time.perf_counter() - self.started,
         }
-        return derive_report(self.state, self.options, self.group_keys, **common)
+        report = derive_report(self.state, self.options, self.group_keys, **common)
+        recalibration = self.options.recalibration
+        if recalibration is None:
+            return report
+        return replace(report, recalibration=recalibration.record(self.unseen_rows))
 
 
 class _Validity:
