@@ -15,7 +15,9 @@ from importlib.metadata import version
 from typing import Any
 
 from gaussnll.cli.figures import printable
-from gaussnll.cli.render import CheckResults
+from gaussnll.cli.layout import Grid
+from gaussnll.cli.render import CheckResults, outputs_grid
+from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
 from gaussnll.core import (
     SCORE_METRICS,
     CalibrationSummary,
@@ -94,8 +96,8 @@ def score_page(
 
     seconds = f"{report.seconds:.2f} s"
     parts = [
-        f"<h1>gaussnll {literal(command)}</h1><p class='source'>{literal(report.path)} · {report.rows:,} rows "
-        f"· {literal(report.format)} · {seconds}</p>",
+        f"<h1>gaussnll {literal(command)}</h1><p class='source'>{literal(report.path)} · "
+        f"{report.rows:,} rows · {literal(report.format)} · {seconds}</p>",
         _cards((SCORE_METRICS.metrics[name].spec.label, report.metric(name)) for name in HEADLINE),
         _checks(results),
     ]
@@ -129,6 +131,10 @@ def score_page(
             "</div>",
             _coverage(calibration),
         ]
+    if report.ensemble is not None:
+        parts.append(_ensemble(report))
+    if len(report.outputs) > 1:
+        parts.append(_grid(outputs_grid(report)))
     if report.by:
         parts.append(_groups(report))
     parts += [_all_metrics(report), _settings(settings)]
@@ -247,6 +253,28 @@ def _checks(results: CheckResults) -> str:
         for r in results
     )
     return f"<h2>Checks: {title}</h2>" + _table(("check", "value", "result"), rows)
+
+
+def _grid(grid: Grid) -> str:
+    """A grid of the text renderers (its cells data, escaped) under its title."""
+    rows = (
+        "<tr>"
+        + "".join(
+            f"<td class='key'>{literal(text)}</td>"
+            if i < grid.keys
+            else f"<td>{literal(text)}</td>"
+            for i, text in enumerate(row)
+        )
+        + "</tr>"
+        for row in grid.rows
+    )
+    title = grid.title[:1].upper() + grid.title[1:]
+    return f"<h2>{literal(title)}</h2>" + _table(grid.headers, rows, keys=grid.keys)
+
+
+def _ensemble(report: Report) -> str:
+    """The ensemble's mixture section, as the table and Markdown show it."""
+    return _grid(Grid(ENSEMBLE_TITLE, ("metric", "value"), ensemble_rows(report, number)))
 
 
 def _coverage(calibration: CalibrationSummary) -> str:

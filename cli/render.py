@@ -133,11 +133,17 @@ def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
         grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
     lines += ensemble_markdown(report, number)
+    if len(report.outputs) > 1:
+        lines += titled_markdown(outputs_grid(report))
     if report.by:
-        grid = groups_grid(report)
-        lines += ["", f"**{markdown(grid.title)}**", ""]
-        lines += markdown_table(grid.headers, grid.rows, keys=grid.keys)
+        lines += titled_markdown(groups_grid(report))
     return "\n".join(lines + checks_markdown(results, SCORE_METRICS))
+
+
+def titled_markdown(grid: Grid) -> list[str]:
+    """A grid as Markdown lines: its title in bold, then its table."""
+    lines = ["", f"**{markdown(grid.title)}**", ""]
+    return lines + markdown_table(grid.headers, grid.rows, keys=grid.keys)
 
 
 MARKDOWN_HEADLINE = ("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse")

@@ -4,6 +4,7 @@ atomically, matplotlib loaded only for it, and rendered by a real browser."""
 from __future__ import annotations
 
 import html.parser
+import json
 import re
 import shutil
 import subprocess
@@ -258,3 +259,38 @@ def test_a_browser_renders_the_page(score_page, tmp_path):
     assert colours is not None and len(colours) > 200  # text, figures, shading: not blank
     background = max(colours)[0] / (1200 * 2400)
     assert background < 0.9  # no single colour fills the page
+
+
+def test_the_page_has_the_ensemble_section(tmp_path):
+    path = tmp_path / "page.html"
+    result = run("score", str(SAMPLE / "ensemble.parquet"), "--ensemble", "--html", str(path))
+    assert result.exit_code == 0, result.output
+    page = path.read_text(encoding="utf-8")
+    parsed(page)
+    payload = json.loads(
+        run("score", str(SAMPLE / "ensemble.parquet"), "--ensemble", "--json").stdout
+    )
+    assert "<h2>Ensemble (as a mixture; the rest is its moment-matched Gaussian)</h2>" in page
+    assert f"<td>{payload['ensemble']['mixture_nll']:.5g}</td>" in page
+    assert "<td class='key'>members / weights</td><td>5 / 0.2, 0.2, 0.2, 0.2, 0.2</td>" in page
+
+
+def test_the_page_has_the_per_output_section_its_names_escaped(tmp_path):
+    rng = np.random.default_rng(1)
+    names = {role: [f"{role}<b>|{i}" for i in (0, 1)] for role in ("mean", "target", "var")}
+    frame = pd.DataFrame(
+        {name: rng.uniform(0.5, 2, 200) for names_ in names.values() for name in names_}
+    )
+    data = tmp_path / "two.parquet"
+    frame.to_parquet(data)
+    columns = [item for role, each in names.items() for item in (f"--{role}-col", ",".join(each))]
+    path = tmp_path / "page.html"
+    result = run("score", str(data), *columns, "--html", str(path))
+    assert result.exit_code == 0, result.output
+    page = path.read_text(encoding="utf-8")
+    parsed(page)
+    assert "<h2>Per output</h2>" in page
+    assert "<td class='key'>mean&lt;b&gt;|0</td>" in page and "<b>" not in page
+    markdown = run("score", str(data), *columns, "--format", "markdown").stdout
+    assert "**per output**" in markdown
+    assert "| mean\\<b\\>\\|1 |" in markdown
