@@ -16,7 +16,7 @@ from typing import Any
 
 from gaussnll.cli.figures import printable
 from gaussnll.cli.layout import Grid
-from gaussnll.cli.render import CheckResults, outputs_grid
+from gaussnll.cli.render import CheckResults, outputs_grid, recalibration_text
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
 from gaussnll.core import (
     SCORE_METRICS,
@@ -97,7 +97,7 @@ def score_page(
     seconds = f"{report.seconds:.2f} s"
     parts = [
         f"<h1>gaussnll {literal(command)}</h1><p class='source'>{literal(report.path)} · "
-        f"{report.rows:,} rows · {literal(report.format)} · {seconds}</p>",
+        f"{report.rows:,} rows · {literal(report.format)} · {seconds}{_recalibrated(report)}</p>",
         _cards((SCORE_METRICS.metrics[name].spec.label, report.metric(name)) for name in HEADLINE),
         _checks(results),
     ]
@@ -217,6 +217,12 @@ def _page(title: str, parts: Iterable[str]) -> str:
         f"{body}\n<footer>gaussnll {literal(version('gaussnll'))}</footer>\n</main>\n"
         "</body>\n</html>\n"
     )
+
+
+def _recalibrated(report: Report) -> str:
+    """The recalibration map applied, on a line of its own (nothing without one)."""
+    applied = recalibration_text(report)
+    return "" if applied is None else f"<br>variances recalibrated by {literal(applied)}"
 
 
 def _cards(entries: Iterable[tuple[str, Any]]) -> str:

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 from gaussnll.cli.layout import Grid, blocks, show, side_by_side
-from gaussnll.cli.literal import code_span, markdown
+from gaussnll.cli.literal import code_span, literal, markdown
 from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
 from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import (
@@ -97,6 +98,9 @@ def report_blocks(
     """The summary, coverage and the PIT histogram side by side, outputs, groups, then the
     checks; each table laid out to fit ``console``."""
     parts = blocks(console, summary_grid(report))
+    applied = recalibration_text(report)
+    if applied is not None:
+        parts.append(Text(f"variances recalibrated by {literal(applied)}"))
     if report.calibration is not None:
         cal = report.calibration
         parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
@@ -126,6 +130,9 @@ def checks_grid(results: Sequence[AnyResult], catalog: Catalog) -> Grid:
 def report_markdown(report: Report, results: Sequence[AnyResult] = ()) -> str:
     """A compact report for a pull-request comment or a CI job summary."""
     lines = [f"### gaussnll score: {code_span(report.path)}", ""]
+    applied = recalibration_text(report)
+    if applied is not None:
+        lines += [f"Variances recalibrated by {markdown(applied)}.", ""]
     lines += ["| metric | name | value |", "| --- | --- | ---: |"]
     for label, name, value in headline_rows(report, MARKDOWN_HEADLINE):
         lines.append(f"| {markdown(label)} | `{name}` | {value} |")
@@ -315,6 +322,23 @@ def summary_grid(report: Report) -> Grid:
         row_blocks=False,
         optional=(0,),
     )
+
+
+def recalibration_text(report: Report) -> str | None:
+    """The recalibration map applied (``--recalibration``), as text: its file, scales and
+    groups; None without one."""
+    applied = report.recalibration
+    if applied is None:
+        return None
+    name = applied["file"] or "a map given in Python"
+    scales = ", ".join(f"{scale:g}" for scale in applied["scale"])
+    text = f"{name} (scale {scales}"
+    if applied["by"]:
+        text += (
+            f"; {applied['groups']:,} group(s) by {', '.join(applied['by'])}; "
+            f"{applied['unseen_rows']:,} row(s) of other keys took the overall scale"
+        )
+    return text + ")"
 
 
 def _skipped_text(report: Report) -> str:

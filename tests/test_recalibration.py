@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,3 +177,29 @@ def test_compare_applies_the_map_to_the_candidate_only(tmp_path, pair_by):
     assert payload["candidate"]["recalibration"]["by"] == ["region"]
     assert payload["delta_nll"] == pytest.approx(recalibrated["nll"] - plain["nll"], rel=1e-9)
     assert payload["verdict"] == "better"
+
+
+def test_every_format_names_the_map_applied_literally(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the map named without the folder's underscores
+    frame = miscalibrated(600, seed=9)
+    data = tmp_path / "preds.parquet"
+    frame.to_parquet(data)
+    odd = Path("m [bold]x<b>|\x1b[31m.json")
+    fit = run("recalibrate", str(data), "--by", "region", "-o", str(odd), "-q")
+    assert fit.exit_code == 0, fit.output
+    shown = str(odd).replace("\x1b", "\\x1b")  # as ``literal`` writes it
+    args = ["score", str(data), "--recalibration", str(odd), "-q"]
+    table = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    assert f"variances recalibrated by {shown} (scale " in table.stdout
+    assert "3 group(s) by region; 0 row(s) of other keys took the overall scale)" in table.stdout
+    markdown = run(*args, "--format", "markdown").stdout
+    escaped = shown.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    escaped = escaped.replace("<", "\\<").replace(">", "\\>").replace("|", "\\|")
+    assert f"Variances recalibrated by {escaped} (scale " in markdown
+    page = tmp_path / "page.html"
+    assert run(*args, "--html", str(page)).exit_code == 0
+    text = page.read_text(encoding="utf-8")
+    assert f"variances recalibrated by {html.escape(shown)} (scale " in text
+    assert "<b>" not in text and "\x1b" not in text
+    assert json.loads(run(*args, "--json").stdout)["recalibration"]["file"] == str(odd)
