@@ -14,8 +14,9 @@ from rich.table import Table
 
 from gaussnll.cli.commands import Outputs, resolve_settings, score_options
 from gaussnll.cli.config import Config, load_config
+from gaussnll.cli.literal import markdown
 from gaussnll.cli.progress import progress_callback
-from gaussnll.cli.render import finite, number
+from gaussnll.cli.render import finite, markdown_table, number
 from gaussnll.cli.settings import RECALIBRATE, RESCALE
 from gaussnll.core import (
     PlannedOutputs,
@@ -78,6 +79,8 @@ def _show(
             "after": _summary(after),
         }
         print(json.dumps(finite(payload), indent=2))
+    elif output_format == "markdown":
+        print(_before_after_markdown(path, output, fitted, before, after, fits))
     else:
         Console().print(_before_after_table(path, output, fitted, before, after, fits))
 
@@ -132,23 +135,49 @@ def _summary(report: Report) -> dict[str, Any]:
 def _before_after_table(
     path: str, output: str, fitted: RecalibrationMap, before: Report, after: Report, fits: str
 ) -> Table:
-    scales = ", ".join(number(s) for s in fitted.scale)
-    groups = f"; {len(fitted.groups):,} groups by {', '.join(fitted.by)}" if fitted.by else ""
     table = Table(
-        title=escape(f"gaussnll recalibrate: {path} → {output} (scale {scales}{groups})"),
+        title=escape(_title(path, output, fitted)),
         title_justify="left",
         caption=f"fits {fits}",
         caption_justify="left",
     )
-    for header in ("metric", "before", "after"):
+    for header in BEFORE_AFTER:
         table.add_column(header, justify="left" if header == "metric" else "right")
-    first, second = _summary(before), _summary(after)
-    for name in ("nll", "var_scale", "mace"):
-        table.add_row(name, number(first[name]), number(second[name]))
-    for level in first["coverage"]:
-        table.add_row(
-            f"coverage@{level}",
-            number(first["coverage"][level]),
-            number(second["coverage"][level]),
-        )
+    for row in _before_after_rows(before, after):
+        table.add_row(*row)
     return table
+
+
+def _before_after_markdown(
+    path: str, output: str, fitted: RecalibrationMap, before: Report, after: Report, fits: str
+) -> str:
+    """The same, as Markdown: the title, the table, and what the map fits."""
+    lines = [f"### {markdown(_title(path, output, fitted))}", ""]
+    lines += markdown_table(BEFORE_AFTER, _before_after_rows(before, after), keys=1, code=0)
+    return "\n".join([*lines, "", f"The map fits {markdown(fits)}."])
+
+
+BEFORE_AFTER = ("metric", "before", "after")
+
+
+def _title(path: str, output: str, fitted: RecalibrationMap) -> str:
+    scales = ", ".join(number(s) for s in fitted.scale)
+    groups = f"; {len(fitted.groups):,} groups by {', '.join(fitted.by)}" if fitted.by else ""
+    return f"gaussnll recalibrate: {path} → {output} (scale {scales}{groups})"
+
+
+def _before_after_rows(before: Report, after: Report) -> list[tuple[str, str, str]]:
+    """Each number recalibration changes (by the name a check uses), before and after."""
+    first, second = _summary(before), _summary(after)
+    rows = [
+        (name, number(first[name]), number(second[name])) for name in ("nll", "var_scale", "mace")
+    ]
+    for level in first["coverage"]:
+        rows.append(
+            (
+                f"coverage@{level}",
+                number(first["coverage"][level]),
+                number(second["coverage"][level]),
+            )
+        )
+    return rows

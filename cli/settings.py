@@ -26,6 +26,7 @@ BOTH = frozenset({SCORE, COMPARE})  # the commands that score and report
 FITTING = BOTH | {RECALIBRATE}  # ... and the one that fits a recalibration map
 EVERY = FITTING | {RESCALE}
 REPORTING = frozenset({SCORE, MERGE})  # the commands that report one score, from data or states
+REPORTED = FITTING | {MERGE}  # the commands that print a report (rescale writes a file only)
 
 
 def _core_default(parameter: str) -> Any:
@@ -434,11 +435,9 @@ SETTINGS: tuple[Setting, ...] = (
         config=False,
         metavar="table|json|markdown",
         shown_default="table",
-        commands=EVERY | {MERGE},
+        commands=REPORTED,
     ),
-    Setting(
-        "json", bool, False, "Short for --format json.", config=False, commands=EVERY | {MERGE}
-    ),
+    Setting("json", bool, False, "Short for --format json.", config=False, commands=REPORTED),
     Setting(
         "per_row",
         str,

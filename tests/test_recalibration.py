@@ -203,3 +203,22 @@ def test_every_format_names_the_map_applied_literally(tmp_path, monkeypatch):
     assert f"variances recalibrated by {html.escape(shown)} (scale " in text
     assert "<b>" not in text and "\x1b" not in text
     assert json.loads(run(*args, "--json").stdout)["recalibration"]["file"] == str(odd)
+
+
+def test_recalibrate_prints_markdown_and_rescale_takes_no_format(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    miscalibrated(500, seed=10).to_parquet("cal|x.parquet")
+    result = run("recalibrate", "cal|x.parquet", "-o", "map.json", "--format", "markdown", "-q")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("### gaussnll recalibrate: cal\\|x.parquet → map.json (scale ")
+    assert lines[2:4] == ["| metric | before | after |", "| --- | ---: | ---: |"]
+    assert (
+        lines[4].startswith("| `nll` | ")
+        and lines[-1] == "The map fits the scale of each variance."
+    )
+    assert not any(line.startswith(("┃", "│")) for line in lines)
+    for flag in ("--format", "--json"):
+        refused = run("rescale", "map.json", "cal|x.parquet", "-o", "out.csv", flag, "json")
+        assert refused.exit_code == 2 and "No such option" in refused.output
+    assert "--format" not in run("rescale", "--help").stdout
