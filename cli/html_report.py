@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from importlib.metadata import version
 from typing import Any
 
-from gaussnll.cli.figures import printable
+from gaussnll.cli import figures
 from gaussnll.cli.layout import Grid
 from gaussnll.cli.render import CheckResults, outputs_grid, recalibration_text
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
@@ -73,7 +73,7 @@ def require_matplotlib() -> None:
 
 def literal(value: Any) -> str:
     """``value`` as HTML text: control characters shown as escapes, markup escaped."""
-    return html.escape(printable(str(value)), quote=True)
+    return html.escape(figures.printable(str(value)), quote=True)
 
 
 def number(value: Any) -> str:
@@ -92,8 +92,6 @@ def score_page(
 ) -> str:
     """The page of a score report: of ``gaussnll score``, or of ``gaussnll merge``
     (``command``)."""
-    from gaussnll.cli import figures
-
     seconds = f"{report.seconds:.2f} s"
     parts = [
         f"<h1>gaussnll {literal(command)}</h1><p class='source'>{literal(report.path)} · "
@@ -143,8 +141,6 @@ def score_page(
 
 def compare_page(report: CompareReport, results: CheckResults, settings: dict[str, Any]) -> str:
     """The page of a ``gaussnll compare`` report."""
-    from gaussnll.cli import figures
-
     paired = report.paired
     models = (("baseline", report.baseline), ("candidate", report.candidate))
     parts = [
@@ -303,8 +299,6 @@ def _coverage(calibration: CalibrationSummary) -> str:
 def _groups(report: Report) -> str:
     """The groups (as the report lists them), the worst value of each metric marked, and small
     calibration curves of the worst-calibrated groups."""
-    from gaussnll.cli import figures
-
     groups = report.groups[:GROUP_ROWS]
     level = None
     if report.calibration is not None:

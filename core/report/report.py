@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gaussnll.core.report.catalogue import ScoreMetrics
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
 
 SCORE_SCHEMA = "gaussnll.score/1"
@@ -202,8 +203,6 @@ class Report:
 
     def metric(self, name: str) -> float | None:
         """The value of a check's metric (``nll``, ``mace``, ``coverage@0.9``...), or None."""
-        from gaussnll.core.report.catalogue import SCORE_METRICS
-
         return SCORE_METRICS.value(self, name)
 
     def with_groups(self, sort_by: str | None = None, top: int | None = None) -> Report:
@@ -242,8 +241,6 @@ class Report:
     def _scalars(self) -> dict[str, Any]:
         """Every number of the report by its metric name (``coverage@0.9`` per level), then
         what was scored and how."""
-        from gaussnll.core.report.catalogue import SCORE_METRICS
-
         row: dict[str, Any] = {"schema": SCORE_SCHEMA}
         for name, spec in declared(Report):
             value = getattr(self, name)
@@ -302,3 +299,6 @@ class GroupScore:
 def _plain(value: Any) -> Any:
     """A key value as JSON can hold it (dates and other values as text)."""
     return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+SCORE_METRICS = ScoreMetrics(Report)  # every metric a check, a sort or a renderer can name
