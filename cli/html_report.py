@@ -18,6 +18,7 @@ from gaussnll.cli import figures
 from gaussnll.cli.layout import Grid
 from gaussnll.cli.render import CheckResults, outputs_grid, recalibration_text
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
+from gaussnll.cli.render_recalibrate import RecalibrationReport
 from gaussnll.core import (
     SCORE_METRICS,
     CalibrationSummary,
@@ -174,34 +175,54 @@ def compare_page(report: CompareReport, results: CheckResults, settings: dict[st
             "is better or worse when the whole interval lies below or above 0.",
         ),
         "</div>",
-        _model_table(models),
+        _model_table(models, "Both models"),
     ]
+    parts += _overlaid(models)
+    parts.append(_settings(settings))
+    return _page(f"gaussnll compare: {report.label}", parts)
+
+
+def recalibrate_page(report: RecalibrationReport, settings: dict[str, Any]) -> str:
+    """The page of a ``gaussnll recalibrate`` run: the scores and figures before and after."""
+    models = (("before", report.before), ("after", report.after))
+    parts = [
+        f"<h1>gaussnll recalibrate</h1><p class='source'>{literal(report.path)} → "
+        f"{literal(report.output)} · {report.before.rows:,} rows</p>",
+        f"<p class='note'>{literal(report.title)}; the map fits {literal(report.fits)}.</p>",
+        _model_table(models, "Before and after"),
+        *_overlaid(models),
+        _settings(settings),
+    ]
+    return _page(report.title, parts)
+
+
+def _overlaid(models: Sequence[tuple[str, Report]]) -> list[str]:
+    """The models' calibration curves, PIT histograms and error against uncertainty, each
+    figure overlaying them all (none unless each has calibration)."""
     calibrated = [
         (name, model.calibration) for name, model in models if model.calibration is not None
     ]
-    if len(calibrated) == len(models):
-        parts += [
-            "<h2>Calibration</h2><div class='figures'>",
-            _figure(
-                figures.calibration_curves(
-                    [(name, c.calibration_curve) for name, c in calibrated], shade=False
-                ),
-                "Both models' calibration curves.",
+    if len(calibrated) < len(models):
+        return []
+    names = " and ".join(name for name, _ in models)
+    return [
+        "<h2>Calibration</h2><div class='figures'>",
+        _figure(
+            figures.calibration_curves(
+                [(name, c.calibration_curve) for name, c in calibrated], shade=False
             ),
-            _figure(
-                figures.pit_histograms([(name, c.pit_counts) for name, c in calibrated]),
-                "Both models' PIT histograms; grey band: ±2 binomial standard deviations.",
-            ),
-            _figure(
-                figures.error_vs_uncertainty(
-                    [(name, c.uncertainty_bins) for name, c in calibrated]
-                ),
-                "RMSE against RMV per bin of predicted σ, both models.",
-            ),
-            "</div>",
-        ]
-    parts.append(_settings(settings))
-    return _page(f"gaussnll compare: {report.label}", parts)
+            f"Calibration curves: {literal(names)}.",
+        ),
+        _figure(
+            figures.pit_histograms([(name, c.pit_counts) for name, c in calibrated]),
+            f"PIT histograms: {literal(names)}; grey band: ±2 binomial standard deviations.",
+        ),
+        _figure(
+            figures.error_vs_uncertainty([(name, c.uncertainty_bins) for name, c in calibrated]),
+            f"RMSE against RMV per bin of predicted σ: {literal(names)}.",
+        ),
+        "</div>",
+    ]
 
 
 def _page(title: str, parts: Iterable[str]) -> str:
@@ -370,7 +391,7 @@ def _worst_index(values: Sequence[float | None], metric: str, level: float | Non
     return max(scored)[1] if len(scored) > 1 else None
 
 
-def _model_table(models: Sequence[tuple[str, Report]]) -> str:
+def _model_table(models: Sequence[tuple[str, Report]], title: str) -> str:
     names = [name for name, _ in models]
     rows = (
         f"<tr><td class='key'>{literal(SCORE_METRICS.metrics[m].spec.label)}</td>"
@@ -378,7 +399,7 @@ def _model_table(models: Sequence[tuple[str, Report]]) -> str:
         + "</tr>"
         for m in COMPARED
     )
-    return "<h2>Both models</h2>" + _table(["metric", *names], rows)
+    return f"<h2>{literal(title)}</h2>" + _table(["metric", *names], rows)
 
 
 def _all_metrics(report: Report) -> str:

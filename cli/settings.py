@@ -462,7 +462,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Write a self-contained HTML report with calibration figures to this file "
         "(needs matplotlib: pip install 'gaussnll[html]').",
-        BOTH | {MERGE},
+        REPORTED,
         config=False,
         metavar="FILE",
     ),

@@ -18,6 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
+from gaussnll.cli.formats import HTML, JUNIT, RENDERERS, STDOUT_FORMATS
+from gaussnll.cli.render_recalibrate import RecalibrationReport
+from gaussnll.cli.settings import BY_NAME
+from gaussnll.core import CompareReport, Report
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr", "source"}
@@ -120,21 +124,19 @@ def test_checks_are_marked_passed_or_failed(score_page):
     assert "Checks: 1 failed" in score_page
 
 
-def test_compare_page_overlays_both_models(tmp_path):
-    path = tmp_path / "compare.html"
-    result = run(
-        "compare",
-        str(SAMPLE / "preds.parquet"),
-        str(SAMPLE / "preds_candidate.parquet"),
-        "--id-col",
-        "id",
-        "--html",
-        str(path),
-    )
+def drawn(path: Path, *args: str) -> str:
+    """The page ``args --html path`` draws, checked well-formed and self-contained."""
+    result = run(*args, "--html", str(path))
     assert result.exit_code == 0, result.output
     page = path.read_text(encoding="utf-8")
     parsed(page)
     assert_self_contained(page)
+    return page
+
+
+def test_compare_page_overlays_both_models(tmp_path):
+    compared = (str(SAMPLE / "preds.parquet"), str(SAMPLE / "preds_candidate.parquet"))
+    page = drawn(tmp_path / "compare.html", "compare", *compared, "--id-col", "id")
     figures = svgs(page)
     assert len(figures) == 4  # paired difference, curves, PIT, error vs uncertainty
     legends = [" ".join(e.itertext()) for e in figures[1:]]
@@ -294,3 +296,24 @@ def test_the_page_has_the_per_output_section_its_names_escaped(tmp_path):
     markdown = run("score", str(data), *columns, "--format", "markdown").stdout
     assert "**per output**" in markdown
     assert "| mean\\<b\\>\\|1 |" in markdown
+
+
+def test_recalibrate_draws_its_page_before_and_after(tmp_path):
+    fitted_on = str(SAMPLE / "preds.parquet")
+    page = drawn(tmp_path / "page.html", "recalibrate", fitted_on, "-o", str(tmp_path / "m.json"))
+    assert "<h1>gaussnll recalibrate</h1>" in page and "<h2>Before and after</h2>" in page
+    assert len(svgs(page)) == 3  # calibration curves, PIT histograms, error vs uncertainty
+    assert "Calibration curves: before and after." in page
+
+
+def test_every_report_has_every_format_and_every_reporting_command_takes_html():
+    reports = {Report, CompareReport, RecalibrationReport}
+    for output_format in (*STDOUT_FORMATS, HTML):
+        assert set(RENDERERS[output_format]) == reports, output_format
+    # JUnit lists the checks: recalibrate takes no --check
+    assert set(RENDERERS[JUNIT]) == {Report, CompareReport}
+    assert BY_NAME["html"].commands == BY_NAME["format"].commands
+    assert (
+        BY_NAME["junit_xml"].commands
+        == BY_NAME["checks"].commands | BY_NAME["compare_checks"].commands
+    )
