@@ -4,8 +4,6 @@ overall scales for a key it has not seen."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
@@ -29,10 +27,6 @@ class ScaleLookup:
     def columns(self) -> tuple[str, ...]:
         """The key columns the map needs read."""
         return self.map.by
-
-    def record(self) -> dict[str, Any]:
-        """What a report says of the map it applied."""
-        return self.map.record(self.unseen_rows)
 
     def scales(self, batch: pa.RecordBatch) -> np.ndarray:
         """``(rows, outputs)`` scales of the batch's rows."""
