@@ -348,3 +348,16 @@ def test_merge_reports_its_own_wall_time(tmp_path, monkeypatch):
     report = merge_state_files([str(state) for state in states]).report()
     assert report.seconds >= 2 * delay
     assert report.rows_per_second == report.rows / report.seconds
+
+
+def test_a_malformed_recalibration_record_is_one_line(tmp_path):
+    _, shards = _shards(tmp_path, _table(200, 1))
+    state = tmp_path / "s.json"
+    args = [*_columns(1), "--recalibration", _map_by_region(tmp_path), "--save-state", state]
+    assert run("score", shards[0], *args, "-q").exit_code == 0
+    document = json.loads(state.read_text())
+    east = pq.read_table(shards[0]).column("region").to_pylist().count("east")
+    assert document["recalibration"] == {"file": str(tmp_path / "map.json"), "unseen_rows": east}
+    document["recalibration"]["unseen_rows"] = -1
+    state.write_text(json.dumps(document))
+    assert_one_line_error(run("merge", state), str(state), "'recalibration' must hold")
