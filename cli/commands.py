@@ -6,21 +6,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from gaussnll.cli import formats
 from gaussnll.cli.config import Config, load_config
 from gaussnll.cli.exits import EXIT_CHECK_FAILED, signals_ignored
 from gaussnll.cli.extras import require_dask, require_matplotlib
+from gaussnll.cli.formats import STDOUT_FORMATS, Shown, text, to_stdout
 from gaussnll.cli.gates import report_failures
-from gaussnll.cli.html_report import compare_page, score_page
-from gaussnll.cli.junit import junit_xml
 from gaussnll.cli.literal import literal
 from gaussnll.cli.progress import progress_callback
-from gaussnll.cli.render import CheckResults, print_report, report_json, report_markdown
-from gaussnll.cli.render_compare import compare_json, compare_markdown, print_compare
+from gaussnll.cli.render import CheckResults
 from gaussnll.cli.settings import (
     BY_NAME,
     COMPARE,
@@ -30,7 +29,6 @@ from gaussnll.cli.settings import (
     SPREAD_SETTINGS,
     settings_of,
 )
-from gaussnll.cli.streams import writing_stdout
 from gaussnll.core import (
     COMPARE_METRICS,
     SCORE_METRICS,
@@ -63,7 +61,6 @@ from gaussnll.core import (
 )
 
 SHOWN_GROUPS = 100  # groups in a table or Markdown report without --top (JSON has them all)
-FORMATS = ("table", "json", "markdown")
 
 
 # the settings that name output files
@@ -87,7 +84,7 @@ class Outputs:
     def of(cls, given: dict[str, Any], rows_in_directory: bool = False) -> Outputs:
         """The outputs given; ``rows_in_directory``: --per-row names a directory (--dask)."""
         output_format = "json" if given.get("json") else given.get("format") or "table"
-        if output_format not in FORMATS:
+        if output_format not in STDOUT_FORMATS:
             raise UsageError(f"--format must be table, json or markdown. Got {output_format!r}.")
         per_row = given.get("per_row")
         return cls(
@@ -203,6 +200,8 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
     max_groups = settings["max_groups"] if given_limit else None
     if settings["dask"] is not None:
         require_dask()
+    if given.get("html"):
+        require_matplotlib()
     with outputs.planned(paths, config) as files:
         with progress_callback("merging", not outputs.quiet) as on_progress:
             if settings["dask"] is not None:
@@ -244,11 +243,8 @@ def _report_score(
     if top is None and output_format != "json":
         top = SHOWN_GROUPS  # a table or a PR comment of 10^5 rows helps nobody
     report = report.with_groups(settings["sort_by"], top)
-    _render(SCORE_RENDERERS, output_format, report, results, config, settings)
-    if HTML in files:
-        files.write_text(HTML, score_page(report, results, _shown_settings(settings)))
-    suite = f"gaussnll {command} {report.path}"
-    return _finish(results, files, suite, report.seconds, SCORE_METRICS)
+    shown = Shown(command, results, _shown_settings(settings), config.path)
+    return publish(report, shown, output_format, files)
 
 
 def _state_format(outputs: Outputs) -> str | None:
@@ -295,12 +291,8 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         for side, source in zip((report.baseline, report.candidate), sources, strict=True):
             _note_broadcast_target(side, source, options)
         results = evaluate(checks, report, COMPARE_METRICS)
-        _render(COMPARE_RENDERERS, output_format, report, results, config, settings)
-        if HTML in files:
-            files.write_text(HTML, compare_page(report, results, _shown_settings(settings)))
-        return _finish(
-            results, files, f"gaussnll compare {report.label}", report.seconds, COMPARE_METRICS
-        )
+        shown = Shown(COMPARE, results, _shown_settings(settings), config.path)
+        return publish(report, shown, output_format, files, COMPARE_METRICS)
 
 
 def _row_writer(
@@ -312,41 +304,6 @@ def _row_writer(
     if rows_on_stdout:
         return RowWriter(sys.stdout.buffer, FileFormat.CSV)
     return nullcontext(None)
-
-
-@dataclass(frozen=True)
-class Renderers:
-    """How one command's report is shown in each ``--format``."""
-
-    json: Callable[..., Iterable[str]]
-    markdown: Callable[..., str]  # (report, results, *, config_file)
-    table: Callable[..., None]
-
-
-SCORE_RENDERERS = Renderers(report_json, report_markdown, print_report)
-COMPARE_RENDERERS = Renderers(compare_json, compare_markdown, print_compare)
-
-
-def _render(
-    renderers: Renderers,
-    output_format: str,
-    report: Any,
-    results: CheckResults,
-    config: Config,
-    settings: dict[str, Any],
-) -> None:
-    """Print ``report`` and the check ``results`` on stdout in ``output_format``."""
-    with writing_stdout():
-        if output_format == "json":
-            pieces = renderers.json(
-                report, results, config_file=config.path, settings=_shown_settings(settings)
-            )
-            sys.stdout.writelines(pieces)
-            sys.stdout.write("\n")
-        elif output_format == "markdown":
-            print(renderers.markdown(report, results, config_file=config.path))
-        else:
-            renderers.table(report, results, config_file=config.path)
 
 
 def _note_broadcast_target(report: Report, source: Source, options: ScoreOptions) -> None:
@@ -443,19 +400,26 @@ def _require_families(
             )
 
 
-def _finish(
-    results: CheckResults, files: PlannedOutputs, suite: str, seconds: float, catalog: Catalog
+def publish(
+    report: Any,
+    shown: Shown,
+    output_format: str,
+    files: PlannedOutputs,
+    catalog: Catalog = SCORE_METRICS,
 ) -> int:
-    """Write the JUnit file if asked, a line on stderr per failed check, and commit every
-    output file once stdout holds the whole report; the exit code: 1 when a check failed (its
-    outputs are written too), else 0."""
-    if JUNIT_XML in files:
-        files.write_text(JUNIT_XML, junit_xml(results, suite, seconds, catalog))
-    report_failures(results, catalog, sys.stderr)
+    """Print ``report`` on stdout in ``output_format``, write its files asked for (--html,
+    --junit-xml), a line on stderr per failed check, and commit every output file once stdout
+    holds the whole report; the exit code: 1 when a check failed (its outputs are written
+    too), else 0."""
+    to_stdout(output_format, report, shown)
+    for label, file_format in ((HTML, formats.HTML), (JUNIT_XML, formats.JUNIT)):
+        if label in files:
+            files.write_text(label, text(file_format, report, shown))
+    report_failures(shown.results, catalog, sys.stderr)
     sys.stdout.flush()  # a reader that closed stdout (exit 141) leaves no output file
     with signals_ignored():
         files.commit()
-    return EXIT_CHECK_FAILED if any(not r.passed for r in results) else 0
+    return EXIT_CHECK_FAILED if any(not r.passed for r in shown.results) else 0
 
 
 def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions:

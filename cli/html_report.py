@@ -13,8 +13,11 @@ from collections.abc import Iterable, Sequence
 from importlib.metadata import version
 from typing import Any, TypeVar
 
-from gaussnll.cli.figures import printable
-from gaussnll.cli.render import CheckResults
+from gaussnll.cli import figures
+from gaussnll.cli.layout import Grid
+from gaussnll.cli.render import CheckResults, outputs_grid, recalibration_text
+from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
+from gaussnll.cli.render_recalibrate import RecalibrationReport
 from gaussnll.core import (
     SCORE_METRICS,
     CalibrationSummary,
@@ -60,7 +63,7 @@ footer { margin-top: 36px; color: #778; font-size: 12px; }
 
 def literal(value: Any) -> str:
     """``value`` as HTML text: control characters shown as escapes, markup escaped."""
-    return html.escape(printable(str(value)), quote=True)
+    return html.escape(figures.printable(str(value)), quote=True)
 
 
 def number(value: Any) -> str:
@@ -74,13 +77,15 @@ def number(value: Any) -> str:
     return f"{value:.5g}" if math.isfinite(value) else literal(value)
 
 
-def score_page(report: Report, results: CheckResults, settings: dict[str, Any]) -> str:
-    """The page of a ``gaussnll score`` report."""
-
+def score_page(
+    report: Report, results: CheckResults, settings: dict[str, Any], command: str = "score"
+) -> str:
+    """The page of a score report: of ``gaussnll score``, or of ``gaussnll merge``
+    (``command``)."""
     seconds = f"{report.seconds:.2f} s"
     parts = [
-        f"<h1>gaussnll score</h1><p class='source'>{literal(report.path)} · {report.rows:,} rows "
-        f"· {literal(report.format)} · {seconds}</p>",
+        f"<h1>gaussnll {literal(command)}</h1><p class='source'>{literal(report.path)} · "
+        f"{report.rows:,} rows · {literal(report.format)} · {seconds}{_recalibrated(report)}</p>",
         _cards((SCORE_METRICS.metrics[name].spec.label, report.metric(name)) for name in HEADLINE),
         _checks(results),
     ]
@@ -91,16 +96,18 @@ def score_page(report: Report, results: CheckResults, settings: dict[str, Any]) 
         parts += ["<h2>Calibration</h2><div class='figures'>", *_figures(calibration), "</div>"]
         if calibration.coverage is not None:
             parts.append(_coverage(calibration))
+    if report.ensemble is not None:
+        parts.append(_ensemble(report))
+    if len(report.outputs) > 1:
+        parts.append(_grid(outputs_grid(report)))
     if report.by:
         parts.append(_groups(report))
     parts += [_all_metrics(report), _settings(settings)]
-    return _page(f"gaussnll score: {report.path}", parts)
+    return _page(f"gaussnll {command}: {report.path}", parts)
 
 
 def compare_page(report: CompareReport, results: CheckResults, settings: dict[str, Any]) -> str:
     """The page of a ``gaussnll compare`` report."""
-    from gaussnll.cli import figures
-
     paired = report.paired
     models = (("baseline", report.baseline), ("candidate", report.candidate))
     parts = [
@@ -134,15 +141,37 @@ def compare_page(report: CompareReport, results: CheckResults, settings: dict[st
             "is better or worse when the whole interval lies below or above 0.",
         ),
         "</div>",
-        _model_table(models),
+        _model_table(models, "Both models"),
     ]
+    parts += _overlaid(models)
+    parts.append(_settings(settings))
+    return _page(f"gaussnll compare: {report.label}", parts)
+
+
+def recalibrate_page(report: RecalibrationReport, settings: dict[str, Any]) -> str:
+    """The page of a ``gaussnll recalibrate`` run: the scores and figures before and after."""
+    models = (("before", report.before), ("after", report.after))
+    parts = [
+        f"<h1>gaussnll recalibrate</h1><p class='source'>{literal(report.path)} → "
+        f"{literal(report.output)} · {report.before.rows:,} rows</p>",
+        f"<p class='note'>{literal(report.title)}; the map fits {literal(report.fits)}.</p>",
+        _model_table(models, "Before and after"),
+        *_overlaid(models),
+        _settings(settings),
+    ]
+    return _page(report.title, parts)
+
+
+def _overlaid(models: Sequence[tuple[str, Report]]) -> list[str]:
+    """The models' calibration curves, PIT histograms and error against uncertainty, each
+    figure overlaying them all (none unless each has calibration)."""
     calibrated = [
         (name, model.calibration) for name, model in models if model.calibration is not None
     ]
-    if len(calibrated) == len(models):
-        parts += ["<h2>Calibration</h2><div class='figures'>", *_compared(calibrated), "</div>"]
-    parts.append(_settings(settings))
-    return _page(f"gaussnll compare: {report.label}", parts)
+    if len(calibrated) < len(models):
+        return []
+    names = " and ".join(name for name, _ in models)
+    return ["<h2>Calibration</h2><div class='figures'>", *_compared(calibrated, names), "</div>"]
 
 
 def _page(title: str, parts: Iterable[str]) -> str:
@@ -154,6 +183,12 @@ def _page(title: str, parts: Iterable[str]) -> str:
         f"{body}\n<footer>gaussnll {literal(version('gaussnll'))}</footer>\n</main>\n"
         "</body>\n</html>\n"
     )
+
+
+def _recalibrated(report: Report) -> str:
+    """The recalibration map applied, on a line of its own (nothing without one)."""
+    applied = recalibration_text(report)
+    return "" if applied is None else f"<br>variances recalibrated by {literal(applied)}"
 
 
 def _cards(entries: Iterable[tuple[str, Any]]) -> str:
@@ -192,10 +227,9 @@ def _checks(results: CheckResults) -> str:
     return f"<h2>Checks: {title}</h2>" + _table(("check", "value", "result"), rows)
 
 
-def _compared(calibrated: list[tuple[str, CalibrationSummary]]) -> list[str]:
-    """Both models' calibration figures, of the metric families that were computed."""
-    from gaussnll.cli import figures
-
+def _compared(calibrated: list[tuple[str, CalibrationSummary]], names: str) -> list[str]:
+    """The models' calibration figures overlaid, of the metric families that were computed
+    (``names``: the models', for the captions)."""
     curves = [(name, c.calibration_curve) for name, c in calibrated]
     pits = [(name, c.pit_counts) for name, c in calibrated]
     bins = [(name, c.uncertainty_bins) for name, c in calibrated]
@@ -204,21 +238,21 @@ def _compared(calibrated: list[tuple[str, CalibrationSummary]]) -> list[str]:
         shown.append(
             _figure(
                 figures.calibration_curves(_present(curves), shade=False),
-                "Both models' calibration curves.",
+                f"Calibration curves: {literal(names)}.",
             )
         )
     if all(pit is not None for _, pit in pits):
         shown.append(
             _figure(
                 figures.pit_histograms(_present(pits)),
-                "Both models' PIT histograms; grey band: ±2 binomial standard deviations.",
+                f"PIT histograms: {literal(names)}; grey band: ±2 binomial standard deviations.",
             )
         )
     if all(each is not None for _, each in bins):
         shown.append(
             _figure(
                 figures.error_vs_uncertainty(_present(bins)),
-                "RMSE against RMV per bin of predicted σ, both models.",
+                f"RMSE against RMV per bin of predicted σ: {literal(names)}.",
             )
         )
     return shown
@@ -234,8 +268,6 @@ def _present(series: Sequence[tuple[str, Value | None]]) -> list[tuple[str, Valu
 
 def _figures(calibration: CalibrationSummary) -> list[str]:
     """The calibration figures of the metric families that were computed."""
-    from gaussnll.cli import figures
-
     shown = []
     if calibration.calibration_curve is not None:
         area = calibration.miscalibration_area
@@ -272,6 +304,28 @@ def _figures(calibration: CalibrationSummary) -> list[str]:
     return shown
 
 
+def _grid(grid: Grid) -> str:
+    """A grid of the text renderers (its cells data, escaped) under its title."""
+    rows = (
+        "<tr>"
+        + "".join(
+            f"<td class='key'>{literal(text)}</td>"
+            if i < grid.keys
+            else f"<td>{literal(text)}</td>"
+            for i, text in enumerate(row)
+        )
+        + "</tr>"
+        for row in grid.rows
+    )
+    title = grid.title[:1].upper() + grid.title[1:]
+    return f"<h2>{literal(title)}</h2>" + _table(grid.headers, rows, keys=grid.keys)
+
+
+def _ensemble(report: Report) -> str:
+    """The ensemble's mixture section, as the table and Markdown show it."""
+    return _grid(Grid(ENSEMBLE_TITLE, ("metric", "value"), ensemble_rows(report, number)))
+
+
 def _coverage(calibration: CalibrationSummary) -> str:
     rows = (
         f"<tr><td class='key'>{level:g}</td><td>{number(coverage)}</td><td>{number(inside)}</td>"
@@ -292,8 +346,6 @@ def _coverage(calibration: CalibrationSummary) -> str:
 def _groups(report: Report) -> str:
     """The groups (as the report lists them), the worst value of each metric marked, and small
     calibration curves of the worst-calibrated groups."""
-    from gaussnll.cli import figures
-
     groups = report.groups[:GROUP_ROWS]
     level = None
     if report.calibration is not None:
@@ -362,7 +414,7 @@ def _worst_index(values: Sequence[float | None], metric: str, level: float | Non
     return max(scored)[1] if len(scored) > 1 else None
 
 
-def _model_table(models: Sequence[tuple[str, Report]]) -> str:
+def _model_table(models: Sequence[tuple[str, Report]], title: str) -> str:
     names = [name for name, _ in models]
     rows = (
         f"<tr><td class='key'>{literal(SCORE_METRICS.metrics[m].spec.label)}</td>"
@@ -370,7 +422,7 @@ def _model_table(models: Sequence[tuple[str, Report]]) -> str:
         + "</tr>"
         for m in COMPARED
     )
-    return "<h2>Both models</h2>" + _table(["metric", *names], rows)
+    return f"<h2>{literal(title)}</h2>" + _table(["metric", *names], rows)
 
 
 def _all_metrics(report: Report) -> str:

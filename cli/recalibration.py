@@ -8,20 +8,17 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from gaussnll.cli.commands import Outputs, resolve_settings, score_options
+from gaussnll.cli.commands import HTML, Outputs, publish, resolve_settings, score_options
 from gaussnll.cli.config import Config, load_config
+from gaussnll.cli.extras import require_matplotlib
+from gaussnll.cli.formats import Shown
 from gaussnll.cli.literal import shown
 from gaussnll.cli.progress import progress_callback
-from gaussnll.cli.render import finite, number
+from gaussnll.cli.render_recalibrate import RecalibrationReport
 from gaussnll.cli.settings import RECALIBRATE, RESCALE
 from gaussnll.core import (
     PlannedOutputs,
     RecalibrationMap,
-    Report,
     RowWriter,
     UsageError,
     fit_recalibration,
@@ -31,8 +28,6 @@ from gaussnll.core import (
     write_recalibrated,
 )
 
-RECALIBRATE_SCHEMA = "gaussnll.recalibrate/1"
-
 
 def run_recalibrate(path: str, given: dict[str, Any]) -> int:
     """Fit the map on ``path``, write it to ``--output``, show the scores before and after."""
@@ -41,38 +36,16 @@ def run_recalibrate(path: str, given: dict[str, Any]) -> int:
     settings = resolve_settings(given, config, RECALIBRATE)
     outputs = Outputs.of(given)
     options = score_options(settings, [])
-    with _planned(output, path, config) as files:
+    if outputs.html is not None:
+        require_matplotlib()
+    with _planned(output, path, config, html=outputs.html) as files:
         with progress_callback("fitting", not outputs.quiet) as on_progress:
             before = score(path, options, on_progress=on_progress)
             fitted = fit_recalibration(before)
             after = score(path, replace(options, recalibration=fitted), on_progress=on_progress)
         files.write_text(OUTPUT, json.dumps(fitted.to_dict(), indent=2) + "\n")
-        _show(outputs.format, path, output, fitted, before, after)
-        sys.stdout.flush()
-        files.commit()
-    return 0
-
-
-def _show(
-    output_format: str,
-    path: str,
-    output: str,
-    fitted: RecalibrationMap,
-    before: Report,
-    after: Report,
-) -> None:
-    """The map's scales and the scores before and after, as a table or JSON on stdout."""
-    if output_format == "json":
-        payload = {
-            "schema": RECALIBRATE_SCHEMA,
-            "map": output,
-            **fitted.to_dict(),
-            "before": _summary(before),
-            "after": _summary(after),
-        }
-        print(json.dumps(finite(payload), indent=2))
-    else:
-        Console().print(_before_after_table(path, output, fitted, before, after))
+        report = RecalibrationReport(path, output, fitted, before, after)
+        return publish(report, Shown(RECALIBRATE, settings=settings), outputs.format, files)
 
 
 def run_rescale(map_path: str, path: str, given: dict[str, Any]) -> int:
@@ -94,11 +67,13 @@ def run_rescale(map_path: str, path: str, given: dict[str, Any]) -> int:
 OUTPUT = "--output"
 
 
-def _planned(output: str, path: str, config: Config, *more: str) -> PlannedOutputs:
-    """The ``--output`` file, checked against the input's files, the config file and ``more``
-    files read."""
+def _planned(
+    output: str, path: str, config: Config, *more: str, html: str | None = None
+) -> PlannedOutputs:
+    """The ``--output`` file (and the ``--html`` page), checked against the input's files, the
+    config file and ``more`` files read."""
     inputs = config.with_inputs([*resolve_source(path).files, *more])
-    return PlannedOutputs({OUTPUT: output}, inputs, stdout=True)
+    return PlannedOutputs({OUTPUT: output, HTML: html}, inputs, stdout=True)
 
 
 def _required_output(given: dict[str, Any], suffix: str | None, what: str) -> str:
@@ -108,40 +83,3 @@ def _required_output(given: dict[str, Any], suffix: str | None, what: str) -> st
     if suffix is not None and not output.endswith(suffix):
         raise UsageError(f"--output must name a {suffix} file. Got {output!r} instead.")
     return str(output)
-
-
-def _summary(report: Report) -> dict[str, Any]:
-    """The numbers recalibration changes: the NLL, calibration error and coverage."""
-    calibration = report.calibration
-    assert calibration is not None  # recalibrate always computes it
-    return {
-        "nll": report.nll_mean,
-        "var_scale": calibration.var_scale,
-        "mace": calibration.mace,
-        "coverage": dict(
-            zip(map(str, calibration.levels), calibration.coverage or [], strict=False)
-        ),
-    }
-
-
-def _before_after_table(
-    path: str, output: str, fitted: RecalibrationMap, before: Report, after: Report
-) -> Table:
-    scales = ", ".join(number(s) for s in fitted.scale)
-    groups = f"; {len(fitted.groups):,} groups by {', '.join(fitted.by)}" if fitted.by else ""
-    table = Table(
-        title=Text(shown(f"gaussnll recalibrate: {path} → {output} (scale {scales}{groups})")),
-        title_justify="left",
-    )
-    for header in ("metric", "before", "after"):
-        table.add_column(header, justify="left" if header == "metric" else "right")
-    first, second = _summary(before), _summary(after)
-    for name in ("nll", "var_scale", "mace"):
-        table.add_row(name, number(first[name]), number(second[name]))
-    for level in first["coverage"]:
-        table.add_row(
-            f"coverage@{level}",
-            number(first["coverage"][level]),
-            number(second["coverage"][level]),
-        )
-    return table

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 from gaussnll.cli.layout import Grid, blocks, show, side_by_side
-from gaussnll.cli.literal import code_span, markdown
+from gaussnll.cli.literal import code_span, literal, markdown
 from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
 from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import (
@@ -102,6 +103,9 @@ def report_blocks(
     """The summary, coverage and the PIT histogram side by side, outputs, groups, then the
     checks; each table laid out to fit ``console``."""
     parts = blocks(console, summary_grid(report, config_file))
+    applied = recalibration_text(report)
+    if applied is not None:
+        parts.append(Text(f"variances recalibrated by {literal(applied)}"))
     if report.calibration is not None:
         cal = report.calibration
         if cal.coverage is not None and cal.pit_counts is not None:
@@ -136,6 +140,9 @@ def report_markdown(
 ) -> str:
     """A compact report for a pull-request comment or a CI job summary."""
     lines = [f"### gaussnll score: {code_span(report.path)}", "", *config_markdown(config_file)]
+    applied = recalibration_text(report)
+    if applied is not None:
+        lines += [f"Variances recalibrated by {markdown(applied)}.", ""]
     lines += ["| metric | name | value |", "| --- | --- | ---: |"]
     for label, name, value in headline_rows(report, MARKDOWN_HEADLINE):
         lines.append(f"| {markdown(label)} | `{name}` | {value} |")
@@ -144,11 +151,17 @@ def report_markdown(
         grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
     lines += ensemble_markdown(report, number)
+    if len(report.outputs) > 1:
+        lines += titled_markdown(outputs_grid(report))
     if report.by:
-        grid = groups_grid(report)
-        lines += ["", f"**{markdown(grid.title)}**", ""]
-        lines += markdown_table(grid.headers, grid.rows, keys=grid.keys)
+        lines += titled_markdown(groups_grid(report))
     return "\n".join(lines + checks_markdown(results, SCORE_METRICS))
+
+
+def titled_markdown(grid: Grid) -> list[str]:
+    """A grid as Markdown lines: its title in bold, then its table."""
+    lines = ["", f"**{markdown(grid.title)}**", ""]
+    return lines + markdown_table(grid.headers, grid.rows, keys=grid.keys)
 
 
 MARKDOWN_HEADLINE = ("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse")
@@ -337,6 +350,23 @@ def summary_grid(report: Report, config_file: str | None = None) -> Grid:
         row_blocks=False,
         optional=(0,),
     )
+
+
+def recalibration_text(report: Report) -> str | None:
+    """The recalibration map applied (``--recalibration``), as text: its file, scales and
+    groups; None without one."""
+    applied = report.recalibration
+    if applied is None:
+        return None
+    name = applied["file"] or "a map given in Python"
+    scales = ", ".join(f"{scale:g}" for scale in applied["scale"])
+    text = f"{name} (scale {scales}"
+    if applied["by"]:
+        text += (
+            f"; {applied['groups']:,} group(s) by {', '.join(applied['by'])}; "
+            f"{applied['unseen_rows']:,} row(s) of other keys took the overall scale"
+        )
+    return text + ")"
 
 
 def _skipped_text(report: Report) -> str:

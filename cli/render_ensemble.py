@@ -7,12 +7,14 @@ from collections.abc import Callable
 
 from rich.table import Table
 
+from gaussnll.cli.literal import markdown
 from gaussnll.core import Report
 
 SHOWN_MEMBERS = 8  # members listed one by one; more are summarised by their range
 
 
 Format = Callable[[float], str]
+ENSEMBLE_TITLE = "ensemble (as a mixture; the rest is its moment-matched Gaussian)"
 
 
 def ensemble_rows(report: Report, number: Format) -> list[tuple[str, str]]:
@@ -44,7 +46,7 @@ def ensemble_rows(report: Report, number: Format) -> list[tuple[str, str]]:
 
 def ensemble_table(report: Report, number: Format) -> Table:
     table = Table(
-        title="ensemble (as a mixture; the rest is its moment-matched Gaussian)",
+        title=ENSEMBLE_TITLE,
         title_justify="left",
         show_header=False,
     )
@@ -61,7 +63,7 @@ def ensemble_markdown(report: Report, number: Format) -> list[str]:
     if not rows:
         return []
     lines = ["", "**ensemble** (as a mixture)", "", "| metric | value |", "| --- | ---: |"]
-    return lines + [f"| {label} | {value} |" for label, value in rows]
+    return lines + [f"| {markdown(label)} | {markdown(value)} |" for label, value in rows]
 
 
 def _listed(values: list[float], style: str) -> str:

@@ -31,6 +31,7 @@ BOTH = frozenset({SCORE, COMPARE})  # the commands that score and report
 FITTING = BOTH | {RECALIBRATE}  # ... and the one that fits a recalibration map
 EVERY = FITTING | {RESCALE}
 REPORTING = frozenset({SCORE, MERGE})  # the commands that report one score, from data or states
+REPORTED = FITTING | {MERGE}  # the commands that print a report (rescale writes a file only)
 
 
 def _core_default(parameter: str) -> Any:
@@ -285,8 +286,10 @@ SETTINGS: tuple[Setting, ...] = (
         bool,
         _core_default("ensemble"),
         "Each row holds M Gaussians: list columns of M (or the comma-separated mean and spread "
-        "columns); scored as their moment-matched Gaussian and as a mixture.",
+        "columns); scored as their moment-matched Gaussian and as a mixture; recalibrate: "
+        "fits the moment-matched variance's scale.",
         core="ensemble",
+        commands=FITTING,
     ),
     Setting(
         "member_weights",
@@ -296,6 +299,7 @@ SETTINGS: tuple[Setting, ...] = (
         core="member_weights",
         metavar="W1,...,WM",
         parse=numbers("--member-weights"),
+        commands=FITTING,
     ),
     Setting(
         "workers",
@@ -465,11 +469,9 @@ SETTINGS: tuple[Setting, ...] = (
         config=False,
         metavar="table|json|markdown",
         shown_default="table",
-        commands=EVERY | {MERGE},
+        commands=REPORTED,
     ),
-    Setting(
-        "json", bool, False, "Short for --format json.", config=False, commands=EVERY | {MERGE}
-    ),
+    Setting("json", bool, False, "Short for --format json.", config=False, commands=REPORTED),
     Setting(
         "per_row",
         str,
@@ -494,6 +496,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Write a self-contained HTML report with calibration figures to this file "
         f"(needs matplotlib: {install_hint('html')}).",
+        REPORTED,
         config=False,
         metavar="FILE",
     ),

@@ -45,14 +45,7 @@ if TYPE_CHECKING:
         Spread,
     )
     from gaussnll.core.recalibration import RecalibrationMap
-    from gaussnll.core.report.catalogue import (
-        COMPARE_METRICS,
-        SCORE_METRICS,
-        Catalog,
-        CompareMetrics,
-        Metric,
-        ScoreMetrics,
-    )
+    from gaussnll.core.report.catalogue import Catalog, CompareMetrics, Metric, ScoreMetrics
     from gaussnll.core.report.checks import (
         Check,
         CheckResult,
@@ -62,9 +55,14 @@ if TYPE_CHECKING:
         metric_levels,
         parse_checks,
     )
-    from gaussnll.core.report.compare_report import CompareReport, PairedSummary
+    from gaussnll.core.report.compare_report import (
+        COMPARE_METRICS,
+        CompareReport,
+        PairedSummary,
+    )
     from gaussnll.core.report.recalibrate import fit_recalibration
     from gaussnll.core.report.report import (
+        SCORE_METRICS,
         AccuracySummary,
         CalibrationSummary,
         GroupScore,
@@ -89,7 +87,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "AccuracySummary": "report.report",
-    "COMPARE_METRICS": "report.catalogue",
+    "COMPARE_METRICS": "report.compare_report",
     "CalibrationSummary": "report.report",
     "Catalog": "report.catalogue",
     "Check": "report.checks",
@@ -123,7 +121,7 @@ _EXPORTS = {
     "RecalibrationMap": "recalibration",
     "Report": "report.report",
     "RowWriter": "io.writers",
-    "SCORE_METRICS": "report.catalogue",
+    "SCORE_METRICS": "report.report",
     "ScoreMetrics": "report.catalogue",
     "ScoreOptions": "options",
     "ScoreState": "state.score_state",

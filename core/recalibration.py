@@ -44,6 +44,17 @@ class RecalibrationMap:
         """The scales of a group key (key values as JSON holds them), None if not in the map."""
         return self.groups.get(tuple(_plain(value) for value in key))
 
+    def record(self, unseen_rows: int) -> dict[str, Any]:
+        """What a report says of the map it applied: its file, scales, groups, and how many
+        rows had a key the map had not seen."""
+        return {
+            "file": None if self.path is None else redacted(self.path),
+            "by": list(self.by),
+            "scale": list(self.scale),
+            "groups": len(self.groups),
+            "unseen_rows": unseen_rows,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": RECALIBRATION_SCHEMA,

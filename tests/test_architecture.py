@@ -242,12 +242,16 @@ def imported_modules(tree: ast.AST, package: str) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                found.add(".".join([*base, *([node.module] if node.module else [])]))
-            else:
-                found.add(node.module or "")
+            found.add(resolved(node, package))
     return found
+
+
+def resolved(node: ast.ImportFrom, package: str) -> str:
+    """The absolute name of the module a ``from ... import`` names, relative to ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+    return ".".join([*base, *([node.module] if node.module else [])])
 
 
 def layer_of(module: str) -> str | None:
@@ -310,6 +314,194 @@ def test_every_layer_and_top_level_module_is_checked():
 )
 def test_the_layering_check_sees_upward_imports(module, source, expected):
     assert len(layering_violations(module, source)) == expected
+
+
+# --- every module: no import upwards, no cycle, none hidden in a function ----------------------
+
+# Lowest first: a module may import its own level and those below it, never one above. The
+# top-level modules of core sit below the layers; cli is above them all.
+ORDER = (
+    ("errors",),
+    ("families", "loss", "mixture_loss"),
+    ("recalibration", "options"),
+    ("io",),
+    ("state",),
+    ("report",),
+    ("run",),
+    ("cli",),
+)
+RANK = {name: rank for rank, names in enumerate(ORDER) for name in names}
+
+
+def every_module() -> dict[str, Path]:
+    """Each module of ``gaussnll`` (core's and cli's, packages by their ``__init__``) by name."""
+    modules = {}
+    for top in (CORE, CLI):
+        for path in sorted(top.rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            modules[".".join(("gaussnll", *parts))] = path
+    return modules
+
+
+MODULES = every_module()
+
+
+def rank_of(module: str) -> int | None:
+    """The level of a ``gaussnll`` module in ``ORDER`` (None: the ``gaussnll.core`` facade)."""
+    parts = module.split(".")
+    if parts[1] == "cli":
+        return RANK["cli"]
+    return RANK[parts[2]] if len(parts) > 2 else None
+
+
+def imports_of(module: str, source: str) -> list[tuple[str, bool]]:
+    """The ``gaussnll`` modules ``module`` imports, each with whether the import is inside a
+    function (run later, where it can hide a cycle); ``from package import name`` names the
+    submodule when ``name`` is one. Imports for type checkers only are left out."""
+    is_package = MODULES.get(module, Path()).name == "__init__.py"
+    package = module if is_package else module.rsplit(".", 1)[0]
+    found: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST, nested: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and ast.unparse(child.test) == "TYPE_CHECKING":
+                continue
+            inside = nested or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, inside) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = resolved(child, package)
+                for alias in child.names:
+                    name = f"{base}.{alias.name}"
+                    found.append((name if name in MODULES else base, inside))
+            visit(child, inside)
+
+    visit(ast.parse(source), False)
+    return [(name, inside) for name, inside in found if name.startswith("gaussnll.")]
+
+
+def upward_imports(module: str, source: str) -> list[str]:
+    """The modules ``module`` imports from a level above its own (``ORDER``)."""
+    own = rank_of(module)
+    return sorted(
+        target
+        for target, _ in imports_of(module, source)
+        if own is not None and (rank := rank_of(target)) is not None and rank > own
+    )
+
+
+def function_level_imports(module: str, source: str) -> list[str]:
+    """The ``gaussnll`` modules imported inside a function or class of ``module``: an import
+    run late hides a cycle from the import graph. (A third-party module imported late, e.g.
+    matplotlib or dask, only when needed, is fine.)"""
+    return sorted(target for target, inside in imports_of(module, source) if inside)
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph`` (module → the modules it imports): each strongly
+    connected set of more than one module, or a module importing itself."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph.get(node, ()):
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    return {
+        module: {target for target, _ in imports_of(module, path.read_text())} - {module}
+        for module, path in MODULES.items()
+    }
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_imports_a_higher_level(module):
+    assert upward_imports(module, MODULES[module].read_text()) == []
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_imports_gaussnll_inside_a_function(module):
+    assert function_level_imports(module, MODULES[module].read_text()) == []
+
+
+def test_the_modules_import_each_other_in_no_cycle():
+    assert cycles(import_graph()) == []
+
+
+def test_every_level_is_ordered():
+    levels = {module.split(".")[2] for module in MODULES if module.startswith("gaussnll.core.")}
+    assert levels == {*LAYERS, *TOP_LEVEL} <= set(RANK)
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        ("gaussnll.core.io.readers", "from gaussnll.cli import render", ["gaussnll.cli.render"]),
+        ("gaussnll.core.errors", "from gaussnll.core.loss import x", ["gaussnll.core.loss"]),
+        ("gaussnll.core.loss", "from gaussnll.core.options import x", ["gaussnll.core.options"]),
+        ("gaussnll.core.report.catalogue", "from . import report", []),
+        ("gaussnll.core.state.sinks", "from ..run import scorer", ["gaussnll.core.run.scorer"]),
+        ("gaussnll.cli.render", "from gaussnll.core import Report", []),
+        ("gaussnll.core.options", "from gaussnll.core.recalibration import x", []),
+    ],
+)
+def test_the_order_check_sees_upward_imports(module, source, expected):
+    assert upward_imports(module, source) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "def f():\n    from gaussnll.core.report import catalogue",
+            ["gaussnll.core.report.catalogue"],
+        ),
+        (
+            "class C:\n    def f(self):\n        from . import fields",
+            ["gaussnll.core.report.fields"],
+        ),
+        ("def f():\n    import matplotlib", []),
+        ("from gaussnll.core.report import fields", []),
+        ("if TYPE_CHECKING:\n    from gaussnll.core.report import fields", []),
+    ],
+)
+def test_the_function_level_check_sees_late_imports(source, expected):
+    assert function_level_imports("gaussnll.core.report.report", source) == expected
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_late_import():
+    late = "def metric():\n    from gaussnll.core.report.catalogue import SCORE_METRICS"
+    found = imports_of("gaussnll.core.report.report", late)
+    assert found == [("gaussnll.core.report.catalogue", True)]
+    report, catalogue = "gaussnll.core.report.report", "gaussnll.core.report.catalogue"
+    assert cycles({report: {catalogue}, catalogue: {report}}) == [[catalogue, report]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"a"}}) == [["a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
 
 
 def core_imports_of_cli(source: str) -> tuple[set[str], set[str]]:

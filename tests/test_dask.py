@@ -497,3 +497,29 @@ def test_a_key_column_of_bytes_groups_as_its_text_on_dask(tmp_path, scheduler):
         (("no",), 4),
         (("ok",), 8),
     ]
+
+
+def test_seconds_are_the_whole_runs_wall_time(tmp_path, scheduler):
+    """Not the client's last step: the report's seconds cover every partition's task."""
+    data = _dataset(tmp_path / "data", files=2, rows=1_000)
+    options = ScoreOptions(columns=ColumnSpec(mean="mean0", target="target0", spread="var0"))
+    delay = 0.05  # the client waits this long as each of the 8 partitions finishes
+    started = time.perf_counter()
+    report = score_on_dask(
+        str(data), options, address=scheduler[0], on_progress=lambda *done: time.sleep(delay)
+    )
+    assert 8 * delay <= report.seconds <= time.perf_counter() - started
+    assert report.rows_per_second == report.rows / report.seconds
+
+
+def test_a_state_saved_on_a_cluster_names_the_map_it_applied(tmp_path, scheduler):
+    data = _dataset(tmp_path / "data", files=2, rows=600)
+    recalibration = tmp_path / "map.json"
+    fit = run("recalibrate", data / "part0.parquet", *_columns(1), "-o", recalibration, "-q")
+    assert fit.exit_code == 0, fit.output
+    state = tmp_path / "state.json"
+    args = ["score", data, *_columns(1), "--recalibration", recalibration, "-q"]
+    assert run(*args, "--dask", scheduler[0], "--save-state", state).exit_code == 0
+    merged = json.loads(run("merge", state, "--json").stdout)
+    assert merged["recalibration"] == json.loads(run(*args, "--json").stdout)["recalibration"]
+    assert merged["recalibration"]["file"] == str(recalibration)

@@ -616,3 +616,73 @@ def test_outputs_of_their_own_targets_are_not_noted(tmp_path):
         result = CliRunner().invoke(app, ["score", str(path), *flags], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert result.stderr == "" and "100 × 2 × 1" in result.stdout
+
+
+def grouped_map(tmp_path, scales: dict[int, float]) -> str:
+    """A recalibration map by column ``g`` with a different scale per group (so a scale applied
+    along the members instead of the rows would be seen)."""
+    groups = [{"key": {"g": g}, "scale": [s], "rows": 1} for g, s in scales.items()]
+    document = {"schema": "gaussnll.recalibration/1", "eps": 1e-6, "outputs": ["mean"],
+                "scale": [1.0], "by": ["g"], "groups": groups}  # fmt: skip
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+# 5 members: a chunk of 25 rows is scored in pieces of exactly 5 rows, one per member.
+@pytest.mark.parametrize("chunk_size", [25, 7, 60, 10_000])
+def test_a_map_scales_each_members_variance_by_its_rows_scale(tmp_path, chunk_size):
+    data = make_ensemble(103, members=5, seed=11)
+    group = np.arange(103) % 4
+    scales = {0: 0.5, 1: 1.0, 2: 2.5, 3: 4.0}
+    table = list_table(data).append_column("g", pa.array(group))
+    path = write_table(table, tmp_path / "e.parquet")
+    recalibration = grouped_map(tmp_path, scales)
+    result = run_cli(
+        path, "--ensemble", "--recalibration", recalibration, "--chunk-size", chunk_size, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    row_scale = np.array([scales[g] for g in group])[:, None, None]
+    scaled = {**data, "var": data["var"] * row_scale}
+    reference = mixture_reference(scaled)
+    matched = [torch.from_numpy(a) for a in (reference["matched"]["mean"], data["target"])]
+    expected = F.gaussian_nll_loss(*matched, torch.from_numpy(reference["matched"]["var"]))
+    assert report["nll"] == pytest.approx(expected.item(), rel=1e-12)
+    section = report["ensemble"]
+    assert section["mixture_nll"] == pytest.approx(
+        reference["mixture_nll_full"] - HALF_LOG_2PI, rel=1e-12
+    )
+    assert section["aleatoric_var"] == pytest.approx(reference["aleatoric_var"], rel=1e-12)
+    assert report["recalibration"]["unseen_rows"] == 0
+
+
+def test_a_map_of_other_outputs_is_refused_for_an_ensemble(tmp_path):
+    data = make_ensemble(20, members=3, outputs=2, seed=12)
+    path = write_table(list_table(data), tmp_path / "e.parquet")
+    document = {"schema": "gaussnll.recalibration/1", "eps": 1e-6, "outputs": ["a", "b", "c"],
+                "scale": [1.0, 2.0, 3.0], "by": [], "groups": []}  # fmt: skip
+    (tmp_path / "map.json").write_text(json.dumps(document))
+    result = run_cli(str(path), "--ensemble", "--recalibration", str(tmp_path / "map.json"))
+    assert result.exit_code == 2
+    assert "the recalibration map has 3 output(s) and the data 2" in one_line(result)
+
+
+def test_recalibrate_an_ensemble_fits_the_moment_matched_variance_and_says_so(tmp_path):
+    data = make_ensemble(400, members=4, seed=13)
+    path = write_table(list_table(data), tmp_path / "e.parquet")
+    output = tmp_path / "map.json"
+    recalibrate = ["recalibrate", str(path), "--ensemble", "-o", str(output), "-q"]
+    result = CliRunner().invoke(app, [*recalibrate, "--json"])
+    assert result.exit_code == 0, result.output
+    matched = mixture_reference(data)["matched"]
+    z2 = (data["target"] - matched["mean"]) ** 2 / np.maximum(matched["var"], 1e-6)
+    fitted = json.loads(output.read_text())
+    assert fitted["scale"] == pytest.approx([z2.mean()], rel=1e-12)
+    assert fitted["fitted_on"]["variance"] == "moment-matched"
+    payload = json.loads(result.stdout)
+    assert payload["schema"] == "gaussnll.recalibrate/1"
+    assert "moment-matched variance" in payload["fits"]
+    assert "each member's variance" in payload["fits"]
+    table = CliRunner().invoke(app, recalibrate)
+    assert "fits the scale of the moment-matched variance" in " ".join(table.stdout.split())

@@ -4,6 +4,7 @@ atomically, matplotlib loaded only for it, and rendered by a real browser."""
 from __future__ import annotations
 
 import html.parser
+import json
 import re
 import shutil
 import subprocess
@@ -17,6 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
+from gaussnll.cli.formats import HTML, JUNIT, RENDERERS, STDOUT_FORMATS
+from gaussnll.cli.render_recalibrate import RecalibrationReport
+from gaussnll.cli.settings import BY_NAME
+from gaussnll.core import CompareReport, Report
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr", "source"}
@@ -119,21 +124,19 @@ def test_checks_are_marked_passed_or_failed(score_page):
     assert "Checks: 1 failed" in score_page
 
 
-def test_compare_page_overlays_both_models(tmp_path):
-    path = tmp_path / "compare.html"
-    result = run(
-        "compare",
-        str(SAMPLE / "preds.parquet"),
-        str(SAMPLE / "preds_candidate.parquet"),
-        "--id-col",
-        "id",
-        "--html",
-        str(path),
-    )
+def drawn(path: Path, *args: str) -> str:
+    """The page ``args --html path`` draws, checked well-formed and self-contained."""
+    result = run(*args, "--html", str(path))
     assert result.exit_code == 0, result.output
     page = path.read_text(encoding="utf-8")
     parsed(page)
     assert_self_contained(page)
+    return page
+
+
+def test_compare_page_overlays_both_models(tmp_path):
+    compared = (str(SAMPLE / "preds.parquet"), str(SAMPLE / "preds_candidate.parquet"))
+    page = drawn(tmp_path / "compare.html", "compare", *compared, "--id-col", "id")
     figures = svgs(page)
     assert len(figures) == 4  # paired difference, curves, PIT, error vs uncertainty
     legends = [" ".join(e.itertext()) for e in figures[1:]]
@@ -258,3 +261,59 @@ def test_a_browser_renders_the_page(score_page, tmp_path):
     assert colours is not None and len(colours) > 200  # text, figures, shading: not blank
     background = max(colours)[0] / (1200 * 2400)
     assert background < 0.9  # no single colour fills the page
+
+
+def test_the_page_has_the_ensemble_section(tmp_path):
+    path = tmp_path / "page.html"
+    result = run("score", str(SAMPLE / "ensemble.parquet"), "--ensemble", "--html", str(path))
+    assert result.exit_code == 0, result.output
+    page = path.read_text(encoding="utf-8")
+    parsed(page)
+    payload = json.loads(
+        run("score", str(SAMPLE / "ensemble.parquet"), "--ensemble", "--json").stdout
+    )
+    assert "<h2>Ensemble (as a mixture; the rest is its moment-matched Gaussian)</h2>" in page
+    assert f"<td>{payload['ensemble']['mixture_nll']:.5g}</td>" in page
+    assert "<td class='key'>members / weights</td><td>5 / 0.2, 0.2, 0.2, 0.2, 0.2</td>" in page
+
+
+def test_the_page_has_the_per_output_section_its_names_escaped(tmp_path):
+    rng = np.random.default_rng(1)
+    names = {role: [f"{role}<b>|{i}" for i in (0, 1)] for role in ("mean", "target", "var")}
+    frame = pd.DataFrame(
+        {name: rng.uniform(0.5, 2, 200) for names_ in names.values() for name in names_}
+    )
+    data = tmp_path / "two.parquet"
+    frame.to_parquet(data)
+    columns = [item for role, each in names.items() for item in (f"--{role}-col", ",".join(each))]
+    path = tmp_path / "page.html"
+    result = run("score", str(data), *columns, "--html", str(path))
+    assert result.exit_code == 0, result.output
+    page = path.read_text(encoding="utf-8")
+    parsed(page)
+    assert "<h2>Per output</h2>" in page
+    assert "<td class='key'>mean&lt;b&gt;|0</td>" in page and "<b>" not in page
+    markdown = run("score", str(data), *columns, "--format", "markdown").stdout
+    assert "**per output**" in markdown
+    assert "| mean\\<b\\>\\|1 |" in markdown
+
+
+def test_recalibrate_draws_its_page_before_and_after(tmp_path):
+    fitted_on = str(SAMPLE / "preds.parquet")
+    page = drawn(tmp_path / "page.html", "recalibrate", fitted_on, "-o", str(tmp_path / "m.json"))
+    assert "<h1>gaussnll recalibrate</h1>" in page and "<h2>Before and after</h2>" in page
+    assert len(svgs(page)) == 3  # calibration curves, PIT histograms, error vs uncertainty
+    assert "Calibration curves: before and after." in page
+
+
+def test_every_report_has_every_format_and_every_reporting_command_takes_html():
+    reports = {Report, CompareReport, RecalibrationReport}
+    for output_format in (*STDOUT_FORMATS, HTML):
+        assert set(RENDERERS[output_format]) == reports, output_format
+    # JUnit lists the checks: recalibrate takes no --check
+    assert set(RENDERERS[JUNIT]) == {Report, CompareReport}
+    assert BY_NAME["html"].commands == BY_NAME["format"].commands
+    assert (
+        BY_NAME["junit_xml"].commands
+        == BY_NAME["checks"].commands | BY_NAME["compare_checks"].commands
+    )

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,16 @@ from test_readme import ROOT, fenced
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import ColumnSpec, Scorer, load_state, merge_states, save_state, score
+from gaussnll.core import (
+    ColumnSpec,
+    Scorer,
+    load_state,
+    merge_state_files,
+    merge_states,
+    save_state,
+    score,
+)
+from gaussnll.core.run import merging
 from gaussnll.core.state import portable
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.sinks import Placement, Sums
@@ -298,3 +308,82 @@ def test_states_whose_group_keys_differ_in_type_refuse_to_merge(tmp_path):
         score(frame, columns=ColumnSpec(by=("g",)), device="cpu", state_to=states[-1])
     result = run("merge", *states)
     assert_one_line_error(result, "text.json", "'g'", "holds text", "numbers.json")
+
+
+def _map_by_region(tmp_path: Path) -> Path:
+    """A map by region that has not seen ``east`` (its rows are counted as unseen)."""
+    scales = {"north": 2.0, "south": 0.5}
+    groups = [{"key": {"region": r}, "scale": [s], "rows": 1} for r, s in scales.items()]
+    recalibration = {"schema": "gaussnll.recalibration/1", "eps": 1e-6, "outputs": ["mean0"],
+                     "scale": [1.5], "by": ["region"], "groups": groups}  # fmt: skip
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps(recalibration))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".json", ".arrow"])
+def test_merge_reports_the_recalibration_map_its_states_applied(tmp_path, suffix):
+    whole, shards = _shards(tmp_path, _table(1_000, 1))
+    args = [*_columns(1), "--recalibration", _map_by_region(tmp_path)]
+    states = []
+    for shard in shards:
+        states.append(tmp_path / f"{shard.stem}{suffix}")
+        result = run("score", shard, *args, "--save-state", states[-1], "-q")
+        assert result.exit_code == 0, result.output
+    got = json.loads(run("merge", *states, "--json").stdout)
+    want = json.loads(run("score", whole, *args, "--json").stdout)
+    assert want["recalibration"]["unseen_rows"] > 0  # the east rows
+    assert got["recalibration"] == want["recalibration"]
+    assert_same_report(got, want)
+    assert (
+        merge_states([load_state(str(s)) for s in states]).report().recalibration
+        == (want["recalibration"])
+    )
+
+
+def test_merge_writes_the_score_page(tmp_path):
+    whole, shards = _shards(tmp_path, _table(900, 1))
+    args = [*_columns(1), "--by", "region"]
+    states = _scored_shards(tmp_path, shards, args)
+    merged_page, scored_page = tmp_path / "merged.html", tmp_path / "scored.html"
+    merged = run("merge", *states, "--html", merged_page, "-q")
+    assert merged.exit_code == 0, merged.output
+    assert run("score", whole, *args, "--html", scored_page, "-q").exit_code == 0
+    page, twin = merged_page.read_text(), scored_page.read_text()
+    assert "<h1>gaussnll merge</h1>" in page
+    assert _headings(page) == _headings(twin)
+    assert page.count("<svg") == twin.count("<svg") > 0
+
+
+def _headings(page: str) -> list[str]:
+    return [part.split("</h2>")[0] for part in page.split("<h2>")[1:]]
+
+
+def test_merge_reports_its_own_wall_time(tmp_path, monkeypatch):
+    """``seconds`` is the merge's wall time, from before the first state is read."""
+    _, shards = _shards(tmp_path, _table(400, 1))
+    states = _scored_shards(tmp_path, shards[:2], _columns(1))
+    delay = 0.15
+    load = merging.load_state
+
+    def slow_load(path: str) -> dict:
+        time.sleep(delay)
+        return load(path)
+
+    monkeypatch.setattr(merging, "load_state", slow_load)
+    report = merge_state_files([str(state) for state in states]).report()
+    assert report.seconds >= 2 * delay
+    assert report.rows_per_second == report.rows / report.seconds
+
+
+def test_a_malformed_recalibration_record_is_one_line(tmp_path):
+    _, shards = _shards(tmp_path, _table(200, 1))
+    state = tmp_path / "s.json"
+    args = [*_columns(1), "--recalibration", _map_by_region(tmp_path), "--save-state", state]
+    assert run("score", shards[0], *args, "-q").exit_code == 0
+    document = json.loads(state.read_text())
+    east = pq.read_table(shards[0]).column("region").to_pylist().count("east")
+    assert document["recalibration"] == {"file": str(tmp_path / "map.json"), "unseen_rows": east}
+    document["recalibration"]["unseen_rows"] = -1
+    state.write_text(json.dumps(document))
+    assert_one_line_error(run("merge", state), str(state), "'recalibration' must hold")

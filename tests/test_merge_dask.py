@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from conftest import assert_one_line_error, assert_same_report, make_predictions
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
+from gaussnll.core import merge_on_dask
 from gaussnll.core.run import distributed
 
 pytest.importorskip("distributed")
@@ -162,3 +164,32 @@ def test_a_cluster_run_saves_an_arrow_state_by_its_name(tmp_path, address):
     assert_same_report(
         json.loads(run("merge", state, "--json", "-q").stdout), json.loads(result.stdout)
     )
+
+
+def test_seconds_are_the_whole_merges_wall_time(address, states):
+    delay = 0.05  # the client waits this long as each of the 5 states loads
+    started = time.perf_counter()
+    merged = merge_on_dask(
+        [str(state) for state in states],
+        address=address,
+        on_progress=lambda *done: time.sleep(delay),
+    )
+    report = merged.report()
+    assert 5 * delay <= report.seconds <= time.perf_counter() - started
+
+
+def test_a_cluster_merge_reports_the_map_the_states_applied(tmp_path, address):
+    recalibration = tmp_path / "map.json"
+    recalibration.write_text(json.dumps({"schema": "gaussnll.recalibration/1", "eps": 1e-6,
+                                         "outputs": ["mean"], "scale": [1.5]}))  # fmt: skip
+    states = []
+    for k in range(2):
+        shard = tmp_path / f"s{k}.parquet"
+        pq.write_table(pa.table(make_predictions(200, seed=k)), shard)
+        states.append(tmp_path / f"s{k}.json")
+        result = run("score", shard, "--recalibration", recalibration, "--save-state", states[-1])
+        assert result.exit_code == 0, result.output
+    single, cluster = _both(address, *states, "--json", "-q")
+    got = json.loads(cluster.stdout)["recalibration"]
+    assert got == json.loads(single.stdout)["recalibration"]
+    assert got["file"] == str(recalibration) and got["scale"] == [1.5]

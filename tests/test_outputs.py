@@ -425,7 +425,7 @@ def test_an_internal_error_after_scoring_writes_nothing(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("renderer bug")
 
-    monkeypatch.setattr("gaussnll.cli.commands.junit_xml", broken)
+    monkeypatch.setattr("gaussnll.cli.formats.junit_xml", broken)
     result = run(
         "score", source, "--per-row", tmp_path / "rows.csv", "--junit-xml", tmp_path / "j.xml"
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,3 +177,48 @@ def test_compare_applies_the_map_to_the_candidate_only(tmp_path, pair_by):
     assert payload["candidate"]["recalibration"]["by"] == ["region"]
     assert payload["delta_nll"] == pytest.approx(recalibrated["nll"] - plain["nll"], rel=1e-9)
     assert payload["verdict"] == "better"
+
+
+def test_every_format_names_the_map_applied_literally(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the map named without the folder's underscores
+    frame = miscalibrated(600, seed=9)
+    data = tmp_path / "preds.parquet"
+    frame.to_parquet(data)
+    odd = Path("m [bold]x<b>|\x1b[31m.json")
+    fit = run("recalibrate", str(data), "--by", "region", "-o", str(odd), "-q")
+    assert fit.exit_code == 0, fit.output
+    shown = str(odd).replace("\x1b", "\\x1b")  # as ``literal`` writes it
+    args = ["score", str(data), "--recalibration", str(odd), "-q"]
+    table = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    assert f"variances recalibrated by {shown} (scale " in table.stdout
+    assert "3 group(s) by region; 0 row(s) of other keys took the overall scale)" in table.stdout
+    markdown = run(*args, "--format", "markdown").stdout
+    escaped = shown.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    escaped = escaped.replace("<", "\\<").replace(">", "\\>").replace("|", "\\|")
+    assert f"Variances recalibrated by {escaped} (scale " in markdown
+    page = tmp_path / "page.html"
+    assert run(*args, "--html", str(page)).exit_code == 0
+    text = page.read_text(encoding="utf-8")
+    assert f"variances recalibrated by {html.escape(shown)} (scale " in text
+    assert "<b>" not in text and "\x1b" not in text
+    assert json.loads(run(*args, "--json").stdout)["recalibration"]["file"] == str(odd)
+
+
+def test_recalibrate_prints_markdown_and_rescale_takes_no_format(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    miscalibrated(500, seed=10).to_parquet("cal|x.parquet")
+    result = run("recalibrate", "cal|x.parquet", "-o", "map.json", "--format", "markdown", "-q")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("### gaussnll recalibrate: cal\\|x.parquet → map.json (scale ")
+    assert lines[2:4] == ["| metric | before | after |", "| --- | ---: | ---: |"]
+    assert (
+        lines[4].startswith("| `nll` | ")
+        and lines[-1] == "The map fits the scale of each variance."
+    )
+    assert not any(line.startswith(("┃", "│")) for line in lines)
+    for flag in ("--format", "--json"):
+        refused = run("rescale", "map.json", "cal|x.parquet", "-o", "out.csv", flag, "json")
+        assert refused.exit_code == 2 and "No such option" in refused.output
+    assert "--format" not in run("rescale", "--help").stdout

@@ -56,14 +56,17 @@ class Chunk:
 
     def variance(self, kind: Spread) -> Tensor:
         """The variance the spread stands for (a std squared, a log-variance exponentiated),
-        times its recalibration scale if any."""
+        times its recalibration scale if any: an ensemble's ``(rows, members, width)``
+        variances each by their row's scale, the same for every member."""
         if kind is Spread.STD:
             var = self.spread * self.spread
         elif kind is Spread.LOG_VAR:
             var = torch.exp(self.spread)
         else:
             var = self.spread
-        return var if self.scale is None else var * self.scale
+        if self.scale is None:
+            return var
+        return var * (self.scale.unsqueeze(1) if var.ndim == 3 else self.scale)
 
     @property
     def length(self) -> int:

@@ -4,12 +4,9 @@ overall scales for a key it has not seen."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
-from gaussnll.core.errors import redacted
 from gaussnll.core.io.grouping import GroupKeys
 from gaussnll.core.io.tensors import Location
 from gaussnll.core.recalibration import RecalibrationMap
@@ -31,16 +28,6 @@ class ScaleLookup:
     def columns(self) -> tuple[str, ...]:
         """The key columns the map needs read."""
         return self.map.by
-
-    def record(self) -> dict[str, Any]:
-        """What a report says of the map it applied."""
-        return {
-            "file": None if self.map.path is None else redacted(self.map.path),
-            "by": list(self.map.by),
-            "scale": list(self.map.scale),
-            "groups": len(self.map.groups),
-            "unseen_rows": self.unseen_rows,
-        }
 
     def scales(self, batch: pa.RecordBatch, where: Location | None = None) -> np.ndarray:
         """``(rows, outputs)`` scales of the batch's rows (``where``: where it sits, for

@@ -1,6 +1,11 @@
 """The metric catalogue: every number a check, a sort or a renderer can name, derived from the
 report dataclasses' field declarations (``fields``), so a metric is declared once.
 
+This module knows no report class: ``ScoreMetrics(Report)`` and ``CompareMetrics(CompareReport,
+...)`` catalogue the class they are given, and each report module makes its own catalogue
+(``report.SCORE_METRICS``, ``compare_report.COMPARE_METRICS``), so a report can name its metrics
+without an import cycle.
+
 A score metric is a top-level number of the report (``nll``, ``rows``), a number of its
 ``calibration`` or ``accuracy`` section (``mace``, ``rmse``), or a per-level value named
 ``NAME@LEVEL`` (``coverage@0.9``). A comparison's metrics are its paired numbers
@@ -17,9 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gaussnll.core.families import ENSEMBLE
-from gaussnll.core.report.compare_report import CompareReport
 from gaussnll.core.report.fields import FieldSpec, Shape, declared
-from gaussnll.core.report.report import Report
 
 LEVEL_SEPARATOR = "@"
 CALIBRATION_SECTIONS = ("calibration", "accuracy")  # computed only with calibration
@@ -84,10 +87,10 @@ def valid_level(metric: str) -> bool:
 
 
 class ScoreMetrics:
-    """The metrics of a score ``Report``."""
+    """The metrics of a score report class (``Report``)."""
 
-    def __init__(self) -> None:
-        self.metrics = {metric.name: metric for metric in catalogued(Report)}
+    def __init__(self, report: type) -> None:
+        self.metrics = {metric.name: metric for metric in catalogued(report)}
 
     def names(self) -> list[str]:
         """Every name a check may use (``NAME@LEVEL`` with a placeholder level)."""
@@ -136,7 +139,7 @@ class ScoreMetrics:
         close = closest(metric.partition(LEVEL_SEPARATOR)[0], list(self.metrics))
         return None if close is None else self.metrics[close].display_name
 
-    def value(self, report: Report, metric: str) -> float | None:
+    def value(self, report: Any, metric: str) -> float | None:
         """The value ``metric`` names in ``report``; None where it lacks it (or it is null)."""
         entry = self.find(metric)
         if entry is None:
@@ -153,7 +156,7 @@ class ScoreMetrics:
         matches = [i for i, known in enumerate(levels) if math.isclose(known, level or math.nan)]
         return _number(value[matches[0]]) if matches else None
 
-    def numbers(self, report: Report) -> dict[str, float]:
+    def numbers(self, report: Any) -> dict[str, float]:
         """Every checkable number of ``report`` by the name a check uses (per level: one entry
         per computed level, ``coverage@0.9``), in catalogue order."""
         levels = report.calibration.levels if report.calibration is not None else []
@@ -172,14 +175,14 @@ class ScoreMetrics:
 
 
 class CompareMetrics:
-    """The metrics of a ``CompareReport``: its paired numbers, and either model's score
-    metrics as ``baseline.NAME`` / ``candidate.NAME``."""
+    """The metrics of a comparison report class (``CompareReport``): its paired numbers, and
+    either model's score metrics (``score``) as ``baseline.NAME`` / ``candidate.NAME``."""
 
     sides = ("baseline", "candidate")
 
-    def __init__(self) -> None:
-        self.metrics = {metric.name: metric for metric in catalogued(CompareReport)}
-        self.score = SCORE_METRICS
+    def __init__(self, report: type, score: ScoreMetrics) -> None:
+        self.metrics = {metric.name: metric for metric in catalogued(report)}
+        self.score = score
 
     def names(self) -> list[str]:
         return [*self.metrics, *(f"{side}.METRIC" for side in self.sides)]
@@ -218,7 +221,7 @@ class CompareMetrics:
             return None if close is None or side not in self.sides else f"{side}.{close}"
         return closest(name, list(self.metrics))
 
-    def value(self, report: CompareReport, metric: str) -> float | None:
+    def value(self, report: Any, metric: str) -> float | None:
         side, name = self._split(metric)
         if side is not None:
             return self.score.value(getattr(report, side), name)
@@ -250,6 +253,4 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-SCORE_METRICS = ScoreMetrics()
-COMPARE_METRICS = CompareMetrics()
 Catalog = ScoreMetrics | CompareMetrics

@@ -15,13 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gaussnll.core.errors import OptionError
-from gaussnll.core.report.catalogue import (
-    SCORE_METRICS,
-    Catalog,
-    CompareMetrics,
-    split_level,
-    valid_level,
-)
+from gaussnll.core.report.catalogue import Catalog, CompareMetrics, split_level, valid_level
+from gaussnll.core.report.report import SCORE_METRICS
 
 CHECK = "check"  # the parameter named in messages
 

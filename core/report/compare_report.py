@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
+from gaussnll.core.report.catalogue import CompareMetrics
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
-from gaussnll.core.report.report import Report
+from gaussnll.core.report.report import SCORE_METRICS, Report
 from gaussnll.core.state.paired import PairedTotals
 
 COMPARE_SCHEMA = "gaussnll.compare/1"
@@ -110,3 +111,7 @@ def _verdict(paired: PairedSummary) -> str:
     if paired.delta_nll_ci_low > 0:
         return "worse"
     return "inconclusive"
+
+
+# every metric a comparison's check can name
+COMPARE_METRICS = CompareMetrics(CompareReport, SCORE_METRICS)

@@ -1,11 +1,18 @@
 """Fit a recalibration map from a report: each output's ``var_scale`` (``s* = mean(z²)``, the
-factor on its variances that minimises the NLL), overall and per group."""
+factor on its variances that minimises the NLL), overall and per group.
+
+An ensemble's report scores its moment-matched Gaussian, so its map holds the scale of the
+moment-matched variance ``Σ w v + Σ w (μ - μ*)²`` (``fitted_on["variance"]``); applied, it
+multiplies each member's variance, which scales the aleatoric part ``Σ w v`` only.
+"""
 
 from __future__ import annotations
 
 from gaussnll.core.errors import UsageError
 from gaussnll.core.recalibration import RecalibrationMap
 from gaussnll.core.report.report import Report
+
+MOMENT_MATCHED = "moment-matched"  # ``fitted_on["variance"]`` of a map fitted on an ensemble
 
 
 def fit_recalibration(report: Report) -> RecalibrationMap:
@@ -24,7 +31,11 @@ def fit_recalibration(report: Report) -> RecalibrationMap:
         by=report.by,
         groups=groups,
         group_rows=rows,
-        fitted_on={"path": report.path, "rows": report.rows},
+        fitted_on={
+            "path": report.path,
+            "rows": report.rows,
+            **({"variance": MOMENT_MATCHED} if report.ensemble is not None else {}),
+        },
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gaussnll.core.io.grouping import Interval
+from gaussnll.core.report.catalogue import ScoreMetrics
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
 
 SCORE_SCHEMA = "gaussnll.score/1"
@@ -261,7 +262,9 @@ class Report:
     device: str = info("the device scored on")
     dtype: str = info("the computation dtype")
     chunk_size: int = info("rows per chunk")
-    seconds: float = metric("seconds", "time of the scoring pass", in_groups=False)
+    seconds: float = metric(
+        "seconds", "wall time of the whole run (of the merge for merged states)", in_groups=False
+    )
     rows_per_second: float = info("rows / seconds", init=False)
     by: tuple[str, ...] = info("the grouping columns", default=())
     groups_total: int = info("how many groups there are", default=0)
@@ -275,8 +278,6 @@ class Report:
 
     def metric(self, name: str) -> float | None:
         """The value of a check's metric (``nll``, ``mace``, ``coverage@0.9``...), or None."""
-        from gaussnll.core.report.catalogue import SCORE_METRICS
-
         return SCORE_METRICS.value(self, name)
 
     def with_groups(self, sort_by: str | None = None, top: int | None = None) -> Report:
@@ -316,8 +317,6 @@ class Report:
         """Every number of the report by its metric name (``coverage@0.9`` per level), then
         what was scored and how; counts (``rows``, ``inside_counts@0.9``) as integers when
         whole (a weighted count need not be)."""
-        from gaussnll.core.report.catalogue import SCORE_METRICS
-
         row: dict[str, Any] = {"schema": SCORE_SCHEMA}
         for name, spec in declared(Report):
             value = getattr(self, name)
@@ -381,3 +380,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Interval):
         return value.exact
     return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+SCORE_METRICS = ScoreMetrics(Report)  # every metric a check, a sort or a renderer can name

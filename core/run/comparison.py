@@ -62,7 +62,8 @@ def compare(
     device = resolve_device(options.device)
     pair = pair_by_id if options.columns.id else pair_by_order
     pairing = pair(sources, options, device)
-    scorers = (Scorer(options), Scorer(options))
+    # a recalibration map applies to the candidate only
+    scorers = (Scorer(replace(options, recalibration=None)), Scorer(options))
     differences = PairedDifferences(device)
     names = (sources[0].name, sources[1].name)
     advice = "; if the rows are in different orders, pair them by --id-col"
@@ -92,13 +93,13 @@ def compare(
             reason += ", or every paired row has weight 0"
         raise InputError(reason, path=candidate)
     targets.verify()
+    if pairing.scales is not None:
+        scorers[1].unseen_rows = pairing.scales.unseen_rows
     reports = [
         scorer.report(source.name, source.format.value)
         for scorer, source in zip(scorers, sources, strict=True)
     ]
     weights.verify()  # after the reports, which refuse a bad weight first (on a GPU)
-    if pairing.scales is not None:
-        reports[1] = replace(reports[1], recalibration=pairing.scales.record())
     seconds = time.perf_counter() - started
     totals = differences.totals()
     # the sums each paired statistic stands on (Σw is the reports' weight_sum, checked)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -154,12 +155,15 @@ def score_on_dask(
     directory, reachable by the workers, to get the per-row losses, one Parquet part per
     partition (``part-00000.parquet``...) written by the workers (the CLI gives a temporary
     directory of ``PlannedOutputs``, renamed when the run completes). ``csv_partition_bytes``:
-    the byte ranges a plain CSV file is cut into (None: ``CSV_PARTITION_BYTES``)."""
+    the byte ranges a plain CSV file is cut into (None: ``CSV_PARTITION_BYTES``).
+    The report's ``seconds`` are the whole run's, the cluster's start included."""
+    started = time.perf_counter()
     rows_directory = None if rows_to_directory is None else os.path.abspath(rows_to_directory)
     parts = partitions(path, csv_partition_bytes)
-    return _score_on_dask(
+    report = _score_on_dask(
         path, parts, options, address, workers, state_to, state_format, on_progress, rows_directory
     )
+    return replace(report, seconds=time.perf_counter() - started)
 
 
 def _score_on_dask(
@@ -206,10 +210,6 @@ def _score_on_dask(
     # column, the chunk size...): the report names them as the single process's does.
     scorer.options = replace(options, device=str(scorer.device))
     report = scorer.report(path, parts[0].format)
-    if options.recalibration is not None:
-        scales = ScaleLookup(options.recalibration)
-        scales.unseen_rows = result["unseen_rows"]
-        report = replace(report, recalibration=scales.record())
     if state_to is not None:
         save_state(result["state"], state_to, state_format)
     return report
@@ -302,13 +302,11 @@ def score_partition(
         state = scorer.state_dict()
     except GaussnllError as error:
         return {"partition": part.index, "errors": [_error_record(error, part)], "rows": {}}
-    unseen = 0 if scales is None else scales.unseen_rows
     rows = {} if part.byte_range is None else {part.index: rows_read}
     return {
         "name": part.name,
         "partition": part.index,
         "state": state,
-        "unseen_rows": unseen,
         "rows": rows,
     }
 
@@ -347,7 +345,6 @@ def merged_results(results: list[dict[str, Any]]) -> dict[str, Any]:
         "name": names[0],
         "partition": first,
         "state": scorer.state_dict(),
-        "unseen_rows": sum(result["unseen_rows"] for result in results),
         "rows": rows,
     }
 
@@ -361,13 +358,18 @@ def _task_settings(options: ScoreOptions) -> dict[str, Any]:
         "device": options.device,
         "id": options.columns.id,
         "max_groups": options.max_groups,
+        "recalibration_file": None if options.recalibration is None else options.recalibration.path,
     }
 
 
 def _task_options(settings: dict[str, Any]) -> ScoreOptions:
     options = options_from_document(settings["options"], None)
+    recalibration = options.recalibration
+    if recalibration is not None:  # named by its file in the states, as the single process's
+        recalibration = replace(recalibration, path=settings["recalibration_file"])
     return replace(
         options,
+        recalibration=recalibration,
         columns=replace(options.columns, id=settings["id"]),
         chunk_size=settings["chunk_size"],
         delimiter=settings["delimiter"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ def merge_on_dask(
     ``score_on_dask``); ``on_progress(files_loaded, files, None, None)`` as files load."""
     if not paths:
         raise UsageError("give at least one state to merge")
+    started = time.perf_counter()
     files = [(k, os.path.abspath(path), path) for k, path in enumerate(paths)]
     with dask_client(address, workers) as client:
         leaves = client.map(load_state_file, files, pure=False)
@@ -58,7 +60,9 @@ def merge_on_dask(
     _raise_first_problem(result)
     merger = StateMerger(max_groups=max_groups)
     merger.add(result["state"], result["label"])
-    return merger.result()
+    merged = merger.result()
+    merged.started = started  # the report's seconds: the whole merge's, the cluster's start too
+    return merged
 
 
 def load_state_file(file: tuple[int, str, str]) -> dict[str, Any]:

@@ -142,8 +142,6 @@ def score_batches(
     if scorer.failed() and relocate is not None:
         relocate()
     report = scorer.report(label, file_format)
-    if scales is not None:
-        report = replace(report, recalibration=scales.record())
     if state_to is not None:
         save_state(scorer.state_dict(), state_to, state_format)
     return replace(report, seconds=time.perf_counter() - started)
@@ -188,7 +186,10 @@ def accumulate(
     finally:  # stop the worker and reader threads now, not when the generators are collected
         results.close()
         chunks.close()
-    return pool.scorer
+    scorer = pool.scorer
+    if scales is not None:
+        scorer.unseen_rows = scales.unseen_rows
+    return scorer
 
 
 def _with_negative_count(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -65,10 +66,12 @@ class StateMerger:
 
     ``max_groups``: the most groups of the merged state; None: the largest the states record
     (``Scorer.state_dict``'s ``max_groups``; older states count as the default), checked once
-    every state is in, as the limit that applies is known only then.
+    every state is in, as the limit that applies is known only then. The merged report's
+    ``seconds`` count from the merger's making: the merge's wall time.
     """
 
     def __init__(self, *, max_groups: int | None = None, device: str = "cpu") -> None:
+        self._started = time.perf_counter()
         self._limit, self._device = max_groups, device
         self._first: tuple[str, dict[str, Any]] | None = None  # label and options of the first
         self._outputs: int | None = None
@@ -114,6 +117,7 @@ class StateMerger:
         ``max_groups`` when there are more)."""
         merged = self._scorer()
         merged.limit_groups(self._applied_limit())
+        merged.started = self._started
         return merged
 
     def _check_weighting(self, weighted: bool, label: str) -> None:

@@ -25,6 +25,7 @@ from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.state_document import (
     STATE_SCHEMA,
+    applied_recalibration,
     check_document,
     options_document,
     options_from_document,
@@ -95,8 +96,10 @@ class Scorer:
         self._weight_tensor: Tensor | None = None
         # Rows carry weights: with a weight column, or tensors given weights in their first update.
         self._weighted = self.options.columns.weight is not None
-        self._started = time.perf_counter()
+        # When the run began: the report's seconds count from it (a merge sets it).
+        self.started = time.perf_counter()
         self._rows_given = 0
+        self.unseen_rows = 0  # rows whose key the recalibration map had not seen (the engine's)
 
     def update(
         self, mean: Tensor, target: Tensor, var: Tensor, weight: Tensor | None = None
@@ -146,6 +149,12 @@ class Scorer:
         self.check_weights(chunk)
         if self.group_keys is not None:
             self._reserve_groups(state, self.group_keys)
+        if chunk.scale is not None and chunk.scale.shape[1] != state.outputs:
+            raise InputError(
+                f"the recalibration map has {chunk.scale.shape[1]} output(s) and the data "
+                f"{state.outputs}: use a map fitted on predictions of the same outputs",
+                path=chunk.where.path,
+            )
         var = chunk.variance(spec.spread_kind)
         members, given, given_var = None, chunk, var
         if self._weights is not None:  # scored as the moment-matched Gaussian
@@ -153,12 +162,6 @@ class Scorer:
             chunk = replace(chunk, mean=members.matched_mean, spread=members.matched_var)
             var = members.matched_var
         _check_widths(chunk, spec, state.outputs)
-        if chunk.scale is not None and chunk.scale.shape[1] != state.outputs:
-            raise InputError(
-                f"the recalibration map has {chunk.scale.shape[1]} output(s) and the data "
-                f"{state.outputs}: use a map fitted on predictions of the same outputs",
-                path=chunk.where.path,
-            )
         scored, scored_var = chunk, var
         kept = _left_in(chunk, var, state, options.nan_policy)
         if kept is not None:
@@ -255,6 +258,7 @@ class Scorer:
             self._weights, self._weight_tensor = other._weights, other._weight_tensor
             self._weighted = other._weighted
             self.state = self._new_state(other.state.outputs)
+        self.unseen_rows += other.unseen_rows
         mapping = None
         if self.group_keys is not None:
             if other.group_keys is None:
@@ -275,6 +279,10 @@ class Scorer:
                 path=TENSORS,
             )
         groups = None if self.group_keys is None else plain_keys(self.group_keys.keys)
+        recalibration = self.options.recalibration
+        applied = None
+        if recalibration is not None:
+            applied = {"file": recalibration.path, "unseen_rows": self.unseen_rows}
         return {
             "schema": STATE_SCHEMA,
             "options": options_document(self.options),
@@ -284,6 +292,7 @@ class Scorer:
             "groups": groups,
             "max_groups": self.options.max_groups,
             "sums": {} if self.state is None else portable.exported(self.state),
+            "recalibration": applied,
         }
 
     @classmethod
@@ -300,7 +309,11 @@ class Scorer:
         options = replace(options_from_document(document["options"], path), device=device)
         if document.get("max_groups") is not None:
             options = replace(options, max_groups=document["max_groups"])
+        file, unseen_rows = applied_recalibration(document, path)
+        if options.recalibration is not None:  # named by its file, not the state's
+            options = replace(options, recalibration=replace(options.recalibration, path=file))
         scorer = cls(options)
+        scorer.unseen_rows = unseen_rows
         outputs, groups = document["outputs"], document["groups"]
         if (groups is None) != (scorer.group_keys is None):
             raise malformed(": its groups contradict its options")
@@ -382,11 +395,14 @@ class Scorer:
             "path": redacted(path),
             "format": file_format,
             "device": str(self.device),
-            "seconds": time.perf_counter() - self._started,
+            "seconds": time.perf_counter() - self.started,
         }
         report = derive_report(self.state, self.options, self.group_keys, **common)
         raise_on_overflow(report.to_dict(groups=False), self.options, path)
-        return report
+        recalibration = self.options.recalibration
+        if recalibration is None:
+            return report
+        return replace(report, recalibration=recalibration.record(self.unseen_rows))
 
 
 class _Validity:

@@ -16,6 +16,8 @@ sums, laid out otherwise, and is refused with a line saying so)::
      "weighted": true when the rows were weighted (absent: false),
      "groups": [[key values], ...] or null (no --by),
      "max_groups": the most groups the run allowed (absent in older files),
+     "recalibration": {"file": the map's file or null, "unseen_rows": N} with a map (the
+                      rows whose key it had not seen; absent in older files),
      "sums": {"PATH:PART": array}}
 
 ``sums`` holds every running sum of the state (``state.portable``): in memory NumPy arrays
@@ -44,6 +46,7 @@ from gaussnll.core.recalibration import RecalibrationMap
 STATE_SCHEMA = "gaussnll.state/2"
 _OLDER_SCHEMAS = ("gaussnll.state/1",)  # sums laid out otherwise: score the shard again
 _DTYPES = ("float64", "int64")
+_APPLIED = ("file", "unseen_rows")  # what a state records of the recalibration map applied
 
 
 def options_document(options: ScoreOptions) -> dict[str, Any]:
@@ -138,6 +141,18 @@ def check_document(document: Any, path: str | None) -> None:
             raise malformed(f"{key!r} must be a positive whole number or null", path)
     if groups is not None and not all(isinstance(key, list) for key in groups):
         raise malformed("'groups' must be a list of keys or null", path)
+
+
+def applied_recalibration(document: dict[str, Any], path: str | None) -> tuple[str | None, int]:
+    """The file of the recalibration map a state applied (None: not recorded) and the rows
+    whose key the map had not seen."""
+    applied = document.get("recalibration")
+    if applied is None:
+        return None, 0
+    file, unseen = (applied.get(key) if isinstance(applied, dict) else None for key in _APPLIED)
+    if not (file is None or isinstance(file, str)) or not (type(unseen) is int and unseen >= 0):
+        raise malformed("'recalibration' must hold a 'file' and a count of 'unseen_rows'", path)
+    return file, unseen
 
 
 def difference(first: dict[str, Any], other: dict[str, Any], prefix: str = "") -> str | None:
