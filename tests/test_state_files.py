@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -14,7 +15,8 @@ from conftest import assert_one_line_error, assert_same_report, make_predictions
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import ColumnSpec, Scorer, load_state, merge_states, score
+from gaussnll.core import ColumnSpec, ScoreOptions, Scorer, load_state, merge_states, score
+from gaussnll.core.run.state_document import NOT_SHAPING, options_document
 from gaussnll.core.state import portable
 
 ARROW_MAGIC = b"ARROW1"
@@ -204,3 +206,29 @@ def test_an_arrow_stream_of_the_state_loads_too(tmp_path):
     assert stream.read_bytes()[:4] == b"\xff\xff\xff\xff"
     want = _report(run("merge", state, "--json", "-q"))
     assert_same_report(_report(run("merge", stream, "--json", "-q")), want)
+
+
+def test_every_option_that_shapes_a_state_is_recorded_in_it():
+    """An option added to ScoreOptions is either recorded in state files or declared as not
+    shaping the sums: a state could otherwise merge with one of other options."""
+    fields = {field.name for field in dataclasses.fields(ScoreOptions)}
+    recorded = set(options_document(ScoreOptions()))
+    assert fields - recorded == NOT_SHAPING
+    assert recorded <= fields
+
+
+def test_each_recorded_option_round_trips_through_a_state_file(tmp_path):
+    options = ScoreOptions(
+        full=True,
+        eps=1e-5,
+        levels=(0.3, 0.7),
+        pit_bins=7,
+        uncertainty_bins=4,
+        metrics=("nll", "crps", "coverage"),
+        group_metrics=("nll", "crps"),
+        columns=ColumnSpec(by="g"),
+    )
+    frame = {**make_predictions(200, seed=4), "g": np.arange(200) % 3}
+    score(pa.table(frame), options, state_to=str(tmp_path / "s.json"))
+    restored = Scorer.from_state(load_state(str(tmp_path / "s.json"))).options
+    assert options_document(restored) == options_document(options)

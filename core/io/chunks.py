@@ -11,6 +11,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
+from gaussnll.core.io.forms import FORMS
 from gaussnll.core.io.grouping import GroupKeys
 from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.tensors import DTYPES, Conversion, Location
@@ -58,12 +59,7 @@ class Chunk:
         """The variance the spread stands for (a std squared, a log-variance exponentiated),
         times its recalibration scale if any: an ensemble's ``(rows, members, width)``
         variances each by their row's scale, the same for every member."""
-        if kind is Spread.STD:
-            var = self.spread * self.spread
-        elif kind is Spread.LOG_VAR:
-            var = torch.exp(self.spread)
-        else:
-            var = self.spread
+        var = FORMS[kind].to_variance(self.spread)
         if self.scale is None:
             return var
         return var * (self.scale.unsqueeze(1) if var.ndim == 3 else self.scale)

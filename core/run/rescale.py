@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from gaussnll.core.errors import InputError
+from gaussnll.core.io.forms import FORMS
 from gaussnll.core.io.readers import ReadRequest, column_names, iter_batches
 from gaussnll.core.io.scales import ScaleLookup
 from gaussnll.core.io.sources import FileFormat, resolve_source
@@ -67,11 +67,5 @@ def _rescaled(column: pa.Array, factor: np.ndarray, kind: Spread, file: str, nam
     """A spread column with its variance times ``factor``, in the column's own form and type."""
     if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
         raise InputError(f"holds {column.type} values; expected numbers", path=file, column=name)
-    values = column.cast(pa.float64())
-    if kind is Spread.STD:
-        scaled = pc.multiply(values, pa.array(np.sqrt(factor)))
-    elif kind is Spread.LOG_VAR:
-        scaled = pc.add(values, pa.array(np.log(factor)))
-    else:
-        scaled = pc.multiply(values, pa.array(factor))
+    scaled = FORMS[kind].rescaled(column.cast(pa.float64()), factor)
     return scaled if pa.types.is_integer(column.type) else scaled.cast(column.type)

@@ -17,10 +17,11 @@ from gaussnll.core.errors import InputError, OptionError, UsageError, redacted
 from gaussnll.core.families import FAMILIES
 from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.io.devices import resolve_device
+from gaussnll.core.io.forms import FORMS
 from gaussnll.core.io.grouping import GroupKeys
 from gaussnll.core.io.tensors import DTYPES, Location
 from gaussnll.core.loss import HALF_LOG_2PI, nll_terms
-from gaussnll.core.options import ColumnSpec, ScoreOptions, Spread
+from gaussnll.core.options import ColumnSpec, ScoreOptions
 from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.state_document import (
@@ -422,7 +423,7 @@ class _Validity:
         bad = torch.zeros((), dtype=torch.bool, device=loss_sums.device)
         if policy != "propagate":
             bad |= ~torch.isfinite(loss_sums).all()
-        if spec.spread_kind is not Spread.LOG_VAR and chunk.length:
+        if not FORMS[spec.spread_kind].signed and chunk.length:
             # amin (the faster test) is NaN for a chunk with a NaN, which is bad anyway unless
             # NaNs propagate.
             spread = chunk.spread

@@ -49,6 +49,12 @@ _DTYPES = ("float64", "int64")
 _APPLIED = ("file", "unseen_rows")  # what a state records of the recalibration map applied
 
 
+# The options that do not shape a state's sums: how the input is read and where it is scored
+# (``max_groups`` is recorded beside the options, as the limit the run allowed). Every other
+# option is in ``options_document`` (tests/test_state_files.py keeps the two in step).
+NOT_SHAPING = frozenset({"chunk_size", "delimiter", "device", "workers", "max_groups"})
+
+
 def options_document(options: ScoreOptions) -> dict[str, Any]:
     """The options that shape a state (and its report), as JSON values."""
     columns = options.columns

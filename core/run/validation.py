@@ -12,14 +12,9 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.errors import InputError, NegativeSpreadError
+from gaussnll.core.io.forms import FORMS
 from gaussnll.core.io.tensors import Location
 from gaussnll.core.options import ScoreOptions, Spread, column_label
-
-_SPREAD_EXPECTED = {
-    Spread.VAR: "a non-negative variance",
-    Spread.STD: "a non-negative standard deviation",
-    Spread.LOG_VAR: "a log-variance small enough for a finite variance",
-}
 
 
 @dataclass(frozen=True, order=True)
@@ -49,14 +44,15 @@ def raise_first_problem(
     standard deviation always, as torch.
     """
     spread, spread_names = roles[-1]
+    form = FORMS[spread_kind]
     checks: list[tuple[Tensor, Tensor, Sequence[str], str]] = []
     if policy == "error":
         checks += [(~torch.isfinite(v), v, names, "a finite number") for v, names in roles]
-        if spread_kind is Spread.LOG_VAR:
+        if form.signed:  # a finite value may stand for an infinite variance
             overflow = torch.isinf(var) & torch.isfinite(spread)
-            checks.append((overflow, spread, spread_names, _SPREAD_EXPECTED[spread_kind]))
-    if spread_kind is not Spread.LOG_VAR:
-        checks.append((spread < 0, spread, spread_names, _SPREAD_EXPECTED[spread_kind]))
+            checks.append((overflow, spread, spread_names, form.expected))
+    if not form.signed:
+        checks.append((spread < 0, spread, spread_names, form.expected))
     problems = [
         problem
         for rank, (mask, values, names, expected) in enumerate(checks)
@@ -64,7 +60,7 @@ def raise_first_problem(
     ]
     if problems:
         first = min(problems)
-        negative = spread_kind is not Spread.LOG_VAR and first.rank == len(checks) - 1
+        negative = not form.signed and first.rank == len(checks) - 1
         raise (NegativeSpreadError if negative else InputError)(
             f"expected {first.expected}, got {first.value!r}",
             path=where.path,
