@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -56,21 +56,34 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 CALIBRATION_FAMILIES = frozenset(
     {"accuracy", "var_scale", "crps", "coverage", "calibration", "pit", "scores"}
 )
-# Per-output float sums over elements, each kept when one of its families is chosen: ``z``,
-# ``z2`` and ``log_var`` of the floored ``v``; ``var``, ``std`` (σ) as given; the errors. The
-# CRPS, ``σ [z (2Φ(z) - 1) + 2φ(z) - 1/√π] = r·e + √(2/π)·σ·exp(-z²/2) - σ/√π``, is formed from
+
+
+class Moment(NamedTuple):
+    """A per-output float sum over elements: the families that read it, and its value for
+    each element of a chunk's rows."""
+
+    families: tuple[str, ...]
+    of: Callable[[RowBatch], Tensor]
+
+
+# The moments, each kept when one of its families is chosen: ``z``, ``z2`` and ``log_var`` of
+# the floored ``v``; ``var``, ``std`` (σ) as given; the errors. The CRPS,
+# ``σ [z (2Φ(z) - 1) + 2φ(z) - 1/√π] = r·e + √(2/π)·σ·exp(-z²/2) - σ/√π``, is formed from
 # ``error_erf`` (r·e), ``std_density`` (σ·exp(-z²/2)) and ``std`` at the end.
-MOMENTS: dict[str, tuple[str, ...]] = {
-    "z": ("var_scale",),
-    "z2": ("var_scale",),
-    "log_var": ("var_scale",),
-    "var": ("var_scale",),
-    "abs_error": ("accuracy",),
-    "squared_error": ("accuracy",),
-    "error": ("accuracy",),
-    "error_erf": ("crps",),
-    "std_density": ("crps",),
-    "std": ("crps", "coverage"),
+MOMENTS: dict[str, Moment] = {
+    # z of the floored variance, as the NLL's (the same bits as r/σ when none was floored)
+    "z": Moment(
+        ("var_scale",), lambda b: b.error / torch.sqrt(b.floored_var) if b.floored else b.quotient
+    ),
+    "z2": Moment(("var_scale",), lambda b: b.terms.z2),
+    "log_var": Moment(("var_scale",), lambda b: b.terms.log_var),
+    "var": Moment(("var_scale",), lambda b: b.var),
+    "abs_error": Moment(("accuracy",), lambda b: b.error.abs()),
+    "squared_error": Moment(("accuracy",), lambda b: b.terms.squared_error),
+    "error": Moment(("accuracy",), lambda b: b.error),
+    "error_erf": Moment(("crps",), lambda b: b.error * b.erf),
+    "std_density": Moment(("crps",), lambda b: (b.z * b.z).mul_(-0.5).exp_().mul_(b.std)),
+    "std": Moment(("crps", "coverage"), lambda b: b.std),
 }
 # The grids of ``e`` whose bins count elements, and those whose bins sum σ and r, by family.
 _COUNT_GRIDS = {"calibration": ("curve",), "coverage": ("level",), "pit": ("pit",)}
@@ -187,7 +200,9 @@ class CalibrationState:
         self.pit_bins = pit_bins
         self.grouped = grouped
         self._level_edges = sorted(set(levels))
-        self._moments = [name for name, of in MOMENTS.items() if self.families.intersection(of)]
+        self._moments = [
+            name for name, moment in MOMENTS.items() if self.families.intersection(moment.families)
+        ]
         counted = grids_of(self.families & set(_COUNT_GRIDS), levels, pit_bins)
         summed = grids_of(self.families & set(_SUM_GRIDS), levels, pit_bins)
         self._lookup = lookup or Lookup.of({**counted, **summed}, device)
@@ -215,7 +230,9 @@ class CalibrationState:
         sums = self._sums
         # Each moment is summed as soon as it is made.
         moments = [
-            sums.column(batch.shared(("moment", name), functools.partial(_moment, name, batch)), at)
+            sums.column(
+                batch.shared(("moment", name), functools.partial(MOMENTS[name].of, batch)), at
+            )
             for name in self._moments
         ]
         per_cell: tuple[Binned, ...] = ()
@@ -345,28 +362,6 @@ class CalibrationState:
             numbers["rmse"] = torch.sqrt(mean["squared_error"])
             numbers["bias"] = mean["error"]
         return {name: values.numpy() for name, values in numbers.items()}
-
-
-def _moment(name: str, batch: RowBatch) -> Tensor:
-    """One of ``MOMENTS`` of each element of ``batch``."""
-    if name == "z":  # of the floored variance, as the NLL's (the same bits when none was)
-        return batch.error / torch.sqrt(batch.floored_var) if batch.floored else batch.quotient
-    if name == "error_erf":
-        return batch.error * batch.erf
-    if name == "std_density":
-        return (batch.z * batch.z).mul_(-0.5).exp_().mul_(batch.std)
-    if name == "abs_error":
-        return batch.error.abs()
-    terms = batch.terms
-    parts = {
-        "z2": terms.z2,
-        "log_var": terms.log_var,
-        "squared_error": terms.squared_error,
-        "var": batch.var,
-        "std": batch.std,
-        "error": batch.error,
-    }
-    return parts[name]
 
 
 def _interval_scores_at(
