@@ -270,6 +270,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
             raise UsageError(f"--max-regression must be a finite number. Got {bound} instead.")
         (gate,) = parse_checks([f"delta_nll_ci_low <= {bound:g}"], COMPARE_METRICS)
         checks.append(dataclasses.replace(gate, origin=f"--max-regression {bound:g}"))
+    _check_grouping(settings, checks)
     options = score_options(settings, checks)
     _require_families(checks, settings, options, COMPARE_METRICS)
     if given.get("html"):
@@ -290,7 +291,10 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
             )
         for side, source in zip((report.baseline, report.candidate), sources, strict=True):
             _note_broadcast_target(side, source, options)
-        results = evaluate(checks, report, COMPARE_METRICS)
+        if settings["per_group"]:
+            results: CheckResults = evaluate_per_group(checks, report)
+        else:
+            results = evaluate(checks, report, COMPARE_METRICS)
         shown = Shown(COMPARE, results, _shown_settings(settings), config.path)
         return publish(report, shown, output_format, files, COMPARE_METRICS)
 
@@ -346,14 +350,14 @@ def _check_grouping(settings: dict[str, Any], checks: list[Check]) -> None:
     """``--top``, ``--sort-by`` and ``--per-group`` need ``--by``; the sort metric must exist."""
     if not settings["by"]:
         for key, flag in (("top", "--top"), ("sort_by", "--sort-by"), ("per_group", "--per-group")):
-            if settings[key]:
+            if settings.get(key):
                 raise UsageError(f"{flag} applies to the groups of --by COLUMN: add --by")
         return
     if settings["per_group"] and not checks:
         raise UsageError("--per-group applies the checks to each group: add --check")
-    if settings["top"] is not None and settings["top"] < 1:
+    if settings.get("top") is not None and settings["top"] < 1:
         raise UsageError(f"--top must be at least 1. Got {settings['top']} instead.")
-    if settings["sort_by"] is not None:
+    if settings.get("sort_by") is not None:
         metric, _, direction = settings["sort_by"].partition(":")
         known = SCORE_METRICS.knows(metric)
         if direction not in ("", "asc", "desc") or not known:

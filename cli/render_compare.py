@@ -17,9 +17,11 @@ from gaussnll.cli.render import (
     checks_grid,
     checks_markdown,
     config_markdown,
+    count,
     json_with_checks,
     label,
     markdown_table,
+    titled_markdown,
 )
 from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import COMPARE_METRICS, CompareReport, Report
@@ -53,6 +55,8 @@ def compare_blocks(
     parts = blocks(console, side_by_side_grid(report))
     parts.append(Text(f"verdict: {verdict_text(report)}", style="bold"))
     parts += blocks(console, paired_grid(report, config_file))
+    if report.by:
+        parts += blocks(console, paired_groups_grid(report))
     if results:
         parts += blocks(console, checks_grid(results, COMPARE_METRICS))
     return parts
@@ -154,4 +158,32 @@ def compare_markdown(
     grid = paired_grid(report)
     lines += ["", f"**{markdown(grid.title)}**", ""]
     lines += markdown_table(grid.headers, grid.rows, keys=grid.keys, code=1)
+    if report.by:
+        lines += titled_markdown(paired_groups_grid(report))
     return "\n".join(lines + checks_markdown(results, COMPARE_METRICS))
+
+
+SHOWN_GROUPS = 20  # the worst groups a table or Markdown comparison lists (JSON has them all)
+_PAIRED_COLUMNS = ("delta_nll", "delta_nll_ci_low", "delta_nll_ci_high", "candidate_better")
+
+
+def paired_groups_grid(report: CompareReport) -> Grid:
+    """The worst groups' paired NLL differences (largest first), with their intervals."""
+    shown = report.groups[:SHOWN_GROUPS]
+    rows = [
+        [
+            *group.key_cells(),
+            count(group.report.paired.rows),
+            *(cell(group.report.metric(name)) for name in _PAIRED_COLUMNS),
+            group.report.verdict,
+        ]
+        for group in shown
+    ]
+    scope = (
+        f"{report.groups_total:,} groups"
+        if len(shown) == report.groups_total
+        else f"the {len(shown)} worst of {report.groups_total:,} groups (--format json for all)"
+    )
+    title = f"by {', '.join(report.by)}: {scope}, the largest delta_nll first"
+    headers = [*report.by, "rows", *_PAIRED_COLUMNS, "verdict"]
+    return Grid(title, headers, rows, keys=len(report.by))

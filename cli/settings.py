@@ -250,7 +250,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Metric families to compute for each group of --by, comma-separated (as --metrics); "
         "each group's state holds only their sums.",
-        frozenset({SCORE}),
+        frozenset({SCORE, COMPARE}),
         core="group_metrics",
         metavar="FAMILY,...",
         parse=parse_names,
@@ -327,8 +327,9 @@ SETTINGS: tuple[Setting, ...] = (
         "by",
         list,
         (),
-        "Break every metric down by this column; repeatable for composite keys.",
-        frozenset({SCORE, RECALIBRATE}),
+        "Break every metric down by this column; repeatable for composite keys (compare: "
+        "read from the baseline, each group's paired difference, the worst first).",
+        frozenset({SCORE, RECALIBRATE, COMPARE}),
         core="columns.by",
         metavar="COLUMN",
     ),
@@ -338,7 +339,7 @@ SETTINGS: tuple[Setting, ...] = (
         _core_default("max_groups"),
         "Stop with an error when the key columns hold more groups than this (each group's "
         "sums take memory); merge: by default the largest the states were scored with.",
-        frozenset({SCORE, MERGE}),
+        frozenset({SCORE, MERGE, COMPARE}),
         core="max_groups",
         metavar="N",
     ),
@@ -365,7 +366,7 @@ SETTINGS: tuple[Setting, ...] = (
         bool,
         False,
         "Apply the checks to every group instead of the whole input.",
-        REPORTING,
+        REPORTING | {COMPARE},
     ),
     Setting(
         "compare_checks",

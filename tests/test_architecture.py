@@ -127,7 +127,11 @@ COMPANIONS = {
     "member_weights": ("--ensemble",),
     "group_metrics": ("--by", "g"),
 }
-BOTH_COMPANIONS = {"member_weights": ("--ensemble",)}  # what compare needs beside a setting
+BOTH_COMPANIONS = {
+    "member_weights": ("--ensemble",),
+    "per_group": ("--by", "g", "--check", "delta_nll <= 100"),
+    "group_metrics": ("--by", "g"),
+}  # what compare needs beside a setting
 WRONG_VALUES = {str: 5, int: "many", float: "small", bool: "yes", list: 5}
 CONFIG_SETTINGS = [s for s in SETTINGS if s.config]
 

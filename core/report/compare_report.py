@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from gaussnll.core.report.catalogue import CompareMetrics
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
-from gaussnll.core.report.report import SCORE_METRICS, Report
+from gaussnll.core.report.report import SCORE_METRICS, GroupScore, Report
 from gaussnll.core.state.paired import PairedTotals
 
 COMPARE_SCHEMA = "gaussnll.compare/1"
@@ -82,6 +83,11 @@ class CompareReport:
     seconds: float = info("time of the comparison")
     baseline: Report = info("the baseline's score report on the paired rows")
     candidate: Report = info("the candidate's score report on the paired rows")
+    by: tuple[str, ...] = info("the grouping columns (--by, read from the baseline)", default=())
+    groups_total: int = info("how many groups there are", default=0)
+    groups: tuple[GroupScore, ...] = info(
+        "each group's comparison, the worst (largest delta_nll) first", default=()
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", _verdict(self.paired))
@@ -90,17 +96,47 @@ class CompareReport:
     def label(self) -> str:
         return f"{self.baseline.path} vs {self.candidate.path}"
 
+    def metric(self, name: str) -> float | None:
+        """The value of a check's metric (``delta_nll``, ``candidate.crps``...), or None."""
+        return COMPARE_METRICS.value(self, name)
+
+    def with_groups(
+        self, by: tuple[str, ...], keys: Sequence[tuple[Any, ...]], groups: Sequence[CompareReport]
+    ) -> CompareReport:
+        """The comparison with each group's (``groups``, of ``keys``), the worst first: the
+        largest mean NLL difference (a group without one last)."""
+        order = sorted(
+            range(len(groups)),
+            key=lambda k: (math.isnan(d := groups[k].paired.delta_nll), -d if d == d else 0.0),
+        )
+        ordered = [groups[k] for k in order]
+        scores = tuple(GroupScore(keys[k], ordered, at) for at, k in enumerate(order))
+        return replace(self, by=by, groups=scores, groups_total=len(scores))
+
+    def group_entry(self) -> dict[str, Any]:
+        """A group's JSON entry (beside its key): the paired numbers and the verdict."""
+        return {"verdict": self.verdict, **json_fields(self.paired)}
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``gaussnll compare --json`` (schema ``gaussnll.compare/1``): the
-        fields in order, ``paired``'s spread into it, each model's report as its own object."""
+        fields in order, ``paired``'s spread into it, each model's report as its own object;
+        with ``--by``, the groups' paired numbers, the worst first."""
         entry: dict[str, Any] = {"schema": COMPARE_SCHEMA}
         for name, spec in declared(CompareReport):
             value = getattr(self, name)
+            if name in _GROUPING:
+                continue
             if spec.shape is Shape.SECTION:
                 entry.update(json_fields(value))
             else:
                 entry[name] = value.to_dict() if isinstance(value, Report) else value
+        if self.by:
+            groups = [group.to_dict(self.by) for group in self.groups]
+            entry.update(by=list(self.by), groups_total=self.groups_total, groups=groups)
         return entry
+
+
+_GROUPING = ("by", "groups_total", "groups")
 
 
 def _verdict(paired: PairedSummary) -> str:

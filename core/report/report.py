@@ -340,6 +340,13 @@ class Report:
         """The scores a whole report and a group's JSON entry share."""
         return json_fields(self, groups_only=True)
 
+    def group_entry(self) -> dict[str, Any]:
+        """A group's JSON entry (beside its key): its scores; per output only with several."""
+        entry = self.scores_dict()
+        if len(self.outputs) > 1:
+            entry["outputs"] = [output.to_dict() for output in self.outputs]
+        return entry
+
 
 _GROUPING = ("by", "groups_total", "groups")
 
@@ -350,21 +357,17 @@ class GroupScore:
     ``reports[index]`` (so many groups hold no Report objects)."""
 
     key: tuple[Any, ...]
-    reports: Sequence[Report] = field(repr=False)
+    reports: Sequence[Any] = field(repr=False)  # score Reports, or a comparison's reports
     index: int = 0
 
     @property
-    def report(self) -> Report:
+    def report(self) -> Any:
         return self.reports[self.index]
 
     def to_dict(self, by: tuple[str, ...]) -> dict[str, Any]:
-        """The group's JSON entry: its key and scores; per output only with several."""
-        report = self.report  # built on each access: once here
+        """The group's JSON entry: its key and its report's entry."""
         key = {name: _plain(value) for name, value in zip(by, self.key, strict=True)}
-        entry = {"key": key, **report.scores_dict()}
-        if len(report.outputs) > 1:
-            entry["outputs"] = [output.to_dict() for output in report.outputs]
-        return entry
+        return {"key": key, **self.report.group_entry()}
 
     def key_cells(self) -> list[str]:
         """The key values as text, ``null`` for a missing one."""

@@ -24,12 +24,14 @@ from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import DEFAULT_CONFIDENCE, ScoreOptions, with_settings
 from gaussnll.core.report.compare_report import CompareReport, PairedSummary
-from gaussnll.core.run.engine import ProgressCallback
+from gaussnll.core.report.report import Report
+from gaussnll.core.run.engine import ProgressCallback, resolve_quantiles
 from gaussnll.core.run.pairing import ChunkPair, pair_by_id, pair_by_order
 from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.validation import raise_on_overflow
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
 from gaussnll.core.state.paired import PairedDifferences
+from gaussnll.core.state.sinks import Placement
 
 # Paired targets must agree this closely (a float32 copy of a float64 target does).
 TARGET_RTOL, TARGET_ATOL = 1e-6, 1e-9
@@ -60,11 +62,16 @@ def compare(
     if sources[0].is_stdin and sources[1].is_stdin:
         raise UsageError("only one of BASELINE and CANDIDATE can be - (stdin)")
     device = resolve_device(options.device)
-    pair = pair_by_id if options.columns.id else pair_by_order
-    pairing = pair(sources, options, device)
+    if options.columns.by:  # --by x:qK: the bins' edges from the baseline's values
+        options = resolve_quantiles(sources[0], options)
     # a recalibration map applies to the candidate only
     scorers = (Scorer(replace(options, recalibration=None)), Scorer(options))
-    differences = PairedDifferences(device)
+    group_keys = scorers[0].group_keys  # the baseline's: each pair is in its baseline row's group
+    scorers[1].group_keys = group_keys
+    pair = pair_by_id if options.columns.id else pair_by_order
+    pairing = pair(sources, options, device, group_keys)
+    weighted = options.columns.weight is not None
+    differences = PairedDifferences(device, grouped=group_keys is not None, weighted=weighted)
     names = (sources[0].name, sources[1].name)
     advice = "; if the rows are in different orders, pair them by --id-col"
     targets = _Agreement(
@@ -73,7 +80,8 @@ def compare(
     weights = _Agreement(device, "weight", names, column=options.columns.weight)
     skipped = paired = 0
     for chunk_pair in pairing.pairs:
-        chunk_pair = (chunk_pair[0].ready(), chunk_pair[1].ready())
+        baseline_chunk = chunk_pair[0].ready()
+        chunk_pair = (baseline_chunk, replace(chunk_pair[1].ready(), group=baseline_chunk.group))
         paired += chunk_pair[0].length  # rows of weight 0 included: they were read
         _check_weights(weights, scorers, *chunk_pair)
         kept, skipped_here, chunk_pair = _scored_rows(chunk_pair, options)
@@ -81,8 +89,10 @@ def compare(
         scored = [scorer.add(chunk) for scorer, chunk in zip(scorers, chunk_pair, strict=True)]
         _check_targets(targets, *chunk_pair)
         row_losses = [s.loss.mean(dim=1) for s in scored]
-        weight = chunk_pair[0].weight
-        differences.update(row_losses[1] - row_losses[0], None if weight is None else weight[:, 0])
+        if group_keys is not None:
+            differences.reserve(len(group_keys.keys))
+        at = Placement(chunk_pair[0].group, chunk_pair[0].weight)
+        differences.update(row_losses[1] - row_losses[0], at)
         if rows_to is not None:
             rows_to.write(_row_batch(row_losses, kept, chunk_pair[0].ids, options))
         if on_progress is not None:
@@ -101,24 +111,44 @@ def compare(
     ]
     weights.verify()  # after the reports, which refuse a bad weight first (on a GPU)
     seconds = time.perf_counter() - started
-    totals = differences.totals()
+    (totals,) = differences.totals()
     # the sums each paired statistic stands on (Σw is the reports' weight_sum, checked)
     raise_on_overflow(
         {"delta_nll": totals.total, "delta_nll_std": totals.squares}, options, candidate
     )
-    return CompareReport(
-        baseline=replace(reports[0], seconds=seconds),
-        candidate=replace(reports[1], seconds=seconds),
-        paired=PairedSummary.from_totals(
-            totals, confidence, weighted=options.columns.weight is not None
-        ),
-        pairing=pairing.method,
-        id_column=options.columns.id,
+    whole = CompareReport(
+        baseline=_ungrouped(reports[0], seconds),
+        candidate=_ungrouped(reports[1], seconds),
+        paired=PairedSummary.from_totals(totals, confidence, weighted=weighted),
         unmatched_baseline=pairing.unmatched[0],
         unmatched_candidate=pairing.unmatched[1],
         skipped_rows=skipped,
+        pairing=pairing.method,
+        id_column=options.columns.id,
         seconds=seconds,
     )
+    if group_keys is None:
+        return whole
+    by_group = differences.totals(by_group=True)
+    groups = [
+        replace(
+            whole,
+            baseline=base.report,
+            candidate=cand.report,
+            paired=PairedSummary.from_totals(by_group[base.index], confidence, weighted=weighted),
+            unmatched_baseline=0,
+            unmatched_candidate=0,
+            skipped_rows=0,  # skipped pairs are counted for the whole comparison only
+        )
+        for base, cand in zip(reports[0].groups, reports[1].groups, strict=True)
+    ]
+    keys = [group.key for group in reports[0].groups]
+    return whole.with_groups(options.columns.by, keys, groups)
+
+
+def _ungrouped(report: Report, seconds: float) -> Report:
+    """A model's report of the whole input (its groups are the comparison's)."""
+    return replace(report, seconds=seconds, by=(), groups=(), groups_total=0)
 
 
 def _scored_rows(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | None, int, ChunkPair]:

@@ -18,6 +18,7 @@ import torch
 
 from gaussnll.core.errors import InputError, OptionError
 from gaussnll.core.io.chunks import Chunk, to_chunks
+from gaussnll.core.io.grouping import GroupKeys
 from gaussnll.core.io.prefetch import prefetched
 from gaussnll.core.io.readers import ReadRequest, iter_batches
 from gaussnll.core.io.scales import ScaleLookup
@@ -39,22 +40,32 @@ class Pairing:
 
 
 def pair_by_order(
-    sources: tuple[Source, Source], options: ScoreOptions, device: torch.device
+    sources: tuple[Source, Source],
+    options: ScoreOptions,
+    device: torch.device,
+    group_keys: GroupKeys | None = None,
 ) -> Pairing:
-    """Row k of one file with row k of the other; the files must have as many rows."""
+    """Row k of one file with row k of the other; the files must have as many rows. With
+    ``group_keys``, each pair's group is its baseline row's (read from the baseline)."""
     sides, scales = _sides(options)
     left, right = [
-        prefetched(to_chunks(iter_batches(source, _request(side)), side, device, None, scale))
-        for source, side, scale in zip(sources, sides, scales, strict=True)
+        prefetched(to_chunks(iter_batches(source, _request(side)), side, device, keys, scale))
+        for source, side, scale, keys in zip(
+            sources, sides, scales, (group_keys, None), strict=True
+        )
     ]
     names = (sources[0].name, sources[1].name)
     return Pairing(_lock_step(left, right, names=names), "order", scales=scales[1])
 
 
 def pair_by_id(
-    sources: tuple[Source, Source], options: ScoreOptions, device: torch.device
+    sources: tuple[Source, Source],
+    options: ScoreOptions,
+    device: torch.device,
+    group_keys: GroupKeys | None = None,
 ) -> Pairing:
-    """Rows with equal ids, in the baseline's row order; each file's ids must be unique."""
+    """Rows with equal ids, in the baseline's row order; each file's ids must be unique. With
+    ``group_keys``, each pair's group is its baseline row's (read from the baseline)."""
     id_column = options.columns.id
     if id_column is None:
         raise OptionError("columns.id", "must name the id column to pair rows by id")
@@ -72,9 +83,9 @@ def pair_by_id(
     joined = indexed[0].join(indexed[1], keys="key", join_type="inner").sort_by("row0")
     rows = [joined.column(f"row{side}").to_numpy() for side in range(2)]
     streams = [
-        _taken_chunks(table, side_rows, source.name, side, device, scale)
-        for table, side_rows, source, side, scale in zip(
-            tables, rows, sources, sides, scales, strict=True
+        _taken_chunks(table, side_rows, source.name, side, device, scale, keys)
+        for table, side_rows, source, side, scale, keys in zip(
+            tables, rows, sources, sides, scales, (group_keys, None), strict=True
         )
     ]
     unmatched = (tables[0].num_rows - joined.num_rows, tables[1].num_rows - joined.num_rows)
@@ -84,10 +95,12 @@ def pair_by_id(
 def _sides(
     options: ScoreOptions,
 ) -> tuple[tuple[ScoreOptions, ScoreOptions], tuple[None, ScaleLookup | None]]:
-    """Each file's options, and scales: a recalibration map applies to the candidate only."""
+    """Each file's options, and scales: a recalibration map applies to the candidate only, and
+    the ``--by`` columns are read from the baseline only."""
     baseline = replace(options, recalibration=None)
+    candidate = replace(options, columns=replace(options.columns, by=()), intervals={})
     scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
-    return (baseline, options), (None, scales)
+    return (baseline, candidate), (None, scales)
 
 
 def _request(options: ScoreOptions) -> ReadRequest:
@@ -196,12 +209,14 @@ def _taken_chunks(
     options: ScoreOptions,
     device: torch.device,
     scales: ScaleLookup | None,
+    group_keys: GroupKeys | None,
 ) -> Iterable[Chunk]:
-    """The paired ``rows`` of ``table`` as chunks that know their file row numbers."""
+    """The paired ``rows`` of ``table`` as chunks that know their file row numbers (and, with
+    ``group_keys``, their groups)."""
     taken = table.take(pa.array(rows)).combine_chunks()
     batches = ((label, batch) for batch in taken.to_batches(max_chunksize=options.chunk_size))
     file_rows = rows + 1
-    for chunk in to_chunks(batches, options, device, None, scales):
+    for chunk in to_chunks(batches, options, device, group_keys, scales):
         start = chunk.where.first_row - 1
         where = Location(label, chunk.where.first_row, file_rows[start : start + chunk.length])
         yield replace(chunk, where=where)

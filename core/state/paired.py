@@ -1,4 +1,4 @@
-"""The paired differences of two models' per-row NLL, as mergeable sums."""
+"""The paired differences of two models' per-row NLL, as mergeable sums (per group too)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from gaussnll.core.state.summation import CompensatedSum
+from gaussnll.core.state.sinks import Placement, Sums
 
 
 class PairedTotals(NamedTuple):
@@ -23,26 +23,35 @@ class PairedTotals(NamedTuple):
 
 
 class PairedDifferences:
-    """The sums of ``PairedTotals`` (compensated float64, exact counts up to 2⁵³): mergeable."""
+    """The sums of ``PairedTotals`` (compensated float64), for the whole input and, ``grouped``,
+    per group (each row's group in its ``Placement``; ``reserve`` first); a ``weighted`` state
+    takes each row's weight there. ``Sums`` weighs and groups them: mergeable."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.rows = 0
-        self._sums = CompensatedSum((5,), device)
+    def __init__(
+        self, device: torch.device, *, grouped: bool = False, weighted: bool = False
+    ) -> None:
+        self._rows = Sums((), device, integer=True, grouped=grouped)
+        self._sums = Sums((5,), device, grouped=grouped, weighted=weighted)
 
-    def update(self, differences: Tensor, weight: Tensor | None = None) -> None:
-        """Add the per-row differences of a chunk (1-D), and each row's weight (1-D; None:
-        1 each)."""
+    @property
+    def rows(self) -> int:
+        """Paired rows added so far (read from the device)."""
+        return int(self._rows.value()[0])
+
+    def reserve(self, groups: int) -> None:
+        """Make room for ``groups`` groups (grouped states only)."""
+        self._rows.reserve(groups)
+        self._sums.reserve(groups)
+
+    def update(self, differences: Tensor, at: Placement) -> None:
+        """Add the per-row differences of a chunk (1-D), placed (and weighed) by ``at``."""
         d = differences.to(torch.float64)
-        w = torch.ones_like(d) if weight is None else weight.to(torch.float64)
-        self.rows += d.shape[0]
-        wd = w * d
-        parts = [w, wd, wd * d, torch.where(d < 0, w, 0.0), torch.where(d > 0, w, 0.0)]
-        self._sums.add(torch.stack([part.sum() for part in parts]))
+        self._rows.count(d.shape[0], at)
+        parts = [torch.ones_like(d), d, d * d, (d < 0).to(d.dtype), (d > 0).to(d.dtype)]
+        self._sums.add(torch.stack(parts, dim=1), at)
 
-    def merge(self, other: PairedDifferences) -> None:
-        self.rows += other.rows
-        self._sums.merge(other._sums)
-
-    def totals(self) -> PairedTotals:
-        """The sums, read from the device."""
-        return PairedTotals(self.rows, *self._sums.value().tolist())
+    def totals(self, by_group: bool = False) -> list[PairedTotals]:
+        """The sums of the whole input (one) or of each group, read from the device."""
+        rows = self._rows.value(by_group).cpu().tolist()
+        sums = self._sums.value(by_group).cpu().tolist()
+        return [PairedTotals(n, *row) for n, row in zip(rows, sums, strict=True)]
