@@ -388,9 +388,9 @@ def test_cuda_equals_cpu(parquet_file, predictions):
 def defer_checks_as_on_a_gpu(monkeypatch):
     """Run the first pass as on a GPU (one flag, read at the end); the locating rerun is the
     CPU's own, as it would be."""
-    from gaussnll.core.run import scorer as engine
+    from gaussnll.core.run import chunk_checks as engine
 
-    original = engine._Validity.__init__
+    original = engine.Validity.__init__
     passes = []
 
     def deferred(self, device):
@@ -398,7 +398,7 @@ def defer_checks_as_on_a_gpu(monkeypatch):
         self._deferred = not passes
         passes.append(device)
 
-    monkeypatch.setattr(engine._Validity, "__init__", deferred)
+    monkeypatch.setattr(engine.Validity, "__init__", deferred)
 
 
 def test_deferred_check_still_names_the_first_bad_row(tmp_path, monkeypatch):

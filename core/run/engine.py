@@ -30,7 +30,8 @@ from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
 from gaussnll.core.run.merging import save_state
-from gaussnll.core.run.scorer import Scored, Scorer
+from gaussnll.core.run.scored import Scored
+from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.workers import ScorerPool, auto_workers
 
 ProgressCallback = Callable[[int, "int | None", "int | None", "int | None"], None]

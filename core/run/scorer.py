@@ -7,7 +7,7 @@ The file engine feeds it chunks read from disk; Python code can feed it tensors 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -17,13 +17,15 @@ from gaussnll.core.errors import InputError, OptionError, UsageError, redacted
 from gaussnll.core.families import FAMILIES
 from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.io.devices import resolve_device
-from gaussnll.core.io.forms import FORMS
 from gaussnll.core.io.grouping import GroupKeys
-from gaussnll.core.io.tensors import DTYPES, Location
-from gaussnll.core.loss import HALF_LOG_2PI, nll_terms
-from gaussnll.core.options import ColumnSpec, ScoreOptions
+from gaussnll.core.io.tensors import DTYPES
+from gaussnll.core.loss import nll_terms
+from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
+from gaussnll.core.run.chunk_checks import Validity, check_widths, explain, left_in
+from gaussnll.core.run.ensemble_members import members_of
+from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.state_document import (
     STATE_SCHEMA,
     applied_recalibration,
@@ -32,44 +34,14 @@ from gaussnll.core.run.state_document import (
     options_from_document,
     plain_keys,
 )
-from gaussnll.core.run.validation import (
-    good_weights,
-    raise_bad_weight,
-    raise_first_problem,
-    raise_on_overflow,
-)
+from gaussnll.core.run.tensor_input import TENSORS, tensor_chunk
+from gaussnll.core.run.validation import raise_on_overflow
 from gaussnll.core.state import portable
 from gaussnll.core.state.batch import RowBatch
-from gaussnll.core.state.mixture import Members, MemberWeights
-from gaussnll.core.state.nonfinite import expand_rows, finite_rows
+from gaussnll.core.state.mixture import MemberWeights
+from gaussnll.core.state.nonfinite import expand_rows
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.sinks import Placement
-
-TENSORS = "<tensors>"
-
-
-@dataclass(frozen=True)
-class Scored:
-    """What one chunk contributed: the element losses of its scored rows (no constant), which
-    rows were kept (None: all of them), and for an ensemble the mixture's element losses."""
-
-    loss: Tensor
-    kept: Tensor | None
-    mixture: Tensor | None = None
-
-    def per_row(self, full: bool) -> Tensor:
-        """The losses aligned with the chunk's rows (NaN where skipped), with the constant if
-        ``full``: what torch's ``reduction='none'`` gives."""
-        return self._aligned(self.loss, full)
-
-    def mixture_per_row(self, full: bool) -> Tensor | None:
-        """The mixture's element losses as ``per_row`` gives the Gaussian's (None: no
-        ensemble)."""
-        return None if self.mixture is None else self._aligned(self.mixture, full)
-
-    def _aligned(self, loss: Tensor, full: bool) -> Tensor:
-        loss = loss + HALF_LOG_2PI if full else loss
-        return loss if self.kept is None else expand_rows(loss, self.kept, float("nan"))
 
 
 class Scorer:
@@ -92,7 +64,7 @@ class Scorer:
                 "score a file or a table, or give the intervals' edges"
             )
         self.group_keys = GroupKeys(by, self.options.edges()) if by else None
-        self._validity = _Validity(self.device)
+        self._validity = Validity(self.device)
         self._weights: MemberWeights | None = None  # an ensemble's, from its first chunk
         self._weight_tensor: Tensor | None = None
         # Rows carry weights: with a weight column, or tensors given weights in their first update.
@@ -112,34 +84,8 @@ class Scorer:
         and the losses are the moment-matched Gaussian's. ``weight`` (``(rows,)`` or
         ``(rows, 1)``) weighs each row: give it with every update or with none.
         """
-        dtype = DTYPES[self.options.dtype]
-        roles = [torch.as_tensor(t).to(self.device, dtype) for t in (mean, target, var)]
-        rows = roles[0].shape[0]
-        row_weight = None if weight is None else _row_weights(weight, rows).to(self.device)
-        roles = [t.unsqueeze(1) if t.ndim == 1 else t for t in roles]
-        if self.options.ensemble:
-            roles[0], roles[2] = (
-                t.unsqueeze(2) if t.ndim == 2 else t for t in (roles[0], roles[2])
-            )
-        where = Location(TENSORS, self._rows_given + 1)
-        chunk = Chunk(
-            mean=roles[0],
-            target=roles[1],
-            spread=roles[2],
-            ids=None,
-            where=where,
-            weight=row_weight,
-        )
-        recalibration = self.options.recalibration
-        if recalibration is not None:
-            if recalibration.by:
-                raise UsageError(
-                    "a recalibration map with groups needs its key columns: score a file or a "
-                    "table instead of tensors"
-                )
-            scale = torch.tensor(recalibration.scale, dtype=dtype, device=self.device)
-            chunk = replace(chunk, scale=scale.expand(chunk.length, -1))
-        self._rows_given += rows
+        chunk = tensor_chunk(mean, target, var, weight, self.options, self.device, self._rows_given)
+        self._rows_given += chunk.length
         return self.add(chunk).per_row(self.options.full)
 
     def add(self, chunk: Chunk) -> Scored:
@@ -159,12 +105,12 @@ class Scorer:
         var = chunk.variance(spec.spread_kind)
         members, given, given_var = None, chunk, var
         if self._weights is not None:  # scored as the moment-matched Gaussian
-            members = self._members(chunk, var)
+            members = members_of(chunk, var, self._weights, self._weight_tensor, options)
             chunk = replace(chunk, mean=members.matched_mean, spread=members.matched_var)
             var = members.matched_var
-        _check_widths(chunk, spec, state.outputs)
+        check_widths(chunk, spec, state.outputs)
         scored, scored_var = chunk, var
-        kept = _left_in(chunk, var, state, options.nan_policy)
+        kept = left_in(chunk, var, state, options.nan_policy)
         if kept is not None:
             scored, scored_var = chunk.rows(kept), var[kept]
             members = None if members is None else members.rows(kept)
@@ -181,7 +127,7 @@ class Scorer:
             if members is not None:  # each member a column of the file, as read
                 given = replace(given, mean=given.mean.flatten(1), spread=given.spread.flatten(1))
                 given_var = given_var.flatten(1)
-            _explain(given, spec, given_var, aligned, options.nan_policy)
+            explain(given, spec, given_var, aligned, options.nan_policy)
         return Scored(loss, kept, mixture)
 
     def check_weights(self, chunk: Chunk) -> None:
@@ -190,42 +136,6 @@ class Scorer:
         if chunk.weight is not None:
             column = self.options.columns.weight or "weight"
             self._validity.check_weights(chunk.weight, column, chunk.where)
-
-    def _members(self, chunk: Chunk, var: Tensor) -> Members:
-        """The chunk's ensemble members (those of nonzero weight), checked against the first
-        chunk's: the same number of members, and a spread for each."""
-        spec, weights, weight_tensor = self.options.columns, self._weights, self._weight_tensor
-        if weights is None or weight_tensor is None:
-            raise ValueError("members are read only once the first chunk has set the weights")
-        mean = chunk.mean
-        problem = None
-        if mean.shape[1] != len(weights.normalised):
-            expected = len(weights.normalised)
-            given = (
-                f"{expected} weights are given"
-                if self.options.member_weights
-                else (f"earlier rows have {expected}")
-            )
-            problem = (spec.mean, f"{mean.shape[1]} members where {given}")
-        elif var.shape[1] != mean.shape[1]:
-            problem = (spec.spread, f"{var.shape[1]} members where the mean has {mean.shape[1]}")
-        elif var.shape[2] not in (1, mean.shape[2]):
-            problem = (
-                spec.spread,
-                f"{var.shape[2]} outputs per member where the mean has {mean.shape[2]}",
-            )
-        if problem is not None:
-            names, detail = problem
-            raise InputError(
-                f"has {detail}",
-                path=chunk.where.path,
-                column=",".join(names),
-                row=chunk.where.row(0),
-            )
-        if len(weights.kept) < mean.shape[1]:
-            index = torch.tensor(weights.kept, device=mean.device)
-            mean, var = mean.index_select(1, index), var.index_select(1, index)
-        return Members.of(mean, var, weight_tensor)
 
     def prepare(self, chunk: Chunk) -> ScoreState:
         """The state, made for ``chunk``'s outputs if this is the first (threads adding chunks
@@ -404,98 +314,6 @@ class Scorer:
         if recalibration is None:
             return report
         return replace(report, recalibration=recalibration.record(self.unseen_rows))
-
-
-class _Validity:
-    """Is every chunk valid? On the CPU a bad chunk is reported at once; on a GPU a device flag
-    collects the verdicts and is read once at the end, so the pass never synchronises."""
-
-    def __init__(self, device: torch.device) -> None:
-        self._deferred = device.type != "cpu"
-        self._flag = torch.zeros((), dtype=torch.bool, device=device)
-
-    def bad_here(self, chunk: Chunk, spec: ColumnSpec, loss_sums: Tensor, policy: str) -> bool:
-        """True when this chunk is invalid and must be explained now (CPU only).
-
-        A negative spread is always invalid (torch raises); a non-finite loss unless the
-        policy is ``propagate``.
-        """
-        bad = torch.zeros((), dtype=torch.bool, device=loss_sums.device)
-        if policy != "propagate":
-            bad |= ~torch.isfinite(loss_sums).all()
-        if not FORMS[spec.spread_kind].signed and chunk.length:
-            # amin (the faster test) is NaN for a chunk with a NaN, which is bad anyway unless
-            # NaNs propagate.
-            spread = chunk.spread
-            bad |= (spread < 0).any() if policy == "propagate" else spread.amin() < 0
-        if self._deferred:
-            self._flag |= bad
-            return False
-        return bool(bad)
-
-    def check_weights(self, weight: Tensor, column: str, where: Location) -> None:
-        """Raise for a row whose weight is not one of ``good_weights`` (on a GPU: note it)."""
-        fine = good_weights(weight).all()  # False for a NaN
-        if self._deferred:
-            self._flag |= ~fine
-        elif not bool(fine):
-            raise_bad_weight(weight, column, where)
-
-    def failed(self) -> bool:
-        return bool(self._flag)
-
-    def merge(self, other: _Validity) -> None:
-        """Take on another scorer's deferred verdicts."""
-        self._flag |= other._flag.to(self._flag.device)
-
-
-def _row_weights(weight: Tensor, rows: int) -> Tensor:
-    """``weight``, one per row (``(rows,)`` or ``(rows, 1)``), as a ``(rows, 1)`` float64
-    tensor; any other shape is refused (it would broadcast to wrong sums)."""
-    given = torch.as_tensor(weight)
-    if tuple(given.shape) not in ((rows,), (rows, 1)):
-        raise UsageError(
-            f"weight must hold one number per row, shape ({rows},); got shape {tuple(given.shape)}"
-        )
-    return given.to(torch.float64).reshape(rows, 1)
-
-
-def _left_in(chunk: Chunk, var: Tensor, state: ScoreState, policy: str) -> Tensor | None:
-    """The rows to score (None: all): not those of weight 0, which are left out as if absent,
-    nor under the ``skip`` policy those with a non-finite value (counted as skipped)."""
-    kept = None if chunk.weight is None else chunk.weight.squeeze(1) > 0
-    if policy == "skip":
-        finite, bad = finite_rows(chunk.mean, chunk.target, var)
-        if kept is not None:  # a left-out row is not skipped
-            finite, bad = finite | ~kept, bad & kept.unsqueeze(1)
-        state.count_skipped(finite, bad, Placement(chunk.group))
-        kept = finite if kept is None else kept & finite
-    return None if kept is None or bool(kept.all()) else kept
-
-
-def _explain(chunk: Chunk, spec: ColumnSpec, var: Tensor, loss: Tensor, policy: str) -> None:
-    roles = [(chunk.mean, spec.mean), (chunk.target, spec.target), (chunk.spread, spec.spread)]
-    raise_first_problem(roles, spec.spread_kind, var, loss, chunk.where, policy)
-
-
-def _check_widths(chunk: Chunk, spec: ColumnSpec, outputs: int) -> None:
-    """Mean fixes the width D; target and spread must have width D or 1 (broadcast)."""
-    for role, names, values in (
-        ("mean", spec.mean, chunk.mean),
-        ("target", spec.target, chunk.target),
-        ("spread", spec.spread, chunk.spread),
-    ):
-        width = values.shape[1]
-        allowed = (outputs,) if role == "mean" else (outputs, 1)
-        if width not in allowed:
-            raise InputError(
-                f"{role} has {width} values per row; expected "
-                + " or ".join(str(n) for n in dict.fromkeys(allowed))
-                + f" to match the mean's {outputs}",
-                path=chunk.where.path,
-                column=",".join(names),
-                row=chunk.where.row(0),
-            )
 
 
 def _size(size: float) -> str:

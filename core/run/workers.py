@@ -20,7 +20,8 @@ from contextlib import contextmanager
 import torch
 
 from gaussnll.core.io.chunks import Chunk
-from gaussnll.core.run.scorer import Scored, Scorer
+from gaussnll.core.run.scored import Scored
+from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.state.sinks import Ledger, recording
 
 MAX_AUTO_WORKERS = 4
