@@ -199,6 +199,19 @@ def test_every_command_and_example_of_the_page_runs_as_documented(page, tmp_path
             run_block(block, tmp_path, environment)
 
 
+def test_the_warm_cli_answers_as_the_installed_script(environment, tmp_path):
+    command = "gaussnll score missing.parquet --by region"
+    warm = run(["bash", "-c", command], tmp_path, environment)
+    cold = run([installed_gaussnll(), *shlex.split(command)[1:]], tmp_path, environment)
+    assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout) != (0, "")
+    block = run(
+        ["python-block", "import sys; print(sys.argv, sys.path[0]); sys.exit(3)"],
+        tmp_path,
+        environment,
+    )
+    assert (block.returncode, block.stdout) == (3, "['-c'] \n")
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_a_block_not_run_says_why(page):
     for block in blocks(page):

@@ -62,7 +62,7 @@ def run_child(request: dict, fds: list[int]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     if request["kind"] == "python-block":
-        sys.argv = ["-c"]
+        sys.argv, sys.path[0] = ["-c"], ""  # as ``python -c``: the working directory first
         code = 0
         try:
             exec(compile(request["argv"][0], "<block>", "exec"), {"__name__": "__main__"})
