@@ -3,7 +3,7 @@ parameter), type, default, help, the commands that take it, and the ScoreOptions
 feeds. The typer options (``app``), the config-file validation (``config``), the resolved
 settings in the JSON and the core options (``commands``) are derived from ``SETTINGS``.
 
-Adding an option is one ``Setting`` here (and its README row).
+Adding an option is one ``Setting`` here (and its row in docs/options.md).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class ColumnSpec:
     spread_kind: Spread
     id: str | None
     by: Names
-    weight: str | None  # each row's weight (see the README's Weights section)
+    weight: str | None  # each row's weight (see docs/weights.md)
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import assert_one_line_error, assert_same_report, make_predictions
-from test_readme import ROOT, fenced
+from test_readme import ROOT, blocks, console_commands
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
@@ -279,8 +279,17 @@ def test_every_sums_of_a_state_component_is_carried_without_new_code():
         portable.restore(plain, arrays)
 
 
-def test_the_readme_recipe_merges_shards_into_the_whole_files_report(tmp_path):
-    (recipe,) = (block for block in fenced("bash") if "--save-state" in block)
+def test_the_docs_recipe_merges_shards_into_the_whole_files_report(tmp_path):
+    page = [block for block in blocks(ROOT / "docs" / "scale-out.md") if block.reason is None]
+    (loop,) = (b.code for b in page if b.language == "bash" and "--save-state" in b.code)
+    (merge,) = (
+        command
+        for block in page
+        if block.language == "console"
+        for command, _ in console_commands(block.code)
+        if command.startswith("gaussnll merge states/")
+    )
+    recipe = f"{loop}\n{merge}\n"
     whole = pq.read_table(ROOT / "sample_data" / "preds.parquet")
     (tmp_path / "shards").mkdir()
     for k, start in enumerate(range(0, whole.num_rows, 3_000)):
@@ -290,7 +299,7 @@ def test_the_readme_recipe_merges_shards_into_the_whole_files_report(tmp_path):
         ["bash", "-euo", "pipefail", "-c", recipe], cwd=tmp_path, env=environment, timeout=300
     )
     assert done.returncode in (0, 1)  # the recipe's check may fail; the report must be whole
-    assert (tmp_path / "merged.xml").exists()
+    assert (tmp_path / "out" / "merged.xml").exists()
     states = sorted(str(path) for path in (tmp_path / "states").glob("*.json"))
     assert len(states) == 4
     merged = run("merge", *states, "--json")

@@ -30,7 +30,7 @@ from gaussnll.core import (
 )
 from gaussnll.core.run.intervals import weighted_quantiles
 
-# Counts of the file's rows, not weighted by definition (README, Weights), and run details.
+# Counts of the file's rows, not weighted by definition (docs/weights.md), and run details.
 ROW_COUNTS = {"rows", "elements", "skipped_rows", "skipped_reasons", "eps_floored"}
 RUN_DETAILS = {
     "seconds",

@@ -47,7 +47,7 @@ class PairedSummary:
         """Mean, sample standard deviation, standard error and normal interval of ``d``.
 
         Weights count as frequencies: ``n = Σw`` in every formula, so integer weights give the
-        statistics of each row repeated that many times (README, Weights)."""
+        statistics of each row repeated that many times (docs/weights.md)."""
         n = totals.weight
         mean = totals.total / n
         spread = max(totals.squares - totals.total * mean, 0.0) / (n - 1) if n > 1 else math.nan

@@ -20,7 +20,7 @@ _DSS = (
 
 @dataclass(frozen=True, kw_only=True)
 class CalibrationSummary:
-    """How well the predicted variances match the errors (definitions in the README)."""
+    """How well the predicted variances match the errors (definitions in docs/output.md)."""
 
     levels: list[float] = info("the central-interval levels p (--levels)")
     coverage: list[float] | None = metric(
@@ -159,7 +159,7 @@ class AccuracySummary:
 @dataclass(frozen=True, kw_only=True)
 class EnsembleSummary:
     """An ensemble scored as its mixture of Gaussians (the rest of the report scores its
-    moment-matched Gaussian); definitions in the README's Ensembles section."""
+    moment-matched Gaussian); definitions in docs/ensembles.md."""
 
     members: int = metric("members", "ensemble members with a nonzero weight")
     weights: list[float] = info("every member's weight, normalised to sum 1", in_groups=True)
