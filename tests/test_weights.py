@@ -455,8 +455,8 @@ def test_all_weights_zero_says_so(tmp_path):
 
 def defer_weight_checks_as_on_a_gpu(monkeypatch):
     """Compare's checks as on a GPU: device flags, read at the end."""
-    from gaussnll.core.run import comparison
     from gaussnll.core.run import chunk_checks as engine
+    from gaussnll.core.run import comparison
 
     for checker in (engine.Validity, comparison._Agreement):
         original = checker.__init__
