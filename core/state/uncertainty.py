@@ -36,7 +36,7 @@ from torch import Tensor
 from gaussnll.core.state.batch import RowBatch
 from gaussnll.core.state.sinks import Binned, Placement, Sums, deferrable
 
-BUCKETS = 4096  # a power of two: 96 KB of sums per group and output (see README)
+BUCKETS = 4096  # a power of two: 98 KB of sums per group and output (see README)
 _LEVELS = BUCKETS.bit_length() - 1  # buckets per coarse bin at most: 2^_LEVELS
 _EXPONENTS = 68  # var from 2^-68 to 2^68
 _KEY_LOW, _KEY_HIGH = (1023 - _EXPONENTS) << 52, (1023 + _EXPONENTS) << 52
