@@ -32,12 +32,17 @@ def predictions(n: int, seed: int, var_factor: float = 1.0) -> pd.DataFrame:
 
 
 def reference(var: np.ndarray, r: np.ndarray, bins: int) -> dict:
-    """The same binning, written out with numpy and loops: σ = √var in 8 log bins per decade
-    over 1e-10..1e10 (plus under/overflow), cuts at the boundaries nearest n·k/bins."""
-    edges = np.logspace(-10, 10, 20 * 8 + 1)
-    bounds = np.concatenate([[0.0], edges, [np.inf]])
-    fine = np.searchsorted(edges, np.sqrt(var), side="left")
-    count = np.bincount(fine, minlength=len(bounds) - 1)
+    """The same buckets, written out with numpy's integer division instead of bit shifts: the
+    variances' float64 bits, two coarse bins per octave of var from 2^-68 to 2^68, then 4096
+    buckets over the occupied coarse bins (a power of two per coarse bin) and cuts at the
+    bucket boundaries nearest n·k/bins (every σ inside the range here)."""
+    key = var.astype(np.float64).view(np.int64) - ((1023 - 68) << 52)
+    half_octave = 1 << 51
+    first, last = key.min() // half_octave, key.max() // half_octave
+    per_coarse = 4096 // 2 ** math.ceil(math.log2(last - first + 1))
+    width = half_octave // per_coarse
+    bucket = key // width - first * per_coarse
+    count = np.bincount(bucket, minlength=4096)
     cumulative = np.cumsum(count)
     n = cumulative[-1]
     cuts = []
@@ -45,7 +50,12 @@ def reference(var: np.ndarray, r: np.ndarray, bins: int) -> dict:
         distance = np.abs(cumulative - n * k / bins)
         cuts.append(np.flatnonzero(distance == distance.min()).max())
     coarse_of_fine = np.array([sum(c < j for c in cuts) for j in range(len(count))])
-    coarse = coarse_of_fine[fine]
+    coarse = coarse_of_fine[bucket]
+
+    def sigma(b: int) -> float:
+        bits = np.int64((first * per_coarse + b) * width + ((1023 - 68) << 52))
+        return math.sqrt(bits.view(np.float64))
+
     result: dict = {"edges": [], "counts": [], "rmv": [], "rmse": []}
     for k in range(bins):
         members = coarse == k
@@ -53,14 +63,22 @@ def reference(var: np.ndarray, r: np.ndarray, bins: int) -> dict:
             continue
         occupied = np.flatnonzero((count > 0) & (coarse_of_fine == k))
         if not result["edges"]:
-            result["edges"].append(bounds[occupied[0]])
-        result["edges"].append(bounds[occupied[-1] + 1])
+            result["edges"].append(sigma(occupied[0]))
+        result["edges"].append(sigma(occupied[-1] + 1))
         result["counts"].append(int(members.sum()))
         result["rmv"].append(math.sqrt(var[members].mean()))
         result["rmse"].append(math.sqrt((r[members] ** 2).mean()))
     rmv, rmse = np.array(result["rmv"]), np.array(result["rmse"])
     result["ence"] = float(np.mean(np.abs(rmv - rmse) / rmv))
     return result
+
+
+def equal_count_ence(var: np.ndarray, r: np.ndarray, bins: int) -> tuple[list[int], float]:
+    """Levi et al.'s ENCE on the rows sorted by σ, cut into ``bins`` parts of equal count."""
+    parts = np.array_split(np.argsort(var, kind="stable"), bins)
+    rmv = np.array([math.sqrt(var[part].mean()) for part in parts])
+    rmse = np.array([math.sqrt((r[part] ** 2).mean()) for part in parts])
+    return [len(part) for part in parts], float(np.mean(np.abs(rmv - rmse) / rmv))
 
 
 def scored(frame: pd.DataFrame, **settings) -> object:
@@ -205,10 +223,12 @@ def test_calibration_curve_is_the_observed_coverage_at_100_levels():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fine_bins_equal_a_search_of_the_squared_edges(dtype):
-    from gaussnll.core.state.uncertainty import SIGMA_EDGES, fine_bins
+def test_coarse_bins_equal_a_search_of_the_variance_bounds(dtype):
+    from gaussnll.core.state.uncertainty import coarse_bins, keys
 
-    edges = (SIGMA_EDGES * SIGMA_EDGES).to(dtype)
+    # Two per octave of var from 2^-68 to 2^68, each [lower, upper): 2^e and 1.5·2^e.
+    bounds = np.array([m * 2.0**e for e in range(-68, 68) for m in (1.0, 1.5)] + [2.0**68])
+    edges = torch.tensor(bounds, dtype=dtype)
     tiny, huge = torch.finfo(dtype).tiny, torch.finfo(dtype).max
     values = torch.cat(
         [
@@ -219,5 +239,71 @@ def test_fine_bins_equal_a_search_of_the_squared_edges(dtype):
             10.0 ** torch.empty(10_000, dtype=torch.float64).uniform_(-30, 30).to(dtype),
         ]
     )
-    expected = np.searchsorted(edges.numpy(), values.numpy(), side="left")
-    assert np.array_equal(fine_bins(values).numpy(), expected)
+    expected = np.searchsorted(bounds, values.double().numpy(), side="right")
+    assert np.array_equal(coarse_bins(keys(values)).numpy(), expected)
+
+
+def miscalibrated(n: int, seed: int, decades: float, shape: str) -> pd.DataFrame:
+    """σ over ``decades`` decades, log-uniform or log-normal (±2 sd over the span), with an
+    error scale that drifts with σ, so each bin's gap differs."""
+    rng = np.random.default_rng(seed)
+    half = decades / 2
+    log_sigma = rng.uniform(-half, half, n) if shape == "uniform" else rng.normal(0, half / 2, n)
+    sigma = 10.0**log_sigma
+    mean = rng.normal(size=n)
+    scale = 1 + 0.4 * np.sin(3 * log_sigma / decades)
+    return pd.DataFrame(
+        {"mean": mean, "target": mean + scale * sigma * rng.normal(size=n), "var": sigma**2}
+    )
+
+
+@pytest.mark.parametrize("shape", ["uniform", "normal"])
+@pytest.mark.parametrize("decades", [0.3, 6.0])
+def test_bins_hold_equal_counts_and_ence_is_levis_on_sorted_rows(decades, shape):
+    frame = miscalibrated(100_000, 11, decades, shape)
+    calibration = scored(frame).calibration
+    counts = calibration.uncertainty_bins["counts"]
+    assert len(counts) == 10
+    assert max(abs(count - 10_000) for count in counts) <= 100  # within 1% of N/K
+    var, r = frame["var"].to_numpy(), (frame["target"] - frame["mean"]).to_numpy()
+    _, exact = equal_count_ence(var, r, 10)
+    assert calibration.ence == pytest.approx(exact, rel=0.02)
+
+
+def test_equal_sigma_is_never_split_across_bins():
+    rng = np.random.default_rng(12)
+    frame = predictions(10_000, 12)
+    frame["var"] = rng.choice([0.5, 1.0, 2.0], p=[0.5, 0.3, 0.2], size=10_000)
+    bins = scored(frame).calibration.uncertainty_bins
+    assert bins["counts"] == [int((frame["var"] == v).sum()) for v in (0.5, 1.0, 2.0)]
+    assert bins["rmv"] == pytest.approx([math.sqrt(0.5), 1.0, math.sqrt(2.0)], rel=1e-12)
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_a_range_growing_chunk_by_chunk_folds_to_the_same_bins(ascending):
+    frame = predictions(20_000, 13, var_factor=0.9)
+    whole = scored(frame).calibration  # one chunk
+    ordered = frame.sort_values("var", ascending=ascending)  # the range grows in every chunk
+    chunked = scored(ordered, chunk_size=700).calibration
+    tensors = [torch.tensor(ordered[name].to_numpy()) for name in ("mean", "target", "var")]
+    shards = [Scorer(device="cpu") for _ in range(3)]
+    cuts = (slice(0, 5_000), slice(5_000, 6_000), slice(6_000, None))
+    for shard, rows in zip(shards, cuts, strict=True):
+        shard.update(*(t[rows] for t in tensors))
+    shards[2].merge(shards[0])  # disjoint ranges, merged out of order
+    shards[2].merge(shards[1])
+    merged = shards[2].report().calibration
+    for got in (chunked, merged):
+        assert got.uncertainty_bins["counts"] == whole.uncertainty_bins["counts"]
+        assert got.uncertainty_bins["edges"] == whole.uncertainty_bins["edges"]
+        assert got.sigma_histogram == whole.sigma_histogram
+        for name in ("rmv", "rmse"):
+            assert got.uncertainty_bins[name] == pytest.approx(whole.uncertainty_bins[name], 1e-12)
+        assert got.ence == pytest.approx(whole.ence, rel=1e-12)
+
+
+def test_a_group_s_buckets_take_a_bounded_size():
+    from gaussnll.core.state.uncertainty import COARSE_BINS, SLOTS, UncertaintyState
+
+    state = UncertaintyState(2, torch.device("cpu"), grouped=True)
+    assert state.bytes_per_group == 2 * 8 * (COARSE_BINS + 3 * SLOTS)  # 98 KB per output

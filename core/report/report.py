@@ -139,7 +139,7 @@ class CalibrationSummary:
         default=None,
     )
     sigma_histogram: dict[str, list[float]] | None = info(
-        "counts of predicted σ in fine log-spaced bins: edges, counts",
+        "counts of predicted σ in log-spaced bins, four per octave: edges, counts",
         family="uncertainty",
         default=None,
     )

@@ -133,6 +133,18 @@ class TotalSink:
             self._sum.add(sums)
 
     @deferrable
+    def moved(self, index: Tensor) -> None:
+        """Move the sums along the last axis, each to slot ``index[slot]`` (those that meet
+        add)."""
+        index = index.to(self._device)
+        if self.integer:
+            self._counts = torch.zeros_like(self._counts).index_add_(-1, index, self._counts)
+        else:
+            total, error = self._sum.total, self._sum.error
+            self._sum.total = torch.zeros_like(total).index_add_(-1, index, total)
+            self._sum.error = torch.zeros_like(error).index_add_(-1, index, error)
+
+    @deferrable
     def merge(self, other: TotalSink) -> None:
         if self.integer:
             self._counts += other._counts.to(self._counts.device)
@@ -228,6 +240,18 @@ class GroupSink:
             index = slot * table.shape[-1] + part.bins.reshape(-1)
             spread = None if part.values is None else part.values.expand(rows, outputs).reshape(-1)
             table.view(-1).scatter_add_(0, index, _source(spread, index, table.dtype))
+
+    @deferrable
+    def moved(self, index: Tensor, groups: Tensor) -> None:
+        """Move each of ``groups``' sums along the last axis, each to slot ``index[k, slot]``
+        (``k``: the group's row; those that meet add), range by range."""
+        for start, table in zip(self._start, self._tables, strict=False):  # one start more
+            size = table.shape[-1]
+            local = (index[:, start : start + size] - start).to(table.device)
+            rows = table.index_select(0, groups.to(table.device))
+            spread = local.unsqueeze(-2).expand_as(rows)
+            moved = torch.zeros_like(rows).scatter_add_(-1, spread, rows)
+            table.index_copy_(0, groups.to(table.device), moved)
 
     @deferrable
     def merge(self, other: GroupSink, mapping: Tensor) -> None:
@@ -404,6 +428,15 @@ class Sums:
     def bytes_per_group(self) -> int:
         """The memory one group's sums take (0 when not grouping)."""
         return 0 if self.by_group is None else self.by_group.bytes_per_group
+
+    def moved(self, index: Tensor, groups: Tensor | None = None) -> None:
+        """Move sums along the last axis, each to slot ``index[k, slot]`` (those that meet
+        add): the whole input's by ``index[0]``, or (``groups`` given) each of ``groups``' by
+        its row ``k``. How binned sums follow bins that grow coarser."""
+        if groups is None:
+            self._total().moved(index[0])
+        else:
+            self._grouped().moved(index, groups)
 
     def merge(self, other: Sums, mapping: Tensor | None = None) -> None:
         """Add ``other`` (its group ``i`` into this one's group ``mapping[i]``)."""
