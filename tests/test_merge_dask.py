@@ -205,3 +205,14 @@ def test_a_cluster_merge_reports_the_map_the_states_applied(tmp_path, address):
     got = json.loads(cluster.stdout)["recalibration"]
     assert got == json.loads(single.stdout)["recalibration"]
     assert got["file"] == str(recalibration) and got["scale"] == [1.5]
+
+
+def test_an_empty_input_scored_on_the_cluster_leaves_its_empty_state(tmp_path, address):
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table(make_predictions(10, seed=0)).slice(0, 0), empty)
+    state = tmp_path / "empty.json"
+    result = run("score", empty, "--dask", address, "--save-state", state, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 0
+    assert json.loads(state.read_text())["outputs"] is None
+    assert_one_line_error(run("score", empty, "--dask", address), "no data rows")

@@ -209,7 +209,7 @@ def _score_on_dask(
     # The run's options, which the state's equal but for those it does not keep (the id
     # column, the chunk size...): the report names them as the single process's does.
     scorer.options = replace(options, device=str(scorer.device))
-    report = scorer.report(path, parts[0].format)
+    report = scorer.report(path, parts[0].format, allow_empty=state_to is not None)
     if state_to is not None:
         save_state(identified(result["state"], report), state_to, state_format)
     return report
