@@ -227,55 +227,57 @@ def test_mutated_maps_score_to_the_right_numbers_or_are_refused(made, tmp_path):
     assert scored  # some mutations leave a valid map (another key, a key's scale)
 
 
-@pytest.mark.parametrize("command", ["merge", "score"])
-def test_a_special_file_is_refused_in_one_line(made, tmp_path, command):
+def test_a_special_file_is_refused_in_one_line(made, tmp_path):
+    """In a process of its own with a timeout: reading a FIFO would block for ever."""
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for special in (fifo, Path("/dev/zero"), tmp_path):
-        if command == "merge":
-            result = run("merge", special)
-        else:
-            result = run("score", made["data"], "--recalibration", special)
-        assert_one_line_error(result, str(special), "not a regular file")
-
-
-def test_a_state_claiming_more_than_it_holds_allocates_nothing(made, tmp_path):
-    """Sizes from the document are checked against the sums present before anything is made
-    (10**9 outputs would be 8 GB of sums)."""
-    document = json.loads(made["states"]["json"].read_text())
-    del document["identity"]  # as an older state, whose sums no digest vouches for
-    for key, value in (("outputs", 10**9), ("members", 10**9)):
-        claimed = tmp_path / f"{key}.json"
-        claimed.write_text(json.dumps({**document, key: value}))
-        assert_one_line_error(run("merge", claimed), str(claimed), "not a gaussnll state file")
+    runs, specials = [], []
+    for special in map(str, (fifo, Path("/dev/zero"), tmp_path)):
+        runs.append(["merge", special])
+        runs.append(["score", str(made["data"]), "--recalibration", special])
+        runs.append(["rescale", special, str(made["data"]), "-o", str(tmp_path / "o.csv")])
+        specials += [special] * 3
+    for outcome, special in zip(_in_a_process(runs), specials, strict=True):
+        assert outcome["code"] == 2, outcome
+        (line,) = outcome["stderr"].splitlines()
+        assert line.startswith(f"gaussnll: error: {special}: cannot read the "), line
+        assert line.endswith(", not a regular file"), line
 
 
 SCRIPT = """
-import sys
+import json, sys
 from typer.testing import CliRunner
 from gaussnll.cli.app import app
-for path in sys.argv[1:]:
-    result = CliRunner().invoke(app, ["merge", path, "--json", "-q"])
-    print(result.exit_code, flush=True)
+for args in json.loads(sys.argv[1]):
+    result = CliRunner().invoke(app, args)
+    print(json.dumps({"code": result.exit_code, "stderr": result.stderr}), flush=True)
 """
+
+
+def _in_a_process(runs: list[list[str]]) -> list[dict[str, Any]]:
+    """The exit code and stderr of each command line of ``runs``, run one after the other in
+    a Python process of their own, which must end by itself (no signal, no hang)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(runs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def test_damaged_arrow_states_end_without_a_signal(made, tmp_path):
     """In a process of its own, as a damaged buffer used to abort the process (SIGABRT)."""
     rng = random.Random(31)
     as_arrow = made["states"]["arrow"].read_bytes()
-    paths = []
+    runs = []
     for k in range(CASES):
-        paths.append(tmp_path / f"flip{k}.arrow")
+        path = tmp_path / f"flip{k}.arrow"
         changed = bytearray(as_arrow)
         changed[rng.randrange(len(changed))] ^= 1 << rng.randrange(8)
-        paths[-1].write_bytes(bytes(changed))
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert set(done.stdout.split()) <= {"0", "2"}
-    assert len(done.stdout.split()) == CASES
+        path.write_bytes(bytes(changed))
+        runs.append(["merge", str(path), "--json", "-q"])
+    outcomes = _in_a_process(runs)
+    assert len(outcomes) == CASES
+    assert {outcome["code"] for outcome in outcomes} <= {0, 2}
