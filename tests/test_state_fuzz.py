@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -244,6 +245,31 @@ def test_a_special_file_is_refused_in_one_line(made, tmp_path):
         assert line.endswith(", not a regular file"), line
 
 
+def test_a_state_claiming_more_than_it_holds_allocates_nothing(made, tmp_path):
+    """Sizes from the document are checked against the sums present before anything is made
+    (10**9 outputs would be 8 GB of sums)."""
+    document = json.loads(made["states"]["json"].read_text())
+    del document["identity"]  # as an older state, whose sums no digest vouches for
+    for key, value in (("outputs", 10**9), ("members", 10**9)):
+        claimed = tmp_path / f"{key}.json"
+        claimed.write_text(json.dumps({**document, key: value}))
+        assert_one_line_error(run("merge", claimed), str(claimed), "not a gaussnll state file")
+
+
+def _offsets_past_the_values(state: Path) -> bytes:
+    """The Arrow state ``state`` written uncompressed, the list offsets of its largest sums
+    (two int64s, ``[0, n]``) pointing past their values."""
+    table = pa.ipc.open_file(pa.OSFile(str(state))).read_all()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue().to_pybytes()
+    values = max(len(column[0].values) for column in table.columns)
+    offsets = struct.pack("<qq", 0, values)
+    assert offsets in data
+    return data.replace(offsets, struct.pack("<qq", values + 1, values + 2))
+
+
 SCRIPT = """
 import json, sys
 from typer.testing import CliRunner
@@ -271,7 +297,9 @@ def test_damaged_arrow_states_end_without_a_signal(made, tmp_path):
     """In a process of its own, as a damaged buffer used to abort the process (SIGABRT)."""
     rng = random.Random(31)
     as_arrow = made["states"]["arrow"].read_bytes()
-    runs = []
+    damaged = tmp_path / "offsets.arrow"
+    damaged.write_bytes(_offsets_past_the_values(made["states"]["arrow"]))
+    runs = [["merge", str(damaged)]]
     for k in range(CASES):
         path = tmp_path / f"flip{k}.arrow"
         changed = bytearray(as_arrow)
@@ -279,5 +307,6 @@ def test_damaged_arrow_states_end_without_a_signal(made, tmp_path):
         path.write_bytes(bytes(changed))
         runs.append(["merge", str(path), "--json", "-q"])
     outcomes = _in_a_process(runs)
-    assert len(outcomes) == CASES
+    assert len(outcomes) == CASES + 1
+    assert outcomes[0]["code"] == 2 and "Arrow IPC" in outcomes[0]["stderr"]
     assert {outcome["code"] for outcome in outcomes} <= {0, 2}
