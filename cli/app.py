@@ -250,7 +250,8 @@ _command(
     "commands:run_merge",
     """Merge the states of shards scored anywhere (score --save-state) into the report of the
     whole input, with every output format, --check and --junit-xml; --by groups merge by key.
-    States scored with different options refuse to merge. State files are JSON or Arrow IPC
+    States scored with different options, or a state given twice (--allow-duplicates merges it
+    again), refuse to merge. State files are JSON or Arrow IPC
     (told apart by content); --max-groups defaults to the largest the states were scored with;
     --dask loads and merges them on a cluster.
 

@@ -36,6 +36,7 @@ from gaussnll.core import (
     Check,
     ColumnSpec,
     FileFormat,
+    InputError,
     PlannedOutputs,
     RecalibrationMap,
     Report,
@@ -202,6 +203,7 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
         require_dask()
     if given.get("html"):
         require_matplotlib()
+    duplicates = bool(given.get("allow_duplicates"))
     with outputs.planned(paths, config) as files:
         with progress_callback("merging", not outputs.quiet) as on_progress:
             if settings["dask"] is not None:
@@ -210,11 +212,17 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
                     address=settings["dask"],
                     workers=settings["dask_workers"],
                     max_groups=max_groups,
+                    allow_duplicates=duplicates,
                     on_progress=on_progress,
                 )
             else:
-                scorer = merge_state_files(paths, max_groups=max_groups, on_progress=on_progress)
-        report = scorer.report(", ".join(paths), "state")
+                scorer = merge_state_files(
+                    paths,
+                    max_groups=max_groups,
+                    allow_duplicates=duplicates,
+                    on_progress=on_progress,
+                )
+        report = scorer.report(", ".join(paths), "state", allow_empty=True)
         settings.update(by=list(report.by), calibration=report.calibration is not None)
         settings.update(max_groups=scorer.options.max_groups)  # the limit that applied
         checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
@@ -234,6 +242,7 @@ def _report_score(
     """Apply the checks to a score report, render both (and the HTML page), write the JUnit
     file and commit the outputs; the exit code."""
     _warn_of_many_groups(report.groups_total, settings["by"])
+    _require_rows(report, checks)
     results: CheckResults
     if settings["per_group"]:
         results = evaluate_per_group(checks, report)
@@ -245,6 +254,17 @@ def _report_score(
     report = report.with_groups(settings["sort_by"], top)
     shown = Shown(command, results, _shown_settings(settings), config.path)
     return publish(report, shown, output_format, files)
+
+
+def _require_rows(report: Report, checks: list[Check]) -> None:
+    """A report of no rows (an empty shard's, kept for its state) has no means: a check of one
+    needs rows (a check of a count, ``rows >= 1``, applies)."""
+    if report.rows:
+        return
+    for check in checks:
+        value = report.metric(check.metric)
+        if value is None or math.isnan(value):
+            raise InputError(f"no data rows: --check {check.text!r} needs rows", path=report.path)
 
 
 def _state_format(outputs: Outputs) -> str | None:

@@ -428,6 +428,15 @@ SETTINGS: tuple[Setting, ...] = (
         frozenset({SCORE, MERGE}),
         core="dask_workers",
     ),
+    Setting(
+        "allow_duplicates",
+        bool,
+        False,
+        "Merge a state given twice (the same shard's, by its identity) as often as it is "
+        "given, instead of refusing it: its rows then count twice.",
+        frozenset({MERGE}),
+        config=False,
+    ),
     # Output options: the command line only.
     Setting(
         "output",

@@ -14,15 +14,16 @@ has not seen), before the ``eps`` floor.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gaussnll.core.errors import InputError, redacted
+from gaussnll.core.untrusted import check_regular_file, parse_json, read_at_most
 
 RECALIBRATION_SCHEMA = "gaussnll.recalibration/1"
+MAX_MAP_BYTES = 256 * 2**20  # a map of 10^6 groups takes about 150 MB
 
 Key = tuple[Hashable, ...]
 
@@ -81,16 +82,18 @@ class RecalibrationMap:
         """A map from its JSON document; anything malformed is an InputError naming ``path``."""
 
         def bad(what: str) -> InputError:
-            return InputError(f"not a gaussnll recalibration map: {what}", path=path)
+            return _malformed(what, path)
 
         if not isinstance(data, dict) or data.get("schema") != RECALIBRATION_SCHEMA:
             raise bad(f"its schema must be {RECALIBRATION_SCHEMA!r}")
         outputs = _strings(data.get("outputs"), bad, "outputs")
+        if not outputs:
+            raise bad("outputs must name at least one output")
         by = _strings(data.get("by", []), bad, "by")
         scale = _scales(data.get("scale"), len(outputs), bad, "scale")
-        eps = data.get("eps")
-        if not isinstance(eps, int | float) or isinstance(eps, bool) or eps < 0:
-            raise bad("eps must be a number >= 0")
+        eps = _number(data.get("eps"))
+        if eps is None or eps < 0:
+            raise bad("eps must be a finite number >= 0")
         groups: dict[Key, tuple[float, ...]] = {}
         rows: dict[Key, int] = {}
         entries = data.get("groups", [])
@@ -100,32 +103,54 @@ class RecalibrationMap:
             if not isinstance(entry, dict) or not isinstance(entry.get("key"), dict):
                 raise bad("each group needs a key object")
             if sorted(entry["key"]) != sorted(by):
-                raise bad(f"a group's key must name the columns {by}")
-            key = tuple(_plain(entry["key"][name]) for name in by)
+                raise bad(f"a group's key must name the columns {list(by)}")
+            values = [entry["key"][name] for name in by]
+            if not all(_is_scalar(value) for value in values):
+                raise bad("a group's key values must be null, booleans, numbers or text")
+            key = tuple(values)
+            if key in groups:
+                raise bad(f"the group {dict(zip(by, key, strict=True))} appears twice")
             groups[key] = _scales(entry.get("scale"), len(outputs), bad, "a group's scale")
-            rows[key] = int(entry.get("rows", 0))
+            count = entry.get("rows", 0)
+            if not (type(count) is int and count >= 0):
+                raise bad("a group's rows must be a whole number >= 0")
+            rows[key] = count
         fitted_on = data.get("fitted_on", {})
-        return cls(
-            scale,
-            outputs,
-            float(eps),
-            by,
-            groups,
-            rows,
-            fitted_on if isinstance(fitted_on, dict) else {},
-            path,
-        )
+        if not isinstance(fitted_on, dict) or not all(map(_is_scalar, fitted_on.values())):
+            raise bad("fitted_on must be an object of null, booleans, numbers or text")
+        return cls(scale, outputs, eps, by, groups, rows, fitted_on, path)
 
     @classmethod
     def load(cls, path: str) -> RecalibrationMap:
+        """The map in the file ``path`` (a regular file, of at most ``MAX_MAP_BYTES``)."""
+        check_regular_file(path, "the map")
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
+            with open(path, "rb") as handle:
+                data = read_at_most(handle, MAX_MAP_BYTES, path, "the map")
         except OSError as error:
             raise InputError(f"cannot read the map: {error.strerror or error}", path=path) from None
-        except (ValueError, UnicodeDecodeError):
-            raise InputError("not a gaussnll recalibration map: not JSON", path=path) from None
-        return cls.from_dict(data, path)
+        return cls.from_dict(parse_json(data, lambda what: _malformed(what, path)), path)
+
+
+def _malformed(what: str, path: str | None) -> InputError:
+    return InputError(f"not a gaussnll recalibration map: {what}", path=path)
+
+
+def _is_scalar(value: Any) -> bool:
+    """Whether ``value`` is a JSON scalar: null, a boolean, a number or text."""
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float; None for anything else (a boolean, an integer beyond a
+    float, NaN, an infinity)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _plain(value: Any) -> Any:
@@ -133,18 +158,16 @@ def _plain(value: Any) -> Any:
     return value if value is None or isinstance(value, bool | int | float | str) else str(value)
 
 
-def _strings(value: Any, bad: Any, name: str) -> tuple[str, ...]:
+def _strings(value: Any, bad: Callable[[str], InputError], name: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise bad(f"{name} must be a list of names")
     return tuple(value)
 
 
-def _scales(value: Any, outputs: int, bad: Any, name: str) -> tuple[float, ...]:
-    if (
-        not isinstance(value, list)
-        or len(value) != outputs
-        or not all(isinstance(s, int | float) and not isinstance(s, bool) for s in value)
-        or not all(math.isfinite(s) and s > 0 for s in value)
-    ):
+def _scales(
+    value: Any, outputs: int, bad: Callable[[str], InputError], name: str
+) -> tuple[float, ...]:
+    numbers = [_number(s) for s in value] if isinstance(value, list) else []
+    if len(numbers) != outputs or not all(s is not None and s > 0 for s in numbers):
         raise bad(f"{name} must be {outputs} finite positive number(s), one per output")
-    return tuple(float(s) for s in value)
+    return tuple(s for s in numbers if s is not None)

@@ -396,3 +396,72 @@ def test_a_malformed_recalibration_record_is_one_line(tmp_path):
     document["recalibration"]["unseen_rows"] = -1
     state.write_text(json.dumps(document))
     assert_one_line_error(run("merge", state), str(state), "'recalibration' must hold")
+
+
+def test_a_state_given_twice_is_refused_naming_both_files_unless_allowed(tmp_path):
+    _, shards = _shards(tmp_path, _table(1_200, 1))
+    states = _scored_shards(tmp_path, shards, _columns(1))
+    arrow = tmp_path / "shard0.arrow"
+    run("score", shards[0], *_columns(1), "--save-state", arrow, "-q")
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(states[0].read_bytes())
+    for given, later, earlier in (
+        ([states[0], states[0]], states[0], states[0]),
+        ([states[0], copy], copy, states[0]),
+        ([arrow, *states], states[0], arrow),  # the same state in the other form
+    ):
+        result = run("merge", *given, "--json")
+        assert_one_line_error(result, f"{later} holds the same state as {earlier} (300 rows of")
+    once = json.loads(run("merge", *states, "--json").stdout)
+    allowed = run("merge", *states, states[0], "--allow-duplicates", "--json")
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.stdout)["rows"] == once["rows"] + 300 == 1_500
+
+
+def test_older_states_without_an_identity_still_merge(tmp_path):
+    _, shards = _shards(tmp_path, _table(800, 1))
+    (state,) = _scored_shards(tmp_path, shards[:1], _columns(1))
+    document = json.loads(state.read_text())
+    assert set(document["identity"]) == {"input", "rows", "digest"}
+    assert document["identity"]["rows"] == 200
+    del document["identity"]
+    state.write_text(json.dumps(document))
+    result = run("merge", state, state, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 400
+
+
+def test_a_state_changed_after_it_was_written_is_refused(tmp_path):
+    _, shards = _shards(tmp_path, _table(800, 1))
+    (state,) = _scored_shards(tmp_path, shards[:1], _columns(1))
+    document = json.loads(state.read_text())
+    document["sums"]["_loss:total.total"]["values"][0] += 1.0
+    state.write_text(json.dumps(document))
+    assert_one_line_error(run("merge", state), state.name, "does not match its identity's digest")
+
+
+def test_an_empty_shard_leaves_an_empty_state_that_merges_as_nothing(tmp_path):
+    table = _table(900, 1)
+    _, shards = _shards(tmp_path, table)
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(table.slice(0, 0), empty)
+    args = [*_columns(1), "--by", "region"]
+    states = _scored_shards(tmp_path, shards, args)
+    state = tmp_path / "empty.json"
+    result = run("score", empty, *args, "--save-state", state, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 0
+    document = load_state(str(state))
+    assert document["outputs"] is None and document["groups"] == []
+    merged = run("merge", states[0], state, *states[1:], "--json")
+    assert_same_report(
+        json.loads(merged.stdout), json.loads(run("merge", *states, "--json").stdout)
+    )
+    assert json.loads(run("merge", state, state, "--json").stdout)["rows"] == 0
+    state.unlink()
+    needs_rows = run("score", empty, *args, "--save-state", state, "--check", "nll <= 1")
+    assert_one_line_error(needs_rows, "empty.parquet", "no data rows", "'nll <= 1' needs rows")
+    assert not state.exists()
+    counted = run("score", empty, *args, "--save-state", state, "--check", "rows >= 1", "-q")
+    assert counted.exit_code == 1 and state.exists()
+    assert_one_line_error(run("score", empty, *args), "empty.parquet", "no data rows")

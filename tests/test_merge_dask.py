@@ -70,7 +70,7 @@ def test_a_cluster_merges_to_the_single_process_report(address, states):
 
 def test_a_tree_of_many_levels_gives_the_same_report(address, states, monkeypatch):
     monkeypatch.setattr(distributed, "TREE_WIDTH", 2)
-    single, cluster = _both(address, *states, *states[:2], "--json", "-q")
+    single, cluster = _both(address, *states, *states[:2], "--allow-duplicates", "--json", "-q")
     assert cluster.exit_code == 0, cluster.output
     assert_same_report(json.loads(cluster.stdout), json.loads(single.stdout))
 
@@ -100,13 +100,25 @@ def test_errors_are_the_single_process_line_of_the_first_file_at_fault(
     bad.write_bytes(states[1].read_bytes()[:200])
     other = _other_options(tmp_path, "other.json")
     paths = {"ok": states[0], "bad": bad, "other": other}
-    single, cluster = _both(address, *[paths[name] for name in order])
+    single, cluster = _both(address, *[paths[name] for name in order], "--allow-duplicates")
     assert_one_line_error(single)
     assert_one_line_error(cluster)
     assert cluster.stderr == single.stderr
     at_fault = next(name for name in order if name != "ok")
     expected = "bad.arrow" if at_fault == "bad" else "other.json were scored with different"
     assert expected in single.stderr
+
+
+def test_a_state_given_twice_is_the_single_process_line(tmp_path, address, states, monkeypatch):
+    monkeypatch.setattr(distributed, "TREE_WIDTH", 2)  # the two copies in different tasks
+    copy = Path(shutil.copy(states[0], tmp_path / "copy.json"))
+    single, cluster = _both(address, states[0], *states[1:4], copy)
+    assert_one_line_error(single, "copy.json holds the same state as", states[0].name)
+    assert cluster.stderr == single.stderr
+    single, cluster = _both(address, states[0], copy, "--allow-duplicates", "--json", "-q")
+    assert cluster.exit_code == 0, cluster.output
+    assert json.loads(cluster.stdout)["rows"] == 2 * 300
+    assert_same_report(json.loads(cluster.stdout), json.loads(single.stdout))
 
 
 def test_malformed_sums_are_found_on_the_workers(tmp_path, address, states, monkeypatch):
@@ -193,3 +205,14 @@ def test_a_cluster_merge_reports_the_map_the_states_applied(tmp_path, address):
     got = json.loads(cluster.stdout)["recalibration"]
     assert got == json.loads(single.stdout)["recalibration"]
     assert got["file"] == str(recalibration) and got["scale"] == [1.5]
+
+
+def test_an_empty_input_scored_on_the_cluster_leaves_its_empty_state(tmp_path, address):
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table(make_predictions(10, seed=0)).slice(0, 0), empty)
+    state = tmp_path / "empty.json"
+    result = run("score", empty, "--dask", address, "--save-state", state, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 0
+    assert json.loads(state.read_text())["outputs"] is None
+    assert_one_line_error(run("score", empty, "--dask", address), "no data rows")

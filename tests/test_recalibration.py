@@ -222,3 +222,24 @@ def test_recalibrate_prints_markdown_and_rescale_takes_no_format(tmp_path, monke
         refused = run("rescale", "map.json", "cal|x.parquet", "-o", "out.csv", flag, "json")
         assert refused.exit_code == 2 and "No such option" in refused.output
     assert "--format" not in run("rescale", "--help").stdout
+
+
+def test_a_fit_without_a_finite_positive_scale_is_refused_naming_the_group(tmp_path):
+    frame = miscalibrated(600, seed=12)
+    exact = frame["region"] == "b"
+    frame.loc[exact, "target"] = frame.loc[exact, "mean"]  # a group the model predicts exactly
+    cal = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "cal.parquet")
+    fitted = tmp_path / "map.json"
+    result = run("recalibrate", str(cal), "--by", "region", "-o", str(fitted))
+    assert_one_line_error(result, "cal.parquet", "group region='b'", "it is 0.0")
+    assert not fitted.exists()
+    assert run("recalibrate", str(cal), "-o", str(fitted), "-q").exit_code == 0  # overall > 0
+    frame.loc[3, "target"] = np.nan
+    cal = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "nan.parquet")
+    result = run(
+        "recalibrate", str(cal), "--nan-policy", "propagate", "-o", str(tmp_path / "n.json")
+    )
+    assert_one_line_error(result, "nan.parquet", "it is nan", "--nan-policy propagate")
+    perfect = frame.assign(target=frame["mean"])
+    with pytest.raises(InputError, match=r"output 'mean': it is 0\.0"):
+        recalibrate(perfect, device="cpu")

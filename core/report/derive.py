@@ -36,6 +36,8 @@ def derive_report(
     report = Reports(state, options, by_group=False, **common)[0]
     if group_keys is None:
         return report
+    if not group_keys.keys:  # no row yet (an empty shard's report)
+        return replace(report, by=group_keys.columns)
     group_reports = Reports(state, options, by_group=True, **common)
     groups = sorted(
         (

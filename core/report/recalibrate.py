@@ -1,5 +1,6 @@
 """Fit a recalibration map from a report: each output's ``var_scale`` (``s* = mean(z²)``, the
-factor on its variances that minimises the NLL), overall and per group.
+factor on its variances that minimises the NLL), overall and per group. A scale must be finite
+and positive, or the map could not be applied (nor read back): a fit without one is refused.
 
 An ensemble's report scores its moment-matched Gaussian, so its map holds the scale of the
 moment-matched variance ``Σ w v + Σ w (μ - μ*)²`` (``fitted_on["variance"]``); applied, it
@@ -8,7 +9,9 @@ multiplies each member's variance, which scales the aleatoric part ``Σ w v`` on
 
 from __future__ import annotations
 
-from gaussnll.core.errors import UsageError
+import math
+
+from gaussnll.core.errors import InputError, UsageError
 from gaussnll.core.recalibration import RecalibrationMap
 from gaussnll.core.report.report import Report
 
@@ -17,12 +20,14 @@ MOMENT_MATCHED = "moment-matched"  # ``fitted_on["variance"]`` of a map fitted o
 
 def fit_recalibration(report: Report) -> RecalibrationMap:
     """The map of ``report``'s variance scales (it needs the calibration section)."""
-    scale = _scales(report)
+    scale = _scales(report, "")
     groups = {}
     rows = {}
     for group in report.groups:
-        key = tuple(group.to_dict(report.by)["key"].values())
-        groups[key] = _scales(group.report)
+        named = group.to_dict(report.by)["key"]
+        key = tuple(named.values())
+        shown = ", ".join(f"{name}={value!r}" for name, value in named.items())
+        groups[key] = _scales(group.report, f" of the group {shown}")
         rows[key] = group.report.rows
     return RecalibrationMap(
         scale=scale,
@@ -39,12 +44,26 @@ def fit_recalibration(report: Report) -> RecalibrationMap:
     )
 
 
-def _scales(report: Report) -> tuple[float, ...]:
+def _scales(report: Report, scope: str) -> tuple[float, ...]:
+    """The variance scale of each output of ``report`` (of the whole input, or of the group
+    ``scope`` names), each finite and positive."""
     scales = []
     for output in report.outputs:
         if output.calibration is None or output.calibration.var_scale is None:
             raise UsageError(
                 "fitting a recalibration needs the var_scale metrics: drop calibration=False"
             )
-        scales.append(output.calibration.var_scale)
+        scale = output.calibration.var_scale
+        if not (math.isfinite(scale) and scale > 0):
+            why = (
+                "its targets equal its means, so no variance is best"
+                if scale == 0
+                else "a NaN or an infinity reached it under --nan-policy propagate"
+            )
+            raise InputError(
+                f"cannot fit a variance scale for output {output.column!r}{scope}: it is "
+                f"{scale} ({why}); a map needs a finite positive scale",
+                path=report.path,
+            )
+        scales.append(scale)
     return tuple(scales)

@@ -26,6 +26,7 @@ from gaussnll.core.run.engine import ProgressCallback
 from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
 from gaussnll.core.run.merging import save_state
 from gaussnll.core.run.scorer import Scorer
+from gaussnll.core.run.state_document import identified
 
 TABLE = "<table>"
 
@@ -143,9 +144,9 @@ def _score_tensors(
         except (TypeError, ValueError):
             raise UsageError("each chunk must be a (mean, target, var) tuple of tensors") from None
         scorer.update(mean, target, var)
-    report = scorer.report()
+    report = scorer.report(allow_empty=state_to is not None)
     if state_to is not None:
-        save_state(scorer.state_dict(), state_to, state_format)
+        save_state(identified(scorer.state_dict(), report), state_to, state_format)
     return report
 
 

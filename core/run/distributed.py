@@ -60,7 +60,7 @@ from gaussnll.core.run.engine import ProgressCallback, accumulate
 from gaussnll.core.run.intervals import needs_quantiles
 from gaussnll.core.run.merging import merge_states, save_state
 from gaussnll.core.run.scorer import Scorer
-from gaussnll.core.run.state_document import options_document, options_from_document
+from gaussnll.core.run.state_document import identified, options_document, options_from_document
 
 TREE_WIDTH = 16  # states merged by one reduction task
 CSV_PARTITION_BYTES = 64 << 20  # a plain CSV file larger than this is cut into byte ranges
@@ -209,9 +209,9 @@ def _score_on_dask(
     # The run's options, which the state's equal but for those it does not keep (the id
     # column, the chunk size...): the report names them as the single process's does.
     scorer.options = replace(options, device=str(scorer.device))
-    report = scorer.report(path, parts[0].format)
+    report = scorer.report(path, parts[0].format, allow_empty=state_to is not None)
     if state_to is not None:
-        save_state(result["state"], state_to, state_format)
+        save_state(identified(result["state"], report), state_to, state_format)
     return report
 
 

@@ -5,12 +5,14 @@ merged by the tree reduction of ``score --dask`` (``distributed.tree_reduced``, 
 at a time), and the client merges the last one (``StateMerger``) and derives the report.
 
 The single process (``merging.merge_state_files``) stops at the first file, in the order given,
-that cannot be read, was scored with other options than the first file, holds another number
-of outputs, or holds malformed sums. A tree sees files in groups, so each task returns what
-decides that order as data: its files' errors, and each distinct set of options and outputs
-with the first file holding it ("variants"). The client then raises the error of the first
-file at fault, with the single process's message. A group of files whose variants differ is
-not merged (its result would be refused anyway).
+that cannot be read, holds the same state as an earlier one (its identity), was scored with
+other options than the first file, holds another number of outputs, or holds malformed sums.
+A tree sees files in groups, so each task returns what decides that order as data: its files'
+errors, each distinct set of options and outputs with the first file holding it ("variants"),
+and every file's identity (duplicates are merged on the workers and refused by the client,
+unless allowed). The client then raises the error of the first file at fault, with the single
+process's message. A group of files whose variants differ is not merged (its result would be
+refused anyway).
 """
 
 from __future__ import annotations
@@ -26,12 +28,18 @@ import torch
 from gaussnll.core.errors import GaussnllError, InputError, OptionError, UsageError
 from gaussnll.core.run.distributed import dask_client, tree_reduced
 from gaussnll.core.run.engine import ProgressCallback
-from gaussnll.core.run.merging import StateMerger, load_state, options_differ, outputs_differ
+from gaussnll.core.run.merging import (
+    StateMerger,
+    duplicated,
+    load_state,
+    options_differ,
+    outputs_differ,
+)
 from gaussnll.core.run.scorer import Scorer
-from gaussnll.core.run.state_document import check_document, difference
+from gaussnll.core.run.state_document import check_document, difference, identity_key
 
 # how the single process orders the problems of one file
-_LOADING, _OPTIONS, _OUTPUTS, _SUMS, _GROUPS = range(5)
+_LOADING, _DUPLICATE, _OPTIONS, _OUTPUTS, _SUMS, _GROUPS = range(6)
 
 
 def merge_on_dask(
@@ -40,6 +48,7 @@ def merge_on_dask(
     address: str,
     workers: int = 0,
     max_groups: int | None = None,
+    allow_duplicates: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> Scorer:
     """``merging.merge_state_files`` of ``paths`` on the Dask cluster at ``address`` (as for
@@ -57,7 +66,7 @@ def merge_on_dask(
             for done, _ in enumerate(as_completed(leaves), start=1):
                 on_progress(done, len(paths), None, None)
         result = root.result()
-    _raise_first_problem(result)
+    _raise_first_problem(result, allow_duplicates)
     merger = StateMerger(max_groups=max_groups)
     merger.add(result["state"], result["label"])
     merged = merger.result()
@@ -76,7 +85,15 @@ def load_state_file(file: tuple[int, str, str]) -> dict[str, Any]:
         return {"partition": index, "errors": [_record(error, index, _LOADING, path, label)]}
     variant = {"partition": index, "label": label}
     variant.update(options=document["options"], outputs=document["outputs"])
-    return {"partition": index, "label": label, "state": document, "variants": [variant]}
+    key = identity_key(document)
+    identities = [] if key is None else [{"partition": index, "label": label, "key": list(key)}]
+    return {
+        "partition": index,
+        "label": label,
+        "state": document,
+        "variants": [variant],
+        "identities": identities,
+    }
 
 
 def merged_state_files(
@@ -88,7 +105,8 @@ def merged_state_files(
     first = results[0]
     errors = [error for result in results for error in result.get("errors", ())]
     variants = _distinct([v for result in results for v in result.get("variants", ())])
-    merger = StateMerger(max_groups=max_groups)
+    identities = [i for result in results for i in result.get("identities", ())]
+    merger = StateMerger(max_groups=max_groups, allow_duplicates=True)  # the client decides
     clean = not errors and len({_key(v)[0] for v in variants}) == 1
     clean = clean and len({v["outputs"] for v in variants} - {None}) <= 1
     for result in results:
@@ -106,15 +124,28 @@ def merged_state_files(
         except GaussnllError as error:
             errors.append(_record(error, index, _SUMS, None, label))
             clean = False
-    summary = {"partition": first["partition"], "label": first.get("label"), "variants": variants}
+    summary = {
+        "partition": first["partition"],
+        "label": first.get("label"),
+        "variants": variants,
+        "identities": identities,
+    }
     if not clean:
         return {**summary, "errors": errors}
     return {**summary, "state": merger.state()}
 
 
-def _raise_first_problem(result: dict[str, Any]) -> None:
+def _raise_first_problem(result: dict[str, Any], allow_duplicates: bool) -> None:
     """Raise the problem of the first file at fault, as the single process would."""
     problems = [((r["partition"], r["rank"]), _error(r)) for r in result.get("errors", ())]
+    if not allow_duplicates:
+        first: dict[tuple[Any, ...], str] = {}
+        for entry in sorted(result.get("identities", ()), key=lambda i: i["partition"]):
+            key = tuple(entry["key"])
+            if key in first:
+                error = duplicated(first[key], entry["label"], key)
+                problems.append(((entry["partition"], _DUPLICATE), error))
+            first.setdefault(key, entry["label"])
     variants = sorted(result.get("variants", ()), key=lambda v: v["partition"])
     if variants:
         base = variants[0]

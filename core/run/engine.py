@@ -32,6 +32,7 @@ from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
 from gaussnll.core.run.merging import save_state
 from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.scorer import Scorer
+from gaussnll.core.run.state_document import identified
 from gaussnll.core.run.workers import ScorerPool, auto_workers
 
 ProgressCallback = Callable[[int, "int | None", "int | None", "int | None"], None]
@@ -138,13 +139,12 @@ def score_batches(
         read=read,
         scales=scales,
     )
-    if scorer.state is None:
-        raise InputError("no data rows", path=label)
     if scorer.failed() and relocate is not None:
         relocate()
-    report = scorer.report(label, file_format)
+    # an empty shard leaves its (empty) state, for a merge of every shard
+    report = scorer.report(label, file_format, allow_empty=state_to is not None)
     if state_to is not None:
-        save_state(scorer.state_dict(), state_to, state_format)
+        save_state(identified(scorer.state_dict(), report), state_to, state_format)
     return replace(report, seconds=time.perf_counter() - started)
 
 

@@ -10,15 +10,25 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from pyarrow.fs import FileType
+
 from gaussnll.core.errors import InputError, UsageError
-from gaussnll.core.io.filesystems import open_input_file, open_input_stream
+from gaussnll.core.io.filesystems import file_info, is_uri, open_input_file
 from gaussnll.core.io.writers import writing
 from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.state_arrow import is_arrow, read_arrow, write_arrow
-from gaussnll.core.run.state_document import check_document, difference, from_json, to_json
+from gaussnll.core.run.state_document import (
+    check_document,
+    difference,
+    from_json,
+    identity_key,
+    to_json,
+)
+from gaussnll.core.untrusted import check_regular_file, read_at_most
 
 JSON, ARROW = "json", "arrow"
 ARROW_SUFFIXES = (".arrow", ".ipc", ".feather")
+MAX_STATE_BYTES = 4 * 2**30  # a JSON state of 10^5 groups takes about 0.4 GB, Arrow 35 MB
 
 
 def state_format(name: str | os.PathLike[str]) -> str:
@@ -43,20 +53,22 @@ def save_state(document: dict[str, Any], path: str, file_format: str | None = No
 def load_state(path: str) -> dict[str, Any]:
     """The state document in the file ``path`` (written by ``save_state``; a local path or a
     URI, as inputs are named), JSON or Arrow IPC told apart by their first bytes, whatever the
-    file's name."""
+    file's name. The file is untrusted: it must be a regular file of at most
+    ``MAX_STATE_BYTES``, and what it holds is checked before anything is made of it."""
     try:
+        if is_uri(path):
+            if file_info(path).type is not FileType.File:
+                raise InputError("cannot read the state: it is not a file", path=path)
+        else:
+            check_regular_file(path, "the state")
         with open_input_file(path) as handle:
-            arrow = is_arrow(handle.read(8))
-        if arrow:
-            return read_arrow(path)
-        with open_input_stream(path, None) as stream:
-            text = stream.read().decode("utf-8")
+            data = read_at_most(handle, MAX_STATE_BYTES, path, "the state")
     except OSError as error:
         reason = error.strerror or str(error).splitlines()[0]
         raise InputError(f"cannot read the state: {reason}", path=path) from None
-    except UnicodeDecodeError:
-        raise InputError("not a gaussnll state file: not UTF-8 text", path=path) from None
-    return from_json(text, path)
+    if is_arrow(data[:8]):
+        return read_arrow(data, path)
+    return from_json(data, path)
 
 
 class StateMerger:
@@ -67,12 +79,17 @@ class StateMerger:
     ``max_groups``: the most groups of the merged state; None: the largest the states record
     (``Scorer.state_dict``'s ``max_groups``; older states count as the default), checked once
     every state is in, as the limit that applies is known only then. The merged report's
-    ``seconds`` count from the merger's making: the merge's wall time.
+    ``seconds`` count from the merger's making: the merge's wall time. A state given twice (of
+    the same identity, ``state_document.identity_key``) is refused, as it would count its
+    rows twice, unless ``allow_duplicates``.
     """
 
-    def __init__(self, *, max_groups: int | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, *, max_groups: int | None = None, device: str = "cpu", allow_duplicates: bool = False
+    ) -> None:
         self._started = time.perf_counter()
         self._limit, self._device = max_groups, device
+        self._seen: dict[tuple[str, int, str], str] | None = None if allow_duplicates else {}
         self._first: tuple[str, dict[str, Any]] | None = None  # label and options of the first
         self._outputs: int | None = None
         self._recorded = 0  # the largest max_groups recorded
@@ -86,6 +103,7 @@ class StateMerger:
         """Add the state ``document`` (its file called ``label`` in errors); a UsageError names
         the first option in which it differs from the first state, or its outputs."""
         check_document(document, label)
+        self._check_duplicate(document, label)
         if self._first is None:
             self._first = (label, document["options"])
         found = difference(self._first[1], document["options"])
@@ -119,6 +137,14 @@ class StateMerger:
         merged.limit_groups(self._applied_limit())
         merged.started = self._started
         return merged
+
+    def _check_duplicate(self, document: dict[str, Any], label: str) -> None:
+        key = identity_key(document)
+        if self._seen is None or key is None:
+            return
+        if key in self._seen:
+            raise duplicated(self._seen[key], label, key)
+        self._seen[key] = label
 
     def _check_weighting(self, weighted: bool, label: str) -> None:
         """Weighted and unweighted rows do not add up (a state without rows takes either)."""
@@ -176,6 +202,16 @@ def options_differ(first: str, other: str, found: str) -> UsageError:
     )
 
 
+def duplicated(first: str, other: str, key: tuple[str, int, str]) -> UsageError:
+    """The error of ``other``, a state of the same identity ``key`` as ``first``."""
+    source, rows, _ = key
+    return UsageError(
+        f"{other} holds the same state as {first} ({rows:,} rows of {source}): merging both "
+        "would count its rows twice; give each shard once, or allow duplicates "
+        "(--allow-duplicates) to merge it again"
+    )
+
+
 def outputs_differ(first: int, other: int) -> UsageError:
     """The error of states of ``first`` and ``other`` outputs."""
     shown = ", ".join(map(str, sorted({first, other})))
@@ -188,12 +224,13 @@ def merge_states(
     *,
     device: str = "cpu",
     max_groups: int | None = None,
+    allow_duplicates: bool = False,
 ) -> Scorer:
     """One scorer holding the sum of the states ``documents`` (``labels`` name them in errors,
     e.g. their files), as ``StateMerger`` merges them: states made with different options, or
-    of different numbers of outputs, refuse to merge with a UsageError naming the first
-    difference."""
-    merger = StateMerger(max_groups=max_groups, device=device)
+    of different numbers of outputs, or a state given twice (unless ``allow_duplicates``),
+    refuse to merge with a UsageError naming the first difference."""
+    merger = StateMerger(max_groups=max_groups, device=device, allow_duplicates=allow_duplicates)
     for k, document in enumerate(documents):
         merger.add(document, labels[k] if labels else f"state {k + 1}")
     return merger.result()
@@ -203,11 +240,12 @@ def merge_state_files(
     paths: Sequence[str],
     *,
     max_groups: int | None = None,
+    allow_duplicates: bool = False,
     on_progress: Callable[[int, int | None, int | None, int | None], None] | None = None,
 ) -> Scorer:
     """Merge the state files ``paths`` (``merge_states``), loading one at a time;
     ``on_progress(files_done, files, None, None)`` after each."""
-    merger = StateMerger(max_groups=max_groups)
+    merger = StateMerger(max_groups=max_groups, allow_duplicates=allow_duplicates)
     for done, path in enumerate(paths, start=1):
         merger.add(load_state(path), path)
         if on_progress is not None:

@@ -240,8 +240,10 @@ class Scorer:
         scorer._weighted = document.get("weighted", False)
         if not isinstance(scorer._weighted, bool):
             raise malformed(": 'weighted' must be true or false")
-        scorer.state = scorer._new_state(outputs)
-        try:
+        try:  # the sums' shapes checked on the meta device (no memory) before any is made
+            meta = scorer._new_state(outputs, device=torch.device("meta"))
+            portable.restore(meta, document["sums"])
+            scorer.state = scorer._new_state(outputs)
             portable.restore(scorer.state, document["sums"])
         except ValueError as error:
             raise malformed(f" of these options: {error}") from None
@@ -257,10 +259,10 @@ class Scorer:
         if self.state is not None and self.group_keys is not None:
             self._reserve_groups(self.state, self.group_keys)
 
-    def _new_state(self, outputs: int) -> ScoreState:
+    def _new_state(self, outputs: int, device: torch.device | None = None) -> ScoreState:
         return ScoreState(
             outputs,
-            self.device,
+            device or self.device,
             levels=self.options.levels if self.options.calibration else None,
             pit_bins=self.options.pit_bins,
             grouped=self.group_keys is not None,
@@ -285,11 +287,17 @@ class Scorer:
             )
         state.reserve(found)
 
-    def report(self, path: str = TENSORS, file_format: str = "tensors") -> Report:
-        """Every reported number, derived from the sums."""
-        if self.state is None:
+    def report(
+        self, path: str = TENSORS, file_format: str = "tensors", *, allow_empty: bool = False
+    ) -> Report:
+        """Every reported number, derived from the sums; ``allow_empty``: a report of no rows
+        (its means NaN) instead of an InputError."""
+        state = self.state
+        if state is None and allow_empty:
+            state = self._new_state(len(self.options.columns.mean))
+        if state is None:
             raise InputError("no data rows", path=path)
-        if self.state.rows == 0:
+        if state.rows == 0 and not allow_empty:
             reason = (
                 "weight 0, or a NaN or infinite value"
                 if self._weighted
@@ -308,8 +316,9 @@ class Scorer:
             "device": str(self.device),
             "seconds": time.perf_counter() - self.started,
         }
-        report = derive_report(self.state, self.options, self.group_keys, **common)
-        raise_on_overflow(report.to_dict(groups=False), self.options, path)
+        report = derive_report(state, self.options, self.group_keys, **common)
+        if state.rows:  # without rows, a mean is 0 / 0, not an overflow
+            raise_on_overflow(report.to_dict(groups=False), self.options, path)
         recalibration = self.options.recalibration
         if recalibration is None:
             return report

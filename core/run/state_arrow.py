@@ -10,9 +10,10 @@ to write and parse. The document is the same, version 2 (``schema: "gaussnll.sta
   compressed with zstd (IPC's own buffer compression, which Arrow readers undo; sums of many
   groups are mostly zeros, so this shrinks them many times and is faster to write and read).
 
-Reading takes the IPC file format (``ARROW1`` magic, as written) or the stream format; the
-file is read, not memory-mapped (a file cut short is an error, not a crash), and each array
-is a view of the read buffers, so loading holds the file's size once more than the state.
+Reading takes the IPC file format (``ARROW1`` magic, as written) or the stream format, from
+the file's bytes (read whole, never memory-mapped: a file cut short is an error, not a crash),
+validated in full before use; each array is a view of the read buffers, so loading holds the
+file's size once more than the state.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from gaussnll.core.io.filesystems import open_input_file
+from gaussnll.core.io.filesystems import first_line
 from gaussnll.core.io.writers import writing
-from gaussnll.core.run.state_document import check_document, malformed, sum_array
+from gaussnll.core.run.state_document import check_document, malformed, sum_array, validated
 
 HEADER_KEY = b"gaussnll.state"
 ENCODING = "arrow"
@@ -68,19 +69,21 @@ def write_arrow(document: dict[str, Any], path: str) -> None:
         writer.write_batch(batch)
 
 
-def read_arrow(path: str) -> dict[str, Any]:
-    """The state document in the Arrow IPC file ``path``, its arrays as NumPy arrays."""
+def read_arrow(data: bytes, path: str) -> dict[str, Any]:
+    """The state document in ``data``, the bytes of the Arrow IPC file ``path``, its arrays as
+    NumPy arrays. The IPC data is validated in full before any of it is used: a damaged buffer
+    (a flipped byte, an offset out of bounds) is an InputError, not a crash."""
     try:
-        with open_input_file(path) as source:
-            head = source.read(len(_FILE_MAGIC))
-            source.seek(0)
-            opened = pa.ipc.open_file if head == _FILE_MAGIC else pa.ipc.open_stream
-            table = opened(source).read_all()
-    except (OSError, pa.ArrowException) as error:
-        raise malformed(f"not a readable Arrow IPC file ({error})", path) from None
+        source = pa.BufferReader(data)
+        opened = pa.ipc.open_file if data.startswith(_FILE_MAGIC) else pa.ipc.open_stream
+        table = opened(source).read_all()
+        table.validate(full=True)
+        names = set(table.column_names)  # UTF-8, unless damaged
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise malformed(f"not a readable Arrow IPC file ({first_line(error)})", path) from None
     try:
         header = json.loads((table.schema.metadata or {})[HEADER_KEY])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RecursionError):
         raise malformed(f"its Arrow schema has no {HEADER_KEY.decode()!r} document", path) from None
     if not isinstance(header, dict) or header.get("encoding") != ENCODING:
         raise malformed(f"its Arrow document must be of encoding {ENCODING!r}", path)
@@ -89,15 +92,19 @@ def read_arrow(path: str) -> dict[str, Any]:
         raise malformed(f"its arrays must be one row of columns, not {table.num_rows}", path)
     sums = {}
     for name, encoded in header["sums"].items():
-        if name not in table.column_names:
+        if name not in names:
             raise malformed(f"sum {name!r} has no column", path)
         try:
-            (row,) = [chunk for chunk in table.column(name).chunks if len(chunk)]
+            column = table.column(name)
+            if not pa.types.is_large_list(column.type):
+                raise ValueError(f"a column of {column.type}, not of large_list")
+            (row,) = [chunk for chunk in column.chunks if len(chunk)]
             values = row.flatten().to_numpy(zero_copy_only=True)
-        except (pa.ArrowException, AttributeError) as error:
-            raise malformed(f"sum {name!r} is malformed ({error})", path) from None
+        except (pa.ArrowException, KeyError, ValueError) as error:
+            raise malformed(f"sum {name!r} is malformed ({first_line(error)})", path) from None
         sums[name] = sum_array(name, encoded, values, path)
-    return {**{k: v for k, v in header.items() if k != "encoding"}, "sums": sums}
+    document = {key: value for key, value in header.items() if key != "encoding"}
+    return validated({**document, "sums": sums}, path)
 
 
 def _column(values: np.ndarray) -> pa.LargeListArray:

@@ -18,6 +18,8 @@ sums, laid out otherwise, and is refused with a line saying so)::
      "max_groups": the most groups the run allowed (absent in older files),
      "recalibration": {"file": the map's file or null, "unseen_rows": N} with a map (the
                       rows whose key it had not seen; absent in older files),
+     "identity": {"input": the input scored, "rows": rows held, "digest": "sha256:..."}
+                 (absent in older files),
      "sums": {"PATH:PART": array}}
 
 ``sums`` holds every running sum of the state (``state.portable``): in memory NumPy arrays
@@ -26,6 +28,11 @@ sums, laid out otherwise, and is refused with a line saying so)::
 C order. Python's JSON writes a non-finite sum as ``NaN``/``Infinity``. Group key values are
 JSON's (null, booleans, numbers, text); others are saved as their text.
 
+A state file is untrusted input: reading one checks every key against this schema with its
+bounds, the sums against their declared dtypes and shapes, and the identity's ``digest`` (of
+everything but ``max_groups`` and the identity, ``digest``) against what the file holds. The
+identity tells a state given twice to a merge (``merging.StateMerger``).
+
 States merge when their options are equal: sums add, groups merge by key. ``max_groups`` does
 not shape the sums, so states of different limits merge (under the largest, by default).
 A file holds the document as JSON text (this module) or as Arrow IPC (``state_arrow``).
@@ -33,20 +40,29 @@ A file holds the document as JSON text (this module) or as Arrow IPC (``state_ar
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 
-from gaussnll.core.errors import InputError
+from gaussnll.core.errors import InputError, OptionError
 from gaussnll.core.options import ColumnSpec, ScoreOptions
 from gaussnll.core.recalibration import RecalibrationMap
+from gaussnll.core.report.report import Report
+from gaussnll.core.untrusted import parse_json
 
 STATE_SCHEMA = "gaussnll.state/2"
 _OLDER_SCHEMAS = ("gaussnll.state/1",)  # sums laid out otherwise: score the shard again
 _DTYPES = ("float64", "int64")
 _APPLIED = ("file", "unseen_rows")  # what a state records of the recalibration map applied
+_KINDS = {"float64": "fi", "int64": "i"}  # the NumPy kinds of values each dtype takes
+_MAX_COUNT = 2**63 - 1  # a count, a size or a limit: an int64
+_MAX_AXES = 8
+_DIGEST = re.compile("sha256:[0-9a-f]{64}")
 
 
 # The options that do not shape a state's sums: how the input is read and where it is scored
@@ -118,7 +134,9 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
             metrics=document["metrics"],
             group_metrics=document["group_metrics"],
         )
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
+    except OptionError as error:
+        raise malformed(f"its options are invalid ({error})", path) from None
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as error:
         raise malformed(f"its options are incomplete ({error})", path) from None
 
 
@@ -128,7 +146,9 @@ def plain_keys(keys: Sequence[tuple[Hashable, ...]]) -> list[list[Any]]:
 
 
 def check_document(document: Any, path: str | None) -> None:
-    """Raise an InputError unless ``document`` has the shape of a state document."""
+    """Raise an InputError unless ``document`` has the shape of a state document: each key
+    of its schema of the type and within the bounds it must be (the options are checked by
+    ``options_from_document``, the sums by ``sum_array``, their sizes by ``Scorer.from_state``)."""
     if isinstance(document, dict) and document.get("schema") in _OLDER_SCHEMAS:
         raise InputError(
             f"a state of an older gaussnll ({document['schema']}): its sums are laid out "
@@ -140,13 +160,39 @@ def check_document(document: Any, path: str | None) -> None:
     for key, kind in (("options", dict), ("sums", dict)):
         if not isinstance(document.get(key), kind):
             raise malformed(f"{key!r} must be an object", path)
-    groups = document.get("groups")
     for key in ("outputs", "members", "max_groups"):
         count = document.get(key)
-        if count is not None and not (type(count) is int and count >= 1):
+        if count is not None and not (type(count) is int and 1 <= count <= _MAX_COUNT):
             raise malformed(f"{key!r} must be a positive whole number or null", path)
-    if groups is not None and not all(isinstance(key, list) for key in groups):
-        raise malformed("'groups' must be a list of keys or null", path)
+    if not isinstance(document.get("weighted", False), bool):
+        raise malformed("'weighted' must be true or false", path)
+    groups = document.get("groups")
+    if groups is not None and not (
+        isinstance(groups, list)
+        and all(isinstance(key, list) and all(map(_is_scalar, key)) for key in groups)
+    ):
+        raise malformed("'groups' must be a list of keys (lists of JSON values) or null", path)
+    applied_recalibration(document, path)
+    _check_identity(document.get("identity"), path)
+
+
+def _check_identity(identity: Any, path: str | None) -> None:
+    """An identity (``identified``) is absent (an older state) or complete."""
+    if identity is None:
+        return
+    if not (
+        isinstance(identity, dict)
+        and isinstance(identity.get("input"), str)
+        and type(identity.get("rows")) is int
+        and 0 <= identity["rows"] <= _MAX_COUNT
+        and isinstance(identity.get("digest"), str)
+        and _DIGEST.fullmatch(identity["digest"])
+    ):
+        raise malformed(
+            "'identity' must be an object of 'input' (text), 'rows' (a whole number) and "
+            "'digest' ('sha256:' and 64 hexadecimal digits)",
+            path,
+        )
 
 
 def applied_recalibration(document: dict[str, Any], path: str | None) -> tuple[str | None, int]:
@@ -206,34 +252,107 @@ def to_json(document: dict[str, Any]) -> str:
     return json.dumps({**document, "sums": sums}, separators=(",", ":")) + "\n"
 
 
-def from_json(text: str, path: str) -> dict[str, Any]:
-    """A state document from its JSON text, its arrays as NumPy arrays."""
-    try:
-        document = json.loads(text)
-    except ValueError:
-        raise malformed("not JSON", path) from None
+def from_json(data: bytes, path: str) -> dict[str, Any]:
+    """A state document from its JSON text, its arrays as NumPy arrays (``validated``)."""
+    document = parse_json(data, lambda what: malformed(what, path))
     check_document(document, path)
     sums = {}
     for name, encoded in document["sums"].items():
         values = encoded.get("values") if isinstance(encoded, dict) else None
         sums[name] = sum_array(name, encoded, values, path)
-    return {**document, "sums": sums}
+    return validated({**document, "sums": sums}, path)
 
 
 def sum_array(name: str, encoded: Any, values: Any, path: str) -> np.ndarray:
-    """The array of sum ``name`` from its ``values`` (a list, or a flat NumPy array of the
-    declared dtype) and ``encoded``'s ``dtype`` and ``shape``; an InputError if malformed."""
+    """The array of sum ``name`` from its ``values`` (a list of numbers, or a flat NumPy array
+    of the declared dtype) and ``encoded``'s ``dtype`` and ``shape``; an InputError unless the
+    values are numbers of that dtype, as many as the shape holds."""
     try:
-        dtype = encoded["dtype"]
-        if values is None:
-            raise KeyError("values")
+        if not isinstance(encoded, dict):
+            raise TypeError("not an object")
+        dtype, shape = encoded.get("dtype"), encoded.get("shape")
         if dtype not in _DTYPES:
             raise ValueError(f"dtype {dtype!r}")
-        if isinstance(values, np.ndarray) and values.dtype != dtype:
-            raise ValueError(f"values of dtype {values.dtype}, not {dtype}")
-        return np.asarray(values, dtype=dtype).reshape(tuple(encoded["shape"]))
-    except (KeyError, TypeError, ValueError) as error:
+        if not (
+            isinstance(shape, list)
+            and len(shape) <= _MAX_AXES
+            and all(type(size) is int and 0 <= size <= _MAX_COUNT for size in shape)
+        ):
+            raise ValueError("its shape must be a list of whole numbers >= 0")
+        if isinstance(values, np.ndarray):
+            if values.dtype != dtype:
+                raise ValueError(f"values of dtype {values.dtype}, not {dtype}")
+            array = values
+        elif isinstance(values, list):
+            array = np.asarray(values) if values else np.zeros(0, dtype=dtype)
+        else:
+            raise KeyError("values")
+        if array.ndim != 1 or array.dtype.kind not in _KINDS[dtype]:
+            raise ValueError(f"its values must be {dtype} numbers")
+        if array.size != math.prod(shape):
+            raise ValueError(f"{array.size} values for the shape {shape}")
+        return array.astype(dtype, copy=False).reshape(shape)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise malformed(f"sum {name!r} is malformed ({error})", path) from None
+
+
+def validated(document: dict[str, Any], path: str) -> dict[str, Any]:
+    """A state document read from a file (its sums as arrays, ``check_document`` passed), its
+    options normalised (as ``options_document`` writes them, so nothing else in them is
+    carried or compared) and its identity's digest checked against what it holds: a state
+    changed since it was written, or damaged, is an InputError."""
+    options = options_from_document(document["options"], path)
+    by, members = options.columns.by, document.get("members")
+    if any(len(key) != len(by) for key in document.get("groups") or ()):
+        raise malformed(f"each group key must hold {len(by)} value(s), one per by column", path)
+    values = sum(array.size for array in document["sums"].values())
+    if members is not None and options.member_weights is None and members > values:
+        raise malformed(f"'members' is {members:,}, more than its sums hold", path)
+    document = {**document, "options": options_document(options)}
+    identity = document.get("identity")
+    if identity is not None and identity["digest"] != digest(document):
+        raise malformed(
+            "what it holds does not match its identity's digest: it was changed or damaged "
+            "after it was written",
+            path,
+        )
+    return document
+
+
+def identified(document: dict[str, Any], report: Report) -> dict[str, Any]:
+    """``document`` with its identity: the input it was scored from, the rows it holds (scored
+    or skipped, as ``report`` of it says) and the digest of what it holds (``digest``), which
+    tell a state given twice to a merge."""
+    rows = report.rows + report.skipped_rows
+    identity = {"input": report.path, "rows": rows, "digest": digest(document)}
+    return {**document, "identity": identity}
+
+
+def identity_key(document: dict[str, Any]) -> tuple[str, int, str] | None:
+    """What tells the same state given twice: its identity, for a state that holds rows (a
+    state without rows adds nothing, however often it is merged); None for an older state."""
+    identity = document.get("identity")
+    if identity is None or document.get("outputs") is None:
+        return None
+    return identity["input"], identity["rows"], identity["digest"]
+
+
+def digest(document: dict[str, Any]) -> str:
+    """SHA-256 of what a state holds, whichever form its file takes: its options, outputs,
+    members, weighting, group keys and recalibration record (as canonical JSON) and each sum's
+    name, dtype, shape and little-endian bytes (every NaN as one NaN: JSON keeps no NaN's
+    bits). ``max_groups`` and the identity are left out: they do not shape the sums."""
+    held = ("options", "outputs", "members", "groups", "recalibration")
+    shaping = {key: document.get(key) for key in held}
+    shaping["weighted"] = bool(document.get("weighted"))
+    hashed = hashlib.sha256(json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(document["sums"]):
+        array = np.asarray(document["sums"][name])
+        if array.dtype.kind == "f" and np.isnan(array).any():
+            array = np.where(np.isnan(array), np.nan, array)
+        hashed.update(json.dumps([name, str(array.dtype), list(array.shape)]).encode())
+        hashed.update(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).data)
+    return "sha256:" + hashed.hexdigest()
 
 
 def malformed(what: str, path: str | None) -> InputError:
@@ -242,7 +361,12 @@ def malformed(what: str, path: str | None) -> InputError:
 
 
 def _plain(value: Any) -> Any:
-    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+    return value if _is_scalar(value) else str(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    """A JSON scalar: null, a boolean, a number or text."""
+    return value is None or isinstance(value, bool | int | float | str)
 
 
 def _shown(value: Any) -> str:
