@@ -170,6 +170,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
                     state_format=_state_format(outputs),
                     on_progress=on_progress,
                     rows_to_directory=_sink(files, PER_ROW),
+                    verbose=bool(given.get("debug")),
                 )
         else:
             with (
@@ -211,6 +212,7 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
                     workers=settings["dask_workers"],
                     max_groups=max_groups,
                     on_progress=on_progress,
+                    verbose=bool(given.get("debug")),
                 )
             else:
                 scorer = merge_state_files(paths, max_groups=max_groups, on_progress=on_progress)
