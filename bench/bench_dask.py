@@ -12,7 +12,12 @@ one-partition file; the overhead per partition is what one worker takes beyond o
 thread (``--workers 1``), each without its fixed cost, divided by the partitions. Every run's
 report must equal the single process's to 1e-12. The CSV file (``--csv-rows`` rows, 0: none)
 is cut by the cluster into byte ranges of ``CSV_PARTITION_BYTES``; its single process parses
-it in parallel ranges itself.
+it in parallel ranges itself. A run that writes anything on stderr says so (a good run writes
+nothing: Dask's own log lines are silenced).
+
+Many tiny files, which the cluster batches into a few tasks (``distributed.batched``):
+
+    python bench/bench_dask.py --rows 1000000 --files 10000 --row-group 100 --csv-rows 0 --workers 2
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ def write_dataset(folder: Path, rows: int, files: int, row_group: int) -> None:
     rng = np.random.default_rng(0)
     for k in range(files):
         table = predictions(rng, rows // files)
-        pq.write_table(table, folder / f"part{k:03d}.parquet", row_group_size=row_group)
+        pq.write_table(table, folder / f"part{k:05d}.parquet", row_group_size=row_group)
 
 
 def write_csv(path: Path, rows: int) -> None:
@@ -76,6 +81,9 @@ def timed(command: list[str]) -> tuple[float, float, dict]:
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed: {stderr.strip()}")
+    if stderr:
+        lines = stderr.splitlines()
+        print(f"  stderr of a good run ({len(lines)} lines): {lines[0]}")
     return seconds, peak / 2**20, json.loads(stdout)
 
 

@@ -28,7 +28,7 @@ from gaussnll.cli.settings import (
     settings_of,
 )
 from gaussnll.cli.streams import closed_stream_code, writing_stdout
-from gaussnll.core import OutputError, keep_freed_memory
+from gaussnll.core import OutputError, answer_timeout, keep_freed_memory
 
 
 class _FlagHelp:
@@ -133,7 +133,11 @@ def _command(
     def command(**values: Any) -> None:
         given = {key: value for key, value in values.items() if key not in argument_names}
         given = {key: value for key, value in given.items() if value is not None}
-        with user_errors(bool(given.get("debug")), name, given), writing_stdout():
+        with (
+            user_errors(bool(given.get("debug")), name, given),
+            writing_stdout(),
+            answer_timeout(given.get("timeout")),
+        ):
             module, function = run.split(":")
             runner = getattr(importlib.import_module(f"gaussnll.cli.{module}"), function)
             code = runner(*(values[key] for key in argument_names), given)

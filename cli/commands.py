@@ -171,6 +171,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
                     state_format=_state_format(outputs),
                     on_progress=on_progress,
                     rows_to_directory=_sink(files, PER_ROW),
+                    verbose=bool(given.get("debug")),
                 )
         else:
             with (
@@ -214,6 +215,7 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
                     max_groups=max_groups,
                     allow_duplicates=duplicates,
                     on_progress=on_progress,
+                    verbose=bool(given.get("debug")),
                 )
             else:
                 scorer = merge_state_files(

@@ -51,6 +51,8 @@ def load_config(explicit: str | None, start: Path | None = None) -> Config:
 
 
 def _read(path: Path, name: str) -> dict[str, Any]:
+    if path.exists() and not path.is_file():  # a FIFO would be waited on forever
+        raise UsageError(f"--config {name}: is not a regular file; expected a TOML file")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

@@ -17,6 +17,7 @@ from gaussnll.cli.extras import install_hint
 from gaussnll.core import (
     DEFAULT_CONFIDENCE,
     DEFAULT_LEVELS,
+    DEFAULT_TIMEOUT_S,
     FAMILIES,
     GROUP_DEFAULT,
     OptionError,
@@ -423,10 +424,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "dask_workers",
         int,
-        0,
-        "Worker processes of a local Dask cluster (--dask local); 0: one per core.",
+        None,
+        "Worker processes of a local Dask cluster (--dask local), at least 1.",
         frozenset({SCORE, MERGE}),
         core="dask_workers",
+        shown_default="one per core",
+    ),
+    Setting(
+        "timeout",
+        float,
+        None,
+        "Seconds to wait for a first answer from a Dask scheduler (and for its first worker) "
+        "or an object store (s3://, gs://...) before giving up with exit 2.",
+        EVERY | {MERGE},
+        config=False,
+        metavar="SECONDS",
+        shown_default=f"{DEFAULT_TIMEOUT_S:g}",
     ),
     Setting(
         "allow_duplicates",

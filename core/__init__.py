@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from gaussnll.core.io.outputs import PlannedOutputs
     from gaussnll.core.io.readers import scalar_columns
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
+    from gaussnll.core.io.timeouts import DEFAULT_TIMEOUT_S, answer_timeout
     from gaussnll.core.io.writers import RowWriter, row_file_format
     from gaussnll.core.loss import GaussianNLLLoss, gaussian_nll_loss
     from gaussnll.core.mixture_loss import gaussian_mixture_nll_loss
@@ -100,6 +101,7 @@ _EXPORTS = {
     "DEFAULT_EPS": "options",
     "DEFAULT_LEVELS": "options",
     "DEFAULT_PIT_BINS": "options",
+    "DEFAULT_TIMEOUT_S": "io.timeouts",
     "FAMILIES": "families",
     "GROUP_DEFAULT": "families",
     "Selection": "families",
@@ -129,6 +131,7 @@ _EXPORTS = {
     "Scorer": "run.scorer",
     "Spread": "options",
     "UsageError": "errors",
+    "answer_timeout": "io.timeouts",
     "compare": "run.comparison",
     "evaluate": "report.checks",
     "evaluate_per_group": "report.checks",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,18 @@ def assert_one_line_error(result, *fragments: str) -> None:
 @pytest.fixture
 def predictions() -> dict[str, np.ndarray]:
     return make_predictions(2_500, seed=1)
+
+
+@pytest.fixture(scope="module")
+def local_dask() -> Iterator[str]:
+    """The address of a ``LocalCluster`` of two single-threaded worker processes on
+    127.0.0.1, for one test module."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address
 
 
 @pytest.fixture

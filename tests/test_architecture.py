@@ -212,7 +212,7 @@ def test_config_value_of_a_wrong_type_is_one_line_naming_the_key(tmp_path, data_
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if not s.config], ids=lambda s: s.name)
 def test_a_command_line_only_setting_is_rejected_in_a_config_file(tmp_path, data_file, setting):
     config = tmp_path / "gaussnll.toml"
-    value = {str: "x", bool: True}[setting.kind]
+    value = {str: "x", bool: True, float: 1.5}[setting.kind]
     config.write_text(f"{setting.name} = {toml_value(value)}\n")
     for command in COMMANDS:
         assert_one_line_error(run_with_config(command, data_file, config), repr(setting.name))

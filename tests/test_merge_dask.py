@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,13 +27,8 @@ def run(*args: object):
 
 
 @pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster:
-        yield cluster.scheduler_address
+def address(local_dask: str) -> str:
+    return local_dask
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,11 @@ Credentials and endpoints come as each filesystem takes them: its usual environm
 (``s3://bucket/key?region=eu-west-1``). A filesystem is made once per URI and process, as
 making one may ask the store where a bucket lives. A listed file is named by a URI like the one
 given (scheme, authority, query), so a Dask worker can open it on its own.
+
+A store that never answers gives up within ``--timeout`` (``timeouts``): each S3 request's
+connect and stall timeouts are a third of it (three attempts), GCS retries for that long, and
+the calls that first reach a store (opening, listing, asking what a name is) are abandoned
+when it passes, whatever the filesystem.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ import functools
 import glob
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from gaussnll.core.errors import InputError
+from gaussnll.core.io.timeouts import answered, timeout_seconds
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _UNKNOWN_TO_PYARROW = "Unrecognized filesystem type"
@@ -35,6 +43,7 @@ _FILE_URI = (
     "a file:// URI takes an absolute path, file:///home/me/preds.parquet (three slashes: "
     "what follows file:// is a host name); give a relative path without file://"
 )
+T = TypeVar("T")
 
 
 def is_uri(path: str) -> bool:
@@ -47,12 +56,17 @@ def name_part(path: str) -> str:
     return unquote(urlsplit(path).path) if is_uri(path) else path
 
 
-@functools.lru_cache(maxsize=64)
 def locate(uri: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem behind ``uri`` and the path it names there: pyarrow's, else fsspec's
     (wrapped as a pyarrow filesystem) for a scheme pyarrow does not know or was built without."""
+    return _located(uri, timeout_seconds())
+
+
+@functools.lru_cache(maxsize=64)
+def _located(uri: str, seconds: float) -> tuple[pafs.FileSystem, str]:
     try:
-        return pafs.FileSystem.from_uri(uri)
+        filesystem, path = _first_answer(uri, lambda: pafs.FileSystem.from_uri(uri))
+        return _bounded(filesystem, seconds), path
     except pa.ArrowNotImplementedError:
         pass
     except pa.ArrowInvalid as error:
@@ -64,6 +78,32 @@ def locate(uri: str) -> tuple[pafs.FileSystem, str]:
     except READ_ERRORS as error:  # e.g. hdfs:// without a Java runtime
         raise InputError(first_line(error), path=uri) from error
     return _through_fsspec(uri)
+
+
+def _bounded(filesystem: pafs.FileSystem, seconds: float) -> pafs.FileSystem:
+    """``filesystem`` with its requests bounded by ``seconds``, where pyarrow lets a caller set
+    it (S3, GCS: not from the URI, so the filesystem is made again with its own arguments)."""
+    s3, gcs = getattr(pafs, "S3FileSystem", None), getattr(pafs, "GcsFileSystem", None)
+    if s3 is not None and isinstance(filesystem, s3):
+        rebuild, (arguments,) = filesystem.__reduce__()
+        arguments.update(connect_timeout=seconds / 3, request_timeout=seconds / 3)
+        arguments["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=3)
+    elif gcs is not None and isinstance(filesystem, gcs):
+        rebuild, (arguments,) = filesystem.__reduce__()
+        arguments["retry_time_limit"] = timedelta(seconds=seconds)
+    else:
+        return filesystem
+    return rebuild(arguments)
+
+
+def _first_answer(uri: str, call: Callable[[], T]) -> T:
+    """``call()``, a request to the filesystem of ``uri``, given up (one line) when it has not
+    answered within ``--timeout``."""
+    try:
+        return answered(call)
+    except TimeoutError as error:
+        message = f"{error}; expected its filesystem to answer (a slow one: raise --timeout)"
+        raise InputError(message, path=uri) from None
 
 
 def _known_to_pyarrow(uri: str, error: pa.ArrowInvalid) -> bool:
@@ -115,7 +155,7 @@ def open_input_file(path: str) -> pa.NativeFile:
     if not is_uri(path):
         return pa.OSFile(path)
     filesystem, inner = locate(path)
-    return filesystem.open_input_file(inner)
+    return _first_answer(path, lambda: filesystem.open_input_file(inner))
 
 
 def open_input_stream(path: str, compression: str | None) -> pa.NativeFile:
@@ -123,7 +163,7 @@ def open_input_stream(path: str, compression: str | None) -> pa.NativeFile:
     if not is_uri(path):
         return pa.input_stream(path, compression=compression)
     filesystem, inner = locate(path)
-    return filesystem.open_input_stream(inner, compression=compression)
+    return _first_answer(path, lambda: filesystem.open_input_stream(inner, compression=compression))
 
 
 def file_size(path: str) -> int | None:
@@ -139,7 +179,7 @@ def file_info(uri: str) -> pafs.FileInfo:
     """What ``uri`` names: a file, a directory (a prefix of an object store), or nothing."""
     filesystem, inner = locate(uri)
     try:
-        return filesystem.get_file_info(inner)
+        return _first_answer(uri, lambda: filesystem.get_file_info(inner))
     except READ_ERRORS as error:
         raise InputError(first_line(error), path=uri) from error
 
@@ -193,7 +233,7 @@ def _listed(
     """The files in ``directory`` (none when it is not there)."""
     selector = pafs.FileSelector(directory, recursive=recursive, allow_not_found=True)
     try:
-        infos = filesystem.get_file_info(selector)
+        infos = _first_answer(uri, lambda: filesystem.get_file_info(selector))
     except READ_ERRORS as error:
         raise InputError(first_line(error), path=uri) from error
     return [info for info in infos if info.type is pafs.FileType.File]

@@ -43,6 +43,7 @@ COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 _NO_DATA_FILES = "the directory holds no .parquet, .csv or .arrow/.feather file"
 _NO_MATCH = "the pattern matches no file"
 _MISSING = "no such file or directory"
+_NOT_A_FILE = "is not a regular file (a FIFO or a device); expected a file, or - for stdin"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def _local_files(path: str) -> list[str]:
             raise InputError(_NO_DATA_FILES, path=path)
     elif os.path.isfile(path):  # an existing name is never a pattern: model[v2].parquet
         files = [path]
+    elif os.path.exists(path):  # a FIFO or a device: reading it could wait forever
+        raise InputError(_NOT_A_FILE, path=path)
     elif glob.has_magic(path):
         files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
         if not files:
@@ -95,6 +98,8 @@ def _uri_files(uri: str) -> list[str]:
             raise InputError(_NO_DATA_FILES, path=uri)
     elif kind is FileType.File:  # an existing name is never a pattern
         files = [uri]
+    elif kind is FileType.Unknown:  # a FIFO or a device behind a file:// URI
+        raise InputError(_NOT_A_FILE, path=uri)
     elif has_wildcards(uri):
         files = glob_files(uri)
         if not files:

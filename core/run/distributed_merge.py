@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from gaussnll.core.errors import GaussnllError, InputError, OptionError, UsageError
+from gaussnll.core.io.timeouts import answer_timeout
 from gaussnll.core.run.distributed import dask_client, tree_reduced
 from gaussnll.core.run.engine import ProgressCallback
 from gaussnll.core.run.merging import (
@@ -46,19 +47,22 @@ def merge_on_dask(
     paths: Sequence[str],
     *,
     address: str,
-    workers: int = 0,
+    workers: int | None = None,
     max_groups: int | None = None,
     allow_duplicates: bool = False,
     on_progress: ProgressCallback | None = None,
+    timeout: float | None = None,
+    verbose: bool = False,
 ) -> Scorer:
-    """``merging.merge_state_files`` of ``paths`` on the Dask cluster at ``address`` (as for
-    ``score_on_dask``); ``on_progress(files_loaded, files, None, None)`` as files load."""
+    """``merging.merge_state_files`` of ``paths`` on the Dask cluster at ``address`` (with
+    ``workers``, ``timeout`` and ``verbose`` as for ``score_on_dask``);
+    ``on_progress(files_loaded, files, None, None)`` as files load."""
     if not paths:
         raise UsageError("give at least one state to merge")
     started = time.perf_counter()
     files = [(k, os.path.abspath(path), path) for k, path in enumerate(paths)]
-    with dask_client(address, workers) as client:
-        leaves = client.map(load_state_file, files, pure=False)
+    with answer_timeout(timeout) as seconds, dask_client(address, workers, verbose) as client:
+        leaves = client.map(load_state_file, files, timeout=seconds, pure=False)
         root = tree_reduced(client, leaves, merged_state_files, max_groups=max_groups)
         if on_progress is not None:
             from distributed import as_completed
@@ -74,12 +78,14 @@ def merge_on_dask(
     return merged
 
 
-def load_state_file(file: tuple[int, str, str]) -> dict[str, Any]:
-    """Run on a worker: the state in file ``(index, path, label)``, or why it cannot be read."""
+def load_state_file(file: tuple[int, str, str], timeout: float) -> dict[str, Any]:
+    """Run on a worker: the state in file ``(index, path, label)``, or why it cannot be read
+    (a store given ``timeout`` seconds to answer)."""
     torch.set_num_threads(1)
     index, path, label = file
     try:
-        document = load_state(path)
+        with answer_timeout(timeout):
+            document = load_state(path)
         check_document(document, label)
     except GaussnllError as error:
         return {"partition": index, "errors": [_record(error, index, _LOADING, path, label)]}

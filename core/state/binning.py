@@ -146,8 +146,9 @@ class Cells:
         )
 
     def lookup(self, device: torch.device) -> EdgeBins:
-        """The exact lookup of values' cells (int64)."""
-        return EdgeBins(self.edges, device)
+        """The exact lookup of values' cells (int64): one per edges and device in a process,
+        as making it takes tens of ms (a Dask task makes a state per partition)."""
+        return _edge_bins(tuple(self.edges), device)
 
     def cell_of(self, finer: Cells) -> Tensor:
         """This grouping's cell of each cell of ``finer``, whose edges include these."""
@@ -168,3 +169,8 @@ def _most_per_cell(edges: Sequence[float], cells: int) -> int:
     """The most edges that share one of ``cells`` equal cells."""
     counts = Counter(_cell(edge, cells) for edge in edges)
     return max(counts.values(), default=0)
+
+
+@functools.lru_cache(maxsize=16)
+def _edge_bins(edges: tuple[float, ...], device: torch.device) -> EdgeBins:
+    return EdgeBins(edges, device)  # read only once made: safe to share
