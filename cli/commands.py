@@ -35,8 +35,11 @@ from gaussnll.core import (
     Catalog,
     Check,
     ColumnSpec,
+    Executor,
     FileFormat,
+    InProcess,
     InputError,
+    OnDask,
     PlannedOutputs,
     RecalibrationMap,
     Report,
@@ -57,7 +60,6 @@ from gaussnll.core import (
     row_file_format,
     scalar_columns,
     score,
-    score_on_dask,
     state_format,
 )
 
@@ -157,35 +159,27 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if options.columns.id and not (outputs.per_row or rows_on_stdout):
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
+    executor: Executor = InProcess()
+    if settings["dask"] is not None:
+        if rows_on_stdout:
+            raise UsageError("--dask writes per-row losses to a directory: add --per-row DIR")
+        executor = OnDask(
+            settings["dask"], settings["dask_workers"], verbose=bool(given.get("debug"))
+        )
     with outputs.planned(source.files, config) as files:
-        if settings["dask"] is not None:
-            if rows_on_stdout:
-                raise UsageError("--dask writes per-row losses to a directory: add --per-row DIR")
-            with progress_callback("scoring", not outputs.quiet) as on_progress:
-                report = score_on_dask(
-                    path,
-                    options,
-                    address=settings["dask"],
-                    workers=settings["dask_workers"],
-                    state_to=_sink(files, SAVE_STATE),
-                    state_format=_state_format(outputs),
-                    on_progress=on_progress,
-                    rows_to_directory=_sink(files, PER_ROW),
-                    verbose=bool(given.get("debug")),
-                )
-        else:
-            with (
-                _row_writer(files, outputs, rows_on_stdout) as rows_to,
-                progress_callback("scoring", not outputs.quiet) as on_progress,
-            ):
-                report = score(
-                    path,
-                    options,
-                    rows_to=rows_to,
-                    on_progress=on_progress,
-                    state_to=_sink(files, SAVE_STATE),
-                    state_format=_state_format(outputs),
-                )
+        with (
+            _row_sink(files, outputs, executor, rows_on_stdout) as rows_to,
+            progress_callback("scoring", not outputs.quiet) as on_progress,
+        ):
+            report = score(
+                path,
+                options,
+                executor=executor,
+                rows_to=rows_to,
+                on_progress=on_progress,
+                state_to=_sink(files, SAVE_STATE),
+                state_format=_state_format(outputs),
+            )
         _note_broadcast_target(report, source, options)
         if rows_on_stdout:
             return 0
@@ -319,6 +313,16 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
             results = evaluate(checks, report, COMPARE_METRICS)
         shown = Shown(COMPARE, results, _shown_settings(settings), config.path)
         return publish(report, shown, output_format, files, COMPARE_METRICS)
+
+
+def _row_sink(
+    files: PlannedOutputs, outputs: Outputs, executor: Executor, rows_on_stdout: bool
+) -> AbstractContextManager[RowWriter | str | None]:
+    """Where the per-row losses go: a writer in this process, a directory on Dask (the
+    workers write its parts)."""
+    if isinstance(executor, OnDask):
+        return nullcontext(_sink(files, PER_ROW))
+    return _row_writer(files, outputs, rows_on_stdout)
 
 
 def _row_writer(

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from gaussnll.core.run.comparison import compare
     from gaussnll.core.run.distributed import score_on_dask
     from gaussnll.core.run.distributed_merge import merge_on_dask
+    from gaussnll.core.run.executors import Executor, InProcess, OnDask
     from gaussnll.core.run.merging import (
         load_state,
         merge_state_files,
@@ -153,6 +154,9 @@ _EXPORTS = {
     "scalar_columns": "io.readers",
     "score": "run.api",
     "score_on_dask": "run.distributed",
+    "Executor": "run.executors",
+    "InProcess": "run.executors",
+    "OnDask": "run.executors",
     "state_format": "run.merging",
     "write_recalibrated": "run.rescale",
 }

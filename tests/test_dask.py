@@ -23,7 +23,15 @@ from conftest import assert_one_line_error, assert_same_report, make_predictions
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import ColumnSpec, ScoreOptions, score_on_dask
+from gaussnll.core import (
+    ColumnSpec,
+    InProcess,
+    OnDask,
+    ScoreOptions,
+    UsageError,
+    score,
+    score_on_dask,
+)
 
 pytest.importorskip("distributed")
 
@@ -530,3 +538,20 @@ def test_a_state_saved_on_a_cluster_names_the_map_it_applied(tmp_path, scheduler
     merged = json.loads(run("merge", state, "--json").stdout)
     assert merged["recalibration"] == json.loads(run(*args, "--json").stdout)["recalibration"]
     assert merged["recalibration"]["file"] == str(recalibration)
+
+
+def test_score_takes_the_cluster_as_its_executor(tmp_path, scheduler):
+    """One entry point: ``score(path, options, executor=OnDask(address))`` is ``score_on_dask``,
+    with the numbers of ``executor=InProcess()``; what only one executor takes is refused."""
+    data = _dataset(tmp_path / "data", files=2, rows=700)
+    options = ScoreOptions(columns=ColumnSpec(mean="mean0", target="target0", spread="var0"))
+    here = score(str(data), options, executor=InProcess())
+    there = score(str(data), options, executor=OnDask(scheduler[0]))
+    assert there.rows == here.rows == 1_400
+    assert there.nll == pytest.approx(here.nll, rel=1e-12)
+    assert there.calibration is not None and here.calibration is not None
+    assert there.calibration.crps == pytest.approx(here.calibration.crps, rel=1e-12)
+    with pytest.raises(UsageError, match="takes a path"):
+        score(pa.table({"mean": [0.0], "target": [0.0], "var": [1.0]}), executor=OnDask("local"))
+    with pytest.raises(UsageError, match="RowWriter"):
+        score(str(data), options, rows_to=str(tmp_path / "rows"))

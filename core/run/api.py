@@ -22,7 +22,9 @@ from gaussnll.core.recalibration import RecalibrationMap
 from gaussnll.core.report.recalibrate import fit_recalibration
 from gaussnll.core.report.report import Report
 from gaussnll.core.run import engine
+from gaussnll.core.run.distributed import score_on_dask
 from gaussnll.core.run.engine import ProgressCallback
+from gaussnll.core.run.executors import Executor, OnDask
 from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
 from gaussnll.core.run.merging import save_state
 from gaussnll.core.run.scorer import Scorer
@@ -35,7 +37,8 @@ def score(
     source: Any,
     options: ScoreOptions | None = None,
     *,
-    rows_to: RowWriter | None = None,
+    executor: Executor | None = None,
+    rows_to: RowWriter | str | None = None,
     on_progress: ProgressCallback | None = None,
     state_to: str | None = None,
     state_format: str | None = None,
@@ -45,15 +48,24 @@ def score(
     columns may be given by the command line's names (``mean_col="mu", std_col="sd"``: see
     ``options.with_settings``).
 
-    ``rows_to`` and ``on_progress`` are as for the file engine (files and tables only; tensor
-    chunks get their per-element losses back from ``Scorer.update``). ``state_to`` names a
-    state file to write, for ``merge_states``, as ``state_format`` (``json`` or ``arrow``;
-    None: by its name, see ``merging.save_state``).
+    ``executor`` says where: ``InProcess()`` (the default) or ``OnDask(address)`` (a path
+    only; see ``run.executors``). ``rows_to`` and ``on_progress`` are as for the file engine
+    (files and tables only; tensor chunks get their per-element losses back from
+    ``Scorer.update``; on Dask ``rows_to`` is a directory). ``state_to`` names a state file to
+    write, for ``merge_states``, as ``state_format`` (``json`` or ``arrow``; None: by its name,
+    see ``merging.save_state``).
 
     >>> score("preds.parquet", full=True).nll            # doctest: +SKIP
+    >>> score("s3://bucket/preds/", executor=OnDask("local")).nll   # doctest: +SKIP
     >>> score(frame, mean_col="mu", std_col="sd").to_frame()        # doctest: +SKIP
     """
     options = with_settings(options, settings)
+    if isinstance(executor, OnDask):
+        return _score_on_dask(
+            source, options, executor, rows_to, on_progress, state_to, state_format
+        )
+    if isinstance(rows_to, str):
+        raise UsageError("rows_to is a RowWriter in this process (a directory on Dask)")
     streams: dict[str, Any] = {
         "rows_to": rows_to,
         "on_progress": on_progress,
@@ -87,6 +99,35 @@ def score(
     raise UsageError(
         "score() takes a path, a list of paths, a pandas DataFrame, a pyarrow Table or "
         f"RecordBatchReader, or an iterable of (mean, target, var). Got {type(source).__name__}."
+    )
+
+
+def _score_on_dask(
+    source: Any,
+    options: ScoreOptions,
+    executor: OnDask,
+    rows_to: RowWriter | str | None,
+    on_progress: ProgressCallback | None,
+    state_to: str | None,
+    state_format: str | None,
+) -> Report:
+    """``score`` on a Dask cluster: of a path (its files are the partitions), per-row losses to
+    the directory ``rows_to``."""
+    if not isinstance(source, str | os.PathLike):
+        raise UsageError(f"on Dask, score() takes a path. Got {type(source).__name__}.")
+    if isinstance(rows_to, RowWriter):
+        raise UsageError("on Dask, per-row losses go to a directory: give rows_to its path")
+    return score_on_dask(
+        os.fspath(source),
+        options,
+        address=executor.address,
+        workers=executor.workers,
+        timeout=executor.timeout,
+        verbose=executor.verbose,
+        state_to=state_to,
+        state_format=state_format,
+        on_progress=on_progress,
+        rows_to_directory=rows_to,
     )
 
 
