@@ -51,8 +51,7 @@ from gaussnll.core import (
     compare,
     evaluate,
     evaluate_per_group,
-    merge_on_dask,
-    merge_state_files,
+    merge,
     metric_levels,
     parse_checks,
     redacted,
@@ -159,13 +158,9 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if options.columns.id and not (outputs.per_row or rows_on_stdout):
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
-    executor: Executor = InProcess()
-    if settings["dask"] is not None:
-        if rows_on_stdout:
-            raise UsageError("--dask writes per-row losses to a directory: add --per-row DIR")
-        executor = OnDask(
-            settings["dask"], settings["dask_workers"], verbose=bool(given.get("debug"))
-        )
+    executor = _executor(settings, given)
+    if isinstance(executor, OnDask) and rows_on_stdout:
+        raise UsageError("--dask writes per-row losses to a directory: add --per-row DIR")
     with outputs.planned(source.files, config) as files:
         with (
             _row_sink(files, outputs, executor, rows_on_stdout) as rows_to,
@@ -198,26 +193,15 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
         require_dask()
     if given.get("html"):
         require_matplotlib()
-    duplicates = bool(given.get("allow_duplicates"))
     with outputs.planned(paths, config) as files:
         with progress_callback("merging", not outputs.quiet) as on_progress:
-            if settings["dask"] is not None:
-                scorer = merge_on_dask(
-                    paths,
-                    address=settings["dask"],
-                    workers=settings["dask_workers"],
-                    max_groups=max_groups,
-                    allow_duplicates=duplicates,
-                    on_progress=on_progress,
-                    verbose=bool(given.get("debug")),
-                )
-            else:
-                scorer = merge_state_files(
-                    paths,
-                    max_groups=max_groups,
-                    allow_duplicates=duplicates,
-                    on_progress=on_progress,
-                )
+            scorer = merge(
+                paths,
+                executor=_executor(settings, given),
+                max_groups=max_groups,
+                allow_duplicates=bool(given.get("allow_duplicates")),
+                on_progress=on_progress,
+            )
         report = scorer.report(", ".join(paths), "state", allow_empty=True)
         settings.update(by=list(report.by), calibration=report.calibration is not None)
         settings.update(max_groups=scorer.options.max_groups)  # the limit that applied
@@ -313,6 +297,13 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
             results = evaluate(checks, report, COMPARE_METRICS)
         shown = Shown(COMPARE, results, _shown_settings(settings), config.path)
         return publish(report, shown, output_format, files, COMPARE_METRICS)
+
+
+def _executor(settings: dict[str, Any], given: dict[str, Any]) -> Executor:
+    """Where the run scores or merges: on the Dask cluster of ``--dask``, else here."""
+    if settings["dask"] is None:
+        return InProcess()
+    return OnDask(settings["dask"], settings["dask_workers"], verbose=bool(given.get("debug")))
 
 
 def _row_sink(

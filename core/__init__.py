@@ -71,7 +71,7 @@ if TYPE_CHECKING:
         Report,
     )
     from gaussnll.core.run.allocator import keep_freed_memory
-    from gaussnll.core.run.api import ProgressCallback, recalibrate, score
+    from gaussnll.core.run.api import ProgressCallback, merge, recalibrate, score
     from gaussnll.core.run.comparison import compare
     from gaussnll.core.run.distributed import score_on_dask
     from gaussnll.core.run.distributed_merge import merge_on_dask
@@ -141,6 +141,7 @@ _EXPORTS = {
     "gaussian_nll_loss": "loss",
     "keep_freed_memory": "run.allocator",
     "load_state": "run.merging",
+    "merge": "run.api",
     "merge_on_dask": "run.distributed_merge",
     "merge_state_files": "run.merging",
     "merge_states": "run.merging",
