@@ -91,13 +91,14 @@ class Chunk:
 
 def _roles(batch: pa.RecordBatch, options: ScoreOptions, convert: Conversion) -> list[Tensor]:
     """The mean, target and spread of ``batch`` (see ``Chunk``)."""
-    spec = options.columns
-    target = convert.role(batch, spec.target)
+    spec = options.columns  # read in this order: the first bad column is the one named
     if spec.quantiles:
         quantiles = convert.role(batch, spec.quantiles)
+        target = convert.role(batch, spec.target)
         return [quantiles, target, quantiles.new_empty((quantiles.shape[0], 0))]
     members = convert.members if options.ensemble else convert.role
-    return [members(batch, spec.mean), target, members(batch, spec.spread)]
+    mean = members(batch, spec.mean)
+    return [mean, convert.role(batch, spec.target), members(batch, spec.spread)]
 
 
 def to_chunks(
