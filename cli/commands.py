@@ -31,6 +31,7 @@ from gaussnll.cli.settings import (
 )
 from gaussnll.core import (
     COMPARE_METRICS,
+    QUANTILE_FAMILIES,
     SCORE_METRICS,
     Catalog,
     Check,
@@ -390,7 +391,22 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
         raise UsageError("a --check uses a calibration metric: drop --no-calibration")
     if any(catalog.uses_ensemble(c.metric) for c in checks) and not settings["ensemble"]:
         raise UsageError("a --check uses an ensemble metric: add --ensemble")
+    density = [
+        c.metric
+        for c in checks
+        if c.metric in DENSITY_METRICS or catalog.family(c.metric) not in (None, *QUANTILE_FAMILIES)
+    ]
+    if density and settings.get("quantiles") is not None:
+        raise UsageError(
+            f"--check {density[0]}: a quantile model (--quantiles) has no density, so its NLL "
+            "and a Gaussian's metrics are null; check a quantile metric such as wis, "
+            "crps_quantile or quantile_mace"
+        )
     return checks
+
+
+# The numbers of a density, null for a quantile model.
+DENSITY_METRICS = ("nll", "nll_mean", "nll_sum", "dss")
 
 
 def _require_families(
@@ -465,6 +481,9 @@ def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions
         id=settings.get("id_col"),
         by=tuple(by),
         weight=settings.get("weight_col"),
+        quantiles=_names(settings["quantile_cols"], "--quantile-cols")
+        if settings.get("quantile_cols") is not None
+        else (),
     )
     core = {key: value for name, value in settings.items() if (key := BY_NAME[name].core) in _CORE}
     levels = settings.get("levels", BY_NAME["levels"].default)

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 from gaussnll.cli import figures
 from gaussnll.cli.layout import Grid
-from gaussnll.cli.render import CheckResults, outputs_grid, recalibration_text
+from gaussnll.cli.render import CheckResults, cell, outputs_grid, recalibration_text
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
+from gaussnll.cli.render_quantiles import quantile_grids
 from gaussnll.cli.render_recalibrate import RecalibrationReport
 from gaussnll.core import (
     SCORE_METRICS,
@@ -90,7 +91,9 @@ def score_page(
         _checks(results),
     ]
     calibration = report.calibration
-    if calibration is None:
+    if report.quantiles is not None:  # a quantile model: its own section, no Gaussian's
+        parts += [_grid(grid) for grid in quantile_grids(report, cell)]
+    elif calibration is None:
         parts.append("<p class='note'>Calibration was not computed (--no-calibration).</p>")
     else:
         parts += ["<h2>Calibration</h2><div class='figures'>", *_figures(calibration), "</div>"]

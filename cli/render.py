@@ -16,6 +16,7 @@ from rich.text import Text
 from gaussnll.cli.layout import Grid, blocks, show, side_by_side
 from gaussnll.cli.literal import code_span, literal, markdown
 from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
+from gaussnll.cli.render_quantiles import quantile_grids
 from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import (
     SCORE_METRICS,
@@ -114,6 +115,8 @@ def report_blocks(
             parts += blocks(console, coverage_grid(cal) if cal.coverage else pit_grid(cal))
     if report.ensemble is not None:
         parts.append(ensemble_table(report, number))
+    for grid in quantile_grids(report, cell):
+        parts += blocks(console, grid)
     if len(report.outputs) > 1:
         parts += blocks(console, outputs_grid(report))
     if report.by:
@@ -151,6 +154,8 @@ def report_markdown(
         grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
     lines += ensemble_markdown(report, number)
+    for grid in quantile_grids(report, cell):
+        lines += titled_markdown(grid)
     if len(report.outputs) > 1:
         lines += titled_markdown(outputs_grid(report))
     if report.by:
@@ -164,7 +169,10 @@ def titled_markdown(grid: Grid) -> list[str]:
     return lines + markdown_table(grid.headers, grid.rows, keys=grid.keys)
 
 
-MARKDOWN_HEADLINE = ("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse")
+MARKDOWN_HEADLINE = (
+    *("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse"),
+    *("wis", "crossing_rows", "quantile_mace"),
+)
 SHAPE = ("rows × outputs × members", "shape")  # label and name of the shape's row
 CONFIG = ("options from", "config")  # ... and of the config file's
 
@@ -222,10 +230,15 @@ def groups_grid(report: Report) -> Grid:
     )
 
 
+QUANTILE_GROUP_METRICS = ("wis", "crps_quantile", "quantile_mace", "crossing_rows")
+
+
 def group_metrics(report: Report) -> list[str]:
     """The metrics a table of groups shows: the weight sum when weighted, the headline
-    scores, and the coverage at the level closest to 0.9."""
+    scores, and the coverage at the level closest to 0.9 (a quantile model's own)."""
     metrics = ["weight_sum"] if report.weight_sum is not None else []
+    if report.quantiles is not None:  # a quantile model: no density, no Gaussian numbers
+        return [*metrics, *QUANTILE_GROUP_METRICS]
     metrics += ["nll", "crps", "var_scale", "mace", "rmse"]
     level = _headline_level(report)
     if level is not None:

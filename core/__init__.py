@@ -27,7 +27,13 @@ if TYPE_CHECKING:
         UsageError,
         redacted,
     )
-    from gaussnll.core.families import FAMILIES, GROUP_DEFAULT, Selection, parse_names
+    from gaussnll.core.families import (
+        FAMILIES,
+        GROUP_DEFAULT,
+        QUANTILE_FAMILIES,
+        Selection,
+        parse_names,
+    )
     from gaussnll.core.io.outputs import PlannedOutputs
     from gaussnll.core.io.readers import scalar_columns
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
@@ -68,6 +74,7 @@ if TYPE_CHECKING:
         CalibrationSummary,
         GroupScore,
         OutputScore,
+        QuantilesSummary,
         Report,
     )
     from gaussnll.core.run.allocator import keep_freed_memory
@@ -105,6 +112,7 @@ _EXPORTS = {
     "DEFAULT_TIMEOUT_S": "io.timeouts",
     "FAMILIES": "families",
     "GROUP_DEFAULT": "families",
+    "QUANTILE_FAMILIES": "families",
     "Selection": "families",
     "parse_names": "families",
     "FileFormat": "io.sources",
@@ -120,6 +128,7 @@ _EXPORTS = {
     "OutputScore": "report.report",
     "PairedSummary": "report.compare_report",
     "PlannedOutputs": "io.outputs",
+    "QuantilesSummary": "report.report",
     "ProgressCallback": "run.api",
     "RecalibrationMap": "recalibration",
     "Report": "report.report",

@@ -15,6 +15,7 @@ from gaussnll.core.errors import OptionError
 
 NLL = "nll"
 ENSEMBLE = "ensemble"
+QUANTILES = "quantiles"
 ALL = "all"
 
 # Every family with what it computes, in the order the report lists them.
@@ -29,10 +30,14 @@ FAMILIES: dict[str, str] = {
     "scores": "check score and interval score averaged over 99 levels",
     "uncertainty": "ENCE, error-vs-uncertainty bins, sigma histogram",
     ENSEMBLE: "the mixture's NLL, CRPS, coverage and PIT, member NLLs (--ensemble)",
+    QUANTILES: "pinball losses, WIS, interval and one-sided coverage, CRPS (--quantiles)",
 }
+# A quantile model has no density: only these apply (the NLL's numbers are null).
+QUANTILE_FAMILIES = (NLL, QUANTILES)
 # What ``--no-calibration`` leaves: the families that need no calibration sums.
-UNCALIBRATED = frozenset({NLL, ENSEMBLE})
+UNCALIBRATED = frozenset({NLL, ENSEMBLE, QUANTILES})
 # The cheap, most-used families, each group's by default: a few hundred bytes a group.
+# (a quantile model's groups get its quantiles family.)
 GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration")
 
 
@@ -61,19 +66,22 @@ def select(
     *,
     calibration: bool = True,
     ensemble: bool = False,
+    quantiles: bool = False,
 ) -> Selection:
     """The families of each scope: ``metrics`` (None: all) for the whole input, ``group_metrics``
     (None: ``GROUP_DEFAULT`` among those) for each group. ``nll`` is always in both; ``ensemble``
-    only with an ensemble. Names that are unknown, or groups' families not computed for the
-    whole input, raise :class:`OptionError`."""
+    only with an ensemble; a quantile model (``quantiles``) has only ``QUANTILE_FAMILIES``.
+    Names that are unknown, or groups' families not computed for the whole input, raise
+    :class:`OptionError`."""
     available = [name for name in FAMILIES if ensemble or name != ENSEMBLE]
+    available = [n for n in available if n == NLL or (n in QUANTILE_FAMILIES) == quantiles]
     if not calibration:
         available = [name for name in available if name in UNCALIBRATED]
-    overall = _named("metrics", metrics, available, ensemble, calibration)
+    overall = _named("metrics", metrics, available, ensemble, calibration, quantiles)
     if group_metrics is None:
-        groups = {name for name in GROUP_DEFAULT if name in overall}
+        groups = {name for name in (*GROUP_DEFAULT, QUANTILES) if name in overall}
     else:
-        groups = _named("group_metrics", group_metrics, available, ensemble, calibration)
+        groups = _named("group_metrics", group_metrics, available, ensemble, calibration, quantiles)
         missing = sorted(groups - overall, key=list(FAMILIES).index)
         if missing:
             raise OptionError(
@@ -90,6 +98,7 @@ def _named(
     available: list[str],
     ensemble: bool,
     calibration: bool,
+    quantiles: bool,
 ) -> set[str]:
     """The families ``names`` selects (None or ``all``: every available one)."""
     if names is None:
@@ -103,6 +112,14 @@ def _named(
             raise OptionError(parameter, f"must be families among {known}. Got {name!r}.")
         elif name == ENSEMBLE and not ensemble:
             raise OptionError(parameter, "names ensemble, which needs --ensemble.")
+        elif name not in available and quantiles:
+            raise OptionError(
+                parameter,
+                f"names {name}, which a quantile model (--quantiles) has not: it has "
+                f"{', '.join(QUANTILE_FAMILIES)}.",
+            )
+        elif name == QUANTILES and not quantiles:
+            raise OptionError(parameter, "names quantiles, which needs --quantiles.")
         elif name not in available and not calibration:
             raise OptionError(
                 parameter, f"names {name}, which --no-calibration leaves out: drop one of them."

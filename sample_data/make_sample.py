@@ -9,6 +9,9 @@ is a second model of the same rows for ``gaussnll compare``: bias removed and va
 recalibrated, its rows shuffled (pair by ``id``).
 ``ensemble.parquet`` holds a 5-member ensemble of the same function (``gaussnll score
 --ensemble``): list columns ``mean`` and ``var`` of 5 values per row.
+``quantiles.parquet`` holds a quantile model of ``preds.parquet``'s rows (``gaussnll score
+--quantiles 0.05,0.25,0.5,0.75,0.95 --quantile-cols q05,q25,q50,q75,q95``): the Gaussian's
+quantiles widened by 10%, with noise of their own, so a few rows' quantiles cross.
 ``preds_part1.state.json`` and ``preds_part2.state.json`` are the states (``score --by region
 --save-state``) of the two halves of ``preds.parquet``'s rows, for ``gaussnll merge``.
 
@@ -18,6 +21,7 @@ recalibrated, its rows shuffled (pair by ``id``).
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pyarrow as pa
@@ -83,6 +87,23 @@ def ensemble(rng: np.random.Generator, rows: int, members: int = 5) -> pa.Table:
     )
 
 
+QUANTILE_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def quantile_model(table: pa.Table, rng: np.random.Generator) -> pa.Table:
+    """A quantile model of ``table``'s rows: ``q_τ = mean + 1.1 σ Φ⁻¹(τ)`` plus noise of
+    0.25 σ per quantile (independent, so neighbouring quantiles sometimes cross)."""
+    mean = table.column("mean").to_numpy()
+    std = np.sqrt(table.column("var").to_numpy())
+    quantiles = {}
+    for tau in QUANTILE_LEVELS:
+        noise = 0.25 * std * rng.standard_normal(len(mean))
+        values = mean + 1.1 * std * NormalDist().inv_cdf(tau) + noise
+        quantiles[f"q{round(tau * 100):02d}"] = np.round(values, 6)
+    kept = ("id", "x", "target", "region", "weight")
+    return pa.table({**{name: table.column(name) for name in kept}, **quantiles})
+
+
 def main() -> None:
     rng = np.random.default_rng(SEED)
     columns = predictions(rng, ROWS)
@@ -113,6 +134,8 @@ def main() -> None:
     pq.write_table(candidate.take(order), HERE / "preds_candidate.parquet")
 
     pq.write_table(ensemble(np.random.default_rng(SEED + 2), 2_000), HERE / "ensemble.parquet")
+    quantiles = quantile_model(table, np.random.default_rng(SEED + 3))
+    pq.write_table(quantiles, HERE / "quantiles.parquet")
 
     half = ROWS // 2
     for part, rows in enumerate((table.slice(0, half), table.slice(half)), start=1):

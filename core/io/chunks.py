@@ -23,7 +23,9 @@ from gaussnll.core.options import ScoreOptions, Spread
 class Chunk:
     """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from.
 
-    An ensemble's mean and spread are ``(rows, members, width)`` (``ScoreOptions.ensemble``).
+    An ensemble's mean and spread are ``(rows, members, width)`` (``ScoreOptions.ensemble``);
+    a quantile model's ``mean`` holds its K quantiles ``(rows, K)`` and its spread is empty
+    ``(rows, 0)`` (``ScoreOptions.quantiles``).
     """
 
     mean: Tensor
@@ -87,6 +89,18 @@ class Chunk:
         )
 
 
+def _roles(batch: pa.RecordBatch, options: ScoreOptions, convert: Conversion) -> list[Tensor]:
+    """The mean, target and spread of ``batch`` (see ``Chunk``)."""
+    spec = options.columns  # read in this order: the first bad column is the one named
+    if spec.quantiles:
+        quantiles = convert.role(batch, spec.quantiles)
+        target = convert.role(batch, spec.target)
+        return [quantiles, target, quantiles.new_empty((quantiles.shape[0], 0))]
+    members = convert.members if options.ensemble else convert.role
+    mean = members(batch, spec.mean)
+    return [mean, convert.role(batch, spec.target), members(batch, spec.spread)]
+
+
 def to_chunks(
     batches: Iterator[tuple[str, pa.RecordBatch]],
     options: ScoreOptions,
@@ -114,9 +128,7 @@ def to_chunks(
         first_row += batch.num_rows
         group = None if group_keys is None else torch.from_numpy(group_keys.index(batch, where))
         scale = None if scales is None else torch.from_numpy(scales.scales(batch, where)).to(dtype)
-        members = convert.members if options.ensemble else convert.role
-        roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
-        roles.append(members(batch, spec.spread))
+        roles = _roles(batch, options, convert)
         # A missing weight is NaN whatever the policy: the scorer refuses it with its row. In
         # float64 whatever the dtype: a float32 value times a weight is then exact, as the
         # value's repeats would be.

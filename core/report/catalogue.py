@@ -152,18 +152,17 @@ class ScoreMetrics:
         if not entry.per_level:
             return _number(value)
         _, level = split_level(metric)
-        levels = report.calibration.levels if report.calibration is not None else []
+        levels = _levels(report, entry)
         matches = [i for i, known in enumerate(levels) if math.isclose(known, level or math.nan)]
         return _number(value[matches[0]]) if matches else None
 
     def numbers(self, report: Any) -> dict[str, float]:
         """Every checkable number of ``report`` by the name a check uses (per level: one entry
         per computed level, ``coverage@0.9``), in catalogue order."""
-        levels = report.calibration.levels if report.calibration is not None else []
         named: dict[str, float] = {}
         for entry in self.metrics.values():
             names = (
-                [f"{entry.name}{LEVEL_SEPARATOR}{level:g}" for level in levels]
+                [f"{entry.name}{LEVEL_SEPARATOR}{level:g}" for level in _levels(report, entry)]
                 if entry.per_level
                 else [entry.name]
             )
@@ -237,6 +236,18 @@ class CompareMetrics:
     def _split(metric: str) -> tuple[str | None, str]:
         side, dot, name = metric.partition(".")
         return (side, name) if dot else (None, metric)
+
+
+def _levels(report: Any, entry: Metric) -> list[float]:
+    """The levels of a per-level metric: its section's (``spec.levels`` names the field), or
+    the calibration's for one outside a section with levels (none where its section is
+    absent)."""
+    holder = getattr(report, entry.section, None) if entry.section is not None else None
+    if holder is None or not hasattr(holder, entry.spec.levels):
+        if entry.spec.levels != "levels":
+            return []
+        holder = report.calibration
+    return [] if holder is None else list(getattr(holder, entry.spec.levels))
 
 
 def closest(name: str, names: list[str]) -> str | None:

@@ -13,11 +13,13 @@ from gaussnll.core.io.grouping import GroupKeys, sort_key
 from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.ensemble_summary import EnsembleSummaries
+from gaussnll.core.report.quantiles_summary import QuantilesSummaries
 from gaussnll.core.report.report import GroupScore, OutputScore, Report
 from gaussnll.core.report.summary_table import Summaries, SummaryTable
 from gaussnll.core.state.calibration import CalibrationState
 from gaussnll.core.state.mixture import MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
+from gaussnll.core.state.quantiles import QuantileState
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.uncertainty import summaries as uncertainty_summaries
 
@@ -74,15 +76,23 @@ class Reports(Sequence[Report]):
             self._ensemble = EnsembleSummaries(
                 mixture, weight * self._outputs, by_group=by_group, full=options.full
             )
+        quantiles = state.group_quantiles if by_group else state.quantiles
+        self._quantiles = (
+            None if quantiles is None else QuantilesSummaries(quantiles, weight, by_group=by_group)
+        )
+        self._density = options.quantiles is None  # a quantile model's NLL is null
         self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
         self._names = options.columns.output_names(self._outputs)
         self._options = options
         spec = options.columns
         self._common = {
             "columns": {
-                "mean": list(spec.mean),
+                **(
+                    {"quantiles": list(spec.quantiles)}
+                    if spec.quantiles
+                    else {"mean": list(spec.mean), spec.spread_kind.value: list(spec.spread)}
+                ),
                 "target": list(spec.target),
-                spec.spread_kind.value: list(spec.spread),
                 "id": spec.id,
                 "weight": spec.weight,
             },
@@ -107,6 +117,7 @@ class Reports(Sequence[Report]):
             each = [_row(per_output, b * outputs + d) for d in range(outputs)]
         total = sum(sums)
         raw = self._raw_sums[b]
+        nll = self._density
         return Report(
             rows=n,
             elements=n * outputs,
@@ -114,16 +125,16 @@ class Reports(Sequence[Report]):
             reduction=options.reduction,
             full=options.full,
             eps=options.eps,
-            nll_mean=_ratio(total, weight * outputs),
-            nll_sum=total,
-            dss=2 * _ratio(sum(raw), weight * outputs),
+            nll_mean=_ratio(total, weight * outputs) if nll else None,
+            nll_sum=total if nll else None,
+            dss=2 * _ratio(sum(raw), weight * outputs) if nll else None,
             outputs=tuple(
                 OutputScore(
                     column=name,
                     elements=n,
-                    nll_mean=_ratio(s, weight),
-                    nll_sum=s,
-                    dss=2 * _ratio(r, weight),
+                    nll_mean=_ratio(s, weight) if nll else None,
+                    nll_sum=s if nll else None,
+                    dss=2 * _ratio(r, weight) if nll else None,
                     calibration=output_calibration,
                     accuracy=output_accuracy,
                 )
@@ -134,6 +145,7 @@ class Reports(Sequence[Report]):
             calibration=calibration,
             accuracy=accuracy,
             ensemble=None if self._ensemble is None else self._ensemble[b],
+            quantiles=None if self._quantiles is None else self._quantiles[b],
             nan_policy=options.nan_policy,
             skipped_rows=self._skipped[b][0],
             skipped_reasons=dict(zip(SKIP_REASONS, self._skipped[b][1:], strict=True)),
@@ -161,7 +173,9 @@ def _calibration_summaries(
     which bounds the temporaries however many groups there are."""
     batch, outputs = loss.shape
     # The scope's accumulators of calibration and accuracy (the mixture has its own section).
-    parts = [part for part in state.scope(by_group) if not isinstance(part, MixtureState)]
+    parts = [
+        part for part in state.scope(by_group) if not isinstance(part, MixtureState | QuantileState)
+    ]
     if not parts:
         return None, None
     levels, pit_bins = options.levels, options.pit_bins

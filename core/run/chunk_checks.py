@@ -45,6 +45,15 @@ class Validity:
             return False
         return bool(bad)
 
+    def bad_values(self, fine: Tensor) -> bool:
+        """True when a row is not ``fine`` and must be explained now (CPU only; on a GPU the
+        verdict is noted)."""
+        bad = ~fine.all()
+        if self._deferred:
+            self._flag |= bad
+            return False
+        return bool(bad)
+
     def check_weights(self, weight: Tensor, column: str, where: Location) -> None:
         """Raise for a row whose weight is not one of ``good_weights`` (on a GPU: note it)."""
         fine = good_weights(weight).all()  # False for a NaN

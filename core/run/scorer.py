@@ -25,6 +25,7 @@ from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.chunk_checks import Validity, check_widths, explain, left_in
 from gaussnll.core.run.ensemble_members import members_of
+from gaussnll.core.run.quantile_rows import add_quantiles
 from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.state_document import (
     STATE_SCHEMA,
@@ -84,6 +85,11 @@ class Scorer:
         and the losses are the moment-matched Gaussian's. ``weight`` (``(rows,)`` or
         ``(rows, 1)``) weighs each row: give it with every update or with none.
         """
+        if self.options.quantiles is not None:
+            raise UsageError(
+                "Scorer.update takes a Gaussian's mean and variance: score a quantile model's "
+                "file or table instead"
+            )
         chunk = tensor_chunk(mean, target, var, weight, self.options, self.device, self._rows_given)
         self._rows_given += chunk.length
         return self.add(chunk).per_row(self.options.full)
@@ -102,6 +108,8 @@ class Scorer:
                 f"{state.outputs}: use a map fitted on predictions of the same outputs",
                 path=chunk.where.path,
             )
+        if options.quantiles is not None:
+            return add_quantiles(chunk, state, options, self._validity)
         var = chunk.variance(spec.spread_kind)
         members, given, given_var = None, chunk, var
         if self._weights is not None:  # scored as the moment-matched Gaussian
@@ -144,7 +152,8 @@ class Scorer:
             if self.options.ensemble:
                 self._set_weights(chunk.mean.shape[1], chunk.mean.dtype)
             self._weighted = chunk.weight is not None
-            self.state = self._new_state(chunk.mean.shape[-1])
+            quantiles = self.options.quantiles is not None  # one output, K quantiles
+            self.state = self._new_state(1 if quantiles else chunk.mean.shape[-1])
         elif (chunk.weight is not None) != self._weighted:
             raise UsageError(
                 "give each row's weight with every chunk or with none: "
@@ -269,6 +278,7 @@ class Scorer:
             members=self._weights,
             weighted=self._weighted,
             selection=self.options.selection,
+            quantiles=self.options.quantiles,
         )
 
     def _reserve_groups(self, state: ScoreState, group_keys: GroupKeys) -> None:

@@ -4,13 +4,15 @@ sums, laid out otherwise, and is refused with a line saying so)::
 
     {"schema": "gaussnll.state/2",
      "options": {"columns": {"mean": [...], "target": [...], "spread": [...],
-                             "spread_kind": "var", "by": [...], "weight": name or null},
+                             "spread_kind": "var", "by": [...], "weight": name or null,
+                             "quantiles": [...] (absent in older files)},
                  "full": false, "eps": 1e-06, "reduction": "mean", "dtype": "float64",
                  "nan_policy": "error", "calibration": true, "levels": [...], "pit_bins": 20,
                  "uncertainty_bins": 10, "intervals": {"COLUMN": [edges]},
                  "recalibration": {map} or null, "ensemble": false,
                  "member_weights": [weights] or null,
-                 "metrics": [families] or null, "group_metrics": [families] or null},
+                 "metrics": [families] or null, "group_metrics": [families] or null,
+                 "quantiles": [levels] or null (absent in older files)},
      "outputs": D or null (no row yet),
      "members": M (an ensemble's members per row) or null,
      "weighted": true when the rows were weighted (absent: false),
@@ -83,6 +85,7 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
             "spread_kind": columns.spread_kind.value,
             "by": list(columns.by),
             "weight": columns.weight,
+            "quantiles": list(columns.quantiles),
         },
         "full": options.full,
         "eps": options.eps,
@@ -99,6 +102,7 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
         "member_weights": None if weights is None else list(weights),
         "metrics": None if options.metrics is None else list(options.metrics),
         "group_metrics": None if options.group_metrics is None else list(options.group_metrics),
+        "quantiles": None if options.quantiles is None else list(options.quantiles),
     }
 
 
@@ -115,6 +119,7 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
                 spread_kind=columns["spread_kind"],
                 by=columns["by"],
                 weight=columns.get("weight"),
+                quantiles=columns.get("quantiles", ()),
             ),
             full=document["full"],
             eps=document["eps"],
@@ -133,6 +138,7 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
             member_weights=None if weights is None else tuple(weights),
             metrics=document["metrics"],
             group_metrics=document["group_metrics"],
+            quantiles=document.get("quantiles"),
         )
     except OptionError as error:
         raise malformed(f"its options are invalid ({error})", path) from None
