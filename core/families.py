@@ -25,6 +25,7 @@ FAMILIES: dict[str, str] = {
     "crps": "CRPS",
     "coverage": "coverage, elements inside, interval width and interval score at --levels",
     "calibration": "calibration curve, MACE, RMSCE, miscalibration area",
+    "quantile": "one-sided calibration: the frequency of u <= tau, its MACE, RMSCE and area",
     "pit": "PIT histogram",
     "scores": "check score and interval score averaged over 99 levels",
     "uncertainty": "ENCE, error-vs-uncertainty bins, sigma histogram",
@@ -33,7 +34,7 @@ FAMILIES: dict[str, str] = {
 # What ``--no-calibration`` leaves: the families that need no calibration sums.
 UNCALIBRATED = frozenset({NLL, ENSEMBLE})
 # The cheap, most-used families, each group's by default: a few hundred bytes a group.
-GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration")
+GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration", "quantile")
 
 
 @dataclass(frozen=True)
