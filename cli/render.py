@@ -164,7 +164,16 @@ def titled_markdown(grid: Grid) -> list[str]:
     return lines + markdown_table(grid.headers, grid.rows, keys=grid.keys)
 
 
-MARKDOWN_HEADLINE = ("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse")
+MARKDOWN_HEADLINE = (
+    "nll",
+    "rows",
+    "weight_sum",
+    "var_scale",
+    "crps",
+    "mace",
+    "quantile_mace",
+    "rmse",
+)
 SHAPE = ("rows × outputs × members", "shape")  # label and name of the shape's row
 CONFIG = ("options from", "config")  # ... and of the config file's
 
