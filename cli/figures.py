@@ -64,7 +64,7 @@ def calibration_curves(
         axes.fill_between(expected, expected, observed, color=COLOURS[0], alpha=0.18, linewidth=0)
     axes.set(xlim=(0, 1), ylim=(0, 1), title=title, aspect="equal")
     axes.set_xlabel(
-        "expected proportion in the central interval (dotted: at or below the τ-quantile)"
+        "expected proportion: central level p (dotted: one-sided τ)"
         if one_sided
         else "expected proportion in the central interval"
     )

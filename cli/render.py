@@ -112,6 +112,9 @@ def report_blocks(
             parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
         elif cal.coverage is not None or cal.pit_counts is not None:
             parts += blocks(console, coverage_grid(cal) if cal.coverage else pit_grid(cal))
+    one_sided = one_sided_grid(report)
+    if one_sided.rows:
+        parts += blocks(console, one_sided)
     if report.ensemble is not None:
         parts.append(ensemble_table(report, number))
     if len(report.outputs) > 1:
@@ -302,7 +305,15 @@ def label(name: str, report: Report | None = None) -> str:
     return f"{text} ({report.reduction})" if name == "nll" and report is not None else text
 
 
-_SUMMARY_SKIPPED = frozenset({"nll", "seconds", "skipped_rows", "eps_floored", "z2_mean"})
+# The one-sided calibration has a table of its own (its long names would crowd the labels out).
+ONE_SIDED = tuple(
+    f"{scope}quantile_{name}"
+    for scope in ("", "mixture_")
+    for name in ("mace", "rmsce", "miscalibration_area")
+)
+_SUMMARY_SKIPPED = frozenset(
+    {"nll", "seconds", "skipped_rows", "eps_floored", "z2_mean", *ONE_SIDED}
+)
 SAME_NUMBER = {"var_scale": "z2_mean"}  # s* = mean(z²): one number, two names
 
 
@@ -357,6 +368,19 @@ def summary_grid(report: Report, config_file: str | None = None) -> Grid:
         sections=frozenset(sections),
         styles=styles,
         row_blocks=False,
+        optional=(0,),
+    )
+
+
+def one_sided_grid(report: Report) -> Grid:
+    """The one-sided calibration (the Gaussian's, then the mixture's), by label and the name a
+    check uses: no rows when not computed."""
+    rows = [(label(name), name, value) for _, name, value in headline_rows(report, ONE_SIDED)]
+    return Grid(
+        "one-sided calibration: the target at or below the τ-quantile (sees a bias)",
+        ("metric", "name", "value"),
+        rows,
+        keys=2,
         optional=(0,),
     )
 

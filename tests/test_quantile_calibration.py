@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
 from gaussnll.core import ColumnSpec, Scorer, load_state, merge_states, recalibrate, score
-from gaussnll.core.state.binning import OneSidedGrid, QuantileGrid
+from gaussnll.core.state.binning import Cells, LevelGrid, OneSidedGrid, QuantileGrid
+from gaussnll.core.state.calibration import CALIBRATION_FAMILIES, grids_of
 
 TAU = np.linspace(0, 1, 100)
 QUANTILE = ("quantile_mace", "quantile_rmsce", "quantile_miscalibration_area")
@@ -206,6 +207,16 @@ def test_one_sided_levels_are_inclusive():
         epsilon = math.copysign(abs(2 * k - 99) / 99, 2 * k - 99)
         assert grid.bin(epsilon) == k  # u = τ_k counts at τ_k
         assert grid.bin(math.nextafter(epsilon, 2.0)) == k + 1
+    # Through the shared lookup of every family's edges: u = τ_k at or below τ_k, and the
+    # central curve's bound -p still inside its interval (the adjacent edge below it).
+    cells = Cells(grids_of(CALIBRATION_FAMILIES, (0.5, 0.9), 20))
+    boundaries = torch.tensor(grid.edges(), dtype=torch.float64)
+    cell = cells.lookup(torch.device("cpu"))(boundaries)
+    assert cells.bin_of_cell["one_sided"][cell].tolist() == list(range(99))
+    central = cells.bin_of_cell["curve"][cell]
+    assert central.tolist() == [
+        LevelGrid(tuple(k / 99 for k in range(99))).bin(e) for e in grid.edges()
+    ]
     levels = torch.arange(99, dtype=torch.float64) / 99
     assert grid.u_bins(levels).tolist() == list(range(99))
     assert grid.u_bins(torch.tensor([math.nan, 1.0], dtype=torch.float64)).tolist() == [100, 99]
@@ -247,3 +258,4 @@ def test_the_sample_ensemble_passes_central_mace_and_fails_quantile_mace():
     assert "check failed: quantile_mace < 0.05 (got 0.07494)" in result.stderr
     markdown = runner.invoke(app, ["score", SAMPLE, "--ensemble", "--format", "markdown"])
     assert "| one-sided MACE | `quantile_mace` | 0.074940 |" in markdown.stdout
+    assert "| mixture one-sided MACE | 0.069120 |" in markdown.stdout
