@@ -29,9 +29,8 @@ from torch import Tensor
 from gaussnll.core.loss import nll_terms
 from gaussnll.core.state.batch import RowBatch
 from gaussnll.core.state.binning import OneSidedGrid, QuantileGrid
+from gaussnll.core.state.calibration import CURVE_STEPS
 from gaussnll.core.state.sinks import Sums
-
-ONE_SIDED_STEPS = 99  # one-sided levels k/99: the calibration curve's (``calibration``)
 
 _INV_SQRT_2 = 1 / math.sqrt(2)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -134,9 +133,9 @@ class MixtureState:
         )
         self._counts = None
         self._pit = QuantileGrid(pit_bins)
-        self._one_sided = OneSidedGrid(ONE_SIDED_STEPS)
+        self._one_sided = OneSidedGrid(CURVE_STEPS)
         if self.levels is not None:
-            width = len(self.levels) + pit_bins + ONE_SIDED_STEPS + 1
+            width = len(self.levels) + pit_bins + CURVE_STEPS + 1
             self._counts = Sums(
                 (width,),
                 device,
@@ -192,7 +191,7 @@ class MixtureState:
         levels = torch.tensor(self.levels, dtype=cdf.dtype, device=cdf.device)
         inside = (centrality.unsqueeze(2) <= levels).sum(dim=1)
         pit = _per_bin(self._pit.u_bins(cdf), self.pit_bins)
-        one_sided = _per_bin(self._one_sided.u_bins(cdf), ONE_SIDED_STEPS + 1)
+        one_sided = _per_bin(self._one_sided.u_bins(cdf), CURVE_STEPS + 1)
         return torch.cat([inside, pit, one_sided], dim=1)
 
     def reserve(self, groups: int) -> None:
