@@ -394,7 +394,9 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     density = [
         c.metric
         for c in checks
-        if c.metric in DENSITY_METRICS or catalog.family(c.metric) not in (None, *QUANTILE_FAMILIES)
+        if c.metric in DENSITY_METRICS
+        or ((families := catalog.families(c.metric))
+        and not set(families) & set(QUANTILE_FAMILIES))
     ]
     if density and settings.get("quantiles") is not None:
         raise UsageError(
@@ -421,16 +423,12 @@ def _require_families(
     if settings.get("sort_by"):
         named.append((settings["sort_by"].partition(":")[0], True))
     for metric, in_groups in named:
-        family = catalog.family(metric)
+        families = catalog.families(metric)
         scope, flag = (
-            (selection.groups, "--group-metrics")
-            if in_groups
-            else (
-                selection.overall,
-                "--metrics",
-            )
+            (selection.groups, "--group-metrics") if in_groups else (selection.overall, "--metrics")
         )
-        if family is not None and family not in scope:
+        if families and not scope.intersection(families):
+            family = families[0]
             raise UsageError(
                 f"{metric} is computed by the {family} metrics, which {flag} leaves out: add "
                 f"{family} to {flag}"

@@ -113,6 +113,9 @@ def report_blocks(
             parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
         elif cal.coverage is not None or cal.pit_counts is not None:
             parts += blocks(console, coverage_grid(cal) if cal.coverage else pit_grid(cal))
+    one_sided = one_sided_grid(report)
+    if one_sided.rows:
+        parts += blocks(console, one_sided)
     if report.ensemble is not None:
         parts.append(ensemble_table(report, number))
     for grid in quantile_grids(report, cell):
@@ -170,8 +173,8 @@ def titled_markdown(grid: Grid) -> list[str]:
 
 
 MARKDOWN_HEADLINE = (
-    *("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse"),
-    *("wis", "crossing_rows", "quantile_mace"),
+    *("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "quantile_mace", "rmse"),
+    *("wis", "crossing_rows"),
 )
 SHAPE = ("rows × outputs × members", "shape")  # label and name of the shape's row
 CONFIG = ("options from", "config")  # ... and of the config file's
@@ -306,7 +309,15 @@ def label(name: str, report: Report | None = None) -> str:
     return f"{text} ({report.reduction})" if name == "nll" and report is not None else text
 
 
-_SUMMARY_SKIPPED = frozenset({"nll", "seconds", "skipped_rows", "eps_floored", "z2_mean"})
+# The one-sided calibration has a table of its own (its long names would crowd the labels out).
+ONE_SIDED = tuple(
+    f"{scope}quantile_{name}"
+    for scope in ("", "mixture_")
+    for name in ("mace", "rmsce", "miscalibration_area")
+)
+_SUMMARY_SKIPPED = frozenset(
+    {"nll", "seconds", "skipped_rows", "eps_floored", "z2_mean", *ONE_SIDED}
+)
 SAME_NUMBER = {"var_scale": "z2_mean"}  # s* = mean(z²): one number, two names
 
 
@@ -361,6 +372,19 @@ def summary_grid(report: Report, config_file: str | None = None) -> Grid:
         sections=frozenset(sections),
         styles=styles,
         row_blocks=False,
+        optional=(0,),
+    )
+
+
+def one_sided_grid(report: Report) -> Grid:
+    """The one-sided calibration (the Gaussian's, then the mixture's), by label and the name a
+    check uses: no rows when not computed."""
+    rows = [(label(name), name, value) for _, name, value in headline_rows(report, ONE_SIDED)]
+    return Grid(
+        "one-sided calibration: the target at or below the τ-quantile (sees a bias)",
+        ("metric", "name", "value"),
+        rows,
+        keys=2,
         optional=(0,),
     )
 

@@ -26,6 +26,7 @@ FAMILIES: dict[str, str] = {
     "crps": "CRPS",
     "coverage": "coverage, elements inside, interval width and interval score at --levels",
     "calibration": "calibration curve, MACE, RMSCE, miscalibration area",
+    "one_sided": "one-sided calibration: the frequency of u <= tau, its MACE, RMSCE and area",
     "pit": "PIT histogram",
     "scores": "check score and interval score averaged over 99 levels",
     "uncertainty": "ENCE, error-vs-uncertainty bins, sigma histogram",
@@ -38,7 +39,7 @@ QUANTILE_FAMILIES = (NLL, QUANTILES)
 UNCALIBRATED = frozenset({NLL, ENSEMBLE, QUANTILES})
 # The cheap, most-used families, each group's by default: a few hundred bytes a group.
 # (a quantile model's groups get its quantiles family.)
-GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration")
+GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration", "one_sided")
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,21 @@ class CalibrationSummary:
         family="calibration",
         default=None,
     )
+    quantile_mace: float | None = metric(
+        "one-sided MACE",
+        "mean |observed - expected| frequency of target <= the tau-quantile (sees bias)",
+        family="one_sided",
+        default=None,
+    )
+    quantile_rmsce: float | None = metric(
+        "one-sided RMSCE", "RMS of the same differences", family="one_sided", default=None
+    )
+    quantile_miscalibration_area: float | None = metric(
+        "one-sided miscalibration area",
+        "area between the one-sided calibration curve and the diagonal",
+        family="one_sided",
+        default=None,
+    )
     crps: float | None = metric(
         "CRPS", "mean continuous ranked probability score", family="crps", default=None
     )
@@ -126,6 +141,14 @@ class CalibrationSummary:
         "observed coverage at the expected levels linspace(0, 1, 100)",
         vector=True,
         family="calibration",
+        default=None,
+    )
+    quantile_calibration_curve: list[float] | None = metric(
+        "one-sided calibration curve",
+        "observed frequency of u <= tau (target at or below the tau-quantile) at the levels "
+        "tau in linspace(0, 1, 100)",
+        vector=True,
+        family="one_sided",
         default=None,
     )
     ence: float | None = metric(
@@ -198,6 +221,32 @@ class EnsembleSummary:
         "counts of the mixture's PIT in equal bins",
         vector=True,
         calibrated=True,
+    )
+    mixture_quantile_mace: float | None = metric(
+        "mixture one-sided MACE",
+        "one-sided MACE of the mixture's PIT (null without calibration)",
+        calibrated=True,
+        default=None,
+    )
+    mixture_quantile_rmsce: float | None = metric(
+        "mixture one-sided RMSCE",
+        "one-sided RMSCE of the mixture's PIT (null without calibration)",
+        calibrated=True,
+        default=None,
+    )
+    mixture_quantile_miscalibration_area: float | None = metric(
+        "mixture one-sided miscalibration area",
+        "area between the mixture's one-sided curve and the diagonal (null without calibration)",
+        calibrated=True,
+        default=None,
+    )
+    mixture_quantile_calibration_curve: list[float] | None = metric(
+        "mixture one-sided calibration curve",
+        "observed frequency of F(y) <= tau at tau in linspace(0, 1, 100) (null without "
+        "calibration)",
+        vector=True,
+        calibrated=True,
+        default=None,
     )
 
 

@@ -20,7 +20,7 @@ from gaussnll.core.io.devices import resolve_device
 from gaussnll.core.io.grouping import GroupKeys
 from gaussnll.core.io.tensors import DTYPES
 from gaussnll.core.loss import nll_terms
-from gaussnll.core.options import ScoreOptions
+from gaussnll.core.options import ScoreOptions, Spread
 from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.chunk_checks import Validity, check_widths, explain, left_in
@@ -123,7 +123,8 @@ class Scorer:
             scored, scored_var = chunk.rows(kept), var[kept]
             members = None if members is None else members.rows(kept)
         at = Placement(scored.group, scored.weight)
-        floored = state.floored(scored_var, options.eps, at)
+        ensemble = members is not None
+        floored = _floored(state, scored, scored_var, spec.spread_kind, options.eps, at, ensemble)
         error = scored.target - scored.mean
         terms = nll_terms(error, floored)
         loss = terms.loss
@@ -333,6 +334,26 @@ class Scorer:
         if recalibration is None:
             return report
         return replace(report, recalibration=recalibration.record(self.unseen_rows))
+
+
+def _floored(
+    state: ScoreState,
+    chunk: Chunk,
+    var: Tensor,
+    kind: Spread,
+    eps: float,
+    at: Placement,
+    ensemble: bool,
+) -> Tensor:
+    """The variance the NLL uses: ``max(var, eps)``; with a recalibration map, its scale times
+    the floored variance as given, ``s · max(var, eps)`` (the floor first: ``var_scale`` is
+    fitted on floored variances, so the map's scores have ``var_scale`` 1 and the NLL its
+    ``nll_at_var_scale``). An ensemble's members are scaled before the floor (``var``: its
+    moment-matched variance, not a multiple of the given one)."""
+    if chunk.scale is None or ensemble:
+        return state.floored(var, eps, at)
+    given = replace(chunk, scale=None).variance(kind)
+    return state.floored(given, eps, at) * chunk.scale
 
 
 def _size(size: float) -> str:

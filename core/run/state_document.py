@@ -1,8 +1,9 @@
 """A scorer's state as a portable document: plain numbers, group keys and the options that
-shape them. Version 2 (``schema: "gaussnll.state/2"``; version 1 kept every metric family's
-sums, laid out otherwise, and is refused with a line saying so)::
+shape them. Version 3 (``schema: "gaussnll.state/3"``; version 1 kept every metric family's
+sums, laid out otherwise, version 2 had no one-sided calibration sums (``quantile``, and an
+ensemble's one-sided counts): both are refused with a line saying so)::
 
-    {"schema": "gaussnll.state/2",
+    {"schema": "gaussnll.state/3",
      "options": {"columns": {"mean": [...], "target": [...], "spread": [...],
                              "spread_kind": "var", "by": [...], "weight": name or null,
                              "quantiles": [...] (absent in older files)},
@@ -57,8 +58,9 @@ from gaussnll.core.recalibration import RecalibrationMap
 from gaussnll.core.report.report import Report
 from gaussnll.core.untrusted import parse_json
 
-STATE_SCHEMA = "gaussnll.state/2"
-_OLDER_SCHEMAS = ("gaussnll.state/1",)  # sums laid out otherwise: score the shard again
+STATE_SCHEMA = "gaussnll.state/3"
+# Sums laid out otherwise (2: without the one-sided calibration's): score the shard again.
+_OLDER_SCHEMAS = ("gaussnll.state/1", "gaussnll.state/2")
 _DTYPES = ("float64", "int64")
 _APPLIED = ("file", "unseen_rows")  # what a state records of the recalibration map applied
 _KINDS = {"float64": "fi", "int64": "i"}  # the NumPy kinds of values each dtype takes
