@@ -264,7 +264,7 @@ def test_every_quantile_metric_is_checkable_and_equals_its_json_value():
     columns = ColumnSpec(quantiles=NAMES, weight="weight")
     report = score(as_table(data), device="cpu", columns=columns, quantiles=LEVELS)
     section = report.to_dict()["quantiles"]
-    metrics = [m for m in SCORE_METRICS.metrics.values() if m.section == "quantiles"]
+    metrics = [m for m in SCORE_METRICS.entries() if m.section == "quantiles"]
     assert len(metrics) == 9
     for metric in metrics:
         value = section[metric.name]

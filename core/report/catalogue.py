@@ -101,6 +101,10 @@ class ScoreMetrics:
         """Every name a check may use (``NAME@LEVEL`` with a placeholder level)."""
         return [metric.display_name for metric in self.metrics.values()]
 
+    def entries(self) -> list[Metric]:
+        """Every catalogue entry, each section's (a name may stand in several)."""
+        return [entry for entries in self._entries.values() for entry in entries]
+
     def find(self, metric: str) -> Metric | None:
         """The catalogue entry ``metric`` names (levelled exactly when it has ``@LEVEL``)."""
         name, separator, _ = metric.partition(LEVEL_SEPARATOR)
