@@ -45,16 +45,21 @@ def refreshed(page: Path, folder: Path, env: dict[str, str]) -> str:
 
 
 def _console(block: Block, folder: Path, env: dict[str, str]) -> str:
-    """A console block with each command's output as it prints now."""
+    """A console block with each command's output as it prints now (its lines as written)."""
     lines: list[str] = []
+    written = block.code.splitlines()
     for command, output in console_commands(block.code):
+        typed = [written.pop(0)]
+        while typed[-1].endswith("\\"):
+            typed.append(written.pop(0))
+        del written[: len(output)]
         printed = _run(["bash", "-o", "pipefail", "-c", command], folder, env)
         if output and not shows(output, printed):
             if "..." in output:
                 print(f"{block}: $ {command}: edit by hand (its output holds '...')")
             else:
                 output = printed
-        lines += [f"$ {command}", *output]
+        lines += [*typed, *output]
     return "\n".join(lines) + "\n"
 
 
