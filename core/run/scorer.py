@@ -16,7 +16,7 @@ from torch import Tensor
 from gaussnll.core.errors import InputError, OptionError, UsageError, redacted
 from gaussnll.core.families import FAMILIES
 from gaussnll.core.io.chunks import Chunk
-from gaussnll.core.io.devices import resolve_device
+from gaussnll.core.io.devices import resolve_device, single_threaded_kernels
 from gaussnll.core.io.grouping import GroupKeys
 from gaussnll.core.io.tensors import DTYPES
 from gaussnll.core.loss import nll_terms
@@ -316,7 +316,8 @@ class Scorer:
             "device": str(self.device),
             "seconds": time.perf_counter() - self.started,
         }
-        report = derive_report(state, self.options, self.group_keys, **common)
+        with single_threaded_kernels(self.device.type == "cpu"):
+            report = derive_report(state, self.options, self.group_keys, **common)
         if state.rows:  # without rows, a mean is 0 / 0, not an overflow
             raise_on_overflow(report.to_dict(groups=False), self.options, path)
         recalibration = self.options.recalibration
