@@ -25,6 +25,7 @@ from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.chunk_checks import Validity, check_widths, explain, left_in
 from gaussnll.core.run.ensemble_members import members_of
+from gaussnll.core.run.memory_budget import group_memory_budget
 from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.state_document import (
     STATE_SCHEMA,
@@ -252,9 +253,10 @@ class Scorer:
             raise malformed(": its sums and groups differ in number")
         return scorer
 
-    def limit_groups(self, max_groups: int) -> None:
-        """Allow at most ``max_groups`` groups from now on (as the option), checking the groups
-        so far: an OptionError naming ``max_groups`` when there are more."""
+    def limit_groups(self, max_groups: int | None) -> None:
+        """Allow at most ``max_groups`` groups from now on (as the option; None: as many as
+        fit the memory budget), checking the groups so far: an OptionError naming
+        ``max_groups`` when there are more."""
         self.options = replace(self.options, max_groups=max_groups)
         if self.state is not None and self.group_keys is not None:
             self._reserve_groups(self.state, self.group_keys)
@@ -272,14 +274,23 @@ class Scorer:
         )
 
     def _reserve_groups(self, state: ScoreState, group_keys: GroupKeys) -> None:
-        """Make room for the groups seen so far, unless there are more than ``max_groups``."""
-        found, limit = len(group_keys.keys), self.options.max_groups
+        """Make room for the groups seen so far, unless there are more than ``max_groups``
+        (by default, than the groups whose sums fit the memory budget): stopped before the
+        memory runs out."""
+        found, limit, size = len(group_keys.keys), self.options.max_groups, state.bytes_per_group
+        if limit is None:
+            budget, source = group_memory_budget()
+            limit = budget // max(size, 1)
+            stated = (
+                f"is {limit:,} by default (the groups whose sums fit {_size(budget)}: {source})"
+            )
+        else:
+            stated = f"is {limit:,}"
         if found > limit:
-            size = state.bytes_per_group
             families = ",".join(name for name in FAMILIES if name in state.selection.groups)
             raise OptionError(
                 "max_groups",
-                f"is {limit:,} but the by columns {', '.join(map(repr, group_keys.columns))} "
+                f"{stated} but the by columns {', '.join(map(repr, group_keys.columns))} "
                 f"hold more groups ({found:,} found so far); each group's sums take "
                 f"{_size(size)} with the group metrics {families}, so {limit:,} groups take "
                 f"about {_size(limit * size)}: raise the limit, choose fewer --group-metrics "
