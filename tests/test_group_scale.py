@@ -10,6 +10,7 @@ from calibration_reference import reference
 from conftest import make_predictions
 
 from gaussnll.core import ColumnSpec, score
+from gaussnll.core.report import derive
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.sinks import Binned, GroupSink
 
@@ -88,3 +89,30 @@ def test_the_top_groups_by_a_metric_are_a_full_sort_s_first():
         for top in (1, 2, 7, 30, 31):
             assert [g.key for g in report.with_groups(sort_by, top).groups] == every[:top]
     assert report.with_groups("mae:asc", 2).groups_total == 30
+
+
+def test_group_summaries_are_derived_a_batch_at_a_time_in_key_order(monkeypatch):
+    """Reading the groups in key order derives each batch of summaries once; reading them
+    sorted by a metric gives the same numbers, each batch derived at most twice."""
+    columns = make_predictions(900, seed=8)
+    keys = (np.arange(900) * 7) % 45  # first seen out of key order
+    table = pa.table({**columns, "g": keys})
+    whole = score(table, device="cpu", columns=ColumnSpec(by="g"))
+    expected = {g.key: g.to_dict(whole.by) for g in whole.groups}
+    monkeypatch.setattr(derive, "SUMMARY_BATCH", 4)
+    derived = []
+    original = derive.BatchedSummaries._derived
+
+    def counted(self, chosen):
+        derived.append(tuple(chosen.tolist()))
+        return original(self, chosen)
+
+    monkeypatch.setattr(derive.BatchedSummaries, "_derived", counted)
+    report = score(table, device="cpu", columns=ColumnSpec(by="g"))
+    derived.clear()
+    assert {g.key: g.to_dict(report.by) for g in report.groups} == expected
+    assert len(derived) == len(set(derived)) == 12  # 45 groups in batches of 4
+    derived.clear()
+    by_metric = report.with_groups("mae")
+    assert {g.key: g.to_dict(report.by) for g in by_metric.groups} == expected
+    assert len(derived) <= 2 * 12
