@@ -11,6 +11,8 @@ largest peak RSS of its runs (a noisy machine slows runs down, never speeds them
     python bench/bench.py --parquet-rows --csv-rows --group-rows   # the ensembles only
     python bench/bench.py --parquet-rows --csv-rows --group-rows --ensemble-members \
         --weight-rows 10000000                                   # the weighted cases only
+    python bench/bench.py --parquet-rows --csv-rows --ensemble-members --weight-rows \
+        --group-counts 100000 1000000                            # the group cases only
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ NAIVE = "naive: pandas + torch"
 UNGROUPED = "gaussnll score (no --by)"
 UNWEIGHTED = "gaussnll score (unweighted)"
 UNWEIGHTED_NLL_ONLY = "gaussnll score --no-calibration (unweighted)"
-GROUP_COUNTS = (100, 100_000)
+GROUP_COUNTS = (100, 100_000, 1_000_000)
 _HEAD_CHARS = 1 << 16
 _JSON_NLL = re.compile(r'^\{.*?\n  "nll": ([^,\n]+),', re.DOTALL)
 
@@ -215,16 +217,18 @@ def cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
     ]
 
 
-def group_cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
-    """Group breakdowns (#4), each compared with the same file scored without --by."""
+def group_cases(
+    file: Path, device: str, counts: tuple[int, ...] = GROUP_COUNTS
+) -> list[tuple[str, str, list[str]]]:
+    """Group breakdowns (#4, #26), each compared with the same file scored without --by: for
+    each of ``counts`` groups, a table of the top 10 and the JSON of every group (the run
+    allows as many groups as the file holds)."""
     score = score_command(file, device)
     listed = [(UNGROUPED, UNGROUPED, [*score, "--json"])]
-    for count in GROUP_COUNTS:
-        by = ["--by", f"g{count}"]
+    for count in counts:
+        by = ["--by", f"g{count}", "--max-groups", str(count)]
         listed.append((f"--by g{count} --top 10 (table)", UNGROUPED, [*score, *by, "--top", "10"]))
         listed.append((f"--by g{count} --json (every group)", UNGROUPED, [*score, *by, "--json"]))
-    most = ["--by", f"g{GROUP_COUNTS[-1]}", "--top", "10", "--no-calibration"]
-    listed.append((" ".join(most), UNGROUPED, [*score, *most]))
     return listed
 
 
@@ -309,6 +313,13 @@ def main() -> None:
         "--group-rows", type=int, nargs="*", default=[10_000_000], help="rows of the --by cases"
     )
     parser.add_argument(
+        "--group-counts",
+        type=int,
+        nargs="*",
+        default=list(GROUP_COUNTS),
+        help=f"groups of the --by cases, among {', '.join(map(str, GROUP_COUNTS))}",
+    )
+    parser.add_argument(
         "--weight-rows",
         type=int,
         nargs="*",
@@ -349,7 +360,7 @@ def main() -> None:
         is_weighted = path.name.startswith("bench_weights_")
         generate_apart(path, rows, GROUP_COUNTS if is_grouped else (), is_weighted)
         listed = (
-            group_cases(path, args.device)
+            group_cases(path, args.device, tuple(args.group_counts))
             if is_grouped
             else weight_cases(path, args.device)
             if is_weighted

@@ -395,8 +395,7 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
         c.metric
         for c in checks
         if c.metric in DENSITY_METRICS
-        or ((families := catalog.families(c.metric))
-        and not set(families) & set(QUANTILE_FAMILIES))
+        or ((families := catalog.families(c.metric)) and not set(families) & set(QUANTILE_FAMILIES))
     ]
     if density and settings.get("quantiles") is not None:
         raise UsageError(

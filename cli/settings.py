@@ -359,10 +359,13 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         _core_default("max_groups"),
         "Stop with an error when the key columns hold more groups than this (each group's "
-        "sums take memory); merge: by default the largest the states were scored with.",
+        "sums take memory); by default as many as fit a quarter of the machine's memory "
+        "(GAUSSNLL_GROUP_MEMORY bytes, if set); merge: by default the largest the states "
+        "were scored with.",
         frozenset({SCORE, MERGE, COMPARE}),
         core="max_groups",
         metavar="N",
+        shown_default="from memory",
     ),
     Setting(
         "top",

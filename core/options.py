@@ -19,7 +19,6 @@ from gaussnll.core.recalibration import RecalibrationMap
 
 DEFAULT_CHUNK_ROWS = 6 << 14  # 98,304 rows: speed against peak memory, see bench/README.md
 MAX_CHUNK_ROWS = (1 << 31) - 1  # what Arrow's readers take as a batch size
-DEFAULT_MAX_GROUPS = 100_000  # --by: each group's sums cost memory (about 5 KB with calibration)
 DEFAULT_EPS = 1e-6
 DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_PIT_BINS = 20
@@ -152,7 +151,8 @@ class ScoreOptions:
     # ``columns.by`` columns broken down by intervals: their edges, or a number of quantile bins
     intervals: Mapping[str, Sequence[float] | int] = field(default_factory=dict)
     recalibration: RecalibrationMap | None = None  # variance scales to apply before the floor
-    max_groups: int = DEFAULT_MAX_GROUPS  # with ``columns.by``: more groups stop the run
+    # with ``columns.by``: more groups stop the run (None: as many as fit the memory budget)
+    max_groups: int | None = None
     # M Gaussians per row (see ``state.mixture``): the mean and spread columns hold the members
     ensemble: bool = False
     member_weights: tuple[float, ...] | None = None  # one per member; None: uniform
@@ -212,7 +212,7 @@ class ScoreOptions:
         for name, edges in self.intervals.items():
             _check_intervals(name, edges, self.columns.by)
         _require(
-            _whole(self.max_groups) and self.max_groups >= 1,
+            self.max_groups is None or (_whole(self.max_groups) and self.max_groups >= 1),
             "max_groups",
             "must be at least 1",
             self.max_groups,

@@ -216,7 +216,7 @@ FAULTS = {
     ),
     "too-many-groups": Fault(
         _too_many_groups,
-        ["--max-groups is 100", "300 found so far", "2.42 KB with the group metrics nll,accuracy,"],
+        ["--max-groups is 100", "300 found so far", "2.41 KB with the group metrics nll,accuracy,"],
     ),
     "parquet-footer-lies": Fault(
         _footer_claims_more_rows, ["p.parquet", "footer records 4 rows", "hold 3"]
@@ -311,7 +311,7 @@ def test_arrow_files_are_read_without_a_memory_map(tmp_path, monkeypatch, stream
 
 
 def test_max_groups_default_bound_and_cost():
-    assert ScoreOptions().max_groups == 100_000
+    assert ScoreOptions().max_groups is None  # as many as fit the memory budget
     with pytest.raises(OptionError, match="max_groups"):
         ScoreOptions(max_groups=0)
     frame = {"mean": [0.0] * 4, "target": [0.5] * 4, "var": [1.0] * 4, "g": [1, 2, 3, 3]}
@@ -324,6 +324,27 @@ def test_max_groups_default_bound_and_cost():
             max_groups=3,
             columns=ColumnSpec(by="g"),
         )
+
+
+def test_the_default_group_limit_follows_the_memory_budget(monkeypatch, tmp_path):
+    """Without --max-groups the groups whose sums fit the budget are allowed: a budget of
+    three groups' sums stops a fourth with one line (exit 2) naming the budget; the same
+    budget without groups, or with --max-groups given, does not."""
+    frame = {"mean": [0.0] * 4, "target": [0.5] * 4, "var": [1.0] * 4, "g": [1, 2, 3, 3]}
+    path = tmp_path / "g.parquet"
+    pq.write_table(pa.table({**frame, "g": [1, 2, 3, 4]}), path)
+    size = ScoreState(1, torch.device("cpu"), levels=(0.5,), grouped=True).bytes_per_group
+    monkeypatch.setenv("GAUSSNLL_GROUP_MEMORY", str(3 * size))
+    grouped = {"device": "cpu", "levels": (0.5,), "columns": ColumnSpec(by="g")}
+    assert len(score(pa.table(frame), **grouped).groups) == 3
+    result = run("score", str(path), "--by", "g", "--levels", "0.5", "-q")
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "--max-groups is 3 by default (the groups whose sums fit" in line, line
+    assert "GAUSSNLL_GROUP_MEMORY" in line and "(4 found so far)" in line, line
+    given = run("score", str(path), "--by", "g", "--levels", "0.5", "--max-groups", "4", "-q")
+    assert given.exit_code == 0, given.stderr
+    assert run("score", str(path), "-q").exit_code == 0
 
 
 def test_group_cost_is_the_grouped_state_size():

@@ -170,14 +170,14 @@ def test_states_record_the_group_limit_they_were_scored_with(tmp_path):
     assert _report(run("merge", *states[:2], "--max-groups", "8", "--json", "-q"))["rows"] == 400
 
 
-def test_old_states_without_a_group_limit_load_with_the_default(tmp_path):
+def test_old_states_without_a_group_limit_load_under_the_memory_budget(tmp_path):
     shard = _shard(tmp_path, "s.parquet", 300, 0, ["x", "y"])
     state = tmp_path / "s.json"
     run("score", shard, "--by", "key", "--max-groups", "5", "--save-state", state, "-q")
     document = json.loads(state.read_text())
     del document["max_groups"]
     state.write_text(json.dumps(document))
-    assert Scorer.from_state(load_state(str(state))).options.max_groups == 100_000
+    assert Scorer.from_state(load_state(str(state))).options.max_groups is None  # the default
     assert _report(run("merge", state, "--json", "-q"))["rows"] == 300
     document["max_groups"] = "many"
     state.write_text(json.dumps(document))

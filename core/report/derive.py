@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from gaussnll.core.io.grouping import GroupKeys, sort_key
@@ -40,25 +41,29 @@ def derive_report(
         return report
     if not group_keys.keys:  # no row yet (an empty shard's report)
         return replace(report, by=group_keys.columns)
-    group_reports = Reports(state, options, by_group=True, **common)
-    groups = sorted(
-        (
-            GroupScore(key, group_reports, b)
-            for b, key in enumerate(group_keys.key_values())
-            if group_reports.saw_rows(b)
-        ),
-        key=lambda group: sort_key(group.key),
+    keys = group_keys.key_values()
+    order = sorted(range(len(keys)), key=lambda b: sort_key(keys[b]))
+    group_reports = Reports(state, options, by_group=True, order=order, **common)
+    groups = tuple(
+        GroupScore(keys[b], group_reports, b) for b in order if group_reports.saw_rows(b)
     )
-    return replace(report, by=group_keys.columns, groups=tuple(groups), groups_total=len(groups))
+    return replace(report, by=group_keys.columns, groups=groups, groups_total=len(groups))
 
 
 class Reports(Sequence[Report]):
     """The report of the whole input (one), or of each group, built when indexed from the sums
     read once from the state: 10^5 groups keep columns of numbers, not 10^5 Report objects.
+    Their calibration summaries are derived a batch at a time in ``order`` (None: by index),
+    the order the reports are read in (see ``BatchedSummaries``).
     ``common`` holds the fields every report shares (path, format, device, seconds)."""
 
     def __init__(
-        self, state: ScoreState, options: ScoreOptions, by_group: bool, **common: Any
+        self,
+        state: ScoreState,
+        options: ScoreOptions,
+        by_group: bool,
+        order: Sequence[int] | None = None,
+        **common: Any,
     ) -> None:
         totals = state.totals(by_group)
         rows, loss, weight = totals["rows"], totals["loss"], totals["weight"]
@@ -66,7 +71,7 @@ class Reports(Sequence[Report]):
         constant = HALF_LOG_2PI if options.full else 0.0
         self._sums = (loss + constant * weight.unsqueeze(1)).tolist()
         self._raw_sums = loss.tolist()  # without the constant: the DSS is twice their mean
-        self._summaries = _calibration_summaries(state, weight, loss, by_group, options)
+        self._summaries = BatchedSummaries(state, weight, loss, by_group, options, order)
         self._rows = rows.tolist()
         self._weights = weight.tolist()  # the denominators: a row each when unweighted
         self._weighted = state.weighted
@@ -109,12 +114,7 @@ class Reports(Sequence[Report]):
     def __getitem__(self, b: int) -> Report:  # type: ignore[override]
         options, outputs, n, sums = self._options, self._outputs, self._rows[b], self._sums[b]
         weight = self._weights[b]
-        overall, per_output = self._summaries
-        calibration, accuracy = _row(overall, b)
-        if outputs == 1:  # the output's summaries are the whole row's
-            each = [(calibration, accuracy)]
-        else:
-            each = [_row(per_output, b * outputs + d) for d in range(outputs)]
+        (calibration, accuracy), each = self._summaries.rows(b)
         total = sum(sums)
         raw = self._raw_sums[b]
         nll = self._density
@@ -156,62 +156,91 @@ class Reports(Sequence[Report]):
         )
 
 
-def _row(table: SummaryTable | None, index: int) -> Summaries | tuple[None, None]:
-    return (None, None) if table is None else table.row(index)
-
-
 def _ratio(total: float, count: float) -> float:
     return total / count if count else float("nan")
 
 
-def _calibration_summaries(
-    state: ScoreState, weight: Tensor, loss: Tensor, by_group: bool, options: ScoreOptions
-) -> tuple[SummaryTable | None, SummaryTable | None]:
-    """Calibration and accuracy of each report over all its outputs, and of each (report,
-    output) pair, flattened; None without calibration. ``weight``: each report's sum of row
-    weights (its row count when unweighted). Derived for ``SUMMARY_BATCH`` groups at a time,
-    which bounds the temporaries however many groups there are."""
-    batch, outputs = loss.shape
-    # The scope's accumulators of calibration and accuracy (the mixture has its own section).
-    parts = [
-        part for part in state.scope(by_group) if not isinstance(part, MixtureState | QuantileState)
-    ]
-    if not parts:
-        return None, None
-    levels, pit_bins = options.levels, options.pit_bins
-    totals = [part.totals(by_group) for part in parts]
+class BatchedSummaries:
+    """The calibration and accuracy summaries of each report over all its outputs, and of
+    each of its outputs; ``(None, None)`` without calibration. ``weight``: each report's sum of
+    row weights (its row count when unweighted).
 
-    def table(sums: list[dict[str, Tensor]], elements: Tensor, loss_sums: Tensor) -> SummaryTable:
+    Derived ``SUMMARY_BATCH`` reports at a time, the batches cut in ``order`` (None: by
+    index), when a report of the batch is first asked for; only the last batch is kept. Read
+    in that order (the groups' key order), each batch is derived once and the summaries of
+    10^6 groups (a calibration curve each) are never all in memory. Read in another order
+    (sorted by a metric), once the batches were derived as many times as there are, every
+    batch is kept: each is derived at most once more.
+    """
+
+    def __init__(
+        self,
+        state: ScoreState,
+        weight: Tensor,
+        loss: Tensor,
+        by_group: bool,
+        options: ScoreOptions,
+        order: Sequence[int] | None,
+    ) -> None:
+        # The scope's accumulators of calibration and accuracy (the mixture has its own).
+        self._parts = [
+            p for p in state.scope(by_group) if not isinstance(p, MixtureState | QuantileState)
+        ]
+        self._totals = [part.totals(by_group) for part in self._parts]
+        self._weight, self._loss, self._options = weight, loss, options
+        reports = loss.shape[0]
+        self._order = torch.arange(reports) if order is None else torch.tensor(order)
+        self._position = torch.empty_like(self._order)
+        self._position[self._order] = torch.arange(reports)
+        self._batches = -(-reports // SUMMARY_BATCH)
+        self._kept: dict[int, tuple[SummaryTable, SummaryTable | None]] = {}
+        self._derivations = 0
+
+    def rows(self, index: int) -> tuple[Summaries, list[Summaries]]:
+        """Report ``index``'s summaries over all its outputs, and of each output."""
+        outputs = self._loss.shape[1]
+        if not self._parts:
+            return (None, None), [(None, None)] * outputs
+        batch, row = divmod(int(self._position[index]), SUMMARY_BATCH)
+        if batch not in self._kept:
+            if self._derivations < self._batches:  # read in order so far: keep one batch
+                self._kept.clear()
+            self._derivations += 1
+            chosen = self._order[batch * SUMMARY_BATCH : (batch + 1) * SUMMARY_BATCH]
+            self._kept[batch] = self._derived(chosen)
+        overall, per_output = self._kept[batch]
+        whole = overall.row(row)
+        if per_output is None:  # the output's summaries are the whole report's
+            return whole, [whole]
+        return whole, [per_output.row(row * outputs + d) for d in range(outputs)]
+
+    def _derived(self, chosen: Tensor) -> tuple[SummaryTable, SummaryTable | None]:
+        """The tables of the reports ``chosen``: over all outputs, and per (report, output)
+        pair flattened (None with one output)."""
+        weight, loss = self._weight[chosen], self._loss[chosen]
+        outputs = loss.shape[1]
+        sums = [{name: values[chosen] for name, values in each.items()} for each in self._totals]
+        overall = self._table(
+            [{name: values.sum(dim=1) for name, values in each.items()} for each in sums],
+            weight * outputs,
+            loss.sum(dim=1),
+        )
+        if outputs == 1:
+            return overall, None
+        flat = [{name: values.flatten(0, 1) for name, values in each.items()} for each in sums]
+        return overall, self._table(flat, weight.repeat_interleave(outputs), loss.flatten())
+
+    def _table(
+        self, sums: list[dict[str, Tensor]], elements: Tensor, loss_sums: Tensor
+    ) -> SummaryTable:
+        options = self._options
         columns: dict[str, np.ndarray] = {}
-        for part, part_sums in zip(parts, sums, strict=True):
+        for part, part_sums in zip(self._parts, sums, strict=True):
             if isinstance(part, CalibrationState):
                 columns.update(part.summaries(part_sums, elements, loss_sums, options.full))
             else:
                 columns.update(uncertainty_summaries(part_sums, options.uncertainty_bins))
-        families = frozenset[str]().union(*(part.families for part in parts))
-        return SummaryTable.of_columns(levels, pit_bins, columns, len(elements), families)
-
-    overall, per_output = [], []
-    for start in range(0, batch, SUMMARY_BATCH):
-        rows = slice(start, start + SUMMARY_BATCH)
-        sums = [{name: values[rows] for name, values in each.items()} for each in totals]
-        overall.append(
-            table(
-                [{name: values.sum(dim=1) for name, values in each.items()} for each in sums],
-                weight[rows] * outputs,
-                loss[rows].sum(dim=1),
-            )
+        families = frozenset[str]().union(*(part.families for part in self._parts))
+        return SummaryTable.of_columns(
+            options.levels, options.pit_bins, columns, len(elements), families
         )
-        if outputs > 1:
-            per_output.append(
-                table(
-                    [
-                        {name: values.flatten(0, 1) for name, values in each.items()}
-                        for each in sums
-                    ],
-                    weight[rows].repeat_interleave(outputs),
-                    loss[rows].flatten(),
-                )
-            )
-    whole = SummaryTable.concatenated(overall)
-    return whole, SummaryTable.concatenated(per_output) if outputs > 1 else whole

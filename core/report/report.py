@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -403,7 +404,12 @@ class Report:
                     return True, 0.0
                 return False, sign * value
 
-            groups.sort(key=order)
+            # The first ``top`` by a partial selection (as stable as a sort): 10^5 groups
+            # are not all sorted for a table of 10.
+            if top is None:
+                groups.sort(key=order)
+            else:
+                groups = heapq.nsmallest(top, groups, key=order)
         return replace(self, groups=tuple(groups[:top] if top is not None else groups))
 
     def to_frame(self) -> Any:

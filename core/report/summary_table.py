@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,15 +62,3 @@ class SummaryTable:
                 levels=list(self.levels), pit_bins=self.pit_bins, **values
             )
         return calibration, accuracy
-
-    @classmethod
-    def concatenated(cls, tables: Sequence[SummaryTable]) -> SummaryTable:
-        """The rows of ``tables`` (of the same levels and PIT bins), in order."""
-        first = tables[0]
-        scalars = np.concatenate([t.scalars for t in tables])
-        vectors = {
-            name: np.concatenate([t.vectors[name] for t in tables]) for name in first.vectors
-        }
-        return cls(
-            first.levels, first.pit_bins, first.scalar_names, scalars, vectors, first.families
-        )

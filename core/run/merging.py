@@ -77,7 +77,8 @@ class StateMerger:
     far and one state, never every state at once.
 
     ``max_groups``: the most groups of the merged state; None: the largest the states record
-    (``Scorer.state_dict``'s ``max_groups``; older states count as the default), checked once
+    (``Scorer.state_dict``'s ``max_groups``; a state without one, scored under the memory
+    budget or older, lets the budget decide), checked once
     every state is in, as the limit that applies is known only then. The merged report's
     ``seconds`` count from the merger's making: the merge's wall time. A state given twice (of
     the same identity, ``state_document.identity_key``) is refused, as it would count its
@@ -92,7 +93,8 @@ class StateMerger:
         self._seen: dict[tuple[str, int, str], str] | None = None if allow_duplicates else {}
         self._first: tuple[str, dict[str, Any]] | None = None  # label and options of the first
         self._outputs: int | None = None
-        self._recorded = 0  # the largest max_groups recorded
+        # the largest max_groups recorded (None: a state limited by the memory budget)
+        self._recorded: int | None = 0
         self._merged: Scorer | None = None
         self._weighted: tuple[bool, str] | None = (
             None  # of the first state with rows, and its label
@@ -117,7 +119,9 @@ class StateMerger:
             self._check_weighting(bool(document.get("weighted")), label)
         _check_key_kinds(document, label, self._key_kinds)
         scorer = Scorer.from_state(document, device=self._device, path=label)
-        self._recorded = max(self._recorded, scorer.options.max_groups)
+        limit = scorer.options.max_groups
+        if self._recorded is not None:
+            self._recorded = None if limit is None else max(self._recorded, limit)
         if self._merged is None:
             self._merged = scorer
             scorer.limit_groups(sys.maxsize if self._limit is None else self._limit)
@@ -156,7 +160,7 @@ class StateMerger:
                 "with the same weights"
             )
 
-    def _applied_limit(self) -> int:
+    def _applied_limit(self) -> int | None:
         return self._recorded if self._limit is None else self._limit
 
     def _scorer(self) -> Scorer:

@@ -16,7 +16,7 @@ from torch import Tensor
 from gaussnll.core.errors import InputError, OptionError, UsageError, redacted
 from gaussnll.core.families import FAMILIES
 from gaussnll.core.io.chunks import Chunk
-from gaussnll.core.io.devices import resolve_device
+from gaussnll.core.io.devices import resolve_device, single_threaded_kernels
 from gaussnll.core.io.grouping import GroupKeys
 from gaussnll.core.io.tensors import DTYPES
 from gaussnll.core.loss import nll_terms
@@ -25,6 +25,7 @@ from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.chunk_checks import Validity, check_widths, explain, left_in
 from gaussnll.core.run.ensemble_members import members_of
+from gaussnll.core.run.memory_budget import group_memory_budget
 from gaussnll.core.run.quantile_rows import add_quantiles
 from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.state_document import (
@@ -262,9 +263,10 @@ class Scorer:
             raise malformed(": its sums and groups differ in number")
         return scorer
 
-    def limit_groups(self, max_groups: int) -> None:
-        """Allow at most ``max_groups`` groups from now on (as the option), checking the groups
-        so far: an OptionError naming ``max_groups`` when there are more."""
+    def limit_groups(self, max_groups: int | None) -> None:
+        """Allow at most ``max_groups`` groups from now on (as the option; None: as many as
+        fit the memory budget), checking the groups so far: an OptionError naming
+        ``max_groups`` when there are more."""
         self.options = replace(self.options, max_groups=max_groups)
         if self.state is not None and self.group_keys is not None:
             self._reserve_groups(self.state, self.group_keys)
@@ -283,14 +285,23 @@ class Scorer:
         )
 
     def _reserve_groups(self, state: ScoreState, group_keys: GroupKeys) -> None:
-        """Make room for the groups seen so far, unless there are more than ``max_groups``."""
-        found, limit = len(group_keys.keys), self.options.max_groups
+        """Make room for the groups seen so far, unless there are more than ``max_groups``
+        (by default, than the groups whose sums fit the memory budget): stopped before the
+        memory runs out."""
+        found, limit, size = len(group_keys.keys), self.options.max_groups, state.bytes_per_group
+        if limit is None:
+            budget, source = group_memory_budget()
+            limit = budget // max(size, 1)
+            stated = (
+                f"is {limit:,} by default (the groups whose sums fit {_size(budget)}: {source})"
+            )
+        else:
+            stated = f"is {limit:,}"
         if found > limit:
-            size = state.bytes_per_group
             families = ",".join(name for name in FAMILIES if name in state.selection.groups)
             raise OptionError(
                 "max_groups",
-                f"is {limit:,} but the by columns {', '.join(map(repr, group_keys.columns))} "
+                f"{stated} but the by columns {', '.join(map(repr, group_keys.columns))} "
                 f"hold more groups ({found:,} found so far); each group's sums take "
                 f"{_size(size)} with the group metrics {families}, so {limit:,} groups take "
                 f"about {_size(limit * size)}: raise the limit, choose fewer --group-metrics "
@@ -327,7 +338,8 @@ class Scorer:
             "device": str(self.device),
             "seconds": time.perf_counter() - self.started,
         }
-        report = derive_report(state, self.options, self.group_keys, **common)
+        with single_threaded_kernels(self.device.type == "cpu"):
+            report = derive_report(state, self.options, self.group_keys, **common)
         if state.rows:  # without rows, a mean is 0 / 0, not an overflow
             raise_on_overflow(report.to_dict(groups=False), self.options, path)
         recalibration = self.options.recalibration

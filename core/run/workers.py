@@ -15,11 +15,11 @@ import os
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 
 import torch
 
 from gaussnll.core.io.chunks import Chunk
+from gaussnll.core.io.devices import single_threaded_kernels
 from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.state.sinks import Ledger, recording
@@ -63,7 +63,7 @@ class ScorerPool:
         changes to the sums are made. An error from a chunk is raised in that order too."""
         on_cpu = self.scorer.device.type == "cpu"
         if self.workers == 1:  # the consumer scores each chunk itself: no hand-over
-            with _single_threaded_kernels(on_cpu):
+            with single_threaded_kernels(on_cpu):
                 for chunk in chunks:
                     self._waiting = chunk
                     scored = self.scorer.add(chunk)
@@ -71,7 +71,7 @@ class ScorerPool:
                     yield chunk, scored
             return
         with (
-            _single_threaded_kernels(on_cpu),
+            single_threaded_kernels(on_cpu),
             ThreadPoolExecutor(self.workers, thread_name_prefix="gaussnll-worker") as pool,
         ):
             for chunk in chunks:
@@ -96,16 +96,3 @@ def _recorded(scorer: Scorer, chunk: Chunk) -> tuple[Scored, Ledger]:
     """Score ``chunk``, recording its changes to the sums instead of making them."""
     with recording() as changes:
         return scorer.add(chunk), changes
-
-
-@contextmanager
-def _single_threaded_kernels(applies: bool) -> Iterator[None]:
-    """Run torch's CPU kernels on one thread each, if ``applies`` (process-wide; restored
-    afterwards)."""
-    threads = torch.get_num_threads()
-    if applies:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

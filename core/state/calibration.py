@@ -169,19 +169,43 @@ class _Slots:
 
 
 class _Cells:
-    """The cells one kind of sum is kept per (those of its grids' edges) and how the shared
-    lookup's cells map to them (None: they are the lookup's own)."""
+    """The cells one kind of sum is kept per, and how the shared lookup's cells map to them.
 
-    def __init__(self, grids: dict[str, Grid], lookup: Lookup, device: torch.device) -> None:
-        self.cells = Cells(grids)
-        same = self.cells.edges == lookup.cells.edges
-        self._of = None if same else self.cells.cell_of(lookup.cells).to(device)
+    Cells that every grid of the kind puts in the same bin (and, for ``signed`` sums, whose
+    ``e`` has the same sign) are one cell here: the sums only ever reach the grids' bins. So
+    counts over level grids alone (the curve's, the coverage's) keep a cell per ``|e|``
+    interval, half of ``e``'s, while a PIT grid tells every cell apart.
+    """
+
+    def __init__(
+        self, grids: dict[str, Grid], lookup: Lookup, device: torch.device, *, signed: bool
+    ) -> None:
+        own = Cells(grids)
+        parts = [*own.bin_of_cell.values(), *([own.sign_of_cell] if signed else [])]
+        keys = list(zip(*(part.tolist() for part in parts), strict=True))  # of each own cell
+        distinct = {key: k for k, key in enumerate(dict.fromkeys(keys))}
+        self.cells = len(distinct)
+        columns = list(zip(*distinct, strict=True))  # each part's value per cell kept
+        bins = zip(own.bin_of_cell, columns, strict=False)  # the sign's column is last
+        self.bin_of_cell = {name: torch.tensor(column) for name, column in bins}
+        self._sign = torch.tensor(columns[-1], dtype=torch.float64) if signed else None
+        kept = torch.tensor([distinct[key] for key in keys])
+        of = kept.index_select(0, own.cell_of(lookup.cells))
+        same = torch.equal(of, torch.arange(lookup.cells.cells))
+        self._of = None if same else of.to(device)
 
     def of(self, cell: Tensor) -> Tensor:
         """Each element's cell here, from its cell in the lookup."""
         if self._of is None:
             return cell
         return self._of.index_select(0, cell.view(-1)).view_as(cell)
+
+    @property
+    def sign_of_cell(self) -> Tensor:
+        """The sign of every ``e`` in each cell (0: ``e = ±0``), for ``signed`` sums."""
+        if self._sign is None:
+            raise ValueError("these cells do not keep the sign of e apart")
+        return self._sign
 
 
 class CalibrationState:
@@ -221,11 +245,11 @@ class CalibrationState:
         counted = grids_of(self.families & set(_COUNT_GRIDS), levels, pit_bins)
         summed = grids_of(self.families & set(_SUM_GRIDS), levels, pit_bins)
         self._lookup = lookup or Lookup.of({**counted, **summed}, device)
-        self._count_cells = _Cells(counted, self._lookup, device) if counted else None
-        self._sum_cells = _Cells(summed, self._lookup, device) if summed else None
-        width = 0 if self._sum_cells is None else self._sum_cells.cells.cells
+        self._count_cells = _Cells(counted, self._lookup, device, signed=False) if counted else None
+        self._sum_cells = _Cells(summed, self._lookup, device, signed=True) if summed else None
+        width = 0 if self._sum_cells is None else self._sum_cells.cells
         self._float_slots = _Slots({"moments": len(self._moments), "std": width, "error": width})
-        counts = 0 if self._count_cells is None else self._count_cells.cells.cells
+        counts = 0 if self._count_cells is None else self._count_cells.cells
         self._count_slots = _Slots({"cells": counts})
         self._sums = self._float_slots.sums(
             outputs, device, grouped=grouped, total=not grouped, weighted=weighted
@@ -304,7 +328,7 @@ class CalibrationState:
         """
         binned: dict[str, Tensor] = {}
         if self._sum_cells is not None:
-            cells = self._sum_cells.cells
+            cells = self._sum_cells
             std, error = totals["std"], totals["error"]
             abs_error = error * cells.sign_of_cell.to(error.dtype)
             for grid, bins in cells.bin_of_cell.items():
@@ -312,7 +336,7 @@ class CalibrationState:
                 binned[f"{grid}_error"] = folded(error, bins)
                 binned[f"{grid}_abs_error"] = folded(abs_error, bins)
         if self._count_cells is not None:
-            for grid, bins in self._count_cells.cells.bin_of_cell.items():
+            for grid, bins in self._count_cells.bin_of_cell.items():
                 binned[grid] = folded(totals["cells"], bins)
         return binned
 

@@ -201,12 +201,17 @@ class GroupSink:
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups. Capacity grows to a quarter more than asked for:
         growth stays amortised O(1) and at most a fifth of the sums are spare (doubling left
-        up to half of them unused when many groups arrive in the first chunks)."""
-        self.groups = max(self.groups, groups)
+        up to half of them unused when many groups arrive in the first chunks). Only the rows
+        of groups seen are zeroed: the spare rows' memory is not touched until used."""
+        if groups <= self.groups:
+            return
         capacity = self._tables[0].shape[0]
         if groups > capacity:
             size = max(groups + groups // 4, 16)
-            self._tables = [_grown(table, size) for table in self._tables]
+            self._tables = [_grown(table, size, self.groups) for table in self._tables]
+        for table in self._tables:
+            table[self.groups : groups].zero_()
+        self.groups = groups
 
     @property
     def bytes_per_group(self) -> int:
@@ -299,10 +304,11 @@ def _tensor(values: np.ndarray, like: Tensor, *, any_rows: bool = False) -> Tens
     return torch.empty(got, dtype=like.dtype, device=like.device).copy_(source)
 
 
-def _grown(table: Tensor, capacity: int) -> Tensor:
-    """``table`` with room for ``capacity`` rows (the new ones zero)."""
-    grown = table.new_zeros((capacity, *table.shape[1:]))
-    grown[: table.shape[0]] = table
+def _grown(table: Tensor, capacity: int, used: int) -> Tensor:
+    """``table`` with room for ``capacity`` rows, its first ``used`` copied (the others not
+    initialised)."""
+    grown = table.new_empty((capacity, *table.shape[1:]))
+    grown[:used] = table[:used]
     return grown
 
 

@@ -1,0 +1,124 @@
+"""Many groups at the cost of one (#26): compact group states with the reference's numbers,
+growth that keeps every sum, and the top groups chosen as a full sort would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+from calibration_reference import reference
+from conftest import make_predictions
+
+from gaussnll.core import ColumnSpec, score
+from gaussnll.core.families import select
+from gaussnll.core.report import derive
+from gaussnll.core.state.score_state import ScoreState
+from gaussnll.core.state.sinks import Binned, GroupSink
+
+CPU = torch.device("cpu")
+# The default group families' numbers (calibration counted per |e| cell in a group's state).
+DEFAULT_GROUP_NUMBERS = (
+    "coverage",
+    "interval_width",
+    "interval_score",
+    "mace",
+    "rmsce",
+    "miscalibration_area",
+    "crps",
+    "sharpness",
+    "z_mean",
+    "z_std",
+    "var_scale",
+    "mae",
+    "rmse",
+    "bias",
+)
+
+
+def test_a_default_group_state_is_compact():
+    """The curve's and the coverage's counts are kept per |e| cell: 105 cells of the 209 of e,
+    1,184 bytes a group and output with the default levels (2,016 before) for the default
+    families but one_sided, whose one-sided levels need the sign of e (2,408 with it)."""
+    symmetric = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration")
+    levels = (0.5, 0.8, 0.9, 0.95, 0.99)
+    state = ScoreState(1, CPU, levels=levels, grouped=True, selection=select(None, symmetric))
+    assert state.bytes_per_group <= 1_200
+    default = ScoreState(1, CPU, levels=levels, grouped=True)
+    assert default.bytes_per_group <= 2_500
+
+
+def test_each_group_of_the_default_families_equals_the_reference():
+    """Each group's numbers, from its compact state, against scipy on its rows alone: points
+    on interval bounds (|z| at the levels' quantiles) and both signs of the error included."""
+    columns = make_predictions(3_000, seed=11)
+    columns["target"][:40] = columns["mean"][:40]  # e = 0: inside every interval
+    keys = np.arange(3_000) % 7
+    table = pa.table({**columns, "g": keys})
+    report = score(table, device="cpu", chunk_size=257, columns=ColumnSpec(by="g"))
+    assert len(report.groups) == 7
+    for group in report.groups:
+        rows = keys == group.key[0]
+        expected = reference(*(columns[name][rows] for name in ("mean", "target", "var")))
+        got = {**vars(group.report.calibration), **vars(group.report.accuracy)}
+        for name in DEFAULT_GROUP_NUMBERS:
+            rel = 1e-6 if name == "miscalibration_area" else 1e-10
+            np.testing.assert_allclose(got[name], expected[name], rtol=rel, atol=1e-12)
+        assert got["pit_counts"] is None  # not a default group family
+
+
+def test_growing_group_sums_keeps_them_and_starts_new_groups_at_zero():
+    """Tables grow with uninitialised spare rows; each group's sums are still its own."""
+    sink = GroupSink((1, 3), CPU, integer=True, ranges=[3])
+    expected = np.zeros((40, 3), dtype=np.int64)
+    rng = np.random.default_rng(3)
+    for groups in (5, 6, 17, 40):
+        sink.reserve(groups)
+        group = rng.integers(0, groups, size=50)
+        cell = rng.integers(0, 3, size=50)
+        np.add.at(expected, (group, cell), 1)
+        part = Binned(0, torch.from_numpy(cell).unsqueeze(1), None)
+        sink.add_parts((), [part], torch.from_numpy(group))
+        (table,) = sink.ranges()
+        np.testing.assert_array_equal(table[:, 0].numpy(), expected[:groups])
+
+
+def test_the_top_groups_by_a_metric_are_a_full_sort_s_first():
+    """--top with --sort-by selects the first K without sorting every group: the same groups
+    in the same order as the full sort, ties in key order, groups without a value last."""
+    columns = make_predictions(600, seed=4)
+    keys = np.arange(600) % 30
+    columns["mean"][keys == 3] = columns["target"][keys == 3]  # a tie at mae 0 ...
+    columns["mean"][keys == 9] = columns["target"][keys == 9]  # ... with another group
+    report = score(pa.table({**columns, "g": keys}), device="cpu", columns=ColumnSpec(by="g"))
+    for sort_by in ("mae:asc", "mae", "nll"):
+        every = [group.key for group in report.with_groups(sort_by).groups]
+        for top in (1, 2, 7, 30, 31):
+            assert [g.key for g in report.with_groups(sort_by, top).groups] == every[:top]
+    assert report.with_groups("mae:asc", 2).groups_total == 30
+
+
+def test_group_summaries_are_derived_a_batch_at_a_time_in_key_order(monkeypatch):
+    """Reading the groups in key order derives each batch of summaries once; reading them
+    sorted by a metric gives the same numbers, each batch derived at most twice."""
+    columns = make_predictions(900, seed=8)
+    keys = (np.arange(900) * 7) % 45  # first seen out of key order
+    table = pa.table({**columns, "g": keys})
+    whole = score(table, device="cpu", columns=ColumnSpec(by="g"))
+    expected = {g.key: g.to_dict(whole.by) for g in whole.groups}
+    monkeypatch.setattr(derive, "SUMMARY_BATCH", 4)
+    derived = []
+    original = derive.BatchedSummaries._derived
+
+    def counted(self, chosen):
+        derived.append(tuple(chosen.tolist()))
+        return original(self, chosen)
+
+    monkeypatch.setattr(derive.BatchedSummaries, "_derived", counted)
+    report = score(table, device="cpu", columns=ColumnSpec(by="g"))
+    derived.clear()
+    assert {g.key: g.to_dict(report.by) for g in report.groups} == expected
+    assert len(derived) == len(set(derived)) == 12  # 45 groups in batches of 4
+    derived.clear()
+    by_metric = report.with_groups("mae")
+    assert {g.key: g.to_dict(report.by) for g in by_metric.groups} == expected
+    assert len(derived) <= 2 * 12
