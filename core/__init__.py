@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         UsageError,
         redacted,
     )
-    from gaussnll.core.families import FAMILIES, GROUP_DEFAULT, Selection, parse_names
+    from gaussnll.core.families import FAMILIES, GROUP_DEFAULT, SAMPLES, Selection, parse_names
     from gaussnll.core.io.outputs import PlannedOutputs
     from gaussnll.core.io.readers import scalar_columns
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
@@ -105,6 +105,7 @@ _EXPORTS = {
     "DEFAULT_TIMEOUT_S": "io.timeouts",
     "FAMILIES": "families",
     "GROUP_DEFAULT": "families",
+    "SAMPLES": "families",
     "Selection": "families",
     "parse_names": "families",
     "FileFormat": "io.sources",

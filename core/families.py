@@ -15,6 +15,7 @@ from gaussnll.core.errors import OptionError
 
 NLL = "nll"
 ENSEMBLE = "ensemble"
+SAMPLES = "samples"
 ALL = "all"
 
 # Every family with what it computes, in the order the report lists them.
@@ -29,7 +30,11 @@ FAMILIES: dict[str, str] = {
     "scores": "check score and interval score averaged over 99 levels",
     "uncertainty": "ENCE, error-vs-uncertainty bins, sigma histogram",
     ENSEMBLE: "the mixture's NLL, CRPS, coverage and PIT, member NLLs (--ensemble)",
+    SAMPLES: "the draws' CRPS (energy and fair), coverage, rank and PIT histograms, quantile "
+    "MACE (--samples)",
 }
+# The families that need an input form: the option each needs.
+_FORM_FAMILIES = {ENSEMBLE: "--ensemble", SAMPLES: "--samples"}
 # What ``--no-calibration`` leaves: the families that need no calibration sums.
 UNCALIBRATED = frozenset({NLL, ENSEMBLE})
 # The cheap, most-used families, each group's by default: a few hundred bytes a group.
@@ -61,19 +66,21 @@ def select(
     *,
     calibration: bool = True,
     ensemble: bool = False,
+    samples: bool = False,
 ) -> Selection:
     """The families of each scope: ``metrics`` (None: all) for the whole input, ``group_metrics``
     (None: ``GROUP_DEFAULT`` among those) for each group. ``nll`` is always in both; ``ensemble``
-    only with an ensemble. Names that are unknown, or groups' families not computed for the
-    whole input, raise :class:`OptionError`."""
-    available = [name for name in FAMILIES if ensemble or name != ENSEMBLE]
+    only with an ensemble, ``samples`` only with samples. Names that are unknown, or groups'
+    families not computed for the whole input, raise :class:`OptionError`."""
+    given = {ENSEMBLE: ensemble, SAMPLES: samples}
+    available = [name for name in FAMILIES if given.get(name, True)]
     if not calibration:
         available = [name for name in available if name in UNCALIBRATED]
-    overall = _named("metrics", metrics, available, ensemble, calibration)
+    overall = _named("metrics", metrics, available, given, calibration)
     if group_metrics is None:
         groups = {name for name in GROUP_DEFAULT if name in overall}
     else:
-        groups = _named("group_metrics", group_metrics, available, ensemble, calibration)
+        groups = _named("group_metrics", group_metrics, available, given, calibration)
         missing = sorted(groups - overall, key=list(FAMILIES).index)
         if missing:
             raise OptionError(
@@ -88,10 +95,11 @@ def _named(
     parameter: str,
     names: Iterable[str] | None,
     available: list[str],
-    ensemble: bool,
+    forms: dict[str, bool],
     calibration: bool,
 ) -> set[str]:
-    """The families ``names`` selects (None or ``all``: every available one)."""
+    """The families ``names`` selects (None or ``all``: every available one); ``forms``: whether
+    each family that needs an input form has it."""
     if names is None:
         return set(available)
     chosen: set[str] = set()
@@ -101,8 +109,8 @@ def _named(
         elif name not in FAMILIES:
             known = ", ".join([*FAMILIES, ALL])
             raise OptionError(parameter, f"must be families among {known}. Got {name!r}.")
-        elif name == ENSEMBLE and not ensemble:
-            raise OptionError(parameter, "names ensemble, which needs --ensemble.")
+        elif not forms.get(name, True):
+            raise OptionError(parameter, f"names {name}, which needs {_FORM_FAMILIES[name]}.")
         elif name not in available and not calibration:
             raise OptionError(
                 parameter, f"names {name}, which --no-calibration leaves out: drop one of them."

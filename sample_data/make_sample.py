@@ -9,6 +9,9 @@ is a second model of the same rows for ``gaussnll compare``: bias removed and va
 recalibrated, its rows shuffled (pair by ``id``).
 ``ensemble.parquet`` holds a 5-member ensemble of the same function (``gaussnll score
 --ensemble``): list columns ``mean`` and ``var`` of 5 values per row.
+``samples.parquet`` holds 16 draws per row of the over-confident model of ``preds.parquet``'s
+rows (``gaussnll score --samples draws``): a list column ``draws``, rounded as the other values
+(so a few draws tie).
 ``preds_part1.state.json`` and ``preds_part2.state.json`` are the states (``score --by region
 --save-state``) of the two halves of ``preds.parquet``'s rows, for ``gaussnll merge``.
 
@@ -83,6 +86,17 @@ def ensemble(rng: np.random.Generator, rows: int, members: int = 5) -> pa.Table:
     )
 
 
+def samples(table: pa.Table, rng: np.random.Generator, draws: int = 16) -> pa.Table:
+    """``draws`` draws per row from the model of ``table`` (its mean and variance), with the
+    rows' id, target, region and weight."""
+    mean = table.column("mean").to_numpy()[:, None]
+    std = np.sqrt(table.column("var").to_numpy())[:, None]
+    values = np.round(mean + std * rng.standard_normal((len(mean), draws)), 6)
+    listed = pa.FixedSizeListArray.from_arrays(values.ravel(), draws)
+    kept = table.select(["id", "target", "region", "weight"])
+    return kept.add_column(1, "draws", listed)
+
+
 def main() -> None:
     rng = np.random.default_rng(SEED)
     columns = predictions(rng, ROWS)
@@ -113,6 +127,7 @@ def main() -> None:
     pq.write_table(candidate.take(order), HERE / "preds_candidate.parquet")
 
     pq.write_table(ensemble(np.random.default_rng(SEED + 2), 2_000), HERE / "ensemble.parquet")
+    pq.write_table(samples(table, np.random.default_rng(SEED + 3)), HERE / "samples.parquet")
 
     half = ROWS // 2
     for part, rows in enumerate((table.slice(0, half), table.slice(half)), start=1):

@@ -23,7 +23,8 @@ from gaussnll.core.options import ScoreOptions, Spread
 class Chunk:
     """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from.
 
-    An ensemble's mean and spread are ``(rows, members, width)`` (``ScoreOptions.ensemble``).
+    An ensemble's mean and spread are ``(rows, members, width)`` (``ScoreOptions.ensemble``);
+    samples' mean holds the draws, ``(rows, M, width)``, and the spread is zeros ``(rows, M, 1)``.
     """
 
     mean: Tensor
@@ -114,9 +115,10 @@ def to_chunks(
         first_row += batch.num_rows
         group = None if group_keys is None else torch.from_numpy(group_keys.index(batch, where))
         scale = None if scales is None else torch.from_numpy(scales.scales(batch, where)).to(dtype)
-        members = convert.members if options.ensemble else convert.role
+        members = convert.members if options.per_row_members else convert.role
         roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
-        roles.append(members(batch, spec.spread))
+        if spec.spread:  # samples read none: each draw's variance is 0
+            roles.append(members(batch, spec.spread))
         # A missing weight is NaN whatever the policy: the scorer refuses it with its row. In
         # float64 whatever the dtype: a float32 value times a weight is then exact, as the
         # value's repeats would be.
@@ -126,11 +128,13 @@ def to_chunks(
             weight = in_float64.single(batch, spec.weight)
         sent = [*roles, group, scale, weight]
         (*moved, group, scale, weight), arrived = host_to_device.send(sent)
-        mean, target, spread = (tensor for tensor in moved if tensor is not None)  # never None
+        mean, target, *spread = (tensor for tensor in moved if tensor is not None)
+        if not spread:
+            spread = [mean.new_zeros((*mean.shape[:2], 1))]
         chunk = Chunk(
             mean=mean,
             target=target,
-            spread=spread,
+            spread=spread[0],
             ids=batch.column(spec.id) if spec.id else None,
             where=where,
             group=group,
@@ -138,11 +142,11 @@ def to_chunks(
             scale=scale,
             weight=weight,
         )
-        if not options.ensemble:
+        if not options.per_row_members:
             yield chunk
             continue
-        # An ensemble's M members per row are scored in pieces of chunk_size / M rows, which
-        # bound its temporaries as a chunk of single Gaussians does.
+        # An ensemble's M members (or M draws) per row are scored in pieces of chunk_size / M
+        # rows, which bound its temporaries as a chunk of single Gaussians does.
         rows = max(1, options.chunk_size // max(1, mean.shape[1]))
         for offset in range(0, chunk.length, rows):
             yield chunk.slice(offset, offset + rows)

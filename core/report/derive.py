@@ -14,10 +14,12 @@ from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.ensemble_summary import EnsembleSummaries
 from gaussnll.core.report.report import GroupScore, OutputScore, Report
+from gaussnll.core.report.samples_summary import SamplesSummaries
 from gaussnll.core.report.summary_table import Summaries, SummaryTable
 from gaussnll.core.state.calibration import CalibrationState
 from gaussnll.core.state.mixture import MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
+from gaussnll.core.state.samples import SamplesState
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.uncertainty import summaries as uncertainty_summaries
 
@@ -74,15 +76,28 @@ class Reports(Sequence[Report]):
             self._ensemble = EnsembleSummaries(
                 mixture, weight * self._outputs, by_group=by_group, full=options.full
             )
+        samples = state.group_samples if by_group else state.samples
+        self._samples = (
+            None
+            if samples is None
+            else SamplesSummaries(samples, weight * self._outputs, by_group=by_group)
+        )
         self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
         self._names = options.columns.output_names(self._outputs)
         self._options = options
         spec = options.columns
+        predicted = (
+            {"samples": list(spec.mean)}
+            if options.samples
+            else {
+                "mean": list(spec.mean),
+                spec.spread_kind.value: list(spec.spread),
+            }
+        )
         self._common = {
             "columns": {
-                "mean": list(spec.mean),
+                **predicted,
                 "target": list(spec.target),
-                spec.spread_kind.value: list(spec.spread),
                 "id": spec.id,
                 "weight": spec.weight,
             },
@@ -134,6 +149,7 @@ class Reports(Sequence[Report]):
             calibration=calibration,
             accuracy=accuracy,
             ensemble=None if self._ensemble is None else self._ensemble[b],
+            samples=None if self._samples is None else self._samples[b],
             nan_policy=options.nan_policy,
             skipped_rows=self._skipped[b][0],
             skipped_reasons=dict(zip(SKIP_REASONS, self._skipped[b][1:], strict=True)),
@@ -160,8 +176,10 @@ def _calibration_summaries(
     weights (its row count when unweighted). Derived for ``SUMMARY_BATCH`` groups at a time,
     which bounds the temporaries however many groups there are."""
     batch, outputs = loss.shape
-    # The scope's accumulators of calibration and accuracy (the mixture has its own section).
-    parts = [part for part in state.scope(by_group) if not isinstance(part, MixtureState)]
+    # The scope's accumulators of calibration and accuracy (the mixture and the samples have
+    # their own sections).
+    own = (MixtureState, SamplesState)
+    parts = [part for part in state.scope(by_group) if not isinstance(part, own)]
     if not parts:
         return None, None
     levels, pit_bins = options.levels, options.pit_bins

@@ -66,6 +66,7 @@ class Scorer:
         self.group_keys = GroupKeys(by, self.options.edges()) if by else None
         self._validity = Validity(self.device)
         self._weights: MemberWeights | None = None  # an ensemble's, from its first chunk
+        self._draws: dict[str, int] = {}  # samples: the draws per row of each file so far
         self._weight_tensor: Tensor | None = None
         # Rows carry weights: with a weight column, or tensors given weights in their first update.
         self._weighted = self.options.columns.weight is not None
@@ -104,6 +105,8 @@ class Scorer:
             )
         var = chunk.variance(spec.spread_kind)
         members, given, given_var = None, chunk, var
+        if options.samples:
+            self._check_draws(chunk)
         if self._weights is not None:  # scored as the moment-matched Gaussian
             members = members_of(chunk, var, self._weights, self._weight_tensor, options)
             chunk = replace(chunk, mean=members.matched_mean, spread=members.matched_var)
@@ -137,11 +140,29 @@ class Scorer:
             column = self.options.columns.weight or "weight"
             self._validity.check_weights(chunk.weight, column, chunk.where)
 
+    def _check_draws(self, chunk: Chunk) -> None:
+        """Samples: each file's rows have one number of draws (files may differ), and every
+        draw is finite unless the policy skips or propagates non-finite values (on a GPU:
+        noted, and refused by ``report``)."""
+        where, draws = chunk.where, chunk.mean.shape[1]
+        names = ",".join(self.options.columns.mean)
+        earlier = self._draws.setdefault(where.path, draws)
+        if earlier != draws:
+            raise InputError(
+                f"has {draws} draws per row where earlier rows have {earlier}; every row of a "
+                "file must have the same number of draws",
+                path=where.path,
+                column=names,
+                row=where.row(0),
+            )
+        if self.options.nan_policy == "error":
+            self._validity.check_finite(chunk.mean, names, where)
+
     def prepare(self, chunk: Chunk) -> ScoreState:
         """The state, made for ``chunk``'s outputs if this is the first (threads adding chunks
         at once must be given a prepared scorer)."""
         if self.state is None:
-            if self.options.ensemble:
+            if self.options.per_row_members:
                 self._set_weights(chunk.mean.shape[1], chunk.mean.dtype)
             self._weighted = chunk.weight is not None
             self.state = self._new_state(chunk.mean.shape[-1])
@@ -233,7 +254,7 @@ class Scorer:
         if scorer.group_keys is not None:
             scorer.group_keys.add(tuple(key) for key in groups)
         members = document.get("members")
-        if (members is None) == options.ensemble:
+        if (members is None) == options.per_row_members:
             raise malformed(": its members contradict its options")
         if members is not None:
             scorer._set_weights(members, DTYPES[options.dtype])
@@ -266,7 +287,8 @@ class Scorer:
             levels=self.options.levels if self.options.calibration else None,
             pit_bins=self.options.pit_bins,
             grouped=self.group_keys is not None,
-            members=self._weights,
+            members=None if self.options.samples else self._weights,
+            draws=len(self._weights.normalised) if self.options.samples and self._weights else None,
             weighted=self._weighted,
             selection=self.options.selection,
         )
