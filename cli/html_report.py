@@ -18,6 +18,7 @@ from gaussnll.cli.layout import Grid
 from gaussnll.cli.render import CheckResults, outputs_grid, recalibration_text
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
 from gaussnll.cli.render_recalibrate import RecalibrationReport
+from gaussnll.cli.render_samples import samples_grid
 from gaussnll.core import (
     SCORE_METRICS,
     CalibrationSummary,
@@ -98,6 +99,9 @@ def score_page(
             parts.append(_coverage(calibration))
     if report.ensemble is not None:
         parts.append(_ensemble(report))
+    samples = samples_grid(report, number, scalars=False)  # all metrics lists its scalars
+    if samples is not None:
+        parts.append(_grid(samples))
     if len(report.outputs) > 1:
         parts.append(_grid(outputs_grid(report)))
     if report.by:

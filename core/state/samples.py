@@ -87,17 +87,20 @@ class SamplesState:
         scores = torch.stack(crps_pair(ordered, target), dim=2).sum(dim=1)
         below, tied = _placed(ordered, target)
         draws_per_row = ordered.shape[2]
-        pit = (below + 0.5 * tied) / draws_per_row
-        inside = _inside(ordered, target, self.levels)
-        bins = (pit * self.pit_bins).floor().clamp(0, self.pit_bins - 1).long()
+        # The PIT u = (2 below + tied) / 2M compared in integers, exactly: its bin, and
+        # whether u <= j/99 at each level j of linspace(0, 1, 100).
+        twice = (2 * below + tied).long()
+        bins = (twice * self.pit_bins).div(2 * draws_per_row, rounding_mode="floor")
+        bins = bins.clamp(0, self.pit_bins - 1)
         pit_counts = torch.zeros(
-            (*pit.shape, self.pit_bins), dtype=torch.int64, device=pit.device
+            (*twice.shape, self.pit_bins), dtype=torch.int64, device=twice.device
         ).scatter_(2, bins.unsqueeze(2), 1)
-        levels = torch.linspace(0, 1, QUANTILE_LEVELS, dtype=pit.dtype, device=pit.device)
-        under = pit.unsqueeze(2) <= levels
+        steps = torch.arange(QUANTILE_LEVELS, device=twice.device)
+        under = twice.unsqueeze(2) * (QUANTILE_LEVELS - 1) <= 2 * draws_per_row * steps
+        inside = _inside(ordered, target, self.levels)
         counts = torch.cat([inside, pit_counts, under.long()], dim=2).sum(dim=1)
         ranks = torch.zeros(
-            (ordered.shape[0], self.members + 2), dtype=pit.dtype, device=pit.device
+            (ordered.shape[0], self.members + 2), dtype=ordered.dtype, device=ordered.device
         )
         if draws_per_row == self.members:
             ranks[:, : self.members + 1] = _rank_histogram(below, tied, self.members).sum(dim=1)
@@ -189,7 +192,7 @@ def empirical_quantile(ordered: Tensor, q: float) -> Tensor:
     """The ``q`` quantile of sorted draws ``(rows, D, M)`` as numpy's default method computes
     it: at the virtual index ``(M - 1) q``, a linear interpolation written as numpy's lerp."""
     m = ordered.shape[2]
-    index = m * q + (1 - q) - 1  # numpy's virtual index for the linear rule (alpha = beta = 1)
+    index = (m - 1) * q  # numpy's virtual index for the linear rule
     low = min(max(math.floor(index), 0), m - 1)
     high = min(low + 1, m - 1)
     t = index - low
