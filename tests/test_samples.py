@@ -314,3 +314,26 @@ def test_every_section_metric_is_checkable_and_equals_its_json_value(tmp_path):
 def test_every_section_field_is_declared_in_the_samples_family():
     assert {name for name, _ in declared(SamplesSummary)} == set(SamplesSummary.__annotations__)
     assert {spec.family for _, spec in declared(SamplesSummary)} == {"samples"}
+
+
+def test_per_row_adds_each_rows_crps(tmp_path):
+    draws, target = make_samples(120, 6, seed=15)
+    draws[4, 2] = np.nan  # skipped: its row's values are null
+    path = write_table(table_of(draws, target, id=np.arange(120)), tmp_path / "s.parquet")
+    rows = tmp_path / "rows.parquet"
+    args = ["score", path, "--samples", "draws", "--nan-policy", "skip", "--id-col", "id", "-q"]
+    result = run(*args, "--per-row", rows, "--chunk-size", "50")
+    assert result.exit_code == 0, result.output
+    written = pq.read_table(rows)
+    assert written.column_names == ["id", "nll", "crps"]
+    crps = np.array(written.column("crps").to_pylist(), dtype=float)
+    expected = properscoring.crps_ensemble(target, draws)
+    kept = np.arange(120) != 4
+    np.testing.assert_allclose(crps[kept], expected[kept], rtol=REL)
+    assert np.isnan(crps[4])
+    mean, var = draws.mean(axis=1), draws.var(axis=1)
+    nll = F.gaussian_nll_loss(
+        torch.from_numpy(mean), torch.from_numpy(target), torch.from_numpy(var), reduction="none"
+    ).numpy()
+    got = np.array(written.column("nll").to_pylist(), dtype=float)
+    np.testing.assert_allclose(got[kept], nll[kept], rtol=1e-12)

@@ -13,11 +13,13 @@ from gaussnll.core.state.nonfinite import expand_rows
 @dataclass(frozen=True)
 class Scored:
     """What one chunk contributed: the element losses of its scored rows (no constant), which
-    rows were kept (None: all of them), and for an ensemble the mixture's element losses."""
+    rows were kept (None: all of them), for an ensemble the mixture's element losses, and for
+    samples the draws' element CRPS."""
 
     loss: Tensor
     kept: Tensor | None
     mixture: Tensor | None = None
+    crps: Tensor | None = None
 
     def per_row(self, full: bool) -> Tensor:
         """The losses aligned with the chunk's rows (NaN where skipped), with the constant if
@@ -28,6 +30,10 @@ class Scored:
         """The mixture's element losses as ``per_row`` gives the Gaussian's (None: no
         ensemble)."""
         return None if self.mixture is None else self._aligned(self.mixture, full)
+
+    def crps_per_row(self) -> Tensor | None:
+        """The draws' element CRPS aligned as ``per_row`` (None: no samples section)."""
+        return None if self.crps is None else self._aligned(self.crps, False)
 
     def _aligned(self, loss: Tensor, full: bool) -> Tensor:
         loss = loss + HALF_LOG_2PI if full else loss

@@ -123,7 +123,7 @@ class Scorer:
         terms = nll_terms(error, floored)
         loss = terms.loss
         batch = RowBatch(terms, error, scored_var, floored, at, scored.target, members, options.eps)
-        chunk_sums, mixture = state.update(batch)
+        chunk_sums, extra = state.update(batch)
         checked = given if kept is None else given.rows(kept)
         if self._validity.bad_here(checked, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
@@ -131,7 +131,9 @@ class Scorer:
                 given = replace(given, mean=given.mean.flatten(1), spread=given.spread.flatten(1))
                 given_var = given_var.flatten(1)
             explain(given, spec, given_var, aligned, options.nan_policy)
-        return Scored(loss, kept, mixture)
+        if options.samples:
+            return Scored(loss, kept, crps=extra)
+        return Scored(loss, kept, mixture=extra)
 
     def check_weights(self, chunk: Chunk) -> None:
         """Refuse a row whose weight is not a finite number >= 0 (on a GPU: noted, and

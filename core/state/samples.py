@@ -68,23 +68,27 @@ class SamplesState:
         self._counts = sums(width, integer=True)
         self._ranks = sums(members + 2)
 
-    def update(self, batch: RowBatch) -> None:
-        """Add a chunk's rows (``batch.members``: the draws as zero-variance members)."""
+    def update(self, batch: RowBatch) -> Tensor:
+        """Add a chunk's rows (``batch.members``: the draws as zero-variance members); return
+        the CRPS (energy form) of their elements ``(rows, D)``, for per-row output."""
         members, target = batch.members, batch.target
         if members is None or target is None:
             raise ValueError("a samples state needs each row's draws and target")
         key = ("samples", self.members, self.levels, self.pit_bins)
-        scores, counts, ranks = batch.shared(key, lambda: self._per_row(members.mean, target))
+        crps, scores, counts, ranks = batch.shared(key, lambda: self._per_row(members.mean, target))
         self._scores.add(scores, batch.at)
         self._counts.add(counts, batch.at)
         self._ranks.add(ranks, batch.at)
+        return crps
 
-    def _per_row(self, draws: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Each row's scores ``(rows, 2)``, counts ``(rows, levels + bins + 100)`` and rank
-        histogram ``(rows, M + 2)``, summed over its outputs; ``draws`` ``(rows, M, D)``."""
+    def _per_row(self, draws: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Each element's CRPS ``(rows, D)``; then, summed over its outputs, each row's scores
+        ``(rows, 2)``, counts ``(rows, levels + bins + 100)`` and rank histogram ``(rows, M +
+        2)``; ``draws`` ``(rows, M, D)``."""
         ordered = sorted_draws(draws)
         target = target.expand(ordered.shape[0], ordered.shape[1]).contiguous()
-        scores = torch.stack(crps_pair(ordered, target), dim=2).sum(dim=1)
+        energy, fair = crps_pair(ordered, target)
+        scores = torch.stack([energy, fair], dim=2).sum(dim=1)
         below, tied = _placed(ordered, target)
         draws_per_row = ordered.shape[2]
         # The PIT u = (2 below + tied) / 2M compared in integers, exactly: its bin, and
@@ -106,7 +110,7 @@ class SamplesState:
             ranks[:, : self.members + 1] = _rank_histogram(below, tied, self.members).sum(dim=1)
         else:
             ranks[:, -1] = ordered.shape[1]
-        return scores, counts, ranks
+        return energy, scores, counts, ranks
 
     def reserve(self, groups: int) -> None:
         for sums in (self._scores, self._counts, self._ranks):
