@@ -337,3 +337,24 @@ def test_per_row_adds_each_rows_crps(tmp_path):
     ).numpy()
     got = np.array(written.column("nll").to_pylist(), dtype=float)
     np.testing.assert_allclose(got[kept], nll[kept], rtol=1e-12)
+
+
+def test_several_outputs_from_nested_lists_score_each_output_on_its_own():
+    first, first_target = make_samples(150, 5, seed=16)
+    second, second_target = make_samples(150, 5, seed=17)
+    nested = pa.array([list(pair) for pair in np.stack([first, second], axis=2)])
+    table = pa.table({"draws": nested, "target": list(np.stack([first_target, second_target], 1))})
+    report = score(table, samples="draws", device="cpu")
+    assert report.elements == 300 and len(report.outputs) == 2
+    crps = np.concatenate(
+        [
+            properscoring.crps_ensemble(first_target, first),
+            properscoring.crps_ensemble(second_target, second),
+        ]
+    )
+    assert report.samples.sample_crps == pytest.approx(crps.mean(), rel=REL)
+    ranks = np.add(
+        reference(first, first_target)["sample_rank_counts"],
+        reference(second, second_target)["sample_rank_counts"],
+    )
+    assert report.samples.sample_rank_counts == pytest.approx(ranks.tolist())
