@@ -358,3 +358,15 @@ def test_several_outputs_from_nested_lists_score_each_output_on_its_own():
         reference(second, second_target)["sample_rank_counts"],
     )
     assert report.samples.sample_rank_counts == pytest.approx(ranks.tolist())
+
+
+def test_states_of_other_numbers_of_draws_refuse_to_merge_in_one_line(tmp_path):
+    states = []
+    for members in (3, 4):
+        draws, target = make_samples(20, members, seed=members)
+        path = write_table(table_of(draws, target), tmp_path / f"m{members}.parquet")
+        state = tmp_path / f"m{members}.json"
+        assert run("score", path, "--samples", "draws", "--save-state", state, "-q").exit_code == 0
+        states.append(state)
+    line = one_line(run("merge", *states, "-q"))
+    assert "m4.json holds 4 members or draws per row and" in line and "m3.json 3" in line
