@@ -192,7 +192,10 @@ class ScoreOptions:
         )
         _check_member_weights(self.member_weights, self.ensemble)
         if self.samples:
-            _require(not self.ensemble, "samples", "contradict ensemble: give one form", True)
+            if self.ensemble:
+                raise OptionError(
+                    "samples", "cannot be combined with ensemble: draws are members already."
+                )
             # Each draw is a point mass: its spread is a zero variance, read from no column.
             spec = replace(self.columns, spread=(), spread_kind=Spread.VAR)
             object.__setattr__(self, "columns", spec)

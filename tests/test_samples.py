@@ -216,6 +216,13 @@ def test_the_options_refuse_samples_with_an_ensemble():
     assert ScoreOptions(samples=True).columns.spread == ()
 
 
+def test_samples_with_an_ensemble_is_one_usage_line(tmp_path):
+    draws, target = make_samples(10, 3)
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    line = one_line(run("score", path, "--samples", "draws", "--ensemble"))
+    assert "--samples cannot be combined with ensemble" in line
+
+
 def test_tensors_are_refused():
     scorer = Scorer(samples=True, device="cpu")
     with pytest.raises(Exception, match="samples are scored from files or tables"):
