@@ -31,6 +31,7 @@ from gaussnll.cli.settings import (
 )
 from gaussnll.core import (
     COMPARE_METRICS,
+    QUANTILE_FAMILIES,
     SAMPLES,
     SCORE_METRICS,
     Catalog,
@@ -52,8 +53,7 @@ from gaussnll.core import (
     compare,
     evaluate,
     evaluate_per_group,
-    merge_on_dask,
-    merge_state_files,
+    merge,
     metric_levels,
     parse_checks,
     redacted,
@@ -160,13 +160,9 @@ def run_score(path: str, given: dict[str, Any]) -> int:
     if options.columns.id and not (outputs.per_row or rows_on_stdout):
         raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
     source = resolve_source(path)
-    executor: Executor = InProcess()
-    if settings["dask"] is not None:
-        if rows_on_stdout:
-            raise UsageError("--dask writes per-row losses to a directory: add --per-row DIR")
-        executor = OnDask(
-            settings["dask"], settings["dask_workers"], verbose=bool(given.get("debug"))
-        )
+    executor = _executor(settings, given)
+    if isinstance(executor, OnDask) and rows_on_stdout:
+        raise UsageError("--dask writes per-row losses to a directory: add --per-row DIR")
     with outputs.planned(source.files, config) as files:
         with (
             _row_sink(files, outputs, executor, rows_on_stdout) as rows_to,
@@ -199,26 +195,15 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
         require_dask()
     if given.get("html"):
         require_matplotlib()
-    duplicates = bool(given.get("allow_duplicates"))
     with outputs.planned(paths, config) as files:
         with progress_callback("merging", not outputs.quiet) as on_progress:
-            if settings["dask"] is not None:
-                scorer = merge_on_dask(
-                    paths,
-                    address=settings["dask"],
-                    workers=settings["dask_workers"],
-                    max_groups=max_groups,
-                    allow_duplicates=duplicates,
-                    on_progress=on_progress,
-                    verbose=bool(given.get("debug")),
-                )
-            else:
-                scorer = merge_state_files(
-                    paths,
-                    max_groups=max_groups,
-                    allow_duplicates=duplicates,
-                    on_progress=on_progress,
-                )
+            scorer = merge(
+                paths,
+                executor=_executor(settings, given),
+                max_groups=max_groups,
+                allow_duplicates=bool(given.get("allow_duplicates")),
+                on_progress=on_progress,
+            )
         report = scorer.report(", ".join(paths), "state", allow_empty=True)
         settings.update(by=list(report.by), calibration=report.calibration is not None)
         settings.update(max_groups=scorer.options.max_groups)  # the limit that applied
@@ -316,6 +301,13 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         return publish(report, shown, output_format, files, COMPARE_METRICS)
 
 
+def _executor(settings: dict[str, Any], given: dict[str, Any]) -> Executor:
+    """Where the run scores or merges: on the Dask cluster of ``--dask``, else here."""
+    if settings["dask"] is None:
+        return InProcess()
+    return OnDask(settings["dask"], settings["dask_workers"], verbose=bool(given.get("debug")))
+
+
 def _row_sink(
     files: PlannedOutputs, outputs: Outputs, executor: Executor, rows_on_stdout: bool
 ) -> AbstractContextManager[RowWriter | str | None]:
@@ -400,9 +392,25 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
         raise UsageError("a --check uses a calibration metric: drop --no-calibration")
     if any(catalog.uses_ensemble(c.metric) for c in checks) and not settings["ensemble"]:
         raise UsageError("a --check uses an ensemble metric: add --ensemble")
-    if any(catalog.family(c.metric) == SAMPLES for c in checks) and not settings.get("samples"):
+    if any(SAMPLES in catalog.families(c.metric) for c in checks) and not settings.get("samples"):
         raise UsageError("a --check uses a samples metric: add --samples COL")
+    density = [
+        c.metric
+        for c in checks
+        if c.metric in DENSITY_METRICS
+        or ((families := catalog.families(c.metric)) and not set(families) & set(QUANTILE_FAMILIES))
+    ]
+    if density and settings.get("quantiles") is not None:
+        raise UsageError(
+            f"--check {density[0]}: a quantile model (--quantiles) has no density, so its NLL "
+            "and a Gaussian's metrics are null; check a quantile metric such as wis, "
+            "crps_quantile or quantile_mace"
+        )
     return checks
+
+
+# The numbers of a density, null for a quantile model.
+DENSITY_METRICS = ("nll", "nll_mean", "nll_sum", "dss")
 
 
 def _require_families(
@@ -417,16 +425,12 @@ def _require_families(
     if settings.get("sort_by"):
         named.append((settings["sort_by"].partition(":")[0], True))
     for metric, in_groups in named:
-        family = catalog.family(metric)
+        families = catalog.families(metric)
         scope, flag = (
-            (selection.groups, "--group-metrics")
-            if in_groups
-            else (
-                selection.overall,
-                "--metrics",
-            )
+            (selection.groups, "--group-metrics") if in_groups else (selection.overall, "--metrics")
         )
-        if family is not None and family not in scope:
+        if families and not scope.intersection(families):
+            family = families[0]
             raise UsageError(
                 f"{metric} is computed by the {family} metrics, which {flag} leaves out: add "
                 f"{family} to {flag}"
@@ -479,6 +483,9 @@ def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions
         id=settings.get("id_col"),
         by=tuple(by),
         weight=settings.get("weight_col"),
+        quantiles=_names(settings["quantile_cols"], "--quantile-cols")
+        if settings.get("quantile_cols") is not None
+        else (),
     )
     core = {key: value for name, value in settings.items() if (key := BY_NAME[name].core) in _CORE}
     levels = settings.get("levels", BY_NAME["levels"].default)

@@ -42,21 +42,32 @@ def svg_text(figure: Any) -> str:
 
 
 def calibration_curves(
-    curves: Sequence[tuple[str, Sequence[float]]], *, shade: bool, title: str = "Calibration"
+    curves: Sequence[tuple[str, Sequence[float]]],
+    *,
+    shade: bool,
+    title: str = "Calibration",
+    one_sided: Sequence[tuple[str, Sequence[float]]] = (),
 ) -> str:
     """Observed against expected proportion inside the central intervals, with the diagonal;
-    ``shade``: fill the miscalibration area of the first curve."""
+    ``shade``: fill the miscalibration area of the first curve; ``one_sided``: curves of the
+    frequency at or below the τ-quantile, dotted (the i-th in the i-th curve's colour)."""
     figure = _figure(*PANEL)
     axes = figure.add_subplot()
     expected = [k / (CURVE_POINTS - 1) for k in range(CURVE_POINTS)]
     axes.plot([0, 1], [0, 1], color="#777777", linestyle="--", linewidth=1, label="ideal")
     for (label, observed), colour in zip(curves, COLOURS, strict=False):
         axes.plot(expected, observed, color=colour, linewidth=1.8, label=label)
+    for (label, observed), colour in zip(one_sided, COLOURS, strict=False):
+        axes.plot(expected, observed, color=colour, linewidth=1.8, linestyle=":", label=label)
     if shade and curves:
         observed = curves[0][1]
         axes.fill_between(expected, expected, observed, color=COLOURS[0], alpha=0.18, linewidth=0)
     axes.set(xlim=(0, 1), ylim=(0, 1), title=title, aspect="equal")
-    axes.set_xlabel("expected proportion in the central interval")
+    axes.set_xlabel(
+        "expected proportion: central level p (dotted: one-sided τ)"
+        if one_sided
+        else "expected proportion in the central interval"
+    )
     axes.set_ylabel("observed proportion")
     axes.legend(loc="upper left", frameon=False)
     axes.grid(alpha=0.3)

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 from gaussnll.cli import figures
 from gaussnll.cli.layout import Grid
-from gaussnll.cli.render import CheckResults, outputs_grid, recalibration_text
+from gaussnll.cli.render import CheckResults, cell, outputs_grid, recalibration_text
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
+from gaussnll.cli.render_quantiles import quantile_grids
 from gaussnll.cli.render_recalibrate import RecalibrationReport
 from gaussnll.cli.render_samples import samples_grid
 from gaussnll.core import (
@@ -28,7 +29,17 @@ from gaussnll.core import (
 
 GROUP_CURVES = 6  # small calibration curves for this many worst-calibrated groups
 GROUP_ROWS = 100  # groups listed in the page's table
-HEADLINE = ("nll", "crps", "var_scale", "mace", "ence", "miscalibration_area", "rmse", "sharpness")
+HEADLINE = (
+    "nll",
+    "crps",
+    "var_scale",
+    "mace",
+    "quantile_mace",
+    "ence",
+    "miscalibration_area",
+    "rmse",
+    "sharpness",
+)
 GROUP_METRICS = ("nll", "crps", "var_scale", "mace", "ence", "rmse")
 COMPARED = ("nll", "crps", "var_scale", "mace", "ence", "miscalibration_area", "rmse", "bias")
 
@@ -91,7 +102,9 @@ def score_page(
         _checks(results),
     ]
     calibration = report.calibration
-    if calibration is None:
+    if report.quantiles is not None:  # a quantile model: its own section, no Gaussian's
+        parts += [_grid(grid) for grid in quantile_grids(report, cell)]
+    elif calibration is None:
         parts.append("<p class='note'>Calibration was not computed (--no-calibration).</p>")
     else:
         parts += ["<h2>Calibration</h2><div class='figures'>", *_figures(calibration), "</div>"]
@@ -235,14 +248,18 @@ def _compared(calibrated: list[tuple[str, CalibrationSummary]], names: str) -> l
     """The models' calibration figures overlaid, of the metric families that were computed
     (``names``: the models', for the captions)."""
     curves = [(name, c.calibration_curve) for name, c in calibrated]
+    one_sided = [(f"{name}, one-sided", c.quantile_calibration_curve) for name, c in calibrated]
     pits = [(name, c.pit_counts) for name, c in calibrated]
     bins = [(name, c.uncertainty_bins) for name, c in calibrated]
     shown = []
     if all(curve is not None for _, curve in curves):
         shown.append(
             _figure(
-                figures.calibration_curves(_present(curves), shade=False),
-                f"Calibration curves: {literal(names)}.",
+                figures.calibration_curves(
+                    _present(curves), shade=False, one_sided=_present(one_sided)
+                ),
+                f"Calibration curves: {literal(names)}. Dotted: one-sided (the frequency at or "
+                "below the τ-quantile), which shows a bias the central intervals cannot see.",
             )
         )
     if all(pit is not None for _, pit in pits):
@@ -273,13 +290,34 @@ def _present(series: Sequence[tuple[str, Value | None]]) -> list[tuple[str, Valu
 def _figures(calibration: CalibrationSummary) -> list[str]:
     """The calibration figures of the metric families that were computed."""
     shown = []
+    one_sided = _present([("one-sided", calibration.quantile_calibration_curve)])
     if calibration.calibration_curve is not None:
         area = calibration.miscalibration_area
+        caption = (
+            f"Observed against expected proportion inside the central intervals at 100 "
+            f"levels; shaded: the miscalibration area ({number(area)})."
+        )
+        if one_sided:
+            caption += (
+                f" Dotted: the observed frequency of the target at or below the τ-quantile "
+                f"(one-sided; area {number(calibration.quantile_miscalibration_area)}), which "
+                "shows a bias the central intervals cannot see."
+            )
         shown.append(
             _figure(
-                figures.calibration_curves([("model", calibration.calibration_curve)], shade=True),
-                f"Observed against expected proportion inside the central intervals at 100 "
-                f"levels; shaded: the miscalibration area ({number(area)}).",
+                figures.calibration_curves(
+                    [("central", calibration.calibration_curve)], shade=True, one_sided=one_sided
+                ),
+                caption,
+            )
+        )
+    elif one_sided:
+        shown.append(
+            _figure(
+                figures.calibration_curves([], shade=False, one_sided=one_sided),
+                "Observed frequency of the target at or below the τ-quantile at 100 levels "
+                f"(one-sided); its miscalibration area is "
+                f"{number(calibration.quantile_miscalibration_area)}.",
             )
         )
     if calibration.pit_counts is not None:

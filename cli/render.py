@@ -16,6 +16,7 @@ from rich.text import Text
 from gaussnll.cli.layout import Grid, blocks, show, side_by_side
 from gaussnll.cli.literal import code_span, literal, markdown
 from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
+from gaussnll.cli.render_quantiles import quantile_grids
 from gaussnll.cli.render_samples import samples_grid
 from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import (
@@ -113,11 +114,16 @@ def report_blocks(
             parts += side_by_side(console, coverage_grid(cal), pit_grid(cal))
         elif cal.coverage is not None or cal.pit_counts is not None:
             parts += blocks(console, coverage_grid(cal) if cal.coverage else pit_grid(cal))
+    one_sided = one_sided_grid(report)
+    if one_sided.rows:
+        parts += blocks(console, one_sided)
     if report.ensemble is not None:
         parts.append(ensemble_table(report, number))
     samples = samples_grid(report, number, scalars=False)  # the summary lists its scalars
     if samples is not None:
         parts += blocks(console, samples)
+    for grid in quantile_grids(report, cell):
+        parts += blocks(console, grid)
     if len(report.outputs) > 1:
         parts += blocks(console, outputs_grid(report))
     if report.by:
@@ -159,6 +165,8 @@ def report_markdown(
     if samples is not None:
         lines += ["", f"**{markdown(samples.title)}**", ""]
         lines += markdown_table(samples.headers, samples.rows, keys=samples.keys, code=1)
+    for grid in quantile_grids(report, cell):
+        lines += titled_markdown(grid)
     if len(report.outputs) > 1:
         lines += titled_markdown(outputs_grid(report))
     if report.by:
@@ -172,7 +180,10 @@ def titled_markdown(grid: Grid) -> list[str]:
     return lines + markdown_table(grid.headers, grid.rows, keys=grid.keys)
 
 
-MARKDOWN_HEADLINE = ("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "rmse")
+MARKDOWN_HEADLINE = (
+    *("nll", "rows", "weight_sum", "var_scale", "crps", "mace", "quantile_mace", "rmse"),
+    *("wis", "crossing_rows"),
+)
 SHAPE = ("rows × outputs × members", "shape")  # label and name of the shape's row
 CONFIG = ("options from", "config")  # ... and of the config file's
 
@@ -232,10 +243,15 @@ def groups_grid(report: Report) -> Grid:
     )
 
 
+QUANTILE_GROUP_METRICS = ("wis", "crps_quantile", "quantile_mace", "crossing_rows")
+
+
 def group_metrics(report: Report) -> list[str]:
     """The metrics a table of groups shows: the weight sum when weighted, the headline
-    scores, and the coverage at the level closest to 0.9."""
+    scores, and the coverage at the level closest to 0.9 (a quantile model's own)."""
     metrics = ["weight_sum"] if report.weight_sum is not None else []
+    if report.quantiles is not None:  # a quantile model: no density, no Gaussian numbers
+        return [*metrics, *QUANTILE_GROUP_METRICS]
     metrics += ["nll", "crps", "var_scale", "mace", "rmse"]
     level = _headline_level(report)
     if level is not None:
@@ -303,7 +319,15 @@ def label(name: str, report: Report | None = None) -> str:
     return f"{text} ({report.reduction})" if name == "nll" and report is not None else text
 
 
-_SUMMARY_SKIPPED = frozenset({"nll", "seconds", "skipped_rows", "eps_floored", "z2_mean"})
+# The one-sided calibration has a table of its own (its long names would crowd the labels out).
+ONE_SIDED = tuple(
+    f"{scope}quantile_{name}"
+    for scope in ("", "mixture_")
+    for name in ("mace", "rmsce", "miscalibration_area")
+)
+_SUMMARY_SKIPPED = frozenset(
+    {"nll", "seconds", "skipped_rows", "eps_floored", "z2_mean", *ONE_SIDED}
+)
 SAME_NUMBER = {"var_scale": "z2_mean"}  # s* = mean(z²): one number, two names
 
 
@@ -358,6 +382,19 @@ def summary_grid(report: Report, config_file: str | None = None) -> Grid:
         sections=frozenset(sections),
         styles=styles,
         row_blocks=False,
+        optional=(0,),
+    )
+
+
+def one_sided_grid(report: Report) -> Grid:
+    """The one-sided calibration (the Gaussian's, then the mixture's), by label and the name a
+    check uses: no rows when not computed."""
+    rows = [(label(name), name, value) for _, name, value in headline_rows(report, ONE_SIDED)]
+    return Grid(
+        "one-sided calibration: the target at or below the τ-quantile (sees a bias)",
+        ("metric", "name", "value"),
+        rows,
+        keys=2,
         optional=(0,),
     )
 

@@ -41,6 +41,8 @@ def ensemble_rows(report: Report, number: Format) -> list[tuple[str, str]]:
         rows.append(
             ("mixture coverage", ", ".join(f"{level:g}: {share:.4f}" for level, share in coverage))
         )
+    if section.mixture_quantile_mace is not None:
+        rows.append(("mixture one-sided MACE", number(section.mixture_quantile_mace)))
     return rows
 
 

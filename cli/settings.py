@@ -303,6 +303,26 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="COL",
     ),
     Setting(
+        "quantiles",
+        list,
+        None,
+        "A quantile model: the levels of its quantile columns, strictly increasing in (0, 1), "
+        "comma-separated (with --quantile-cols; no mean or spread is read, the NLL is null).",
+        core="quantiles",
+        metavar="T1,...,TK",
+        parse=numbers("--quantiles"),
+        commands=frozenset({SCORE}),
+    ),
+    Setting(
+        "quantile_cols",
+        str,
+        None,
+        "The quantile columns, one per level of --quantiles (comma-separated) or one list column.",
+        core="columns.quantiles",
+        metavar="COL",
+        commands=frozenset({SCORE}),
+    ),
+    Setting(
         "member_weights",
         list,
         None,

@@ -27,7 +27,14 @@ if TYPE_CHECKING:
         UsageError,
         redacted,
     )
-    from gaussnll.core.families import FAMILIES, GROUP_DEFAULT, SAMPLES, Selection, parse_names
+    from gaussnll.core.families import (
+        FAMILIES,
+        GROUP_DEFAULT,
+        QUANTILE_FAMILIES,
+        SAMPLES,
+        Selection,
+        parse_names,
+    )
     from gaussnll.core.io.outputs import PlannedOutputs
     from gaussnll.core.io.readers import scalar_columns
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
@@ -68,10 +75,11 @@ if TYPE_CHECKING:
         CalibrationSummary,
         GroupScore,
         OutputScore,
+        QuantilesSummary,
         Report,
     )
     from gaussnll.core.run.allocator import keep_freed_memory
-    from gaussnll.core.run.api import ProgressCallback, recalibrate, score
+    from gaussnll.core.run.api import ProgressCallback, merge, recalibrate, score
     from gaussnll.core.run.comparison import compare
     from gaussnll.core.run.distributed import score_on_dask
     from gaussnll.core.run.distributed_merge import merge_on_dask
@@ -105,6 +113,7 @@ _EXPORTS = {
     "DEFAULT_TIMEOUT_S": "io.timeouts",
     "FAMILIES": "families",
     "GROUP_DEFAULT": "families",
+    "QUANTILE_FAMILIES": "families",
     "SAMPLES": "families",
     "Selection": "families",
     "parse_names": "families",
@@ -121,6 +130,7 @@ _EXPORTS = {
     "OutputScore": "report.report",
     "PairedSummary": "report.compare_report",
     "PlannedOutputs": "io.outputs",
+    "QuantilesSummary": "report.report",
     "ProgressCallback": "run.api",
     "RecalibrationMap": "recalibration",
     "Report": "report.report",
@@ -142,6 +152,7 @@ _EXPORTS = {
     "gaussian_nll_loss": "loss",
     "keep_freed_memory": "run.allocator",
     "load_state": "run.merging",
+    "merge": "run.api",
     "merge_on_dask": "run.distributed_merge",
     "merge_state_files": "run.merging",
     "merge_states": "run.merging",

@@ -16,6 +16,7 @@ from gaussnll.core.errors import OptionError
 NLL = "nll"
 ENSEMBLE = "ensemble"
 SAMPLES = "samples"
+QUANTILES = "quantiles"
 ALL = "all"
 
 # Every family with what it computes, in the order the report lists them.
@@ -26,19 +27,24 @@ FAMILIES: dict[str, str] = {
     "crps": "CRPS",
     "coverage": "coverage, elements inside, interval width and interval score at --levels",
     "calibration": "calibration curve, MACE, RMSCE, miscalibration area",
+    "one_sided": "one-sided calibration: the frequency of u <= tau, its MACE, RMSCE and area",
     "pit": "PIT histogram",
     "scores": "check score and interval score averaged over 99 levels",
     "uncertainty": "ENCE, error-vs-uncertainty bins, sigma histogram",
     ENSEMBLE: "the mixture's NLL, CRPS, coverage and PIT, member NLLs (--ensemble)",
     SAMPLES: "the draws' CRPS (energy and fair), coverage, rank and PIT histograms, quantile "
     "MACE (--samples)",
+    QUANTILES: "pinball losses, WIS, interval and one-sided coverage, CRPS (--quantiles)",
 }
 # The families that need an input form: the option each needs.
-_FORM_FAMILIES = {ENSEMBLE: "--ensemble", SAMPLES: "--samples"}
+_FORM_FAMILIES = {ENSEMBLE: "--ensemble", SAMPLES: "--samples", QUANTILES: "--quantiles"}
+# A quantile model has no density: only these apply (the NLL's numbers are null).
+QUANTILE_FAMILIES = (NLL, QUANTILES)
 # What ``--no-calibration`` leaves: the families that need no calibration sums.
-UNCALIBRATED = frozenset({NLL, ENSEMBLE})
+UNCALIBRATED = frozenset({NLL, ENSEMBLE, QUANTILES})
 # The cheap, most-used families, each group's by default: a few hundred bytes a group.
-GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration")
+# (a quantile model's groups get its quantiles family.)
+GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration", "one_sided")
 
 
 @dataclass(frozen=True)
@@ -67,18 +73,21 @@ def select(
     calibration: bool = True,
     ensemble: bool = False,
     samples: bool = False,
+    quantiles: bool = False,
 ) -> Selection:
     """The families of each scope: ``metrics`` (None: all) for the whole input, ``group_metrics``
     (None: ``GROUP_DEFAULT`` among those) for each group. ``nll`` is always in both; ``ensemble``
-    only with an ensemble, ``samples`` only with samples. Names that are unknown, or groups'
-    families not computed for the whole input, raise :class:`OptionError`."""
-    given = {ENSEMBLE: ensemble, SAMPLES: samples}
+    only with an ensemble, ``samples`` only with samples; a quantile model (``quantiles``) has
+    only ``QUANTILE_FAMILIES``. Names that are unknown, or groups' families not computed for the
+    whole input, raise :class:`OptionError`."""
+    given = {ENSEMBLE: ensemble, SAMPLES: samples, QUANTILES: quantiles}
     available = [name for name in FAMILIES if given.get(name, True)]
+    available = [n for n in available if n == NLL or (n in QUANTILE_FAMILIES) == quantiles]
     if not calibration:
         available = [name for name in available if name in UNCALIBRATED]
     overall = _named("metrics", metrics, available, given, calibration)
     if group_metrics is None:
-        groups = {name for name in GROUP_DEFAULT if name in overall}
+        groups = {name for name in (*GROUP_DEFAULT, QUANTILES) if name in overall}
     else:
         groups = _named("group_metrics", group_metrics, available, given, calibration)
         missing = sorted(groups - overall, key=list(FAMILIES).index)
@@ -109,6 +118,12 @@ def _named(
         elif name not in FAMILIES:
             known = ", ".join([*FAMILIES, ALL])
             raise OptionError(parameter, f"must be families among {known}. Got {name!r}.")
+        elif name not in available and forms[QUANTILES]:
+            raise OptionError(
+                parameter,
+                f"names {name}, which a quantile model (--quantiles) has not: it has "
+                f"{', '.join(QUANTILE_FAMILIES)}.",
+            )
         elif not forms.get(name, True):
             raise OptionError(parameter, f"names {name}, which needs {_FORM_FAMILIES[name]}.")
         elif name not in available and not calibration:

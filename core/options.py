@@ -64,6 +64,7 @@ class ColumnSpec:
     id: str | None
     by: Names
     weight: str | None  # each row's weight (see docs/weights.md)
+    quantiles: Names  # a quantile model's columns (``ScoreOptions.quantiles``): no mean, no spread
 
     def __init__(
         self,
@@ -74,13 +75,20 @@ class ColumnSpec:
         id: str | None = None,
         by: str | Sequence[str] = (),
         weight: str | None = None,
+        quantiles: str | Sequence[str] = (),
     ) -> None:
-        given = {"mean": mean, "target": target, "spread": spread, "by": by}
+        given = {
+            "mean": mean,
+            "target": target,
+            "spread": spread,
+            "by": by,
+            "quantiles": quantiles,
+        }
         for role, value in given.items():
             names = (value,) if isinstance(value, str) else tuple(value)
             if not all(isinstance(name, str) and name for name in names):
                 raise OptionError(f"columns.{role}", f"must be column names. Got {value!r}.")
-            if role not in ("by", "spread") and not names:
+            if role not in ("by", "spread", "quantiles") and not names:
                 raise OptionError(f"columns.{role}", "must name at least one column.")
             object.__setattr__(self, role, names)
         for role, name in (("id", id), ("weight", weight)):
@@ -96,9 +104,12 @@ class ColumnSpec:
 
     @property
     def numeric(self) -> Names:
-        """Every column read as numbers, each once, in role order (the weight last)."""
+        """Every column read as numbers, each once, in role order (the weight last); a quantile
+        model's quantiles instead of a mean and a spread."""
         weight = (self.weight,) if self.weight else ()
-        return tuple(dict.fromkeys((*self.mean, *self.target, *self.spread, *weight)))
+        predicted = (self.quantiles,) if self.quantiles else (self.mean, self.spread)
+        predicted_names = [name for names in predicted for name in names]
+        return tuple(dict.fromkeys((*predicted_names, *self.target, *weight)))
 
     @property
     def needed(self) -> Names:
@@ -107,8 +118,10 @@ class ColumnSpec:
         return tuple(dict.fromkeys(self.numeric + extra))
 
     def output_names(self, width: int) -> list[str]:
-        """One name per output: the mean columns, or ``name[i]`` inside a list column."""
-        return [column_label(self.mean, j, width) for j in range(width)]
+        """One name per output: the mean columns, or ``name[i]`` inside a list column (a
+        quantile model's: the target's)."""
+        names = self.target if self.quantiles else self.mean
+        return [column_label(names, j, width) for j in range(width)]
 
 
 def column_label(names: Sequence[str], index: int, width: int) -> str:
@@ -149,6 +162,8 @@ class ScoreOptions:
     # each group of ``columns.by`` (None: the cheap defaults among those)
     metrics: tuple[str, ...] | None = None
     group_metrics: tuple[str, ...] | None = None
+    # A quantile model (``state.quantiles``): the levels τ of its ``columns.quantiles``
+    quantiles: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -196,6 +211,10 @@ class ScoreOptions:
                 raise OptionError(
                     "samples", "cannot be combined with ensemble: draws are members already."
                 )
+            if self.quantiles is not None:
+                raise OptionError(
+                    "samples", "cannot be combined with quantiles: a row holds draws or quantiles."
+                )
             # Each draw is a point mass: its spread is a zero variance, read from no column.
             spec = replace(self.columns, spread=(), spread_kind=Spread.VAR)
             object.__setattr__(self, "columns", spec)
@@ -226,6 +245,9 @@ class ScoreOptions:
             f"must be between 1 and {MAX_UNCERTAINTY_BINS}",
             self.uncertainty_bins,
         )
+        _check_quantiles(self.quantiles, self.columns, self.ensemble)
+        if self.quantiles is not None:
+            object.__setattr__(self, "quantiles", tuple(self.quantiles))
         for name in ("metrics", "group_metrics"):
             object.__setattr__(self, name, parse_names(getattr(self, name)))
         self.selection  # noqa: B018 (validates the families' names)
@@ -239,6 +261,7 @@ class ScoreOptions:
             calibration=self.calibration,
             ensemble=self.ensemble,
             samples=self.samples,
+            quantiles=self.quantiles is not None,
         )
 
     @property
@@ -269,6 +292,7 @@ COLUMN_SETTINGS = {
     "id_col": "id",
     "weight_col": "weight",
     "by": "by",
+    "quantile_cols": "quantiles",
 }
 SPREAD_SETTINGS = {f"{kind.value}_col": kind for kind in Spread}  # var_col, std_col, log_var_col
 
@@ -276,9 +300,10 @@ SPREAD_SETTINGS = {f"{kind.value}_col": kind for kind in Spread}  # var_col, std
 def with_settings(options: ScoreOptions | None, settings: Mapping[str, Any]) -> ScoreOptions:
     """``options`` (default: the defaults) with keyword ``settings``: ScoreOptions' own
     parameters, or the column settings by their command-line names (``mean_col``, ``var_col``,
-    ``std_col``, ``log_var_col``, ``target_col``, ``id_col``, ``weight_col``, ``by``), each one
-    column name or a sequence of them, which override the ``columns`` given; ``samples`` may
-    name the draws' column(s) (the mean columns, read as draws)."""
+    ``std_col``, ``log_var_col``, ``target_col``, ``id_col``, ``weight_col``, ``by``,
+    ``quantile_cols``), each one column name or a sequence of them, which override the
+    ``columns`` given; ``samples`` may name the draws' column(s) (the mean columns, read as
+    draws)."""
     base = options or ScoreOptions()
     columns: dict[str, Any] = {}
     spreads = {name: settings[name] for name in SPREAD_SETTINGS if name in settings}
@@ -332,6 +357,38 @@ def _check_member_weights(weights: Sequence[float] | None, ensemble: bool) -> No
         values,
     )
     _require(any(w > 0 for w in values), "member_weights", "must not all be zero", values)
+
+
+def _check_quantiles(levels: Sequence[float] | None, columns: ColumnSpec, ensemble: bool) -> None:
+    """Levels strictly increasing in (0, 1), with quantile columns: one list column, or one
+    column per level."""
+    if levels is None:
+        _require(
+            not columns.quantiles,
+            "columns.quantiles",
+            "are read only with quantiles (their levels)",
+            list(columns.quantiles),
+        )
+        return
+    values = list(levels)
+    _require(
+        bool(values)
+        and all(isinstance(t, int | float) and not isinstance(t, bool) for t in values)
+        and all(0 < t < 1 for t in values)
+        and all(a < b for a, b in itertools.pairwise(values)),
+        "quantiles",
+        "must be levels strictly increasing in (0, 1)",
+        values,
+    )
+    _require(not ensemble, "quantiles", "are for a quantile model, not an ensemble", values)
+    names = columns.quantiles
+    _require(bool(names), "columns.quantiles", "must name the quantile columns", names)
+    _require(
+        len(names) in (1, len(values)),
+        "columns.quantiles",
+        f"must be one list column or {len(values)} columns, one per level",
+        list(names),
+    )
 
 
 def _check_intervals(name: str, edges: Sequence[float] | int, by: Names) -> None:

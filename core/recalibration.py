@@ -8,8 +8,9 @@ A map is a small, versioned JSON document (schema ``gaussnll.recalibration/1``):
      "groups": [{"key": {"region": "east"}, "scale": [1.47], "rows": 3417}, ...],
      "fitted_on": {"path": "cal.parquet", "rows": 10000}}
 
-Applying it multiplies each variance by its group's scale (the overall one for a key the map
-has not seen), before the ``eps`` floor.
+Applying it multiplies each floored variance ``max(var, eps)`` by its group's scale (the
+overall one for a key the map has not seen): the scale is fitted on floored variances, so the
+scores after it have ``var_scale`` 1 whatever ``eps`` is. The scoring rules use ``s · var``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ recalibrated, its rows shuffled (pair by ``id``).
 ``samples.parquet`` holds 16 draws per row of the over-confident model of ``preds.parquet``'s
 rows (``gaussnll score --samples draws``): a list column ``draws``, rounded as the other values
 (so a few draws tie).
+``quantiles.parquet`` holds a quantile model of ``preds.parquet``'s rows (``gaussnll score
+--quantiles 0.05,0.25,0.5,0.75,0.95 --quantile-cols q05,q25,q50,q75,q95``): the Gaussian's
+quantiles widened by 10%, with noise of their own, so a few rows' quantiles cross.
 ``preds_part1.state.json`` and ``preds_part2.state.json`` are the states (``score --by region
 --save-state``) of the two halves of ``preds.parquet``'s rows, for ``gaussnll merge``.
 
@@ -21,6 +24,7 @@ rows (``gaussnll score --samples draws``): a list column ``draws``, rounded as t
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pyarrow as pa
@@ -97,6 +101,23 @@ def samples(table: pa.Table, rng: np.random.Generator, draws: int = 16) -> pa.Ta
     return kept.add_column(1, "draws", listed)
 
 
+QUANTILE_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def quantile_model(table: pa.Table, rng: np.random.Generator) -> pa.Table:
+    """A quantile model of ``table``'s rows: ``q_τ = mean + 1.1 σ Φ⁻¹(τ)`` plus noise of
+    0.25 σ per quantile (independent, so neighbouring quantiles sometimes cross)."""
+    mean = table.column("mean").to_numpy()
+    std = np.sqrt(table.column("var").to_numpy())
+    quantiles = {}
+    for tau in QUANTILE_LEVELS:
+        noise = 0.25 * std * rng.standard_normal(len(mean))
+        values = mean + 1.1 * std * NormalDist().inv_cdf(tau) + noise
+        quantiles[f"q{round(tau * 100):02d}"] = np.round(values, 6)
+    kept = ("id", "x", "target", "region", "weight")
+    return pa.table({**{name: table.column(name) for name in kept}, **quantiles})
+
+
 def main() -> None:
     rng = np.random.default_rng(SEED)
     columns = predictions(rng, ROWS)
@@ -128,6 +149,8 @@ def main() -> None:
 
     pq.write_table(ensemble(np.random.default_rng(SEED + 2), 2_000), HERE / "ensemble.parquet")
     pq.write_table(samples(table, np.random.default_rng(SEED + 3)), HERE / "samples.parquet")
+    quantiles = quantile_model(table, np.random.default_rng(SEED + 3))
+    pq.write_table(quantiles, HERE / "quantiles.parquet")
 
     half = ROWS // 2
     for part, rows in enumerate((table.slice(0, half), table.slice(half)), start=1):

@@ -117,6 +117,8 @@ CONFIG_VALUES = {
     "samples": "mean",  # one draw per row: the mean column
     "metrics": ["nll", "crps"],
     "group_metrics": ["nll"],
+    "quantiles": [0.5],  # the mean column as a median
+    "quantile_cols": "mean",
 }
 # What a setting needs beside it on the command line to apply (score only).
 COMPANIONS = {
@@ -127,6 +129,8 @@ COMPANIONS = {
     "dask": ("--dask-workers", "1"),
     "member_weights": ("--ensemble",),
     "group_metrics": ("--by", "g"),
+    "quantiles": ("--quantile-cols", "mean"),
+    "quantile_cols": ("--quantiles", "0.5"),
 }
 BOTH_COMPANIONS = {
     "member_weights": ("--ensemble",),

@@ -223,6 +223,20 @@ def test_samples_with_an_ensemble_is_one_usage_line(tmp_path):
     assert "--samples cannot be combined with ensemble" in line
 
 
+def test_samples_with_quantiles_is_one_usage_line(tmp_path):
+    """A row holds draws or quantiles, not both; and a quantile model has no samples family."""
+    columns = ColumnSpec(quantiles=("q05", "q95"))
+    with pytest.raises(OptionError, match="samples cannot be combined with quantiles"):
+        ScoreOptions(samples=True, quantiles=(0.05, 0.95), columns=columns)
+    with pytest.raises(OptionError, match="a quantile model"):
+        ScoreOptions(quantiles=(0.05, 0.95), columns=columns, metrics="nll,samples")
+    draws, target = make_samples(10, 3)
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    options = ("--quantiles", "0.05,0.95", "--quantile-cols", "draws")
+    line = one_line(run("score", path, "--samples", "draws", *options))
+    assert "--samples cannot be combined with quantiles" in line
+
+
 def test_tensors_are_refused():
     scorer = Scorer(samples=True, device="cpu")
     with pytest.raises(Exception, match="samples are scored from files or tables"):

@@ -64,7 +64,7 @@ def test_an_arrow_state_holds_the_json_states_document_in_plain_arrow(tmp_path):
     document = json.loads(as_json.read_text())
     table = pa.ipc.open_file(pa.OSFile(str(as_arrow))).read_all()  # any Arrow reader
     header = json.loads(table.schema.metadata[b"gaussnll.state"])
-    assert header["schema"] == document["schema"] == "gaussnll.state/2"
+    assert header["schema"] == document["schema"] == "gaussnll.state/3"
     assert header["encoding"] == "arrow"
     for key in ("options", "outputs", "members", "groups", "max_groups"):
         assert header[key] == document[key], key

@@ -24,7 +24,9 @@ class Chunk:
     """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from.
 
     An ensemble's mean and spread are ``(rows, members, width)`` (``ScoreOptions.ensemble``);
-    samples' mean holds the draws, ``(rows, M, width)``, and the spread is zeros ``(rows, M, 1)``.
+    samples' mean holds the draws, ``(rows, M, width)``, and the spread is zeros ``(rows, M, 1)``;
+    a quantile model's ``mean`` holds its K quantiles ``(rows, K)`` and its spread is empty
+    ``(rows, 0)`` (``ScoreOptions.quantiles``).
     """
 
     mean: Tensor
@@ -88,6 +90,20 @@ class Chunk:
         )
 
 
+def _roles(batch: pa.RecordBatch, options: ScoreOptions, convert: Conversion) -> list[Tensor]:
+    """The mean, target and spread of ``batch`` (see ``Chunk``)."""
+    spec = options.columns  # read in this order: the first bad column is the one named
+    if spec.quantiles:
+        quantiles = convert.role(batch, spec.quantiles)
+        target = convert.role(batch, spec.target)
+        return [quantiles, target, quantiles.new_empty((quantiles.shape[0], 0))]
+    members = convert.members if options.per_row_members else convert.role
+    roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
+    if spec.spread:  # samples read none: each draw's variance is 0
+        roles.append(members(batch, spec.spread))
+    return roles
+
+
 def to_chunks(
     batches: Iterator[tuple[str, pa.RecordBatch]],
     options: ScoreOptions,
@@ -115,10 +131,7 @@ def to_chunks(
         first_row += batch.num_rows
         group = None if group_keys is None else torch.from_numpy(group_keys.index(batch, where))
         scale = None if scales is None else torch.from_numpy(scales.scales(batch, where)).to(dtype)
-        members = convert.members if options.per_row_members else convert.role
-        roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
-        if spec.spread:  # samples read none: each draw's variance is 0
-            roles.append(members(batch, spec.spread))
+        roles = _roles(batch, options, convert)
         # A missing weight is NaN whatever the policy: the scorer refuses it with its row. In
         # float64 whatever the dtype: a float32 value times a weight is then exact, as the
         # value's repeats would be.

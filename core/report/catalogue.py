@@ -90,11 +90,20 @@ class ScoreMetrics:
     """The metrics of a score report class (``Report``)."""
 
     def __init__(self, report: type) -> None:
-        self.metrics = {metric.name: metric for metric in catalogued(report)}
+        # One name per number, which one section or another holds (``quantile_mace``: the
+        # Gaussian's calibration or a quantile model's); ``metrics`` keeps the first of each.
+        self._entries: dict[str, list[Metric]] = {}
+        for metric in catalogued(report):
+            self._entries.setdefault(metric.name, []).append(metric)
+        self.metrics = {name: entries[0] for name, entries in self._entries.items()}
 
     def names(self) -> list[str]:
         """Every name a check may use (``NAME@LEVEL`` with a placeholder level)."""
         return [metric.display_name for metric in self.metrics.values()]
+
+    def entries(self) -> list[Metric]:
+        """Every catalogue entry, each section's (a name may stand in several)."""
+        return [entry for entries in self._entries.values() for entry in entries]
 
     def find(self, metric: str) -> Metric | None:
         """The catalogue entry ``metric`` names (levelled exactly when it has ``@LEVEL``)."""
@@ -114,15 +123,15 @@ class ScoreMetrics:
             return False
         return entry.section in CALIBRATION_SECTIONS or entry.spec.calibrated
 
-    def family(self, metric: str) -> str | None:
-        """The metric family that computes ``metric`` (``core.families``); None: computed
-        whichever families are chosen (rows, seconds), or not a metric."""
-        entry = self.find(metric)
-        if entry is None:
-            return None
-        if entry.spec.family is not None:
-            return entry.spec.family
-        return ENSEMBLE if entry.section == ENSEMBLE_SECTION else None
+    def families(self, metric: str) -> tuple[str, ...]:
+        """The metric families that compute ``metric`` (``core.families``; one for each
+        section that holds it); none: computed whichever families are chosen (rows, seconds),
+        or not a metric."""
+        if self.find(metric) is None:
+            return ()
+        named = self._entries[metric.partition(LEVEL_SEPARATOR)[0]]
+        found = [_family_of(entry) for entry in named]
+        return tuple(family for family in found if family is not None)
 
     def uses_ensemble(self, metric: str) -> bool:
         """Whether ``metric`` is an ensemble's (``ScoreOptions.ensemble``)."""
@@ -141,29 +150,21 @@ class ScoreMetrics:
 
     def value(self, report: Any, metric: str) -> float | None:
         """The value ``metric`` names in ``report``; None where it lacks it (or it is null)."""
-        entry = self.find(metric)
-        if entry is None:
+        if self.find(metric) is None:
             return None
-        value: Any = report
-        for attribute in entry.path:
-            value = getattr(value, attribute)
-            if value is None:
-                return None
-        if not entry.per_level:
-            return _number(value)
-        _, level = split_level(metric)
-        levels = report.calibration.levels if report.calibration is not None else []
-        matches = [i for i, known in enumerate(levels) if math.isclose(known, level or math.nan)]
-        return _number(value[matches[0]]) if matches else None
+        for entry in self._entries[metric.partition(LEVEL_SEPARATOR)[0]]:
+            value = _value_at(report, entry, metric)
+            if value is not None:
+                return value
+        return None
 
     def numbers(self, report: Any) -> dict[str, float]:
         """Every checkable number of ``report`` by the name a check uses (per level: one entry
         per computed level, ``coverage@0.9``), in catalogue order."""
-        levels = report.calibration.levels if report.calibration is not None else []
         named: dict[str, float] = {}
         for entry in self.metrics.values():
             names = (
-                [f"{entry.name}{LEVEL_SEPARATOR}{level:g}" for level in levels]
+                [f"{entry.name}{LEVEL_SEPARATOR}{level:g}" for level in _levels(report, entry)]
                 if entry.per_level
                 else [entry.name]
             )
@@ -208,11 +209,11 @@ class CompareMetrics:
         side, name = self._split(metric)
         return side is not None and self.score.uses_ensemble(name)
 
-    def family(self, metric: str) -> str | None:
-        """The metric family that computes either model's ``metric`` (None: the paired
+    def families(self, metric: str) -> tuple[str, ...]:
+        """The metric families that compute either model's ``metric`` (none: the paired
         numbers, always computed)."""
         side, name = self._split(metric)
-        return None if side is None else self.score.family(name)
+        return () if side is None else self.score.families(name)
 
     def suggestion(self, metric: str) -> str | None:
         side, name = self._split(metric)
@@ -237,6 +238,40 @@ class CompareMetrics:
     def _split(metric: str) -> tuple[str | None, str]:
         side, dot, name = metric.partition(".")
         return (side, name) if dot else (None, metric)
+
+
+def _levels(report: Any, entry: Metric) -> list[float]:
+    """The levels of a per-level metric: its section's (``spec.levels`` names the field), or
+    the calibration's for one outside a section with levels (none where its section is
+    absent)."""
+    holder = getattr(report, entry.section, None) if entry.section is not None else None
+    if holder is None or not hasattr(holder, entry.spec.levels):
+        if entry.spec.levels != "levels":
+            return []
+        holder = report.calibration
+    return [] if holder is None else list(getattr(holder, entry.spec.levels))
+
+
+def _value_at(report: Any, entry: Metric, metric: str) -> float | None:
+    """The value of ``metric`` at ``entry``'s place in ``report`` (None: absent or null)."""
+    value: Any = report
+    for attribute in entry.path:
+        value = getattr(value, attribute)
+        if value is None:
+            return None
+    if not entry.per_level:
+        return _number(value)
+    _, level = split_level(metric)
+    levels = _levels(report, entry)
+    matches = [i for i, known in enumerate(levels) if math.isclose(known, level or math.nan)]
+    return _number(value[matches[0]]) if matches else None
+
+
+def _family_of(entry: Metric) -> str | None:
+    """The family that computes a catalogue entry (None: always computed)."""
+    if entry.spec.family is not None:
+        return entry.spec.family
+    return ENSEMBLE if entry.section == ENSEMBLE_SECTION else None
 
 
 def closest(name: str, names: list[str]) -> str | None:

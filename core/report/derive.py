@@ -13,12 +13,14 @@ from gaussnll.core.io.grouping import GroupKeys, sort_key
 from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.ensemble_summary import EnsembleSummaries
+from gaussnll.core.report.quantiles_summary import QuantilesSummaries
 from gaussnll.core.report.report import GroupScore, OutputScore, Report
 from gaussnll.core.report.samples_summary import SamplesSummaries
 from gaussnll.core.report.summary_table import Summaries, SummaryTable
 from gaussnll.core.state.calibration import CalibrationState
 from gaussnll.core.state.mixture import MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
+from gaussnll.core.state.quantiles import QuantileState
 from gaussnll.core.state.samples import SamplesState
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.uncertainty import summaries as uncertainty_summaries
@@ -82,6 +84,11 @@ class Reports(Sequence[Report]):
             if samples is None
             else SamplesSummaries(samples, weight * self._outputs, by_group=by_group)
         )
+        quantiles = state.group_quantiles if by_group else state.quantiles
+        self._quantiles = (
+            None if quantiles is None else QuantilesSummaries(quantiles, weight, by_group=by_group)
+        )
+        self._density = options.quantiles is None  # a quantile model's NLL is null
         self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
         self._names = options.columns.output_names(self._outputs)
         self._options = options
@@ -89,10 +96,9 @@ class Reports(Sequence[Report]):
         predicted = (
             {"samples": list(spec.mean)}
             if options.samples
-            else {
-                "mean": list(spec.mean),
-                spec.spread_kind.value: list(spec.spread),
-            }
+            else {"quantiles": list(spec.quantiles)}
+            if spec.quantiles
+            else {"mean": list(spec.mean), spec.spread_kind.value: list(spec.spread)}
         )
         self._common = {
             "columns": {
@@ -122,6 +128,7 @@ class Reports(Sequence[Report]):
             each = [_row(per_output, b * outputs + d) for d in range(outputs)]
         total = sum(sums)
         raw = self._raw_sums[b]
+        nll = self._density
         return Report(
             rows=n,
             elements=n * outputs,
@@ -129,16 +136,16 @@ class Reports(Sequence[Report]):
             reduction=options.reduction,
             full=options.full,
             eps=options.eps,
-            nll_mean=_ratio(total, weight * outputs),
-            nll_sum=total,
-            dss=2 * _ratio(sum(raw), weight * outputs),
+            nll_mean=_ratio(total, weight * outputs) if nll else None,
+            nll_sum=total if nll else None,
+            dss=2 * _ratio(sum(raw), weight * outputs) if nll else None,
             outputs=tuple(
                 OutputScore(
                     column=name,
                     elements=n,
-                    nll_mean=_ratio(s, weight),
-                    nll_sum=s,
-                    dss=2 * _ratio(r, weight),
+                    nll_mean=_ratio(s, weight) if nll else None,
+                    nll_sum=s if nll else None,
+                    dss=2 * _ratio(r, weight) if nll else None,
                     calibration=output_calibration,
                     accuracy=output_accuracy,
                 )
@@ -150,6 +157,7 @@ class Reports(Sequence[Report]):
             accuracy=accuracy,
             ensemble=None if self._ensemble is None else self._ensemble[b],
             samples=None if self._samples is None else self._samples[b],
+            quantiles=None if self._quantiles is None else self._quantiles[b],
             nan_policy=options.nan_policy,
             skipped_rows=self._skipped[b][0],
             skipped_reasons=dict(zip(SKIP_REASONS, self._skipped[b][1:], strict=True)),
@@ -176,9 +184,9 @@ def _calibration_summaries(
     weights (its row count when unweighted). Derived for ``SUMMARY_BATCH`` groups at a time,
     which bounds the temporaries however many groups there are."""
     batch, outputs = loss.shape
-    # The scope's accumulators of calibration and accuracy (the mixture and the samples have
-    # their own sections).
-    own = (MixtureState, SamplesState)
+    # The scope's accumulators of calibration and accuracy (the mixture, the samples and the
+    # quantiles have their own sections).
+    own = (MixtureState, SamplesState, QuantileState)
     parts = [part for part in state.scope(by_group) if not isinstance(part, own)]
     if not parts:
         return None, None

@@ -8,7 +8,10 @@ from torch import Tensor
 
 from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.report.report import EnsembleSummary
+from gaussnll.core.state.calibration import curve_numbers
 from gaussnll.core.state.mixture import MixtureState
+
+_ONE_SIDED = ("mace", "rmsce", "miscalibration_area", "calibration_curve")
 
 
 class EnsembleSummaries:
@@ -45,6 +48,9 @@ class EnsembleSummaries:
             self._columns["mixture_coverage"] = (inside / count.unsqueeze(1)).tolist()
             self._columns["mixture_inside_counts"] = inside.tolist()
             self._columns["mixture_pit_counts"] = totals["pit"].tolist()
+            one_sided = curve_numbers("", totals["one_sided"], count.unsqueeze(1))
+            for name in _ONE_SIDED:
+                self._columns[f"mixture_quantile_{name}"] = one_sided[name].tolist()
         else:
             for name in ("mixture_coverage", "mixture_inside_counts", "mixture_pit_counts"):
                 self._columns[name] = [[] for _ in range(rows)]

@@ -37,6 +37,7 @@ class FieldSpec:
     calibrated: bool = False  # computed only with calibration (outside its own sections)
     count: bool = False  # a count or sum of weights, shown without decimals when whole
     family: str | None = None  # the metric family that computes it (``core.families``)
+    levels: str = "levels"  # per level: the field of its section that holds the levels
 
     @property
     def checkable(self) -> bool:
@@ -56,15 +57,25 @@ def metric(
     calibrated: bool = False,
     count: bool = False,
     family: str | None = None,
+    levels: str = "levels",
     **options: Any,
 ) -> Any:
     """A dataclass field holding a metric (``options`` go to ``dataclasses.field``);
     ``calibrated``: computed only with calibration (fields of the calibration and accuracy
     sections are anyway); ``count``: a count, though not typed ``int`` (a sum of weights);
-    ``family``: the metric family that computes it (null when the family is not chosen)."""
+    ``family``: the metric family that computes it (null when the family is not chosen);
+    ``levels``: per level, the field of its section holding the levels (a calibration
+    section's ``levels`` outside a section)."""
     shape = Shape.PER_LEVEL if per_level else Shape.VECTOR if vector else Shape.SCALAR
     spec = FieldSpec(
-        shape, label, description, in_groups, calibrated=calibrated, count=count, family=family
+        shape,
+        label,
+        description,
+        in_groups,
+        calibrated=calibrated,
+        count=count,
+        family=family,
+        levels=levels,
     )
     return dataclasses.field(metadata={_KEY: spec}, **options)
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gaussnll.core.families import QUANTILES
 from gaussnll.core.io.grouping import Interval
 from gaussnll.core.report.catalogue import ScoreMetrics
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
@@ -77,6 +78,21 @@ class CalibrationSummary:
         family="calibration",
         default=None,
     )
+    quantile_mace: float | None = metric(
+        "one-sided MACE",
+        "mean |observed - expected| frequency of target <= the tau-quantile (sees bias)",
+        family="one_sided",
+        default=None,
+    )
+    quantile_rmsce: float | None = metric(
+        "one-sided RMSCE", "RMS of the same differences", family="one_sided", default=None
+    )
+    quantile_miscalibration_area: float | None = metric(
+        "one-sided miscalibration area",
+        "area between the one-sided calibration curve and the diagonal",
+        family="one_sided",
+        default=None,
+    )
     crps: float | None = metric(
         "CRPS", "mean continuous ranked probability score", family="crps", default=None
     )
@@ -125,6 +141,14 @@ class CalibrationSummary:
         "observed coverage at the expected levels linspace(0, 1, 100)",
         vector=True,
         family="calibration",
+        default=None,
+    )
+    quantile_calibration_curve: list[float] | None = metric(
+        "one-sided calibration curve",
+        "observed frequency of u <= tau (target at or below the tau-quantile) at the levels "
+        "tau in linspace(0, 1, 100)",
+        vector=True,
+        family="one_sided",
         default=None,
     )
     ence: float | None = metric(
@@ -198,6 +222,89 @@ class EnsembleSummary:
         vector=True,
         calibrated=True,
     )
+    mixture_quantile_mace: float | None = metric(
+        "mixture one-sided MACE",
+        "one-sided MACE of the mixture's PIT (null without calibration)",
+        calibrated=True,
+        default=None,
+    )
+    mixture_quantile_rmsce: float | None = metric(
+        "mixture one-sided RMSCE",
+        "one-sided RMSCE of the mixture's PIT (null without calibration)",
+        calibrated=True,
+        default=None,
+    )
+    mixture_quantile_miscalibration_area: float | None = metric(
+        "mixture one-sided miscalibration area",
+        "area between the mixture's one-sided curve and the diagonal (null without calibration)",
+        calibrated=True,
+        default=None,
+    )
+    mixture_quantile_calibration_curve: list[float] | None = metric(
+        "mixture one-sided calibration curve",
+        "observed frequency of F(y) <= tau at tau in linspace(0, 1, 100) (null without "
+        "calibration)",
+        vector=True,
+        calibrated=True,
+        default=None,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantilesSummary:
+    """A quantile model's scores (it has no density: the NLL is null); definitions in the
+    README's Quantiles section."""
+
+    levels: list[float] = info("the quantile levels τ (--quantiles)", in_groups=True)
+    interval_levels: list[float] = info(
+        "the central level 1 - 2τ of each symmetric pair (τ, 1 - τ), narrowest first",
+        in_groups=True,
+    )
+    crossing_rows: int = metric(
+        "rows with crossing quantiles",
+        "rows whose quantiles decrease somewhere (scored as given)",
+        family=QUANTILES,
+    )
+    quantile_score: list[float] = metric(
+        "quantile score",
+        "mean pinball loss (1{y < q} - τ)(q - y) at level τ",
+        per_level=True,
+        family=QUANTILES,
+    )
+    quantile_score_mean: float = metric(
+        "quantile score (mean over levels)", "the quantile scores' mean", family=QUANTILES
+    )
+    wis: float | None = metric(
+        "WIS",
+        "mean weighted interval score of the pairs and the median (null: no level 0.5)",
+        family=QUANTILES,
+    )
+    interval_coverage: list[float] = metric(
+        "interval coverage",
+        "fraction of elements inside the pair's interval [q_τ, q_1-τ]",
+        per_level=True,
+        family=QUANTILES,
+        levels="interval_levels",
+    )
+    quantile_interval_score: list[float] = metric(
+        "interval score of the pair",
+        "mean interval score of the pair's interval, α = 2τ",
+        per_level=True,
+        family=QUANTILES,
+        levels="interval_levels",
+    )
+    quantile_coverage: list[float] = metric(
+        "quantile coverage",
+        "fraction of elements with target <= q_τ",
+        per_level=True,
+        family=QUANTILES,
+    )
+    quantile_mace: float = metric(
+        "quantile MACE", "mean |quantile coverage - τ| over the levels", family=QUANTILES
+    )
+    crps_quantile: float = metric(
+        "CRPS (quantiles)", "2 × the quantile scores' mean (scoringrules)", family=QUANTILES
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,9 +361,9 @@ class OutputScore:
 
     column: str = info("the output's column (name[i] inside a list column)")
     elements: int = metric("elements", "loss elements of this output")
-    nll_mean: float = metric("NLL mean", "mean of the element losses")
-    nll_sum: float = metric("NLL sum", "sum of the element losses")
-    dss: float = metric("DSS", _DSS, family="nll")
+    nll_mean: float | None = metric("NLL mean", "mean of the element losses (null: no density)")
+    nll_sum: float | None = metric("NLL sum", "sum of the element losses (null: no density)")
+    dss: float | None = metric("DSS", _DSS, family="nll")
     calibration: CalibrationSummary | None = section(CalibrationSummary, default=None)
     accuracy: AccuracySummary | None = section(AccuracySummary, default=None)
 
@@ -287,13 +394,14 @@ class Report:
     nll: float | None = metric(
         "NLL", "the reduced loss torch returns (null for reduction none)", init=False
     )
-    nll_mean: float = metric("NLL mean", "mean of the element losses")
-    nll_sum: float = metric("NLL sum", "sum of the element losses")
-    dss: float = metric("DSS", _DSS, family="nll")
+    nll_mean: float | None = metric("NLL mean", "mean of the element losses (null: no density)")
+    nll_sum: float | None = metric("NLL sum", "sum of the element losses (null: no density)")
+    dss: float | None = metric("DSS", _DSS, family="nll")
     calibration: CalibrationSummary | None = section(CalibrationSummary, default=None)
     accuracy: AccuracySummary | None = section(AccuracySummary, default=None)
     ensemble: EnsembleSummary | None = section(EnsembleSummary, default=None)
     samples: SamplesSummary | None = section(SamplesSummary, default=None)
+    quantiles: QuantilesSummary | None = section(QuantilesSummary, default=None)
     skipped_rows: int = metric("skipped rows", "rows dropped for non-finite values", default=0)
     skipped_reasons: dict[str, int] = info(
         "per role, dropped rows with a non-finite value there",

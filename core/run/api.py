@@ -8,7 +8,7 @@ through the same pipeline as the CLI, so the numbers are the CLI's.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -23,10 +23,11 @@ from gaussnll.core.report.recalibrate import fit_recalibration
 from gaussnll.core.report.report import Report
 from gaussnll.core.run import engine
 from gaussnll.core.run.distributed import score_on_dask
+from gaussnll.core.run.distributed_merge import merge_on_dask
 from gaussnll.core.run.engine import ProgressCallback
 from gaussnll.core.run.executors import Executor, OnDask
 from gaussnll.core.run.intervals import needs_quantiles, with_quantile_edges
-from gaussnll.core.run.merging import save_state
+from gaussnll.core.run.merging import merge_state_files, save_state
 from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.state_document import identified
 
@@ -128,6 +129,33 @@ def _score_on_dask(
         state_format=state_format,
         on_progress=on_progress,
         rows_to_directory=rows_to,
+    )
+
+
+def merge(
+    paths: Sequence[str],
+    *,
+    executor: Executor | None = None,
+    max_groups: int | None = None,
+    allow_duplicates: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> Scorer:
+    """Merge the state files ``paths`` into one scorer (``merging.merge_state_files``), here
+    or, ``executor=OnDask(address)``, on a Dask cluster (``merge_on_dask``); ``max_groups``:
+    the limit (None: the largest the states record)."""
+    if isinstance(executor, OnDask):
+        return merge_on_dask(
+            paths,
+            address=executor.address,
+            workers=executor.workers,
+            timeout=executor.timeout,
+            verbose=executor.verbose,
+            max_groups=max_groups,
+            allow_duplicates=allow_duplicates,
+            on_progress=on_progress,
+        )
+    return merge_state_files(
+        paths, max_groups=max_groups, allow_duplicates=allow_duplicates, on_progress=on_progress
     )
 
 

@@ -45,13 +45,20 @@ class Validity:
             return False
         return bool(bad)
 
+    def bad_values(self, fine: Tensor) -> bool:
+        """True when a row is not ``fine`` and must be explained now (CPU only; on a GPU the
+        verdict is noted)."""
+        bad = ~fine.all()
+        if self._deferred:
+            self._flag |= bad
+            return False
+        return bool(bad)
+
     def check_finite(self, values: Tensor, column: str, where: Location) -> None:
         """Raise for the first row of ``values`` ``(rows, ...)`` holding a NaN or an infinity
         (on a GPU: note it)."""
         finite = torch.isfinite(values).flatten(1).all(dim=1)
-        if self._deferred:
-            self._flag |= ~finite.all()
-        elif not bool(finite.all()):
+        if self.bad_values(finite):
             first = int(torch.nonzero(~finite)[0, 0])
             raise InputError(
                 "holds a NaN or infinite draw; expected finite numbers, or pass --nan-policy skip",

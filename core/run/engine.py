@@ -235,7 +235,7 @@ def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> p
 
     columns = arrays(scored.per_row(options.full))
     names = spec.output_names(len(columns))
-    labels = ["nll"] if len(names) == 1 else [f"nll_{name}" for name in names]
+    labels = [scored.name] if len(names) == 1 else [f"{scored.name}_{name}" for name in names]
     mixture = scored.mixture_per_row(options.full)
     if mixture is not None:  # an ensemble: its mixture's losses beside the matched Gaussian's
         columns += arrays(mixture)

@@ -14,12 +14,14 @@ from gaussnll.core.state.nonfinite import expand_rows
 class Scored:
     """What one chunk contributed: the element losses of its scored rows (no constant), which
     rows were kept (None: all of them), for an ensemble the mixture's element losses, and for
-    samples the draws' element CRPS."""
+    samples the draws' element CRPS. A quantile model's losses (``name``: ``wis``) are each
+    row's weighted interval score."""
 
     loss: Tensor
     kept: Tensor | None
     mixture: Tensor | None = None
     crps: Tensor | None = None
+    name: str = "nll"
 
     def per_row(self, full: bool) -> Tensor:
         """The losses aligned with the chunk's rows (NaN where skipped), with the constant if
@@ -36,5 +38,5 @@ class Scored:
         return None if self.crps is None else self._aligned(self.crps, False)
 
     def _aligned(self, loss: Tensor, full: bool) -> Tensor:
-        loss = loss + HALF_LOG_2PI if full else loss
+        loss = loss + HALF_LOG_2PI if full and self.name == "nll" else loss
         return loss if self.kept is None else expand_rows(loss, self.kept, float("nan"))

@@ -20,11 +20,12 @@ from gaussnll.core.io.devices import resolve_device
 from gaussnll.core.io.grouping import GroupKeys
 from gaussnll.core.io.tensors import DTYPES
 from gaussnll.core.loss import nll_terms
-from gaussnll.core.options import ScoreOptions
+from gaussnll.core.options import ScoreOptions, Spread
 from gaussnll.core.report.derive import derive_report
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.chunk_checks import Validity, check_widths, explain, left_in
 from gaussnll.core.run.ensemble_members import members_of
+from gaussnll.core.run.quantile_rows import add_quantiles
 from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.state_document import (
     STATE_SCHEMA,
@@ -85,6 +86,11 @@ class Scorer:
         and the losses are the moment-matched Gaussian's. ``weight`` (``(rows,)`` or
         ``(rows, 1)``) weighs each row: give it with every update or with none.
         """
+        if self.options.quantiles is not None:
+            raise UsageError(
+                "Scorer.update takes a Gaussian's mean and variance: score a quantile model's "
+                "file or table instead"
+            )
         chunk = tensor_chunk(mean, target, var, weight, self.options, self.device, self._rows_given)
         self._rows_given += chunk.length
         return self.add(chunk).per_row(self.options.full)
@@ -103,6 +109,8 @@ class Scorer:
                 f"{state.outputs}: use a map fitted on predictions of the same outputs",
                 path=chunk.where.path,
             )
+        if options.quantiles is not None:
+            return add_quantiles(chunk, state, options, self._validity)
         var = chunk.variance(spec.spread_kind)
         members, given, given_var = None, chunk, var
         if options.samples:
@@ -118,7 +126,8 @@ class Scorer:
             scored, scored_var = chunk.rows(kept), var[kept]
             members = None if members is None else members.rows(kept)
         at = Placement(scored.group, scored.weight)
-        floored = state.floored(scored_var, options.eps, at)
+        ensemble = members is not None
+        floored = _floored(state, scored, scored_var, spec.spread_kind, options.eps, at, ensemble)
         error = scored.target - scored.mean
         terms = nll_terms(error, floored)
         loss = terms.loss
@@ -167,7 +176,8 @@ class Scorer:
             if self.options.per_row_members:
                 self._set_weights(chunk.mean.shape[1], chunk.mean.dtype)
             self._weighted = chunk.weight is not None
-            self.state = self._new_state(chunk.mean.shape[-1])
+            quantiles = self.options.quantiles is not None  # one output, K quantiles
+            self.state = self._new_state(1 if quantiles else chunk.mean.shape[-1])
         elif (chunk.weight is not None) != self._weighted:
             raise UsageError(
                 "give each row's weight with every chunk or with none: "
@@ -293,6 +303,7 @@ class Scorer:
             draws=len(self._weights.normalised) if self.options.samples and self._weights else None,
             weighted=self._weighted,
             selection=self.options.selection,
+            quantiles=self.options.quantiles,
         )
 
     def _reserve_groups(self, state: ScoreState, group_keys: GroupKeys) -> None:
@@ -347,6 +358,26 @@ class Scorer:
         if recalibration is None:
             return report
         return replace(report, recalibration=recalibration.record(self.unseen_rows))
+
+
+def _floored(
+    state: ScoreState,
+    chunk: Chunk,
+    var: Tensor,
+    kind: Spread,
+    eps: float,
+    at: Placement,
+    ensemble: bool,
+) -> Tensor:
+    """The variance the NLL uses: ``max(var, eps)``; with a recalibration map, its scale times
+    the floored variance as given, ``s · max(var, eps)`` (the floor first: ``var_scale`` is
+    fitted on floored variances, so the map's scores have ``var_scale`` 1 and the NLL its
+    ``nll_at_var_scale``). An ensemble's members are scaled before the floor (``var``: its
+    moment-matched variance, not a multiple of the given one)."""
+    if chunk.scale is None or ensemble:
+        return state.floored(var, eps, at)
+    given = replace(chunk, scale=None).variance(kind)
+    return state.floored(given, eps, at) * chunk.scale
 
 
 def _size(size: float) -> str:

@@ -1,16 +1,19 @@
 """A scorer's state as a portable document: plain numbers, group keys and the options that
-shape them. Version 2 (``schema: "gaussnll.state/2"``; version 1 kept every metric family's
-sums, laid out otherwise, and is refused with a line saying so)::
+shape them. Version 3 (``schema: "gaussnll.state/3"``; version 1 kept every metric family's
+sums, laid out otherwise, version 2 had no one-sided calibration sums (``quantile``, and an
+ensemble's one-sided counts): both are refused with a line saying so)::
 
-    {"schema": "gaussnll.state/2",
+    {"schema": "gaussnll.state/3",
      "options": {"columns": {"mean": [...], "target": [...], "spread": [...],
-                             "spread_kind": "var", "by": [...], "weight": name or null},
+                             "spread_kind": "var", "by": [...], "weight": name or null,
+                             "quantiles": [...] (absent in older files)},
                  "full": false, "eps": 1e-06, "reduction": "mean", "dtype": "float64",
                  "nan_policy": "error", "calibration": true, "levels": [...], "pit_bins": 20,
                  "uncertainty_bins": 10, "intervals": {"COLUMN": [edges]},
                  "recalibration": {map} or null, "ensemble": false, "samples": false,
                  "member_weights": [weights] or null,
-                 "metrics": [families] or null, "group_metrics": [families] or null},
+                 "metrics": [families] or null, "group_metrics": [families] or null,
+                 "quantiles": [levels] or null (absent in older files)},
      "outputs": D or null (no row yet),
      "members": M (an ensemble's members, or samples' draws, per row) or null,
      "weighted": true when the rows were weighted (absent: false),
@@ -55,8 +58,9 @@ from gaussnll.core.recalibration import RecalibrationMap
 from gaussnll.core.report.report import Report
 from gaussnll.core.untrusted import parse_json
 
-STATE_SCHEMA = "gaussnll.state/2"
-_OLDER_SCHEMAS = ("gaussnll.state/1",)  # sums laid out otherwise: score the shard again
+STATE_SCHEMA = "gaussnll.state/3"
+# Sums laid out otherwise (2: without the one-sided calibration's): score the shard again.
+_OLDER_SCHEMAS = ("gaussnll.state/1", "gaussnll.state/2")
 _DTYPES = ("float64", "int64")
 _APPLIED = ("file", "unseen_rows")  # what a state records of the recalibration map applied
 _KINDS = {"float64": "fi", "int64": "i"}  # the NumPy kinds of values each dtype takes
@@ -83,6 +87,7 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
             "spread_kind": columns.spread_kind.value,
             "by": list(columns.by),
             "weight": columns.weight,
+            "quantiles": list(columns.quantiles),
         },
         "full": options.full,
         "eps": options.eps,
@@ -100,6 +105,7 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
         "member_weights": None if weights is None else list(weights),
         "metrics": None if options.metrics is None else list(options.metrics),
         "group_metrics": None if options.group_metrics is None else list(options.group_metrics),
+        "quantiles": None if options.quantiles is None else list(options.quantiles),
     }
 
 
@@ -116,6 +122,7 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
                 spread_kind=columns["spread_kind"],
                 by=columns["by"],
                 weight=columns.get("weight"),
+                quantiles=columns.get("quantiles", ()),
             ),
             full=document["full"],
             eps=document["eps"],
@@ -135,6 +142,7 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
             member_weights=None if weights is None else tuple(weights),
             metrics=document["metrics"],
             group_metrics=document["group_metrics"],
+            quantiles=document.get("quantiles"),
         )
     except OptionError as error:
         raise malformed(f"its options are invalid ({error})", path) from None

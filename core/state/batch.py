@@ -34,7 +34,7 @@ class RowBatch:
     eps)``, the same tensor as ``var`` when nothing was floored), the errors ``target - mean``
     ``(rows, outputs)``, the variances as given (width 1 or outputs), where each row goes
     (``at``: group and weight), and an ensemble's ``members`` with the ``target`` and ``eps``
-    the mixture needs."""
+    the mixture needs; a quantile model's ``quantiles`` ``(rows, K)``."""
 
     terms: NllTerms
     error: Tensor
@@ -44,6 +44,7 @@ class RowBatch:
     target: Tensor | None = None
     members: Members | None = None
     eps: float = 0.0
+    quantiles: Tensor | None = None
     _shared: dict[Hashable, Any] = field(default_factory=dict, repr=False)
 
     @property

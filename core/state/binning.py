@@ -9,6 +9,10 @@ Two kinds of grid, both step functions of ``e``:
 - ``QuantileGrid``: ``u = (1 + e)/2`` in ``steps`` equal bins; a value on a boundary goes to
   the bin nearer ``u = 1/2`` (the side of a central interval's bound), and ``u = 1/2`` to the
   upper one. The boundaries are then the level grids' own edges: no extra cells.
+- ``OneSidedGrid``: one-sided levels ``τ = k/steps``; an element's bin is how many of them are
+  strictly below ``u``, so the count of bins ``≤ k`` is that of ``u ≤ τ_k`` (inclusive, as
+  ``y ≤ F⁻¹(τ)``). Its negative edges are the exact boundaries, one float above the level
+  grids' (whose bounds are inside the central interval): a cell each.
 
 A cell holds the values between two consecutive edges, so every grid's bin is a fixed function
 of the cell (``Cells.bin_of_cell``), and so is the sign of ``e`` (0 has a cell of its
@@ -84,6 +88,47 @@ class QuantileGrid:
         if e > 0:  # above every ε ≤ 0, and above the positive ones strictly below e
             return bisect.bisect_left(self._boundaries, e)
         return bisect.bisect_right(self._boundaries, e)  # the ε ≤ e (all ≤ 0)
+
+    def u_bins(self, u: Tensor) -> Tensor:
+        """The bin of each PIT ``u`` given as such (a mixture's), by the same rule: a value on
+        a boundary ``i/steps`` in the bin nearer ½, ½ in the upper one (NaN: ``steps``, no
+        bin)."""
+        boundaries = torch.arange(1, self.steps, dtype=u.dtype, device=u.device) / self.steps
+        lower, upper = boundaries[boundaries <= 0.5], boundaries[boundaries > 0.5]
+        u = u.contiguous()
+        bins = torch.searchsorted(lower, u, right=True) + torch.searchsorted(upper, u)
+        return torch.where(torch.isnan(u), self.steps, bins)
+
+
+@dataclass(frozen=True)
+class OneSidedGrid:
+    """One-sided levels ``τ_k = k/steps``, ``k = 0..steps - 1`` (``τ = 1`` holds every
+    element): ``u ≤ τ_k`` is ``e ≤ ε_k = (2k - steps)/steps`` (correctly rounded, as
+    ``QuantileGrid``'s boundaries), and ``bin(e)`` is how many ``ε_k`` are strictly below
+    ``e``."""
+
+    steps: int
+
+    @functools.cached_property
+    def _boundaries(self) -> list[float]:
+        """The ``ε_k``, ascending (``ε_0 = -1``: ``u ≤ 0``)."""
+        return [
+            math.copysign(abs(2 * k - self.steps) / self.steps, 2 * k - self.steps)
+            for k in range(self.steps)
+        ]
+
+    def edges(self) -> list[float]:
+        return list(self._boundaries)
+
+    def bin(self, e: float) -> int:
+        return bisect.bisect_left(self._boundaries, e)
+
+    def u_bins(self, u: Tensor) -> Tensor:
+        """The bin of each PIT ``u`` given as such (a mixture's): how many ``τ_k`` are
+        strictly below it (NaN: ``steps + 1``, no bin)."""
+        levels = torch.arange(self.steps, dtype=u.dtype, device=u.device) / self.steps
+        bins = torch.searchsorted(levels, u.contiguous())
+        return torch.where(torch.isnan(u), self.steps + 1, bins)
 
 
 class EdgeBins:

@@ -17,10 +17,11 @@ calibration curve, check and interval scores, interval widths and sharpness. Wit
   explicitly (``RowBatch.z``), so no NaN reaches the sums.
 - ``e`` is looked up once per chunk, exactly, among the edges of every grid the chosen
   families use (``binning.Cells``, shared through ``Lookup`` by the states of one run): the
-  calibration curve's levels (k/99) for ``calibration``, the user's levels for ``coverage``,
-  the PIT histogram's bins for ``pit``, the 99 score levels (j/100) and the quantile grid's
-  bins of ``u`` for ``scores``. Counts are kept per cell among the edges of the grids that
-  count (curve, level, PIT), and the sums of ``σ`` and ``r`` per cell among the edges of the
+  calibration curve's levels (k/99) for ``calibration``, the one-sided levels (u ≤ k/99,
+  inclusive) for ``quantile``, the user's levels for ``coverage``, the PIT histogram's bins
+  for ``pit``, the 99 score levels (j/100) and the quantile grid's bins of ``u`` for
+  ``scores``. Counts are kept per cell among the edges of the grids that count (curve,
+  one-sided, level, PIT), and the sums of ``σ`` and ``r`` per cell among the edges of the
   grids that weigh them (level, score, quantile); a family not chosen adds no edge, so a
   group's state holds only what its families need. Each grid's bins are a fixed function of
   the cell, and ``|r|`` is ``r`` times the cell's sign, applied to the per-cell sums at the end.
@@ -42,7 +43,15 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.state.batch import RowBatch
-from gaussnll.core.state.binning import Cells, EdgeBins, Grid, LevelGrid, QuantileGrid, folded
+from gaussnll.core.state.binning import (
+    Cells,
+    EdgeBins,
+    Grid,
+    LevelGrid,
+    OneSidedGrid,
+    QuantileGrid,
+    folded,
+)
 from gaussnll.core.state.sinks import Binned, Sums
 
 CURVE_STEPS = 99  # the curve's levels are k/99, k = 0..99: linspace(0, 1, 100)
@@ -54,7 +63,7 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 CALIBRATION_FAMILIES = frozenset(
-    {"accuracy", "var_scale", "crps", "coverage", "calibration", "pit", "scores"}
+    {"accuracy", "var_scale", "crps", "coverage", "calibration", "one_sided", "pit", "scores"}
 )
 
 
@@ -86,7 +95,12 @@ MOMENTS: dict[str, Moment] = {
     "std": Moment(("crps", "coverage"), lambda b: b.std),
 }
 # The grids of ``e`` whose bins count elements, and those whose bins sum σ and r, by family.
-_COUNT_GRIDS = {"calibration": ("curve",), "coverage": ("level",), "pit": ("pit",)}
+_COUNT_GRIDS = {
+    "calibration": ("curve",),
+    "one_sided": ("one_sided",),
+    "coverage": ("level",),
+    "pit": ("pit",),
+}
 _SUM_GRIDS = {"coverage": ("level",), "scores": ("score", "check")}
 
 
@@ -104,6 +118,7 @@ def grids_of(families: Iterable[str], levels: Sequence[float], pit_bins: int) ->
     }
     every: dict[str, Grid] = {
         "curve": LevelGrid(tuple(k / CURVE_STEPS for k in range(CURVE_STEPS))),  # 1: never
+        "one_sided": OneSidedGrid(CURVE_STEPS),  # τ = k/99; 1: never
         "score": LevelGrid(tuple(j / SCORE_STEPS for j in range(1, SCORE_STEPS))),
         "level": LevelGrid(tuple(sorted(set(levels)))),
         "check": QuantileGrid(SCORE_STEPS),
@@ -330,13 +345,9 @@ class CalibrationState:
         if "pit" in families:
             numbers["pit_counts"] = binned["pit"]
         if "calibration" in families:
-            curve_levels = torch.arange(CURVE_STEPS + 1, dtype=torch.float64) / CURVE_STEPS
-            curve = torch.cumsum(binned["curve"], dim=1).double() / per_element
-            gaps = curve - curve_levels
-            numbers["mace"] = gaps.abs().mean(dim=1)
-            numbers["rmsce"] = torch.sqrt((gaps * gaps).mean(dim=1))
-            numbers["miscalibration_area"] = area_between_curve_and_diagonal(curve_levels, curve)
-            numbers["calibration_curve"] = curve
+            numbers.update(curve_numbers("", binned["curve"], per_element))
+        if "one_sided" in families:
+            numbers.update(curve_numbers("quantile_", binned["one_sided"], per_element))
         if "crps" in families:
             numbers["crps"] = (
                 mean["error_erf"]
@@ -419,6 +430,22 @@ def _check_score_sums(totals: dict[str, Tensor]) -> Tensor:
     zeta_above = torch.cat([zeta_above, torch.zeros(1, dtype=torch.float64)])
     per_bin = -error * above + std * zeta_above
     return error.sum(dim=1) * tau.sum() - std.sum(dim=1) * (zeta * tau).sum() + per_bin.sum(dim=1)
+
+
+def curve_numbers(prefix: str, counts: Tensor, elements: Tensor) -> dict[str, Tensor]:
+    """A calibration curve at the levels ``linspace(0, 1, 100)`` and its MACE, RMSCE and
+    miscalibration area (each named with ``prefix``), from counts per bin ``(batch, 100)``
+    whose cumulative sums are the elements at or below each level, and the element counts
+    ``(batch, 1)``."""
+    levels = torch.arange(CURVE_STEPS + 1, dtype=torch.float64) / CURVE_STEPS
+    curve = torch.cumsum(counts, dim=1).double() / elements
+    gaps = curve - levels
+    return {
+        f"{prefix}mace": gaps.abs().mean(dim=1),
+        f"{prefix}rmsce": torch.sqrt((gaps * gaps).mean(dim=1)),
+        f"{prefix}miscalibration_area": area_between_curve_and_diagonal(levels, curve),
+        f"{prefix}calibration_curve": curve,
+    }
 
 
 def area_between_curve_and_diagonal(expected: Tensor, observed: Tensor) -> Tensor:

@@ -8,8 +8,10 @@ them):
   aleatoric and epistemic parts of the law of total variance (the stable form of it);
 - the mixture NLL ``-logsumexp_m(log w_m - loss_m)``, ``loss_m`` torch's element loss of member m
   (``v_m`` floored at ``eps``, no constant: it is added at the end, as for the Gaussian's);
-- the mixture CDF ``F(y) = Σ w Φ((y - μ_m)/σ_m)`` (a zero variance is a point mass: a step):
-  an element is inside the central p-interval when ``|2F - 1| ≤ p``; ``F`` is its PIT;
+- the mixture CDF ``F(y) = Σ w Φ((y - μ_m)/σ_m)`` (a zero variance is a point mass: a step,
+  ½ at the step as the single Gaussian's PIT): an element is inside the central p-interval
+  when ``|2F - 1| ≤ p``; ``F`` is its PIT, binned by the single Gaussian's rules (a value on a
+  PIT bin's edge in the bin nearer ½; one-sided levels ``F ≤ τ`` inclusive);
 - the mixture CRPS (Grimit et al. 2006), with ``A(x, s²) = x (2Φ(x/s) - 1) + 2 s φ(x/s)``
   (``|x|`` when ``s = 0``): ``Σ_i w_i A(y - μ_i, v_i) - ½ Σ_ij w_i w_j A(μ_i - μ_j, v_i + v_j)``,
   O(M²) per element, computed one member against the later ones to bound the memory.
@@ -26,6 +28,8 @@ from torch import Tensor
 
 from gaussnll.core.loss import nll_terms
 from gaussnll.core.state.batch import RowBatch
+from gaussnll.core.state.binning import OneSidedGrid, QuantileGrid
+from gaussnll.core.state.calibration import CURVE_STEPS
 from gaussnll.core.state.sinks import Sums
 
 _INV_SQRT_2 = 1 / math.sqrt(2)
@@ -100,9 +104,9 @@ class Members:
 class MixtureState:
     """Sums over elements of the mixture's scores (module docstring) of the members ``weights``
     keep, for the whole input and per group (``sinks``). Given ``levels``, also its CRPS, and
-    counts of elements inside each central interval and per PIT bin; without them (no
-    calibration) the CRPS sum stays 0. A ``weighted`` state sums weighted values, and its counts
-    are sums of weights."""
+    counts of elements inside each central interval, per PIT bin and per one-sided bin (of the
+    levels ``k/99``); without them (no calibration) the CRPS sum stays 0. A ``weighted`` state
+    sums weighted values, and its counts are sums of weights."""
 
     def __init__(
         self,
@@ -128,8 +132,10 @@ class MixtureState:
             weighted=weighted,
         )
         self._counts = None
+        self._pit = QuantileGrid(pit_bins)
+        self._one_sided = OneSidedGrid(CURVE_STEPS)
         if self.levels is not None:
-            width = len(self.levels) + pit_bins
+            width = len(self.levels) + pit_bins + CURVE_STEPS + 1
             self._counts = Sums(
                 (width,),
                 device,
@@ -178,17 +184,15 @@ class MixtureState:
         return torch.cat(parts, dim=1), counts, mixture_loss
 
     def _calibration_counts(self, members: Members, target: Tensor) -> Tensor:
-        """Per row ``(rows, levels + bins)``: elements inside each central interval, then
-        elements per PIT bin (a NaN PIT counts in neither)."""
+        """Per row ``(rows, levels + bins + 100)``: elements inside each central interval,
+        per PIT bin, then per one-sided bin (a NaN PIT counts in none)."""
         cdf = mixture_cdf(members, target)
         centrality = (2 * cdf - 1).abs()
         levels = torch.tensor(self.levels, dtype=cdf.dtype, device=cdf.device)
         inside = (centrality.unsqueeze(2) <= levels).sum(dim=1)
-        bins = (cdf * self.pit_bins).floor().clamp(0, self.pit_bins - 1)
-        bins = torch.where(torch.isfinite(cdf), bins, self.pit_bins).long()
-        pit = torch.zeros((cdf.shape[0], self.pit_bins + 1), dtype=torch.int64, device=cdf.device)
-        pit.scatter_add_(1, bins, torch.ones_like(bins))
-        return torch.cat([inside, pit[:, : self.pit_bins]], dim=1)
+        pit = _per_bin(self._pit.u_bins(cdf), self.pit_bins)
+        one_sided = _per_bin(self._one_sided.u_bins(cdf), CURVE_STEPS + 1)
+        return torch.cat([inside, pit, one_sided], dim=1)
 
     def reserve(self, groups: int) -> None:
         self._sums.reserve(groups)
@@ -223,9 +227,20 @@ class MixtureState:
         named["crps"] = sums[:, -1]
         if self._counts is not None and self.levels is not None:
             counts = self._counts.value(by_group).cpu()
-            named["inside"] = counts[:, : len(self.levels)]
-            named["pit"] = counts[:, len(self.levels) :]
+            pit_start = len(self.levels)
+            one_sided_start = pit_start + self.pit_bins
+            named["inside"] = counts[:, :pit_start]
+            named["pit"] = counts[:, pit_start:one_sided_start]
+            named["one_sided"] = counts[:, one_sided_start:]
         return named
+
+
+def _per_bin(bins: Tensor, count: int) -> Tensor:
+    """How many elements of each row ``(rows, D)`` are in each of ``count`` bins (a bin past
+    them, as a NaN's, counts in none)."""
+    per_bin = torch.zeros((bins.shape[0], count + 2), dtype=torch.int64, device=bins.device)
+    per_bin.scatter_add_(1, bins, torch.ones_like(bins))
+    return per_bin[:, :count]
 
 
 def _standard_cdf(x: Tensor) -> Tensor:
@@ -233,11 +248,13 @@ def _standard_cdf(x: Tensor) -> Tensor:
 
 
 def _member_cdf(difference: Tensor, var: Tensor) -> Tensor:
-    """``Φ(difference / σ)``; a step at 0 (1 from 0 on) where the variance is 0."""
+    """``Φ(difference / σ)``; where the variance is 0 a step at 0 with ½ on it (the midpoint
+    of the step, as a single Gaussian's PIT: a point mass on the target is inside every
+    central interval)."""
     std = var.sqrt()
     positive = std > 0
     smooth = _standard_cdf(difference / torch.where(positive, std, 1.0))
-    return torch.where(positive, smooth, (difference >= 0).to(difference.dtype))
+    return torch.where(positive, smooth, 0.5 * (1 + torch.sign(difference)))
 
 
 def mixture_cdf(members: Members, target: Tensor) -> Tensor:

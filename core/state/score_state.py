@@ -27,6 +27,7 @@ from gaussnll.core.state.calibration import (
 )
 from gaussnll.core.state.mixture import MemberWeights, MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
+from gaussnll.core.state.quantiles import QUANTILES, QuantileState
 from gaussnll.core.state.samples import SamplesState
 from gaussnll.core.state.sinks import Placement, Sums
 from gaussnll.core.state.uncertainty import UncertaintyState
@@ -62,7 +63,8 @@ class ScoreState:
     partition); nothing is read back from the device until the caller asks. ``selection``
     (default: every family for the whole input, the cheap ones for groups) says which families
     are kept for the whole input and which per group; without ``levels`` only the NLL (and an
-    ensemble's mixture) is kept. A ``grouped`` state keeps the NLL sums and the groups'
+    ensemble's mixture) is kept; a quantile model's state (its ``quantiles`` levels given)
+    keeps its quantile sums. A ``grouped`` state keeps the NLL sums and the groups'
     families per group (``group`` in each chunk's ``Placement``: a dense index; call
     ``reserve`` first with the number of groups). An ensemble's state (its ``members``' weights
     given) also keeps its ``mixture`` sums; samples' (their ``draws`` per row given), their
@@ -86,6 +88,7 @@ class ScoreState:
         draws: int | None = None,
         weighted: bool = False,
         selection: Selection | None = None,
+        quantiles: Sequence[float] | None = None,
     ) -> None:
         self.outputs = outputs
         self.grouped = grouped
@@ -152,6 +155,11 @@ class ScoreState:
                 weighted=weighted,
             )
 
+        def quantile(families: frozenset[str], per_group: bool) -> QuantileState | None:
+            if quantiles is None or QUANTILES not in families:
+                return None
+            return QuantileState(quantiles, device, grouped=per_group, weighted=weighted)
+
         # The whole input's accumulators are those of a state without groups, so its numbers
         # are the same bits with or without --by; each group's keep sums per group only (their
         # attribute paths name the sums in state files).
@@ -159,17 +167,25 @@ class ScoreState:
         self.uncertainty = uncertainty(overall, False)
         self.mixture = mixture(overall, False)
         self.samples = samples(overall, False)
+        self.quantiles = quantile(overall, False)
         self.group_calibration = calibration(in_groups, True)
         self.group_uncertainty = uncertainty(in_groups, True)
         self.group_mixture = mixture(in_groups, True)
         self.group_samples = samples(in_groups, True)
+        self.group_quantiles = quantile(in_groups, True)
 
     def scope(self, by_group: bool) -> list[Accumulator]:
         """The accumulators of each group, or of the whole input."""
         parts: list[Accumulator | None] = (
-            [self.group_calibration, self.group_uncertainty, self.group_mixture, self.group_samples]
+            [
+                self.group_calibration,
+                self.group_uncertainty,
+                self.group_mixture,
+                self.group_samples,
+                self.group_quantiles,
+            ]
             if by_group
-            else [self.calibration, self.uncertainty, self.mixture, self.samples]
+            else [self.calibration, self.uncertainty, self.mixture, self.samples, self.quantiles]
         )
         return [part for part in parts if part is not None]
 
