@@ -32,6 +32,7 @@ from gaussnll.cli.settings import (
 from gaussnll.core import (
     COMPARE_METRICS,
     QUANTILE_FAMILIES,
+    SAMPLES,
     SCORE_METRICS,
     Catalog,
     Check,
@@ -391,6 +392,8 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
         raise UsageError("a --check uses a calibration metric: drop --no-calibration")
     if any(catalog.uses_ensemble(c.metric) for c in checks) and not settings["ensemble"]:
         raise UsageError("a --check uses an ensemble metric: add --ensemble")
+    if any(SAMPLES in catalog.families(c.metric) for c in checks) and not settings.get("samples"):
+        raise UsageError("a --check uses a samples metric: add --samples COL")
     density = [
         c.metric
         for c in checks
@@ -470,8 +473,10 @@ def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions
         raise UsageError(f"{flags} contradict each other: give the spread one way")
     ((kind, spread),) = spreads.items()  # resolve_settings gives one
     by, intervals = parse_by(settings.get("by", ()))
+    samples = settings.get("samples")
+    mean = _names(samples, "--samples") if samples else _names(settings["mean_col"], "--mean-col")
     columns = ColumnSpec(
-        mean=_names(settings["mean_col"], "--mean-col"),
+        mean=mean,
         target=_names(settings["target_col"], "--target-col"),
         spread=_names(spread, f"--{kind.value.replace('_', '-')}-col"),
         spread_kind=kind,
@@ -487,6 +492,7 @@ def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions
     core["levels"] = tuple(
         dict.fromkeys([*levels, *metric_levels(c.metric for c in checks), *sort_levels])
     )
+    core["samples"] = bool(samples)
     if settings.get("recalibration") is not None:
         core["recalibration"] = RecalibrationMap.load(settings["recalibration"])
     return ScoreOptions(columns=columns, intervals=intervals, **core)

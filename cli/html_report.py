@@ -19,6 +19,7 @@ from gaussnll.cli.render import CheckResults, cell, outputs_grid, recalibration_
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
 from gaussnll.cli.render_quantiles import quantile_grids
 from gaussnll.cli.render_recalibrate import RecalibrationReport
+from gaussnll.cli.render_samples import samples_grid
 from gaussnll.core import (
     SCORE_METRICS,
     CalibrationSummary,
@@ -111,6 +112,9 @@ def score_page(
             parts.append(_coverage(calibration))
     if report.ensemble is not None:
         parts.append(_ensemble(report))
+    samples = samples_grid(report, number, scalars=False)  # all metrics lists its scalars
+    if samples is not None:
+        parts.append(_grid(samples))
     if len(report.outputs) > 1:
         parts.append(_grid(outputs_grid(report)))
     if report.by:

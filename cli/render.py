@@ -17,6 +17,7 @@ from gaussnll.cli.layout import Grid, blocks, show, side_by_side
 from gaussnll.cli.literal import code_span, literal, markdown
 from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
 from gaussnll.cli.render_quantiles import quantile_grids
+from gaussnll.cli.render_samples import samples_grid
 from gaussnll.cli.streams import StdoutConsole
 from gaussnll.core import (
     SCORE_METRICS,
@@ -118,6 +119,9 @@ def report_blocks(
         parts += blocks(console, one_sided)
     if report.ensemble is not None:
         parts.append(ensemble_table(report, number))
+    samples = samples_grid(report, number, scalars=False)  # the summary lists its scalars
+    if samples is not None:
+        parts += blocks(console, samples)
     for grid in quantile_grids(report, cell):
         parts += blocks(console, grid)
     if len(report.outputs) > 1:
@@ -157,6 +161,10 @@ def report_markdown(
         grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
     lines += ensemble_markdown(report, number)
+    samples = samples_grid(report, number)
+    if samples is not None:
+        lines += ["", f"**{markdown(samples.title)}**", ""]
+        lines += markdown_table(samples.headers, samples.rows, keys=samples.keys, code=1)
     for grid in quantile_grids(report, cell):
         lines += titled_markdown(grid)
     if len(report.outputs) > 1:
@@ -186,9 +194,11 @@ def config_markdown(config_file: str | None) -> list[str]:
 
 
 def shape_text(report: Report) -> str:
-    """The shape scored, ``rows × outputs × members`` (1 member unless an ensemble), so a
-    mean of several values scored against one target (a forgotten ``--ensemble``) shows."""
-    members = report.ensemble.members if report.ensemble is not None else 1
+    """The shape scored, ``rows × outputs × members`` (1 member unless an ensemble or draws),
+    so a mean of several values scored against one target (a forgotten ``--ensemble``) shows."""
+    members: int | str = report.ensemble.members if report.ensemble is not None else 1
+    if report.samples is not None:
+        members = report.samples.sample_members or "several"
     return f"{count(report.rows)} × {len(report.outputs)} × {members}"
 
 

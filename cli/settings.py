@@ -293,6 +293,16 @@ SETTINGS: tuple[Setting, ...] = (
         commands=FITTING,
     ),
     Setting(
+        "samples",
+        str,
+        None,
+        "Each row holds M draws of the prediction: a list column of M (or comma-separated "
+        "columns, one per draw), read instead of --mean-col and the spread; scored as the "
+        "draws (the samples section) and as their moment-matched Gaussian.",
+        frozenset({SCORE}),
+        metavar="COL",
+    ),
+    Setting(
         "quantiles",
         list,
         None,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         FAMILIES,
         GROUP_DEFAULT,
         QUANTILE_FAMILIES,
+        SAMPLES,
         Selection,
         parse_names,
     )
@@ -113,6 +114,7 @@ _EXPORTS = {
     "FAMILIES": "families",
     "GROUP_DEFAULT": "families",
     "QUANTILE_FAMILIES": "families",
+    "SAMPLES": "families",
     "Selection": "families",
     "parse_names": "families",
     "FileFormat": "io.sources",

@@ -15,6 +15,7 @@ from gaussnll.core.errors import OptionError
 
 NLL = "nll"
 ENSEMBLE = "ensemble"
+SAMPLES = "samples"
 QUANTILES = "quantiles"
 ALL = "all"
 
@@ -31,8 +32,12 @@ FAMILIES: dict[str, str] = {
     "scores": "check score and interval score averaged over 99 levels",
     "uncertainty": "ENCE, error-vs-uncertainty bins, sigma histogram",
     ENSEMBLE: "the mixture's NLL, CRPS, coverage and PIT, member NLLs (--ensemble)",
+    SAMPLES: "the draws' CRPS (energy and fair), coverage, rank and PIT histograms, quantile "
+    "MACE (--samples)",
     QUANTILES: "pinball losses, WIS, interval and one-sided coverage, CRPS (--quantiles)",
 }
+# The families that need an input form: the option each needs.
+_FORM_FAMILIES = {ENSEMBLE: "--ensemble", SAMPLES: "--samples", QUANTILES: "--quantiles"}
 # A quantile model has no density: only these apply (the NLL's numbers are null).
 QUANTILE_FAMILIES = (NLL, QUANTILES)
 # What ``--no-calibration`` leaves: the families that need no calibration sums.
@@ -67,22 +72,24 @@ def select(
     *,
     calibration: bool = True,
     ensemble: bool = False,
+    samples: bool = False,
     quantiles: bool = False,
 ) -> Selection:
     """The families of each scope: ``metrics`` (None: all) for the whole input, ``group_metrics``
     (None: ``GROUP_DEFAULT`` among those) for each group. ``nll`` is always in both; ``ensemble``
-    only with an ensemble; a quantile model (``quantiles``) has only ``QUANTILE_FAMILIES``.
-    Names that are unknown, or groups' families not computed for the whole input, raise
-    :class:`OptionError`."""
-    available = [name for name in FAMILIES if ensemble or name != ENSEMBLE]
+    only with an ensemble, ``samples`` only with samples; a quantile model (``quantiles``) has
+    only ``QUANTILE_FAMILIES``. Names that are unknown, or groups' families not computed for the
+    whole input, raise :class:`OptionError`."""
+    given = {ENSEMBLE: ensemble, SAMPLES: samples, QUANTILES: quantiles}
+    available = [name for name in FAMILIES if given.get(name, True)]
     available = [n for n in available if n == NLL or (n in QUANTILE_FAMILIES) == quantiles]
     if not calibration:
         available = [name for name in available if name in UNCALIBRATED]
-    overall = _named("metrics", metrics, available, ensemble, calibration, quantiles)
+    overall = _named("metrics", metrics, available, given, calibration)
     if group_metrics is None:
         groups = {name for name in (*GROUP_DEFAULT, QUANTILES) if name in overall}
     else:
-        groups = _named("group_metrics", group_metrics, available, ensemble, calibration, quantiles)
+        groups = _named("group_metrics", group_metrics, available, given, calibration)
         missing = sorted(groups - overall, key=list(FAMILIES).index)
         if missing:
             raise OptionError(
@@ -97,11 +104,11 @@ def _named(
     parameter: str,
     names: Iterable[str] | None,
     available: list[str],
-    ensemble: bool,
+    forms: dict[str, bool],
     calibration: bool,
-    quantiles: bool,
 ) -> set[str]:
-    """The families ``names`` selects (None or ``all``: every available one)."""
+    """The families ``names`` selects (None or ``all``: every available one); ``forms``: whether
+    each family that needs an input form has it."""
     if names is None:
         return set(available)
     chosen: set[str] = set()
@@ -111,16 +118,14 @@ def _named(
         elif name not in FAMILIES:
             known = ", ".join([*FAMILIES, ALL])
             raise OptionError(parameter, f"must be families among {known}. Got {name!r}.")
-        elif name == ENSEMBLE and not ensemble:
-            raise OptionError(parameter, "names ensemble, which needs --ensemble.")
-        elif name not in available and quantiles:
+        elif name not in available and forms[QUANTILES]:
             raise OptionError(
                 parameter,
                 f"names {name}, which a quantile model (--quantiles) has not: it has "
                 f"{', '.join(QUANTILE_FAMILIES)}.",
             )
-        elif name == QUANTILES and not quantiles:
-            raise OptionError(parameter, "names quantiles, which needs --quantiles.")
+        elif not forms.get(name, True):
+            raise OptionError(parameter, f"names {name}, which needs {_FORM_FAMILIES[name]}.")
         elif name not in available and not calibration:
             raise OptionError(
                 parameter, f"names {name}, which --no-calibration leaves out: drop one of them."

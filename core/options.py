@@ -87,7 +87,7 @@ class ColumnSpec:
             names = (value,) if isinstance(value, str) else tuple(value)
             if not all(isinstance(name, str) and name for name in names):
                 raise OptionError(f"columns.{role}", f"must be column names. Got {value!r}.")
-            if role not in ("by", "quantiles") and not names:
+            if role not in ("by", "spread", "quantiles") and not names:
                 raise OptionError(f"columns.{role}", "must name at least one column.")
             object.__setattr__(self, role, names)
         for role, name in (("id", id), ("weight", weight)):
@@ -156,6 +156,8 @@ class ScoreOptions:
     # M Gaussians per row (see ``state.mixture``): the mean and spread columns hold the members
     ensemble: bool = False
     member_weights: tuple[float, ...] | None = None  # one per member; None: uniform
+    # M draws per row (see ``state.samples``): the mean columns hold the draws, no spread is read
+    samples: bool = False
     # The metric families computed (``families``): for the whole input (None: all) and for
     # each group of ``columns.by`` (None: the cheap defaults among those)
     metrics: tuple[str, ...] | None = None
@@ -204,6 +206,20 @@ class ScoreOptions:
             self.workers,
         )
         _check_member_weights(self.member_weights, self.ensemble)
+        if self.samples:
+            if self.ensemble:
+                raise OptionError(
+                    "samples", "cannot be combined with ensemble: draws are members already."
+                )
+            if self.quantiles is not None:
+                raise OptionError(
+                    "samples", "cannot be combined with quantiles: a row holds draws or quantiles."
+                )
+            # Each draw is a point mass: its spread is a zero variance, read from no column.
+            spec = replace(self.columns, spread=(), spread_kind=Spread.VAR)
+            object.__setattr__(self, "columns", spec)
+        else:
+            _require(bool(self.columns.spread), "columns.spread", "must name a column", ())
         if self.member_weights is not None:
             object.__setattr__(self, "member_weights", tuple(self.member_weights))
         object.__setattr__(self, "intervals", dict(self.intervals))
@@ -244,8 +260,14 @@ class ScoreOptions:
             self.group_metrics,
             calibration=self.calibration,
             ensemble=self.ensemble,
+            samples=self.samples,
             quantiles=self.quantiles is not None,
         )
+
+    @property
+    def per_row_members(self) -> bool:
+        """Whether the mean columns hold several predictions per row (members or draws)."""
+        return self.ensemble or self.samples
 
     @property
     def needed(self) -> Names:
@@ -279,8 +301,9 @@ def with_settings(options: ScoreOptions | None, settings: Mapping[str, Any]) -> 
     """``options`` (default: the defaults) with keyword ``settings``: ScoreOptions' own
     parameters, or the column settings by their command-line names (``mean_col``, ``var_col``,
     ``std_col``, ``log_var_col``, ``target_col``, ``id_col``, ``weight_col``, ``by``,
-    ``quantile_cols``), each one
-    column name or a sequence of them, which override the ``columns`` given."""
+    ``quantile_cols``), each one column name or a sequence of them, which override the
+    ``columns`` given; ``samples`` may name the draws' column(s) (the mean columns, read as
+    draws)."""
     base = options or ScoreOptions()
     columns: dict[str, Any] = {}
     spreads = {name: settings[name] for name in SPREAD_SETTINGS if name in settings}
@@ -296,6 +319,8 @@ def with_settings(options: ScoreOptions | None, settings: Mapping[str, Any]) -> 
         for key, value in settings.items()
         if key not in COLUMN_SETTINGS and key not in SPREAD_SETTINGS
     }
+    if isinstance(rest.get("samples"), str | list | tuple):  # the draws' column names
+        columns["mean"], rest["samples"] = rest["samples"], True
     spec = rest.pop("columns", base.columns)
     if columns:
         if not isinstance(spec, ColumnSpec):

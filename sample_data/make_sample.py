@@ -9,6 +9,9 @@ is a second model of the same rows for ``gaussnll compare``: bias removed and va
 recalibrated, its rows shuffled (pair by ``id``).
 ``ensemble.parquet`` holds a 5-member ensemble of the same function (``gaussnll score
 --ensemble``): list columns ``mean`` and ``var`` of 5 values per row.
+``samples.parquet`` holds 16 draws per row of the over-confident model of ``preds.parquet``'s
+rows (``gaussnll score --samples draws``): a list column ``draws``, rounded as the other values
+(so a few draws tie).
 ``quantiles.parquet`` holds a quantile model of ``preds.parquet``'s rows (``gaussnll score
 --quantiles 0.05,0.25,0.5,0.75,0.95 --quantile-cols q05,q25,q50,q75,q95``): the Gaussian's
 quantiles widened by 10%, with noise of their own, so a few rows' quantiles cross.
@@ -87,6 +90,17 @@ def ensemble(rng: np.random.Generator, rows: int, members: int = 5) -> pa.Table:
     )
 
 
+def samples(table: pa.Table, rng: np.random.Generator, draws: int = 16) -> pa.Table:
+    """``draws`` draws per row from the model of ``table`` (its mean and variance), with the
+    rows' id, target, region and weight."""
+    mean = table.column("mean").to_numpy()[:, None]
+    std = np.sqrt(table.column("var").to_numpy())[:, None]
+    values = np.round(mean + std * rng.standard_normal((len(mean), draws)), 6)
+    listed = pa.FixedSizeListArray.from_arrays(values.ravel(), draws)
+    kept = table.select(["id", "target", "region", "weight"])
+    return kept.add_column(1, "draws", listed)
+
+
 QUANTILE_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
@@ -134,6 +148,7 @@ def main() -> None:
     pq.write_table(candidate.take(order), HERE / "preds_candidate.parquet")
 
     pq.write_table(ensemble(np.random.default_rng(SEED + 2), 2_000), HERE / "ensemble.parquet")
+    pq.write_table(samples(table, np.random.default_rng(SEED + 3)), HERE / "samples.parquet")
     quantiles = quantile_model(table, np.random.default_rng(SEED + 3))
     pq.write_table(quantiles, HERE / "quantiles.parquet")
 

@@ -114,6 +114,7 @@ CONFIG_VALUES = {
     "dask_workers": 1,
     "ensemble": True,  # one member per row: the single mean and var columns
     "member_weights": [1.0],
+    "samples": "mean",  # one draw per row: the mean column
     "metrics": ["nll", "crps"],
     "group_metrics": ["nll"],
     "quantiles": [0.5],  # the mean column as a median

@@ -143,8 +143,11 @@ def test_every_catalogued_metric_is_checkable_and_equals_its_json_value(tmp_path
     report = score(str(path), options)
     payload = report.to_dict()
     assert set(STABLE_NAMES) <= set(SCORE_METRICS.names())
-    # (a quantile model's section is not an ensemble's: tests/test_quantiles.py checks it)
-    metrics = [m for m in SCORE_METRICS.metrics.values() if m.section != "quantiles"]
+    # (samples' section and a quantile model's, which an ensemble lacks: tests/test_samples.py
+    # and tests/test_quantiles.py check them)
+    metrics = [
+        m for m in SCORE_METRICS.metrics.values() if m.section not in ("samples", "quantiles")
+    ]
     checks = [parse_check(f"{m.name}{'@0.9' if m.per_level else ''} > -1e300") for m in metrics]
     results = evaluate(checks, report)
     for metric, result in zip(metrics, results, strict=True):

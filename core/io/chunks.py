@@ -24,6 +24,7 @@ class Chunk:
     """Rows on the device: each role as a ``(rows, width)`` tensor, and where they came from.
 
     An ensemble's mean and spread are ``(rows, members, width)`` (``ScoreOptions.ensemble``);
+    samples' mean holds the draws, ``(rows, M, width)``, and the spread is zeros ``(rows, M, 1)``;
     a quantile model's ``mean`` holds its K quantiles ``(rows, K)`` and its spread is empty
     ``(rows, 0)`` (``ScoreOptions.quantiles``).
     """
@@ -96,9 +97,11 @@ def _roles(batch: pa.RecordBatch, options: ScoreOptions, convert: Conversion) ->
         quantiles = convert.role(batch, spec.quantiles)
         target = convert.role(batch, spec.target)
         return [quantiles, target, quantiles.new_empty((quantiles.shape[0], 0))]
-    members = convert.members if options.ensemble else convert.role
-    mean = members(batch, spec.mean)
-    return [mean, convert.role(batch, spec.target), members(batch, spec.spread)]
+    members = convert.members if options.per_row_members else convert.role
+    roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
+    if spec.spread:  # samples read none: each draw's variance is 0
+        roles.append(members(batch, spec.spread))
+    return roles
 
 
 def to_chunks(
@@ -138,11 +141,13 @@ def to_chunks(
             weight = in_float64.single(batch, spec.weight)
         sent = [*roles, group, scale, weight]
         (*moved, group, scale, weight), arrived = host_to_device.send(sent)
-        mean, target, spread = (tensor for tensor in moved if tensor is not None)  # never None
+        mean, target, *spread = (tensor for tensor in moved if tensor is not None)
+        if not spread:
+            spread = [mean.new_zeros((*mean.shape[:2], 1))]
         chunk = Chunk(
             mean=mean,
             target=target,
-            spread=spread,
+            spread=spread[0],
             ids=batch.column(spec.id) if spec.id else None,
             where=where,
             group=group,
@@ -150,11 +155,11 @@ def to_chunks(
             scale=scale,
             weight=weight,
         )
-        if not options.ensemble:
+        if not options.per_row_members:
             yield chunk
             continue
-        # An ensemble's M members per row are scored in pieces of chunk_size / M rows, which
-        # bound its temporaries as a chunk of single Gaussians does.
+        # An ensemble's M members (or M draws) per row are scored in pieces of chunk_size / M
+        # rows, which bound its temporaries as a chunk of single Gaussians does.
         rows = max(1, options.chunk_size // max(1, mean.shape[1]))
         for offset in range(0, chunk.length, rows):
             yield chunk.slice(offset, offset + rows)

@@ -61,7 +61,7 @@ def scoring_request(source: Source, options: ScoreOptions) -> ReadRequest:
     values whatever M is."""
     spec = options.columns
     rows = options.chunk_size
-    if options.ensemble:
+    if options.per_row_members:
         members = len(spec.mean) if len(spec.mean) > 1 else _first_list_length(source, spec.mean[0])
         rows = max(1, rows // (members or 1))
     return ReadRequest(options.needed, spec.numeric, rows, options.delimiter)

@@ -16,11 +16,13 @@ from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.ensemble_summary import EnsembleSummaries
 from gaussnll.core.report.quantiles_summary import QuantilesSummaries
 from gaussnll.core.report.report import GroupScore, OutputScore, Report
+from gaussnll.core.report.samples_summary import SamplesSummaries
 from gaussnll.core.report.summary_table import Summaries, SummaryTable
 from gaussnll.core.state.calibration import CalibrationState
 from gaussnll.core.state.mixture import MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
 from gaussnll.core.state.quantiles import QuantileState
+from gaussnll.core.state.samples import SamplesState
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.uncertainty import summaries as uncertainty_summaries
 
@@ -81,6 +83,12 @@ class Reports(Sequence[Report]):
             self._ensemble = EnsembleSummaries(
                 mixture, weight * self._outputs, by_group=by_group, full=options.full
             )
+        samples = state.group_samples if by_group else state.samples
+        self._samples = (
+            None
+            if samples is None
+            else SamplesSummaries(samples, weight * self._outputs, by_group=by_group)
+        )
         quantiles = state.group_quantiles if by_group else state.quantiles
         self._quantiles = (
             None if quantiles is None else QuantilesSummaries(quantiles, weight, by_group=by_group)
@@ -90,13 +98,16 @@ class Reports(Sequence[Report]):
         self._names = options.columns.output_names(self._outputs)
         self._options = options
         spec = options.columns
+        predicted = (
+            {"samples": list(spec.mean)}
+            if options.samples
+            else {"quantiles": list(spec.quantiles)}
+            if spec.quantiles
+            else {"mean": list(spec.mean), spec.spread_kind.value: list(spec.spread)}
+        )
         self._common = {
             "columns": {
-                **(
-                    {"quantiles": list(spec.quantiles)}
-                    if spec.quantiles
-                    else {"mean": list(spec.mean), spec.spread_kind.value: list(spec.spread)}
-                ),
+                **predicted,
                 "target": list(spec.target),
                 "id": spec.id,
                 "weight": spec.weight,
@@ -145,6 +156,7 @@ class Reports(Sequence[Report]):
             calibration=calibration,
             accuracy=accuracy,
             ensemble=None if self._ensemble is None else self._ensemble[b],
+            samples=None if self._samples is None else self._samples[b],
             quantiles=None if self._quantiles is None else self._quantiles[b],
             nan_policy=options.nan_policy,
             skipped_rows=self._skipped[b][0],
@@ -182,10 +194,10 @@ class BatchedSummaries:
         options: ScoreOptions,
         order: Sequence[int] | None,
     ) -> None:
-        # The scope's accumulators of calibration and accuracy (the mixture has its own).
-        self._parts = [
-            p for p in state.scope(by_group) if not isinstance(p, MixtureState | QuantileState)
-        ]
+        # The scope's accumulators of calibration and accuracy (the mixture, the samples and
+        # the quantiles have their own sections).
+        own = (MixtureState, SamplesState, QuantileState)
+        self._parts = [p for p in state.scope(by_group) if not isinstance(p, own)]
         self._totals = [part.totals(by_group) for part in self._parts]
         self._weight, self._loss, self._options = weight, loss, options
         reports = loss.shape[0]

@@ -309,6 +309,54 @@ class QuantilesSummary:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SamplesSummary:
+    """Predictions given as M draws per row, scored as the draws (the rest of the report scores
+    their moment-matched Gaussian); definitions in the README's Samples section."""
+
+    sample_members: int | None = metric(
+        "draws", "draws per row (null when files differ in it)", family="samples"
+    )
+    sample_crps: float = metric(
+        "sample CRPS", "mean CRPS of the draws, energy form (scoringrules nrg)", family="samples"
+    )
+    sample_crps_fair: float | None = metric(
+        "sample CRPS (fair)",
+        "mean fair CRPS of the draws (scoringrules fair; null for one draw)",
+        family="samples",
+    )
+    sample_coverage: list[float] = metric(
+        "sample coverage",
+        "fraction of elements inside the draws' empirical central p-interval",
+        per_level=True,
+        family="samples",
+    )
+    sample_inside_counts: list[int] = metric(
+        "sample elements inside",
+        "elements inside the draws' empirical central p-interval",
+        per_level=True,
+        family="samples",
+    )
+    sample_rank_counts: list[float] | None = metric(
+        "rank histogram",
+        "elements per rank of the target among the draws, M + 1 bins, ties split evenly "
+        "(null when files differ in M)",
+        vector=True,
+        family="samples",
+    )
+    sample_pit_counts: list[int] = metric(
+        "sample PIT histogram",
+        "counts of the draws' empirical CDF at the target (ties at ½) in equal bins",
+        vector=True,
+        family="samples",
+    )
+    sample_quantile_mace: float = metric(
+        "sample quantile MACE",
+        "mean |τ - frequency of PIT ≤ τ| over linspace(0, 1, 100)",
+        family="samples",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutputScore:
     """The scores of one output column (one of the ``D`` in a multi-output prediction)."""
 
@@ -353,6 +401,7 @@ class Report:
     calibration: CalibrationSummary | None = section(CalibrationSummary, default=None)
     accuracy: AccuracySummary | None = section(AccuracySummary, default=None)
     ensemble: EnsembleSummary | None = section(EnsembleSummary, default=None)
+    samples: SamplesSummary | None = section(SamplesSummary, default=None)
     quantiles: QuantilesSummary | None = section(QuantilesSummary, default=None)
     skipped_rows: int = metric("skipped rows", "rows dropped for non-finite values", default=0)
     skipped_reasons: dict[str, int] = info(

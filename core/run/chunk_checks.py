@@ -54,6 +54,19 @@ class Validity:
             return False
         return bool(bad)
 
+    def check_finite(self, values: Tensor, column: str, where: Location) -> None:
+        """Raise for the first row of ``values`` ``(rows, ...)`` holding a NaN or an infinity
+        (on a GPU: note it)."""
+        finite = torch.isfinite(values).flatten(1).all(dim=1)
+        if self.bad_values(finite):
+            first = int(torch.nonzero(~finite)[0, 0])
+            raise InputError(
+                "holds a NaN or infinite draw; expected finite numbers, or pass --nan-policy skip",
+                path=where.path,
+                column=column,
+                row=where.row(first),
+            )
+
     def check_weights(self, weight: Tensor, column: str, where: Location) -> None:
         """Raise for a row whose weight is not one of ``good_weights`` (on a GPU: note it)."""
         fine = good_weights(weight).all()  # False for a NaN

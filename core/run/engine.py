@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
+from torch import Tensor
 
 from gaussnll.core.errors import InputError, NegativeSpreadError, UsageError
 from gaussnll.core.io.chunks import Chunk, to_chunks
@@ -220,23 +221,29 @@ def _locate_invalid_value(source: Source, label: str, options: ScoreOptions) -> 
 
 
 def _row_batch(scored: Scored, options: ScoreOptions, ids: pa.Array | None) -> pa.RecordBatch:
-    """Per-row losses of one chunk (an ensemble's mixture losses too, ``mixture_nll``); rows
-    skipped for non-finite values get nulls."""
+    """Per-row losses of one chunk (an ensemble's mixture losses too, ``mixture_nll``; samples'
+    CRPS, ``crps``); rows skipped for non-finite values get nulls."""
     spec = options.columns
-    values = scored.per_row(options.full).cpu().numpy()
     skipped = None if scored.kept is None else (~scored.kept).cpu().numpy()
-    names = spec.output_names(values.shape[1])
-    columns = [
-        pa.array(np.ascontiguousarray(values[:, j]), mask=skipped) for j in range(values.shape[1])
-    ]
+
+    def arrays(values: Tensor) -> list[pa.Array]:
+        """One array per output of ``values`` ``(rows, D)``, skipped rows null."""
+        table = values.cpu().numpy()
+        return [
+            pa.array(np.ascontiguousarray(table[:, j]), mask=skipped) for j in range(table.shape[1])
+        ]
+
+    columns = arrays(scored.per_row(options.full))
+    names = spec.output_names(len(columns))
     labels = [scored.name] if len(names) == 1 else [f"{scored.name}_{name}" for name in names]
     mixture = scored.mixture_per_row(options.full)
     if mixture is not None:  # an ensemble: its mixture's losses beside the matched Gaussian's
-        mixed = mixture.cpu().numpy()
-        columns += [
-            pa.array(np.ascontiguousarray(mixed[:, j]), mask=skipped) for j in range(mixed.shape[1])
-        ]
+        columns += arrays(mixture)
         labels += [f"mixture_{label}" for label in labels]
+    crps = scored.crps_per_row()
+    if crps is not None:  # samples: each element's CRPS (energy form) beside its NLL
+        columns += arrays(crps)
+        labels += ["crps"] if len(names) == 1 else [f"crps_{name}" for name in names]
     if ids is not None and spec.id is not None:
         columns.insert(0, ids)
         labels.insert(0, spec.id)

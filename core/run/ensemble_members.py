@@ -1,4 +1,5 @@
-"""An ensemble's members in a chunk: checked against the weights its first chunk set."""
+"""An ensemble's members in a chunk: checked against the weights its first chunk set; samples'
+draws as members of equal weight and no variance."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def members_of(
     if weights is None or weight_tensor is None:
         raise ValueError("members are read only once the first chunk has set the weights")
     mean = chunk.mean
+    if options.samples:  # equally likely draws, as many as this file's rows have
+        return Members.of(mean, var, mean.new_full((mean.shape[1],), 1 / mean.shape[1]))
     problem = None
     if mean.shape[1] != len(weights.normalised):
         expected = len(weights.normalised)

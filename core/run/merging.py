@@ -100,6 +100,7 @@ class StateMerger:
             None  # of the first state with rows, and its label
         )
         self._key_kinds: dict[int, tuple[str, str]] = {}  # by column → first kind seen, and where
+        self._members: tuple[int, str] | None = None  # members or draws per row, and where
 
     def add(self, document: dict[str, Any], label: str) -> None:
         """Add the state ``document`` (its file called ``label`` in errors); a UsageError names
@@ -117,6 +118,7 @@ class StateMerger:
         self._outputs = self._outputs if outputs is None else outputs
         if outputs is not None:
             self._check_weighting(bool(document.get("weighted")), label)
+            self._check_members(document.get("members"), label)
         _check_key_kinds(document, label, self._key_kinds)
         scorer = Scorer.from_state(document, device=self._device, path=label)
         limit = scorer.options.max_groups
@@ -158,6 +160,18 @@ class StateMerger:
             raise UsageError(
                 f"{with_weights} holds weighted rows and {without} does not; score every shard "
                 "with the same weights"
+            )
+
+    def _check_members(self, members: int | None, label: str) -> None:
+        """An ensemble's members, or samples' draws, per row must be the same in every state
+        with rows (their sums are shaped by them)."""
+        if members is None:
+            return
+        first = self._members = self._members or (members, label)
+        if members != first[0]:
+            raise UsageError(
+                f"{label} holds {members} members or draws per row and {first[1]} {first[0]}; "
+                "only states of the same number merge"
             )
 
     def _applied_limit(self) -> int | None:

@@ -13,12 +13,14 @@ from gaussnll.core.state.nonfinite import expand_rows
 @dataclass(frozen=True)
 class Scored:
     """What one chunk contributed: the element losses of its scored rows (no constant), which
-    rows were kept (None: all of them), and for an ensemble the mixture's element losses. A
-    quantile model's losses (``name``: ``wis``) are each row's weighted interval score."""
+    rows were kept (None: all of them), for an ensemble the mixture's element losses, and for
+    samples the draws' element CRPS. A quantile model's losses (``name``: ``wis``) are each
+    row's weighted interval score."""
 
     loss: Tensor
     kept: Tensor | None
     mixture: Tensor | None = None
+    crps: Tensor | None = None
     name: str = "nll"
 
     def per_row(self, full: bool) -> Tensor:
@@ -30,6 +32,10 @@ class Scored:
         """The mixture's element losses as ``per_row`` gives the Gaussian's (None: no
         ensemble)."""
         return None if self.mixture is None else self._aligned(self.mixture, full)
+
+    def crps_per_row(self) -> Tensor | None:
+        """The draws' element CRPS aligned as ``per_row`` (None: no samples section)."""
+        return None if self.crps is None else self._aligned(self.crps, False)
 
     def _aligned(self, loss: Tensor, full: bool) -> Tensor:
         loss = loss + HALF_LOG_2PI if full and self.name == "nll" else loss

@@ -68,6 +68,7 @@ class Scorer:
         self.group_keys = GroupKeys(by, self.options.edges()) if by else None
         self._validity = Validity(self.device)
         self._weights: MemberWeights | None = None  # an ensemble's, from its first chunk
+        self._draws: dict[str, int] = {}  # samples: the draws per row of each file so far
         self._weight_tensor: Tensor | None = None
         # Rows carry weights: with a weight column, or tensors given weights in their first update.
         self._weighted = self.options.columns.weight is not None
@@ -113,6 +114,8 @@ class Scorer:
             return add_quantiles(chunk, state, options, self._validity)
         var = chunk.variance(spec.spread_kind)
         members, given, given_var = None, chunk, var
+        if options.samples:
+            self._check_draws(chunk)
         if self._weights is not None:  # scored as the moment-matched Gaussian
             members = members_of(chunk, var, self._weights, self._weight_tensor, options)
             chunk = replace(chunk, mean=members.matched_mean, spread=members.matched_var)
@@ -130,7 +133,7 @@ class Scorer:
         terms = nll_terms(error, floored)
         loss = terms.loss
         batch = RowBatch(terms, error, scored_var, floored, at, scored.target, members, options.eps)
-        chunk_sums, mixture = state.update(batch)
+        chunk_sums, extra = state.update(batch)
         checked = given if kept is None else given.rows(kept)
         if self._validity.bad_here(checked, spec, chunk_sums, options.nan_policy):
             aligned = loss if kept is None else expand_rows(loss, kept, 0.0)
@@ -138,7 +141,9 @@ class Scorer:
                 given = replace(given, mean=given.mean.flatten(1), spread=given.spread.flatten(1))
                 given_var = given_var.flatten(1)
             explain(given, spec, given_var, aligned, options.nan_policy)
-        return Scored(loss, kept, mixture)
+        if options.samples:
+            return Scored(loss, kept, crps=extra)
+        return Scored(loss, kept, mixture=extra)
 
     def check_weights(self, chunk: Chunk) -> None:
         """Refuse a row whose weight is not a finite number >= 0 (on a GPU: noted, and
@@ -147,11 +152,29 @@ class Scorer:
             column = self.options.columns.weight or "weight"
             self._validity.check_weights(chunk.weight, column, chunk.where)
 
+    def _check_draws(self, chunk: Chunk) -> None:
+        """Samples: each file's rows have one number of draws (files may differ), and every
+        draw is finite unless the policy skips or propagates non-finite values (on a GPU:
+        noted, and refused by ``report``)."""
+        where, draws = chunk.where, chunk.mean.shape[1]
+        names = ",".join(self.options.columns.mean)
+        earlier = self._draws.setdefault(where.path, draws)
+        if earlier != draws:
+            raise InputError(
+                f"has {draws} draws per row where earlier rows have {earlier}; every row of a "
+                "file must have the same number of draws",
+                path=where.path,
+                column=names,
+                row=where.row(0),
+            )
+        if self.options.nan_policy == "error":
+            self._validity.check_finite(chunk.mean, names, where)
+
     def prepare(self, chunk: Chunk) -> ScoreState:
         """The state, made for ``chunk``'s outputs if this is the first (threads adding chunks
         at once must be given a prepared scorer)."""
         if self.state is None:
-            if self.options.ensemble:
+            if self.options.per_row_members:
                 self._set_weights(chunk.mean.shape[1], chunk.mean.dtype)
             self._weighted = chunk.weight is not None
             quantiles = self.options.quantiles is not None  # one output, K quantiles
@@ -244,7 +267,7 @@ class Scorer:
         if scorer.group_keys is not None:
             scorer.group_keys.add(tuple(key) for key in groups)
         members = document.get("members")
-        if (members is None) == options.ensemble:
+        if (members is None) == options.per_row_members:
             raise malformed(": its members contradict its options")
         if members is not None:
             scorer._set_weights(members, DTYPES[options.dtype])
@@ -278,7 +301,8 @@ class Scorer:
             levels=self.options.levels if self.options.calibration else None,
             pit_bins=self.options.pit_bins,
             grouped=self.group_keys is not None,
-            members=self._weights,
+            members=None if self.options.samples else self._weights,
+            draws=len(self._weights.normalised) if self.options.samples and self._weights else None,
             weighted=self._weighted,
             selection=self.options.selection,
             quantiles=self.options.quantiles,

@@ -28,6 +28,8 @@ def tensor_chunk(
     """The chunk of rows given as tensors (1-D, or ``(rows, D)``; an ensemble's ``mean`` and
     ``var`` ``(rows, members)`` or ``(rows, members, D)``), after ``rows_before`` rows given
     earlier (row numbers count from them); a map without groups scales every row."""
+    if options.samples:
+        raise UsageError("samples are scored from files or tables, not from tensors")
     dtype = DTYPES[options.dtype]
     roles = [torch.as_tensor(t).to(device, dtype) for t in (mean, target, var)]
     rows = roles[0].shape[0]

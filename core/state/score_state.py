@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from gaussnll.core.families import ENSEMBLE, Selection, select
+from gaussnll.core.families import ENSEMBLE, SAMPLES, Selection, select
 from gaussnll.core.state.batch import RowBatch
 from gaussnll.core.state.calibration import (
     CALIBRATION_FAMILIES,
@@ -28,6 +28,7 @@ from gaussnll.core.state.calibration import (
 from gaussnll.core.state.mixture import MemberWeights, MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
 from gaussnll.core.state.quantiles import QUANTILES, QuantileState
+from gaussnll.core.state.samples import SamplesState
 from gaussnll.core.state.sinks import Placement, Sums
 from gaussnll.core.state.uncertainty import UncertaintyState
 
@@ -66,7 +67,8 @@ class ScoreState:
     keeps its quantile sums. A ``grouped`` state keeps the NLL sums and the groups'
     families per group (``group`` in each chunk's ``Placement``: a dense index; call
     ``reserve`` first with the number of groups). An ensemble's state (its ``members``' weights
-    given) also keeps its ``mixture`` sums.
+    given) also keeps its ``mixture`` sums; samples' (their ``draws`` per row given), their
+    ``samples`` sums.
 
     A ``weighted`` state takes each row's weight with every chunk: every sum is of weighted
     values and every count a sum of weights (float64), so integer weights give the numbers of
@@ -83,6 +85,7 @@ class ScoreState:
         pit_bins: int = 20,
         grouped: bool = False,
         members: MemberWeights | None = None,
+        draws: int | None = None,
         weighted: bool = False,
         selection: Selection | None = None,
         quantiles: Sequence[float] | None = None,
@@ -91,7 +94,11 @@ class ScoreState:
         self.grouped = grouped
         self.weighted = weighted
         self.selection = selection or select(
-            None, None, calibration=levels is not None, ensemble=members is not None
+            None,
+            None,
+            calibration=levels is not None,
+            ensemble=members is not None,
+            samples=draws is not None,
         )
         self._rows = Sums((), device, integer=True, grouped=grouped)
         self._weight = Sums((), device, grouped=grouped) if weighted else None
@@ -136,6 +143,18 @@ class ScoreState:
                 weighted=weighted,
             )
 
+        def samples(families: frozenset[str], per_group: bool) -> SamplesState | None:
+            if draws is None or levels is None or SAMPLES not in families:
+                return None
+            return SamplesState(
+                draws,
+                device,
+                levels=levels,
+                pit_bins=pit_bins,
+                grouped=per_group,
+                weighted=weighted,
+            )
+
         def quantile(families: frozenset[str], per_group: bool) -> QuantileState | None:
             if quantiles is None or QUANTILES not in families:
                 return None
@@ -147,10 +166,12 @@ class ScoreState:
         self.calibration = calibration(overall, False)
         self.uncertainty = uncertainty(overall, False)
         self.mixture = mixture(overall, False)
+        self.samples = samples(overall, False)
         self.quantiles = quantile(overall, False)
         self.group_calibration = calibration(in_groups, True)
         self.group_uncertainty = uncertainty(in_groups, True)
         self.group_mixture = mixture(in_groups, True)
+        self.group_samples = samples(in_groups, True)
         self.group_quantiles = quantile(in_groups, True)
 
     def scope(self, by_group: bool) -> list[Accumulator]:
@@ -160,10 +181,11 @@ class ScoreState:
                 self.group_calibration,
                 self.group_uncertainty,
                 self.group_mixture,
+                self.group_samples,
                 self.group_quantiles,
             ]
             if by_group
-            else [self.calibration, self.uncertainty, self.mixture, self.quantiles]
+            else [self.calibration, self.uncertainty, self.mixture, self.samples, self.quantiles]
         )
         return [part for part in parts if part is not None]
 
@@ -200,7 +222,8 @@ class ScoreState:
 
     def update(self, batch: RowBatch) -> tuple[Tensor, Tensor | None]:
         """Add a chunk. Returns the chunk's per-output (weighted) loss sums, for the caller's
-        validity check, and an ensemble's mixture losses of its elements (None: no mixture)."""
+        validity check, and an ensemble's mixture losses of its elements or samples' CRPS of
+        its elements (None: neither)."""
         at = batch.at
         self._checked_weight(at.weight)
         self._rows.count(batch.terms.loss.shape[0], at)
