@@ -7,18 +7,19 @@ replaces the shown output of every ``console`` command whose output differs, unl
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from test_readme import (
     BLOCK,
+    PAGES,
     ROOT,
     Block,
     blocks,
     console_commands,
     installed_gaussnll,
+    run,
     shows,
 )
 
@@ -64,23 +65,11 @@ def _console(block: Block, folder: Path, env: dict[str, str]) -> str:
 
 
 def _run(argv: list[str], folder: Path, env: dict[str, str]) -> list[str]:
-    done = subprocess.run(
-        argv,
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-    )
-    return done.stdout.splitlines()
+    return run(argv, folder, env).stdout.splitlines()
 
 
 def main(names: list[str]) -> None:
-    pages = [Path(name).resolve() for name in names] or [
-        ROOT / "README.md",
-        *sorted((ROOT / "docs").glob("*.md")),
-    ]
+    pages = [Path(name).resolve() for name in names] or PAGES
     gaussnll = Path(installed_gaussnll()).parent
     env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
     env["PATH"] = f"{gaussnll}{os.pathsep}{env['PATH']}"

@@ -121,10 +121,7 @@ def _score_on_dask(
     return score_on_dask(
         os.fspath(source),
         options,
-        address=executor.address,
-        workers=executor.workers,
-        timeout=executor.timeout,
-        verbose=executor.verbose,
+        **executor.cluster(),
         state_to=state_to,
         state_format=state_format,
         on_progress=on_progress,
@@ -146,10 +143,7 @@ def merge(
     if isinstance(executor, OnDask):
         return merge_on_dask(
             paths,
-            address=executor.address,
-            workers=executor.workers,
-            timeout=executor.timeout,
-            verbose=executor.verbose,
+            **executor.cluster(),
             max_groups=max_groups,
             allow_duplicates=allow_duplicates,
             on_progress=on_progress,

@@ -6,7 +6,8 @@ report is the same (to about 1e-12) wherever it was made.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class OnDask:
     workers: int | None = None
     timeout: float | None = None
     verbose: bool = False
+
+    def cluster(self) -> dict[str, Any]:
+        """The cluster's keyword arguments of ``score_on_dask`` and ``merge_on_dask``."""
+        return asdict(self)
 
 
 Executor = InProcess | OnDask
