@@ -78,6 +78,15 @@ class Validity:
     def failed(self) -> bool:
         return bool(self._flag)
 
+    def raise_if_failed(self, path: str) -> None:
+        """Refuse, at the end, what a GPU run noted as invalid (the CPU finds the row)."""
+        if self.failed():
+            raise InputError(
+                "holds a negative spread or weight, a NaN or an infinity; score on the CPU to "
+                "find the row",
+                path=path,
+            )
+
     def merge(self, other: Validity) -> None:
         """Take on another scorer's deferred verdicts."""
         self._flag |= other._flag.to(self._flag.device)

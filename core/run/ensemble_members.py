@@ -9,7 +9,56 @@ from torch import Tensor
 from gaussnll.core.errors import InputError
 from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.options import ScoreOptions
+from gaussnll.core.run.chunk_checks import Validity
 from gaussnll.core.state.mixture import Members, MemberWeights
+
+
+class MemberInput:
+    """A scorer's members per row: an ensemble's weights (set by its first chunk, or by its
+    state) and, for samples, each file's number of draws (files may differ, rows may not)."""
+
+    def __init__(self, options: ScoreOptions, device: torch.device) -> None:
+        self.options, self.device = options, device
+        self.weights: MemberWeights | None = None
+        self._tensor: Tensor | None = None
+        self._draws: dict[str, int] = {}
+
+    def set(self, members: int, dtype: torch.dtype) -> None:
+        """The weights of ``members`` members per row."""
+        self.weights = MemberWeights.of(self.options.member_weights, members)
+        self._tensor = self.weights.tensor(self.device, dtype)
+
+    def take(self, other: MemberInput) -> None:
+        """Another scorer's weights (merging into a scorer that has seen no rows)."""
+        self.weights, self._tensor = other.weights, other._tensor
+
+    @property
+    def count(self) -> int | None:
+        """Members per row (None: not an ensemble, or no rows yet)."""
+        return None if self.weights is None else len(self.weights.normalised)
+
+    def of(self, chunk: Chunk, var: Tensor, validity: Validity) -> Members:
+        """The chunk's members, checked (samples: their draws too)."""
+        if self.options.samples:
+            self._check_draws(chunk, validity)
+        return members_of(chunk, var, self.weights, self._tensor, self.options)
+
+    def _check_draws(self, chunk: Chunk, validity: Validity) -> None:
+        """Each file's rows have one number of draws, and every draw is finite unless the
+        policy skips or propagates non-finite values (on a GPU: noted, refused by the report)."""
+        where, draws = chunk.where, chunk.mean.shape[1]
+        names = ",".join(self.options.columns.mean)
+        earlier = self._draws.setdefault(where.path, draws)
+        if earlier != draws:
+            raise InputError(
+                f"has {draws} draws per row where earlier rows have {earlier}; every row of a "
+                "file must have the same number of draws",
+                path=where.path,
+                column=names,
+                row=where.row(0),
+            )
+        if self.options.nan_policy == "error":
+            validity.check_finite(chunk.mean, names, where)
 
 
 def members_of(
