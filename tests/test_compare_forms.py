@@ -330,3 +330,28 @@ def test_bad_combinations_are_one_line(models, tmp_path):
         ),
         "2 outputs per row", "a quantile model has one",
     )  # fmt: skip
+
+
+def test_an_ensemble_meets_a_quantile_model_as_its_moment_matched_gaussian(models, tmp_path):
+    rng = np.random.default_rng(5)
+    y = models["y"]
+    means = y[:, None] + rng.normal(size=(ROWS, 4))
+    variances = rng.uniform(0.2, 1.5, size=(ROWS, 4))
+    table = pa.table(
+        {
+            "id": np.arange(ROWS),
+            "target": y,
+            "mean": pa.FixedSizeListArray.from_arrays(means.ravel(), 4),
+            "var": pa.FixedSizeListArray.from_arrays(variances.ravel(), 4),
+        }
+    )
+    path = str(write_table(table, tmp_path / "ensemble.parquet"))
+    base = options(ensemble=True)
+    quantile_model = with_settings(base, {**QUANTILE_SETTINGS, "ensemble": False})
+    report = compare(path, models["paths"]["quantiles"], base, candidate_options=quantile_model)
+    matched_mean = means.mean(axis=1)
+    matched_var = (variances + means**2).mean(axis=1) - matched_mean**2
+    gaussian = {"mean": matched_mean, "var": matched_var}
+    mine = quantile_reference(y, gaussian_quantiles(gaussian))
+    theirs = quantile_reference(y, models["quantiles"])
+    assert_delta(report.to_dict(), "wis", theirs["wis"] - mine["wis"])
