@@ -277,9 +277,10 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         (gate,) = parse_checks([f"delta_nll_ci_low <= {bound:g}"], COMPARE_METRICS)
         checks.append(dataclasses.replace(gate, origin=f"--max-regression {bound:g}"))
     _check_grouping(settings, checks)
-    options = score_options(settings, checks)
-    _require_families(checks, settings, options, COMPARE_METRICS)
     sides = [score_options(_side_settings(settings, side), checks) for side in SIDES]
+    for name, side_options in zip(SIDES, sides, strict=True):  # each model's families
+        own = [c for c in checks if c.metric.partition(".")[0] in (name, c.metric)]
+        _require_families(own, settings, side_options, COMPARE_METRICS)
     _require_compared(checks, plan_comparison(*sides))
     if given.get("html"):
         require_matplotlib()
@@ -418,7 +419,8 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
         raise UsageError("a --check uses a calibration metric: drop --no-calibration")
     if any(catalog.uses_ensemble(c.metric) for c in checks) and not settings["ensemble"]:
         raise UsageError("a --check uses an ensemble metric: add --ensemble")
-    if any(SAMPLES in catalog.families(c.metric) for c in checks) and not settings.get("samples"):
+    samples = [settings.get(name) for name in ("samples", *(f"{s}_samples" for s in SIDES))]
+    if any(SAMPLES in catalog.families(c.metric) for c in checks) and not any(samples):
         raise UsageError("a --check uses a samples metric: add --samples COL")
     density = [
         c.metric

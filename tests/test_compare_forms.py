@@ -355,3 +355,13 @@ def test_an_ensemble_meets_a_quantile_model_as_its_moment_matched_gaussian(model
     mine = quantile_reference(y, gaussian_quantiles(gaussian))
     theirs = quantile_reference(y, models["quantiles"])
     assert_delta(report.to_dict(), "wis", theirs["wis"] - mine["wis"])
+
+
+def test_checks_of_one_models_form_read_that_models_families(models):
+    paths = models["paths"]
+    result = run(
+        paths["gaussian"], paths["samples"], "--id-col", "id", "--candidate-samples", "draws",
+        "-q", "--json", "--check", "candidate.sample_crps_fair < 100", "--check", "delta_crps < 100",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [c["passed"] for c in json.loads(result.stdout)["checks"]] == [True, True]
