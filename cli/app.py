@@ -187,7 +187,9 @@ _command(
     ],
     "commands:run_compare",
     """Compare two models' predictions of the same targets: both scored side by side, and the
-    paired difference of their per-row NLL with a confidence interval.
+    paired differences of the per-row scores both have (NLL, CRPS, DSS; WIS and the quantile
+    scores against a quantile model) with confidence intervals. Either model may be of any
+    input form (--baseline-quantiles, --candidate-samples...).
 
     Exit code 0 when every check passes, 1 when one fails, 2 on bad usage or input, 3 on an
     internal error.

@@ -24,8 +24,10 @@ from gaussnll.cli.settings import (
     BY_NAME,
     COMPARE,
     DEFAULT_VAR_COL,
+    FORM_SETTINGS,
     MERGE,
     SCORE,
+    SIDES,
     SPREAD_SETTINGS,
     settings_of,
 )
@@ -37,6 +39,7 @@ from gaussnll.core import (
     Catalog,
     Check,
     ColumnSpec,
+    ComparisonPlan,
     Executor,
     FileFormat,
     InProcess,
@@ -56,6 +59,7 @@ from gaussnll.core import (
     merge,
     metric_levels,
     parse_checks,
+    plan_comparison,
     redacted,
     resolve_source,
     row_file_format,
@@ -273,8 +277,11 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         (gate,) = parse_checks([f"delta_nll_ci_low <= {bound:g}"], COMPARE_METRICS)
         checks.append(dataclasses.replace(gate, origin=f"--max-regression {bound:g}"))
     _check_grouping(settings, checks)
-    options = score_options(settings, checks)
-    _require_families(checks, settings, options, COMPARE_METRICS)
+    sides = [score_options(_side_settings(settings, side), checks) for side in SIDES]
+    for name, side_options in zip(SIDES, sides, strict=True):  # each model's families
+        own = [c for c in checks if c.metric.partition(".")[0] in (name, c.metric)]
+        _require_families(own, settings, side_options, COMPARE_METRICS)
+    _require_compared(checks, plan_comparison(*sides))
     if given.get("html"):
         require_matplotlib()
     sources = [resolve_source(path) for path in (baseline, candidate)]
@@ -286,19 +293,39 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
             report = compare(
                 baseline,
                 candidate,
-                options,
+                sides[0],
+                candidate_options=sides[1],
                 confidence=float(settings["confidence"]),
                 rows_to=rows_to,
                 on_progress=on_progress,
             )
-        for side, source in zip((report.baseline, report.candidate), sources, strict=True):
-            _note_broadcast_target(side, source, options)
+        for side, source, side_options in zip(
+            (report.baseline, report.candidate), sources, sides, strict=True
+        ):
+            _note_broadcast_target(side, source, side_options)
         if settings["per_group"]:
             results: CheckResults = evaluate_per_group(checks, report)
         else:
             results = evaluate(checks, report, COMPARE_METRICS)
         shown = Shown(COMPARE, results, _shown_settings(settings), config.path)
         return publish(report, shown, output_format, files, COMPARE_METRICS)
+
+
+def _side_settings(settings: dict[str, Any], side: str) -> dict[str, Any]:
+    """One compared model's settings: the shared ones, with its own input form where
+    ``--baseline-...`` / ``--candidate-...`` give one (not an ensemble then)."""
+    own = {name: settings[f"{side}_{name}"] for name in FORM_SETTINGS}
+    if all(value is None for value in own.values()):
+        return settings
+    return {**settings, **own, "ensemble": False, "member_weights": None}
+
+
+def _require_compared(checks: list[Check], plan: ComparisonPlan) -> None:
+    """A check of a paired score that these models' forms do not share is bad usage."""
+    for check in checks:
+        why = plan.why_not(check.metric)
+        if why is not None:
+            raise UsageError(f"{check.origin or f'--check {check.text!r}'}: {why}")
 
 
 def _executor(settings: dict[str, Any], given: dict[str, Any]) -> Executor:
@@ -392,7 +419,8 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
         raise UsageError("a --check uses a calibration metric: drop --no-calibration")
     if any(catalog.uses_ensemble(c.metric) for c in checks) and not settings["ensemble"]:
         raise UsageError("a --check uses an ensemble metric: add --ensemble")
-    if any(SAMPLES in catalog.families(c.metric) for c in checks) and not settings.get("samples"):
+    samples = [settings.get(name) for name in ("samples", *(f"{s}_samples" for s in SIDES))]
+    if any(SAMPLES in catalog.families(c.metric) for c in checks) and not any(samples):
         raise UsageError("a --check uses a samples metric: add --samples COL")
     density = [
         c.metric

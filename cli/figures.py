@@ -165,8 +165,11 @@ def group_curves(curves: Sequence[tuple[str, Sequence[float]]], columns: int = 3
     return svg_text(figure)
 
 
-def paired_difference(delta: float, low: float, high: float, confidence: float) -> str:
-    """The mean per-row NLL difference with its confidence interval, against zero."""
+def paired_difference(
+    delta: float, low: float, high: float, confidence: float, score: str = "NLL"
+) -> str:
+    """The mean per-row difference of a ``score`` with its confidence interval, against
+    zero."""
     figure = _figure(5.4, 1.7)
     axes = figure.add_subplot()
     axes.axvline(0, color="#555555", linewidth=1)
@@ -184,7 +187,7 @@ def paired_difference(delta: float, low: float, high: float, confidence: float) 
     span = max(abs(low), abs(high), 1e-12) * 1.3
     axes.set(xlim=(-span, span), ylim=(-1, 1), yticks=[])
     axes.set_title(f"candidate - baseline, {confidence:.0%} interval", fontsize=9)
-    axes.set_xlabel("mean per-row NLL difference (negative: the candidate is better)")
+    axes.set_xlabel(f"mean per-row {score} difference (negative: the candidate is better)")
     return svg_text(figure)
 
 

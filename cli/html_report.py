@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 from gaussnll.cli import figures
 from gaussnll.cli.layout import Grid
 from gaussnll.cli.render import CheckResults, cell, outputs_grid, recalibration_text
+from gaussnll.cli.render_compare import not_compared_text, paired_scores_grid, paired_scores_shown
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
 from gaussnll.cli.render_quantiles import quantile_grids
 from gaussnll.cli.render_recalibrate import RecalibrationReport
 from gaussnll.cli.render_samples import samples_grid
 from gaussnll.core import (
+    PAIRED_SCORES,
     SCORE_METRICS,
     CalibrationSummary,
     CompareReport,
@@ -126,17 +128,19 @@ def score_page(
 def compare_page(report: CompareReport, results: CheckResults, settings: dict[str, Any]) -> str:
     """The page of a ``gaussnll compare`` report."""
     paired = report.paired
+    main, label = paired.main, PAIRED_SCORES[paired.headline]
+    what = f"mean {label} difference"
     models = (("baseline", report.baseline), ("candidate", report.candidate))
     parts = [
         f"<h1>gaussnll compare</h1><p class='source'>baseline {literal(report.baseline.path)}"
         f"<br>candidate {literal(report.candidate.path)}<br>{paired.rows:,} paired rows "
         f"(pairing by {literal(report.pairing)}) · {report.seconds:.2f} s</p>",
         f"<div class='verdict {literal(report.verdict)}'>verdict: {literal(report.verdict)} · "
-        f"mean NLL difference {number(paired.delta_nll)}, {paired.confidence:.0%} interval "
-        f"[{number(paired.delta_nll_ci_low)}, {number(paired.delta_nll_ci_high)}]</div>",
+        f"{literal(what)} {number(main.mean)}, {paired.confidence:.0%} interval "
+        f"[{number(main.ci_low)}, {number(main.ci_high)}]</div>",
         _cards(
             [
-                ("mean NLL difference (candidate - baseline)", paired.delta_nll),
+                (f"{what} (candidate - baseline)", main.mean),
                 ("candidate better on (rows)", paired.candidate_better),
                 ("baseline better on (rows)", paired.baseline_better),
                 (
@@ -149,20 +153,24 @@ def compare_page(report: CompareReport, results: CheckResults, settings: dict[st
         "<h2>Paired difference</h2><div style='max-width:640px'>",
         _figure(
             figures.paired_difference(
-                paired.delta_nll,
-                paired.delta_nll_ci_low,
-                paired.delta_nll_ci_high,
-                paired.confidence,
+                main.mean, main.ci_low, main.ci_high, paired.confidence, label
             ),
-            "The mean per-row NLL difference and its normal confidence interval; the verdict "
-            "is better or worse when the whole interval lies below or above 0.",
+            f"The {literal(what)} per row and its normal confidence interval; the verdict is "
+            "better or worse when the whole interval lies below or above 0.",
         ),
         "</div>",
-        _model_table(models, "Both models"),
     ]
+    if paired_scores_shown(report):
+        parts += [_grid(paired_scores_grid(report)), f"<p class='note'>{_not_compared(report)}</p>"]
+    parts.append(_model_table(models, "Both models"))
     parts += _overlaid(models)
     parts.append(_settings(settings))
     return _page(f"gaussnll compare: {report.label}", parts)
+
+
+def _not_compared(report: CompareReport) -> str:
+    """The scores not compared and why, one per line."""
+    return "<br>".join(literal(line) for line in not_compared_text(report).splitlines())
 
 
 def recalibrate_page(report: RecalibrationReport, settings: dict[str, Any]) -> str:

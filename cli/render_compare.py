@@ -1,4 +1,5 @@
-"""Render a CompareReport: both models side by side, the paired NLL difference, the checks."""
+"""Render a CompareReport: both models side by side, the paired differences of their scores
+(the headline's, the NLL's unless the models' forms share no NLL, first), the checks."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from gaussnll.cli.render import (
     titled_markdown,
 )
 from gaussnll.cli.streams import StdoutConsole
-from gaussnll.core import COMPARE_METRICS, CompareReport, Report
+from gaussnll.core import COMPARE_METRICS, PAIRED_SCORES, CompareReport, Report
 
 
 def compare_json(
@@ -52,9 +53,13 @@ def compare_blocks(
     results: CheckResults = (),
     config_file: str | None = None,
 ) -> list[RenderableType]:
-    parts = blocks(console, side_by_side_grid(report))
-    parts.append(Text(f"verdict: {verdict_text(report)}", style="bold"))
+    side_by_side = side_by_side_grid(report)
+    parts = blocks(console, side_by_side) if side_by_side.rows else []
+    parts.append(Text(f"verdict: {verdict_text(report)}{on_score(report)}", style="bold"))
     parts += blocks(console, paired_grid(report, config_file))
+    if paired_scores_shown(report):
+        parts += blocks(console, paired_scores_grid(report))
+        parts.append(Text(not_compared_text(report)))
     if report.by:
         parts += blocks(console, paired_groups_grid(report))
     if results:
@@ -75,7 +80,8 @@ def paired_grid(report: CompareReport, config_file: str | None = None) -> Grid:
     """The paired difference: one number per row, by its label and the name a check uses;
     how rows were paired, and the config file read (the verdict goes above it, so the numbers'
     labels fit 80 columns)."""
-    names = ["delta_nll", "delta_nll_se", "delta_nll_ci_low", "delta_nll_ci_high"]
+    score = report.paired.headline
+    names = [f"delta_{score}{part}" for part in ("", "_se", "_ci_low", "_ci_high")]
     names += ["candidate_better", "baseline_better", "rows"]
     if report.paired.weight_sum is not None:
         names.append("weight_sum")
@@ -84,15 +90,17 @@ def paired_grid(report: CompareReport, config_file: str | None = None) -> Grid:
     if report.skipped_rows:
         names.append("skipped_rows")
     rows = []
+    what = PAIRED_SCORES[score]
     for name in names:
         metric = COMPARE_METRICS.metrics[name]
         value = COMPARE_METRICS.value(report, name)
-        rows.append((metric.spec.label, name, cell(value, metric.integer)))
+        text = metric.spec.label.replace("NLL", what) if name.endswith("_better") else None
+        rows.append((text or metric.spec.label, name, cell(value, metric.integer)))
     rows.append(("paired by", "pairing", pairing_text(report)))
     if config_file is not None:
         rows.append((*CONFIG, config_file))
     title = (
-        f"paired NLL difference (candidate - baseline; < 0: candidate better), "
+        f"paired {what} difference (candidate - baseline; < 0: candidate better), "
         f"{report.paired.confidence:.0%} confidence interval"
     )
     return Grid(
@@ -104,6 +112,43 @@ def paired_grid(report: CompareReport, config_file: str | None = None) -> Grid:
         row_blocks=False,
         optional=(0,),
     )
+
+
+def paired_scores_shown(report: CompareReport) -> bool:
+    """Whether the comparison has more to show than the NLL difference: other scores, or
+    scores it could not compare."""
+    return report.paired.compared != ("nll",) or bool(report.paired.not_compared)
+
+
+def paired_scores_grid(report: CompareReport) -> Grid:
+    """Every compared score: each model's mean and the paired difference with its interval."""
+    paired = report.paired
+    rows = []
+    for score in paired.compared:
+        delta, means = paired.delta(score), paired.means[score]
+        if delta is not None:
+            values = (means["baseline"], means["candidate"])
+            signed = (delta.mean, delta.ci_low, delta.ci_high)
+            rows.append((score, *map(cell, values), *(f"{v:+.6f}" for v in signed)))
+    title = (
+        f"paired scores: delta_<score> = candidate - baseline, {paired.confidence:.0%} "
+        "interval from low to high"
+    )
+    return Grid(title, ("score", "baseline", "candidate", "delta", "low", "high"), rows)
+
+
+def not_compared_text(report: CompareReport) -> str:
+    """Which scores were not compared, and why: a line per reason."""
+    reasons: dict[str, list[str]] = {}
+    for score, why in report.paired.not_compared.items():
+        reasons.setdefault(why, []).append(score)
+    return "\n".join(f"not compared: {', '.join(s)}: {why}" for why, s in reasons.items())
+
+
+def on_score(report: CompareReport) -> str:
+    """`` (on wis)`` where the verdict reads another score than the NLL."""
+    score = report.paired.headline
+    return "" if score == "nll" else f" (on {score})"
 
 
 def verdict_text(report: CompareReport) -> str:
@@ -141,40 +186,48 @@ def compare_markdown(
 ) -> str:
     """A compact comparison for a pull-request comment or a CI job summary."""
     paired = report.paired
+    score, main = paired.headline, paired.main
     paths = f"{code_span(report.baseline.path)} → {code_span(report.candidate.path)}"
     lines = [
         f"### gaussnll compare: {paths}",
         "",
         *config_markdown(config_file),
-        f"**{verdict_text(report)}**: NLL difference (`delta_nll`) {paired.delta_nll:+.6f} "
-        f"± {paired.delta_nll_se:.6f}, {paired.confidence:.0%} interval "
-        f"[{paired.delta_nll_ci_low:+.6f}, {paired.delta_nll_ci_high:+.6f}]; candidate better "
+        f"**{verdict_text(report)}**: {PAIRED_SCORES[score]} difference (`delta_{score}`) "
+        f"{main.mean:+.6f} ± {main.se:.6f}, {paired.confidence:.0%} interval "
+        f"[{main.ci_low:+.6f}, {main.ci_high:+.6f}]; candidate better "
         f"on {paired.candidate_better:.1%} of {paired.rows:,} rows "
         f"(paired by {markdown(pairing_text(report))}).",
         "",
     ]
     grid = side_by_side_grid(report)
-    lines += markdown_table(grid.headers, grid.rows, keys=grid.keys, code=1)
+    if grid.rows:
+        lines += [*markdown_table(grid.headers, grid.rows, keys=grid.keys, code=1), ""]
     grid = paired_grid(report)
-    lines += ["", f"**{markdown(grid.title)}**", ""]
+    lines += [f"**{markdown(grid.title)}**", ""]
     lines += markdown_table(grid.headers, grid.rows, keys=grid.keys, code=1)
+    if paired_scores_shown(report):
+        lines += titled_markdown(paired_scores_grid(report))
+        lines += ["", *(f"- {markdown(line)}" for line in not_compared_text(report).splitlines())]
     if report.by:
         lines += titled_markdown(paired_groups_grid(report))
     return "\n".join(lines + checks_markdown(results, COMPARE_METRICS))
 
 
 SHOWN_GROUPS = 20  # the worst groups a table or Markdown comparison lists (JSON has them all)
-_PAIRED_COLUMNS = ("delta_nll", "delta_nll_ci_low", "delta_nll_ci_high", "candidate_better")
+_PAIRED_COLUMNS = ("", "_ci_low", "_ci_high")
 
 
 def paired_groups_grid(report: CompareReport) -> Grid:
-    """The worst groups' paired NLL differences (largest first), with their intervals."""
+    """The worst groups' paired differences of the headline score (largest first), with
+    their intervals."""
     shown = report.groups[:SHOWN_GROUPS]
+    score = report.paired.headline
+    columns = [*(f"delta_{score}{part}" for part in _PAIRED_COLUMNS), "candidate_better"]
     rows = [
         [
             *group.key_cells(),
             count(group.report.paired.rows),
-            *(cell(group.report.metric(name)) for name in _PAIRED_COLUMNS),
+            *(cell(group.report.metric(name)) for name in columns),
             group.report.verdict,
         ]
         for group in shown
@@ -184,6 +237,6 @@ def paired_groups_grid(report: CompareReport) -> Grid:
         if len(shown) == report.groups_total
         else f"the {len(shown)} worst of {report.groups_total:,} groups (--format json for all)"
     )
-    title = f"by {', '.join(report.by)}: {scope}, the largest delta_nll first"
-    headers = [*report.by, "rows", *_PAIRED_COLUMNS, "verdict"]
+    title = f"by {', '.join(report.by)}: {scope}, the largest delta_{score} first"
+    headers = [*report.by, "rows", *columns, "verdict"]
     return Grid(title, headers, rows, keys=len(report.by))

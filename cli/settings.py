@@ -107,6 +107,44 @@ def _columns(role: str, help: str, *, default: Any = None, **more: Any) -> Setti
     )
 
 
+SIDES = ("baseline", "candidate")  # compare's models
+FORM_SETTINGS = ("samples", "quantiles", "quantile_cols")  # what a model's input form is
+
+
+def _side_form(side: str) -> tuple[Setting, ...]:
+    """``compare``'s settings of one model's input form, where it differs from the other's:
+    ``--baseline-samples``, ``--candidate-quantiles``..."""
+    flag = f"--{side}-quantiles"
+    return (
+        Setting(
+            f"{side}_samples",
+            str,
+            None,
+            f"The {side} holds M draws per row in this column (as --samples, for it alone).",
+            frozenset({COMPARE}),
+            metavar="COL",
+        ),
+        Setting(
+            f"{side}_quantiles",
+            list,
+            None,
+            f"The {side} is a quantile model of these levels (as --quantiles, for it alone; "
+            f"with --{side}-quantile-cols).",
+            frozenset({COMPARE}),
+            metavar="T1,...,TK",
+            parse=numbers(flag),
+        ),
+        Setting(
+            f"{side}_quantile_cols",
+            str,
+            None,
+            f"The {side}'s quantile columns (as --quantile-cols, for it alone).",
+            frozenset({COMPARE}),
+            metavar="COL",
+        ),
+    )
+
+
 SETTINGS: tuple[Setting, ...] = (
     _columns("mean", "Mean column(s); comma-separated for several outputs.", default="mean"),
     _columns("target", "Target column(s).", default="target"),
@@ -298,8 +336,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Each row holds M draws of the prediction: a list column of M (or comma-separated "
         "columns, one per draw), read instead of --mean-col and the spread; scored as the "
-        "draws (the samples section) and as their moment-matched Gaussian.",
-        frozenset({SCORE}),
+        "draws (the samples section) and as their moment-matched Gaussian (compare: both "
+        "models', unless a --baseline-/--candidate- form says otherwise).",
         metavar="COL",
     ),
     Setting(
@@ -311,7 +349,6 @@ SETTINGS: tuple[Setting, ...] = (
         core="quantiles",
         metavar="T1,...,TK",
         parse=numbers("--quantiles"),
-        commands=frozenset({SCORE}),
     ),
     Setting(
         "quantile_cols",
@@ -320,8 +357,8 @@ SETTINGS: tuple[Setting, ...] = (
         "The quantile columns, one per level of --quantiles (comma-separated) or one list column.",
         core="columns.quantiles",
         metavar="COL",
-        commands=frozenset({SCORE}),
     ),
+    *(setting for side in SIDES for setting in _side_form(side)),
     Setting(
         "member_weights",
         list,

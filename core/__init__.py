@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     )
     from gaussnll.core.report.compare_report import (
         COMPARE_METRICS,
+        PAIRED_SCORES,
         CompareReport,
         PairedSummary,
     )
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     )
     from gaussnll.core.run.allocator import keep_freed_memory
     from gaussnll.core.run.api import ProgressCallback, merge, recalibrate, score
+    from gaussnll.core.run.compare_plan import ComparisonPlan, plan_comparison
     from gaussnll.core.run.comparison import compare
     from gaussnll.core.run.distributed import score_on_dask
     from gaussnll.core.run.distributed_merge import merge_on_dask
@@ -98,6 +100,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "AccuracySummary": "report.report",
     "COMPARE_METRICS": "report.compare_report",
+    "PAIRED_SCORES": "report.compare_report",
     "CalibrationSummary": "report.report",
     "Catalog": "report.catalogue",
     "Check": "report.checks",
@@ -145,6 +148,8 @@ _EXPORTS = {
     "UsageError": "errors",
     "answer_timeout": "io.timeouts",
     "compare": "run.comparison",
+    "ComparisonPlan": "run.compare_plan",
+    "plan_comparison": "run.compare_plan",
     "evaluate": "report.checks",
     "evaluate_per_group": "report.checks",
     "fit_recalibration": "report.recalibrate",

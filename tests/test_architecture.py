@@ -25,6 +25,7 @@ from gaussnll.cli.settings import (
     RESCALE,
     SCORE,
     SETTINGS,
+    SIDES,
     Setting,
     settings_of,
 )
@@ -119,6 +120,9 @@ CONFIG_VALUES = {
     "group_metrics": ["nll"],
     "quantiles": [0.5],  # the mean column as a median
     "quantile_cols": "mean",
+    **{f"{side}_samples": "mean" for side in SIDES},
+    **{f"{side}_quantiles": [0.5] for side in SIDES},
+    **{f"{side}_quantile_cols": "mean" for side in SIDES},
 }
 # What a setting needs beside it on the command line to apply (score only).
 COMPANIONS = {
@@ -136,6 +140,10 @@ BOTH_COMPANIONS = {
     "member_weights": ("--ensemble",),
     "per_group": ("--by", "g", "--check", "delta_nll <= 100"),
     "group_metrics": ("--by", "g"),
+    "quantiles": ("--quantile-cols", "mean"),
+    "quantile_cols": ("--quantiles", "0.5"),
+    **{f"{side}_quantiles": (f"--{side}-quantile-cols", "mean") for side in SIDES},
+    **{f"{side}_quantile_cols": (f"--{side}-quantiles", "0.5") for side in SIDES},
 }  # what compare needs beside a setting
 WRONG_VALUES = {str: 5, int: "many", float: "small", bool: "yes", list: 5}
 CONFIG_SETTINGS = [s for s in SETTINGS if s.config]

@@ -1,8 +1,10 @@
 """``compare``: two models' predictions of the same targets, scored side by side, and the paired
-difference of their per-row NLL (candidate minus baseline: negative means the candidate is
-better), with its standard error and a normal-approximation confidence interval.
+differences of the per-row scores both have (candidate minus baseline: negative means the
+candidate is better), each with its standard error and a normal-approximation confidence
+interval. The models may be of different input forms (``compare_plan`` says which scores meet).
 
-Everything is a sum over paired rows, so it streams and merges like the score state.
+Everything is a sum over paired rows (one accumulator, a column per paired score), so it
+streams and merges like the score state.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import DEFAULT_CONFIDENCE, ScoreOptions, with_settings
 from gaussnll.core.report.compare_report import CompareReport, PairedSummary
 from gaussnll.core.report.report import Report
+from gaussnll.core.run.compare_plan import ComparisonPlan, plan_comparison
 from gaussnll.core.run.engine import ProgressCallback, resolve_quantiles
+from gaussnll.core.run.paired_rows import side_scores
 from gaussnll.core.run.pairing import ChunkPair, pair_by_id, pair_by_order
+from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.validation import raise_on_overflow
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
-from gaussnll.core.state.paired import PairedDifferences
+from gaussnll.core.state.paired import PairedDifferences, PairedTotals
 from gaussnll.core.state.sinks import Placement
 
 # Paired targets must agree this closely (a float32 copy of a float64 target does).
@@ -42,19 +47,25 @@ def compare(
     candidate: str,
     options: ScoreOptions | None = None,
     *,
+    candidate_options: ScoreOptions | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     rows_to: RowWriter | None = None,
     on_progress: ProgressCallback | None = None,
     **settings: Any,
 ) -> CompareReport:
-    """Score two prediction files of the same targets and their paired NLL difference.
+    """Score two prediction files of the same targets and the paired differences of the
+    per-row scores both models have (``compare_plan``).
 
     ``options`` (a ScoreOptions) or keyword settings of one, as ``score`` takes them, say how;
-    rows pair by order, or by ``options.columns.id`` when set. ``rows_to`` receives per-row
-    ``nll_baseline``, ``nll_candidate`` and ``delta_nll`` (means over outputs, with the
-    constant under ``full``).
+    ``candidate_options``, the candidate's where its input form differs (samples, quantiles: the
+    same targets, ids, weights and loss options). Rows pair by order, or by
+    ``options.columns.id`` when set. ``rows_to`` receives per row each compared score of both
+    models and their difference (``nll_baseline``, ``nll_candidate``, ``delta_nll``, ...; means
+    over outputs, the NLL with the constant under ``full``).
     """
     options = with_settings(options, settings)
+    sides = (options, _candidate_options(options, candidate_options))
+    plan = plan_comparison(*sides)
     if not 0 < confidence < 1:
         raise OptionError("confidence", f"must be in (0, 1). Got {confidence!r} instead.")
     started = time.perf_counter()
@@ -64,14 +75,17 @@ def compare(
     device = resolve_device(options.device)
     if options.columns.by:  # --by x:qK: the bins' edges from the baseline's values
         options = resolve_quantiles(sources[0], options)
+        sides = (options, replace(sides[1], intervals=options.intervals))
     # a recalibration map applies to the candidate only
-    scorers = (Scorer(replace(options, recalibration=None)), Scorer(options))
+    scorers = (Scorer(replace(options, recalibration=None)), Scorer(sides[1]))
     group_keys = scorers[0].group_keys  # the baseline's: each pair is in its baseline row's group
     scorers[1].group_keys = group_keys
     pair = pair_by_id if options.columns.id else pair_by_order
-    pairing = pair(sources, options, device, group_keys)
+    pairing = pair(sources, sides, device, group_keys)
     weighted = options.columns.weight is not None
-    differences = PairedDifferences(device, grouped=group_keys is not None, weighted=weighted)
+    differences = PairedDifferences(
+        device, scores=len(plan.columns), grouped=group_keys is not None, weighted=weighted
+    )
     names = (sources[0].name, sources[1].name)
     advice = "; if the rows are in different orders, pair them by --id-col"
     targets = _Agreement(
@@ -84,17 +98,21 @@ def compare(
         chunk_pair = (baseline_chunk, replace(chunk_pair[1].ready(), group=baseline_chunk.group))
         paired += chunk_pair[0].length  # rows of weight 0 included: they were read
         _check_weights(weights, scorers, *chunk_pair)
-        kept, skipped_here, chunk_pair = _scored_rows(chunk_pair, options)
+        kept, skipped_here, chunk_pair = _scored_rows(chunk_pair, sides)
         skipped += skipped_here
         scored = [scorer.add(chunk) for scorer, chunk in zip(scorers, chunk_pair, strict=True)]
         _check_targets(targets, *chunk_pair)
-        row_losses = [s.loss.mean(dim=1) for s in scored]
+        _check_outputs(scored, chunk_pair[1], plan)
+        rows = [
+            side_scores(chunk, done, form, plan)
+            for chunk, done, form in zip(chunk_pair, scored, plan.forms, strict=True)
+        ]
         if group_keys is not None:
             differences.reserve(len(group_keys.keys))
         at = Placement(chunk_pair[0].group, chunk_pair[0].weight)
-        differences.update(row_losses[1] - row_losses[0], at)
+        differences.update(rows[0], rows[1], at)
         if rows_to is not None:
-            rows_to.write(_row_batch(row_losses, kept, chunk_pair[0].ids, options))
+            rows_to.write(_row_batch(rows, kept, chunk_pair[0].ids, options, plan))
         if on_progress is not None:
             on_progress(paired, None, None, None)
     if differences.rows == 0:
@@ -114,12 +132,29 @@ def compare(
     (totals,) = differences.totals()
     # the sums each paired statistic stands on (Σw is the reports' weight_sum, checked)
     raise_on_overflow(
-        {"delta_nll": totals.total, "delta_nll_std": totals.squares}, options, candidate
+        {
+            f"delta_{score}{part}": getattr(sums, field)
+            for score, sums in zip(plan.scores, totals, strict=False)
+            for part, field in (("", "total"), ("_std", "squares"))
+        },
+        options,
+        candidate,
     )
+
+    def summary(sums: list[PairedTotals]) -> PairedSummary:
+        return PairedSummary.from_totals(
+            sums,
+            confidence,
+            weighted=weighted,
+            compared=plan.scores,
+            not_compared=plan.not_compared,
+            quantile_levels=None if plan.levels is None else plan.levels.levels,
+        )
+
     whole = CompareReport(
         baseline=_ungrouped(reports[0], seconds),
         candidate=_ungrouped(reports[1], seconds),
-        paired=PairedSummary.from_totals(totals, confidence, weighted=weighted),
+        paired=summary(totals),
         unmatched_baseline=pairing.unmatched[0],
         unmatched_candidate=pairing.unmatched[1],
         skipped_rows=skipped,
@@ -135,7 +170,7 @@ def compare(
             whole,
             baseline=base.report,
             candidate=cand.report,
-            paired=PairedSummary.from_totals(by_group[base.index], confidence, weighted=weighted),
+            paired=summary(by_group[base.index]),
             unmatched_baseline=0,
             unmatched_candidate=0,
             skipped_rows=0,  # skipped pairs are counted for the whole comparison only
@@ -146,12 +181,45 @@ def compare(
     return whole.with_groups(options.columns.by, keys, groups)
 
 
+def _candidate_options(options: ScoreOptions, given: ScoreOptions | None) -> ScoreOptions:
+    """The candidate's options: ``options`` unless it is a model of another form, whose
+    options then agree with the baseline's on everything but its model's columns and form."""
+    if given is None:
+        return options
+    shared = ("eps", "full", "nan_policy", "dtype", "device", "chunk_size", "delimiter")
+    roles = ("target", "id", "weight", "by")
+    differ = [name for name in shared if getattr(given, name) != getattr(options, name)]
+    differ += [
+        f"columns.{r}" for r in roles if getattr(given.columns, r) != getattr(options.columns, r)
+    ]
+    if differ:
+        raise OptionError(
+            "candidate_options",
+            f"must agree with the baseline's options but for the model's columns and form; "
+            f"{', '.join(differ)} differ.",
+        )
+    return given
+
+
+def _check_outputs(scored: list[Scored], candidate: Chunk, plan: ComparisonPlan) -> None:
+    """Both models predict the same outputs per row (a quantile model: one)."""
+    widths = [done.loss.shape[1] for done in scored]
+    if plan.levels is None and widths[0] != widths[1]:
+        raise InputError(
+            f"has {widths[1]} outputs per row and the baseline {widths[0]}; both models must "
+            "predict the same outputs",
+            path=candidate.where.path,
+        )
+
+
 def _ungrouped(report: Report, seconds: float) -> Report:
     """A model's report of the whole input (its groups are the comparison's)."""
     return replace(report, seconds=seconds, by=(), groups=(), groups_total=0)
 
 
-def _scored_rows(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | None, int, ChunkPair]:
+def _scored_rows(
+    pair: ChunkPair, sides: tuple[ScoreOptions, ScoreOptions]
+) -> tuple[Tensor | None, int, ChunkPair]:
     """The rows to score (None: all of them), how many were skipped, and the pair of those rows.
 
     Rows of weight 0 are left out (as if absent: not counted as skipped); under
@@ -162,9 +230,11 @@ def _scored_rows(pair: ChunkPair, options: ScoreOptions) -> tuple[Tensor | None,
     if pair[0].weight is not None and pair[1].weight is not None:
         kept = ((pair[0].weight > 0) & (pair[1].weight > 0)).squeeze(1)
     skipped = 0
-    if options.nan_policy == "skip":
-        kind = options.columns.spread_kind
-        masks = [finite_rows(chunk.mean, chunk.target, chunk.variance(kind))[0] for chunk in pair]
+    if sides[0].nan_policy == "skip":
+        masks = [
+            finite_rows(chunk.mean, chunk.target, chunk.variance(side.columns.spread_kind))[0]
+            for chunk, side in zip(pair, sides, strict=True)
+        ]
         finite = masks[0] & masks[1]
         skipped = int((~finite if kept is None else kept & ~finite).sum())
         kept = finite if kept is None else kept & finite
@@ -248,19 +318,27 @@ def _check_weights(
 
 
 def _row_batch(
-    row_losses: list[Tensor], kept: Tensor | None, ids: pa.Array | None, options: ScoreOptions
+    rows: list[Tensor],
+    kept: Tensor | None,
+    ids: pa.Array | None,
+    options: ScoreOptions,
+    plan: ComparisonPlan,
 ) -> pa.RecordBatch:
-    """Per-row NLL of each model (with the constant under ``full``) and their difference."""
+    """Each compared score of each model (the NLL with the constant under ``full``) and
+    their difference, per row: ``<score>_baseline``, ``<score>_candidate``, ``delta_<score>``."""
     constant = HALF_LOG_2PI if options.full else 0.0
-    values = torch.stack([row_losses[0] + constant, row_losses[1] + constant], dim=1)
-    values = torch.cat([values, (row_losses[1] - row_losses[0]).unsqueeze(1)], dim=1)
+    columns, names = [], []
+    for k, score in enumerate(plan.scores):
+        shift = constant if score == "nll" else 0.0
+        columns += [rows[0][:, k] + shift, rows[1][:, k] + shift, rows[1][:, k] - rows[0][:, k]]
+        names += [f"{score}_baseline", f"{score}_candidate", f"delta_{score}"]
+    values = torch.stack(columns, dim=1)
     if kept is not None:
         values = expand_rows(values, kept, float("nan"))
     array = values.cpu().numpy()
     skipped = None if kept is None else (~kept).cpu().numpy()
-    columns = [pa.array(np.ascontiguousarray(array[:, j]), mask=skipped) for j in range(3)]
-    names = ["nll_baseline", "nll_candidate", "delta_nll"]
+    arrays = [pa.array(np.ascontiguousarray(array[:, j]), mask=skipped) for j in range(len(names))]
     if ids is not None and options.columns.id is not None:
-        columns.insert(0, ids)
+        arrays.insert(0, ids)
         names.insert(0, options.columns.id)
-    return pa.RecordBatch.from_arrays(columns, names=names)
+    return pa.RecordBatch.from_arrays(arrays, names=names)

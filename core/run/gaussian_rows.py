@@ -55,9 +55,10 @@ def add_gaussian(
             given = replace(given, mean=given.mean.flatten(1), spread=given.spread.flatten(1))
             given_var = given_var.flatten(1)
         explain(given, spec, given_var, aligned, options.nan_policy)
+    gaussian = (scored.mean, scored_var)
     if options.samples:
-        return Scored(terms.loss, kept, crps=extra)
-    return Scored(terms.loss, kept, mixture=extra)
+        return Scored(terms.loss, kept, crps=extra, gaussian=gaussian)
+    return Scored(terms.loss, kept, mixture=extra, gaussian=gaussian)
 
 
 def _floored(

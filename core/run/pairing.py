@@ -41,11 +41,12 @@ class Pairing:
 
 def pair_by_order(
     sources: tuple[Source, Source],
-    options: ScoreOptions,
+    options: ScoreOptions | tuple[ScoreOptions, ScoreOptions],
     device: torch.device,
     group_keys: GroupKeys | None = None,
 ) -> Pairing:
-    """Row k of one file with row k of the other; the files must have as many rows. With
+    """Row k of one file with row k of the other; the files must have as many rows (``options``:
+    both files', or each file's). With
     ``group_keys``, each pair's group is its baseline row's (read from the baseline)."""
     sides, scales = _sides(options)
     left, right = [
@@ -60,16 +61,17 @@ def pair_by_order(
 
 def pair_by_id(
     sources: tuple[Source, Source],
-    options: ScoreOptions,
+    options: ScoreOptions | tuple[ScoreOptions, ScoreOptions],
     device: torch.device,
     group_keys: GroupKeys | None = None,
 ) -> Pairing:
-    """Rows with equal ids, in the baseline's row order; each file's ids must be unique. With
+    """Rows with equal ids, in the baseline's row order; each file's ids must be unique
+    (``options``: both files', or each file's). With
     ``group_keys``, each pair's group is its baseline row's (read from the baseline)."""
-    id_column = options.columns.id
+    sides, scales = _sides(options)
+    id_column = sides[0].columns.id
     if id_column is None:
         raise OptionError("columns.id", "must name the id column to pair rows by id")
-    sides, scales = _sides(options)
     tables = [
         _read_table(source, _request(side)) for source, side in zip(sources, sides, strict=True)
     ]
@@ -89,17 +91,22 @@ def pair_by_id(
         )
     ]
     unmatched = (tables[0].num_rows - joined.num_rows, tables[1].num_rows - joined.num_rows)
-    return Pairing(zip(*streams, strict=True), "id", unmatched, scales[1])
+    # in lock step: a form may cut its chunks smaller (draws: by their memory)
+    paired = _lock_step(iter(streams[0]), iter(streams[1]), (sources[0].name, sources[1].name))
+    return Pairing(paired, "id", unmatched, scales[1])
 
 
 def _sides(
-    options: ScoreOptions,
+    options: ScoreOptions | tuple[ScoreOptions, ScoreOptions],
 ) -> tuple[tuple[ScoreOptions, ScoreOptions], tuple[None, ScaleLookup | None]]:
-    """Each file's options, and scales: a recalibration map applies to the candidate only, and
-    the ``--by`` columns are read from the baseline only."""
-    baseline = replace(options, recalibration=None)
-    candidate = replace(options, columns=replace(options.columns, by=()), intervals={})
-    scales = None if options.recalibration is None else ScaleLookup(options.recalibration)
+    """Each file's options (``options``: both files', or the baseline's and the candidate's),
+    and scales: a recalibration map applies to the candidate only, and the ``--by`` columns are
+    read from the baseline only."""
+    first, second = options if isinstance(options, tuple) else (options, options)
+    baseline = replace(first, recalibration=None)
+    candidate = replace(second, columns=replace(second.columns, by=()), intervals={})
+    recalibration = second.recalibration
+    scales = None if recalibration is None else ScaleLookup(recalibration)
     return (baseline, candidate), (None, scales)
 
 

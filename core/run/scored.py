@@ -15,13 +15,16 @@ class Scored:
     """What one chunk contributed: the element losses of its scored rows (no constant), which
     rows were kept (None: all of them), for an ensemble the mixture's element losses, and for
     samples the draws' element CRPS. A quantile model's losses (``name``: ``wis``) are each
-    row's weighted interval score."""
+    row's weighted interval score. ``gaussian``: the mean and variance (as given, before the
+    floor) the kept rows were scored as (an ensemble's or samples' moment-matched), for
+    ``compare``'s closed-form scores; None for a quantile model."""
 
     loss: Tensor
     kept: Tensor | None
     mixture: Tensor | None = None
     crps: Tensor | None = None
     name: str = "nll"
+    gaussian: tuple[Tensor, Tensor] | None = None
 
     def per_row(self, full: bool) -> Tensor:
         """The losses aligned with the chunk's rows (NaN where skipped), with the constant if

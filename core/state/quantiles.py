@@ -84,11 +84,16 @@ def pinball(quantiles: Tensor, target: Tensor, levels: Tensor) -> Tensor:
 
 def row_wis(quantiles: Tensor, target: Tensor, spec: QuantileLevels) -> Tensor:
     """Each row's weighted interval score, ``(rows, 1)`` (NaN without a median level)."""
+    levels = torch.tensor(spec.levels, dtype=quantiles.dtype, device=quantiles.device)
+    return wis_of(pinball(quantiles, target, levels), spec)
+
+
+def wis_of(losses: Tensor, spec: QuantileLevels) -> Tensor:
+    """Each row's weighted interval score from its pinball losses at ``spec``'s levels
+    ``(rows, K)``: ``(rows, 1)`` (NaN without a median level)."""
     weights = spec.wis_weights
     if weights is None:
-        return torch.full_like(target, math.nan)
-    levels = torch.tensor(spec.levels, dtype=quantiles.dtype, device=quantiles.device)
-    losses = pinball(quantiles, target, levels)
+        return torch.full_like(losses[:, :1], math.nan)
     return losses @ weights.to(losses.dtype).to(losses.device).unsqueeze(1)
 
 
