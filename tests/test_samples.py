@@ -318,12 +318,12 @@ def test_the_family_alone_gives_the_numbers_of_all(tmp_path):
 
 
 def test_every_section_metric_is_checkable_and_equals_its_json_value(tmp_path):
-    draws, target = make_samples(300, 4, seed=14)
+    draws, target = joint_samples(300, 4, outputs=2, seed=14)  # two outputs: an energy score
     weight = np.arange(300) % 3 + 0.5
-    report = score(table_of(draws, target, w=weight), samples="draws", weight_col="w")
+    report = score(joint_table(draws, target, w=weight), samples="draws", weight_col="w")
     payload = report.to_dict()
     metrics = [m for m in SCORE_METRICS.metrics.values() if m.section == "samples"]
-    assert len(metrics) == 6  # the scalars and the per-level ones (histograms are vectors)
+    assert len(metrics) == 8  # the scalars and the per-level ones (histograms are vectors)
     checks = [parse_check(f"{m.name}{'@0.9' if m.per_level else ''} > -1") for m in metrics]
     for metric, result in zip(metrics, evaluate(checks, report), strict=True):
         value = payload["samples"][metric.name]
@@ -379,6 +379,112 @@ def test_several_outputs_from_nested_lists_score_each_output_on_its_own():
         reference(second, second_target)["sample_rank_counts"],
     )
     assert report.samples.sample_rank_counts == pytest.approx(ranks.tolist())
+
+
+def joint_samples(rows: int, members: int, outputs: int = 3, seed: int = 0, decimals=None):
+    """Draws ``(rows, M, D)`` of D correlated outputs and targets ``(rows, D)``; rounded to
+    ``decimals``, draws tie with each other and with the target."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=(rows, 1, outputs))
+    draws = centre + rng.normal(scale=0.8, size=(rows, members, outputs))
+    target = centre[:, 0] + rng.normal(size=(rows, outputs))
+    if decimals is not None:
+        draws, target = np.round(draws, decimals), np.round(target, decimals)
+    return draws, target
+
+
+def joint_table(draws: np.ndarray, target: np.ndarray, **more) -> pa.Table:
+    """The draws as a ``[M][D]`` list column, the target as ``[D]``."""
+    return pa.table(
+        {"draws": pa.array([list(row) for row in draws]), "target": list(target), **more}
+    )
+
+
+def energy_reference(draws, target, weight=None, estimator="nrg"):
+    return np.average(scoringrules.es_ensemble(target, draws, estimator=estimator), weights=weight)
+
+
+@pytest.mark.parametrize(
+    ("members", "decimals", "chunk_size"),
+    [(1, None, 7), (2, None, 1), (2, 0, 100_000), (9, None, 7), (9, 0, 64), (30, 1, 100_000)],
+)
+def test_the_energy_score_matches_scoringrules(members, decimals, chunk_size):
+    draws, target = joint_samples(240, members, seed=members, decimals=decimals)
+    weight = np.random.default_rng(members).uniform(0.1, 3.0, size=240)
+    report = score(
+        joint_table(draws, target, w=weight),
+        samples="draws",
+        device="cpu",
+        chunk_size=chunk_size,
+        weight_col="w",
+    )
+    section = report.samples
+    expected = energy_reference(draws, target, weight)
+    assert section.sample_energy_score == pytest.approx(expected, rel=REL)
+    if members == 1:
+        assert section.sample_energy_score_fair is None
+    else:
+        fair = energy_reference(draws, target, weight, estimator="fair")
+        assert section.sample_energy_score_fair == pytest.approx(fair, rel=REL)
+    if decimals is not None:  # the rounding made ties among the draws and with the target
+        assert (np.diff(np.sort(draws, axis=1), axis=1) == 0).any()
+
+
+def test_the_energy_score_is_the_rows_not_the_elements_and_one_output_has_none():
+    """The joint score is a row's (the mean over rows, integer weights as repeated rows);
+    with one output it would be the CRPS, so it is null."""
+    draws, target = joint_samples(150, 5, outputs=2, seed=20, decimals=1)
+    weight = np.random.default_rng(3).integers(0, 4, size=150).astype(float)
+    weighted = score(joint_table(draws, target, w=weight), samples="draws", weight_col="w")
+    repeated = np.repeat(np.arange(150), weight.astype(int))
+    alone = score(joint_table(draws[repeated], target[repeated]), samples="draws")
+    assert weighted.samples.sample_energy_score == pytest.approx(
+        alone.samples.sample_energy_score, rel=1e-12
+    )
+    assert alone.samples.sample_energy_score == pytest.approx(
+        energy_reference(draws[repeated], target[repeated]), rel=REL
+    )
+    single, single_target = make_samples(100, 5, seed=21)
+    one = score(table_of(single, single_target), samples="draws", device="cpu").samples
+    assert one.sample_energy_score is None and one.sample_energy_score_fair is None
+
+
+def test_each_group_gets_the_energy_score_of_its_rows():
+    draws, target = joint_samples(300, 6, outputs=2, seed=22)
+    region = np.random.default_rng(4).choice(["a", "b", "c"], size=300)
+    report = score(
+        joint_table(draws, target, region=region),
+        samples="draws",
+        device="cpu",
+        columns=ColumnSpec(by="region"),
+        group_metrics="samples",
+    )
+    assert report.samples.sample_energy_score == pytest.approx(
+        energy_reference(draws, target), rel=REL
+    )
+    for group in report.groups:
+        rows = region == group.key[0]
+        expected = energy_reference(draws[rows], target[rows], estimator="fair")
+        assert group.report.samples.sample_energy_score_fair == pytest.approx(expected, rel=REL)
+
+
+def test_the_energy_score_in_every_format_and_checks(tmp_path):
+    draws, target = joint_samples(120, 4, outputs=2, seed=23)
+    path = write_table(joint_table(draws, target), tmp_path / "j.parquet")
+    expected = energy_reference(draws, target)
+    args = ["score", path, "--samples", "draws", "-q"]
+    payload = json.loads(run(*args, "--json").stdout)["samples"]
+    assert payload["sample_energy_score"] == pytest.approx(expected, rel=REL)
+    table = run(*args, "--check", f"sample_energy_score <= {expected + 1e-6}")
+    assert table.exit_code == 0, table.output
+    assert "sample_energy_score" in table.stdout
+    failed = run(*args, "--check", f"sample_energy_score_fair < {expected / 4}")
+    assert failed.exit_code == 1 and "sample_energy_score_fair" in failed.stderr
+    markdown = run(*args, "--format", "markdown").stdout
+    assert "sample_energy_score" in markdown and "energy score (fair)" in markdown
+    html = tmp_path / "j.html"
+    assert run(*args, "--html", html).exit_code == 0
+    assert "sample_energy_score" in html.read_text()
 
 
 def test_states_of_other_numbers_of_draws_refuse_to_merge_in_one_line(tmp_path):
