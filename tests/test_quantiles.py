@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import scoringrules
-from conftest import assert_one_line_error, write_table
+from conftest import assert_one_line_error, assert_scored_alike_however_cut, write_table
+from test_html import svgs
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
@@ -391,3 +392,18 @@ def test_a_nan_after_a_left_out_row_names_its_file_row(tmp_path):
     table = table.set_column(3, "w", pa.array([1.0, 1, 0, 1]))  # the NaN's row left out
     path = write_table(table, tmp_path / "w.parquet")
     assert run(path, *args).exit_code == 0
+
+
+def test_files_workers_merges_and_dask_give_one_report(tmp_path, local_dask):
+    table = as_table(make_quantiles(900, seed=14))
+    args = [*QUANTILE_ARGS, "--weight-col", "weight", "--by", "g"]
+    report = assert_scored_alike_however_cut(tmp_path, table, args, local_dask)
+    assert report["quantiles"]["wis"] > 0 and len(report["groups"]) == 3
+
+
+def test_the_page_draws_the_quantile_calibration_and_each_intervals_coverage(quantile_file):
+    page = quantile_file.with_suffix(".html")
+    assert run(quantile_file, *QUANTILE_ARGS, "-q", "--html", page).exit_code == 0
+    titles = [" ".join("".join(e.itertext()).split()) for e in svgs(page.read_text())]
+    assert len(titles) == 2
+    assert "Quantile calibration" in titles[0] and "Coverage per interval" in titles[1]

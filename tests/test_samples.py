@@ -16,8 +16,9 @@ import pytest
 import scoringrules
 import torch
 import torch.nn.functional as F
-from conftest import write_table
+from conftest import assert_scored_alike_however_cut, write_table
 from test_ensemble import one_line
+from test_html import svgs
 from test_merge import _scored_shards, _shards, assert_same_report
 from test_readme import ROOT
 from typer.testing import CliRunner
@@ -497,3 +498,31 @@ def test_states_of_other_numbers_of_draws_refuse_to_merge_in_one_line(tmp_path):
         states.append(state)
     line = one_line(run("merge", *states, "-q"))
     assert "m4.json holds 4 members or draws per row and" in line and "m3.json 3" in line
+
+
+def test_files_workers_merges_and_dask_give_one_report(tmp_path, local_dask):
+    """Two outputs (so the energy score too), weights and groups with the samples family."""
+    draws, target = joint_samples(900, 7, outputs=2, seed=24, decimals=1)
+    rng = np.random.default_rng(5)
+    table = joint_table(
+        draws,
+        target,
+        w=rng.integers(0, 4, size=900).astype(float),
+        region=rng.choice(["a", "b", "c"], size=900),
+    )
+    args = ["--samples", "draws", "--weight-col", "w", "--by", "region"]
+    report = assert_scored_alike_however_cut(
+        tmp_path, table, [*args, "--group-metrics", "nll,samples"], local_dask
+    )
+    assert report["samples"]["sample_energy_score"] > 0
+    assert all(group["samples"]["sample_energy_score"] > 0 for group in report["groups"])
+
+
+def test_the_page_draws_the_rank_histogram_and_the_draws_coverage(tmp_path):
+    draws, target = make_samples(300, 9, seed=25)
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    page = tmp_path / "s.html"
+    assert run("score", path, "--samples", "draws", "-q", "--html", page).exit_code == 0
+    titles = [" ".join("".join(e.itertext()).split()) for e in svgs(page.read_text())]
+    assert any("Rank histogram" in title for title in titles)
+    assert any("Coverage of the draws' intervals" in title for title in titles)
