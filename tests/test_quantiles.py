@@ -349,6 +349,7 @@ def test_per_row_holds_each_rows_wis(tmp_path):
         ("none", ("--quantiles", "0.05,0.5,1.2"), ("--quantiles", "(0, 1)")),
         ("none", ("--quantiles", "0.05,0.5"), ("--quantile-cols", "2 columns")),
         ("list", ("--quantile-cols", "q"), ("q.parquet", "'q'", "4 quantiles per row", "5")),
+        ("ragged", ("--quantile-cols", "q"), ("q.parquet", "'q'", "row 3", "number of quantiles")),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, change, args, fragments):
@@ -360,6 +361,10 @@ def test_bad_input_is_one_line(tmp_path, change, args, fragments):
         table = table.set_column(table.schema.get_field_index("q50"), "q50", pa.array(values))
     if change == "list":
         table = table.append_column("q", pa.array(list(data["quantiles"][:, :4])))
+    if change == "ragged":  # the third row has a quantile less
+        rows = [list(row) for row in data["quantiles"]]
+        rows[2] = rows[2][:4]
+        table = table.append_column("q", pa.array(rows))
     path = write_table(table, tmp_path / "q.parquet")
     given = dict(zip(QUANTILE_ARGS[::2], QUANTILE_ARGS[1::2], strict=True))
     given.update(dict(zip(args[::2], args[1::2], strict=True)))

@@ -284,6 +284,15 @@ def test_a_ragged_row_names_its_row(tmp_path):
     path = write_table(table, tmp_path / "s.parquet")
     line = one_line(run("score", path, "--samples", "draws"))
     assert "s.parquet" in line and "column 'draws'" in line and "row 3" in line
+    assert "the same number of draws" in line
+
+
+def test_a_ragged_draw_of_several_outputs_names_its_row(tmp_path):
+    table = pa.table({"draws": [[[0.0, 1.0]] * 2, [[0.0, 1.0], [1.0]]], "target": [[0.0, 1.0]] * 2})
+    path = write_table(table, tmp_path / "s.parquet")
+    line = one_line(run("score", path, "--samples", "draws"))
+    assert "s.parquet" in line and "column 'draws'" in line and "row 2" in line
+    assert "the same number of outputs" in line
 
 
 def test_a_count_of_draws_that_changes_within_a_file_names_its_row(tmp_path):
