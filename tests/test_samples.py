@@ -316,6 +316,22 @@ def test_a_nan_draw_names_its_row_unless_skipped(tmp_path):
     assert_section(skipped.samples, reference(draws[kept], target[kept]) | {})
 
 
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_an_infinite_draw_names_its_row_and_huge_draws_are_finite(tmp_path, value):
+    """Huge finite draws (a row's sum overflows) are not taken for infinite ones (their
+    moment-matched variance overflows instead: the loss is named)."""
+    draws, target = make_samples(10, 3, seed=12)
+    draws[:, 0] = 1e308  # finite, though a row's sum overflows
+    draws[4, 2] = value
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    line = one_line(run("score", path, "--samples", "draws"))
+    assert "column 'draws'" in line and "row 5" in line
+    draws[4, 2] = 1e308
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    line = one_line(run("score", path, "--samples", "draws", "-q"))
+    assert "infinite draw" not in line and "the loss is not finite" in line
+
+
 def test_the_family_alone_gives_the_numbers_of_all(tmp_path):
     draws, target = make_samples(300, 5, seed=13)
     table = table_of(draws, target)
