@@ -342,6 +342,18 @@ def test_per_row_holds_each_rows_wis(tmp_path):
     np.testing.assert_allclose(written.column("wis").to_numpy(), expected, rtol=REL)
 
 
+def test_per_row_wis_is_the_same_without_the_quantile_sums_and_with_groups(tmp_path):
+    """The rows' WIS come from the quantile sums' pinball losses, or (``--metrics nll``: no
+    such sums) are computed on their own: the same numbers."""
+    path = write_table(as_table(make_quantiles(200, seed=15)), tmp_path / "q.parquet")
+    written = []
+    for k, extra in enumerate((["--metrics", "nll"], ["--by", "g"], [])):
+        rows = tmp_path / f"rows{k}.parquet"
+        assert run(path, *QUANTILE_ARGS, *extra, "--per-row", rows, "-q").exit_code == 0
+        written.append(pq.read_table(rows).column("wis").to_pylist())
+    assert written[0] == written[1] == written[2]
+
+
 @pytest.mark.parametrize(
     ("change", "args", "fragments"),
     [
