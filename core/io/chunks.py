@@ -146,8 +146,8 @@ def to_chunks(
         sent = [*roles, group, scale, weight]
         (*moved, group, scale, weight), arrived = host_to_device.send(sent)
         mean, target, *spread = (tensor for tensor in moved if tensor is not None)
-        if not spread:
-            spread = [mean.new_zeros((*mean.shape[:2], 1))]
+        if not spread:  # samples: a view of one zero, not a tensor as large as the draws
+            spread = [mean.new_zeros(()).expand(*mean.shape[:2], 1)]
         chunk = Chunk(
             mean=mean,
             target=target,
