@@ -13,12 +13,16 @@ largest peak RSS of its runs (a noisy machine slows runs down, never speeds them
         --weight-rows 10000000                                   # the weighted cases only
     python bench/bench.py --parquet-rows --csv-rows --ensemble-members --weight-rows \
         --group-counts 100000 1000000                            # the group cases only
+    python bench/bench.py --parquet-rows --csv-rows --group-rows --ensemble-members \
+        --weight-rows --sample-rows 10000000 --quantile-rows 10000000 \
+        --data-dir /tmp/gaussnll-bench                           # samples and quantiles only
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -26,8 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from baselines import QUANTILE_COLUMNS, QUANTILE_LEVELS
 
 HERE = Path(__file__).resolve().parent
 SEED = 7
@@ -43,6 +51,38 @@ UNWEIGHTED_NLL_ONLY = "gaussnll score --no-calibration (unweighted)"
 GROUP_COUNTS = (100, 100_000, 1_000_000)
 _HEAD_CHARS = 1 << 16
 _JSON_NLL = re.compile(r'^\{.*?\n  "nll": ([^,\n]+),', re.DOTALL)
+NUMPY_SAMPLES = "numpy scan: sorted-draw CRPS"
+NUMPY_QUANTILES = "numpy scan: pinball + WIS"
+# Per form: its numpy scan (a ``baselines.py`` kind), gaussnll's cases (flags after the file),
+# and the score both print, compared as a cross-check of exactness.
+FORM_CASES = {
+    "samples": (
+        (NUMPY_SAMPLES, "samples"),
+        (
+            ("--samples draws", ["--samples", "draws"]),
+            (
+                "--samples draws --metrics nll,samples",
+                ["--samples", "draws", "--metrics", "nll,samples"],
+            ),
+        ),
+        "sample_crps",
+    ),
+    "quantiles": (
+        (NUMPY_QUANTILES, "quantiles"),
+        (
+            (
+                "--quantiles (5 levels)",
+                [
+                    "--quantiles",
+                    ",".join(map(str, QUANTILE_LEVELS)),
+                    "--quantile-cols",
+                    ",".join(QUANTILE_COLUMNS),
+                ],
+            ),
+        ),
+        "wis",
+    ),
+}
 
 
 @dataclass
@@ -53,7 +93,7 @@ class Result:
     rows: int
     seconds: float
     peak_rss_mb: float
-    nll: float | None
+    nll: float | None  # or the score ``measure`` was asked to read
 
     @property
     def rows_per_second(self) -> float:
@@ -64,50 +104,29 @@ def generate(path: Path, rows: int, groups: tuple[int, ...] = (), weights: bool 
     """Write ``rows`` seeded heteroscedastic predictions (mean, var, target) to ``path``, a key
     column ``g<N>`` of N random groups for each of ``groups``, and with ``weights`` a column
     ``w`` of row weights in [0, 3)."""
-    if path.exists():
-        return path
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
-    rng = np.random.default_rng(SEED)
-    temporary = path.with_suffix(path.suffix + ".partial")
-    writer = None
-    for start in range(0, rows, WRITE_ROWS):
-        n = min(WRITE_ROWS, rows - start)
+    def batch(rng: Any, n: int) -> Any:
+        import numpy as np
+        import pyarrow as pa
+
         mean = rng.normal(size=n)
         var = rng.uniform(0.05, 3.0, size=n)
         target = mean + 1.2 * np.sqrt(var) * rng.standard_normal(n)
         keys = {f"g{count}": rng.integers(0, count, size=n) for count in groups}
         if weights:
             keys["w"] = rng.uniform(0.0, 3.0, size=n)
-        batch = pa.record_batch({"mean": mean, "var": var, "target": target, **keys})
-        if writer is None:
-            writer = (pq.ParquetWriter if path.suffix == ".parquet" else pacsv.CSVWriter)(
-                str(temporary), batch.schema
-            )
-        writer.write_batch(batch)
-    writer.close()
-    temporary.rename(path)
-    return path
+        return pa.record_batch({"mean": mean, "var": var, "target": target, **keys})
+
+    return _write(path, rows, WRITE_ROWS, batch)
 
 
 def generate_ensemble(path: Path, rows: int, members: int) -> Path:
     """Write ``rows`` seeded predictions of ``members`` Gaussians each (list columns ``mean``
     and ``var`` of ``members`` values, as ``--ensemble`` reads them) and a target."""
-    if path.exists():
-        return path
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    rng = np.random.default_rng(SEED)
-    temporary = path.with_suffix(path.suffix + ".partial")
-    writer = None
-    step = max(1, WRITE_ROWS // members)
-    for start in range(0, rows, step):
-        n = min(step, rows - start)
+    def batch(rng: Any, n: int) -> Any:
+        import pyarrow as pa
+
         truth = rng.normal(size=n)
         mean = truth[:, None] + 0.5 * rng.standard_normal((n, members))
         var = rng.uniform(0.05, 3.0, size=(n, members))
@@ -116,11 +135,67 @@ def generate_ensemble(path: Path, rows: int, members: int) -> Path:
             name: pa.FixedSizeListArray.from_arrays(values.ravel(), members)
             for name, values in (("mean", mean), ("var", var))
         }
-        batch = pa.record_batch({**lists, "target": target})
+        return pa.record_batch({**lists, "target": target})
+
+    return _write(path, rows, max(1, WRITE_ROWS // members), batch)
+
+
+def generate_samples(path: Path, rows: int, draws: int) -> Path:
+    """Write ``rows`` seeded rows of ``draws`` draws each (a fixed-size list column ``draws``,
+    as ``--samples draws`` reads it) of a slightly over-confident model, and a target."""
+
+    def batch(rng: Any, n: int) -> Any:
+        import pyarrow as pa
+
+        truth = rng.normal(size=n)
+        values = truth[:, None] + rng.standard_normal((n, draws))
+        target = truth + 1.2 * rng.standard_normal(n)
+        column = pa.FixedSizeListArray.from_arrays(values.ravel(), draws)
+        return pa.record_batch({"draws": column, "target": target})
+
+    return _write(path, rows, max(1, WRITE_ROWS // draws), batch)
+
+
+def generate_quantiles(path: Path, rows: int) -> Path:
+    """Write ``rows`` seeded rows of a Gaussian's quantiles at ``QUANTILE_LEVELS`` (columns
+    ``QUANTILE_COLUMNS``, noisy enough that some cross) and a target."""
+
+    def batch(rng: Any, n: int) -> Any:
+        import pyarrow as pa
+        from scipy.special import ndtri
+
+        mean, std = rng.normal(size=n), rng.uniform(0.2, 2.0, size=n)
+        target = mean + 1.2 * std * rng.standard_normal(n)
+        columns = {
+            name: mean + std * (ndtri(level) + 0.2 * rng.standard_normal(n))
+            for name, level in zip(QUANTILE_COLUMNS, QUANTILE_LEVELS, strict=True)
+        }
+        return pa.record_batch({**columns, "target": target})
+
+    return _write(path, rows, WRITE_ROWS, batch)
+
+
+def _write(path: Path, rows: int, step: int, batch: Callable[[Any, int], Any]) -> Path:
+    """Write ``rows`` rows to ``path`` (unless it exists; Parquet, or CSV by its suffix) in
+    batches of ``step`` rows, each ``batch(rng, n)`` of a generator seeded with ``SEED``; under
+    a temporary name until done."""
+    if path.exists():
+        return path
+    import numpy as np
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(SEED)
+    temporary = path.with_suffix(path.suffix + ".partial")
+    writer = None
+    for start in range(0, rows, step):
+        made = batch(rng, min(step, rows - start))
         if writer is None:
-            writer = pq.ParquetWriter(str(temporary), batch.schema)
-        writer.write_batch(batch)
-    writer.close()
+            kind = pq.ParquetWriter if path.suffix == ".parquet" else pacsv.CSVWriter
+            writer = kind(str(temporary), made.schema)
+        writer.write_batch(made)
+    if writer is not None:
+        writer.close()
     temporary.rename(path)
     return path
 
@@ -138,11 +213,14 @@ def generate_apart(path: Path, rows: int, groups: tuple[int, ...], weights: bool
 
 def generate_ensemble_apart(path: Path, rows: int, members: int) -> None:
     """``generate_ensemble`` in a fresh interpreter (see ``generate_apart``)."""
+    _generate_in_child(generate_ensemble, path, rows, members)
+
+
+def _generate_in_child(generator: Callable[..., Path], path: Path, *args: int) -> None:
+    """``generator(path, *args)`` in a fresh interpreter (see ``generate_apart``)."""
     if path.exists():
         return
-    process = multiprocessing.get_context("spawn").Process(
-        target=generate_ensemble, args=(path, rows, members)
-    )
+    process = multiprocessing.get_context("spawn").Process(target=generator, args=(path, *args))
     _join(process, path)
 
 
@@ -153,9 +231,12 @@ def _join(process: multiprocessing.process.BaseProcess, path: Path) -> None:
         raise SystemExit(f"generating {path} failed ({process.exitcode})")
 
 
-def measure(case: str, floor: str, command: list[str], file: Path, rows: int) -> Result:
-    """Run ``command`` to completion; wall time, peak RSS, and the NLL it printed (output goes
-    to temporary files: a full pipe would stall the process being timed)."""
+def measure(
+    case: str, floor: str, command: list[str], file: Path, rows: int, key: str = "nll"
+) -> Result:
+    """Run ``command`` to completion; wall time, peak RSS, and the NLL it printed, or the score
+    ``key`` names (output goes to temporary files: a full pipe would stall the process being
+    timed)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
@@ -168,18 +249,19 @@ def measure(case: str, floor: str, command: list[str], file: Path, rows: int) ->
         text, error = out.read(_HEAD_CHARS).lstrip(), err.read(_HEAD_CHARS)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{case} failed ({os.waitstatus_to_exitcode(status)}): {error.strip()}")
-    return Result(case, floor, file.name, rows, seconds, usage.ru_maxrss / 1024, _nll(text))
+    value = _nll(text) if key == "nll" else _score(text, key)
+    return Result(case, floor, file.name, rows, seconds, usage.ru_maxrss / 1024, value)
 
 
 def measure_repeated(
-    listed: list[tuple[str, str, list[str]]], file: Path, rows: int, repeat: int
+    listed: list[tuple[str, str, list[str]]], file: Path, rows: int, repeat: int, key: str = "nll"
 ) -> list[Result]:
     """Each case's fastest run and largest peak RSS, the cases taking turns ``repeat`` times."""
     runs: dict[str, list[Result]] = {case: [] for case, _, _ in listed}
     for turn in range(repeat):
         for case, floor, command in listed:
             print(f"  {case} ({turn + 1}/{repeat})", file=sys.stderr)
-            runs[case].append(measure(case, floor, command, file, rows))
+            runs[case].append(measure(case, floor, command, file, rows, key))
     results = []
     for case_runs in runs.values():
         fastest = min(case_runs, key=lambda run: run.seconds)
@@ -197,6 +279,14 @@ def _nll(head: str) -> float | None:
         return float(head)
     except ValueError:
         return None
+
+
+def _score(head: str, key: str) -> float | None:
+    """The score ``key`` a case printed: the first ``"key": value`` of its JSON, or a bare
+    number (a numpy scan's)."""
+    if match := re.search(rf'"{key}": ([^,\n]+)', head):
+        return float(match[1])
+    return _nll(head)
 
 
 def score_command(file: Path, device: str) -> list[str]:
@@ -263,6 +353,39 @@ def ensemble_table(results: list[Result], members: dict[str, int]) -> str:
         f"{r.peak_rss_mb:,.0f} | {_ratio(r.seconds, one.get(r.case))} |"
         for r in sorted(results, key=lambda r: (r.case, members[r.file]))
     ]
+    return "\n".join(lines)
+
+
+def form_cases(file: Path, form: str, device: str) -> list[tuple[str, str, list[str]]]:
+    """Samples or quantiles (#28): the numpy scan of the same score, then gaussnll's cases,
+    each compared with that scan."""
+    (scan, kind), listed, _ = FORM_CASES[form]
+    score = [*score_command(file, device), "--json"]
+    return [
+        (scan, scan, [sys.executable, str(HERE / "baselines.py"), kind, str(file)]),
+        *((case, scan, [*score, *flags]) for case, flags in listed),
+    ]
+
+
+def form_table(results: list[Result]) -> str:
+    """Each samples or quantiles case against the numpy scan of its file, and its score's
+    relative difference from the scan's (``nll`` holds the score each printed)."""
+    scans = {r.file: r for r in results if r.case == r.floor}
+    lines = [
+        "| file | case | rows/s | wall s | peak RSS MB | x numpy scan | score rel. diff |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        scan = scans[r.file]
+        diff = (
+            abs(r.nll - scan.nll) / abs(scan.nll)
+            if r.nll is not None and scan.nll is not None
+            else math.nan
+        )
+        lines.append(
+            f"| {r.file} | {r.case} | {r.rows_per_second:,.0f} | {r.seconds:.2f} | "
+            f"{r.peak_rss_mb:,.0f} | {r.seconds / scan.seconds:.2f} | {diff:.1e} |"
+        )
     return "\n".join(lines)
 
 
@@ -336,6 +459,21 @@ def main() -> None:
         default=[1, 5, 10, 50],
         help="members of each ensemble case (1 is the reference; none: no ensemble cases)",
     )
+    parser.add_argument(
+        "--sample-rows",
+        type=int,
+        nargs="*",
+        default=[10_000_000],
+        help="rows of the --samples cases (none: no samples cases)",
+    )
+    parser.add_argument("--sample-draws", type=int, default=100, help="draws per row")
+    parser.add_argument(
+        "--quantile-rows",
+        type=int,
+        nargs="*",
+        default=[10_000_000],
+        help="rows of the --quantiles cases, 5 levels (none: no quantile cases)",
+    )
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     parser.add_argument(
         "--skip-naive-above",
@@ -379,12 +517,33 @@ def main() -> None:
             for case, flags in ENSEMBLE_CASES
         ]
         ensembles += measure_repeated(listed, path, args.ensemble_rows, args.repeat)
+    forms = []
+    for form, rows, path in [
+        *(
+            ("samples", n, args.data_dir / f"bench_samples_{n}_m{args.sample_draws}.parquet")
+            for n in args.sample_rows
+        ),
+        *(
+            ("quantiles", n, args.data_dir / f"bench_quantiles_{n}.parquet")
+            for n in args.quantile_rows
+        ),
+    ]:
+        print(f"generating/using {path} ...", file=sys.stderr)
+        if form == "samples":
+            _generate_in_child(generate_samples, path, rows, args.sample_draws)
+        else:
+            _generate_in_child(generate_quantiles, path, rows)
+        listed = form_cases(path, form, args.device)
+        forms += measure_repeated(listed, path, rows, args.repeat, FORM_CASES[form][2])
     startup = startup_seconds()
     if results:
         print(table(results))
     if ensembles:
         print()
         print(ensemble_table(ensembles, members))
+    if forms:
+        print()
+        print(form_table(forms))
     print()
     print(f"Each case: the fastest of {args.repeat} runs, with the largest peak RSS of them.")
     print(" | ".join(f"gaussnll {flag}: {seconds:.2f} s" for flag, seconds in startup.items()))
@@ -393,6 +552,7 @@ def main() -> None:
     payload = {
         "results": [asdict(r) for r in results],
         "ensembles": [{**asdict(r), "members": members[r.file]} for r in ensembles],
+        "forms": [asdict(r) for r in forms],
         "startup_seconds": startup,
     }
     (out / "latest.json").write_text(json.dumps(payload, indent=2))

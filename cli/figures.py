@@ -80,18 +80,9 @@ def pit_histograms(histograms: Sequence[tuple[str, Sequence[int]]]) -> str:
     figure = _figure(*PANEL)
     axes = figure.add_subplot()
     _, first = histograms[0]
-    bins, n = len(first), sum(first)
+    bins = len(first)
     edges = [b / bins for b in range(bins + 1)]
-    p = 1 / bins
-    expected, spread = n * p, 2 * math.sqrt(n * p * (1 - p))
-    axes.axhspan(
-        expected - spread,
-        expected + spread,
-        color="#999999",
-        alpha=0.25,
-        label="±2 s.d. (binomial)",
-    )
-    axes.axhline(expected, color="#555555", linestyle="--", linewidth=1, label="uniform")
+    expected, spread = _uniform_band(axes, first)
     if len(histograms) == 1:
         axes.bar(edges[:-1], first, width=1 / bins, align="edge", color=COLOURS[0], alpha=0.75)
     else:
@@ -102,6 +93,58 @@ def pit_histograms(histograms: Sequence[tuple[str, Sequence[int]]]) -> str:
     axes.set_ylim(0, 1.25 * max(tallest, expected + spread))  # room for the legend
     axes.legend(loc="upper center", frameon=False, ncols=2, fontsize=8)
     return svg_text(figure)
+
+
+def rank_histogram(counts: Sequence[float]) -> str:
+    """Elements per rank of the target among M draws (M + 1 bins), with the uniform count and
+    its binomial band as for the PIT."""
+    figure = _figure(*PANEL)
+    axes = figure.add_subplot()
+    expected, spread = _uniform_band(axes, counts)
+    axes.bar(range(len(counts)), counts, width=1.0, color=COLOURS[0], alpha=0.75)
+    axes.set(
+        xlim=(-0.5, len(counts) - 0.5),
+        title="Rank histogram",
+        xlabel="rank of the target among the draws (0: below every draw)",
+        ylabel="elements",
+    )
+    axes.set_ylim(0, 1.25 * max(max(counts, default=0), expected + spread))
+    axes.legend(loc="upper center", frameon=False, ncols=2, fontsize=8)
+    return svg_text(figure)
+
+
+def level_calibration(
+    series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, title: str, xlabel: str
+) -> str:
+    """Observed against expected proportion at a model's own levels (``series``: label,
+    levels, observed), markers joined by lines, with the diagonal."""
+    figure = _figure(*PANEL)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="#777777", linestyle="--", linewidth=1, label="ideal")
+    for (label, levels, observed), colour in zip(series, COLOURS, strict=False):
+        axes.plot(levels, observed, color=colour, marker="o", linewidth=1.6, label=label)
+    axes.set(xlim=(0, 1), ylim=(0, 1), title=title, aspect="equal", xlabel=xlabel)
+    axes.set_ylabel("observed proportion")
+    axes.legend(loc="upper left", frameon=False)
+    axes.grid(alpha=0.3)
+    return svg_text(figure)
+
+
+def _uniform_band(axes: Any, counts: Sequence[float]) -> tuple[float, float]:
+    """Draw the count each of ``counts``' bins has when the ranks are uniform, ``n/bins``, and
+    its band ``± 2√(n p (1 - p))`` with ``p = 1/bins``; return the two."""
+    p = 1 / len(counts)
+    n = sum(counts)
+    expected, spread = n * p, 2 * math.sqrt(n * p * (1 - p))
+    axes.axhspan(
+        expected - spread,
+        expected + spread,
+        color="#999999",
+        alpha=0.25,
+        label="±2 s.d. (binomial)",
+    )
+    axes.axhline(expected, color="#555555", linestyle="--", linewidth=1, label="uniform")
+    return expected, spread
 
 
 def error_vs_uncertainty(series: Sequence[tuple[str, dict[str, list[float]]]]) -> str:

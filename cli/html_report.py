@@ -106,6 +106,7 @@ def score_page(
     calibration = report.calibration
     if report.quantiles is not None:  # a quantile model: its own section, no Gaussian's
         parts += [_grid(grid) for grid in quantile_grids(report, cell)]
+        parts += ["<div class='figures'>", *_quantile_figures(report), "</div>"]
     elif calibration is None:
         parts.append("<p class='note'>Calibration was not computed (--no-calibration).</p>")
     else:
@@ -116,7 +117,7 @@ def score_page(
         parts.append(_ensemble(report))
     samples = samples_grid(report, number, scalars=False)  # all metrics lists its scalars
     if samples is not None:
-        parts.append(_grid(samples))
+        parts += [_grid(samples), "<div class='figures'>", *_sample_figures(report), "</div>"]
     if len(report.outputs) > 1:
         parts.append(_grid(outputs_grid(report)))
     if report.by:
@@ -351,6 +352,66 @@ def _figures(calibration: CalibrationSummary) -> list[str]:
                 "log-spaced bins per decade.",
             ),
         ]
+    return shown
+
+
+def _quantile_figures(report: Report) -> list[str]:
+    """A quantile model's calibration: at each level τ the share of targets at or below its
+    quantile, and each symmetric pair's coverage against its central level."""
+    section = report.quantiles
+    if section is None:
+        return []
+    shown = [
+        _figure(
+            figures.level_calibration(
+                [("y ≤ q_τ", section.levels, section.quantile_coverage)],
+                title="Quantile calibration",
+                xlabel="level τ",
+            ),
+            "Share of targets at or below each predicted τ-quantile; on the diagonal when "
+            f"calibrated (quantile MACE {number(section.quantile_mace)}).",
+        )
+    ]
+    if section.interval_levels:
+        shown.append(
+            _figure(
+                figures.level_calibration(
+                    [("l ≤ y ≤ u", section.interval_levels, section.interval_coverage)],
+                    title="Coverage per interval",
+                    xlabel="central level p of the pair (τ, 1 - τ)",
+                ),
+                "Share of targets inside each symmetric pair's interval against its level.",
+            )
+        )
+    return shown
+
+
+def _sample_figures(report: Report) -> list[str]:
+    """The draws' rank histogram and the coverage of their empirical central intervals."""
+    section = report.samples
+    if section is None:
+        return []
+    shown = []
+    if section.sample_rank_counts is not None:
+        shown.append(
+            _figure(
+                figures.rank_histogram(section.sample_rank_counts),
+                "Rank of the target among the draws (ties split evenly): flat is calibrated, "
+                "a U shape over-confident, a hump under-confident; grey band: ±2 binomial "
+                "standard deviations.",
+            )
+        )
+    if report.calibration is not None:
+        shown.append(
+            _figure(
+                figures.level_calibration(
+                    [("draws", report.calibration.levels, section.sample_coverage)],
+                    title="Coverage of the draws' intervals",
+                    xlabel="central level p",
+                ),
+                "Share of elements between the draws' (1 ∓ p)/2 empirical quantiles.",
+            )
+        )
     return shown
 
 

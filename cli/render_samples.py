@@ -32,6 +32,16 @@ def samples_grid(
             ("CRPS (fair)", "sample_crps_fair", _or_mixed(fair, number, "null (one draw)")),
             ("quantile MACE", "sample_quantile_mace", number(section.sample_quantile_mace)),
         ]
+        if section.sample_energy_score is not None:  # several outputs
+            fair = section.sample_energy_score_fair
+            rows += [
+                ("energy score", "sample_energy_score", number(section.sample_energy_score)),
+                (
+                    "energy score (fair)",
+                    "sample_energy_score_fair",
+                    _or_mixed(fair, number, "null (one draw)"),
+                ),
+            ]
     if report.calibration is not None:
         levels = report.calibration.levels
         for level, share in zip(levels, section.sample_coverage, strict=True):

@@ -150,3 +150,38 @@ def assert_same_report(got: object, want: object, where: str = "report") -> None
         assert got == pytest.approx(want, rel=1e-12, abs=1e-300, nan_ok=True), where
     else:
         assert got == want and type(got) is type(want), where
+
+
+def assert_scored_alike_however_cut(folder: Path, table: pa.Table, args: list[str], dask: str):
+    """``table`` scored with ``args`` gives one report (``assert_same_report``) however its rows
+    are cut and added: one file in one chunk on one worker; three files (a directory) in small
+    chunks on two workers; the three files' states merged; the directory on the Dask cluster
+    at ``dask``. Returns the report."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gaussnll.cli.app import app
+
+    def run(*given: object) -> dict:
+        result = CliRunner().invoke(app, [str(arg) for arg in given])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout) if result.stdout.startswith("{") else {}
+
+    parts, states = folder / "parts", folder / "states"
+    parts.mkdir()
+    states.mkdir()
+    whole = folder / "whole.parquet"
+    pq.write_table(table, whole)
+    cuts = np.linspace(0, table.num_rows, 4).astype(int)
+    for k, start in enumerate(cuts[:-1]):
+        rows = table.slice(start, cuts[k + 1] - start)
+        pq.write_table(rows, parts / f"part{k}.parquet", row_group_size=max(1, rows.num_rows // 3))
+        run("score", parts / f"part{k}.parquet", *args, "-q", "--save-state", states / f"{k}.json")
+    want = run("score", whole, *args, "--json", "--chunk-size", "1000000", "--workers", "1")
+    cut = run("score", parts, *args, "--json", "--chunk-size", "64", "--workers", "2")
+    merged = run("merge", *sorted(states.iterdir()), "--json")
+    on_dask = run("score", parts, *args, "--json", "--dask", dask)
+    for name, got in (("workers", cut), ("merge", merged), ("dask", on_dask)):
+        assert_same_report(got | {"chunk_size": want["chunk_size"]}, want, name)
+    return want

@@ -361,7 +361,8 @@ def test_checks_of_one_models_form_read_that_models_families(models):
     paths = models["paths"]
     result = run(
         paths["gaussian"], paths["samples"], "--id-col", "id", "--candidate-samples", "draws",
-        "-q", "--json", "--check", "candidate.sample_crps_fair < 100", "--check", "delta_crps < 100",
+        "-q", "--json", "--check", "candidate.sample_crps_fair < 100",
+        "--check", "delta_crps < 100",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert [c["passed"] for c in json.loads(result.stdout)["checks"]] == [True, True]

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import scoringrules
-from conftest import assert_one_line_error, write_table
+from conftest import assert_one_line_error, assert_scored_alike_however_cut, write_table
+from test_html import svgs
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
@@ -341,6 +342,18 @@ def test_per_row_holds_each_rows_wis(tmp_path):
     np.testing.assert_allclose(written.column("wis").to_numpy(), expected, rtol=REL)
 
 
+def test_per_row_wis_is_the_same_without_the_quantile_sums_and_with_groups(tmp_path):
+    """The rows' WIS come from the quantile sums' pinball losses, or (``--metrics nll``: no
+    such sums) are computed on their own: the same numbers."""
+    path = write_table(as_table(make_quantiles(200, seed=15)), tmp_path / "q.parquet")
+    written = []
+    for k, extra in enumerate((["--metrics", "nll"], ["--by", "g"], [])):
+        rows = tmp_path / f"rows{k}.parquet"
+        assert run(path, *QUANTILE_ARGS, *extra, "--per-row", rows, "-q").exit_code == 0
+        written.append(pq.read_table(rows).column("wis").to_pylist())
+    assert written[0] == written[1] == written[2]
+
+
 @pytest.mark.parametrize(
     ("change", "args", "fragments"),
     [
@@ -348,6 +361,7 @@ def test_per_row_holds_each_rows_wis(tmp_path):
         ("none", ("--quantiles", "0.05,0.5,1.2"), ("--quantiles", "(0, 1)")),
         ("none", ("--quantiles", "0.05,0.5"), ("--quantile-cols", "2 columns")),
         ("list", ("--quantile-cols", "q"), ("q.parquet", "'q'", "4 quantiles per row", "5")),
+        ("ragged", ("--quantile-cols", "q"), ("q.parquet", "'q'", "row 3", "number of quantiles")),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, change, args, fragments):
@@ -359,6 +373,10 @@ def test_bad_input_is_one_line(tmp_path, change, args, fragments):
         table = table.set_column(table.schema.get_field_index("q50"), "q50", pa.array(values))
     if change == "list":
         table = table.append_column("q", pa.array(list(data["quantiles"][:, :4])))
+    if change == "ragged":  # the third row has a quantile less
+        rows = [list(row) for row in data["quantiles"]]
+        rows[2] = rows[2][:4]
+        table = table.append_column("q", pa.array(rows))
     path = write_table(table, tmp_path / "q.parquet")
     given = dict(zip(QUANTILE_ARGS[::2], QUANTILE_ARGS[1::2], strict=True))
     given.update(dict(zip(args[::2], args[1::2], strict=True)))
@@ -391,3 +409,18 @@ def test_a_nan_after_a_left_out_row_names_its_file_row(tmp_path):
     table = table.set_column(3, "w", pa.array([1.0, 1, 0, 1]))  # the NaN's row left out
     path = write_table(table, tmp_path / "w.parquet")
     assert run(path, *args).exit_code == 0
+
+
+def test_files_workers_merges_and_dask_give_one_report(tmp_path, local_dask):
+    table = as_table(make_quantiles(900, seed=14))
+    args = [*QUANTILE_ARGS, "--weight-col", "weight", "--by", "g"]
+    report = assert_scored_alike_however_cut(tmp_path, table, args, local_dask)
+    assert report["quantiles"]["wis"] > 0 and len(report["groups"]) == 3
+
+
+def test_the_page_draws_the_quantile_calibration_and_each_intervals_coverage(quantile_file):
+    page = quantile_file.with_suffix(".html")
+    assert run(quantile_file, *QUANTILE_ARGS, "-q", "--html", page).exit_code == 0
+    titles = [" ".join("".join(e.itertext()).split()) for e in svgs(page.read_text())]
+    assert len(titles) == 2
+    assert "Quantile calibration" in titles[0] and "Coverage per interval" in titles[1]

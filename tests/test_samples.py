@@ -16,8 +16,9 @@ import pytest
 import scoringrules
 import torch
 import torch.nn.functional as F
-from conftest import write_table
+from conftest import assert_scored_alike_however_cut, write_table
 from test_ensemble import one_line
+from test_html import svgs
 from test_merge import _scored_shards, _shards, assert_same_report
 from test_readme import ROOT
 from typer.testing import CliRunner
@@ -283,6 +284,15 @@ def test_a_ragged_row_names_its_row(tmp_path):
     path = write_table(table, tmp_path / "s.parquet")
     line = one_line(run("score", path, "--samples", "draws"))
     assert "s.parquet" in line and "column 'draws'" in line and "row 3" in line
+    assert "the same number of draws" in line
+
+
+def test_a_ragged_draw_of_several_outputs_names_its_row(tmp_path):
+    table = pa.table({"draws": [[[0.0, 1.0]] * 2, [[0.0, 1.0], [1.0]]], "target": [[0.0, 1.0]] * 2})
+    path = write_table(table, tmp_path / "s.parquet")
+    line = one_line(run("score", path, "--samples", "draws"))
+    assert "s.parquet" in line and "column 'draws'" in line and "row 2" in line
+    assert "the same number of outputs" in line
 
 
 def test_a_count_of_draws_that_changes_within_a_file_names_its_row(tmp_path):
@@ -306,6 +316,22 @@ def test_a_nan_draw_names_its_row_unless_skipped(tmp_path):
     assert_section(skipped.samples, reference(draws[kept], target[kept]) | {})
 
 
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_an_infinite_draw_names_its_row_and_huge_draws_are_finite(tmp_path, value):
+    """Huge finite draws (a row's sum overflows) are not taken for infinite ones (their
+    moment-matched variance overflows instead: the loss is named)."""
+    draws, target = make_samples(10, 3, seed=12)
+    draws[:, 0] = 1e308  # finite, though a row's sum overflows
+    draws[4, 2] = value
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    line = one_line(run("score", path, "--samples", "draws"))
+    assert "column 'draws'" in line and "row 5" in line
+    draws[4, 2] = 1e308
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    line = one_line(run("score", path, "--samples", "draws", "-q"))
+    assert "infinite draw" not in line and "the loss is not finite" in line
+
+
 def test_the_family_alone_gives_the_numbers_of_all(tmp_path):
     draws, target = make_samples(300, 5, seed=13)
     table = table_of(draws, target)
@@ -318,12 +344,12 @@ def test_the_family_alone_gives_the_numbers_of_all(tmp_path):
 
 
 def test_every_section_metric_is_checkable_and_equals_its_json_value(tmp_path):
-    draws, target = make_samples(300, 4, seed=14)
+    draws, target = joint_samples(300, 4, outputs=2, seed=14)  # two outputs: an energy score
     weight = np.arange(300) % 3 + 0.5
-    report = score(table_of(draws, target, w=weight), samples="draws", weight_col="w")
+    report = score(joint_table(draws, target, w=weight), samples="draws", weight_col="w")
     payload = report.to_dict()
     metrics = [m for m in SCORE_METRICS.metrics.values() if m.section == "samples"]
-    assert len(metrics) == 6  # the scalars and the per-level ones (histograms are vectors)
+    assert len(metrics) == 8  # the scalars and the per-level ones (histograms are vectors)
     checks = [parse_check(f"{m.name}{'@0.9' if m.per_level else ''} > -1") for m in metrics]
     for metric, result in zip(metrics, evaluate(checks, report), strict=True):
         value = payload["samples"][metric.name]
@@ -381,6 +407,112 @@ def test_several_outputs_from_nested_lists_score_each_output_on_its_own():
     assert report.samples.sample_rank_counts == pytest.approx(ranks.tolist())
 
 
+def joint_samples(rows: int, members: int, outputs: int = 3, seed: int = 0, decimals=None):
+    """Draws ``(rows, M, D)`` of D correlated outputs and targets ``(rows, D)``; rounded to
+    ``decimals``, draws tie with each other and with the target."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=(rows, 1, outputs))
+    draws = centre + rng.normal(scale=0.8, size=(rows, members, outputs))
+    target = centre[:, 0] + rng.normal(size=(rows, outputs))
+    if decimals is not None:
+        draws, target = np.round(draws, decimals), np.round(target, decimals)
+    return draws, target
+
+
+def joint_table(draws: np.ndarray, target: np.ndarray, **more) -> pa.Table:
+    """The draws as a ``[M][D]`` list column, the target as ``[D]``."""
+    return pa.table(
+        {"draws": pa.array([list(row) for row in draws]), "target": list(target), **more}
+    )
+
+
+def energy_reference(draws, target, weight=None, estimator="nrg"):
+    return np.average(scoringrules.es_ensemble(target, draws, estimator=estimator), weights=weight)
+
+
+@pytest.mark.parametrize(
+    ("members", "decimals", "chunk_size"),
+    [(1, None, 7), (2, None, 1), (2, 0, 100_000), (9, None, 7), (9, 0, 64), (30, 1, 100_000)],
+)
+def test_the_energy_score_matches_scoringrules(members, decimals, chunk_size):
+    draws, target = joint_samples(240, members, seed=members, decimals=decimals)
+    weight = np.random.default_rng(members).uniform(0.1, 3.0, size=240)
+    report = score(
+        joint_table(draws, target, w=weight),
+        samples="draws",
+        device="cpu",
+        chunk_size=chunk_size,
+        weight_col="w",
+    )
+    section = report.samples
+    expected = energy_reference(draws, target, weight)
+    assert section.sample_energy_score == pytest.approx(expected, rel=REL)
+    if members == 1:
+        assert section.sample_energy_score_fair is None
+    else:
+        fair = energy_reference(draws, target, weight, estimator="fair")
+        assert section.sample_energy_score_fair == pytest.approx(fair, rel=REL)
+    if decimals is not None:  # the rounding made ties among the draws and with the target
+        assert (np.diff(np.sort(draws, axis=1), axis=1) == 0).any()
+
+
+def test_the_energy_score_is_the_rows_not_the_elements_and_one_output_has_none():
+    """The joint score is a row's (the mean over rows, integer weights as repeated rows);
+    with one output it would be the CRPS, so it is null."""
+    draws, target = joint_samples(150, 5, outputs=2, seed=20, decimals=1)
+    weight = np.random.default_rng(3).integers(0, 4, size=150).astype(float)
+    weighted = score(joint_table(draws, target, w=weight), samples="draws", weight_col="w")
+    repeated = np.repeat(np.arange(150), weight.astype(int))
+    alone = score(joint_table(draws[repeated], target[repeated]), samples="draws")
+    assert weighted.samples.sample_energy_score == pytest.approx(
+        alone.samples.sample_energy_score, rel=1e-12
+    )
+    assert alone.samples.sample_energy_score == pytest.approx(
+        energy_reference(draws[repeated], target[repeated]), rel=REL
+    )
+    single, single_target = make_samples(100, 5, seed=21)
+    one = score(table_of(single, single_target), samples="draws", device="cpu").samples
+    assert one.sample_energy_score is None and one.sample_energy_score_fair is None
+
+
+def test_each_group_gets_the_energy_score_of_its_rows():
+    draws, target = joint_samples(300, 6, outputs=2, seed=22)
+    region = np.random.default_rng(4).choice(["a", "b", "c"], size=300)
+    report = score(
+        joint_table(draws, target, region=region),
+        samples="draws",
+        device="cpu",
+        columns=ColumnSpec(by="region"),
+        group_metrics="samples",
+    )
+    assert report.samples.sample_energy_score == pytest.approx(
+        energy_reference(draws, target), rel=REL
+    )
+    for group in report.groups:
+        rows = region == group.key[0]
+        expected = energy_reference(draws[rows], target[rows], estimator="fair")
+        assert group.report.samples.sample_energy_score_fair == pytest.approx(expected, rel=REL)
+
+
+def test_the_energy_score_in_every_format_and_checks(tmp_path):
+    draws, target = joint_samples(120, 4, outputs=2, seed=23)
+    path = write_table(joint_table(draws, target), tmp_path / "j.parquet")
+    expected = energy_reference(draws, target)
+    args = ["score", path, "--samples", "draws", "-q"]
+    payload = json.loads(run(*args, "--json").stdout)["samples"]
+    assert payload["sample_energy_score"] == pytest.approx(expected, rel=REL)
+    table = run(*args, "--check", f"sample_energy_score <= {expected + 1e-6}")
+    assert table.exit_code == 0, table.output
+    assert "sample_energy_score" in table.stdout
+    failed = run(*args, "--check", f"sample_energy_score_fair < {expected / 4}")
+    assert failed.exit_code == 1 and "sample_energy_score_fair" in failed.stderr
+    markdown = run(*args, "--format", "markdown").stdout
+    assert "sample_energy_score" in markdown and "energy score (fair)" in markdown
+    html = tmp_path / "j.html"
+    assert run(*args, "--html", html).exit_code == 0
+    assert "sample_energy_score" in html.read_text()
+
+
 def test_states_of_other_numbers_of_draws_refuse_to_merge_in_one_line(tmp_path):
     states = []
     for members in (3, 4):
@@ -391,3 +523,31 @@ def test_states_of_other_numbers_of_draws_refuse_to_merge_in_one_line(tmp_path):
         states.append(state)
     line = one_line(run("merge", *states, "-q"))
     assert "m4.json holds 4 members or draws per row and" in line and "m3.json 3" in line
+
+
+def test_files_workers_merges_and_dask_give_one_report(tmp_path, local_dask):
+    """Two outputs (so the energy score too), weights and groups with the samples family."""
+    draws, target = joint_samples(900, 7, outputs=2, seed=24, decimals=1)
+    rng = np.random.default_rng(5)
+    table = joint_table(
+        draws,
+        target,
+        w=rng.integers(0, 4, size=900).astype(float),
+        region=rng.choice(["a", "b", "c"], size=900),
+    )
+    args = ["--samples", "draws", "--weight-col", "w", "--by", "region"]
+    report = assert_scored_alike_however_cut(
+        tmp_path, table, [*args, "--group-metrics", "nll,samples"], local_dask
+    )
+    assert report["samples"]["sample_energy_score"] > 0
+    assert all(group["samples"]["sample_energy_score"] > 0 for group in report["groups"])
+
+
+def test_the_page_draws_the_rank_histogram_and_the_draws_coverage(tmp_path):
+    draws, target = make_samples(300, 9, seed=25)
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    page = tmp_path / "s.html"
+    assert run("score", path, "--samples", "draws", "-q", "--html", page).exit_code == 0
+    titles = [" ".join("".join(e.itertext()).split()) for e in svgs(page.read_text())]
+    assert any("Rank histogram" in title for title in titles)
+    assert any("Coverage of the draws' intervals" in title for title in titles)

@@ -94,13 +94,17 @@ def _roles(batch: pa.RecordBatch, options: ScoreOptions, convert: Conversion) ->
     """The mean, target and spread of ``batch`` (see ``Chunk``)."""
     spec = options.columns  # read in this order: the first bad column is the one named
     if spec.quantiles:
-        quantiles = convert.role(batch, spec.quantiles)
+        quantiles = convert.role(batch, spec.quantiles, "quantiles")
         target = convert.role(batch, spec.target)
         return [quantiles, target, quantiles.new_empty((quantiles.shape[0], 0))]
-    members = convert.members if options.per_row_members else convert.role
-    roles = [members(batch, spec.mean), convert.role(batch, spec.target)]
+    members, what = (
+        (convert.members, "draws" if options.samples else "members")
+        if options.per_row_members
+        else (convert.role, "outputs")
+    )
+    roles = [members(batch, spec.mean, what), convert.role(batch, spec.target)]
     if spec.spread:  # samples read none: each draw's variance is 0
-        roles.append(members(batch, spec.spread))
+        roles.append(members(batch, spec.spread, what))
     return roles
 
 
@@ -142,8 +146,8 @@ def to_chunks(
         sent = [*roles, group, scale, weight]
         (*moved, group, scale, weight), arrived = host_to_device.send(sent)
         mean, target, *spread = (tensor for tensor in moved if tensor is not None)
-        if not spread:
-            spread = [mean.new_zeros((*mean.shape[:2], 1))]
+        if not spread:  # samples: a view of one zero, not a tensor as large as the draws
+            spread = [mean.new_zeros(()).expand(*mean.shape[:2], 1)]
         chunk = Chunk(
             mean=mean,
             target=target,

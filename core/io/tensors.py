@@ -68,9 +68,10 @@ class Conversion:
     where: Location
     nulls_as_nan: bool = False
 
-    def role(self, batch: pa.RecordBatch, names: Sequence[str]) -> Tensor:
-        """The role's columns of ``batch`` as one ``(rows, width)`` tensor."""
-        parts = [self._column(batch.column(name), name) for name in names]
+    def role(self, batch: pa.RecordBatch, names: Sequence[str], what: str = "outputs") -> Tensor:
+        """The role's columns of ``batch`` as one ``(rows, width)`` tensor (a list column's
+        values are ``what``: outputs, or a quantile model's quantiles)."""
+        parts = [self._column(batch.column(name), name, what) for name in names]
         if len(parts) == 1:
             return parts[0]
         if any(part.shape[1] != 1 for part in parts):
@@ -93,15 +94,16 @@ class Conversion:
             )
         return self._flat(array, name, width=1).unsqueeze(1)
 
-    def members(self, batch: pa.RecordBatch, names: Sequence[str]) -> Tensor:
-        """The role's ensemble members as one ``(rows, members, width)`` tensor: a list column
-        of M numbers, or of M lists of D numbers; or number columns, one per member."""
+    def members(self, batch: pa.RecordBatch, names: Sequence[str], what: str = "members") -> Tensor:
+        """The role's ensemble members (or samples' draws: ``what``) as one ``(rows, members,
+        width)`` tensor: a list column of M numbers, or of M lists of D numbers; or number
+        columns, one per member."""
         array = batch.column(names[0])
         if len(names) > 1 or not _is_list(array.type):
             return self.role(batch, names).unsqueeze(2)
         (name,) = names
-        members = self._list_length(array, name, "members")
-        self._require_values(array, name, members, "member per row")
+        members = self._list_length(array, name, what)
+        self._require_values(array, name, members, f"{what.removesuffix('s')} per row")
         values, width = array.flatten(), 1
         if _is_list(values.type):
             width = self._list_length(values, name, "outputs", per_row=members)
@@ -118,9 +120,9 @@ class Conversion:
             return int(array.type.list_size)
         return self._common_list_length(array, name, what, per_row=per_row)
 
-    def _column(self, array: pa.Array, name: str) -> Tensor:
+    def _column(self, array: pa.Array, name: str, what: str) -> Tensor:
         if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-            width = self._common_list_length(array, name, "outputs")
+            width = self._common_list_length(array, name, what)
         elif pa.types.is_fixed_size_list(array.type):
             self._reject_nulls(array, name)
             width = array.type.list_size

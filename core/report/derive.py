@@ -87,7 +87,7 @@ class Reports(Sequence[Report]):
         self._samples = (
             None
             if samples is None
-            else SamplesSummaries(samples, weight * self._outputs, by_group=by_group)
+            else SamplesSummaries(samples, weight, self._outputs, by_group=by_group)
         )
         quantiles = state.group_quantiles if by_group else state.quantiles
         self._quantiles = (

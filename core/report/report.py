@@ -324,6 +324,17 @@ class SamplesSummary:
         "mean fair CRPS of the draws (scoringrules fair; null for one draw)",
         family="samples",
     )
+    sample_energy_score: float | None = metric(
+        "sample energy score",
+        "mean energy score of the draws over the outputs jointly (scoringrules energy_score, "
+        "nrg; null for one output)",
+        family="samples",
+    )
+    sample_energy_score_fair: float | None = metric(
+        "sample energy score (fair)",
+        "mean fair energy score of the draws (scoringrules fair; null for one output or draw)",
+        family="samples",
+    )
     sample_coverage: list[float] = metric(
         "sample coverage",
         "fraction of elements inside the draws' empirical central p-interval",

@@ -75,7 +75,7 @@ def members_of(
         raise ValueError("members are read only once the first chunk has set the weights")
     mean = chunk.mean
     if options.samples:  # equally likely draws, as many as this file's rows have
-        return Members.of(mean, var, mean.new_full((mean.shape[1],), 1 / mean.shape[1]))
+        return Members.of_draws(mean, var)
     problem = None
     if mean.shape[1] != len(weights.normalised):
         expected = len(weights.normalised)

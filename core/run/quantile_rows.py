@@ -33,13 +33,14 @@ def add_quantiles(
     if validity.bad_values(finite):
         _explain(chunk, spec, finite)
     scored = chunk if kept is None else chunk.rows(kept)
-    wis = row_wis(scored.mean, scored.target, QuantileLevels(tuple(levels)))
     zero = torch.zeros_like(scored.target)  # no density: the NLL's sums stay 0 (reported null)
     at = Placement(scored.group, scored.weight)
     batch = RowBatch(
         NllTerms(zero, zero, zero, zero), zero, zero, zero, at, scored.target, quantiles=scored.mean
     )
-    state.update(batch)
+    wis = state.update(batch)[1]  # from the quantile sums' own pinball losses
+    if wis is None:  # the quantiles family left out
+        wis = row_wis(scored.mean, scored.target, QuantileLevels(tuple(levels)))
     return Scored(wis, kept, name="wis")
 
 

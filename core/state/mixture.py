@@ -84,6 +84,17 @@ class Members:
         epistemic = (w * deviation * deviation).sum(dim=1)
         return cls(mean, var, weights, matched_mean, aleatoric, epistemic)
 
+    @classmethod
+    def of_draws(cls, draws: Tensor, var: Tensor) -> Members:
+        """Samples: ``draws`` ``(rows, M, D)``, equally likely points (``var``: their zero
+        variances); the mean of the draws and their population variance in two passes, an
+        order of magnitude faster than ``of``'s weighted sums (or ``torch.var_mean``) on the
+        CPU."""
+        matched_mean = draws.mean(dim=1)
+        epistemic = (draws - matched_mean.unsqueeze(1)).square_().mean(dim=1)
+        weights = draws.new_full((draws.shape[1],), 1 / draws.shape[1])
+        return cls(draws, var, weights, matched_mean, torch.zeros_like(matched_mean), epistemic)
+
     @property
     def matched_var(self) -> Tensor:
         """``v*``: with one member exactly its variance (the epistemic part is 0)."""

@@ -118,8 +118,9 @@ class QuantileState:
         )
         self._crossing = Sums((), device, integer=True, grouped=grouped, total=not grouped)
 
-    def update(self, batch: RowBatch) -> None:
-        """Add a chunk's rows (a quantile model's: ``batch.quantiles`` and its target)."""
+    def update(self, batch: RowBatch) -> Tensor:
+        """Add a chunk's rows (a quantile model's: ``batch.quantiles`` and its target); return
+        each row's WIS ``(rows, 1)``, for per-row output, from the same pinball losses."""
         quantiles, target = batch.quantiles, batch.target
         if quantiles is None or target is None:
             raise ValueError("a quantile state needs each row's quantiles and target")
@@ -127,6 +128,7 @@ class QuantileState:
         self._sums.add(rows, batch.at)
         crossing = (quantiles[:, 1:] < quantiles[:, :-1]).any(dim=1, keepdim=True)
         self._crossing.count_flags(crossing, Placement(batch.at.group))
+        return wis_of(rows[:, : len(self.spec.levels)], self.spec)
 
     def _per_row(self, quantiles: Tensor, target: Tensor) -> Tensor:
         """``(rows, 2K + pairs)``: pinball losses, ``y ≤ q`` hits, then each pair's hits."""

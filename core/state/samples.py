@@ -13,7 +13,13 @@ From the draws sorted once per row, ``x_(1) ≤ … ≤ x_(M)``, and the target 
 - the rank of ``y`` among the draws, M + 1 bins, ties split evenly between the ranks it could
   take;
 - inside the empirical central p-interval: between the draws' ``(1 ∓ p)/2`` quantiles by
-  numpy's default (linear) rule.
+  numpy's default (linear) rule;
+- with D > 1 outputs, each row's energy score of its D-vectors ``x_i`` and ``y``:
+  ``(1/M) Σ_i ‖x_i - y‖ - 1/(2M²) Σ_ij ‖x_i - x_j‖`` (scoringrules' ``energy_score``,
+  ``estimator="nrg"``), and the fair form with ``1/(2M(M - 1))`` (``"fair"``; NaN for one draw):
+  O(M² D) per row, in blocks of rows so that the pairwise distances take no more than the
+  chunk's draws (or one row's M² distances). With one output it would equal the CRPS, so it is
+  left out (zero in the sums, null in the report).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -28,7 +35,7 @@ from gaussnll.core.state.batch import RowBatch
 from gaussnll.core.state.sinks import Sums
 
 QUANTILE_LEVELS = 100  # one-sided calibration at linspace(0, 1, 100)
-_SCORES = ("crps", "crps_fair")
+_SCORES = ("crps", "crps_fair", "energy_score", "energy_score_fair")
 
 
 class SamplesState:
@@ -83,12 +90,16 @@ class SamplesState:
 
     def _per_row(self, draws: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Each element's CRPS ``(rows, D)``; then, summed over its outputs, each row's scores
-        ``(rows, 2)``, counts ``(rows, levels + bins + 100)`` and rank histogram ``(rows, M +
-        2)``; ``draws`` ``(rows, M, D)``."""
+        ``(rows, 4)`` (the energy scores, for D > 1, are the row's own), counts ``(rows, levels
+        + bins + 100)`` and rank histogram ``(rows, M + 2)``; ``draws`` ``(rows, M, D)``."""
         ordered = sorted_draws(draws)
         target = target.expand(ordered.shape[0], ordered.shape[1]).contiguous()
         energy, fair = crps_pair(ordered, target)
-        scores = torch.stack([energy, fair], dim=2).sum(dim=1)
+        crps_sums = torch.stack([energy, fair], dim=2).sum(dim=1)
+        joint = torch.zeros_like(crps_sums)
+        if draws.shape[2] > 1:
+            joint = torch.stack(energy_score_pair(draws, target), dim=1)
+        scores = torch.cat([crps_sums, joint], dim=1)
         below, tied = _placed(ordered, target)
         draws_per_row = ordered.shape[2]
         # The PIT u = (2 below + tied) / 2M compared in integers, exactly: its bin, and
@@ -134,7 +145,8 @@ class SamplesState:
         self._ranks.merge(other._ranks, mapping)
 
     def totals(self, by_group: bool = False) -> dict[str, Tensor]:
-        """On the CPU, ``(1 or groups, ...)``: ``crps``, ``crps_fair``, ``inside``
+        """On the CPU, ``(1 or groups, ...)``: ``crps``, ``crps_fair``, ``energy_score``,
+        ``energy_score_fair`` (sums over rows; zero for one output), ``inside``
         ``(B, levels)``, ``pit`` ``(B, bins)``, ``under`` ``(B, 100)`` (elements with
         ``u ≤ τ``), ``ranks`` ``(B, M + 1)`` and ``other_members`` (elements of another M)."""
         scores = self._scores.value(by_group).cpu()
@@ -148,8 +160,13 @@ class SamplesState:
 
 
 def sorted_draws(draws: Tensor) -> Tensor:
-    """``(rows, M, D)`` draws as ``(rows, D, M)``, sorted along M."""
-    return torch.sort(draws.transpose(1, 2), dim=2).values.contiguous()
+    """``(rows, M, D)`` draws as ``(rows, D, M)``, sorted along M. On the CPU numpy sorts: its
+    vectorised sort of short rows is an order of magnitude faster than ``torch.sort``'s (for
+    100 draws, 0.3 against 5.5 ms a chunk of 983 rows)."""
+    rows = draws.transpose(1, 2)
+    if rows.device.type == "cpu":
+        return torch.from_numpy(np.sort(rows.numpy(), axis=2))
+    return torch.sort(rows, dim=2).values.contiguous()
 
 
 def crps_pair(ordered: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -161,6 +178,24 @@ def crps_pair(ordered: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     spread = (ordered * (2 * rank - m - 1)).sum(dim=2)
     fair = accuracy - spread / (m * (m - 1)) if m > 1 else torch.full_like(accuracy, math.nan)
     return accuracy - spread / (m * m), fair
+
+
+def energy_score_pair(draws: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's energy score and its fair form ``(rows,)`` from its draws ``(rows, M, D)``
+    and target ``(rows, D)`` (module docstring): the pairwise distances in blocks of
+    ``rows / M`` rows, so they take at most as much memory as the draws (or one row's M²)."""
+    rows, m = draws.shape[0], draws.shape[1]
+    accuracy = torch.linalg.vector_norm(draws - target.unsqueeze(1), dim=2).sum(dim=1) / m
+    block = max(1, rows // m)
+    spread = torch.cat(
+        [
+            # Exact differences, not the matrix-product shortcut, which cancels digits.
+            torch.cdist(part, part, compute_mode="donot_use_mm_for_euclid_dist").sum(dim=(1, 2))
+            for part in torch.split(draws, block)
+        ]
+    )
+    fair = accuracy - spread / (2 * m * (m - 1)) if m > 1 else torch.full_like(accuracy, math.nan)
+    return accuracy - spread / (2 * m * m), fair
 
 
 def _placed(ordered: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

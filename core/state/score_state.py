@@ -222,8 +222,8 @@ class ScoreState:
 
     def update(self, batch: RowBatch) -> tuple[Tensor, Tensor | None]:
         """Add a chunk. Returns the chunk's per-output (weighted) loss sums, for the caller's
-        validity check, and an ensemble's mixture losses of its elements or samples' CRPS of
-        its elements (None: neither)."""
+        validity check, and an ensemble's mixture losses of its elements, samples' CRPS of
+        its elements or a quantile model's WIS of its rows (None: none of them)."""
         at = batch.at
         self._checked_weight(at.weight)
         self._rows.count(batch.terms.loss.shape[0], at)
