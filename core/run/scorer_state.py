@@ -139,7 +139,9 @@ def restored_state(
         portable.restore(state, document["sums"])
     except ValueError as error:
         raise InputError(
-            f"not a gaussnll state file of these options: {error}", path=path
+            f"not a gaussnll state file of these options: {error} (a state written by "
+            "another version of gaussnll: score its input again)",
+            path=path,
         ) from None
     if group_keys is not None and state.totals(True)["rows"].shape[0] != len(group_keys.keys):
         raise malformed("its sums and groups differ in number", path)
