@@ -18,6 +18,7 @@ from gaussnll.cli.layout import Grid
 from gaussnll.cli.render import CheckResults, cell, outputs_grid, recalibration_text
 from gaussnll.cli.render_compare import not_compared_text, paired_scores_grid, paired_scores_shown
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
+from gaussnll.cli.render_intervals import intervals_grid
 from gaussnll.cli.render_quantiles import quantile_grids
 from gaussnll.cli.render_recalibrate import RecalibrationReport
 from gaussnll.cli.render_samples import samples_grid
@@ -113,6 +114,9 @@ def score_page(
         parts += ["<h2>Calibration</h2><div class='figures'>", *_figures(calibration), "</div>"]
         if calibration.coverage is not None:
             parts.append(_coverage(calibration))
+    intervals = intervals_grid(report, cell)
+    if intervals is not None:
+        parts.append(_grid(intervals))
     if report.ensemble is not None:
         parts.append(_ensemble(report))
     samples = samples_grid(report, number, scalars=False)  # all metrics lists its scalars

@@ -110,6 +110,10 @@ CONFIG_VALUES = {
     "compare_checks": ["delta_nll <= 100"],
     "max_regression": 100.0,
     "confidence": 0.9,
+    "ci": True,
+    "ci_level": 0.9,
+    "ci_replicates": 10,
+    "ci_seed": 3,
     "recalibration": "{tmp}/map.json",  # written by ``prepared`` below
     "dask": "local",
     "dask_workers": 1,
@@ -135,6 +139,9 @@ COMPANIONS = {
     "group_metrics": ("--by", "g"),
     "quantiles": ("--quantile-cols", "mean"),
     "quantile_cols": ("--quantiles", "0.5"),
+    "ci_level": ("--ci",),
+    "ci_replicates": ("--ci",),
+    "ci_seed": ("--ci",),
 }
 BOTH_COMPANIONS = {
     "member_weights": ("--ensemble",),

@@ -127,7 +127,8 @@ def _json_value(payload: dict, metric: Metric, level: float) -> object:
 
 
 def test_every_catalogued_metric_is_checkable_and_equals_its_json_value(tmp_path, predictions):
-    """On a weighted ensemble, so its section's metrics and the weight sum are there too."""
+    """On a weighted ensemble, so its section's metrics and the weight sum are there too (and
+    the bootstrap intervals)."""
     mean, var = predictions["mean"], predictions["var"]
     members = {"mean": np.stack([mean, mean + 0.3], 1), "var": np.stack([var, 2 * var], 1)}
     weight = np.arange(len(mean)) % 3 + 0.5
@@ -139,7 +140,9 @@ def test_every_catalogued_metric_is_checkable_and_equals_its_json_value(tmp_path
         }
     )
     path = write_table(table, tmp_path / "ensemble.parquet")
-    options = ScoreOptions(device="cpu", ensemble=True, columns=ColumnSpec(weight="w"))
+    options = ScoreOptions(
+        device="cpu", ensemble=True, columns=ColumnSpec(weight="w"), ci=0.9, ci_replicates=20
+    )
     report = score(str(path), options)
     payload = report.to_dict()
     assert set(STABLE_NAMES) <= set(SCORE_METRICS.names())
