@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -51,14 +52,17 @@ def np_value_keys(*columns: np.ndarray) -> np.ndarray:
 
 
 def np_weights(keys: np.ndarray, seed: int, replicates: int) -> np.ndarray:
-    """Poisson(1) by the inverse CDF (SciPy's) of 53-bit uniforms from SplitMix64."""
+    """Poisson(1) by SciPy's inverse CDF at the midpoints of 16-bit uniforms, four from each
+    SplitMix64 output, least significant first."""
+    outputs = -(-replicates // 4)
     with np.errstate(over="ignore"):
         start = np_mix(keys ^ np_mix(np.array([seed], dtype=np.uint64)))
-        counters = np.arange(1, replicates + 1, dtype=np.uint64) * GAMMA
-        uniform = np_mix(start[:, None] + counters[None, :]) >> np.uint64(11)
-    cdf = scipy.stats.poisson.cdf(np.arange(40), 1.0)
-    thresholds = np.floor(cdf[cdf < 1.0] * 2.0**53).astype(np.uint64)
-    return np.searchsorted(thresholds, uniform, side="right").astype(np.float64)
+        counters = np.arange(1, outputs + 1, dtype=np.uint64) * GAMMA
+        drawn = np_mix(start[:, None] + counters[None, :])
+    shifts = np.arange(0, 64, 16, dtype=np.uint64)
+    lanes = ((drawn[:, :, None] >> shifts) & np.uint64(0xFFFF)).reshape(len(keys), -1)
+    uniform = (lanes[:, :replicates].astype(np.float64) + 0.5) / 2**16
+    return scipy.stats.poisson.ppf(uniform, 1.0)
 
 
 def test_replicate_weights_are_splitmix64_draws_of_poisson_1():
@@ -67,17 +71,17 @@ def test_replicate_weights_are_splitmix64_draws_of_poisson_1():
     tensors = [torch.from_numpy(columns[name]) for name in ("mean", "target", "var")]
     mine = value_keys(tensors)
     assert np.array_equal(mine.numpy().view(np.uint64), keys)
-    weights = replicate_weights(mine, 5, range(64)).numpy()
+    weights = replicate_weights(mine, 5, 64).numpy()
     assert np.array_equal(weights, np_weights(keys, 5, 64))
     # Poisson(1): mean 1, variance 1, P(0) = 1/e; replicates and seeds independent
     assert weights.mean() == pytest.approx(1.0, abs=0.01)
     assert weights.var() == pytest.approx(1.0, abs=0.02)
     assert (weights == 0).mean() == pytest.approx(math.exp(-1), abs=0.01)
-    other_seed = replicate_weights(mine, 6, range(64)).numpy()
+    other_seed = replicate_weights(mine, 6, 64).numpy()
     assert abs(np.corrcoef(weights.ravel(), other_seed.ravel())[0, 1]) < 0.01
-    assert abs(np.corrcoef(weights[:, 0], weights[:, 1])[0, 1]) < 0.05
-    # a block of replicates draws the same weights as all of them
-    assert np.array_equal(replicate_weights(mine, 5, range(10, 20)).numpy(), weights[:, 10:20])
+    for pair in ((0, 1), (0, 4), (3, 4)):  # lanes of one output, and of two
+        assert abs(np.corrcoef(weights[:, pair[0]], weights[:, pair[1]])[0, 1]) < 0.05
+    assert np.array_equal(replicate_weights(mine, 5, 7).numpy(), weights[:, :7])
 
 
 def test_keys_come_from_the_values_or_the_id_never_the_position():
@@ -228,6 +232,43 @@ def test_ensembles_key_every_member_and_chunks_do_not_matter(tmp_path):
     table = pa.table({"mean": list(means), "var": list(var), "target": target})
     other = ci_of(write_table(table, tmp_path / "other.parquet"), "--ensemble")
     assert other["nll_ci_low"] != whole["nll_ci_low"]
+
+
+def test_samples_key_every_draw(tmp_path):
+    table = pq.read_table("sample_data/samples.parquet").slice(0, 400)
+    path = write_table(table, tmp_path / "samples.parquet")
+    whole = ci_of(path, "--samples", "draws")
+    assert whole["crps_ci_low"] is not None
+    assert_same_report(ci_of(path, "--samples", "draws", "--chunk-size", "64"), whole)
+
+
+def test_the_table_shows_each_interval_beside_its_number(data):
+    path, _ = data
+    result = CliRunner().invoke(
+        app, ["score", str(path), "--ci", "--ci-replicates", "20", "-q"], env={"COLUMNS": "200"}
+    )
+    payload = json.loads(run("score", path, "--ci", "--ci-replicates", "20", "--json").stdout)
+    grid = result.stdout.split("bootstrap intervals", 1)[1]
+    assert re.search("┃ name +┃ +value ┃ NAME_ci_low ┃ NAME_ci_high ┃", grid)
+    ci = payload["ci"]
+    for name in ("nll", "dss", "crps", "mace", "quantile_mace", "rmse", "var_scale"):
+        low, high = (f"{ci[f'{name}_ci_{end}']:.6f}" for end in ("low", "high"))
+        assert re.search(rf"│ {name} +│ +\S+ │ +{low} │ +{high} │", grid), name
+    low, high = (f"{ci[f'coverage_ci_{end}'][2]:.6f}" for end in ("low", "high"))
+    assert re.search(rf"│ coverage@0.9 +│ +0\.\d+ │ +{low} │ +{high} │", grid)
+
+
+def test_markdown_and_html_show_the_intervals(tmp_path, data):
+    path, _ = data
+    args = ["score", path, "--ci", "--ci-replicates", "20", "-q"]
+    markdown = run(*args, "--format", "markdown")
+    title = "**95% bootstrap intervals (20 replicates, rows keyed by their values)**"
+    assert title in markdown.stdout
+    assert "| crps |" in markdown.stdout and "| coverage@0.9 |" in markdown.stdout
+    page = tmp_path / "report.html"
+    assert run(*args, "--id-col", "id", "--html", page).exit_code == 0
+    html = page.read_text()
+    assert "rows keyed by id column id" in html and "quantile_mace" in html
 
 
 # --- coverage of the truth --------------------------------------------------------------------

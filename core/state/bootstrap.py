@@ -101,7 +101,7 @@ class BootstrapState:
         weight = batch.at.weight
         for start in range(0, batch.key.shape[0], step):
             rows = slice(start, start + step)
-            w = replicate_weights(batch.key[rows], self.bootstrap.seed, range(replicates))
+            w = replicate_weights(batch.key[rows], self.bootstrap.seed, replicates)
             if weight is not None:
                 w *= weight[rows]
             parts = [w.sum(dim=0, keepdim=True).t(), w.t() @ moments[rows].double()]

@@ -6,14 +6,22 @@ its id (``id_keys``), so a row gets the same B weights however the input is chun
 partitioned, cut into shards or merged (Hanley & MacGibbon 2006; Chamandy et al. 2012).
 
 The generator is SplitMix64 (Steele et al. 2014): the row's stream starts at
-``mix(key ^ mix(seed))`` and its ``b``-th output is ``mix(start + (b + 1)·γ)``; the top 53
-bits of that output are a uniform ``u`` in [0, 1), mapped to ``k`` through the inverse CDF of
-Poisson(1) (the ``k`` with ``F(k - 1) ≤ u < F(k)``). Everything is int64 arithmetic, which
-wraps like uint64's; right shifts are arithmetic, so each is masked to a logical one.
+``mix(key ^ mix(seed))`` and its ``j``-th output is ``mix(start + (j + 1)·γ)``. Each output's
+four 16-bit lanes are four uniforms ``u`` in [0, 2^16): replicate ``b`` reads lane ``b mod 4``,
+least significant first, of output ``b div 4`` (the lanes in memory order on a little-endian
+host, as every CPU and GPU torch runs on). ``u`` maps to ``k`` through the inverse CDF of
+Poisson(1) at the lane's midpoint, the ``k`` with ``F(k - 1) ≤ (u + ½)/2^16 < F(k)``, looked
+up in a table of the 2^16 values: each weight's probabilities are Poisson(1)'s to 2^-16 (a
+bootstrap needs weights of mean 1 and variance 1, not more), and four weights per output of the
+generator keep the cost per (row, replicate) to a few operations. Everything is int64
+arithmetic, which wraps like uint64's; right shifts are arithmetic, so each is masked to a
+logical one.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 
 import numpy as np
@@ -24,7 +32,8 @@ from torch import Tensor
 
 _GAMMA = 0x9E3779B97F4A7C15
 _MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
-_UNIFORM_BITS = 53
+_LANE_BITS = 16  # each 64-bit output of the generator is four uniforms of 16 bits
+_LANES, _LANE_VALUES = 64 // _LANE_BITS, 1 << _LANE_BITS
 BLOCK = 1 << 20  # (row, replicate) pairs drawn at once: bounds the temporaries (8 MB each)
 
 
@@ -48,34 +57,37 @@ def mix(z: Tensor) -> Tensor:
     return z
 
 
-def _poisson_thresholds() -> list[int]:
-    """``F(k)·2^53`` (floored) for ``k = 0, 1, ...`` while below ``2^53``: ``u·2^53 < F(k)·2^53``
-    is then ``k``'s test, exactly, on integers."""
-    thresholds: list[int] = []
-    cdf, term, k = 0.0, math.exp(-1.0), 0
-    while True:
-        cdf += term
-        scaled = math.floor(cdf * 2.0**_UNIFORM_BITS)
-        if scaled >= 1 << _UNIFORM_BITS:
-            return thresholds
-        thresholds.append(scaled)
-        k += 1
+def _poisson_table() -> list[float]:
+    """The Poisson(1) draw of each 16-bit uniform ``u``: how many ``F(k) ≤ (u + ½)/2^16``."""
+    cdf, total, term = [], 0.0, math.exp(-1.0)
+    for k in range(1, 30):  # F(29) is 1 in float64
+        total += term
+        cdf.append(total)
         term /= k
+    return [float(bisect.bisect_right(cdf, (u + 0.5) / _LANE_VALUES)) for u in range(_LANE_VALUES)]
 
 
-POISSON_THRESHOLDS = tuple(_poisson_thresholds())
+@functools.cache
+def _poisson(device: torch.device) -> Tensor:
+    """``_poisson_table`` on ``device`` (made once per device)."""
+    return torch.tensor(_poisson_table(), dtype=torch.float64, device=device)
 
 
-def replicate_weights(keys: Tensor, seed: int, replicates: range) -> Tensor:
-    """The Poisson(1) weights ``(rows, len(replicates))`` (float64) of rows of int64 ``keys``
-    in ``replicates`` (e.g. ``range(B)``)."""
-    start = mix(keys ^ mix(torch.tensor([seed], dtype=torch.int64)).to(keys.device))
-    counters = torch.arange(replicates.start + 1, replicates.stop + 1, device=keys.device)
-    steps = counters.mul_(_signed(_GAMMA))
-    state = start.unsqueeze(1) + steps
-    uniform = _shifted(mix(state), 64 - _UNIFORM_BITS)
-    thresholds = torch.tensor(POISSON_THRESHOLDS, dtype=torch.int64, device=keys.device)
-    return torch.searchsorted(thresholds, uniform, right=True).to(torch.float64)
+@functools.cache
+def _stream(seed: int) -> int:
+    """``mix(seed)``, which every row's key is xored with."""
+    return int(mix(torch.tensor([seed], dtype=torch.int64))[0])
+
+
+def replicate_weights(keys: Tensor, seed: int, replicates: int) -> Tensor:
+    """The Poisson(1) weights ``(rows, replicates)`` (float64) of rows of int64 ``keys``."""
+    device = keys.device
+    start = mix(keys ^ _stream(seed))
+    outputs = -(-replicates // _LANES)
+    steps = torch.arange(1, outputs + 1, device=device).mul_(_signed(_GAMMA))
+    drawn = mix(start.unsqueeze(1) + steps)  # (rows, outputs)
+    lanes = drawn.view(torch.int16)[:, :replicates].int().bitwise_and_(_LANE_VALUES - 1)
+    return _poisson(device).index_select(0, lanes.reshape(-1)).view(len(keys), -1)
 
 
 def value_keys(columns: list[Tensor]) -> Tensor:
