@@ -11,6 +11,7 @@ from gaussnll.core import Report
 Cell = Callable[[float | None], str]
 # The metrics with intervals, in the order shown (coverage: one row per level).
 INTERVAL_METRICS = ("nll", "dss", "crps", "mace", "quantile_mace", "rmse", "var_scale")
+VALUE_OF = {"nll": "nll_mean"}  # the interval is the mean's, whatever --reduction says
 
 
 def intervals_grid(report: Report, cell: Cell) -> Grid | None:
@@ -25,7 +26,8 @@ def intervals_grid(report: Report, cell: Cell) -> Grid | None:
         metric, at, level = name.partition("@")
         low, high = (report.metric(f"{metric}_ci_{end}{at}{level}") for end in ("low", "high"))
         if low is not None:
-            rows.append((name, cell(report.metric(name)), cell(low), cell(high)))
+            value = report.metric(VALUE_OF.get(name, name))
+            rows.append((name, cell(value), cell(low), cell(high)))
     keyed = "their values" if ci.key == "values" else ci.key
     title = (
         f"{ci.level * 100:g}% bootstrap intervals ({ci.replicates:,} replicates, rows keyed "

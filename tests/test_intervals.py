@@ -98,10 +98,13 @@ def test_keys_come_from_the_values_or_the_id_never_the_position():
 # --- the intervals against a naive bootstrap ---------------------------------------------------
 
 
-def naive_intervals(columns, weight, level, replicates, seed, levels):
-    """Each replicate's metrics from scratch (NumPy, SciPy), then the percentile interval."""
+def naive_intervals(columns, weight, level, replicates, seed, levels, poisson=None):
+    """Each replicate's metrics from scratch (NumPy, SciPy), then the percentile interval;
+    ``poisson``: the rows' Poisson weights (default: keyed by their values)."""
     mean, target, var = columns["mean"], columns["target"], columns["var"]
-    w = np_weights(np_value_keys(mean, target, var), seed, replicates) * weight[:, None]
+    if poisson is None:
+        poisson = np_weights(np_value_keys(mean, target, var), seed, replicates)
+    w = poisson * weight[:, None]
     r = target - mean
     sigma = np.sqrt(var)
     z = r / sigma
@@ -150,6 +153,32 @@ def test_intervals_equal_a_naive_poisson_bootstrap_with_the_same_weights(weighte
         assert got[name] == pytest.approx(np.asarray(value).tolist(), rel=1e-12, abs=1e-14), name
     assert (got["level"], got["replicates"], got["seed"], got["key"]) == (0.9, 80, 3, "values")
     assert got["nll_ci_low"] < report.nll < got["nll_ci_high"]
+
+
+def test_several_outputs_bootstrap_rows_and_average_their_elements():
+    """Two outputs: a row's weight weighs both its elements; the numbers are over elements."""
+    columns = make_predictions(400, seed=8, outputs=2)
+    names = {
+        f"{role}{j}": columns[role][:, j] for role in ("mean", "target", "var") for j in (0, 1)
+    }
+    report = score(
+        pa.table(names),
+        device="cpu",
+        ci=0.95,
+        ci_replicates=60,
+        levels=(0.8,),
+        mean_col=["mean0", "mean1"],
+        target_col=["target0", "target1"],
+        var_col=["var0", "var1"],
+    )
+    keys = np_value_keys(columns["mean"], columns["target"], columns["var"])
+    flat = {role: columns[role].ravel() for role in ("mean", "target", "var")}
+    weights = np_weights(keys, 0, 60)
+    # each element its row's weights: the naive bootstrap of the elements with those weights
+    want = naive_intervals(flat, np.ones(800), 0.95, 60, 0, (0.8,), np.repeat(weights, 2, 0))
+    got = report.to_dict()["ci"]
+    for name, value in want.items():
+        assert got[name] == pytest.approx(np.asarray(value).tolist(), rel=1e-12, abs=1e-14), name
 
 
 def test_skipped_rows_get_no_weight():

@@ -50,7 +50,9 @@ class Bootstrap(NamedTuple):
 class BootstrapState:
     """The B replicates' sums for the intervals of ``families``' headline metrics (see the
     module), for the whole input; ``lookup``: the calibration's shared lookup of ``e`` (needed
-    when a family counts in its grids)."""
+    when a family counts in its grids). A row's weight in replicate ``b`` is its Poisson weight
+    times its own weight: the replicates are weighted sums by construction, reduced over the
+    chunk's rows here, so the ``Sums`` they go to add them as they are."""
 
     grouped = False
     families = frozenset({CI})
@@ -96,35 +98,30 @@ class BootstrapState:
             dim=2,
         ).flatten(1)  # (rows, outputs · moments)
         cells = None if self._lookup is None else batch.cells(self._lookup.bins)
-        chunk = torch.zeros((replicates, self._width), dtype=torch.float64, device=moments.device)
+        device = moments.device
+        sums = moments.new_zeros((replicates, 1 + moments.shape[1]), dtype=torch.float64)
+        per_cell = moments.new_zeros((self.outputs * self._cells, replicates), dtype=torch.float64)
         step = max(1, BLOCK // replicates)
-        weight = batch.at.weight
+        weight = batch.at.weight  # a row's weight in replicate b: its Poisson weight times it
         for start in range(0, batch.key.shape[0], step):
             rows = slice(start, start + step)
             w = replicate_weights(batch.key[rows], self.bootstrap.seed, replicates)
             if weight is not None:
                 w *= weight[rows]
-            parts = [w.sum(dim=0, keepdim=True).t(), w.t() @ moments[rows].double()]
+            sums += torch.cat([w.sum(dim=0).unsqueeze(1), w.t() @ moments[rows].double()], 1)
             if cells is not None:
-                parts.extend(self._counts(w, cells[rows]))
-            chunk += torch.cat(parts, dim=1)
-        self._sums.add(chunk.unsqueeze(0), Placement())
-
-    def _counts(self, w: Tensor, cells: Tensor) -> list[Tensor]:
-        """Each grid's replicate counts ``(B, outputs · bins)``: ``w`` scattered once at each
-        element's cell, then folded into every grid's bins."""
-        index = cells + torch.arange(self.outputs, device=cells.device) * self._cells
-        per_element = w.unsqueeze(1).expand(-1, self.outputs, -1).reshape(-1, w.shape[1])
-        table = w.new_zeros((self.outputs * self._cells, w.shape[1]))
-        table.index_add_(0, index.reshape(-1), per_element)
-        per_cell = table.view(self.outputs, self._cells, -1)
-        return [
-            w.new_zeros((self.outputs, self._widths[grid], w.shape[1]))
-            .index_add_(1, bins.to(w.device), per_cell)
+                index = cells[rows] + torch.arange(self.outputs, device=device) * self._cells
+                spread = w.unsqueeze(1).expand(-1, self.outputs, -1).reshape(-1, replicates)
+                per_cell.index_add_(0, index.reshape(-1), spread)
+        counts = per_cell.view(self.outputs, self._cells, replicates)
+        folded = [
+            counts.new_zeros((self.outputs, self._widths[grid], replicates))
+            .index_add_(1, bins.to(device), counts)
             .flatten(0, 1)
             .t()
             for grid, bins in self._bins.items()
         ]
+        self._sums.add(torch.cat([sums, *folded], dim=1).unsqueeze(0), Placement())
 
     def reserve(self, groups: int) -> None:
         """Groups keep no replicates."""
