@@ -437,6 +437,8 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     if any(SAMPLES in catalog.families(c.metric) for c in checks) and not any(samples):
         raise UsageError("a --check uses a samples metric: add --samples COL")
     if any(CI in catalog.families(c.metric) for c in checks) and not settings.get("ci"):
+        if "ci" not in settings:  # compare's
+            raise UsageError("a --check uses a bootstrap interval, which only score --ci has")
         raise UsageError("a --check uses a bootstrap interval: add --ci")
     density = [
         c.metric

@@ -387,6 +387,15 @@ def test_bad_interval_options_are_one_line(tmp_path, args, fragments):
     assert_one_line_error(result, *fragments)
 
 
+def test_compare_has_no_bootstrap_intervals_and_says_so():
+    result = run(
+        "compare", "sample_data/preds.parquet", "sample_data/preds_candidate.parquet",
+        "--id-col", "id", "--check", "candidate.nll_ci_low < 0",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert_one_line_error(result, "bootstrap interval, which only score --ci has")
+
+
 def test_a_quantile_model_has_no_intervals_and_says_so():
     result = run(
         "score",
