@@ -291,6 +291,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         (gate,) = parse_checks([f"delta_nll_ci_low <= {bound:g}"], COMPARE_METRICS)
         checks.append(dataclasses.replace(gate, origin=f"--max-regression {bound:g}"))
     _check_grouping(settings, checks)
+    _require_ci(settings, given, config)
     sides = [score_options(_side_settings(settings, side), checks) for side in SIDES]
     for name, side_options in zip(SIDES, sides, strict=True):  # each model's families
         own = [c for c in checks if c.metric.partition(".")[0] in (name, c.metric)]
@@ -437,8 +438,6 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     if any(SAMPLES in catalog.families(c.metric) for c in checks) and not any(samples):
         raise UsageError("a --check uses a samples metric: add --samples COL")
     if any(CI in catalog.families(c.metric) for c in checks) and not settings.get("ci"):
-        if "ci" not in settings:  # compare's
-            raise UsageError("a --check uses a bootstrap interval, which only score --ci has")
         raise UsageError("a --check uses a bootstrap interval: add --ci")
     density = [
         c.metric

@@ -151,6 +151,9 @@ BOTH_COMPANIONS = {
     "quantile_cols": ("--quantiles", "0.5"),
     **{f"{side}_quantiles": (f"--{side}-quantile-cols", "mean") for side in SIDES},
     **{f"{side}_quantile_cols": (f"--{side}-quantiles", "0.5") for side in SIDES},
+    "ci_level": ("--ci",),
+    "ci_replicates": ("--ci",),
+    "ci_seed": ("--ci",),
 }  # what compare needs beside a setting
 WRONG_VALUES = {str: 5, int: "many", float: "small", bool: "yes", list: 5}
 CONFIG_SETTINGS = [s for s in SETTINGS if s.config]

@@ -30,6 +30,7 @@ from gaussnll.core import (
     score,
 )
 from gaussnll.core.report.checks import evaluate, parse_check
+from gaussnll.core.report.compare_report import CalibrationDeltas
 from gaussnll.core.report.fields import Shape, declared
 
 
@@ -174,7 +175,8 @@ def test_every_report_field_is_declared_and_every_metric_is_a_field(record):
 def test_compare_metrics_come_from_the_compare_report_fields():
     paired = {name for name, spec in declared(PairedSummary) if spec.checkable}
     top = {name for name, spec in declared(CompareReport) if spec.checkable}
-    assert set(COMPARE_METRICS.metrics) == paired | top
+    deltas = {name for name, spec in declared(CalibrationDeltas) if spec.checkable}  # --ci's
+    assert set(COMPARE_METRICS.metrics) == paired | top | deltas
     assert {"delta_nll", "delta_nll_ci_low", "unmatched_candidate"} <= set(COMPARE_METRICS.metrics)
 
 

@@ -300,6 +300,83 @@ def test_markdown_and_html_show_the_intervals(tmp_path, data):
     assert "rows keyed by id column id" in html and "quantile_mace" in html
 
 
+# --- compare: the calibration differences of paired replicates ------------------------------
+
+
+def naive_maces(columns, poisson):
+    """Each replicate's MACE and one-sided MACE of a model under the weights ``poisson``."""
+    z = (columns["target"] - columns["mean"]) / np.sqrt(columns["var"])
+    e = scipy.special.erf(z / math.sqrt(2))
+    total = poisson.sum(axis=0)
+    curve = np.arange(100) / 99
+    central = np.array([(poisson * (np.abs(e) <= p)[:, None]).sum(0) / total for p in curve])
+    one_sided = np.array([(poisson * (e <= 2 * t - 1)[:, None]).sum(0) / total for t in curve])
+    return {
+        "mace": np.abs(central - curve[:, None]).mean(axis=0),
+        "quantile_mace": np.abs(one_sided - curve[:, None]).mean(axis=0),
+    }
+
+
+def compared_models(rows: int):
+    base = make_predictions(rows, seed=31)
+    rng = np.random.default_rng(32)
+    cand = {
+        "mean": base["mean"] + rng.normal(scale=0.2, size=rows),
+        "var": base["var"] * rng.uniform(0.7, 1.6, size=rows),
+        "target": base["target"],
+    }
+    return base, cand
+
+
+def test_compare_pairs_the_replicates_of_both_models_by_the_baselines_rows(tmp_path):
+    base, cand = compared_models(700)
+    paths = [
+        write_table(pa.table(m), tmp_path / f"{n}.parquet") for n, m in (("b", base), ("c", cand))
+    ]
+    result = run(
+        "compare", *paths, "--ci", "--ci-replicates", "60", "--ci-level", "0.9", "--json", "-q"
+    )
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    # paired by order: both rows of a pair weighed by the baseline row's key
+    poisson = np_weights(np_value_keys(base["mean"], base["target"], base["var"]), 0, 60)
+    mine, theirs = naive_maces(base, poisson), naive_maces(cand, poisson)
+    for name in ("mace", "quantile_mace"):
+        low, high = np.percentile(theirs[name] - mine[name], [5, 95])
+        assert got[f"delta_{name}_ci_low"] == pytest.approx(low, rel=1e-12, abs=1e-15), name
+        assert got[f"delta_{name}_ci_high"] == pytest.approx(high, rel=1e-12, abs=1e-15), name
+        delta = got["candidate"]["calibration"][name] - got["baseline"]["calibration"][name]
+        assert got[f"delta_{name}"] == pytest.approx(delta, rel=1e-12)
+    # each model's own intervals are the score's of its rows under the same weights
+    assert got["baseline"]["ci"]["mace_ci_low"] == pytest.approx(np.percentile(mine["mace"], 5))
+
+
+def test_compare_by_id_pairs_shuffled_rows_and_chunks_do_not_matter(tmp_path):
+    base, cand = compared_models(600)
+    ids = np.arange(600)
+    order = np.random.default_rng(1).permutation(600)
+    baseline = write_table(pa.table({**base, "id": ids}), tmp_path / "b.parquet")
+    shuffled = pa.table({**cand, "id": ids}).take(order)
+    candidate = write_table(shuffled, tmp_path / "c.parquet")
+
+    def deltas(*args: object) -> dict:
+        result = run("compare", baseline, candidate, "--id-col", "id", "--ci", "--json", "-q",
+                     "--ci-replicates", "40", *args)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return {k: v for k, v in json.loads(result.stdout).items() if "mace" in k}
+
+    whole = deltas()
+    assert whole["delta_mace_ci_low"] < whole["delta_mace"] < whole["delta_mace_ci_high"]
+    assert_same_report(deltas("--chunk-size", "77"), whole)
+    same = run("compare", baseline, baseline, "--ci", "--ci-replicates", "20", "--json", "-q")
+    zero = json.loads(same.stdout)
+    assert zero["delta_mace_ci_low"] == zero["delta_mace_ci_high"] == 0.0
+    gate = run("compare", baseline, candidate, "--id-col", "id", "--ci", "-q",
+               "--check", "delta_quantile_mace_ci_high <= -1")  # fmt: skip
+    assert gate.exit_code == 1
+    assert gate.stderr.startswith("gaussnll: check failed: delta_quantile_mace_ci_high <= -1")
+
+
 # --- coverage of the truth --------------------------------------------------------------------
 
 
@@ -387,13 +464,13 @@ def test_bad_interval_options_are_one_line(tmp_path, args, fragments):
     assert_one_line_error(result, *fragments)
 
 
-def test_compare_has_no_bootstrap_intervals_and_says_so():
+def test_a_compare_check_of_an_interval_needs_ci():
     result = run(
         "compare", "sample_data/preds.parquet", "sample_data/preds_candidate.parquet",
-        "--id-col", "id", "--check", "candidate.nll_ci_low < 0",
+        "--id-col", "id", "--check", "delta_mace_ci_high < 0",
     )  # fmt: skip
     assert result.exit_code == 2
-    assert_one_line_error(result, "bootstrap interval, which only score --ci has")
+    assert_one_line_error(result, "a --check uses a bootstrap interval: add --ci")
 
 
 def test_a_quantile_model_has_no_intervals_and_says_so():

@@ -367,9 +367,9 @@ class SamplesSummary:
     )
 
 
-def _end(name: str, end: str, *, per_level: bool = False) -> Any:
-    """A field holding the ``end`` (low or high) of ``name``'s interval (null: ``name``'s
-    family is not chosen)."""
+def interval_end(name: str, end: str, *, per_level: bool = False) -> Any:
+    """A field holding the ``end`` (low or high) of ``name``'s bootstrap interval (``--ci``;
+    null without it, or where ``name``'s family is not chosen)."""
     return metric(
         f"{name} interval {end}",
         f"{end} end of the bootstrap percentile interval of {name}",
@@ -391,22 +391,22 @@ class IntervalsSummary:
     seed: int = info("the seed of the replicate weights (--ci-seed)")
     key: str = info("what keys each row's weights: its values, or its id column")
     levels: list[float] = info("the central-interval levels p of coverage (--levels)")
-    nll_ci_low: float | None = _end("nll", "low")
-    nll_ci_high: float | None = _end("nll", "high")
-    dss_ci_low: float | None = _end("dss", "low")
-    dss_ci_high: float | None = _end("dss", "high")
-    crps_ci_low: float | None = _end("crps", "low")
-    crps_ci_high: float | None = _end("crps", "high")
-    mace_ci_low: float | None = _end("mace", "low")
-    mace_ci_high: float | None = _end("mace", "high")
-    quantile_mace_ci_low: float | None = _end("quantile_mace", "low")
-    quantile_mace_ci_high: float | None = _end("quantile_mace", "high")
-    rmse_ci_low: float | None = _end("rmse", "low")
-    rmse_ci_high: float | None = _end("rmse", "high")
-    var_scale_ci_low: float | None = _end("var_scale", "low")
-    var_scale_ci_high: float | None = _end("var_scale", "high")
-    coverage_ci_low: list[float] | None = _end("coverage", "low", per_level=True)
-    coverage_ci_high: list[float] | None = _end("coverage", "high", per_level=True)
+    nll_ci_low: float | None = interval_end("nll", "low")
+    nll_ci_high: float | None = interval_end("nll", "high")
+    dss_ci_low: float | None = interval_end("dss", "low")
+    dss_ci_high: float | None = interval_end("dss", "high")
+    crps_ci_low: float | None = interval_end("crps", "low")
+    crps_ci_high: float | None = interval_end("crps", "high")
+    mace_ci_low: float | None = interval_end("mace", "low")
+    mace_ci_high: float | None = interval_end("mace", "high")
+    quantile_mace_ci_low: float | None = interval_end("quantile_mace", "low")
+    quantile_mace_ci_high: float | None = interval_end("quantile_mace", "high")
+    rmse_ci_low: float | None = interval_end("rmse", "low")
+    rmse_ci_high: float | None = interval_end("rmse", "high")
+    var_scale_ci_low: float | None = interval_end("var_scale", "low")
+    var_scale_ci_high: float | None = interval_end("var_scale", "high")
+    coverage_ci_low: list[float] | None = interval_end("coverage", "low", per_level=True)
+    coverage_ci_high: list[float] | None = interval_end("coverage", "high", per_level=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -180,10 +180,34 @@ class BootstrapState:
     def intervals(self, full: bool) -> dict[str, Any]:
         """``NAME_ci_low`` and ``NAME_ci_high`` of each metric: the percentile interval of its
         replicates (per level, lists)."""
-        level = self.bootstrap.level
-        bounds = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
         found: dict[str, Any] = {}
         for name, values in self.replicate_metrics(full).items():
-            low, high = torch.nanquantile(values, bounds, dim=0).tolist()
-            found[f"{name}_ci_low"], found[f"{name}_ci_high"] = low, high
+            found[f"{name}_ci_low"], found[f"{name}_ci_high"] = percentiles(values, self.bootstrap)
         return found
+
+
+def percentiles(values: Tensor, bootstrap: Bootstrap) -> tuple[Any, Any]:
+    """The percentile interval of ``bootstrap.level`` of the replicates ``values`` ``(B,)`` or
+    ``(B, levels)`` (NumPy's linear rule; NaN replicates, with no weight, left out)."""
+    level = bootstrap.level
+    bounds = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    low, high = torch.nanquantile(values, bounds, dim=0).tolist()
+    return low, high
+
+
+def paired_intervals(
+    baseline: BootstrapState, candidate: BootstrapState, names: Sequence[str], full: bool
+) -> dict[str, Any]:
+    """``delta_NAME_ci_low`` and ``delta_NAME_ci_high``: the percentile interval of the
+    replicates' ``candidate - baseline`` of each of ``names`` that both have. The two states'
+    rows must have been keyed alike (a pair's rows one key), so each replicate weighs a pair's
+    two rows alike."""
+    if baseline.bootstrap != candidate.bootstrap:
+        raise ValueError("paired replicates need the same bootstrap settings")
+    mine, theirs = baseline.replicate_metrics(full), candidate.replicate_metrics(full)
+    found: dict[str, Any] = {}
+    for name in names:
+        if name in mine and name in theirs:
+            ends = percentiles(theirs[name] - mine[name], baseline.bootstrap)
+            found[f"delta_{name}_ci_low"], found[f"delta_{name}_ci_high"] = ends
+    return found
