@@ -376,7 +376,9 @@ def _check_ci(options: ScoreOptions) -> None:
     )
     if options.quantiles is not None:
         raise OptionError(
-            "ci", "is for a Gaussian's metrics: a quantile model (quantiles) has no intervals yet."
+            "quantiles",
+            "cannot be combined with --ci: a quantile model's metrics have no bootstrap "
+            "intervals yet.",
         )
 
 
