@@ -14,8 +14,10 @@ largest peak RSS of its runs (a noisy machine slows runs down, never speeds them
     python bench/bench.py --parquet-rows --csv-rows --ensemble-members --weight-rows \
         --group-counts 100000 1000000                            # the group cases only
     python bench/bench.py --parquet-rows --csv-rows --group-rows --ensemble-members \
-        --weight-rows --sample-rows 10000000 --quantile-rows 10000000 \
+        --weight-rows --ci-rows --sample-rows 10000000 --quantile-rows 10000000 \
         --data-dir /tmp/gaussnll-bench                           # samples and quantiles only
+    python bench/bench.py --parquet-rows --csv-rows --group-rows --ensemble-members \
+        --weight-rows --sample-rows --quantile-rows --ci-rows 10000000  # the --ci cases only
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ NAIVE = "naive: pandas + torch"
 UNGROUPED = "gaussnll score (no --by)"
 UNWEIGHTED = "gaussnll score (unweighted)"
 UNWEIGHTED_NLL_ONLY = "gaussnll score --no-calibration (unweighted)"
+NO_CI = "gaussnll score (no --ci)"
 GROUP_COUNTS = (100, 100_000, 1_000_000)
 _HEAD_CHARS = 1 << 16
 _JSON_NLL = re.compile(r'^\{.*?\n  "nll": ([^,\n]+),', re.DOTALL)
@@ -335,6 +338,17 @@ def weight_cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
     ]
 
 
+def ci_cases(file: Path, device: str) -> list[tuple[str, str, list[str]]]:
+    """Bootstrap intervals (#27), each compared with the same file scored without them."""
+    score = [*score_command(file, device), "--json"]
+    return [
+        (NO_CI, NO_CI, score),
+        ("--ci (B = 200)", NO_CI, [*score, "--ci"]),
+        ("--ci --ci-replicates 50", NO_CI, [*score, "--ci", "--ci-replicates", "50"]),
+        ("--ci --metrics nll (B = 200)", NO_CI, [*score, "--ci", "--metrics", "nll"]),
+    ]
+
+
 ENSEMBLE_CASES = (
     ("--ensemble", ["--ensemble", "--json"]),
     ("--ensemble --no-calibration", ["--ensemble", "--json", "--no-calibration"]),
@@ -409,7 +423,8 @@ def startup_seconds() -> dict[str, float]:
 def table(results: list[Result]) -> str:
     seconds = {(r.file, r.case): r.seconds for r in results}
     naive = {r.file: r.seconds for r in results if r.case == NAIVE}
-    reference = {r.file: r.nll for r in results if r.case in (FLOOR, UNGROUPED, UNWEIGHTED)}
+    references = (FLOOR, UNGROUPED, UNWEIGHTED, NO_CI)
+    reference = {r.file: r.nll for r in results if r.case in references}
     lines = [
         "| file | case | rows/s | wall s | peak RSS MB | x floor | naive / this | NLL rel. diff |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -448,6 +463,9 @@ def main() -> None:
         nargs="*",
         default=[10_000_000],
         help="rows of the weighted cases",
+    )
+    parser.add_argument(
+        "--ci-rows", type=int, nargs="*", default=[10_000_000], help="rows of the --ci cases"
     )
     parser.add_argument(
         "--ensemble-rows", type=int, default=1_000_000, help="rows of the --ensemble cases"
@@ -491,8 +509,9 @@ def main() -> None:
     files += [(args.data_dir / f"bench_{n}.csv", n) for n in args.csv_rows]
     grouped = [(args.data_dir / f"bench_groups_{n}.parquet", n) for n in args.group_rows]
     weighted = [(args.data_dir / f"bench_weights_{n}.parquet", n) for n in args.weight_rows]
+    intervals = [(args.data_dir / f"bench_ci_{n}.parquet", n) for n in args.ci_rows]
     results = []
-    for path, rows in files + grouped + weighted:
+    for path, rows in files + grouped + weighted + intervals:
         print(f"generating/using {path} ...", file=sys.stderr)
         is_grouped = path.name.startswith("bench_groups_")
         is_weighted = path.name.startswith("bench_weights_")
@@ -502,6 +521,8 @@ def main() -> None:
             if is_grouped
             else weight_cases(path, args.device)
             if is_weighted
+            else ci_cases(path, args.device)
+            if path.name.startswith("bench_ci_")
             else cases(path, args.device)
         )
         listed = [c for c in listed if not (c[0] == NAIVE and rows > args.skip_naive_above)]

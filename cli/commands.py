@@ -32,6 +32,7 @@ from gaussnll.cli.settings import (
     settings_of,
 )
 from gaussnll.core import (
+    CI,
     COMPARE_METRICS,
     QUANTILE_FAMILIES,
     SAMPLES,
@@ -152,6 +153,7 @@ def run_score(path: str, given: dict[str, Any]) -> int:
         require_matplotlib()
     if settings["dask"] is not None:
         require_dask()
+    _require_ci(settings, given, config)
     options = score_options(settings, checks)
     _require_families(checks, settings, options, SCORE_METRICS)
     rows_on_stdout = options.reduction == "none" and outputs.per_row is None
@@ -161,8 +163,10 @@ def run_score(path: str, given: dict[str, Any]) -> int:
             "--reduction none streams per-row CSV to stdout; add --per-row FILE to also get "
             "a report, checks or JUnit"
         )
-    if options.columns.id and not (outputs.per_row or rows_on_stdout):
-        raise UsageError("--id-col only applies to per-row output: add --per-row FILE")
+    if options.columns.id and not (outputs.per_row or rows_on_stdout or options.ci):
+        raise UsageError(
+            "--id-col only applies to per-row output or --ci: add --per-row FILE or --ci"
+        )
     source = resolve_source(path)
     executor = _executor(settings, given)
     if isinstance(executor, OnDask) and rows_on_stdout:
@@ -253,6 +257,16 @@ def _require_rows(report: Report, checks: list[Check]) -> None:
             raise InputError(f"no data rows: --check {check.text!r} needs rows", path=report.path)
 
 
+def _require_ci(settings: dict[str, Any], given: dict[str, Any], config: Config) -> None:
+    """The settings of --ci's intervals, given without --ci, are a mistake worth a line."""
+    if settings["ci"]:
+        return
+    for name in ("ci_level", "ci_replicates", "ci_seed"):
+        if given.get(name) is not None or name in config.values:
+            flag = BY_NAME[name].flag_name
+            raise UsageError(f"{flag} sets the intervals of --ci: add --ci")
+
+
 def _state_format(outputs: Outputs) -> str | None:
     """How to write --save-state: by the name given (its temporary's name says nothing)."""
     return None if outputs.save_state is None else state_format(outputs.save_state)
@@ -277,6 +291,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
         (gate,) = parse_checks([f"delta_nll_ci_low <= {bound:g}"], COMPARE_METRICS)
         checks.append(dataclasses.replace(gate, origin=f"--max-regression {bound:g}"))
     _check_grouping(settings, checks)
+    _require_ci(settings, given, config)
     sides = [score_options(_side_settings(settings, side), checks) for side in SIDES]
     for name, side_options in zip(SIDES, sides, strict=True):  # each model's families
         own = [c for c in checks if c.metric.partition(".")[0] in (name, c.metric)]
@@ -422,6 +437,8 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     samples = [settings.get(name) for name in ("samples", *(f"{s}_samples" for s in SIDES))]
     if any(SAMPLES in catalog.families(c.metric) for c in checks) and not any(samples):
         raise UsageError("a --check uses a samples metric: add --samples COL")
+    if any(CI in catalog.families(c.metric) for c in checks) and not settings.get("ci"):
+        raise UsageError("a --check uses a bootstrap interval: add --ci")
     density = [
         c.metric
         for c in checks
@@ -521,6 +538,7 @@ def score_options(settings: dict[str, Any], checks: list[Check]) -> ScoreOptions
         dict.fromkeys([*levels, *metric_levels(c.metric for c in checks), *sort_levels])
     )
     core["samples"] = bool(samples)
+    core["ci"] = core.get("ci") if settings.get("ci") else None
     if settings.get("recalibration") is not None:
         core["recalibration"] = RecalibrationMap.load(settings["recalibration"])
     return ScoreOptions(columns=columns, intervals=intervals, **core)

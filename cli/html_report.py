@@ -16,8 +16,14 @@ from typing import Any, TypeVar
 from gaussnll.cli import figures
 from gaussnll.cli.layout import Grid
 from gaussnll.cli.render import CheckResults, cell, outputs_grid, recalibration_text
-from gaussnll.cli.render_compare import not_compared_text, paired_scores_grid, paired_scores_shown
+from gaussnll.cli.render_compare import (
+    calibration_ci_grid,
+    not_compared_text,
+    paired_scores_grid,
+    paired_scores_shown,
+)
 from gaussnll.cli.render_ensemble import ENSEMBLE_TITLE, ensemble_rows
+from gaussnll.cli.render_intervals import intervals_grid
 from gaussnll.cli.render_quantiles import quantile_grids
 from gaussnll.cli.render_recalibrate import RecalibrationReport
 from gaussnll.cli.render_samples import samples_grid
@@ -113,6 +119,9 @@ def score_page(
         parts += ["<h2>Calibration</h2><div class='figures'>", *_figures(calibration), "</div>"]
         if calibration.coverage is not None:
             parts.append(_coverage(calibration))
+    intervals = intervals_grid(report, cell)
+    if intervals is not None:
+        parts.append(_grid(intervals))
     if report.ensemble is not None:
         parts.append(_ensemble(report))
     samples = samples_grid(report, number, scalars=False)  # all metrics lists its scalars
@@ -163,6 +172,9 @@ def compare_page(report: CompareReport, results: CheckResults, settings: dict[st
     ]
     if paired_scores_shown(report):
         parts += [_grid(paired_scores_grid(report)), f"<p class='note'>{_not_compared(report)}</p>"]
+    calibration = calibration_ci_grid(report)
+    if calibration is not None:
+        parts.append(_grid(calibration))
     parts.append(_model_table(models, "Both models"))
     parts += _overlaid(models)
     parts.append(_settings(settings))

@@ -16,6 +16,7 @@ from rich.text import Text
 from gaussnll.cli.layout import Grid, blocks, show, side_by_side
 from gaussnll.cli.literal import code_span, literal, markdown
 from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
+from gaussnll.cli.render_intervals import intervals_grid
 from gaussnll.cli.render_quantiles import quantile_grids
 from gaussnll.cli.render_samples import samples_grid
 from gaussnll.cli.streams import StdoutConsole
@@ -117,6 +118,9 @@ def report_blocks(
     one_sided = one_sided_grid(report)
     if one_sided.rows:
         parts += blocks(console, one_sided)
+    intervals = intervals_grid(report, cell)
+    if intervals is not None:
+        parts += blocks(console, intervals)
     if report.ensemble is not None:
         parts.append(ensemble_table(report, number))
     samples = samples_grid(report, number, scalars=False)  # the summary lists its scalars
@@ -160,6 +164,9 @@ def report_markdown(
     if report.calibration is not None and report.calibration.coverage is not None:
         grid = coverage_grid(report.calibration)
         lines += ["", *markdown_table(grid.headers, grid.rows, keys=0)]
+    intervals = intervals_grid(report, cell)
+    if intervals is not None:
+        lines += titled_markdown(intervals)
     lines += ensemble_markdown(report, number)
     samples = samples_grid(report, number)
     if samples is not None:
@@ -340,8 +347,8 @@ def summary_grid(report: Report, config_file: str | None = None) -> Grid:
     sections, styles = set(), {}
     section: str | None = None
     for metric in SCORE_METRICS.metrics.values():
-        if metric.per_level or metric.name in _SUMMARY_SKIPPED:
-            continue
+        if metric.per_level or metric.name in _SUMMARY_SKIPPED or metric.section == "ci":
+            continue  # the intervals have a table of their own
         value = report.metric(metric.name)
         if value is None:
             continue

@@ -60,6 +60,9 @@ def compare_blocks(
     if paired_scores_shown(report):
         parts += blocks(console, paired_scores_grid(report))
         parts.append(Text(not_compared_text(report)))
+    calibration = calibration_ci_grid(report)
+    if calibration is not None:
+        parts += blocks(console, calibration)
     if report.by:
         parts += blocks(console, paired_groups_grid(report))
     if results:
@@ -137,6 +140,23 @@ def paired_scores_grid(report: CompareReport) -> Grid:
     return Grid(title, ("score", "baseline", "candidate", "delta", "low", "high"), rows)
 
 
+def calibration_ci_grid(report: CompareReport) -> Grid | None:
+    """The calibration differences with their bootstrap intervals (None without ``--ci``)."""
+    deltas, ci = report.calibration_ci, report.baseline.ci
+    if deltas is None or ci is None:
+        return None
+    rows = []
+    for name in ("delta_mace", "delta_quantile_mace"):
+        values = [getattr(deltas, f"{name}{end}") for end in ("", "_ci_low", "_ci_high")]
+        if None not in values:
+            rows.append((name, *(f"{v:+.6f}" for v in values)))
+    title = (
+        f"calibration differences (candidate - baseline), {ci.level * 100:g}% bootstrap "
+        f"intervals ({ci.replicates:,} replicates)"
+    )
+    return Grid(title, ("name", "delta", "NAME_ci_low", "NAME_ci_high"), rows)
+
+
 def not_compared_text(report: CompareReport) -> str:
     """Which scores were not compared, and why: a line per reason."""
     reasons: dict[str, list[str]] = {}
@@ -208,6 +228,9 @@ def compare_markdown(
     if paired_scores_shown(report):
         lines += titled_markdown(paired_scores_grid(report))
         lines += ["", *(f"- {markdown(line)}" for line in not_compared_text(report).splitlines())]
+    calibration = calibration_ci_grid(report)
+    if calibration is not None:
+        lines += titled_markdown(calibration)
     if report.by:
         lines += titled_markdown(paired_groups_grid(report))
     return "\n".join(lines + checks_markdown(results, COMPARE_METRICS))

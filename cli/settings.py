@@ -471,6 +471,42 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="P",
     ),
     Setting(
+        "ci_level",
+        float,
+        DEFAULT_CONFIDENCE,
+        "Level of the bootstrap intervals.",
+        BOTH,
+        core="ci",
+        metavar="P",
+    ),
+    Setting(
+        "ci",
+        bool,
+        False,
+        "Add bootstrap confidence intervals to the whole input's headline metrics: "
+        "NAME_ci_low and NAME_ci_high (docs/intervals.md); compare: also to the differences "
+        "of MACE and one-sided MACE.",
+        BOTH,
+    ),
+    Setting(
+        "ci_replicates",
+        int,
+        _core_default("ci_replicates"),
+        "Bootstrap replicates B of the intervals; the time they take grows with B.",
+        BOTH,
+        core="ci_replicates",
+        metavar="B",
+    ),
+    Setting(
+        "ci_seed",
+        int,
+        _core_default("ci_seed"),
+        "Seed of the intervals' replicate weights.",
+        BOTH,
+        core="ci_seed",
+        metavar="N",
+    ),
+    Setting(
         "recalibration",
         str,
         None,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         redacted,
     )
     from gaussnll.core.families import (
+        CI,
         FAMILIES,
         GROUP_DEFAULT,
         QUANTILE_FAMILIES,
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
         AccuracySummary,
         CalibrationSummary,
         GroupScore,
+        IntervalsSummary,
         OutputScore,
         QuantilesSummary,
         Report,
@@ -102,6 +104,7 @@ _EXPORTS = {
     "COMPARE_METRICS": "report.compare_report",
     "PAIRED_SCORES": "report.compare_report",
     "CalibrationSummary": "report.report",
+    "IntervalsSummary": "report.report",
     "Catalog": "report.catalogue",
     "Check": "report.checks",
     "CheckResult": "report.checks",
@@ -114,6 +117,7 @@ _EXPORTS = {
     "DEFAULT_LEVELS": "options",
     "DEFAULT_PIT_BINS": "options",
     "DEFAULT_TIMEOUT_S": "io.timeouts",
+    "CI": "families",
     "FAMILIES": "families",
     "GROUP_DEFAULT": "families",
     "QUANTILE_FAMILIES": "families",

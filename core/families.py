@@ -17,6 +17,7 @@ NLL = "nll"
 ENSEMBLE = "ensemble"
 SAMPLES = "samples"
 QUANTILES = "quantiles"
+CI = "ci"
 ALL = "all"
 
 # Every family with what it computes, in the order the report lists them.
@@ -35,9 +36,15 @@ FAMILIES: dict[str, str] = {
     SAMPLES: "the draws' CRPS (energy and fair), coverage, rank and PIT histograms, quantile "
     "MACE (--samples)",
     QUANTILES: "pinball losses, WIS, interval and one-sided coverage, CRPS (--quantiles)",
+    CI: "bootstrap intervals of the headline metrics, whole input only (--ci)",
 }
-# The families that need an input form: the option each needs.
-_FORM_FAMILIES = {ENSEMBLE: "--ensemble", SAMPLES: "--samples", QUANTILES: "--quantiles"}
+# The families that need an input form or an option: the option each needs.
+_FORM_FAMILIES = {
+    ENSEMBLE: "--ensemble",
+    SAMPLES: "--samples",
+    QUANTILES: "--quantiles",
+    CI: "--ci",
+}
 # A quantile model has no density: only these apply (the NLL's numbers are null).
 QUANTILE_FAMILIES = (NLL, QUANTILES)
 # What ``--no-calibration`` leaves: the families that need no calibration sums.
@@ -74,13 +81,15 @@ def select(
     ensemble: bool = False,
     samples: bool = False,
     quantiles: bool = False,
+    ci: bool = False,
 ) -> Selection:
     """The families of each scope: ``metrics`` (None: all) for the whole input, ``group_metrics``
     (None: ``GROUP_DEFAULT`` among those) for each group. ``nll`` is always in both; ``ensemble``
     only with an ensemble, ``samples`` only with samples; a quantile model (``quantiles``) has
-    only ``QUANTILE_FAMILIES``. Names that are unknown, or groups' families not computed for the
-    whole input, raise :class:`OptionError`."""
-    given = {ENSEMBLE: ensemble, SAMPLES: samples, QUANTILES: quantiles}
+    only ``QUANTILE_FAMILIES``; ``ci`` (the bootstrap intervals) is the whole input's whenever
+    asked for (``ci``), never a group's. Names that are unknown, or groups' families not
+    computed for the whole input, raise :class:`OptionError`."""
+    given = {ENSEMBLE: ensemble, SAMPLES: samples, QUANTILES: quantiles, CI: ci}
     available = [name for name in FAMILIES if given.get(name, True)]
     available = [n for n in available if n == NLL or (n in QUANTILE_FAMILIES) == quantiles]
     if not calibration:
@@ -90,6 +99,10 @@ def select(
         groups = {name for name in (*GROUP_DEFAULT, QUANTILES) if name in overall}
     else:
         groups = _named("group_metrics", group_metrics, available, given, calibration)
+        if CI in groups:
+            raise OptionError(
+                "group_metrics", "names ci: bootstrap intervals are for the whole input only."
+            )
         missing = sorted(groups - overall, key=list(FAMILIES).index)
         if missing:
             raise OptionError(
@@ -97,7 +110,8 @@ def select(
                 f"names {', '.join(missing)}, which --metrics does not compute for the whole "
                 "input: add them to --metrics too.",
             )
-    return Selection(frozenset(overall | {NLL}), frozenset(groups | {NLL}))
+    always = {NLL, CI} if ci else {NLL}
+    return Selection(frozenset(overall | always), frozenset(groups | {NLL}))
 
 
 def _named(

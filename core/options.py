@@ -23,6 +23,8 @@ DEFAULT_EPS = 1e-6
 DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_PIT_BINS = 20
 DEFAULT_CONFIDENCE = 0.95  # of the interval of a comparison's paired NLL difference
+DEFAULT_REPLICATES = 200  # bootstrap replicates of ``ci`` (see bench/README.md for the cost)
+MAX_REPLICATES = 100_000
 MAX_PIT_BINS = 1000
 DEFAULT_UNCERTAINTY_BINS = 10
 MAX_UNCERTAINTY_BINS = 100
@@ -164,6 +166,11 @@ class ScoreOptions:
     group_metrics: tuple[str, ...] | None = None
     # A quantile model (``state.quantiles``): the levels τ of its ``columns.quantiles``
     quantiles: tuple[float, ...] | None = None
+    # Bootstrap intervals of the headline metrics (``state.bootstrap``): their level (None:
+    # none), the replicates B and the seed of their weights
+    ci: float | None = None
+    ci_replicates: int = DEFAULT_REPLICATES
+    ci_seed: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.columns, ColumnSpec):
@@ -248,6 +255,7 @@ class ScoreOptions:
         _check_quantiles(self.quantiles, self.columns, self.ensemble)
         if self.quantiles is not None:
             object.__setattr__(self, "quantiles", tuple(self.quantiles))
+        _check_ci(self)
         for name in ("metrics", "group_metrics"):
             object.__setattr__(self, name, parse_names(getattr(self, name)))
         self.selection  # noqa: B018 (validates the families' names)
@@ -262,6 +270,7 @@ class ScoreOptions:
             ensemble=self.ensemble,
             samples=self.samples,
             quantiles=self.quantiles is not None,
+            ci=self.ci is not None,
         )
 
     @property
@@ -338,6 +347,38 @@ def _check_recalibration(recalibration: RecalibrationMap, eps: float) -> None:
             "recalibration",
             f"was fitted with eps {recalibration.eps:g}, not {eps:g}: refit it, or score with "
             f"eps {recalibration.eps:g}.",
+        )
+
+
+def _check_ci(options: ScoreOptions) -> None:
+    """A level in (0, 1), at least 2 replicates, a seed in [0, 2^63), and a density to
+    bootstrap (a quantile model's metrics have no intervals)."""
+    if options.ci is None:
+        return
+    level = options.ci
+    _require(
+        isinstance(level, int | float) and not isinstance(level, bool) and 0 < level < 1,
+        "ci",
+        "must be a level in (0, 1)",
+        level,
+    )
+    _require(
+        _whole(options.ci_replicates) and 2 <= options.ci_replicates <= MAX_REPLICATES,
+        "ci_replicates",
+        f"must be between 2 and {MAX_REPLICATES}",
+        options.ci_replicates,
+    )
+    _require(
+        _whole(options.ci_seed) and 0 <= options.ci_seed < 1 << 63,
+        "ci_seed",
+        "must be a whole number in [0, 2^63)",
+        options.ci_seed,
+    )
+    if options.quantiles is not None:
+        raise OptionError(
+            "quantiles",
+            "cannot be combined with --ci: a quantile model's metrics have no bootstrap "
+            "intervals yet.",
         )
 
 

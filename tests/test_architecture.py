@@ -110,6 +110,10 @@ CONFIG_VALUES = {
     "compare_checks": ["delta_nll <= 100"],
     "max_regression": 100.0,
     "confidence": 0.9,
+    "ci": True,
+    "ci_level": 0.9,
+    "ci_replicates": 10,
+    "ci_seed": 3,
     "recalibration": "{tmp}/map.json",  # written by ``prepared`` below
     "dask": "local",
     "dask_workers": 1,
@@ -135,6 +139,9 @@ COMPANIONS = {
     "group_metrics": ("--by", "g"),
     "quantiles": ("--quantile-cols", "mean"),
     "quantile_cols": ("--quantiles", "0.5"),
+    "ci_level": ("--ci",),
+    "ci_replicates": ("--ci",),
+    "ci_seed": ("--ci",),
 }
 BOTH_COMPANIONS = {
     "member_weights": ("--ensemble",),
@@ -144,6 +151,9 @@ BOTH_COMPANIONS = {
     "quantile_cols": ("--quantiles", "0.5"),
     **{f"{side}_quantiles": (f"--{side}-quantile-cols", "mean") for side in SIDES},
     **{f"{side}_quantile_cols": (f"--{side}-quantiles", "0.5") for side in SIDES},
+    "ci_level": ("--ci",),
+    "ci_replicates": ("--ci",),
+    "ci_seed": ("--ci",),
 }  # what compare needs beside a setting
 WRONG_VALUES = {str: 5, int: "many", float: "small", bool: "yes", list: 5}
 CONFIG_SETTINGS = [s for s in SETTINGS if s.config]

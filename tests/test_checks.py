@@ -30,6 +30,7 @@ from gaussnll.core import (
     score,
 )
 from gaussnll.core.report.checks import evaluate, parse_check
+from gaussnll.core.report.compare_report import CalibrationDeltas
 from gaussnll.core.report.fields import Shape, declared
 
 
@@ -127,7 +128,8 @@ def _json_value(payload: dict, metric: Metric, level: float) -> object:
 
 
 def test_every_catalogued_metric_is_checkable_and_equals_its_json_value(tmp_path, predictions):
-    """On a weighted ensemble, so its section's metrics and the weight sum are there too."""
+    """On a weighted ensemble, so its section's metrics and the weight sum are there too (and
+    the bootstrap intervals)."""
     mean, var = predictions["mean"], predictions["var"]
     members = {"mean": np.stack([mean, mean + 0.3], 1), "var": np.stack([var, 2 * var], 1)}
     weight = np.arange(len(mean)) % 3 + 0.5
@@ -139,7 +141,9 @@ def test_every_catalogued_metric_is_checkable_and_equals_its_json_value(tmp_path
         }
     )
     path = write_table(table, tmp_path / "ensemble.parquet")
-    options = ScoreOptions(device="cpu", ensemble=True, columns=ColumnSpec(weight="w"))
+    options = ScoreOptions(
+        device="cpu", ensemble=True, columns=ColumnSpec(weight="w"), ci=0.9, ci_replicates=20
+    )
     report = score(str(path), options)
     payload = report.to_dict()
     assert set(STABLE_NAMES) <= set(SCORE_METRICS.names())
@@ -171,7 +175,8 @@ def test_every_report_field_is_declared_and_every_metric_is_a_field(record):
 def test_compare_metrics_come_from_the_compare_report_fields():
     paired = {name for name, spec in declared(PairedSummary) if spec.checkable}
     top = {name for name, spec in declared(CompareReport) if spec.checkable}
-    assert set(COMPARE_METRICS.metrics) == paired | top
+    deltas = {name for name, spec in declared(CalibrationDeltas) if spec.checkable}  # --ci's
+    assert set(COMPARE_METRICS.metrics) == paired | top | deltas
     assert {"delta_nll", "delta_nll_ci_low", "unmatched_candidate"} <= set(COMPARE_METRICS.metrics)
 
 

@@ -117,7 +117,7 @@ def test_an_unchosen_family_has_no_state_and_reports_null(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "family", [f for f in FAMILIES if f not in ("nll", "ensemble", "samples", "quantiles")]
+    "family", [f for f in FAMILIES if f not in ("nll", "ensemble", "samples", "quantiles", "ci")]
 )
 def test_each_family_alone_gives_the_numbers_of_all(family):
     """Choosing fewer families changes none of the chosen ones' numbers."""

@@ -350,9 +350,10 @@ def test_each_number_once_beside_the_name_a_check_uses(tmp_path):
     assert table.count(shown(payload["calibration"]["var_scale"])) == 1  # = z2_mean
     for metric in SCORE_METRICS.metrics.values():
         absent = metric.name in ("skipped_rows", "eps_floored", "weight_sum")
-        absent = absent or metric.section in ("ensemble", "samples", "quantiles")
+        absent = absent or metric.section in ("ensemble", "samples", "quantiles", "ci")
         # (an ensemble's: tests/test_ensemble.py; samples': tests/test_samples.py; a quantile
-        # model's: tests/test_quantiles.py; a weight sum: tests/test_weights.py)
+        # model's: tests/test_quantiles.py; a weight sum: tests/test_weights.py; the bootstrap
+        # intervals, NAME beside NAME_ci_low and NAME_ci_high: tests/test_intervals.py)
         if not metric.per_level and not absent:
             assert re.search(rf"[│ ,]{metric.name}[ ,│]", table), metric.name
             assert metric.spec.label in table or metric.name in ("nll", "z2_mean", "seconds")

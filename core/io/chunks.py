@@ -38,6 +38,9 @@ class Chunk:
     arrived: Any = None  # on a GPU: the event marking the end of the copies (``transfer``)
     scale: Tensor | None = None  # each variance's recalibration factor (``scales``)
     weight: Tensor | None = None  # each row's weight, ``(rows, 1)`` float64 (``columns.weight``)
+    # each row's bootstrap key (int64) where the caller gives one (compare: the baseline row's,
+    # shared by its pair); None: from its id or values (``run.row_keys``)
+    key: Tensor | None = None
 
     def rows(self, kept: Tensor) -> Chunk:
         """The chunk with only the ``kept`` rows (ids and location stay the file's)."""
@@ -49,6 +52,7 @@ class Chunk:
             group=None if self.group is None else self.group[kept],
             scale=None if self.scale is None else self.scale[kept],
             weight=None if self.weight is None else self.weight[kept],
+            key=None if self.key is None else self.key[kept],
         )
 
     def ready(self) -> Chunk:
@@ -87,6 +91,7 @@ class Chunk:
             self.arrived,
             None if self.scale is None else self.scale[rows],
             None if self.weight is None else self.weight[rows],
+            None if self.key is None else self.key[rows],
         )
 
 

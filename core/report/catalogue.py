@@ -210,10 +210,13 @@ class CompareMetrics:
         return side is not None and self.score.uses_ensemble(name)
 
     def families(self, metric: str) -> tuple[str, ...]:
-        """The metric families that compute either model's ``metric`` (none: the paired
-        numbers, always computed)."""
+        """The metric families that compute either model's ``metric``, or a paired number's
+        (none: always computed)."""
         side, name = self._split(metric)
-        return () if side is None else self.score.families(name)
+        if side is not None:
+            return self.score.families(name)
+        entry = self.metrics.get(name)
+        return () if entry is None or entry.spec.family is None else (entry.spec.family,)
 
     def suggestion(self, metric: str) -> str | None:
         side, name = self._split(metric)
@@ -231,6 +234,8 @@ class CompareMetrics:
             return None
         value: Any = report
         for attribute in entry.path:
+            if value is None:  # a section not computed
+                return None
             value = getattr(value, attribute)
         return _number(value)
 

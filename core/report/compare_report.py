@@ -10,9 +10,10 @@ from typing import Any, NamedTuple
 
 import torch
 
+from gaussnll.core.families import CI
 from gaussnll.core.report.catalogue import CompareMetrics
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
-from gaussnll.core.report.report import SCORE_METRICS, GroupScore, Report
+from gaussnll.core.report.report import SCORE_METRICS, GroupScore, Report, interval_end
 from gaussnll.core.state.paired import PairedTotals
 
 COMPARE_SCHEMA = "gaussnll.compare/1"
@@ -205,6 +206,28 @@ def _delta(totals: PairedTotals, z: float) -> Delta:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CalibrationDeltas:
+    """The calibration differences ``candidate - baseline`` of the whole comparison with
+    bootstrap intervals (``--ci``): the same replicate weights weigh a pair's two rows
+    (docs/intervals.md); null where a model lacks the number."""
+
+    delta_mace: float | None = metric(
+        "MACE difference", "candidate's mace - baseline's", in_groups=False, family=CI, default=None
+    )
+    delta_mace_ci_low: float | None = interval_end("delta_mace", "low")
+    delta_mace_ci_high: float | None = interval_end("delta_mace", "high")
+    delta_quantile_mace: float | None = metric(
+        "one-sided MACE difference",
+        "candidate's quantile_mace - baseline's",
+        in_groups=False,
+        family=CI,
+        default=None,
+    )
+    delta_quantile_mace_ci_low: float | None = interval_end("delta_quantile_mace", "low")
+    delta_quantile_mace_ci_high: float | None = interval_end("delta_quantile_mace", "high")
+
+
+@dataclass(frozen=True, kw_only=True)
 class CompareReport:
     """Both models' reports on the paired rows, and their paired difference; fields in the
     order of the JSON object (``paired`` is spread into it)."""
@@ -213,6 +236,9 @@ class CompareReport:
     id_column: str | None = info("the id column rows were paired by")
     verdict: str = info("better, worse or inconclusive", init=False)
     paired: PairedSummary = section(PairedSummary)
+    calibration_ci: CalibrationDeltas | None = section(
+        CalibrationDeltas, in_groups=False, default=None
+    )
     unmatched_baseline: int = metric("unmatched baseline rows", "ids only in the baseline")
     unmatched_candidate: int = metric("unmatched candidate rows", "ids only in the candidate")
     skipped_rows: int = metric("skipped pairs", "pairs dropped for non-finite values")
@@ -264,7 +290,9 @@ class CompareReport:
             value = getattr(self, name)
             if name in _GROUPING:
                 continue
-            if spec.shape is Shape.SECTION:
+            if spec.shape is Shape.SECTION and value is None:  # its keys, null
+                entry.update(dict.fromkeys(field for field, _ in declared(spec.of or object)))
+            elif spec.shape is Shape.SECTION:
                 entry.update(json_fields(value))
             else:
                 entry[name] = value.to_dict() if isinstance(value, Report) else value

@@ -15,9 +15,10 @@ from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.ensemble_summary import EnsembleSummaries
 from gaussnll.core.report.quantiles_summary import QuantilesSummaries
-from gaussnll.core.report.report import GroupScore, OutputScore, Report
+from gaussnll.core.report.report import GroupScore, IntervalsSummary, OutputScore, Report
 from gaussnll.core.report.samples_summary import SamplesSummaries
 from gaussnll.core.report.summary_table import Summaries, SummaryTable
+from gaussnll.core.state.bootstrap import BootstrapState
 from gaussnll.core.state.calibration import CalibrationState
 from gaussnll.core.state.mixture import MixtureState
 from gaussnll.core.state.nonfinite import SKIP_REASONS
@@ -93,6 +94,8 @@ class Reports(Sequence[Report]):
         self._quantiles = (
             None if quantiles is None else QuantilesSummaries(quantiles, weight, by_group=by_group)
         )
+        bootstrap = None if by_group else state.bootstrap
+        self._ci = None if bootstrap is None else _intervals(bootstrap, options)
         self._density = options.quantiles is None  # a quantile model's NLL is null
         self._skipped, self._floored = totals["skipped"].tolist(), totals["floored"].tolist()
         self._names = options.columns.output_names(self._outputs)
@@ -158,6 +161,7 @@ class Reports(Sequence[Report]):
             ensemble=None if self._ensemble is None else self._ensemble[b],
             samples=None if self._samples is None else self._samples[b],
             quantiles=None if self._quantiles is None else self._quantiles[b],
+            ci=self._ci,
             nan_policy=options.nan_policy,
             skipped_rows=self._skipped[b][0],
             skipped_reasons=dict(zip(SKIP_REASONS, self._skipped[b][1:], strict=True)),
@@ -166,6 +170,19 @@ class Reports(Sequence[Report]):
             chunk_size=options.chunk_size,
             **self._common,
         )
+
+
+def _intervals(bootstrap: BootstrapState, options: ScoreOptions) -> IntervalsSummary:
+    """The whole input's bootstrap intervals."""
+    settings, id_column = bootstrap.bootstrap, options.columns.id
+    return IntervalsSummary(
+        level=settings.level,
+        replicates=settings.replicates,
+        seed=settings.seed,
+        key="values" if id_column is None else f"id column {id_column}",
+        levels=list(options.levels),
+        **bootstrap.intervals(options.full),
+    )
 
 
 def _ratio(total: float, count: float) -> float:
@@ -196,7 +213,7 @@ class BatchedSummaries:
     ) -> None:
         # The scope's accumulators of calibration and accuracy (the mixture, the samples and
         # the quantiles have their own sections).
-        own = (MixtureState, SamplesState, QuantileState)
+        own = (MixtureState, SamplesState, QuantileState, BootstrapState)
         self._parts = [p for p in state.scope(by_group) if not isinstance(p, own)]
         self._totals = [part.totals(by_group) for part in self._parts]
         self._weight, self._loss, self._options = weight, loss, options

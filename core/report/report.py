@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gaussnll.core.families import QUANTILES
+from gaussnll.core.families import CI, QUANTILES
 from gaussnll.core.io.grouping import Interval
 from gaussnll.core.report.catalogue import ScoreMetrics
 from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
@@ -367,6 +367,48 @@ class SamplesSummary:
     )
 
 
+def interval_end(name: str, end: str, *, per_level: bool = False) -> Any:
+    """A field holding the ``end`` (low or high) of ``name``'s bootstrap interval (``--ci``;
+    null without it, or where ``name``'s family is not chosen)."""
+    return metric(
+        f"{name} interval {end}",
+        f"{end} end of the bootstrap percentile interval of {name}",
+        per_level=per_level,
+        in_groups=False,
+        family=CI,
+        default=None,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntervalsSummary:
+    """Percentile intervals of the headline metrics by a streamed Poisson bootstrap of the
+    rows (``--ci``; whole input only; docs/intervals.md); the interval of a metric whose
+    family is not chosen is null."""
+
+    level: float = info("the intervals' level (--ci)")
+    replicates: int = info("bootstrap replicates B (--ci-replicates)")
+    seed: int = info("the seed of the replicate weights (--ci-seed)")
+    key: str = info("what keys each row's weights: its values, or its id column")
+    levels: list[float] = info("the central-interval levels p of coverage (--levels)")
+    nll_ci_low: float | None = interval_end("nll", "low")
+    nll_ci_high: float | None = interval_end("nll", "high")
+    dss_ci_low: float | None = interval_end("dss", "low")
+    dss_ci_high: float | None = interval_end("dss", "high")
+    crps_ci_low: float | None = interval_end("crps", "low")
+    crps_ci_high: float | None = interval_end("crps", "high")
+    mace_ci_low: float | None = interval_end("mace", "low")
+    mace_ci_high: float | None = interval_end("mace", "high")
+    quantile_mace_ci_low: float | None = interval_end("quantile_mace", "low")
+    quantile_mace_ci_high: float | None = interval_end("quantile_mace", "high")
+    rmse_ci_low: float | None = interval_end("rmse", "low")
+    rmse_ci_high: float | None = interval_end("rmse", "high")
+    var_scale_ci_low: float | None = interval_end("var_scale", "low")
+    var_scale_ci_high: float | None = interval_end("var_scale", "high")
+    coverage_ci_low: list[float] | None = interval_end("coverage", "low", per_level=True)
+    coverage_ci_high: list[float] | None = interval_end("coverage", "high", per_level=True)
+
+
 @dataclass(frozen=True, kw_only=True)
 class OutputScore:
     """The scores of one output column (one of the ``D`` in a multi-output prediction)."""
@@ -414,6 +456,7 @@ class Report:
     ensemble: EnsembleSummary | None = section(EnsembleSummary, default=None)
     samples: SamplesSummary | None = section(SamplesSummary, default=None)
     quantiles: QuantilesSummary | None = section(QuantilesSummary, default=None)
+    ci: IntervalsSummary | None = section(IntervalsSummary, in_groups=False, default=None)
     skipped_rows: int = metric("skipped rows", "rows dropped for non-finite values", default=0)
     skipped_reasons: dict[str, int] = info(
         "per role, dropped rows with a non-finite value there",

@@ -25,15 +25,17 @@ from gaussnll.core.io.sources import resolve_source
 from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import DEFAULT_CONFIDENCE, ScoreOptions, with_settings
-from gaussnll.core.report.compare_report import CompareReport, PairedSummary
+from gaussnll.core.report.compare_report import CalibrationDeltas, CompareReport, PairedSummary
 from gaussnll.core.report.report import Report
 from gaussnll.core.run.compare_plan import ComparisonPlan, plan_comparison
 from gaussnll.core.run.engine import ProgressCallback, resolve_quantiles
 from gaussnll.core.run.paired_rows import side_scores
 from gaussnll.core.run.pairing import ChunkPair, pair_by_id, pair_by_order
+from gaussnll.core.run.row_keys import row_keys
 from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.scorer import Scorer
 from gaussnll.core.run.validation import raise_on_overflow
+from gaussnll.core.state.bootstrap import paired_intervals
 from gaussnll.core.state.nonfinite import expand_rows, finite_rows
 from gaussnll.core.state.paired import PairedDifferences, PairedTotals
 from gaussnll.core.state.sinks import Placement
@@ -98,6 +100,9 @@ def compare(
         chunk_pair = (baseline_chunk, replace(chunk_pair[1].ready(), group=baseline_chunk.group))
         paired += chunk_pair[0].length  # rows of weight 0 included: they were read
         _check_weights(weights, scorers, *chunk_pair)
+        if options.ci is not None:  # a pair's rows: one bootstrap key, the baseline row's
+            key = row_keys(chunk_pair[0])
+            chunk_pair = (replace(chunk_pair[0], key=key), replace(chunk_pair[1], key=key))
         kept, skipped_here, chunk_pair = _scored_rows(chunk_pair, sides)
         skipped += skipped_here
         scored = [scorer.add(chunk) for scorer, chunk in zip(scorers, chunk_pair, strict=True)]
@@ -161,6 +166,7 @@ def compare(
         pairing=pairing.method,
         id_column=options.columns.id,
         seconds=seconds,
+        calibration_ci=_calibration_deltas(scorers, reports, options.full),
     )
     if group_keys is None:
         return whole
@@ -174,11 +180,29 @@ def compare(
             unmatched_baseline=0,
             unmatched_candidate=0,
             skipped_rows=0,  # skipped pairs are counted for the whole comparison only
+            calibration_ci=None,  # the whole comparison's only
         )
         for base, cand in zip(reports[0].groups, reports[1].groups, strict=True)
     ]
     keys = [group.key for group in reports[0].groups]
     return whole.with_groups(options.columns.by, keys, groups)
+
+
+def _calibration_deltas(
+    scorers: tuple[Scorer, Scorer], reports: list[Report], full: bool
+) -> CalibrationDeltas | None:
+    """``candidate - baseline`` of MACE and one-sided MACE with their bootstrap intervals
+    (None without ``--ci``, or when a model has no replicates)."""
+    states = [None if scorer.state is None else scorer.state.bootstrap for scorer in scorers]
+    if states[0] is None or states[1] is None:
+        return None
+    names = ("mace", "quantile_mace")
+    values = paired_intervals(states[0], states[1], names, full)
+    for name in names:
+        sides = [report.metric(name) for report in reports]
+        if sides[0] is not None and sides[1] is not None:
+            values[f"delta_{name}"] = sides[1] - sides[0]
+    return CalibrationDeltas(**values)
 
 
 def _candidate_options(options: ScoreOptions, given: ScoreOptions | None) -> ScoreOptions:

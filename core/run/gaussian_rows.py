@@ -13,6 +13,7 @@ from gaussnll.core.loss import nll_terms
 from gaussnll.core.options import ScoreOptions, Spread
 from gaussnll.core.run.chunk_checks import Validity, check_widths, explain, left_in
 from gaussnll.core.run.ensemble_members import MemberInput
+from gaussnll.core.run.row_keys import row_keys
 from gaussnll.core.run.scored import Scored
 from gaussnll.core.state.batch import RowBatch
 from gaussnll.core.state.nonfinite import expand_rows
@@ -30,6 +31,7 @@ def add_gaussian(
     """Add a Gaussian model's chunk to ``state``; return its element losses."""
     spec = options.columns
     var = chunk.variance(spec.spread_kind)
+    key = None if options.ci is None else row_keys(chunk)
     members, given, given_var = None, chunk, var
     if members_in.weights is not None:  # scored as the moment-matched Gaussian
         members = members_in.of(chunk, var, validity)
@@ -41,12 +43,15 @@ def add_gaussian(
     if kept is not None:
         scored, scored_var = chunk.rows(kept), var[kept]
         members = None if members is None else members.rows(kept)
+        key = None if key is None else key[kept]
     at = Placement(scored.group, scored.weight)
     ensemble = members is not None
     floored = _floored(state, scored, scored_var, spec.spread_kind, options.eps, at, ensemble)
     error = scored.target - scored.mean
     terms = nll_terms(error, floored)
-    batch = RowBatch(terms, error, scored_var, floored, at, scored.target, members, options.eps)
+    batch = RowBatch(
+        terms, error, scored_var, floored, at, scored.target, members, options.eps, key=key
+    )
     chunk_sums, extra = state.update(batch)
     checked = given if kept is None else given.rows(kept)
     if validity.bad_here(checked, spec, chunk_sums, options.nan_policy):

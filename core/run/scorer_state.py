@@ -24,6 +24,7 @@ from gaussnll.core.run.state_document import (
     plain_keys,
 )
 from gaussnll.core.state import portable
+from gaussnll.core.state.bootstrap import Bootstrap
 from gaussnll.core.state.score_state import ScoreState
 
 # Makes the state of so many outputs (on the scorer's device, or the one given).
@@ -62,6 +63,9 @@ def new_state(
         weighted=weighted,
         selection=options.selection,
         quantiles=options.quantiles,
+        bootstrap=None
+        if options.ci is None
+        else Bootstrap(options.ci, options.ci_replicates, options.ci_seed),
     )
 
 

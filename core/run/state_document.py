@@ -13,7 +13,9 @@ ensemble's one-sided counts): both are refused with a line saying so)::
                  "recalibration": {map} or null, "ensemble": false, "samples": false,
                  "member_weights": [weights] or null,
                  "metrics": [families] or null, "group_metrics": [families] or null,
-                 "quantiles": [levels] or null (absent in older files)},
+                 "quantiles": [levels] or null (absent in older files),
+                 with --ci only: "ci": level, "ci_replicates": B, "ci_seed": seed and
+                 "columns.id": the id column keying the replicates, or null},
      "outputs": D or null (no row yet),
      "members": M (an ensemble's members, or samples' draws, per row) or null,
      "weighted": true when the rows were weighted (absent: false),
@@ -53,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from gaussnll.core.errors import InputError, OptionError
-from gaussnll.core.options import ColumnSpec, ScoreOptions
+from gaussnll.core.options import DEFAULT_REPLICATES, ColumnSpec, ScoreOptions
 from gaussnll.core.recalibration import RecalibrationMap
 from gaussnll.core.report.report import Report
 from gaussnll.core.untrusted import parse_json
@@ -79,7 +81,7 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
     """The options that shape a state (and its report), as JSON values."""
     columns = options.columns
     recalibration, weights = options.recalibration, options.member_weights
-    return {
+    document: dict[str, Any] = {
         "columns": {
             "mean": list(columns.mean),
             "target": list(columns.target),
@@ -107,6 +109,11 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
         "group_metrics": None if options.group_metrics is None else list(options.group_metrics),
         "quantiles": None if options.quantiles is None else list(options.quantiles),
     }
+    if options.ci is None:  # as before intervals: the states of earlier versions still merge
+        return document
+    document["columns"]["id"] = columns.id  # it keys the replicates
+    document.update(ci=options.ci, ci_replicates=options.ci_replicates, ci_seed=options.ci_seed)
+    return document
 
 
 def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOptions:
@@ -123,6 +130,7 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
                 by=columns["by"],
                 weight=columns.get("weight"),
                 quantiles=columns.get("quantiles", ()),
+                id=columns.get("id"),
             ),
             full=document["full"],
             eps=document["eps"],
@@ -143,6 +151,9 @@ def options_from_document(document: dict[str, Any], path: str | None) -> ScoreOp
             metrics=document["metrics"],
             group_metrics=document["group_metrics"],
             quantiles=document.get("quantiles"),
+            ci=document.get("ci"),
+            ci_replicates=document.get("ci_replicates", DEFAULT_REPLICATES),
+            ci_seed=document.get("ci_seed", 0),
         )
     except OptionError as error:
         raise malformed(f"its options are invalid ({error})", path) from None

@@ -34,7 +34,8 @@ class RowBatch:
     eps)``, the same tensor as ``var`` when nothing was floored), the errors ``target - mean``
     ``(rows, outputs)``, the variances as given (width 1 or outputs), where each row goes
     (``at``: group and weight), and an ensemble's ``members`` with the ``target`` and ``eps``
-    the mixture needs; a quantile model's ``quantiles`` ``(rows, K)``."""
+    the mixture needs; a quantile model's ``quantiles`` ``(rows, K)``; each row's ``key``
+    (int64, from its values or id) when bootstrap replicates are drawn."""
 
     terms: NllTerms
     error: Tensor
@@ -45,6 +46,7 @@ class RowBatch:
     members: Members | None = None
     eps: float = 0.0
     quantiles: Tensor | None = None
+    key: Tensor | None = None
     _shared: dict[Hashable, Any] = field(default_factory=dict, repr=False)
 
     @property

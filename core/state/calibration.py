@@ -373,11 +373,7 @@ class CalibrationState:
         if "one_sided" in families:
             numbers.update(curve_numbers("quantile_", binned["one_sided"], per_element))
         if "crps" in families:
-            numbers["crps"] = (
-                mean["error_erf"]
-                + _SQRT_2_OVER_PI * mean["std_density"]
-                - _INV_SQRT_PI * mean["std"]
-            )
+            numbers["crps"] = crps_of(mean["error_erf"], mean["std_density"], mean["std"])
         if "scores" in families:
             numbers["check_score"] = _check_score_sums(binned) / SCORE_LEVELS / elements
             numbers["interval_score_avg"] = _interval_score_sums(binned) / SCORE_LEVELS / elements
@@ -397,6 +393,12 @@ class CalibrationState:
             numbers["rmse"] = torch.sqrt(mean["squared_error"])
             numbers["bias"] = mean["error"]
         return {name: values.numpy() for name, values in numbers.items()}
+
+
+def crps_of(error_erf: Tensor, std_density: Tensor, std: Tensor) -> Tensor:
+    """The mean CRPS from the means of its terms (``MOMENTS``): ``r·e``, ``σ·exp(-z²/2)``
+    and ``σ``."""
+    return error_erf + _SQRT_2_OVER_PI * std_density - _INV_SQRT_PI * std
 
 
 def _interval_scores_at(

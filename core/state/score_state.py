@@ -19,6 +19,7 @@ from torch import Tensor
 
 from gaussnll.core.families import ENSEMBLE, SAMPLES, Selection, select
 from gaussnll.core.state.batch import RowBatch
+from gaussnll.core.state.bootstrap import CI, Bootstrap, BootstrapState
 from gaussnll.core.state.calibration import (
     CALIBRATION_FAMILIES,
     CalibrationState,
@@ -64,11 +65,12 @@ class ScoreState:
     (default: every family for the whole input, the cheap ones for groups) says which families
     are kept for the whole input and which per group; without ``levels`` only the NLL (and an
     ensemble's mixture) is kept; a quantile model's state (its ``quantiles`` levels given)
-    keeps its quantile sums. A ``grouped`` state keeps the NLL sums and the groups'
-    families per group (``group`` in each chunk's ``Placement``: a dense index; call
-    ``reserve`` first with the number of groups). An ensemble's state (its ``members``' weights
-    given) also keeps its ``mixture`` sums; samples' (their ``draws`` per row given), their
-    ``samples`` sums.
+    keeps its quantile sums. With ``bootstrap`` settings and the ``ci`` family chosen, the
+    whole input also keeps the bootstrap replicates of its intervals. A ``grouped`` state
+    keeps the NLL sums and the groups' families per group (``group`` in each chunk's
+    ``Placement``: a dense index; call ``reserve`` first with the number of groups). An
+    ensemble's state (its ``members``' weights given) also keeps its ``mixture`` sums;
+    samples' (their ``draws`` per row given), their ``samples`` sums.
 
     A ``weighted`` state takes each row's weight with every chunk: every sum is of weighted
     values and every count a sum of weights (float64), so integer weights give the numbers of
@@ -89,6 +91,7 @@ class ScoreState:
         weighted: bool = False,
         selection: Selection | None = None,
         quantiles: Sequence[float] | None = None,
+        bootstrap: Bootstrap | None = None,
     ) -> None:
         self.outputs = outputs
         self.grouped = grouped
@@ -168,6 +171,11 @@ class ScoreState:
         self.mixture = mixture(overall, False)
         self.samples = samples(overall, False)
         self.quantiles = quantile(overall, False)
+        self.bootstrap = None
+        if bootstrap is not None and CI in overall:
+            self.bootstrap = BootstrapState(
+                outputs, overall, levels or (), bootstrap, device, lookup=lookup
+            )
         self.group_calibration = calibration(in_groups, True)
         self.group_uncertainty = uncertainty(in_groups, True)
         self.group_mixture = mixture(in_groups, True)
@@ -185,7 +193,14 @@ class ScoreState:
                 self.group_quantiles,
             ]
             if by_group
-            else [self.calibration, self.uncertainty, self.mixture, self.samples, self.quantiles]
+            else [
+                self.calibration,
+                self.uncertainty,
+                self.mixture,
+                self.samples,
+                self.quantiles,
+                self.bootstrap,
+            ]
         )
         return [part for part in parts if part is not None]
 
