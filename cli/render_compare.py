@@ -146,10 +146,13 @@ def calibration_ci_grid(report: CompareReport) -> Grid | None:
     if deltas is None or ci is None:
         return None
     rows = []
-    for name in ("delta_mace", "delta_quantile_mace"):
-        values = [getattr(deltas, f"{name}{end}") for end in ("", "_ci_low", "_ci_high")]
+    levelled = [f"delta_coverage@{level:g}" for level in deltas.levels]
+    for name in ("delta_mace", "delta_quantile_mace", *levelled):
+        metric, at, level = name.partition("@")
+        ends = ("", "_ci_low", "_ci_high")
+        values = [report.metric(f"{metric}{end}{at}{level}") for end in ends]
         if None not in values:
-            rows.append((name, *(f"{v:+.6f}" for v in values)))
+            rows.append((name, *(f"{v:+.6f}" for v in values if v is not None)))
     title = (
         f"calibration differences (candidate - baseline), {ci.level * 100:g}% bootstrap "
         f"intervals ({ci.replicates:,} replicates)"

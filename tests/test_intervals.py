@@ -20,7 +20,7 @@ from conftest import assert_one_line_error, assert_same_report, make_predictions
 from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
-from gaussnll.core import ColumnSpec, score
+from gaussnll.core import ColumnSpec, ScoreOptions, score
 from gaussnll.core.state.replicates import id_keys, replicate_weights, value_keys
 
 MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -311,9 +311,12 @@ def naive_maces(columns, poisson):
     curve = np.arange(100) / 99
     central = np.array([(poisson * (np.abs(e) <= p)[:, None]).sum(0) / total for p in curve])
     one_sided = np.array([(poisson * (e <= 2 * t - 1)[:, None]).sum(0) / total for t in curve])
+    levels = ScoreOptions().levels
+    coverage = np.array([(poisson * (np.abs(e) <= p)[:, None]).sum(0) / total for p in levels])
     return {
         "mace": np.abs(central - curve[:, None]).mean(axis=0),
         "quantile_mace": np.abs(one_sided - curve[:, None]).mean(axis=0),
+        "coverage": coverage.T,  # (replicates, levels)
     }
 
 
@@ -347,6 +350,12 @@ def test_compare_pairs_the_replicates_of_both_models_by_the_baselines_rows(tmp_p
         assert got[f"delta_{name}_ci_high"] == pytest.approx(high, rel=1e-12, abs=1e-15), name
         delta = got["candidate"]["calibration"][name] - got["baseline"]["calibration"][name]
         assert got[f"delta_{name}"] == pytest.approx(delta, rel=1e-12)
+    low, high = np.percentile(theirs["coverage"] - mine["coverage"], [5, 95], axis=0)
+    assert got["delta_coverage_ci_low"] == pytest.approx(low, rel=1e-12, abs=1e-15)
+    assert got["delta_coverage_ci_high"] == pytest.approx(high, rel=1e-12, abs=1e-15)
+    sides = [np.array(got[side]["calibration"]["coverage"]) for side in ("baseline", "candidate")]
+    assert got["delta_coverage"] == pytest.approx(sides[1] - sides[0], rel=1e-12)
+    assert got["levels"] == list(ScoreOptions().levels)
     # each model's own intervals are the score's of its rows under the same weights
     assert got["baseline"]["ci"]["mace_ci_low"] == pytest.approx(np.percentile(mine["mace"], 5))
 
@@ -375,6 +384,10 @@ def test_compare_by_id_pairs_shuffled_rows_and_chunks_do_not_matter(tmp_path):
                "--check", "delta_quantile_mace_ci_high <= -1")  # fmt: skip
     assert gate.exit_code == 1
     assert gate.stderr.startswith("gaussnll: check failed: delta_quantile_mace_ci_high <= -1")
+    per_level = run("compare", baseline, candidate, "--id-col", "id", "--ci", "-q",
+                    "--check", "delta_coverage_ci_low@0.9 >= 1")  # fmt: skip
+    assert per_level.exit_code == 1
+    assert per_level.stderr.startswith("gaussnll: check failed: delta_coverage_ci_low@0.9 >= 1")
 
 
 # --- coverage of the truth --------------------------------------------------------------------

@@ -176,22 +176,24 @@ class ScoreMetrics:
 
 
 class CompareMetrics:
-    """The metrics of a comparison report class (``CompareReport``): its paired numbers, and
-    either model's score metrics (``score``) as ``baseline.NAME`` / ``candidate.NAME``."""
+    """The metrics of a comparison report class (``CompareReport``): its paired numbers (a
+    ``ScoreMetrics`` of the class: per level as ``NAME@LEVEL``), and either model's score
+    metrics (``score``) as ``baseline.NAME`` / ``candidate.NAME``."""
 
     sides = ("baseline", "candidate")
 
     def __init__(self, report: type, score: ScoreMetrics) -> None:
-        self.metrics = {metric.name: metric for metric in catalogued(report)}
+        self.paired = ScoreMetrics(report)
+        self.metrics = self.paired.metrics
         self.score = score
 
     def names(self) -> list[str]:
-        return [*self.metrics, *(f"{side}.METRIC" for side in self.sides)]
+        return [*self.paired.names(), *(f"{side}.METRIC" for side in self.sides)]
 
     def knows(self, metric: str) -> bool:
         side, name = self._split(metric)
         if side is None:
-            return name in self.metrics
+            return self.paired.knows(name)
         return side in self.sides and self.score.knows(name)
 
     def uses_calibration(self, metric: str) -> bool:
@@ -200,10 +202,7 @@ class CompareMetrics:
 
     def integer(self, metric: str) -> bool:
         side, name = self._split(metric)
-        if side is not None:
-            return self.score.integer(name)
-        entry = self.metrics.get(name)
-        return entry is not None and entry.integer
+        return (self.paired if side is None else self.score).integer(name)
 
     def uses_ensemble(self, metric: str) -> bool:
         side, name = self._split(metric)
@@ -213,36 +212,27 @@ class CompareMetrics:
         """The metric families that compute either model's ``metric``, or a paired number's
         (none: always computed)."""
         side, name = self._split(metric)
-        if side is not None:
-            return self.score.families(name)
-        entry = self.metrics.get(name)
-        return () if entry is None or entry.spec.family is None else (entry.spec.family,)
+        return (self.paired if side is None else self.score).families(name)
 
     def suggestion(self, metric: str) -> str | None:
         side, name = self._split(metric)
-        if side is not None:
-            close = self.score.suggestion(name)
-            return None if close is None or side not in self.sides else f"{side}.{close}"
-        return closest(name, list(self.metrics))
+        if side is None:
+            return self.paired.suggestion(name)
+        close = self.score.suggestion(name)
+        return None if close is None or side not in self.sides else f"{side}.{close}"
 
     def value(self, report: Any, metric: str) -> float | None:
         side, name = self._split(metric)
-        if side is not None:
-            return self.score.value(getattr(report, side), name)
-        entry = self.metrics.get(name)
-        if entry is None:
-            return None
-        value: Any = report
-        for attribute in entry.path:
-            if value is None:  # a section not computed
-                return None
-            value = getattr(value, attribute)
-        return _number(value)
+        if side is None:
+            return self.paired.value(report, name)
+        return self.score.value(getattr(report, side), name)
 
-    @staticmethod
-    def _split(metric: str) -> tuple[str | None, str]:
+    @classmethod
+    def _split(cls, metric: str) -> tuple[str | None, str]:
+        """``baseline.nll`` → ``("baseline", "nll")``; a paired number (whose level may hold
+        a dot, ``delta_coverage@0.9``) → ``(None, metric)``."""
         side, dot, name = metric.partition(".")
-        return (side, name) if dot else (None, metric)
+        return (side, name) if dot and LEVEL_SEPARATOR not in side else (None, metric)
 
 
 def _levels(report: Any, entry: Metric) -> list[float]:
@@ -253,7 +243,7 @@ def _levels(report: Any, entry: Metric) -> list[float]:
     if holder is None or not hasattr(holder, entry.spec.levels):
         if entry.spec.levels != "levels":
             return []
-        holder = report.calibration
+        holder = getattr(report, "calibration", None)  # a comparison has none of its own
     return [] if holder is None else list(getattr(holder, entry.spec.levels))
 
 

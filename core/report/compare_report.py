@@ -127,7 +127,8 @@ class PairedSummary:
     delta_quantile_coverage: list[float] | None = metric(
         "quantile coverage difference",
         "per level of quantile_levels: the mean difference of the indicator y <= q",
-        vector=True,
+        per_level=True,
+        levels="quantile_levels",
         default=None,
     )
 
@@ -225,6 +226,21 @@ class CalibrationDeltas:
     )
     delta_quantile_mace_ci_low: float | None = interval_end("delta_quantile_mace", "low")
     delta_quantile_mace_ci_high: float | None = interval_end("delta_quantile_mace", "high")
+    levels: list[float] = info("the central-interval levels p of delta_coverage", default=())
+    delta_coverage: list[float] | None = metric(
+        "coverage difference",
+        "per level: candidate's coverage - baseline's",
+        per_level=True,
+        in_groups=False,
+        family=CI,
+        default=None,
+    )
+    delta_coverage_ci_low: list[float] | None = interval_end(
+        "delta_coverage", "low", per_level=True
+    )
+    delta_coverage_ci_high: list[float] | None = interval_end(
+        "delta_coverage", "high", per_level=True
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -191,18 +191,22 @@ def compare(
 def _calibration_deltas(
     scorers: tuple[Scorer, Scorer], reports: list[Report], full: bool
 ) -> CalibrationDeltas | None:
-    """``candidate - baseline`` of MACE and one-sided MACE with their bootstrap intervals
-    (None without ``--ci``, or when a model has no replicates)."""
+    """``candidate - baseline`` of MACE, one-sided MACE and the coverage at each level with
+    their bootstrap intervals (None without ``--ci``, or when a model has no replicates)."""
     states = [None if scorer.state is None else scorer.state.bootstrap for scorer in scorers]
     if states[0] is None or states[1] is None:
         return None
-    names = ("mace", "quantile_mace")
+    names = ("mace", "quantile_mace", "coverage")
     values = paired_intervals(states[0], states[1], names, full)
     for name in names:
-        sides = [report.metric(name) for report in reports]
-        if sides[0] is not None and sides[1] is not None:
+        sides = [getattr(report.calibration, name, None) for report in reports]
+        if sides[0] is None or sides[1] is None:
+            continue
+        if name == "coverage":
+            values["delta_coverage"] = [cand - base for base, cand in zip(*sides, strict=True)]
+        else:
             values[f"delta_{name}"] = sides[1] - sides[0]
-    return CalibrationDeltas(**values)
+    return CalibrationDeltas(levels=list(states[0].levels), **values)
 
 
 def _candidate_options(options: ScoreOptions, given: ScoreOptions | None) -> ScoreOptions:
