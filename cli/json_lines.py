@@ -54,18 +54,22 @@ def compact_json(value: dict[str, Any]) -> str:
     return text
 
 
-def _swapped(value: Any, lists: dict[str, str]) -> Any:
+def _swapped(value: dict[str, Any], lists: dict[str, str]) -> dict[str, Any]:
     """``value`` (not changed) with each long list of floats in its objects replaced by a
     token, the list's text kept in ``lists`` under it."""
-    if isinstance(value, dict):
-        return {key: _swapped(item, lists) for key, item in value.items()}
-    if isinstance(value, list) and len(value) >= LONG and set(map(type, value)) == {float}:
-        token = f"{_TOKEN}{len(lists)}"
-        lists[token] = "[" + ", ".join(map(_TEXTS.__getitem__, value)) + "]"
-        return token
-    if isinstance(value, list) and value and isinstance(value[0], dict):
-        return [_swapped(item, lists) for item in value]
-    return value
+    swapped = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            item = _swapped(item, lists)
+        elif isinstance(item, list) and item:
+            if len(item) >= LONG and set(map(type, item)) == {float}:
+                token = f"{_TOKEN}{len(lists)}"
+                lists[token] = "[" + ", ".join(map(_TEXTS.__getitem__, item)) + "]"
+                item = token
+            elif isinstance(item[0], dict):
+                item = [_swapped(each, lists) for each in item]
+        swapped[key] = item
+    return swapped
 
 
 def finite(value: object) -> object:
