@@ -220,13 +220,17 @@ class GroupSink:
         """Make room for ``groups`` groups. Capacity grows to a quarter more than asked for:
         growth stays amortised O(1) and at most a fifth of the sums are spare (doubling left
         up to half of them unused when many groups arrive in the first chunks). Only the rows
-        of groups seen are zeroed: the spare rows' memory is not touched until used."""
+        of groups seen are zeroed: the spare rows' memory is not touched until used. Tables
+        grow one at a time, each old one freed before the next is copied: growing holds the
+        sums once plus one table twice, not all of them twice."""
         if groups <= self.groups:
             return
         capacity = self._tables[0].shape[0]
         if groups > capacity:
             size = max(groups + groups // 4, 16)
-            self._tables = [_grown(table, size, self.groups) for table in self._tables]
+            for k, table in enumerate(self._tables):
+                self._tables[k] = _grown(table, size, self.groups)
+            del table
         for table in self._tables:
             table[self.groups : groups].zero_()
         self.groups = groups
