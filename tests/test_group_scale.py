@@ -14,6 +14,7 @@ from conftest import make_predictions
 from gaussnll.cli.json_lines import compact_json, finite
 from gaussnll.core import ColumnSpec, score
 from gaussnll.core.families import select
+from gaussnll.core.io.grouping import key_order, sort_key
 from gaussnll.core.report import derive
 from gaussnll.core.state import sinks
 from gaussnll.core.state.score_state import ScoreState
@@ -219,3 +220,21 @@ def test_group_summaries_read_after_the_report_derive_on_one_thread(monkeypatch)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_key_order_is_sort_key_s_order():
+    """Keys of one integer each are ordered by NumPy as ``sort_key`` orders them; beyond
+    int64, with nulls, text or several columns, by ``sort_key``."""
+    rng = np.random.default_rng(4)
+    ints = [(int(v),) for v in rng.permutation(np.arange(-500, 500) * 10**15)]
+    cases = [
+        ints,
+        [(2**63,), (-1,), (3,)],  # a uint64 value
+        [(3,), (None,), (-2,)],
+        [("b",), ("a",), (None,)],
+        [(1, "b"), (1, "a"), (0, None)],
+        [(True,), (False,)],
+        [],
+    ]
+    for keys in cases:
+        assert key_order(keys) == sorted(range(len(keys)), key=lambda b: sort_key(keys[b]))

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from gaussnll.core.io.devices import single_threaded_kernels
-from gaussnll.core.io.grouping import GroupKeys, sort_key
+from gaussnll.core.io.grouping import GroupKeys, key_order
 from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.ensemble_summary import EnsembleSummaries
@@ -46,7 +46,7 @@ def derive_report(
     if not group_keys.keys:  # no row yet (an empty shard's report)
         return replace(report, by=group_keys.columns)
     keys = group_keys.key_values()
-    order = sorted(range(len(keys)), key=lambda b: sort_key(keys[b]))
+    order = key_order(keys)
     group_reports = Reports(state, options, by_group=True, order=order, **common)
     groups = tuple(
         GroupScore(keys[b], group_reports, b) for b in order if group_reports.saw_rows(b)
