@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from gaussnll.cli.json_lines import compact_json, finite
 from gaussnll.cli.layout import Grid, blocks, show, side_by_side
 from gaussnll.cli.literal import code_span, literal, markdown
 from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
@@ -74,20 +75,12 @@ def json_with_checks(
     yield f"{before}{_GROUPS_KEY} ["
     separator = "\n"
     for entry in groups:
-        yield separator + "    " + _compact_json(entry)
+        yield separator + "    " + compact_json(entry)
         separator = ",\n"
     yield f"\n  ]{after}"
 
 
 _GROUPS_KEY = '"groups":'
-
-
-def _compact_json(value: dict[str, Any]) -> str:
-    """One line of JSON, non-finite floats as null (looked for only when there are some)."""
-    try:
-        return json.dumps(value, default=list, allow_nan=False)
-    except ValueError:
-        return json.dumps(finite(value), default=list)
 
 
 def print_report(
@@ -481,13 +474,3 @@ def number(value: float) -> str:
     if not math.isfinite(value):
         return str(value)
     return f"{value:.6f}" if abs(value) < 1e6 else f"{value:.6e}"
-
-
-def finite(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [finite(item) for item in value]
-    return value

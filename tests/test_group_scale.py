@@ -3,15 +3,20 @@ growth that keeps every sum, and the top groups chosen as a full sort would."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import torch
 from calibration_reference import reference
 from conftest import make_predictions
 
+from gaussnll.cli.json_lines import compact_json, finite
 from gaussnll.core import ColumnSpec, score
 from gaussnll.core.families import select
+from gaussnll.core.io.grouping import key_order, sort_key
 from gaussnll.core.report import derive
+from gaussnll.core.state import sinks
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.sinks import Binned, GroupSink
 
@@ -122,3 +127,114 @@ def test_group_summaries_are_derived_a_batch_at_a_time_in_key_order(monkeypatch)
     by_metric = report.with_groups("mae")
     assert {g.key: g.to_dict(report.by) for g in by_metric.groups} == expected
     assert len(derived) <= 2 * 12
+
+
+def test_a_group_counts_in_int32_half_the_bytes():
+    """The calibration's counts of a group are int32 while they fit: 764 bytes a group and
+    output for the default families but one_sided, 1,376 with it (1,184 and 2,408 in int64)."""
+    symmetric = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration")
+    levels = (0.5, 0.8, 0.9, 0.95, 0.99)
+    state = ScoreState(1, CPU, levels=levels, grouped=True, selection=select(None, symmetric))
+    assert state.bytes_per_group == 764
+    assert ScoreState(1, CPU, levels=levels, grouped=True).bytes_per_group == 1_376
+
+
+def test_compact_counts_widen_to_int64_before_they_could_overflow(monkeypatch):
+    """With the int32 limit lowered to 120, counts stay int32 while the elements added could
+    not pass it, then turn int64 with every count kept; a merge adds the bounds, a state file
+    holds int64 either way and a restored sink counts on from what it holds."""
+    monkeypatch.setattr(sinks, "_INT32_MAX", 120)
+    sink = GroupSink((1, 3), CPU, integer=True, ranges=[3], compact=True)
+    expected = np.zeros((4, 3), dtype=np.int64)
+    rng = np.random.default_rng(5)
+    sink.reserve(4)
+    dtypes = []
+    for _ in range(3):
+        group, cell = rng.integers(0, 4, size=50), rng.integers(0, 3, size=50)
+        np.add.at(expected, (group, cell), 1)
+        part = Binned(0, torch.from_numpy(cell).unsqueeze(1), None)
+        sink.add_parts((), [part], torch.from_numpy(group))
+        (table,) = sink.ranges()
+        dtypes.append(table.dtype)
+        np.testing.assert_array_equal(table[:, 0].numpy(), expected)
+    assert dtypes == [torch.int32, torch.int32, torch.int64]  # 100 elements, then 150
+    assert sink.exported()["0"].dtype == np.int64
+    small = GroupSink((1, 3), CPU, integer=True, ranges=[3], compact=True)
+    small.reserve(4)
+    small.add_parts(
+        (),
+        [Binned(0, torch.zeros((60, 1), dtype=torch.int64), None)],
+        torch.zeros(60, dtype=torch.int64),
+    )
+    restored = GroupSink((1, 3), CPU, integer=True, ranges=[3], compact=True)
+    restored.restore(small.exported())
+    assert (restored.bound, restored.ranges()[0].dtype) == (60, torch.int32)
+    restored.merge(small, torch.arange(4))  # 120 elements: still fits
+    assert (restored.bound, restored.ranges()[0].dtype) == (120, torch.int32)
+    restored.merge(small, torch.arange(4))
+    assert (restored.bound, restored.ranges()[0].dtype) == (None, torch.int64)
+    assert restored.ranges()[0][0, 0, 0].item() == 180
+
+
+def test_group_entries_from_the_memo_are_json_dumps_bytes():
+    """Long lists of floats written from the memo: the bytes of ``json.dumps`` (non-finite
+    floats as null), signed zeros, lists that are not all floats and a key that holds the
+    token included."""
+    rng = np.random.default_rng(9)
+    curve = (np.cumsum(rng.integers(0, 3, size=40)) / 37).tolist()
+    odd = [*curve[:35], -0.0, 0.0, float("nan"), float("inf"), 1e-300, 5e-324]
+    entry = {
+        "key": {"g": "\ud8000"},  # the first token, as data
+        "calibration": {"calibration_curve": curve, "other": odd, "short": [0.5, -0.0]},
+        "mixed": [*curve, 1],
+        "outputs": [{"curve": curve[::-1]}, {"curve": None}],
+        "nll": 0.1,
+    }
+    plain = json.dumps(finite(entry), default=list)
+    assert compact_json(entry) == plain
+    entry["key"] = {"g": 3}
+    assert compact_json(entry) == json.dumps(finite(entry), default=list)
+    assert '"other": [' in plain and "-0.0, 0.0, null, null, 1e-300, 5e-324]" in plain
+
+
+def test_group_summaries_read_after_the_report_derive_on_one_thread(monkeypatch):
+    """Summaries are derived when a group is read, after ``Scorer.report`` returned: on one
+    thread there too (two threads' synchronisation cost many times the work, loaded)."""
+    columns = make_predictions(300, seed=2)
+    table = pa.table({**columns, "g": np.arange(300) % 9})
+    report = score(table, device="cpu", columns=ColumnSpec(by="g"))
+    threads = []
+    original = derive.BatchedSummaries._derived
+
+    def counted(self, chosen):
+        threads.append(torch.get_num_threads())
+        return original(self, chosen)
+
+    monkeypatch.setattr(derive.BatchedSummaries, "_derived", counted)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        report = score(table, device="cpu", columns=ColumnSpec(by="g"))
+        [group.to_dict(report.by) for group in report.groups]
+        assert threads and set(threads) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_key_order_is_sort_key_s_order():
+    """Keys of one integer each are ordered by NumPy as ``sort_key`` orders them; beyond
+    int64, with nulls, text or several columns, by ``sort_key``."""
+    rng = np.random.default_rng(4)
+    ints = [(int(v),) for v in rng.permutation(np.arange(-500, 500) * 10**15)]
+    cases = [
+        ints,
+        [(2**63,), (-1,), (3,)],  # a uint64 value
+        [(3,), (None,), (-2,)],
+        [("b",), ("a",), (None,)],
+        [(1, "b"), (1, "a"), (0, None)],
+        [(True,), (False,)],
+        [],
+    ]
+    for keys in cases:
+        assert key_order(keys) == sorted(range(len(keys)), key=lambda b: sort_key(keys[b]))

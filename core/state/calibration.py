@@ -213,10 +213,11 @@ class CalibrationState:
     ``families`` are derived, for the whole input or per group too (see ``sinks``).
 
     Float sums (float64): the families' ``MOMENTS``; per sum cell of ``e`` (see the module),
-    ``σ`` and ``r``, for the grids that weigh them. Counts (int64; weighted, sums of weights):
-    per count cell, for the grids that count. Each kind is one sum whose last axis holds the
-    named ranges (``_Slots``), so a chunk is added in one step. A family not chosen keeps
-    nothing. ``summaries`` folds the cells into each grid's bins (``_per_bin``).
+    ``σ`` and ``r``, for the grids that weigh them. Counts (int64, a group's int32 while they
+    fit; weighted, sums of weights): per count cell, for the grids that count. Each kind is
+    one sum whose last axis holds the named ranges (``_Slots``), so a chunk is added in one
+    step. A family not chosen keeps nothing. ``summaries`` folds the cells into each grid's
+    bins (``_per_bin``).
     """
 
     def __init__(
@@ -255,7 +256,13 @@ class CalibrationState:
             outputs, device, grouped=grouped, total=not grouped, weighted=weighted
         )
         self._counts = self._count_slots.sums(
-            outputs, device, integer=True, grouped=grouped, total=not grouped, weighted=weighted
+            outputs,
+            device,
+            integer=True,
+            grouped=grouped,
+            total=not grouped,
+            weighted=weighted,
+            compact=True,
         )
 
     def update(self, batch: RowBatch) -> None:
@@ -336,8 +343,10 @@ class CalibrationState:
                 binned[f"{grid}_error"] = folded(error, bins)
                 binned[f"{grid}_abs_error"] = folded(abs_error, bins)
         if self._count_cells is not None:
+            counts = totals["cells"]  # a group's may be int32 (compact): in int64 from here
+            counts = counts.long() if counts.dtype == torch.int32 else counts
             for grid, bins in self._count_cells.bin_of_cell.items():
-                binned[grid] = folded(totals["cells"], bins)
+                binned[grid] = folded(counts, bins)
         return binned
 
     def summaries(

@@ -8,9 +8,12 @@ A sink holds sums of one per-group shape, ``(outputs, ...)``, for ``groups`` gro
   ``scatter_add_`` at each row's group: a chunk costs O(its elements) however many groups there
   are (a dense per-chunk sum would cost O(groups)). It grows as new groups appear.
 
-Integer sinks count (int64); float sinks sum in float64. A chunk's many small sums (the
-calibration's moments and histograms) go in with one ``add_parts`` call: one scatter per part
-into one buffer, then one compensated add, instead of an add per quantity.
+Integer sinks count (int64); float sinks sum in float64. A ``compact`` group sink counts in
+int32 while every count must fit (its bound, the elements added so far, is below 2^31), and
+turns its tables to int64 before one could pass it: the same counts in half the memory. A
+chunk's many small sums (the calibration's moments and histograms) go in with one
+``add_parts`` call: one scatter per part into one buffer, then one compensated add, instead of
+an add per quantity.
 
 Every change to a sink's sums is ``@deferrable``: while a thread is ``recording``, its changes
 are kept in a ``Ledger`` instead, to be applied later (``workers`` applies them in chunk order,
@@ -178,6 +181,10 @@ class GroupSink:
     each binned part) kept as separate tables: rows go to random groups, and a compact table
     per range keeps each pass's scattered writes within less memory than one wide table
     (faster for many groups: see bench/README.md).
+
+    ``compact`` counts (integer sinks) are int32 while ``bound``, the elements added so far
+    (which no count can pass), fits int32: an ``add_parts`` of counts adds at most one per
+    element to any count. Other additions of integers widen the tables to int64 first.
     """
 
     def __init__(
@@ -187,28 +194,43 @@ class GroupSink:
         *,
         integer: bool = False,
         ranges: Sequence[int] | None = None,
+        compact: bool = False,
     ) -> None:
         self.shape = shape
         self.integer = integer
         self.groups = 0
+        self.bound: int | None = 0 if integer and compact else None  # None: int64 or float
         sizes = list(ranges) if ranges is not None else [shape[-1]] if shape else []
         self._start = {start: k for k, start in enumerate(itertools.accumulate(sizes, initial=0))}
         widths = [(*shape[:-1], size) for size in sizes] if sizes else [shape]
-        dtype = _sum_dtype(integer)
+        dtype = torch.int32 if self.bound is not None else _sum_dtype(integer)
         self._tables = [torch.zeros((0, *width), dtype=dtype, device=device) for width in widths]
+
+    def _headroom(self, elements: int | None) -> None:
+        """Make room in compact counts for ``elements`` more (None: any number: int64)."""
+        if self.bound is None:
+            return
+        self.bound = None if elements is None else self.bound + elements
+        if self.bound is None or self.bound > _INT32_MAX:
+            self.bound = None
+            self._tables = [table.to(torch.int64) for table in self._tables]
 
     @deferrable
     def reserve(self, groups: int) -> None:
         """Make room for ``groups`` groups. Capacity grows to a quarter more than asked for:
         growth stays amortised O(1) and at most a fifth of the sums are spare (doubling left
         up to half of them unused when many groups arrive in the first chunks). Only the rows
-        of groups seen are zeroed: the spare rows' memory is not touched until used."""
+        of groups seen are zeroed: the spare rows' memory is not touched until used. Tables
+        grow one at a time, each old one freed before the next is copied: growing holds the
+        sums once plus one table twice, not all of them twice."""
         if groups <= self.groups:
             return
         capacity = self._tables[0].shape[0]
         if groups > capacity:
             size = max(groups + groups // 4, 16)
-            self._tables = [_grown(table, size, self.groups) for table in self._tables]
+            for k, table in enumerate(self._tables):
+                self._tables[k] = _grown(table, size, self.groups)
+            del table
         for table in self._tables:
             table[self.groups : groups].zero_()
         self.groups = groups
@@ -220,12 +242,14 @@ class GroupSink:
 
     @deferrable
     def add(self, values: Tensor, group: Tensor) -> None:
+        self._headroom(None)
         (table,) = self._tables
-        table.index_add_(0, group, values.to(table.dtype))
+        _index_add(table, group, values)
 
     @deferrable
     def count(self, group: Tensor, per_row: Tensor | None = None) -> None:
         """Add ``per_row`` (default one) to each row's group (a count of shape ``()``)."""
+        self._headroom(None)
         (table,) = self._tables
         table.index_add_(0, group, torch.ones_like(group) if per_row is None else per_row)
 
@@ -234,10 +258,12 @@ class GroupSink:
         """``TotalSink.add_parts``, each row into its group's sums; the columns and each part
         must fill ranges of their own."""
         rows, outputs = group.shape[0], self.shape[0]
-        if columns:  # one pass: a row's columns are adjacent in its group's sums
+        counted = not columns and all(part.values is None for part in binned)
+        self._headroom(rows * outputs if counted else None)
+        if columns:
             table = self._tables[self._start[0]]
-            values = torch.stack([column.expand(rows, outputs) for column in columns], dim=-1)
-            table.index_add_(0, group, values.to(table.dtype))
+            for k, column in enumerate(columns):
+                _index_add(table[..., k], group, column.expand(rows, outputs))
         output = torch.arange(outputs, device=group.device)
         slot = (group.unsqueeze(1) * outputs + output).reshape(-1)
         for part in binned:
@@ -261,8 +287,10 @@ class GroupSink:
     @deferrable
     def merge(self, other: GroupSink, mapping: Tensor) -> None:
         """Add ``other``'s groups into this sink's groups ``mapping[i]``."""
+        self._headroom(other.bound)
         for mine, theirs in zip(self._tables, other._tables, strict=True):
-            mine.index_add_(0, mapping.to(mine.device), theirs[: other.groups].to(mine.device))
+            added = theirs[: other.groups].to(mine.device, mine.dtype)
+            mine.index_add_(0, mapping.to(mine.device), added)
 
     def value(self) -> Tensor:
         """The sums, ``(groups, *shape)`` (of a sink without ranges)."""
@@ -274,8 +302,10 @@ class GroupSink:
         return [table[: self.groups] for table in self._tables]
 
     def exported(self) -> dict[str, np.ndarray]:
-        """Each range's table of the groups so far, as NumPy arrays named by position."""
-        return {str(k): table.cpu().numpy() for k, table in enumerate(self.ranges())}
+        """Each range's table of the groups so far, as NumPy arrays named by position (counts
+        in int64, compact or not)."""
+        dtype = _sum_dtype(self.integer)
+        return {str(k): table.to(dtype).cpu().numpy() for k, table in enumerate(self.ranges())}
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Take on every group's sums ``exported`` by a sink of the same shape, kind and
@@ -285,6 +315,9 @@ class GroupSink:
         if len(groups) != 1:
             raise ValueError("the tables of grouped sums hold different numbers of groups")
         self.groups = groups.pop()
+        if self.bound is not None:  # the elements its counts hold
+            held = (int(np.asarray(arrays[str(k)]).sum()) for k in range(len(self._tables)))
+            self._headroom(sum(held))
         self._tables = [
             _tensor(arrays[str(k)], table, any_rows=True) for k, table in enumerate(self._tables)
         ]
@@ -304,12 +337,27 @@ def _tensor(values: np.ndarray, like: Tensor, *, any_rows: bool = False) -> Tens
     return torch.empty(got, dtype=like.dtype, device=like.device).copy_(source)
 
 
+def _index_add(table: Tensor, group: Tensor, values: Tensor) -> None:
+    """Add ``values`` ``(rows, *shape)`` into ``table`` ``(groups, *shape)`` (a view, maybe
+    strided) at each row's ``group``: one 1-D ``index_add_`` per position of ``shape``. torch
+    adds into a 1-D tensor in one tight loop but adds each row of a 2-D or 3-D one as a kernel
+    of its own (about 30 ns a row): on 10^5 groups, ten moments added column by column take
+    half the time of one ``index_add_`` of the stacked rows (see bench/README.md)."""
+    values = values.to(table.dtype)
+    for position in itertools.product(*map(range, table.shape[1:])):
+        at: tuple[slice | int, ...] = (slice(None), *position)
+        table[at].index_add_(0, group, values[at])
+
+
 def _grown(table: Tensor, capacity: int, used: int) -> Tensor:
     """``table`` with room for ``capacity`` rows, its first ``used`` copied (the others not
     initialised)."""
     grown = table.new_empty((capacity, *table.shape[1:]))
     grown[:used] = table[:used]
     return grown
+
+
+_INT32_MAX = torch.iinfo(torch.int32).max
 
 
 def _sum_dtype(integer: bool) -> torch.dtype:
@@ -360,8 +408,10 @@ class Sums:
         weighted: bool = False,
         total: bool = True,
         ranges: Sequence[int] | None = None,
+        compact: bool = False,
     ) -> None:
-        """``ranges``: how the last axis divides into ranges (see ``GroupSink``)."""
+        """``ranges``: how the last axis divides into ranges; ``compact``: counts per group in
+        int32 while they fit (see ``GroupSink``)."""
         if not (grouped or total):
             raise ValueError("sums are kept for the whole input, per group, or both")
         self._ranges = list(ranges) if ranges is not None else None
@@ -370,7 +420,9 @@ class Sums:
         self.integer = integer
         self.total = TotalSink(shape, device, integer=integer) if total else None
         self.by_group = (
-            GroupSink(shape, device, integer=integer, ranges=ranges) if grouped else None
+            GroupSink(shape, device, integer=integer, ranges=ranges, compact=compact)
+            if grouped
+            else None
         )
 
     def add(self, values: Tensor, at: Placement) -> Tensor | None:
