@@ -1,8 +1,11 @@
 """Dense group indices for the values of one or more key columns (``--by``).
 
-Each chunk's key columns are dictionary-encoded by Arrow. With one key column, Arrow also looks
-the chunk's distinct values up among the known groups (``index_in``), so Python touches only
-new groups; composite keys are looked up in Python per distinct combination in the chunk.
+Each chunk's key columns are dictionary-encoded by Arrow. With one key column of integers in a
+range not much wider than the groups and rows seen, each row's group is read from a table
+indexed by the value itself (``_DirectIndex``: no hash table is built per chunk, which at 10^6
+groups cost seconds); with another single key column, Arrow looks the chunk's values up among
+the known groups (``index_in``), so Python touches only new groups; composite keys are looked
+up in Python per distinct combination in the chunk.
 Groups are numbered in order of first appearance; a null key is a group of its own.
 
 A key column of bytes (Parquet's BYTE_ARRAY without a UTF-8 annotation) is decoded as UTF-8
@@ -82,6 +85,7 @@ class GroupKeys:
         self.keys: list[Key] = []  # interval columns hold the interval's number here
         self._index: dict[Key, int] = {}
         self._known: pa.Array | None = None  # one key column: group i's value at i
+        self._direct: _DirectIndex | None = _DirectIndex() if len(columns) == 1 else None
         self._edges = {name: np.asarray(e, dtype=np.float64) for name, e in (edges or {}).items()}
         # quantile edges are shown rounded; edges a user gave, as given
         self._digits = {
@@ -113,7 +117,14 @@ class GroupKeys:
         for name, edges in self._edges.items():
             batch = _with_interval_numbers(batch, name, edges)
         if len(self.columns) == 1:
-            fast = self._index_one_column(batch.column(self.columns[0]))
+            column = batch.column(self.columns[0])
+            if self._direct is not None:
+                direct = self._direct.index(column, self)
+                if direct is not None:
+                    return direct
+                if not self._direct.usable:
+                    self._direct = None
+            fast = self._index_one_column(column)
             if fast is not None:
                 return fast
         uniques, codes = [], []
@@ -169,6 +180,65 @@ class GroupKeys:
         if self._known.type != value_type:
             self._known = self._known.cast(value_type)
         return self._known
+
+
+class _DirectIndex:
+    """One integer key column's groups by direct address: ``table[value - base]`` is the group
+    of ``value`` (-1: not seen yet), over a range that grows to hold the values seen while it
+    stays within ``_SPAN_PER_KEY`` entries per group (counting the chunk's rows as groups it
+    may add; else ``usable`` turns False and the hash lookup takes over for good): 32 bytes a
+    group at most, beside the groups' sums. Groups are numbered as the hash path numbers
+    them: new values in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.usable = True
+        self._base = 0
+        self._table = np.empty(0, dtype=np.int64)
+
+    def index(self, column: pa.Array, keys: GroupKeys) -> np.ndarray | None:
+        """Each row's group, adding new ones to ``keys``; None when this column cannot be
+        looked up directly (not integers, nulls, or values too spread out)."""
+        if not _directly_indexable(column.type) or column.null_count or not len(column):
+            self.usable = self.usable and len(column) == 0
+            return None
+        values = column.to_numpy().astype(np.int64, copy=False)
+        if not self._cover(int(values.min()), int(values.max()), len(keys.keys) + len(values)):
+            self.usable = False
+            return None
+        offsets = values - self._base
+        groups = self._table[offsets]
+        new = groups < 0
+        if new.any():
+            fresh, first = np.unique(offsets[new], return_index=True)
+            fresh = fresh[np.argsort(first, kind="stable")]  # in order of first appearance
+            added = keys.add((int(offset) + self._base,) for offset in fresh.tolist())
+            self._table[fresh] = added
+            groups[new] = self._table[offsets[new]]
+        return groups
+
+    def _cover(self, low: int, high: int, groups: int) -> bool:
+        """Grow the table to hold ``low..high``; False when that would be too wide for
+        ``groups`` groups."""
+        if not len(self._table):
+            self._base = low
+        start, end = min(low, self._base), max(high + 1, self._base + len(self._table))
+        if end - start > _SPAN_PER_KEY * groups + _MIN_SPAN:
+            return False
+        if (start, end) != (self._base, self._base + len(self._table)):
+            grown = np.full(end - start, -1, dtype=np.int64)
+            grown[self._base - start : self._base - start + len(self._table)] = self._table
+            self._base, self._table = start, grown
+        return True
+
+
+_SPAN_PER_KEY = 4  # the direct table's entries per group, at most
+_MIN_SPAN = 1 << 16  # entries allowed whatever the counts (512 KB)
+
+
+def _directly_indexable(kind: pa.DataType) -> bool:
+    """Whether a key column of this type can be indexed directly: integers that fit int64
+    (not uint64)."""
+    return pa.types.is_signed_integer(kind) or kind in (pa.uint8(), pa.uint16(), pa.uint32())
 
 
 def _with_text_keys(batch: pa.RecordBatch, name: str, where: Location | None) -> pa.RecordBatch:

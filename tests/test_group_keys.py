@@ -1,0 +1,68 @@
+"""Group numbering of one key column: the direct table of integer keys numbers groups as the
+hash lookup does (in order of first appearance), whatever the chunks, and hands over to it when
+the values are too spread out or hold a null."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from gaussnll.core.io.grouping import GroupKeys
+
+
+def first_appearance(values: list) -> tuple[list, list[int]]:
+    """The keys in order of first appearance, and each value's group: the reference."""
+    order: dict = {}
+    groups = [order.setdefault(value, len(order)) for value in values]
+    return [(value,) for value in order], groups
+
+
+def indexed(chunks: list[pa.Array]) -> tuple[GroupKeys, list[int]]:
+    keys = GroupKeys(("k",))
+    groups: list[int] = []
+    for chunk in chunks:
+        groups += keys.index(pa.record_batch({"k": chunk})).tolist()
+    return keys, groups
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [[5, 3, 5, -2], [7, 3, 100, -2, 8]],  # negative values, growth both ways
+        [[10**12, 1, 2], [3, 10**12]],  # too spread out at once: the hash path
+        [[1, 2, 3], [4, 10**12, 2], [1, 5]],  # too spread out later: handed over
+        [[1, 2, None], [2, 3]],  # a null: the hash path
+        [[4, 4, 2], [None, 4], [9, 2, None]],  # a null later
+        [[], [3, 1], [1, 3, 2]],  # an empty chunk first
+    ],
+)
+def test_integer_keys_are_numbered_in_order_of_first_appearance(chunks):
+    arrays = [pa.array(chunk, type=pa.int64()) for chunk in chunks]
+    keys, groups = indexed(arrays)
+    expected_keys, expected = first_appearance([v for chunk in chunks for v in chunk])
+    assert keys.keys == expected_keys
+    assert groups == expected
+
+
+@pytest.mark.parametrize("kind", [pa.int8(), pa.int32(), pa.uint16(), pa.uint32(), pa.uint64()])
+def test_every_integer_type_numbers_its_groups_alike(kind, monkeypatch):
+    if kind != pa.uint64():  # looked up directly, without a hash table per chunk
+        monkeypatch.setattr(pc, "index_in", lambda *args, **kwargs: pytest.fail("hashed"))
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 120, size=2000)
+    chunks = [pa.array(part, type=kind) for part in np.array_split(values, 9)]
+    keys, groups = indexed(chunks)
+    expected_keys, expected = first_appearance(values.tolist())
+    assert keys.keys == expected_keys and groups == expected
+    assert all(type(key[0]) is int for key in keys.keys)  # as the hash path's to_pylist gives
+
+
+def test_groups_added_by_a_merge_are_found_by_the_direct_table():
+    keys = GroupKeys(("k",))
+    keys.index(pa.record_batch({"k": pa.array([1, 2])}))
+    keys.add([(7,), (3,)])  # another scorer's groups
+    groups = keys.index(pa.record_batch({"k": pa.array([3, 7, 1, 9])}))
+    assert groups.tolist() == [3, 2, 0, 4]
+    assert keys.keys == [(1,), (2,), (7,), (3,), (9,)]
