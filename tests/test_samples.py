@@ -28,6 +28,7 @@ from gaussnll.core import SCORE_METRICS, ColumnSpec, OptionError, ScoreOptions, 
 from gaussnll.core.report.checks import evaluate, parse_check
 from gaussnll.core.report.fields import declared
 from gaussnll.core.report.report import SamplesSummary
+from gaussnll.core.state.samples import sorted_draws
 
 LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 PIT_BINS = 20
@@ -405,6 +406,15 @@ def test_several_outputs_from_nested_lists_score_each_output_on_its_own():
         reference(second, second_target)["sample_rank_counts"],
     )
     assert report.samples.sample_rank_counts == pytest.approx(ranks.tolist())
+
+
+def test_draws_of_several_outputs_sort_into_contiguous_rows():
+    """Each element's sorted draws are contiguous, as ``torch.searchsorted`` needs them: a
+    strided copy cost two copies a chunk and printed torch's warning on stderr."""
+    draws = torch.from_numpy(np.random.default_rng(5).normal(size=(7, 4, 3)))
+    ordered = sorted_draws(draws)
+    assert ordered.is_contiguous()
+    np.testing.assert_array_equal(ordered.numpy(), np.sort(draws.numpy().transpose(0, 2, 1)))
 
 
 def joint_samples(rows: int, members: int, outputs: int = 3, seed: int = 0, decimals=None):
