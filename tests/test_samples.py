@@ -317,6 +317,17 @@ def test_a_nan_draw_names_its_row_unless_skipped(tmp_path):
     assert_section(skipped.samples, reference(draws[kept], target[kept]) | {})
 
 
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_a_missing_list_of_draws_names_its_row_and_what_skip_drops(tmp_path, policy):
+    """A null list (no draws at all) is refused under every policy: under skip the line
+    must not send the user to --nan-policy skip."""
+    table = pa.table({"draws": [[0.0, 1.0], None, [1.0, 2.0]], "target": [0.0] * 3})
+    path = write_table(table, tmp_path / "s.parquet")
+    line = one_line(run("score", path, "--samples", "draws", "--nan-policy", policy))
+    assert "s.parquet" in line and "column 'draws'" in line and "row 2" in line
+    assert ("pass --nan-policy skip" in line) == (policy == "error")
+
+
 @pytest.mark.parametrize("value", [math.inf, -math.inf])
 def test_an_infinite_draw_names_its_row_and_huge_draws_are_finite(tmp_path, value):
     """Huge finite draws (a row's sum overflows) are not taken for infinite ones (their
