@@ -355,6 +355,21 @@ def test_the_family_alone_gives_the_numbers_of_all(tmp_path):
     assert without.samples is None and without.to_dict()["samples"] is None
 
 
+def test_the_family_without_calibration_checks_and_shows_its_coverage(tmp_path):
+    """The section's coverage is at its own levels: without the calibration family it is
+    still checked (it read as missing: exit 1) and shown in the table and on the page."""
+    draws, target = make_samples(300, 5, seed=13)
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    expected = reference(draws, target)["sample_coverage"][LEVELS.index(0.9)]
+    options = ("--samples", "draws", "--metrics", "nll,samples")
+    result = run("score", path, *options, "--check", f"sample_coverage@0.9 >= {expected - 1e-9}")
+    assert result.exit_code == 0, result.output
+    assert "sample_coverage@0.9" in result.stdout and f"{expected:.4f}" in result.stdout
+    page = tmp_path / "s.html"
+    assert run("score", path, *options, "--html", page, "-q").exit_code == 0
+    assert "Coverage of the draws" in page.read_text()
+
+
 def test_every_section_metric_is_checkable_and_equals_its_json_value(tmp_path):
     draws, target = joint_samples(300, 4, outputs=2, seed=14)  # two outputs: an energy score
     weight = np.arange(300) % 3 + 0.5
