@@ -374,28 +374,31 @@ def _quantile_figures(report: Report) -> list[str]:
     if section is None:
         return []
     shown = [
-        _figure(
-            figures.level_calibration(
-                [("y ≤ q_τ", section.levels, section.quantile_coverage)],
-                title="Quantile calibration",
-                xlabel="level τ",
-            ),
+        _level_figure(
+            ("y ≤ q_τ", section.levels, section.quantile_coverage),
+            ("Quantile calibration", "level τ"),
             "Share of targets at or below each predicted τ-quantile; on the diagonal when "
             f"calibrated (quantile MACE {number(section.quantile_mace)}).",
         )
     ]
     if section.interval_levels:
         shown.append(
-            _figure(
-                figures.level_calibration(
-                    [("l ≤ y ≤ u", section.interval_levels, section.interval_coverage)],
-                    title="Coverage per interval",
-                    xlabel="central level p of the pair (τ, 1 - τ)",
-                ),
+            _level_figure(
+                ("l ≤ y ≤ u", section.interval_levels, section.interval_coverage),
+                ("Coverage per interval", "central level p of the pair (τ, 1 - τ)"),
                 "Share of targets inside each symmetric pair's interval against its level.",
             )
         )
     return shown
+
+
+def _level_figure(
+    series: tuple[str, list[float], list[float]], titles: tuple[str, str], caption: str
+) -> str:
+    """One series' observed share against its levels (``titles``: the figure's and the x
+    axis'), with ``caption``."""
+    title, xlabel = titles
+    return _figure(figures.level_calibration([series], title=title, xlabel=xlabel), caption)
 
 
 def _sample_figures(report: Report) -> list[str]:
@@ -413,17 +416,13 @@ def _sample_figures(report: Report) -> list[str]:
                 "standard deviations.",
             )
         )
-    if report.calibration is not None:
-        shown.append(
-            _figure(
-                figures.level_calibration(
-                    [("draws", report.calibration.levels, section.sample_coverage)],
-                    title="Coverage of the draws' intervals",
-                    xlabel="central level p",
-                ),
-                "Share of elements between the draws' (1 ∓ p)/2 empirical quantiles.",
-            )
+    shown.append(
+        _level_figure(
+            ("draws", section.levels, section.sample_coverage),
+            ("Coverage of the draws' intervals", "central level p"),
+            "Share of elements between the draws' (1 ∓ p)/2 empirical quantiles.",
         )
+    )
     return shown
 
 

@@ -42,10 +42,8 @@ def samples_grid(
                     _or_mixed(fair, number, "null (one draw)"),
                 ),
             ]
-    if report.calibration is not None:
-        levels = report.calibration.levels
-        for level, share in zip(levels, section.sample_coverage, strict=True):
-            rows.append((f"coverage at {level:g}", f"sample_coverage@{level:g}", f"{share:.4f}"))
+    for level, share in zip(section.levels, section.sample_coverage, strict=True):
+        rows.append((f"coverage at {level:g}", f"sample_coverage@{level:g}", f"{share:.4f}"))
     ranks = _or_mixed(section.sample_rank_counts, _ranks)
     rows.append(("rank histogram", "sample_rank_counts", ranks))
     return Grid(SAMPLES_TITLE, ("metric", "name", "value"), rows, keys=2, optional=(0,))

@@ -400,3 +400,28 @@ def test_many_groups_warn_on_stderr(tmp_path):
 def test_a_scorer_refuses_quantile_bins_it_cannot_find():
     with pytest.raises(UsageError, match="quantile bins need a first pass"):
         Scorer(device="cpu", columns=ColumnSpec(by=("u",)), intervals={"u": 4})
+
+
+@pytest.mark.parametrize("chunk_size", [7, 1000])
+def test_a_categorical_key_column_groups_as_its_values(tmp_path, chunk_size):
+    """A pandas category (an Arrow dictionary) with a null and an unused category: the
+    groups, their order and rows of the same keys as plain text (it was exit 3: the null's
+    index is null), and no group for a category no row holds."""
+    rng = np.random.default_rng(6)
+    keys = rng.choice(["a", "b", "c", None], size=60).tolist()
+    columns = make_predictions(60, seed=6)
+    plain = pa.table({**columns, "k": pa.array(keys)})
+    category = pd.Categorical(keys, categories=["unused", "c", "b", "a"])
+    coded = pa.table({**columns, "k": pa.Array.from_pandas(category)})
+    assert pa.types.is_dictionary(coded.schema.field("k").type)
+    reports = [
+        score(table, device="cpu", columns=ColumnSpec(by="k"), chunk_size=chunk_size)
+        for table in (plain, coded)
+    ]
+    groups = [[(g.key, g.report.rows, g.report.nll) for g in r.groups] for r in reports]
+    assert groups[1] == groups[0]
+    assert [key for key, _, _ in groups[1]] == [("a",), ("b",), ("c",), (None,)]
+    path = write_table(coded, tmp_path / "coded.parquet")
+    result = run(str(path), "--by", "k", "--chunk-size", str(chunk_size), "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["groups"]) == 4

@@ -28,6 +28,7 @@ from gaussnll.core import SCORE_METRICS, ColumnSpec, OptionError, ScoreOptions, 
 from gaussnll.core.report.checks import evaluate, parse_check
 from gaussnll.core.report.fields import declared
 from gaussnll.core.report.report import SamplesSummary
+from gaussnll.core.state.samples import sorted_draws
 
 LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 PIT_BINS = 20
@@ -316,6 +317,17 @@ def test_a_nan_draw_names_its_row_unless_skipped(tmp_path):
     assert_section(skipped.samples, reference(draws[kept], target[kept]) | {})
 
 
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_a_missing_list_of_draws_names_its_row_and_what_skip_drops(tmp_path, policy):
+    """A null list (no draws at all) is refused under every policy: under skip the line
+    must not send the user to --nan-policy skip."""
+    table = pa.table({"draws": [[0.0, 1.0], None, [1.0, 2.0]], "target": [0.0] * 3})
+    path = write_table(table, tmp_path / "s.parquet")
+    line = one_line(run("score", path, "--samples", "draws", "--nan-policy", policy))
+    assert "s.parquet" in line and "column 'draws'" in line and "row 2" in line
+    assert ("pass --nan-policy skip" in line) == (policy == "error")
+
+
 @pytest.mark.parametrize("value", [math.inf, -math.inf])
 def test_an_infinite_draw_names_its_row_and_huge_draws_are_finite(tmp_path, value):
     """Huge finite draws (a row's sum overflows) are not taken for infinite ones (their
@@ -341,6 +353,21 @@ def test_the_family_alone_gives_the_numbers_of_all(tmp_path):
     assert alone.nll == every.nll
     without = score(table, samples="draws", device="cpu", metrics="nll,crps")
     assert without.samples is None and without.to_dict()["samples"] is None
+
+
+def test_the_family_without_calibration_checks_and_shows_its_coverage(tmp_path):
+    """The section's coverage is at its own levels: without the calibration family it is
+    still checked (it read as missing: exit 1) and shown in the table and on the page."""
+    draws, target = make_samples(300, 5, seed=13)
+    path = write_table(table_of(draws, target), tmp_path / "s.parquet")
+    expected = reference(draws, target)["sample_coverage"][LEVELS.index(0.9)]
+    options = ("--samples", "draws", "--metrics", "nll,samples")
+    result = run("score", path, *options, "--check", f"sample_coverage@0.9 >= {expected - 1e-9}")
+    assert result.exit_code == 0, result.output
+    assert "sample_coverage@0.9" in result.stdout and f"{expected:.4f}" in result.stdout
+    page = tmp_path / "s.html"
+    assert run("score", path, *options, "--html", page, "-q").exit_code == 0
+    assert "Coverage of the draws" in page.read_text()
 
 
 def test_every_section_metric_is_checkable_and_equals_its_json_value(tmp_path):
@@ -405,6 +432,15 @@ def test_several_outputs_from_nested_lists_score_each_output_on_its_own():
         reference(second, second_target)["sample_rank_counts"],
     )
     assert report.samples.sample_rank_counts == pytest.approx(ranks.tolist())
+
+
+def test_draws_of_several_outputs_sort_into_contiguous_rows():
+    """Each element's sorted draws are contiguous, as ``torch.searchsorted`` needs them: a
+    strided copy cost two copies a chunk and printed torch's warning on stderr."""
+    draws = torch.from_numpy(np.random.default_rng(5).normal(size=(7, 4, 3)))
+    ordered = sorted_draws(draws)
+    assert ordered.is_contiguous()
+    np.testing.assert_array_equal(ordered.numpy(), np.sort(draws.numpy().transpose(0, 2, 1)))
 
 
 def joint_samples(rows: int, members: int, outputs: int = 3, seed: int = 0, decimals=None):

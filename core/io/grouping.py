@@ -113,7 +113,7 @@ class GroupKeys:
         """Each row's group index (int64), adding the groups not seen before; ``where``: where
         the batch sits, for errors."""
         for name in self.columns:
-            batch = _with_text_keys(batch, name, where)
+            batch = _with_text_keys(_decoded(batch, name), name, where)
         for name, edges in self._edges.items():
             batch = _with_interval_numbers(batch, name, edges)
         if len(self.columns) == 1:
@@ -146,9 +146,8 @@ class GroupKeys:
     def _index_one_column(self, column: pa.Array) -> np.ndarray | None:
         """The fast path for one key column; None when the column's type differs from the
         known values' (e.g. an all-null chunk), for the general path to handle."""
-        value_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
         try:  # each row looked up at once: cheaper than looking up the chunk's distinct values
-            found = pc.index_in(column, value_set=self._known_values(value_type), skip_nulls=False)
+            found = pc.index_in(column, value_set=self._known_values(column.type), skip_nulls=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             return None
         groups = found.fill_null(-1).to_numpy().astype(np.int64)
@@ -241,11 +240,22 @@ def _directly_indexable(kind: pa.DataType) -> bool:
     return pa.types.is_signed_integer(kind) or kind in (pa.uint8(), pa.uint16(), pa.uint32())
 
 
+def _decoded(batch: pa.RecordBatch, name: str) -> pa.RecordBatch:
+    """``batch`` with key column ``name``, if a dictionary (a pandas category), as its values:
+    ``dictionary_encode`` returns a dictionary as it is, with its unused values and a null
+    index for a null key, where the lookups need the chunk's own values."""
+    column = batch.column(name)
+    if not pa.types.is_dictionary(column.type):
+        return batch
+    plain = column.cast(column.type.value_type)
+    return batch.set_column(batch.schema.get_field_index(name), name, plain)
+
+
 def _with_text_keys(batch: pa.RecordBatch, name: str, where: Location | None) -> pa.RecordBatch:
     """``batch`` with key column ``name``, if it holds bytes, decoded as UTF-8 text; an
     InputError names the first row whose bytes are not UTF-8."""
     column = batch.column(name)
-    value_type = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    value_type = column.type
     if not is_bytes(value_type):
         return batch
     large = pa.types.is_large_binary(value_type)

@@ -183,11 +183,16 @@ class Conversion:
             )
 
     def _reject_nulls(self, array: pa.Array, name: str, *, width: int = 1) -> None:
-        """Raise on the first null; ``width`` maps an index of flattened list values to its row."""
+        """Raise on the first null; ``width`` maps an index of flattened list values to its row.
+        With ``nulls_as_nan`` only a missing list gets here: skip and propagate take the
+        missing numbers in a list, not the list."""
         if array.null_count:
             first = pc.index(pc.is_null(array), True).as_py()
             raise InputError(
-                "missing value (empty, NA or NaN in CSV); expected a number, or pass "
+                "missing list; expected a list of numbers (--nan-policy takes missing numbers "
+                "in a list, not a missing list)"
+                if self.nulls_as_nan
+                else "missing value (empty, NA or NaN in CSV); expected a number, or pass "
                 "--nan-policy skip",
                 path=self.where.path,
                 column=name,

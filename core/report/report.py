@@ -316,6 +316,11 @@ class SamplesSummary:
     sample_members: int | None = metric(
         "draws", "draws per row (null when files differ in it)", family="samples"
     )
+    levels: list[float] = info(
+        "the central-interval levels p of sample coverage (--levels)",
+        in_groups=True,
+        family="samples",
+    )
     sample_crps: float = metric(
         "sample CRPS", "mean CRPS of the draws, energy form (scoringrules nrg)", family="samples"
     )

@@ -27,6 +27,7 @@ class SamplesSummaries:
         observed = totals["under"].to(torch.float64) / count.unsqueeze(1)
         mixed = (totals["other_members"] > 0).tolist()
         self._members = samples.members
+        self._levels = list(samples.levels)
         self._outputs = outputs
         self._mixed = mixed
         self._columns: dict[str, list] = {
@@ -50,4 +51,5 @@ class SamplesSummaries:
         mixed = self._mixed[index]
         if mixed:
             values["sample_rank_counts"] = None
-        return SamplesSummary(sample_members=None if mixed else self._members, **values)
+        members = None if mixed else self._members
+        return SamplesSummary(levels=self._levels, sample_members=members, **values)

@@ -342,8 +342,13 @@ def _index_add(table: Tensor, group: Tensor, values: Tensor) -> None:
     strided) at each row's ``group``: one 1-D ``index_add_`` per position of ``shape``. torch
     adds into a 1-D tensor in one tight loop but adds each row of a 2-D or 3-D one as a kernel
     of its own (about 30 ns a row): on 10^5 groups, ten moments added column by column take
-    half the time of one ``index_add_`` of the stacked rows (see bench/README.md)."""
+    half the time of one ``index_add_`` of the stacked rows (see bench/README.md). Each
+    position is a pass over the rows, though: a wider sum (the samples' 125 counts of a
+    group) goes in one ``index_add_``, 18 times faster than column by column."""
     values = values.to(table.dtype)
+    if math.prod(table.shape[1:]) > _COLUMNWISE_MAX:
+        table.index_add_(0, group, values)
+        return
     for position in itertools.product(*map(range, table.shape[1:])):
         at: tuple[slice | int, ...] = (slice(None), *position)
         table[at].index_add_(0, group, values[at])
@@ -358,6 +363,7 @@ def _grown(table: Tensor, capacity: int, used: int) -> Tensor:
 
 
 _INT32_MAX = torch.iinfo(torch.int32).max
+_COLUMNWISE_MAX = 10  # positions of a group's sum added column by column at most
 
 
 def _sum_dtype(integer: bool) -> torch.dtype:
