@@ -95,6 +95,18 @@ def test_keys_come_from_the_values_or_the_id_never_the_position():
     assert id_keys(pa.chunked_array([[7, 8], [7]])).tolist()[::2] == [id_keys(pa.array([7]))[0]] * 2
 
 
+def test_ids_of_every_integer_width_and_bytes_are_keys():
+    """uint64 ids past int64's range and binary ids (any bytes) key rows: an integer keys
+    alike whatever its width, bytes hash like the text they spell."""
+    big = pa.array([2**63 + 5, 7, 2**64 - 1], pa.uint64())
+    keys = id_keys(big).tolist()
+    assert len(set(keys)) == 3
+    assert keys[1] == id_keys(pa.array([7], pa.int8()))[0]
+    raw = id_keys(pa.array([b"\xff\xfe", b"ab", None], pa.binary())).tolist()
+    assert raw[1] == id_keys(pa.array(["ab"]))[0] and len(set(raw)) == 3
+    assert raw[2] == id_keys(pa.array([None], pa.string()))[0]
+
+
 # --- the intervals against a naive bootstrap ---------------------------------------------------
 
 
