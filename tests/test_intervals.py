@@ -402,6 +402,29 @@ def test_compare_by_id_pairs_shuffled_rows_and_chunks_do_not_matter(tmp_path):
     assert per_level.stderr.startswith("gaussnll: check failed: delta_coverage_ci_low@0.9 >= 1")
 
 
+def test_compare_pairs_uint64_ids_past_int64s_range(tmp_path):
+    """uint64 ids from 2^63 pair (the join took them as int64: exit 3) and key the
+    replicates by their bits; beside signed ids they cannot pair, and say so in one line."""
+    base, cand = compared_models(300)
+    ids = np.arange(300, dtype=np.uint64) + np.uint64(2**63)
+    order = np.random.default_rng(2).permutation(300)
+    baseline = write_table(pa.table({**base, "id": ids}), tmp_path / "b.parquet")
+    candidate = write_table(pa.table({**cand, "id": ids}).take(order), tmp_path / "c.parquet")
+    result = run("compare", baseline, candidate, "--id-col", "id", "--ci", "--json", "-q",
+                 "--ci-replicates", "40")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["rows"] == 300
+    poisson = np_weights(np_mix(ids), 0, 40)
+    mine, theirs = naive_maces(base, poisson), naive_maces(cand, poisson)
+    low, high = np.percentile(theirs["mace"] - mine["mace"], [2.5, 97.5])
+    assert got["delta_mace_ci_low"] == pytest.approx(low, rel=1e-12, abs=1e-15)
+    assert got["delta_mace_ci_high"] == pytest.approx(high, rel=1e-12, abs=1e-15)
+    signed = pa.table({**cand, "id": np.arange(300) - 5})
+    mixed = run("compare", baseline, write_table(signed, tmp_path / "s.parquet"), "--id-col", "id")
+    assert_one_line_error(mixed, "b.parquet", "'id'", "unsigned id 9223372036854776107")
+
+
 # --- coverage of the truth --------------------------------------------------------------------
 
 
