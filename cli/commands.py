@@ -471,6 +471,11 @@ def _require_families(
         named.append((settings["sort_by"].partition(":")[0], True))
     for metric, in_groups in named:
         families = catalog.families(metric)
+        if in_groups and CI in families:  # --group-metrics ci is refused: no advice to add it
+            raise UsageError(
+                f"{metric}: bootstrap intervals are for the whole input only, so groups have "
+                "none: no --per-group check or --sort-by can use it"
+            )
         scope, flag = (
             (selection.groups, "--group-metrics") if in_groups else (selection.overall, "--metrics")
         )

@@ -502,6 +502,11 @@ def test_by_groups_keeps_intervals_for_the_whole_input_only(data):
         (["--ci-seed", "3"], ["--ci-seed sets the intervals of --ci: add --ci"]),
         (["--check", "nll_ci_high < 1"], ["a --check uses a bootstrap interval: add --ci"]),
         (["--ci", "--by", "g", "--group-metrics", "ci"], ["whole input only"]),
+        (
+            ["--ci", "--by", "g", "--per-group", "--check", "mace_ci_high < 1"],
+            ["mace_ci_high", "whole input only", "no --per-group"],
+        ),
+        (["--ci", "--by", "g", "--sort-by", "nll_ci_low"], ["nll_ci_low", "whole input only"]),
     ],
 )
 def test_bad_interval_options_are_one_line(tmp_path, args, fragments):
