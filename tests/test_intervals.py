@@ -425,6 +425,17 @@ def test_compare_pairs_uint64_ids_past_int64s_range(tmp_path):
     assert_one_line_error(mixed, "b.parquet", "'id'", "unsigned id 9223372036854776107")
 
 
+def test_compare_without_calibration_families_shows_no_empty_grid():
+    """--metrics nll: no calibration difference to show, so no grid of none (table, Markdown)."""
+    args = ["sample_data/preds.parquet", "sample_data/preds_candidate.parquet", "--id-col", "id"]
+    for shown in ([], ["--format", "markdown"]):
+        result = run("compare", *args, "--ci", "--ci-replicates", "10", "--metrics", "nll",
+                     "-q", *shown)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "calibration differences" not in result.stdout
+        assert "NAME_ci_low" not in result.stdout
+
+
 # --- coverage of the truth --------------------------------------------------------------------
 
 
