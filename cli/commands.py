@@ -214,6 +214,7 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
             )
         report = scorer.report(", ".join(paths), "state", allow_empty=True)
         settings.update(by=list(report.by), calibration=report.calibration is not None)
+        settings.update(ci=report.ci is not None)  # merge has no --ci: the states say
         settings.update(max_groups=scorer.options.max_groups)  # the limit that applied
         checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
         _check_grouping(settings, checks)
@@ -438,7 +439,9 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     if any(SAMPLES in catalog.families(c.metric) for c in checks) and not any(samples):
         raise UsageError("a --check uses a samples metric: add --samples COL")
     if any(CI in catalog.families(c.metric) for c in checks) and not settings.get("ci"):
-        raise UsageError("a --check uses a bootstrap interval: add --ci")
+        # merge has no --ci option: its states were saved without it
+        how = "add --ci" if "ci_replicates" in settings else "save the states with --ci"
+        raise UsageError(f"a --check uses a bootstrap interval: {how}")
     density = [
         c.metric
         for c in checks

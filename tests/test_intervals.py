@@ -571,3 +571,22 @@ def test_states_of_other_interval_settings_do_not_merge(tmp_path, data):
     merged = run("merge", *states)
     assert merged.exit_code == 2
     assert_one_line_error(merged, "ci_seed (1 and 2)")
+
+
+def test_a_merge_of_interval_states_gates_on_their_intervals(tmp_path, data):
+    """merge has no --ci: the states' replicates say whether a check of an interval applies."""
+    path, _ = data
+    state = tmp_path / "s.state.json"
+    saved = run("score", path, "--ci", "--ci-replicates", "10", "-q", "--save-state", state)
+    assert saved.exit_code == 0, saved.output
+    high = json.loads(run("merge", state, "--json", "-q").stdout)["ci"]["nll_ci_high"]
+    passed = run("merge", state, "-q", "--check", f"nll_ci_high <= {high + 1e-6}")
+    assert passed.exit_code == 0, passed.output
+    failed = run("merge", state, "-q", "--check", f"nll_ci_high <= {high - 1e-6}")
+    assert failed.exit_code == 1, failed.output
+    assert failed.stderr.startswith("gaussnll: check failed: nll_ci_high <=")
+    plain = tmp_path / "p.state.json"
+    assert run("score", path, "-q", "--save-state", plain).exit_code == 0
+    assert_one_line_error(
+        run("merge", plain, "--check", "nll_ci_high < 1"), "save the states with --ci"
+    )
