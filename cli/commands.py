@@ -214,7 +214,12 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
             )
         report = scorer.report(", ".join(paths), "state", allow_empty=True)
         settings.update(by=list(report.by), calibration=report.calibration is not None)
-        settings.update(ci=report.ci is not None)  # merge has no --ci: the states say
+        # merge has no --ci, --ensemble or --samples: the states say what they kept
+        settings.update(
+            ci=report.ci is not None,
+            ensemble=report.ensemble is not None,
+            samples=report.samples is not None,
+        )
         settings.update(max_groups=scorer.options.max_groups)  # the limit that applied
         checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
         _check_grouping(settings, checks)
