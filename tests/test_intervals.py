@@ -370,6 +370,12 @@ def test_compare_pairs_the_replicates_of_both_models_by_the_baselines_rows(tmp_p
     assert got["levels"] == list(ScoreOptions().levels)
     # each model's own intervals are the score's of its rows under the same weights
     assert got["baseline"]["ci"]["mace_ci_low"] == pytest.approx(np.percentile(mine["mace"], 5))
+    # ... the candidate's keyed by its pair's baseline row, as its key says
+    assert got["candidate"]["ci"]["mace_ci_low"] == pytest.approx(np.percentile(theirs["mace"], 5))
+    assert (got["baseline"]["ci"]["key"], got["candidate"]["ci"]["key"]) == (
+        "values",
+        "baseline values",
+    )
 
 
 def test_compare_by_id_pairs_shuffled_rows_and_chunks_do_not_matter(tmp_path):
