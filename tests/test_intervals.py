@@ -543,6 +543,15 @@ def test_a_compare_check_of_an_interval_needs_ci():
     assert_one_line_error(result, "a --check uses a bootstrap interval: add --ci")
 
 
+def test_compare_names_the_flag_that_made_a_quantile_model_beside_ci():
+    result = run(
+        "compare", "sample_data/preds.parquet", "sample_data/quantiles.parquet", "--id-col",
+        "id", "--candidate-quantiles", "0.05,0.25,0.5,0.75,0.95", "--candidate-quantile-cols",
+        "q05,q25,q50,q75,q95", "--ci",
+    )  # fmt: skip
+    assert_one_line_error(result, "--candidate-quantiles cannot be combined with --ci")
+
+
 def test_a_quantile_model_has_no_intervals_and_says_so():
     result = run(
         "score",
