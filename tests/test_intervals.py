@@ -148,6 +148,25 @@ def naive_intervals(columns, weight, level, replicates, seed, levels, poisson=No
     return found
 
 
+def test_rows_without_an_id_are_keyed_by_their_values():
+    """A missing id (null, NaN) is no id: such rows are not one cluster weighed alike, each
+    is keyed by its values, the others by their ids."""
+    rows = 400
+    columns = make_predictions(rows, seed=13)
+    ids = np.arange(rows, dtype=np.float64)
+    ids[::3] = np.nan
+    missing = np.isnan(ids)
+    table = pa.table({**columns, "id": pa.array(ids, mask=np.arange(rows) % 6 == 0)})
+    report = score(table, device="cpu", ci=0.9, ci_replicates=50, levels=(0.9,), id_col="id")
+    text = id_keys(pa.array(ids[~missing])).numpy().view(np.uint64)
+    keys = np_value_keys(columns["mean"], columns["target"], columns["var"])
+    keys[~missing] = text
+    want = naive_intervals(columns, np.ones(rows), 0.9, 50, 0, (0.9,), np_weights(keys, 0, 50))
+    got = report.to_dict()["ci"]
+    for name, value in want.items():
+        assert got[name] == pytest.approx(np.asarray(value).tolist(), rel=1e-12, abs=1e-14), name
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 def test_intervals_equal_a_naive_poisson_bootstrap_with_the_same_weights(weighted):
     rows, levels = 600, (0.5, 0.9)

@@ -105,7 +105,8 @@ def value_keys(columns: list[Tensor]) -> Tensor:
 def id_keys(ids: pa.Array | pa.ChunkedArray) -> Tensor:
     """Each row's key from its id: an integer id as its 64 bits (uint64's past int64's range
     wrap), bytes (binary ids) as they are, any other (text, dates) by its text, both by pandas'
-    fixed-key hash; a missing id has one key of its own."""
+    fixed-key hash; a missing id has one key of its own (``run.row_keys`` keys
+    such rows by their values)."""
     if pa.types.is_integer(ids.type):
         values = pc.fill_null(pc.cast(ids, pa.int64(), safe=False), -(1 << 62)).to_numpy()
         return mix(
