@@ -300,7 +300,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     _require_ci(settings, given, config)
     sides = [score_options(_side_settings(settings, side), checks) for side in SIDES]
     for name, side_options in zip(SIDES, sides, strict=True):  # each model's families
-        own = [c for c in checks if c.metric.partition(".")[0] in (name, c.metric)]
+        own = [c for c in checks if _side_of(c.metric) in (name, None)]
         _require_families(own, settings, side_options, COMPARE_METRICS)
     _require_compared(checks, plan_comparison(*sides))
     if given.get("html"):
@@ -487,12 +487,32 @@ def _require_families(
         scope, flag = (
             (selection.groups, "--group-metrics") if in_groups else (selection.overall, "--metrics")
         )
-        if families and not scope.intersection(families):
-            family = families[0]
-            raise UsageError(
-                f"{metric} is computed by the {family} metrics, which {flag} leaves out: add "
-                f"{family} to {flag}"
-            )
+        needed = [families]
+        if CI in families:  # an interval, or a calibration difference, needs its metric's too
+            needed.append(catalog.families(_measured(metric, catalog)))
+        for computing in needed:
+            if computing and not scope.intersection(computing):
+                family = computing[0]
+                raise UsageError(
+                    f"{metric} is computed by the {family} metrics, which {flag} leaves out: "
+                    f"add {family} to {flag}"
+                )
+
+
+def _side_of(metric: str) -> str | None:
+    """The model a compare check names (``baseline.coverage@0.9``: ``baseline``), None for a
+    paired number (``delta_coverage@0.9``: the level's dot is no side's)."""
+    side, dot, _ = metric.partition("@")[0].partition(".")
+    return side if dot else None
+
+
+def _measured(metric: str, catalog: Catalog) -> str:
+    """The score metric that an interval's end or a calibration difference is of
+    (``mace_ci_high``, ``delta_coverage_ci_low@0.9``: ``mace``, ``coverage@0.9``; in a
+    comparison, the baseline's)."""
+    name, at, level = metric.partition("@")
+    name = name.removesuffix("_ci_low").removesuffix("_ci_high").removeprefix("delta_")
+    return f"{'baseline.' if catalog is COMPARE_METRICS else ''}{name}{at}{level}"
 
 
 def publish(

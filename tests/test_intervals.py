@@ -543,6 +543,14 @@ def test_by_groups_keeps_intervals_for_the_whole_input_only(data):
             ["mace_ci_high", "whole input only", "no --per-group"],
         ),
         (["--ci", "--by", "g", "--sort-by", "nll_ci_low"], ["nll_ci_low", "whole input only"]),
+        (
+            ["--ci", "--metrics", "nll", "--check", "mace_ci_high < 1"],
+            ["mace_ci_high", "add calibration to --metrics"],
+        ),
+        (
+            ["--ci", "--metrics", "nll", "--check", "coverage_ci_low@0.9 > 0"],
+            ["coverage_ci_low@0.9", "add coverage to --metrics"],
+        ),
     ],
 )
 def test_bad_interval_options_are_one_line(tmp_path, args, fragments):
@@ -551,6 +559,23 @@ def test_bad_interval_options_are_one_line(tmp_path, args, fragments):
     result = run("score", path, *args)
     assert result.exit_code == 2
     assert_one_line_error(result, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("check", "family"),
+    [
+        ("delta_mace < 1", "calibration"),
+        ("delta_quantile_mace_ci_high < 1", "one_sided"),
+        ("delta_coverage_ci_low@0.9 < 1", "coverage"),
+    ],
+)
+def test_a_compare_check_of_a_calibration_difference_needs_its_family(check, family):
+    """Not 'check failed (got missing)': the family that computes it is named."""
+    result = run(
+        "compare", "sample_data/preds.parquet", "sample_data/preds_candidate.parquet",
+        "--ci", "--metrics", "nll", "--check", check,
+    )  # fmt: skip
+    assert_one_line_error(result, check.split()[0], f"add {family} to --metrics")
 
 
 def test_a_compare_check_of_an_interval_needs_ci():
