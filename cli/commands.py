@@ -214,6 +214,12 @@ def run_merge(paths: list[str], given: dict[str, Any]) -> int:
             )
         report = scorer.report(", ".join(paths), "state", allow_empty=True)
         settings.update(by=list(report.by), calibration=report.calibration is not None)
+        # merge has no --ci, --ensemble or --samples: the states say what they kept
+        settings.update(
+            ci=report.ci is not None,
+            ensemble=report.ensemble is not None,
+            samples=report.samples is not None,
+        )
         settings.update(max_groups=scorer.options.max_groups)  # the limit that applied
         checks = _parsed_checks(settings["checks"], settings, SCORE_METRICS)
         _check_grouping(settings, checks)
@@ -294,7 +300,7 @@ def run_compare(baseline: str, candidate: str, given: dict[str, Any]) -> int:
     _require_ci(settings, given, config)
     sides = [score_options(_side_settings(settings, side), checks) for side in SIDES]
     for name, side_options in zip(SIDES, sides, strict=True):  # each model's families
-        own = [c for c in checks if c.metric.partition(".")[0] in (name, c.metric)]
+        own = [c for c in checks if _side_of(c.metric) in (name, None)]
         _require_families(own, settings, side_options, COMPARE_METRICS)
     _require_compared(checks, plan_comparison(*sides))
     if given.get("html"):
@@ -438,7 +444,9 @@ def _parsed_checks(texts: list[str], settings: dict[str, Any], catalog: Catalog)
     if any(SAMPLES in catalog.families(c.metric) for c in checks) and not any(samples):
         raise UsageError("a --check uses a samples metric: add --samples COL")
     if any(CI in catalog.families(c.metric) for c in checks) and not settings.get("ci"):
-        raise UsageError("a --check uses a bootstrap interval: add --ci")
+        # merge has no --ci option: its states were saved without it
+        how = "add --ci" if "ci_replicates" in settings else "save the states with --ci"
+        raise UsageError(f"a --check uses a bootstrap interval: {how}")
     density = [
         c.metric
         for c in checks
@@ -471,15 +479,40 @@ def _require_families(
         named.append((settings["sort_by"].partition(":")[0], True))
     for metric, in_groups in named:
         families = catalog.families(metric)
+        if in_groups and CI in families:  # --group-metrics ci is refused: no advice to add it
+            raise UsageError(
+                f"{metric}: bootstrap intervals are for the whole input only, so groups have "
+                "none: no --per-group check or --sort-by can use it"
+            )
         scope, flag = (
             (selection.groups, "--group-metrics") if in_groups else (selection.overall, "--metrics")
         )
-        if families and not scope.intersection(families):
-            family = families[0]
-            raise UsageError(
-                f"{metric} is computed by the {family} metrics, which {flag} leaves out: add "
-                f"{family} to {flag}"
-            )
+        needed = [families]
+        if CI in families:  # an interval, or a calibration difference, needs its metric's too
+            needed.append(catalog.families(_measured(metric, catalog)))
+        for computing in needed:
+            if computing and not scope.intersection(computing):
+                family = computing[0]
+                raise UsageError(
+                    f"{metric} is computed by the {family} metrics, which {flag} leaves out: "
+                    f"add {family} to {flag}"
+                )
+
+
+def _side_of(metric: str) -> str | None:
+    """The model a compare check names (``baseline.coverage@0.9``: ``baseline``), None for a
+    paired number (``delta_coverage@0.9``: the level's dot is no side's)."""
+    side, dot, _ = metric.partition("@")[0].partition(".")
+    return side if dot else None
+
+
+def _measured(metric: str, catalog: Catalog) -> str:
+    """The score metric that an interval's end or a calibration difference is of
+    (``mace_ci_high``, ``delta_coverage_ci_low@0.9``: ``mace``, ``coverage@0.9``; in a
+    comparison, the baseline's)."""
+    name, at, level = metric.partition("@")
+    name = name.removesuffix("_ci_low").removesuffix("_ci_high").removeprefix("delta_")
+    return f"{'baseline.' if catalog is COMPARE_METRICS else ''}{name}{at}{level}"
 
 
 def publish(

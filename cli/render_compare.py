@@ -141,7 +141,8 @@ def paired_scores_grid(report: CompareReport) -> Grid:
 
 
 def calibration_ci_grid(report: CompareReport) -> Grid | None:
-    """The calibration differences with their bootstrap intervals (None without ``--ci``)."""
+    """The calibration differences with their bootstrap intervals (None without ``--ci``, or
+    when no calibration family was computed)."""
     deltas, ci = report.calibration_ci, report.baseline.ci
     if deltas is None or ci is None:
         return None
@@ -153,6 +154,8 @@ def calibration_ci_grid(report: CompareReport) -> Grid | None:
         values = [report.metric(f"{metric}{end}{at}{level}") for end in ends]
         if None not in values:
             rows.append((name, *(f"{v:+.6f}" for v in values if v is not None)))
+    if not rows:
+        return None
     title = (
         f"calibration differences (candidate - baseline), {ci.level * 100:g}% bootstrap "
         f"intervals ({ci.replicates:,} replicates)"

@@ -670,5 +670,7 @@ def with_flag(error: OptionError, command: str, given: Iterable[str] = ()) -> Us
     if error.parameter == "columns.spread":
         used = [name for name in SPREAD_SETTINGS if name in given] or ["var_col"]
         return UsageError(f"{BY_NAME[used[0]].flag_name} {error.detail}")
-    flag = flag_for(error.parameter, command)
+    sided = [f"{side}_{error.parameter}" for side in SIDES]  # one model's form (compare)
+    used = [name for name in sided if name in given and name in BY_NAME]
+    flag = BY_NAME[used[0]].flag_name if used else flag_for(error.parameter, command)
     return UsageError(f"{flag or error.parameter} {error.detail}")

@@ -95,6 +95,18 @@ def test_keys_come_from_the_values_or_the_id_never_the_position():
     assert id_keys(pa.chunked_array([[7, 8], [7]])).tolist()[::2] == [id_keys(pa.array([7]))[0]] * 2
 
 
+def test_ids_of_every_integer_width_and_bytes_are_keys():
+    """uint64 ids past int64's range and binary ids (any bytes) key rows: an integer keys
+    alike whatever its width, bytes hash like the text they spell."""
+    big = pa.array([2**63 + 5, 7, 2**64 - 1], pa.uint64())
+    keys = id_keys(big).tolist()
+    assert len(set(keys)) == 3
+    assert keys[1] == id_keys(pa.array([7], pa.int8()))[0]
+    raw = id_keys(pa.array([b"\xff\xfe", b"ab", None], pa.binary())).tolist()
+    assert raw[1] == id_keys(pa.array(["ab"]))[0] and len(set(raw)) == 3
+    assert raw[2] == id_keys(pa.array([None], pa.string()))[0]
+
+
 # --- the intervals against a naive bootstrap ---------------------------------------------------
 
 
@@ -134,6 +146,25 @@ def naive_intervals(columns, weight, level, replicates, seed, levels, poisson=No
         low, high = np.percentile(values, q, axis=0)
         found[f"{name}_ci_low"], found[f"{name}_ci_high"] = low, high
     return found
+
+
+def test_rows_without_an_id_are_keyed_by_their_values():
+    """A missing id (null, NaN) is no id: such rows are not one cluster weighed alike, each
+    is keyed by its values, the others by their ids."""
+    rows = 400
+    columns = make_predictions(rows, seed=13)
+    ids = np.arange(rows, dtype=np.float64)
+    ids[::3] = np.nan
+    missing = np.isnan(ids)
+    table = pa.table({**columns, "id": pa.array(ids, mask=np.arange(rows) % 6 == 0)})
+    report = score(table, device="cpu", ci=0.9, ci_replicates=50, levels=(0.9,), id_col="id")
+    text = id_keys(pa.array(ids[~missing])).numpy().view(np.uint64)
+    keys = np_value_keys(columns["mean"], columns["target"], columns["var"])
+    keys[~missing] = text
+    want = naive_intervals(columns, np.ones(rows), 0.9, 50, 0, (0.9,), np_weights(keys, 0, 50))
+    got = report.to_dict()["ci"]
+    for name, value in want.items():
+        assert got[name] == pytest.approx(np.asarray(value).tolist(), rel=1e-12, abs=1e-14), name
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -358,6 +389,12 @@ def test_compare_pairs_the_replicates_of_both_models_by_the_baselines_rows(tmp_p
     assert got["levels"] == list(ScoreOptions().levels)
     # each model's own intervals are the score's of its rows under the same weights
     assert got["baseline"]["ci"]["mace_ci_low"] == pytest.approx(np.percentile(mine["mace"], 5))
+    # ... the candidate's keyed by its pair's baseline row, as its key says
+    assert got["candidate"]["ci"]["mace_ci_low"] == pytest.approx(np.percentile(theirs["mace"], 5))
+    assert (got["baseline"]["ci"]["key"], got["candidate"]["ci"]["key"]) == (
+        "values",
+        "baseline values",
+    )
 
 
 def test_compare_by_id_pairs_shuffled_rows_and_chunks_do_not_matter(tmp_path):
@@ -388,6 +425,40 @@ def test_compare_by_id_pairs_shuffled_rows_and_chunks_do_not_matter(tmp_path):
                     "--check", "delta_coverage_ci_low@0.9 >= 1")  # fmt: skip
     assert per_level.exit_code == 1
     assert per_level.stderr.startswith("gaussnll: check failed: delta_coverage_ci_low@0.9 >= 1")
+
+
+def test_compare_pairs_uint64_ids_past_int64s_range(tmp_path):
+    """uint64 ids from 2^63 pair (the join took them as int64: exit 3) and key the
+    replicates by their bits; beside signed ids they cannot pair, and say so in one line."""
+    base, cand = compared_models(300)
+    ids = np.arange(300, dtype=np.uint64) + np.uint64(2**63)
+    order = np.random.default_rng(2).permutation(300)
+    baseline = write_table(pa.table({**base, "id": ids}), tmp_path / "b.parquet")
+    candidate = write_table(pa.table({**cand, "id": ids}).take(order), tmp_path / "c.parquet")
+    result = run("compare", baseline, candidate, "--id-col", "id", "--ci", "--json", "-q",
+                 "--ci-replicates", "40")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["rows"] == 300
+    poisson = np_weights(np_mix(ids), 0, 40)
+    mine, theirs = naive_maces(base, poisson), naive_maces(cand, poisson)
+    low, high = np.percentile(theirs["mace"] - mine["mace"], [2.5, 97.5])
+    assert got["delta_mace_ci_low"] == pytest.approx(low, rel=1e-12, abs=1e-15)
+    assert got["delta_mace_ci_high"] == pytest.approx(high, rel=1e-12, abs=1e-15)
+    signed = pa.table({**cand, "id": np.arange(300) - 5})
+    mixed = run("compare", baseline, write_table(signed, tmp_path / "s.parquet"), "--id-col", "id")
+    assert_one_line_error(mixed, "b.parquet", "'id'", "unsigned id 9223372036854776107")
+
+
+def test_compare_without_calibration_families_shows_no_empty_grid():
+    """--metrics nll: no calibration difference to show, so no grid of none (table, Markdown)."""
+    args = ["sample_data/preds.parquet", "sample_data/preds_candidate.parquet", "--id-col", "id"]
+    for shown in ([], ["--format", "markdown"]):
+        result = run("compare", *args, "--ci", "--ci-replicates", "10", "--metrics", "nll",
+                     "-q", *shown)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "calibration differences" not in result.stdout
+        assert "NAME_ci_low" not in result.stdout
 
 
 # --- coverage of the truth --------------------------------------------------------------------
@@ -467,6 +538,19 @@ def test_by_groups_keeps_intervals_for_the_whole_input_only(data):
         (["--ci-seed", "3"], ["--ci-seed sets the intervals of --ci: add --ci"]),
         (["--check", "nll_ci_high < 1"], ["a --check uses a bootstrap interval: add --ci"]),
         (["--ci", "--by", "g", "--group-metrics", "ci"], ["whole input only"]),
+        (
+            ["--ci", "--by", "g", "--per-group", "--check", "mace_ci_high < 1"],
+            ["mace_ci_high", "whole input only", "no --per-group"],
+        ),
+        (["--ci", "--by", "g", "--sort-by", "nll_ci_low"], ["nll_ci_low", "whole input only"]),
+        (
+            ["--ci", "--metrics", "nll", "--check", "mace_ci_high < 1"],
+            ["mace_ci_high", "add calibration to --metrics"],
+        ),
+        (
+            ["--ci", "--metrics", "nll", "--check", "coverage_ci_low@0.9 > 0"],
+            ["coverage_ci_low@0.9", "add coverage to --metrics"],
+        ),
     ],
 )
 def test_bad_interval_options_are_one_line(tmp_path, args, fragments):
@@ -477,6 +561,23 @@ def test_bad_interval_options_are_one_line(tmp_path, args, fragments):
     assert_one_line_error(result, *fragments)
 
 
+@pytest.mark.parametrize(
+    ("check", "family"),
+    [
+        ("delta_mace < 1", "calibration"),
+        ("delta_quantile_mace_ci_high < 1", "one_sided"),
+        ("delta_coverage_ci_low@0.9 < 1", "coverage"),
+    ],
+)
+def test_a_compare_check_of_a_calibration_difference_needs_its_family(check, family):
+    """Not 'check failed (got missing)': the family that computes it is named."""
+    result = run(
+        "compare", "sample_data/preds.parquet", "sample_data/preds_candidate.parquet",
+        "--ci", "--metrics", "nll", "--check", check,
+    )  # fmt: skip
+    assert_one_line_error(result, check.split()[0], f"add {family} to --metrics")
+
+
 def test_a_compare_check_of_an_interval_needs_ci():
     result = run(
         "compare", "sample_data/preds.parquet", "sample_data/preds_candidate.parquet",
@@ -484,6 +585,15 @@ def test_a_compare_check_of_an_interval_needs_ci():
     )  # fmt: skip
     assert result.exit_code == 2
     assert_one_line_error(result, "a --check uses a bootstrap interval: add --ci")
+
+
+def test_compare_names_the_flag_that_made_a_quantile_model_beside_ci():
+    result = run(
+        "compare", "sample_data/preds.parquet", "sample_data/quantiles.parquet", "--id-col",
+        "id", "--candidate-quantiles", "0.05,0.25,0.5,0.75,0.95", "--candidate-quantile-cols",
+        "q05,q25,q50,q75,q95", "--ci",
+    )  # fmt: skip
+    assert_one_line_error(result, "--candidate-quantiles cannot be combined with --ci")
 
 
 def test_a_quantile_model_has_no_intervals_and_says_so():
@@ -520,3 +630,22 @@ def test_states_of_other_interval_settings_do_not_merge(tmp_path, data):
     merged = run("merge", *states)
     assert merged.exit_code == 2
     assert_one_line_error(merged, "ci_seed (1 and 2)")
+
+
+def test_a_merge_of_interval_states_gates_on_their_intervals(tmp_path, data):
+    """merge has no --ci: the states' replicates say whether a check of an interval applies."""
+    path, _ = data
+    state = tmp_path / "s.state.json"
+    saved = run("score", path, "--ci", "--ci-replicates", "10", "-q", "--save-state", state)
+    assert saved.exit_code == 0, saved.output
+    high = json.loads(run("merge", state, "--json", "-q").stdout)["ci"]["nll_ci_high"]
+    passed = run("merge", state, "-q", "--check", f"nll_ci_high <= {high + 1e-6}")
+    assert passed.exit_code == 0, passed.output
+    failed = run("merge", state, "-q", "--check", f"nll_ci_high <= {high - 1e-6}")
+    assert failed.exit_code == 1, failed.output
+    assert failed.stderr.startswith("gaussnll: check failed: nll_ci_high <=")
+    plain = tmp_path / "p.state.json"
+    assert run("score", path, "-q", "--save-state", plain).exit_code == 0
+    assert_one_line_error(
+        run("merge", plain, "--check", "nll_ci_high < 1"), "save the states with --ci"
+    )

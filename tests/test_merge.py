@@ -174,6 +174,25 @@ def test_merge_renders_every_format_and_applies_checks(tmp_path):
     assert per_group.exit_code == 0, per_group.output
 
 
+@pytest.mark.parametrize(
+    ("data", "options", "check"),
+    [
+        ("ensemble.parquet", ["--ensemble"], "mixture_nll < 100"),
+        ("samples.parquet", ["--samples", "draws"], "sample_crps < 100"),
+    ],
+)
+def test_merge_checks_the_ensemble_and_samples_metrics_its_states_kept(
+    tmp_path, data, options, check
+):
+    """merge has no --ensemble or --samples: the states say (was exit 3, KeyError, and exit 2,
+    'add --samples COL')."""
+    state = tmp_path / "s.state.json"
+    saved = run("score", ROOT / "sample_data" / data, *options, "-q", "--save-state", state)
+    assert saved.exit_code == 0, saved.output
+    merged = run("merge", state, "-q", "--check", check)
+    assert merged.exit_code == 0, merged.output
+
+
 def test_states_of_different_maps_name_both_maps(tmp_path):
     """Not "a different map and a different map": each map by its data, scales and groups."""
     data = str(ROOT / "sample_data" / "preds.parquet")

@@ -394,7 +394,10 @@ class IntervalsSummary:
     level: float = info("the intervals' level (--ci)")
     replicates: int = info("bootstrap replicates B (--ci-replicates)")
     seed: int = info("the seed of the replicate weights (--ci-seed)")
-    key: str = info("what keys each row's weights: its values, or its id column")
+    key: str = info(
+        "what keys each row's weights: its values, its id column, or (a compare candidate's "
+        "paired by order) its pair's baseline values"
+    )
     levels: list[float] = info("the central-interval levels p of coverage (--levels)")
     nll_ci_low: float | None = interval_end("nll", "low")
     nll_ci_high: float | None = interval_end("nll", "high")

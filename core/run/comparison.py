@@ -133,6 +133,8 @@ def compare(
         for scorer, source in zip(scorers, sources, strict=True)
     ]
     weights.verify()  # after the reports, which refuse a bad weight first (on a GPU)
+    if reports[1].ci is not None and pairing.method == "order":  # keyed by the baseline's rows
+        reports[1] = replace(reports[1], ci=replace(reports[1].ci, key="baseline values"))
     seconds = time.perf_counter() - started
     (totals,) = differences.totals()
     # the sums each paired statistic stands on (Σw is the reports' weight_sum, checked)

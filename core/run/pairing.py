@@ -166,10 +166,16 @@ def _read_table(source: Source, request: ReadRequest) -> pa.Table:
 def _join_keys(
     keys: list[pa.ChunkedArray], sources: tuple[Source, Source], column: str
 ) -> list[pa.ChunkedArray]:
-    """The two id columns in one type: integers as int64, text as large strings."""
-    for common, test in ((pa.int64(), pa.types.is_integer), (pa.large_string(), _is_text)):
-        if all(test(key.type) for key in keys):
-            return [key.cast(common) for key in keys]
+    """The two id columns in one type: integers as int64 (uint64 when both are unsigned),
+    text as large strings."""
+    if all(pa.types.is_unsigned_integer(key.type) for key in keys):
+        return [key.cast(pa.uint64()) for key in keys]
+    if all(pa.types.is_integer(key.type) for key in keys):
+        return [
+            _as_int64(key, source.name, column) for key, source in zip(keys, sources, strict=True)
+        ]
+    if all(_is_text(key.type) for key in keys):
+        return [key.cast(pa.large_string()) for key in keys]
     if keys[0].type == keys[1].type:
         return keys
     raise InputError(
@@ -178,6 +184,20 @@ def _join_keys(
         path=sources[1].name,
         column=column,
     )
+
+
+def _as_int64(key: pa.ChunkedArray, path: str, column: str) -> pa.ChunkedArray:
+    """Integer ids as int64: a uint64 id past its range beside signed ids cannot pair."""
+    try:
+        return key.cast(pa.int64())
+    except pa.ArrowInvalid:
+        largest = pc.max(key).as_py()
+        raise InputError(
+            f"holds the unsigned id {largest}, past the range of the other file's signed ids; "
+            "ids must be of one kind to pair rows",
+            path=path,
+            column=column,
+        ) from None
 
 
 def _is_text(kind: pa.DataType) -> bool:

@@ -103,15 +103,19 @@ def value_keys(columns: list[Tensor]) -> Tensor:
 
 
 def id_keys(ids: pa.Array | pa.ChunkedArray) -> Tensor:
-    """Each row's key from its id: an integer id as it is, any other (text, dates) by pandas'
-    fixed-key hash of its text; a missing id has one key of its own."""
+    """Each row's key from its id: an integer id as its 64 bits (uint64's past int64's range
+    wrap), bytes (binary ids) as they are, any other (text, dates) by its text, both by pandas'
+    fixed-key hash; a missing id has one key of its own (``run.row_keys`` keys
+    such rows by their values)."""
     if pa.types.is_integer(ids.type):
-        values = pc.fill_null(pc.cast(ids, pa.int64()), -(1 << 62)).to_numpy()
+        values = pc.fill_null(pc.cast(ids, pa.int64(), safe=False), -(1 << 62)).to_numpy()
         return mix(
             torch.from_numpy(np.array(values, dtype=np.int64))
         )  # a copy: Arrow's is read-only
     import pandas as pd
 
-    text = pc.fill_null(pc.cast(ids, pa.large_string()), "\x00null").to_numpy(zero_copy_only=False)
+    if not (pa.types.is_binary(ids.type) or pa.types.is_large_binary(ids.type)):
+        ids = pc.cast(ids, pa.large_string())
+    text = pc.fill_null(ids, pa.scalar("\x00null", ids.type)).to_numpy(zero_copy_only=False)
     hashed = pd.util.hash_array(np.asarray(text, dtype=object)).view(np.int64)
     return torch.from_numpy(np.ascontiguousarray(hashed))
