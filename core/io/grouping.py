@@ -122,8 +122,7 @@ class GroupKeys:
                 direct = self._direct.index(column, self)
                 if direct is not None:
                     return direct
-                if not self._direct.usable:
-                    self._direct = None
+                self._direct = None  # the hash lookup from now on
             fast = self._index_one_column(column)
             if fast is not None:
                 return fast
@@ -185,24 +184,23 @@ class _DirectIndex:
     """One integer key column's groups by direct address: ``table[value - base]`` is the group
     of ``value`` (-1: not seen yet), over a range that grows to hold the values seen while it
     stays within ``_SPAN_PER_KEY`` entries per group (counting the chunk's rows as groups it
-    may add; else ``usable`` turns False and the hash lookup takes over for good): 32 bytes a
-    group at most, beside the groups' sums. Groups are numbered as the hash path numbers
-    them: new values in order of first appearance."""
+    may add; else the hash lookup takes over for good): 32 bytes a group at most, beside the
+    groups' sums. Groups are numbered as the hash path numbers them: new values in order of
+    first appearance."""
 
     def __init__(self) -> None:
-        self.usable = True
         self._base = 0
         self._table = np.empty(0, dtype=np.int64)
 
     def index(self, column: pa.Array, keys: GroupKeys) -> np.ndarray | None:
         """Each row's group, adding new ones to ``keys``; None when this column cannot be
         looked up directly (not integers, nulls, or values too spread out)."""
-        if not _directly_indexable(column.type) or column.null_count or not len(column):
-            self.usable = self.usable and len(column) == 0
+        if not len(column):
+            return np.empty(0, dtype=np.int64)
+        if not _directly_indexable(column.type) or column.null_count:
             return None
         values = column.to_numpy().astype(np.int64, copy=False)
         if not self._cover(int(values.min()), int(values.max()), len(keys.keys) + len(values)):
-            self.usable = False
             return None
         offsets = values - self._base
         groups = self._table[offsets]
