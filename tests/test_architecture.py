@@ -128,13 +128,8 @@ CONFIG_VALUES = {
     **{f"{side}_quantiles": [0.5] for side in SIDES},
     **{f"{side}_quantile_cols": "mean" for side in SIDES},
 }
-# What a setting needs beside it on the command line to apply (score only).
-COMPANIONS = {
-    "id_col": ("--per-row", "{tmp}/rows.parquet"),
-    "top": ("--by", "g"),
-    "sort_by": ("--by", "g"),
-    "per_group": ("--by", "g", "--check", "nll <= 100"),
-    "dask": ("--dask-workers", "1"),
+# What a setting needs beside it on the command line to apply, in score and compare alike.
+SHARED_COMPANIONS = {
     "member_weights": ("--ensemble",),
     "group_metrics": ("--by", "g"),
     "quantiles": ("--quantile-cols", "mean"),
@@ -143,18 +138,20 @@ COMPANIONS = {
     "ci_replicates": ("--ci",),
     "ci_seed": ("--ci",),
 }
-BOTH_COMPANIONS = {
-    "member_weights": ("--ensemble",),
+COMPANIONS = {  # score's
+    **SHARED_COMPANIONS,
+    "id_col": ("--per-row", "{tmp}/rows.parquet"),
+    "top": ("--by", "g"),
+    "sort_by": ("--by", "g"),
+    "per_group": ("--by", "g", "--check", "nll <= 100"),
+    "dask": ("--dask-workers", "1"),
+}
+BOTH_COMPANIONS = {  # compare's
+    **SHARED_COMPANIONS,
     "per_group": ("--by", "g", "--check", "delta_nll <= 100"),
-    "group_metrics": ("--by", "g"),
-    "quantiles": ("--quantile-cols", "mean"),
-    "quantile_cols": ("--quantiles", "0.5"),
     **{f"{side}_quantiles": (f"--{side}-quantile-cols", "mean") for side in SIDES},
     **{f"{side}_quantile_cols": (f"--{side}-quantiles", "0.5") for side in SIDES},
-    "ci_level": ("--ci",),
-    "ci_replicates": ("--ci",),
-    "ci_seed": ("--ci",),
-}  # what compare needs beside a setting
+}
 WRONG_VALUES = {str: 5, int: "many", float: "small", bool: "yes", list: 5}
 CONFIG_SETTINGS = [s for s in SETTINGS if s.config]
 
