@@ -493,9 +493,10 @@ def _require_families(
         for computing in needed:
             if computing and not scope.intersection(computing):
                 family = computing[0]
+                advice = f"{flag} +{family}" if in_groups else f"add {family} to {flag}"
                 raise UsageError(
                     f"{metric} is computed by the {family} metrics, which {flag} leaves out: "
-                    f"add {family} to {flag}"
+                    + (f"add it with {advice}" if in_groups else advice)
                 )
 
 

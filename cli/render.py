@@ -256,7 +256,15 @@ def group_metrics(report: Report) -> list[str]:
     level = _headline_level(report)
     if level is not None:
         metrics.append(f"coverage@{level:g}")
-    return metrics
+    return [metric for metric in metrics if _computed_for_groups(report, metric)]
+
+
+def _computed_for_groups(report: Report, metric: str) -> bool:
+    """Whether the groups shown have ``metric``: ``--group-metrics`` may leave its family out
+    (``mace``'s calibration curve is a group's only when asked for)."""
+    return not report.groups or any(
+        group.report.metric(metric) is not None for group in report.groups
+    )
 
 
 def _row_cells(key_cells: list[str], report: Report, metrics: list[str]) -> list[str]:

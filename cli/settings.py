@@ -287,8 +287,9 @@ SETTINGS: tuple[Setting, ...] = (
         "group_metrics",
         list,
         None,
-        "Metric families to compute for each group of --by, comma-separated (as --metrics); "
-        "each group's state holds only their sums.",
+        "Metric families to compute for each group of --by, comma-separated (as --metrics; "
+        "+F,...: the default and F, ..., e.g. +calibration for each group's MACE); each "
+        "group's state holds only their sums.",
         frozenset({SCORE, COMPARE}),
         core="group_metrics",
         metavar="FAMILY,...",

@@ -19,6 +19,7 @@ SAMPLES = "samples"
 QUANTILES = "quantiles"
 CI = "ci"
 ALL = "all"
+ADDED = "+"  # ``--group-metrics +F,...``: the default families and F, ...
 
 # Every family with what it computes, in the order the report lists them.
 FAMILIES: dict[str, str] = {
@@ -49,9 +50,10 @@ _FORM_FAMILIES = {
 QUANTILE_FAMILIES = (NLL, QUANTILES)
 # What ``--no-calibration`` leaves: the families that need no calibration sums.
 UNCALIBRATED = frozenset({NLL, ENSEMBLE, QUANTILES})
-# The cheap, most-used families, each group's by default: a few hundred bytes a group.
-# (a quantile model's groups get its quantiles family.)
-GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration", "one_sided")
+# The cheap, most-used families, each group's by default: about 400 bytes a group (the two
+# calibration curves, 800 bytes more, and the σ bins only when asked for; a quantile model's
+# groups get its quantiles family).
+GROUP_DEFAULT = ("nll", "accuracy", "var_scale", "crps", "coverage")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,8 @@ def select(
     ci: bool = False,
 ) -> Selection:
     """The families of each scope: ``metrics`` (None: all) for the whole input, ``group_metrics``
-    (None: ``GROUP_DEFAULT`` among those) for each group. ``nll`` is always in both; ``ensemble``
+    (None: ``GROUP_DEFAULT`` among those; a first name ``+F``: those and ``F``, ...) for each
+    group. ``nll`` is always in both; ``ensemble``
     only with an ensemble, ``samples`` only with samples; a quantile model (``quantiles``) has
     only ``QUANTILE_FAMILIES``; ``ci`` (the bootstrap intervals) is the whole input's whenever
     asked for (``ci``), never a group's. Names that are unknown, or groups' families not
@@ -95,10 +98,16 @@ def select(
     if not calibration:
         available = [name for name in available if name in UNCALIBRATED]
     overall = _named("metrics", metrics, available, given, calibration)
+    default = {name for name in (*GROUP_DEFAULT, QUANTILES) if name in overall}
     if group_metrics is None:
-        groups = {name for name in (*GROUP_DEFAULT, QUANTILES) if name in overall}
+        groups = default
     else:
-        groups = _named("group_metrics", group_metrics, available, given, calibration)
+        names = tuple(group_metrics)
+        added = bool(names) and names[0].startswith(ADDED)
+        if added:  # ``+calibration,pit``: the default and these
+            names = (names[0].removeprefix(ADDED), *names[1:])
+        groups = _named("group_metrics", names, available, given, calibration)
+        groups |= default if added else set()
         if CI in groups:
             raise OptionError(
                 "group_metrics", "names ci: bootstrap intervals are for the whole input only."

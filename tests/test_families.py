@@ -144,8 +144,19 @@ def test_groups_keep_their_families_and_the_whole_input_is_unchanged():
     assert grouped.calibration == plain.calibration and grouped.accuracy == plain.accuracy
     group = grouped.groups[0].report
     assert group.calibration is not None and group.accuracy is not None
-    assert group.calibration.mace is not None and group.calibration.crps is not None
+    assert group.calibration.crps is not None and group.calibration.coverage is not None
     assert group.calibration.pit_counts is None and group.calibration.ence is None
+    assert group.calibration.mace is None and group.calibration.calibration_curve is None
+    curves = score(
+        table,
+        device="cpu",
+        chunk_size=97,
+        columns=ColumnSpec(by="g"),
+        group_metrics=(*GROUP_DEFAULT, "calibration", "one_sided"),
+    )
+    with_curves = curves.groups[0].report.calibration
+    assert with_curves is not None and with_curves.mace is not None
+    assert with_curves.quantile_mace is not None and with_curves.crps == group.calibration.crps
     nll_only = score(
         table, device="cpu", chunk_size=97, columns=ColumnSpec(by="g"), group_metrics="nll"
     )

@@ -216,7 +216,11 @@ FAULTS = {
     ),
     "too-many-groups": Fault(
         _too_many_groups,
-        ["--max-groups is 100", "300 found so far", "1.38 KB with the group metrics nll,accuracy,"],
+        [
+            "--max-groups is 100",
+            "300 found so far",
+            "368 bytes with the group metrics nll,accuracy",
+        ],
     ),
     "parquet-footer-lies": Fault(
         _footer_claims_more_rows, ["p.parquet", "footer records 4 rows", "hold 3"]

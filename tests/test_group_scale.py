@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pytest
 import torch
 from calibration_reference import reference
 from conftest import make_predictions
@@ -14,22 +15,21 @@ from torch.overrides import TorchFunctionMode
 
 from gaussnll.cli.json_lines import compact_json, finite
 from gaussnll.core import ColumnSpec, score
-from gaussnll.core.families import select
+from gaussnll.core.families import GROUP_DEFAULT, select
 from gaussnll.core.io.grouping import key_order, sort_key
 from gaussnll.core.report import derive
+from gaussnll.core.report import report as report_module
 from gaussnll.core.state import sinks
 from gaussnll.core.state.score_state import ScoreState
 from gaussnll.core.state.sinks import Binned, GroupSink
 
 CPU = torch.device("cpu")
 # The default group families' numbers (calibration counted per |e| cell in a group's state).
+CURVE_NUMBERS = ("mace", "rmsce", "miscalibration_area")
 DEFAULT_GROUP_NUMBERS = (
     "coverage",
     "interval_width",
     "interval_score",
-    "mace",
-    "rmsce",
-    "miscalibration_area",
     "crps",
     "sharpness",
     "z_mean",
@@ -53,23 +53,29 @@ def test_a_default_group_state_is_compact():
     assert default.bytes_per_group <= 2_500
 
 
-def test_each_group_of_the_default_families_equals_the_reference():
+@pytest.mark.parametrize("curves", [False, True])
+def test_each_group_of_the_default_families_equals_the_reference(curves):
     """Each group's numbers, from its compact state, against scipy on its rows alone: points
-    on interval bounds (|z| at the levels' quantiles) and both signs of the error included."""
+    on interval bounds (|z| at the levels' quantiles) and both signs of the error included.
+    The calibration curve's numbers are a group's only when asked for (``curves``)."""
     columns = make_predictions(3_000, seed=11)
     columns["target"][:40] = columns["mean"][:40]  # e = 0: inside every interval
     keys = np.arange(3_000) % 7
     table = pa.table({**columns, "g": keys})
-    report = score(table, device="cpu", chunk_size=257, columns=ColumnSpec(by="g"))
+    chosen = (*GROUP_DEFAULT, "calibration") if curves else None
+    report = score(
+        table, device="cpu", chunk_size=257, columns=ColumnSpec(by="g"), group_metrics=chosen
+    )
     assert len(report.groups) == 7
     for group in report.groups:
         rows = keys == group.key[0]
         expected = reference(*(columns[name][rows] for name in ("mean", "target", "var")))
         got = {**vars(group.report.calibration), **vars(group.report.accuracy)}
-        for name in DEFAULT_GROUP_NUMBERS:
+        for name in DEFAULT_GROUP_NUMBERS + (CURVE_NUMBERS if curves else ()):
             rel = 1e-6 if name == "miscalibration_area" else 1e-10
             np.testing.assert_allclose(got[name], expected[name], rtol=rel, atol=1e-12)
         assert got["pit_counts"] is None  # not a default group family
+        assert (got["mace"] is None) is not curves
 
 
 def test_growing_group_sums_keeps_them_and_starts_new_groups_at_zero():
@@ -131,13 +137,16 @@ def test_group_summaries_are_derived_a_batch_at_a_time_in_key_order(monkeypatch)
 
 
 def test_a_group_counts_in_int32_half_the_bytes():
-    """The calibration's counts of a group are int32 while they fit: 764 bytes a group and
-    output for the default families but one_sided, 1,376 with it (1,184 and 2,408 in int64)."""
-    symmetric = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration")
+    """The calibration's counts of a group are int32 while they fit: 368 bytes a group and
+    output for the default families, 764 with the calibration curve, 1,376 with the one-sided
+    one too (1,184 and 2,408 in int64)."""
+    curve = (*GROUP_DEFAULT, "calibration")
     levels = (0.5, 0.8, 0.9, 0.95, 0.99)
-    state = ScoreState(1, CPU, levels=levels, grouped=True, selection=select(None, symmetric))
+    state = ScoreState(1, CPU, levels=levels, grouped=True, selection=select(None, curve))
     assert state.bytes_per_group == 764
-    assert ScoreState(1, CPU, levels=levels, grouped=True).bytes_per_group == 1_376
+    both = select(None, (*curve, "one_sided"))
+    assert ScoreState(1, CPU, levels=levels, grouped=True, selection=both).bytes_per_group == 1_376
+    assert ScoreState(1, CPU, levels=levels, grouped=True).bytes_per_group == 368
 
 
 def test_compact_counts_widen_to_int64_before_they_could_overflow(monkeypatch):

@@ -85,6 +85,8 @@ def score_page(tmp_path_factory) -> str:
         str(SAMPLE / "preds.parquet"),
         "--by",
         "region",
+        "--group-metrics",
+        "+calibration",  # the groups' curves: a figure of their own
         "--check",
         "ence <= 0.5",
         "--check",
@@ -317,3 +319,12 @@ def test_every_report_has_every_format_and_every_reporting_command_takes_html():
         BY_NAME["junit_xml"].commands
         == BY_NAME["checks"].commands | BY_NAME["compare_checks"].commands
     )
+
+
+def test_groups_without_their_curves_draw_no_curves_figure(tmp_path):
+    """By default a group has no calibration curve (``--group-metrics +calibration`` adds it):
+    the page draws the whole input's figures and the groups' table, without an empty panel."""
+    page = drawn(tmp_path / "page.html", "score", str(SAMPLE / "preds.parquet"), "--by", "region")
+    titles = [" ".join("".join(e.itertext()).split()) for e in svgs(page)]
+    assert len(titles) == 4 and not any("west" in title for title in titles)  # a key
+    assert "By region: 3 groups" in " ".join(parsed(page).texts)

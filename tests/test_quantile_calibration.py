@@ -90,11 +90,12 @@ def test_groups_chunks_and_merged_states_give_the_same_numbers(tmp_path):
     frame = pd.DataFrame(biased(1500, seed=3))
     frame["g"] = np.random.default_rng(4).choice(["a", "b", "c"], size=len(frame))
     by = ColumnSpec(by=("g",))
-    whole = score(frame, device="cpu", chunk_size=10_000, columns=by)
-    chunked = score(frame, device="cpu", chunk_size=7, columns=by)
+    chosen = "nll,one_sided"  # a group's curves only when asked for
+    whole = score(frame, device="cpu", chunk_size=10_000, columns=by, group_metrics=chosen)
+    chunked = score(frame, device="cpu", chunk_size=7, columns=by, group_metrics=chosen)
     states = [tmp_path / "first.json", tmp_path / "second.json"]
     for part, state in zip((frame[:600], frame[600:].iloc[::-1]), states, strict=True):
-        score(part, device="cpu", chunk_size=97, columns=by, state_to=state)
+        score(part, device="cpu", chunk_size=97, columns=by, state_to=state, group_metrics=chosen)
     merged = merge_states([load_state(str(state)) for state in states]).report()
     everything = toolbox(frame["mean"].values, frame["var"].values, frame["target"].values)
     for report in (whole, chunked, merged):
@@ -117,8 +118,10 @@ def test_the_family_is_chosen_per_scope():
     whole_only = score(frame, device="cpu", columns=by, group_metrics="nll,crps")
     assert whole_only.calibration.quantile_mace is not None
     assert whole_only.groups[0].report.calibration.quantile_mace is None
-    default = score(frame, device="cpu", columns=by)
-    assert default.groups[0].report.calibration.quantile_mace is not None
+    default = score(frame, device="cpu", columns=by)  # a group's curves only when asked for
+    assert default.groups[0].report.calibration.quantile_mace is None
+    asked = score(frame, device="cpu", columns=by, group_metrics="nll,one_sided")
+    assert asked.groups[0].report.calibration.quantile_mace is not None
 
 
 def mixture_numbers(mean, var, target) -> dict:

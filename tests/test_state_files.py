@@ -64,7 +64,7 @@ def test_an_arrow_state_holds_the_json_states_document_in_plain_arrow(tmp_path):
     document = json.loads(as_json.read_text())
     table = pa.ipc.open_file(pa.OSFile(str(as_arrow))).read_all()  # any Arrow reader
     header = json.loads(table.schema.metadata[b"gaussnll.state"])
-    assert header["schema"] == document["schema"] == "gaussnll.state/3"
+    assert header["schema"] == document["schema"] == "gaussnll.state/4"
     assert header["encoding"] == "arrow"
     for key in ("options", "outputs", "members", "groups", "max_groups"):
         assert header[key] == document[key], key
@@ -235,3 +235,26 @@ def test_each_recorded_option_round_trips_through_a_state_file(tmp_path):
     score(pa.table(frame), options, state_to=str(tmp_path / "s.json"))
     restored = Scorer.from_state(load_state(str(tmp_path / "s.json"))).options
     assert options_document(restored) == options_document(options)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_version_3_state_keeps_the_group_families_its_default_chose(tmp_path):
+    """States of version 3 (``gaussnll.state/3``, the halves of sample_data/preds.parquet by
+    region, scored before the groups' default left the calibration curves out) still merge:
+    their groups keep both curves, with the numbers of the whole file scored with them; a
+    state of today's default is refused beside them, naming the option that differs."""
+    olds = [FIXTURES / f"state3_part{part}.json" for part in (1, 2)]
+    assert all(json.loads(path.read_text())["schema"] == "gaussnll.state/3" for path in olds)
+    merged = merge_states([load_state(str(path)) for path in olds]).report()
+    whole = pq.read_table(Path(__file__).parents[1] / "sample_data" / "preds.parquet")
+    curves = ("nll", "accuracy", "var_scale", "crps", "coverage", "calibration", "one_sided")
+    expected = score(whole, device="cpu", columns=ColumnSpec(by="region"), group_metrics=curves)
+    assert_same_report(merged.to_dict(), expected.to_dict())
+    assert merged.groups[0].report.calibration.mace is not None
+    new = tmp_path / "new.json"
+    score(whole.slice(0, 10), device="cpu", columns=ColumnSpec(by="region"), state_to=new)
+    assert json.loads(new.read_text())["schema"] == "gaussnll.state/4"
+    result = run("merge", olds[0], new)
+    assert_one_line_error(result, "group_metrics")

@@ -1,6 +1,6 @@
 """A state document (``state_document``) as an Arrow IPC file, for large states: the sums of
 10^5 ``--by`` groups take hundreds of MB, which as JSON text is several times larger and slow
-to write and parse. The document is the same, version 3 (``schema: "gaussnll.state/3"``):
+to write and parse. The document is the same, version 4 (``schema: "gaussnll.state/4"``):
 
 - the schema's metadata key ``gaussnll.state`` holds the document without its arrays, as JSON
   (``options``, ``outputs``, ``members``, ``groups``, ``max_groups``), with

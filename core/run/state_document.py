@@ -1,9 +1,11 @@
 """A scorer's state as a portable document: plain numbers, group keys and the options that
-shape them. Version 3 (``schema: "gaussnll.state/3"``; version 1 kept every metric family's
-sums, laid out otherwise, version 2 had no one-sided calibration sums (``quantile``, and an
-ensemble's one-sided counts): both are refused with a line saying so)::
+shape them. Version 4 (``schema: "gaussnll.state/4"``; version 3 is read as version 4, its
+null ``group_metrics`` as the families its default gave groups, the calibration curves
+included; version 1 kept every metric family's sums, laid out otherwise, version 2 had no
+one-sided calibration sums (``quantile``, and an ensemble's one-sided counts): both are refused
+with a line saying so)::
 
-    {"schema": "gaussnll.state/3",
+    {"schema": "gaussnll.state/4",
      "options": {"columns": {"mean": [...], "target": [...], "spread": [...],
                              "spread_kind": "var", "by": [...], "weight": name or null,
                              "quantiles": [...] (absent in older files)},
@@ -50,17 +52,23 @@ import json
 import math
 import re
 from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from gaussnll.core.errors import InputError, OptionError
+from gaussnll.core.families import GROUP_DEFAULT
 from gaussnll.core.options import DEFAULT_REPLICATES, ColumnSpec, ScoreOptions
 from gaussnll.core.recalibration import RecalibrationMap
 from gaussnll.core.report.report import Report
 from gaussnll.core.untrusted import parse_json
 
-STATE_SCHEMA = "gaussnll.state/3"
+STATE_SCHEMA = "gaussnll.state/4"
+# Version 3 is version 4 but for what a null ``group_metrics`` (the default) meant: its groups
+# also kept both calibration curves. Such a state reads as having chosen them.
+_SCHEMA_3 = "gaussnll.state/3"
+_SCHEMA_3_GROUP_DEFAULT = (*GROUP_DEFAULT, "calibration", "one_sided")
 # Sums laid out otherwise (2: without the one-sided calibration's): score the shard again.
 _OLDER_SCHEMAS = ("gaussnll.state/1", "gaussnll.state/2")
 _DTYPES = ("float64", "int64")
@@ -176,7 +184,7 @@ def check_document(document: Any, path: str | None) -> None:
             f"otherwise than {STATE_SCHEMA}'s; score its shard again to merge it",
             path=path,
         )
-    if not isinstance(document, dict) or document.get("schema") != STATE_SCHEMA:
+    if not isinstance(document, dict) or document.get("schema") not in (STATE_SCHEMA, _SCHEMA_3):
         raise malformed(f"its schema must be {STATE_SCHEMA!r}", path)
     for key, kind in (("options", dict), ("sums", dict)):
         if not isinstance(document.get(key), kind):
@@ -337,7 +345,19 @@ def validated(document: dict[str, Any], path: str) -> dict[str, Any]:
             "after it was written",
             path,
         )
-    return document
+    return _as_current(document, options)
+
+
+def _as_current(document: dict[str, Any], options: ScoreOptions) -> dict[str, Any]:
+    """A version 3 ``document`` (its digest checked) as version 4: a null ``group_metrics``
+    becomes the families version 3's default gave the groups (among those computed)."""
+    if document["schema"] != _SCHEMA_3:
+        return document
+    if options.group_metrics is None and options.columns.by:
+        overall = options.selection.overall
+        chosen = tuple(name for name in _SCHEMA_3_GROUP_DEFAULT if name in overall)
+        options = replace(options, group_metrics=chosen)
+    return {**document, "schema": STATE_SCHEMA, "options": options_document(options)}
 
 
 def identified(document: dict[str, Any], report: Report) -> dict[str, Any]:
