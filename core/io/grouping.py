@@ -311,7 +311,7 @@ def sort_key(key: Key) -> tuple:
     return tuple((value is None, value) for value in key)
 
 
-def key_order(keys: Sequence[Key]) -> list[int]:
+def key_order(keys: Sequence[Key]) -> np.ndarray:
     """The positions of ``keys`` in ``sort_key`` order. Keys of one integer each (the usual
     many groups) are sorted by NumPy: 10^6 groups in 0.1 s instead of 2.5 s."""
     if all(len(key) == 1 and type(key[0]) is int for key in keys):
@@ -320,5 +320,5 @@ def key_order(keys: Sequence[Key]) -> list[int]:
         except OverflowError:  # beyond int64 (a uint64 column)
             pass
         else:
-            return np.argsort(values, kind="stable").tolist()
-    return sorted(range(len(keys)), key=lambda b: sort_key(keys[b]))
+            return np.argsort(values, kind="stable")
+    return np.asarray(sorted(range(len(keys)), key=lambda b: sort_key(keys[b])), dtype=np.int64)

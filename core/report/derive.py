@@ -16,7 +16,7 @@ from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.ensemble_summary import EnsembleSummaries
 from gaussnll.core.report.quantiles_summary import QuantilesSummaries
-from gaussnll.core.report.report import GroupScore, IntervalsSummary, OutputScore, Report
+from gaussnll.core.report.report import GroupScores, IntervalsSummary, OutputScore, Report
 from gaussnll.core.report.samples_summary import SamplesSummaries
 from gaussnll.core.report.summary_table import Summaries, SummaryTable
 from gaussnll.core.state.bootstrap import BootstrapState
@@ -48,9 +48,7 @@ def derive_report(
     keys = group_keys.key_values()
     order = key_order(keys)
     group_reports = Reports(state, options, by_group=True, order=order, **common)
-    groups = tuple(
-        GroupScore(keys[b], group_reports, b) for b in order if group_reports.saw_rows(b)
-    )
+    groups = GroupScores(keys, group_reports, group_reports.seen(order))
     return replace(report, by=group_keys.columns, groups=groups, groups_total=len(groups))
 
 
@@ -66,7 +64,7 @@ class Reports(Sequence[Report]):
         state: ScoreState,
         options: ScoreOptions,
         by_group: bool,
-        order: Sequence[int] | None = None,
+        order: np.ndarray | None = None,
         **common: Any,
     ) -> None:
         totals = state.totals(by_group)
@@ -125,9 +123,10 @@ class Reports(Sequence[Report]):
     def __len__(self) -> int:
         return len(self._rows)
 
-    def saw_rows(self, b: int) -> bool:
-        """Whether report ``b`` saw a row, scored or skipped (rows of weight 0 are unseen)."""
-        return bool(self._seen[b])
+    def seen(self, order: np.ndarray) -> np.ndarray:
+        """The reports of ``order`` that saw a row, scored or skipped (rows of weight 0 are
+        unseen), in that order."""
+        return order[self._seen[order]]
 
     def __getitem__(self, b: int) -> Report:  # type: ignore[override]
         options, outputs = self._options, self._outputs
@@ -214,7 +213,7 @@ class BatchedSummaries:
         loss: Tensor,
         by_group: bool,
         options: ScoreOptions,
-        order: Sequence[int] | None,
+        order: np.ndarray | None,
     ) -> None:
         # The scope's accumulators of calibration and accuracy (the mixture, the samples and
         # the quantiles have their own sections).
@@ -223,7 +222,7 @@ class BatchedSummaries:
         self._totals = [part.totals(by_group) for part in self._parts]
         self._weight, self._loss, self._options = weight, loss, options
         reports = loss.shape[0]
-        self._order = torch.arange(reports) if order is None else torch.tensor(order)
+        self._order = torch.arange(reports) if order is None else torch.as_tensor(order)
         self._position = torch.empty_like(self._order)
         self._position[self._order] = torch.arange(reports)
         self._batches = -(-reports // SUMMARY_BATCH)

@@ -488,7 +488,7 @@ class Report:
     rows_per_second: float = info("rows / seconds", init=False)
     by: tuple[str, ...] = info("the grouping columns", default=())
     groups_total: int = info("how many groups there are", default=0)
-    groups: tuple[GroupScore, ...] = info("the groups shown", default=())
+    groups: Sequence[GroupScore] = info("the groups shown", default=())
 
     def __post_init__(self) -> None:
         nll = {"mean": self.nll_mean, "sum": self.nll_sum}.get(self.reduction)
@@ -504,24 +504,24 @@ class Report:
         """The report with its groups sorted by a metric (largest first; ``NAME:asc`` for
         smallest first; groups without the value last) instead of by key, and only the first
         ``top`` of them kept (``groups_total`` still counts them all)."""
-        groups = list(self.groups)
-        if sort_by is not None:
-            metric, _, direction = sort_by.partition(":")
-            sign = 1.0 if direction == "asc" else -1.0
+        if sort_by is None:  # key order: only the groups kept are built
+            return replace(self, groups=self.groups[:top])
+        metric, _, direction = sort_by.partition(":")
+        sign = 1.0 if direction == "asc" else -1.0
 
-            def order(group: GroupScore) -> tuple[bool, float]:
-                value = group.report.metric(metric)
-                if value is None or math.isnan(value):
-                    return True, 0.0
-                return False, sign * value
+        def order(group: GroupScore) -> tuple[bool, float]:
+            value = group.report.metric(metric)
+            if value is None or math.isnan(value):
+                return True, 0.0
+            return False, sign * value
 
-            # The first ``top`` by a partial selection (as stable as a sort): 10^5 groups
-            # are not all sorted for a table of 10.
-            if top is None:
-                groups.sort(key=order)
-            else:
-                groups = heapq.nsmallest(top, groups, key=order)
-        return replace(self, groups=tuple(groups[:top] if top is not None else groups))
+        # The first ``top`` by a partial selection (as stable as a sort): 10^5 groups
+        # are not all sorted for a table of 10.
+        if top is None:
+            groups = sorted(self.groups, key=order)
+        else:
+            groups = heapq.nsmallest(top, self.groups, key=order)
+        return replace(self, groups=tuple(groups))
 
     def to_frame(self) -> Any:
         """A pandas DataFrame of every scalar of the report, calibration and accuracy included
@@ -600,6 +600,29 @@ class GroupScore:
 
     def label(self) -> str:
         return ", ".join(self.key_cells())
+
+
+class GroupScores(Sequence[GroupScore]):
+    """Groups ``order`` (indices into ``keys`` and ``reports``) as a sequence of
+    ``GroupScore``, each built when read: a table of the first 10 of 10^6 groups builds 10."""
+
+    def __init__(self, keys: Sequence[tuple[Any, ...]], reports: Sequence[Any], order: Any):
+        self._keys, self._reports, self._order = keys, reports, order
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __getitem__(self, at: Any) -> Any:
+        if isinstance(at, slice):
+            return GroupScores(self._keys, self._reports, self._order[at])
+        b = int(self._order[at])
+        return GroupScore(self._keys[b], self._reports, b)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return f"GroupScores({len(self)} groups)"
 
 
 def _plain(value: Any) -> Any:
