@@ -66,3 +66,15 @@ def test_groups_added_by_a_merge_are_found_by_the_direct_table():
     groups = keys.index(pa.record_batch({"k": pa.array([3, 7, 1, 9])}))
     assert groups.tolist() == [3, 2, 0, 4]
     assert keys.keys == [(1,), (2,), (7,), (3,), (9,)]
+
+
+def test_ids_up_to_millions_are_direct_from_a_first_chunk_that_sees_few_of_them(monkeypatch):
+    """Ids 0..3M, the first chunk seeing 1,000 of them (far fewer than 4 entries per id of the
+    span): still looked up directly, in order of first appearance."""
+    monkeypatch.setattr(pc, "index_in", lambda *args, **kwargs: pytest.fail("hashed"))
+    rng = np.random.default_rng(11)
+    values = rng.integers(0, 3_000_000, size=6_000)
+    chunks = [pa.array(part) for part in np.split(values, [1_000, 2_500])]
+    keys, groups = indexed(chunks)
+    expected_keys, expected = first_appearance(values.tolist())
+    assert keys.keys == expected_keys and groups == expected
