@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,7 @@ from gaussnll.core.io.writers import RowWriter
 from gaussnll.core.run import engine as score_engine
 from gaussnll.core.run import workers as worker_pool
 from gaussnll.core.run.workers import auto_workers
+from gaussnll.core.state import sinks
 
 
 @pytest.mark.parametrize("chunk_size", [7, 300])
@@ -137,3 +139,50 @@ def test_workers_option_on_the_command_line(parquet_file, tmp_path):
     assert from_file["config"]["settings"]["workers"] == 3
     bad = run("--workers", "-1")
     assert bad.exit_code == 2 and "--workers must be 0 (automatic) or more" in bad.stderr
+
+
+def test_groups_sums_are_added_on_a_thread_of_their_own_with_the_same_bits(tmp_path, monkeypatch):
+    """With one worker and --by, the groups' sums are added by their own thread in chunk order
+    (every family, the σ buckets' compound change included): the same bits as three workers,
+    whose changes the consumer makes."""
+    columns = make_predictions(3_000, seed=5)
+    columns["key"] = np.arange(3_000) % 41
+    path = write_table(pa.table(columns), tmp_path / "groups.parquet")
+    options = ScoreOptions(
+        chunk_size=97, device="cpu", columns=ColumnSpec(by=("key",)), group_metrics=("all",)
+    )
+    threads = set()
+    apply = sinks.Ledger.apply
+
+    def applied(ledger: sinks.Ledger) -> None:
+        threads.add(threading.current_thread().name)
+        apply(ledger)
+
+    monkeypatch.setattr(sinks.Ledger, "apply", applied)
+    one = score(str(path), options, workers=1)
+    assert {name.split("_")[0] for name in threads} == {"gaussnll-groups"}
+    many = score(str(path), options, workers=3)
+    assert [report_numbers(g.report) for g in one.groups] == [
+        report_numbers(g.report) for g in many.groups
+    ]
+    assert report_numbers(one) == report_numbers(many)
+
+
+def test_an_error_adding_the_groups_sums_reaches_the_caller(tmp_path, monkeypatch):
+    columns = make_predictions(1_000, seed=6)
+    columns["key"] = np.arange(1_000) % 7
+    path = write_table(pa.table(columns), tmp_path / "groups.parquet")
+    calls = []
+    add_parts = sinks.GroupSink.add_parts
+
+    def failing(self, *args):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 5:
+            raise RuntimeError("the groups' sums failed")
+        add_parts(self, *args)
+
+    monkeypatch.setattr(sinks.GroupSink, "add_parts", sinks.deferrable(failing))
+    options = ScoreOptions(chunk_size=50, device="cpu", columns=ColumnSpec(by=("key",)))
+    with pytest.raises(RuntimeError, match="the groups' sums failed"):
+        score(str(path), options, workers=1)
+    assert calls[-1].startswith("gaussnll-groups")

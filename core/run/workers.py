@@ -7,6 +7,10 @@ them in chunk order as it takes the results. The sums thus see the same addition
 order as with one thread: the same bits, on every run, for any number of workers.
 Each kernel runs on one thread: splitting 64k-element kernels across cores costs more in
 synchronisation than it gains, and the cores are busy with other chunks instead.
+
+With one worker and ``--by`` on the CPU, the consumer scores each chunk but records only the
+changes to the groups' sums, which a thread of their own applies in chunk order while the next
+chunk is scored: the random writes into many groups' tables are half the work of a chunk.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -22,7 +27,7 @@ from gaussnll.core.io.chunks import Chunk
 from gaussnll.core.io.devices import single_threaded_kernels
 from gaussnll.core.run.scored import Scored
 from gaussnll.core.run.scorer import Scorer
-from gaussnll.core.state.sinks import Ledger, recording
+from gaussnll.core.state.sinks import Ledger, of_groups, recording
 
 MAX_AUTO_WORKERS = 4
 # Chunks in flight per worker: a free worker finds the next chunk queued while results are
@@ -35,8 +40,8 @@ def auto_workers(device: torch.device, grouped: bool, compute_bound: bool) -> in
     computation outweighs the reading (calibration of Parquet or Arrow), else one per two cores
     (reading is the bottleneck: without calibration, or parsing CSV); on 2 cores a second
     worker gains nothing and costs memory (see bench/README.md). One on a GPU (its kernels
-    are queued asynchronously already) and when grouping (the group sums are applied by one
-    thread anyway)."""
+    are queued asynchronously already) and when grouping (the groups' sums are added by one
+    thread anyway: with one worker, by a thread of their own beside it)."""
     if device.type != "cpu" or grouped:
         return 1
     cores = os.cpu_count() or 1
@@ -63,10 +68,13 @@ class ScorerPool:
         changes to the sums are made. An error from a chunk is raised in that order too."""
         on_cpu = self.scorer.device.type == "cpu"
         if self.workers == 1:  # the consumer scores each chunk itself: no hand-over
-            with single_threaded_kernels(on_cpu):
+            grouped = on_cpu and self.scorer.group_keys is not None
+            with single_threaded_kernels(on_cpu), _GroupSums(grouped) as group_sums:
                 for chunk in chunks:
                     self._waiting = chunk
-                    scored = self.scorer.add(chunk)
+                    with group_sums.recording() as changes:
+                        scored = self.scorer.add(chunk)
+                    group_sums.apply(changes)
                     self._waiting = None
                     yield chunk, scored
             return
@@ -90,6 +98,38 @@ class ScorerPool:
         self._in_flight.popleft()
         changes.apply()
         return chunk, scored
+
+
+class _GroupSums:
+    """Changes to the groups' sums (``sinks.of_groups``), recorded per chunk and applied in chunk
+    order by a thread of their own, at most ``QUEUED_PER_WORKER`` chunks behind; when not
+    ``grouped``, nothing is recorded. Leaving the block waits for every change (the report
+    reads the sums next) and raises an error one of them met."""
+
+    def __init__(self, grouped: bool) -> None:
+        self._pool = ThreadPoolExecutor(1, "gaussnll-groups") if grouped else None
+        self._pending: deque[Future[None]] = deque()
+
+    def __enter__(self) -> _GroupSums:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is None:
+            return
+        self._pool.shutdown(wait=True)
+        if exc[0] is None:
+            while self._pending:
+                self._pending.popleft().result()
+
+    def recording(self) -> AbstractContextManager[Ledger | None]:
+        return nullcontext() if self._pool is None else recording(of_groups)
+
+    def apply(self, changes: Ledger | None) -> None:
+        if self._pool is None or changes is None:
+            return
+        while len(self._pending) >= QUEUED_PER_WORKER:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(changes.apply))
 
 
 def _recorded(scorer: Scorer, chunk: Chunk) -> tuple[Scored, Ledger]:

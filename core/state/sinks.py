@@ -42,10 +42,16 @@ Method = TypeVar("Method", bound=Callable[..., None])
 
 
 class Ledger:
-    """Changes to sums recorded on one thread, to apply later on any thread."""
+    """Changes to sums recorded on one thread, to apply later on any thread: every change, or
+    those whose owner (a sink, or a state whose change reads its sums) ``only`` takes."""
 
-    def __init__(self) -> None:
+    def __init__(self, only: Callable[[object], bool] | None = None) -> None:
         self._changes: list[Callable[[], None]] = []
+        self._only = only
+
+    def takes(self, owner: object) -> bool:
+        """Whether a change of ``owner`` is recorded (else it is made at once)."""
+        return self._only is None or self._only(owner)
 
     def record(self, change: Callable[[], None]) -> None:
         self._changes.append(change)
@@ -58,9 +64,10 @@ class Ledger:
 
 
 @contextmanager
-def recording() -> Iterator[Ledger]:
-    """Within the block, this thread's changes to any sink go to the yielded ledger."""
-    _thread.ledger = ledger = Ledger()
+def recording(only: Callable[[object], bool] | None = None) -> Iterator[Ledger]:
+    """Within the block, this thread's changes to any sink (those of the owners ``only``
+    takes) go to the yielded ledger."""
+    _thread.ledger = ledger = Ledger(only)
     try:
         yield ledger
     finally:
@@ -73,7 +80,7 @@ def deferrable(method: Method) -> Method:
     @functools.wraps(method)
     def made_or_recorded(self: object, *args: object, **kwargs: object) -> None:
         ledger = getattr(_thread, "ledger", None)
-        if ledger is None:
+        if ledger is None or not ledger.takes(self):
             method(self, *args, **kwargs)
         else:
             ledger.record(functools.partial(method, self, *args, **kwargs))
@@ -321,6 +328,12 @@ class GroupSink:
         self._tables = [
             _tensor(arrays[str(k)], table, any_rows=True) for k, table in enumerate(self._tables)
         ]
+
+
+def of_groups(owner: object) -> bool:
+    """Whether a change is to groups' sums: a ``GroupSink``'s, or a grouped state's own change
+    (``grouped``: one that reads its groups' sums as it makes them)."""
+    return isinstance(owner, GroupSink) or getattr(owner, "grouped", False) is True
 
 
 def _tensor(values: np.ndarray, like: Tensor, *, any_rows: bool = False) -> Tensor:
