@@ -255,6 +255,14 @@ def test_a_version_3_state_keeps_the_group_families_its_default_chose(tmp_path):
     assert merged.groups[0].report.calibration.mace is not None
     new = tmp_path / "new.json"
     score(whole.slice(0, 10), device="cpu", columns=ColumnSpec(by="region"), state_to=new)
-    assert json.loads(new.read_text())["schema"] == "gaussnll.state/4"
+    written = json.loads(new.read_text())
+    assert written["schema"] == "gaussnll.state/4"  # the groups' families written out
+    assert written["options"]["group_metrics"] == [
+        "nll",
+        "accuracy",
+        "var_scale",
+        "crps",
+        "coverage",
+    ]
     result = run("merge", olds[0], new)
     assert_one_line_error(result, "group_metrics")

@@ -14,7 +14,9 @@ with a line saying so)::
                  "uncertainty_bins": 10, "intervals": {"COLUMN": [edges]},
                  "recalibration": {map} or null, "ensemble": false, "samples": false,
                  "member_weights": [weights] or null,
-                 "metrics": [families] or null, "group_metrics": [families] or null,
+                 "metrics": [families] or null (all), "group_metrics": [families] (those
+                 each group computed, written out) or null (no --by; in version 3, also the
+                 default),
                  "quantiles": [levels] or null (absent in older files),
                  with --ci only: "ci": level, "ci_replicates": B, "ci_seed": seed and
                  "columns.id": the id column keying the replicates, or null},
@@ -58,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from gaussnll.core.errors import InputError, OptionError
-from gaussnll.core.families import GROUP_DEFAULT
+from gaussnll.core.families import FAMILIES
 from gaussnll.core.options import DEFAULT_REPLICATES, ColumnSpec, ScoreOptions
 from gaussnll.core.recalibration import RecalibrationMap
 from gaussnll.core.report.report import Report
@@ -68,7 +70,9 @@ STATE_SCHEMA = "gaussnll.state/4"
 # Version 3 is version 4 but for what a null ``group_metrics`` (the default) meant: its groups
 # also kept both calibration curves. Such a state reads as having chosen them.
 _SCHEMA_3 = "gaussnll.state/3"
-_SCHEMA_3_GROUP_DEFAULT = (*GROUP_DEFAULT, "calibration", "one_sided")
+_SCHEMA_3_GROUP_DEFAULT = (
+    *("nll", "accuracy", "var_scale", "crps", "coverage", "calibration", "one_sided"),
+)
 # Sums laid out otherwise (2: without the one-sided calibration's): score the shard again.
 _OLDER_SCHEMAS = ("gaussnll.state/1", "gaussnll.state/2")
 _DTYPES = ("float64", "int64")
@@ -114,7 +118,7 @@ def options_document(options: ScoreOptions) -> dict[str, Any]:
         "samples": options.samples,
         "member_weights": None if weights is None else list(weights),
         "metrics": None if options.metrics is None else list(options.metrics),
-        "group_metrics": None if options.group_metrics is None else list(options.group_metrics),
+        "group_metrics": _group_families(options),
         "quantiles": None if options.quantiles is None else list(options.quantiles),
     }
     if options.ci is None:  # as before intervals: the states of earlier versions still merge
@@ -337,7 +341,10 @@ def validated(document: dict[str, Any], path: str) -> dict[str, Any]:
     values = sum(array.size for array in document["sums"].values())
     if members is not None and options.member_weights is None and members > values:
         raise malformed(f"'members' is {members:,}, more than its sums hold", path)
-    document = {**document, "options": options_document(options)}
+    written = options_document(options)
+    if document["schema"] == _SCHEMA_3:  # its group_metrics as given (null: the default)
+        written["group_metrics"] = document["options"]["group_metrics"]
+    document = {**document, "options": written}
     identity = document.get("identity")
     if identity is not None and identity["digest"] != digest(document):
         raise malformed(
@@ -348,9 +355,17 @@ def validated(document: dict[str, Any], path: str) -> dict[str, Any]:
     return _as_current(document, options)
 
 
+def _group_families(options: ScoreOptions) -> list[str] | None:
+    """The families each group computed, in ``FAMILIES`` order (None without ``--by``): written
+    out, not as null for the default, so a state means the same when the default changes."""
+    if not options.columns.by:
+        return None
+    return [name for name in FAMILIES if name in options.selection.groups]
+
+
 def _as_current(document: dict[str, Any], options: ScoreOptions) -> dict[str, Any]:
-    """A version 3 ``document`` (its digest checked) as version 4: a null ``group_metrics``
-    becomes the families version 3's default gave the groups (among those computed)."""
+    """A version 3 ``document`` (its digest checked) as version 4: its groups' families written
+    out, a null ``group_metrics`` as those version 3's default gave (among those computed)."""
     if document["schema"] != _SCHEMA_3:
         return document
     if options.group_metrics is None and options.columns.by:
