@@ -70,6 +70,7 @@ if TYPE_CHECKING:
         CompareReport,
         PairedSummary,
     )
+    from gaussnll.core.report.fields import PerReport, Shared
     from gaussnll.core.report.recalibrate import fit_recalibration
     from gaussnll.core.report.report import (
         SCORE_METRICS,
@@ -129,6 +130,8 @@ _EXPORTS = {
     "GaussnllError": "errors",
     "GroupCheckResult": "report.checks",
     "GroupScore": "report.report",
+    "PerReport": "report.fields",
+    "Shared": "report.fields",
     "InputError": "errors",
     "Metric": "report.catalogue",
     "NegativeSpreadError": "errors",
