@@ -65,7 +65,7 @@ class _Template:
     def __init__(self) -> None:
         self.static = [""]
         self.holes: list[list[str]] = []
-        self._made: dict[int, tuple[list[Any], list[str]]] = {}  # nll is nll_mean's list
+        self._made: dict[Any, tuple[Any, list[str]]] = {}  # texts by column (``_texts``)
 
     def node(self, value: Any) -> None:
         if isinstance(value, dict):
@@ -91,17 +91,25 @@ class _Template:
         self.static[-1] += text
 
     def _values(self, values: Any) -> None:
-        if isinstance(values, np.ndarray):
-            texts = _vector_texts(values) if values.ndim == 1 else _matrix_texts(values)
-        elif _same_keys(values):  # objects of the same fields: a column each
+        if isinstance(values, np.ndarray) and values.ndim == 2:
+            texts = _matrix_texts(values)
+        elif not isinstance(values, np.ndarray) and _same_keys(values):
+            # objects of the same fields: a column each
             self.node({name: PerReport([value[name] for value in values]) for name in values[0]})
             return
         else:
-            if id(values) not in self._made:  # kept with its texts: no other takes its id
-                self._made[id(values)] = (values, _texts(values))
-            texts = self._made[id(values)][1]
+            texts = self._texts(values)
         self.holes.append(texts)
         self.static.append("")
+
+    def _texts(self, values: Any) -> list[str]:
+        """Each value's text, made once for columns alike (``nll`` is ``nll_mean``'s list,
+        ``var_scale`` holds ``z2_mean``'s numbers)."""
+        array = isinstance(values, np.ndarray)
+        key = (values.dtype.str, values.tobytes()) if array else id(values)
+        if key not in self._made:  # kept with its texts: no other list takes its id
+            self._made[key] = (values, _texts(values.tolist() if array else values))
+        return self._made[key][1]
 
 
 def _same_keys(values: list[Any]) -> bool:
@@ -125,11 +133,6 @@ def _texts(values: list[Any]) -> list[str]:
     return [json.dumps(finite(value), default=list) for value in values]
 
 
-def _vector_texts(column: np.ndarray) -> list[str]:
-    """The text of each value of a column of numbers, as ``tolist`` gives them."""
-    return _texts(column.tolist())
-
-
 def _matrix_texts(matrix: np.ndarray) -> list[str]:
     """The text of each row of a matrix of numbers (the list ``tolist`` gives for it): the
     texts of its distinct values, made once, joined in one step and cut at the rows' ends."""
@@ -137,17 +140,17 @@ def _matrix_texts(matrix: np.ndarray) -> list[str]:
     if width == 0:
         return ["[]"] * rows
     kind = matrix.dtype.kind
-    if kind not in "fiub" or (kind == "f" and bool(np.any((matrix == 0) & np.signbit(matrix)))):
-        # not numbers, or -0.0 (0.0 to ``np.unique``, but written -0.0): row by row
+    if kind not in "fiub":  # not numbers: row by row
         return ["[" + ", ".join(_texts(row)) + "]" for row in matrix.tolist()]
     sample = matrix[:_SAMPLE]
     if 2 * len(np.unique(sample)) > sample.size:  # mostly distinct values: no lookup
         texts = _texts(matrix.ravel().tolist())
-        return [
-            "[" + ", ".join(texts[at : at + width]) + "]" for at in range(0, rows * width, width)
-        ]
-    distinct, inverse = np.unique(matrix, return_inverse=True)
-    values = distinct.tolist()
+        cuts = range(0, rows * width, width)
+        return ["[" + ", ".join(texts[at : at + width]) + "]" for at in cuts]
+    # Floats told apart by their bits: -0.0 is not 0.0 (and the integers sort faster).
+    bits = np.ascontiguousarray(matrix).view(f"i{matrix.itemsize}") if kind == "f" else matrix
+    distinct, inverse = np.unique(bits, return_inverse=True)
+    values = (distinct.view(matrix.dtype) if kind == "f" else distinct).tolist()
     if kind == "f" and 4 * len(values) <= matrix.size:  # values that recur
         texts = list(map(TEXTS.__getitem__, values))
     else:

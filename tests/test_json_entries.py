@@ -4,7 +4,9 @@ keys and orders, and however the groups fall into batches."""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from gaussnll.cli import json_entries
 from gaussnll.cli.app import app
 from gaussnll.cli.json_lines import finite
 from gaussnll.cli.render import report_json
+from gaussnll.cli.streams import write_behind
 from gaussnll.core import ColumnSpec, GroupScore, PerReport, Shared, score
 from gaussnll.core.report import derive
 
@@ -187,3 +190,26 @@ def test_odd_values_are_written_as_json_dumps_writes_them():
     assert json_entries.entry_texts(columns, size) == want
     fixed = {"all": Shared([1, "%d"])}
     assert json_entries.entry_texts(fixed, 2) == ['{"all": [1, "%d"]}'] * 2
+
+
+def test_stdout_written_behind_in_order_and_a_failed_write_stops_the_making(monkeypatch):
+    made = []
+
+    def pieces():
+        for k in range(200):
+            made.append(k)
+            yield f"{k},"
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    write_behind(pieces())
+    assert sys.stdout.getvalue() == "".join(f"{k}," for k in range(200))
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    made.clear()
+    monkeypatch.setattr(sys, "stdout", Full())
+    with pytest.raises(OSError, match="No space"):
+        write_behind(pieces())
+    assert len(made) < 10  # the queue holds 2: the making stopped
