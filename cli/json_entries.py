@@ -22,7 +22,7 @@ import numpy as np
 from gaussnll.cli.json_lines import TEXTS, compact_json, finite
 from gaussnll.core import GroupScore, PerReport, Shared
 
-BATCH = 2048  # groups whose entries are made together
+BATCH = 512  # groups whose entries are made together
 _SAMPLE = 64  # rows of a matrix that tell whether its values recur
 _NONFINITE = frozenset({"nan", "inf", "-inf"})  # float.__repr__ of what JSON writes as null
 
