@@ -20,31 +20,38 @@ from typing import Any
 import numpy as np
 
 from gaussnll.cli.json_lines import TEXTS, compact_json, finite
-from gaussnll.core import GroupScore, PerReport, Shared
+from gaussnll.core import GroupScore, PerReport, Shared, prefetched
 
 BATCH = 512  # groups whose entries are made together
 _SAMPLE = 64  # rows of a matrix that tell whether its values recur
+_AHEAD = 2  # batches whose columns are made ahead, on the second thread
 _NONFINITE = frozenset({"nan", "inf", "-inf"})  # float.__repr__ of what JSON writes as null
 
 
 def entry_blocks(groups: Iterable[GroupScore], by: tuple[str, ...]) -> Iterator[list[str]]:
     """Each group's entry (``GroupScore.to_dict``) as one line of compact JSON, a batch of
-    groups at a time: a batch's lines are in memory together, not every group's."""
+    groups at a time: a batch's lines are in memory together, not every group's. The next
+    batches' columns are made on a second thread (their summaries are derived by torch, which
+    lets the text of this batch be made meanwhile)."""
+    for batch, columns in prefetched(_columns(groups, by), depth=_AHEAD):
+        if columns is None:
+            yield [compact_json(group.to_dict(by)) for group in batch]
+        else:
+            yield entry_texts(columns, len(batch))
+
+
+def _columns(
+    groups: Iterable[GroupScore], by: tuple[str, ...]
+) -> Iterator[tuple[list[GroupScore], dict[str, Any] | None]]:
+    """Batches of groups of one ``reports`` each, with their columns (``GroupScore.columns``)."""
     batch: list[GroupScore] = []
     for group in groups:
         if batch and (len(batch) == BATCH or group.reports is not batch[0].reports):
-            yield _entries(batch, by)
+            yield batch, GroupScore.columns(batch, by)
             batch = []
         batch.append(group)
     if batch:
-        yield _entries(batch, by)
-
-
-def _entries(groups: list[GroupScore], by: tuple[str, ...]) -> list[str]:
-    columns = GroupScore.columns(groups, by)
-    if columns is None:
-        return [compact_json(group.to_dict(by)) for group in groups]
-    return entry_texts(columns, len(groups))
+        yield batch, GroupScore.columns(batch, by)
 
 
 def entry_texts(columns: dict[str, Any], size: int) -> list[str]:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         parse_names,
     )
     from gaussnll.core.io.outputs import PlannedOutputs
+    from gaussnll.core.io.prefetch import prefetched
     from gaussnll.core.io.readers import scalar_columns
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
     from gaussnll.core.io.timeouts import DEFAULT_TIMEOUT_S, answer_timeout
@@ -140,6 +141,7 @@ _EXPORTS = {
     "OutputScore": "report.report",
     "PairedSummary": "report.compare_report",
     "PlannedOutputs": "io.outputs",
+    "prefetched": "io.prefetch",
     "QuantilesSummary": "report.report",
     "ProgressCallback": "run.api",
     "RecalibrationMap": "recalibration",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 from conftest import make_predictions
 from typer.testing import CliRunner
 
-from gaussnll.cli import json_entries
+from gaussnll.cli import json_entries, render
 from gaussnll.cli.app import app
 from gaussnll.cli.json_lines import finite
 from gaussnll.cli.render import report_json
@@ -33,6 +34,11 @@ TIMINGS = ('"seconds":', '"rows_per_second":')
 def plain(groups: list[GroupScore], by: tuple[str, ...]) -> list[str]:
     """The reference: ``json.dumps`` of each group's entry."""
     return [json.dumps(finite(group.to_dict(by)), default=list) for group in groups]
+
+
+def plain_blocks(groups: Iterable[GroupScore], by: tuple[str, ...]) -> list[list[str]]:
+    """The reference's entries, all in one batch."""
+    return [plain(list(groups), by)]
 
 
 def keyed(name: str, rows: int | None = None) -> Path:
@@ -97,7 +103,7 @@ def test_the_json_of_every_group_is_json_dumps_of_its_entry(case, tmp_path, monk
         args = (*args, str(tmp_path / "rows.parquet"))
     path = written(tmp_path, keyed(name, 1500))
     fast = stdout(path, *args)
-    monkeypatch.setattr(json_entries, "_entries", plain)
+    monkeypatch.setattr(render, "entry_blocks", plain_blocks)
     assert fast == stdout(path, *args)
     assert json.loads(fast)["groups"]
 
@@ -106,7 +112,7 @@ def test_skipped_rows_and_a_group_of_skipped_rows_only(tmp_path, monkeypatch):
     path = written(tmp_path, with_nans(keyed("preds.parquet", 1500)))
     args = (path, "--by", "key", "--nan-policy", "skip", "--weight-col", "weight")
     fast = stdout(*args)
-    monkeypatch.setattr(json_entries, "_entries", plain)
+    monkeypatch.setattr(render, "entry_blocks", plain_blocks)
     assert fast == stdout(*args)
     (only_skipped,) = [g for g in json.loads(fast)["groups"] if g["key"]["key"] == "plain"]
     assert only_skipped["rows"] == 0 and only_skipped["nll"] is None
