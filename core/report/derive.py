@@ -196,10 +196,10 @@ class Reports(Sequence[Report]):
                 json_columns(
                     OutputScore,
                     _as_columns(
-                        {**own, "calibration": output_calibration, "accuracy": output_accuracy}
+                        {**output, "calibration": output_calibration, "accuracy": output_accuracy}
                     ),
                 )
-                for own, (output_calibration, output_accuracy) in zip(
+                for output, (output_calibration, output_accuracy) in zip(
                     self._outputs_own(at), each, strict=True
                 )
             ]
