@@ -25,7 +25,7 @@ from gaussnll.cli.render_recalibrate import (
     recalibrate_json,
     recalibrate_markdown,
 )
-from gaussnll.cli.streams import writing_stdout
+from gaussnll.cli.streams import write_behind, writing_stdout
 from gaussnll.core import COMPARE_METRICS, SCORE_METRICS, CompareReport, Report
 
 TABLE, MARKDOWN, JSON, JUNIT, HTML = "table", "markdown", "json", "junit", "html"
@@ -110,7 +110,7 @@ def to_stdout(output_format: str, report: Any, shown: Shown) -> None:
     with writing_stdout():
         pieces = _rendered(output_format, report, shown)
         if pieces is not None:
-            sys.stdout.writelines(pieces)
+            write_behind(pieces)
             sys.stdout.write("\n")
 
 

@@ -35,7 +35,7 @@ class _Texts(dict[float, str]):
         return text
 
 
-_TEXTS = _Texts()
+TEXTS = _Texts()
 
 
 def compact_json(value: dict[str, Any]) -> str:
@@ -64,7 +64,7 @@ def _swapped(value: dict[str, Any], lists: dict[str, str]) -> dict[str, Any]:
         elif isinstance(item, list) and item:
             if len(item) >= LONG and set(map(type, item)) == {float}:
                 token = f"{_TOKEN}{len(lists)}"
-                lists[token] = "[" + ", ".join(map(_TEXTS.__getitem__, item)) + "]"
+                lists[token] = "[" + ", ".join(map(TEXTS.__getitem__, item)) + "]"
                 item = token
             elif isinstance(item[0], dict):
                 item = [_swapped(each, lists) for each in item]

@@ -13,7 +13,8 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.text import Text
 
-from gaussnll.cli.json_lines import compact_json, finite
+from gaussnll.cli.json_entries import entry_blocks
+from gaussnll.cli.json_lines import finite
 from gaussnll.cli.layout import Grid, blocks, show, side_by_side
 from gaussnll.cli.literal import code_span, literal, markdown
 from gaussnll.cli.render_ensemble import ensemble_markdown, ensemble_table
@@ -44,8 +45,8 @@ def report_json(
     settings: dict[str, Any] | None = None,
 ) -> Iterator[str]:
     """One JSON object, in pieces: the report, the checks, and the resolved configuration.
-    The group entries are serialised one at a time, one per line."""
-    groups = (group.to_dict(report.by) for group in report.groups) if report.by else None
+    The group entries are written a batch at a time, one per line."""
+    groups = entry_blocks(report.groups, report.by) if report.by else None
     return json_with_checks(report.to_dict(groups=False), results, config_file, settings, groups)
 
 
@@ -54,10 +55,11 @@ def json_with_checks(
     results: Sequence[AnyResult],
     config_file: str | None,
     settings: dict[str, Any] | None,
-    groups: Iterable[dict[str, Any]] | None = None,
+    groups: Iterable[list[str]] | None = None,
 ) -> Iterator[str]:
     """``payload`` with ``checks``, ``passed`` and ``config`` added, as JSON text in pieces;
-    ``groups`` fill ``payload["groups"]``, one compact entry per line.
+    ``groups`` (batches of compact entries, none empty) fill ``payload["groups"]``, one
+    entry per line.
 
     Non-finite floats become null so every JSON parser accepts it.
     """
@@ -73,10 +75,10 @@ def json_with_checks(
         return
     before, after = text.split(f"{_GROUPS_KEY} []", 1)
     yield f"{before}{_GROUPS_KEY} ["
-    separator = "\n"
-    for entry in groups:
-        yield separator + "    " + compact_json(entry)
-        separator = ",\n"
+    separator = "\n    "
+    for batch in groups:
+        yield separator + ",\n    ".join(batch)
+        separator = ",\n    "
     yield f"\n  ]{after}"
 
 

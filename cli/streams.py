@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from queue import Queue
+from threading import Thread
 
 from rich.console import Console
 
@@ -36,6 +38,35 @@ def writing_stdout() -> Iterator[None]:
         raise
     except OSError as error:
         raise OutputError(f"cannot write {STDOUT}: {error}") from error
+
+
+def write_behind(pieces: Iterable[str]) -> None:
+    """Write ``pieces`` to stdout on a second thread while the next ones are made: writing
+    10^5 groups' JSON (500 MB; the kernel's copy into a file took 0.9 s of 1.3 s) overlaps
+    making it. A failed write stops the making and is raised here."""
+    queue: Queue[str | None] = Queue(maxsize=2)
+    failures: list[BaseException] = []
+
+    def drain() -> None:  # takes every piece, written or not, so ``put`` never blocks for good
+        while (piece := queue.get()) is not None:
+            if not failures:
+                try:
+                    sys.stdout.write(piece)
+                except BaseException as error:  # raised on the main thread
+                    failures.append(error)
+
+    writer = Thread(target=drain, name="gaussnll-stdout", daemon=True)
+    writer.start()
+    try:
+        for piece in pieces:
+            if failures:
+                break
+            queue.put(piece)
+    finally:
+        queue.put(None)
+        writer.join()
+    if failures:
+        raise failures[0]
 
 
 def closed_stream_code() -> int | None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         parse_names,
     )
     from gaussnll.core.io.outputs import PlannedOutputs
+    from gaussnll.core.io.prefetch import prefetched
     from gaussnll.core.io.readers import scalar_columns
     from gaussnll.core.io.sources import FileFormat, Source, resolve_source
     from gaussnll.core.io.timeouts import DEFAULT_TIMEOUT_S, answer_timeout
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         CompareReport,
         PairedSummary,
     )
+    from gaussnll.core.report.fields import PerReport, Shared
     from gaussnll.core.report.recalibrate import fit_recalibration
     from gaussnll.core.report.report import (
         SCORE_METRICS,
@@ -129,6 +131,8 @@ _EXPORTS = {
     "GaussnllError": "errors",
     "GroupCheckResult": "report.checks",
     "GroupScore": "report.report",
+    "PerReport": "report.fields",
+    "Shared": "report.fields",
     "InputError": "errors",
     "Metric": "report.catalogue",
     "NegativeSpreadError": "errors",
@@ -137,6 +141,7 @@ _EXPORTS = {
     "OutputScore": "report.report",
     "PairedSummary": "report.compare_report",
     "PlannedOutputs": "io.outputs",
+    "prefetched": "io.prefetch",
     "QuantilesSummary": "report.report",
     "ProgressCallback": "run.api",
     "RecalibrationMap": "recalibration",

@@ -15,10 +15,17 @@ from gaussnll.core.io.grouping import GroupKeys, key_order
 from gaussnll.core.loss import HALF_LOG_2PI
 from gaussnll.core.options import ScoreOptions
 from gaussnll.core.report.ensemble_summary import EnsembleSummaries
+from gaussnll.core.report.fields import PerReport, Shared, json_columns, json_fields
 from gaussnll.core.report.quantiles_summary import QuantilesSummaries
-from gaussnll.core.report.report import GroupScores, IntervalsSummary, OutputScore, Report
+from gaussnll.core.report.report import (
+    GroupScores,
+    IntervalsSummary,
+    OutputScore,
+    Report,
+    reduced,
+)
 from gaussnll.core.report.samples_summary import SamplesSummaries
-from gaussnll.core.report.summary_table import Summaries, SummaryTable
+from gaussnll.core.report.summary_table import Summaries, SummaryColumns, SummaryTable
 from gaussnll.core.state.bootstrap import BootstrapState
 from gaussnll.core.state.calibration import CalibrationState
 from gaussnll.core.state.mixture import MixtureState
@@ -71,12 +78,25 @@ class Reports(Sequence[Report]):
         rows, loss, weight = totals["rows"], totals["loss"], totals["weight"]
         self._outputs = loss.shape[1]
         constant = HALF_LOG_2PI if options.full else 0.0
-        # Arrays, read a report at a time: 10^6 groups' numbers as Python lists took 0.4 GB.
-        self._sums = (loss + constant * weight.unsqueeze(1)).numpy()
-        self._raw_sums = loss.numpy().copy()  # without the constant: the DSS is twice their mean
+        # Arrays, read a report (or a batch of them) at a time: 10^6 groups' numbers as
+        # Python lists took 0.4 GB.
+        sums = (loss + constant * weight.unsqueeze(1)).numpy()
+        raw = loss.numpy()  # without the constant: the DSS is twice their mean
         self._summaries = BatchedSummaries(state, weight, loss, by_group, options, order)
         self._rows = rows.numpy().copy()
         self._weights = weight.numpy().copy()  # the denominators: a row each when unweighted
+        count = self._weights * self._outputs
+        total = _summed(sums)
+        self._nll = {  # the NLL of all outputs, and of each (a column each)
+            "nll_mean": _ratios(total, count),
+            "nll_sum": total,
+            "dss": 2 * _ratios(_summed(raw), count),
+        }
+        self._output_nll = {
+            "nll_mean": _ratios(sums, self._weights[:, None]),
+            "nll_sum": sums,
+            "dss": 2 * _ratios(raw, self._weights[:, None]),
+        }
         self._weighted = state.weighted
         self._ensemble = None
         mixture = state.group_mixture if by_group else state.mixture
@@ -129,35 +149,17 @@ class Reports(Sequence[Report]):
         return order[self._seen[order]]
 
     def __getitem__(self, b: int) -> Report:  # type: ignore[override]
-        options, outputs = self._options, self._outputs
-        n, sums, weight = self._rows[b].item(), self._sums[b].tolist(), self._weights[b].item()
-        skipped = self._skipped[b].tolist()
+        options = self._options
         (calibration, accuracy), each = self._summaries.rows(b)
-        total = sum(sums)
-        raw = self._raw_sums[b].tolist()
-        nll = self._density
         return Report(
-            rows=n,
-            elements=n * outputs,
-            weight_sum=weight if self._weighted else None,
+            **self._own(b),
             reduction=options.reduction,
             full=options.full,
             eps=options.eps,
-            nll_mean=_ratio(total, weight * outputs) if nll else None,
-            nll_sum=total if nll else None,
-            dss=2 * _ratio(sum(raw), weight * outputs) if nll else None,
             outputs=tuple(
-                OutputScore(
-                    column=name,
-                    elements=n,
-                    nll_mean=_ratio(s, weight) if nll else None,
-                    nll_sum=s if nll else None,
-                    dss=2 * _ratio(r, weight) if nll else None,
-                    calibration=output_calibration,
-                    accuracy=output_accuracy,
-                )
-                for name, s, r, (output_calibration, output_accuracy) in zip(
-                    self._names, sums, raw, each, strict=True
+                OutputScore(**own, calibration=output_calibration, accuracy=output_accuracy)
+                for own, (output_calibration, output_accuracy) in zip(
+                    self._outputs_own(b), each, strict=True
                 )
             ),
             calibration=calibration,
@@ -167,13 +169,111 @@ class Reports(Sequence[Report]):
             quantiles=None if self._quantiles is None else self._quantiles[b],
             ci=self._ci,
             nan_policy=options.nan_policy,
-            skipped_rows=skipped[0],
-            skipped_reasons=dict(zip(SKIP_REASONS, skipped[1:], strict=True)),
-            eps_floored=self._floored[b].item(),
             dtype=options.dtype,
             chunk_size=options.chunk_size,
             **self._common,
         )
+
+    def entry_columns(self, indices: Sequence[int]) -> dict[str, Any]:
+        """The group entries (``Report.group_entry``) of reports ``indices`` by column
+        (``json_columns``), holding the numbers ``self[b]`` holds, without a Report each."""
+        at = np.asarray(indices, dtype=np.int64)
+        own = self._own(at)
+        (calibration, accuracy), each = self._summaries.columns(indices)
+        fields = {
+            **own,
+            "nll": reduced(self._options.reduction, own["nll_mean"], own["nll_sum"]),
+            "calibration": calibration,
+            "accuracy": accuracy,
+            "ensemble": _each(self._ensemble, indices),
+            "samples": _each(self._samples, indices),
+            "quantiles": _each(self._quantiles, indices),
+        }
+        entry = json_columns(Report, _as_columns(fields), groups_only=True)
+        if self._outputs > 1:
+            entry["outputs"] = [
+                json_columns(
+                    OutputScore,
+                    _as_columns(
+                        {**output, "calibration": output_calibration, "accuracy": output_accuracy}
+                    ),
+                )
+                for output, (output_calibration, output_accuracy) in zip(
+                    self._outputs_own(at), each, strict=True
+                )
+            ]
+        return entry
+
+    def _own(self, at: int | np.ndarray) -> dict[str, Any]:
+        """Report ``at``'s own fields (its sections and outputs apart) by name; given an
+        array of reports, a list of their values a field."""
+        rows = self._rows[at]
+        nll = self._density  # a quantile model's NLL is null
+        return {
+            "rows": rows.tolist(),
+            "elements": (rows * self._outputs).tolist(),
+            "weight_sum": self._weights[at].tolist() if self._weighted else None,
+            **{name: column[at].tolist() if nll else None for name, column in self._nll.items()},
+            "skipped_rows": self._skipped[at, 0].tolist(),
+            "skipped_reasons": {
+                reason: self._skipped[at, k].tolist()
+                for k, reason in enumerate(SKIP_REASONS, start=1)
+            },
+            "eps_floored": self._floored[at].tolist(),
+        }
+
+    def _outputs_own(self, at: int | np.ndarray) -> list[dict[str, Any]]:
+        """The own fields of each output of report ``at`` (or of an array of reports)."""
+        rows, nll = self._rows[at].tolist(), self._density
+        return [
+            {
+                "column": name,
+                "elements": rows,
+                **{
+                    field: column[at, d].tolist() if nll else None
+                    for field, column in self._output_nll.items()
+                },
+            }
+            for d, name in enumerate(self._names)
+        ]
+
+
+def _summed(sums: np.ndarray) -> np.ndarray:
+    """Each row's sum over the outputs, added in order from 0 as ``sum`` adds a list."""
+    total = np.zeros(len(sums))
+    for d in range(sums.shape[1]):
+        total = total + sums[:, d]
+    return total
+
+
+def _ratios(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``total / count``, NaN where ``count`` is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count != 0, total / count, np.nan)
+
+
+def _as_columns(fields: Any) -> Any:
+    """The fields of a batch of reports (lists of their values, values they share, sections
+    of columns) as ``json_columns`` takes them: a list as ``PerReport``, a dict field by
+    field, any other value as ``Shared``."""
+    if isinstance(fields, dict):
+        return {name: _as_columns(value) for name, value in fields.items()}
+    if isinstance(fields, PerReport | Shared):
+        return fields
+    return PerReport(fields) if isinstance(fields, list) else Shared(fields)
+
+
+def _each(summaries: Any, indices: Sequence[int]) -> list[dict[str, Any]] | None:
+    """The section of reports ``indices`` from ``summaries`` (None: not computed), each
+    report's as ``json_fields`` writes it."""
+    if summaries is None:
+        return None
+    return [json_fields(summaries[b]) for b in indices]
+
+
+def _output_rows(rows: np.ndarray, outputs: int) -> np.ndarray:
+    """The rows of a per-output table (a report's outputs side by side) of reports ``rows``."""
+    return (rows[:, None] * outputs + np.arange(outputs)).ravel()
 
 
 def _intervals(bootstrap: BootstrapState, options: ScoreOptions) -> IntervalsSummary:
@@ -187,10 +287,6 @@ def _intervals(bootstrap: BootstrapState, options: ScoreOptions) -> IntervalsSum
         levels=list(options.levels),
         **bootstrap.intervals(options.full),
     )
-
-
-def _ratio(total: float, count: float) -> float:
-    return total / count if count else float("nan")
 
 
 class BatchedSummaries:
@@ -235,6 +331,39 @@ class BatchedSummaries:
         if not self._parts:
             return (None, None), [(None, None)] * outputs
         batch, row = divmod(int(self._position[index]), SUMMARY_BATCH)
+        overall, per_output = self._batch(batch)
+        whole = overall.row(row)
+        if per_output is None:  # the output's summaries are the whole report's
+            return whole, [whole]
+        return whole, [per_output.row(row * outputs + d) for d in range(outputs)]
+
+    def columns(self, indices: Sequence[int]) -> tuple[SummaryColumns, list[SummaryColumns]]:
+        """The summaries of reports ``indices`` by column (``SummaryTable.columns``), over
+        all their outputs and of each output: the numbers ``rows`` gives."""
+        outputs = self._loss.shape[1]
+        if not self._parts:
+            return (None, None), [(None, None)] * outputs
+        positions = self._position[torch.tensor(indices, dtype=torch.int64)].numpy()
+        batches, rows = np.divmod(positions, SUMMARY_BATCH)
+        overall, per_output, places = [], [], []
+        for batch in dict.fromkeys(batches.tolist()):  # each batch once, in the order read
+            chosen = np.flatnonzero(batches == batch)
+            whole, each = self._batch(batch)
+            overall.append((whole, rows[chosen]))
+            if each is not None:
+                per_output.append((each, _output_rows(rows[chosen], outputs)))
+            places.append(chosen)
+        order = np.argsort(np.concatenate(places))  # back to the order of ``indices``
+        whole_columns = SummaryTable.gathered(overall).columns(order)
+        if not per_output:  # one output: its summaries are the whole report's
+            return whole_columns, [whole_columns]
+        flat = SummaryTable.gathered(per_output)
+        return whole_columns, [
+            flat.columns(_output_rows(order, outputs)[d::outputs]) for d in range(outputs)
+        ]
+
+    def _batch(self, batch: int) -> tuple[SummaryTable, SummaryTable | None]:
+        """The tables of batch ``batch``, derived when first asked for (see the class)."""
         if batch not in self._kept:
             if self._derivations < self._batches:  # read in order so far: keep one batch
                 self._kept.clear()
@@ -244,11 +373,7 @@ class BatchedSummaries:
             # here too (10^5 groups' JSON: 31 s on two threads against 2 s on one, loaded).
             with single_threaded_kernels():
                 self._kept[batch] = self._derived(chosen)
-        overall, per_output = self._kept[batch]
-        whole = overall.row(row)
-        if per_output is None:  # the output's summaries are the whole report's
-            return whole, [whole]
-        return whole, [per_output.row(row * outputs + d) for d in range(outputs)]
+        return self._kept[batch]
 
     def _derived(self, chosen: Tensor) -> tuple[SummaryTable, SummaryTable | None]:
         """The tables of the reports ``chosen``: over all outputs, and per (report, output)

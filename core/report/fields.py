@@ -141,3 +141,41 @@ def _flat(cls: type) -> bool:
         spec_of(field).shape is not Shape.SECTION and field.init
         for field in dataclasses.fields(cls)
     )
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A field whose value every report of a batch shares (a by-column entry's leaf)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class PerReport:
+    """A field's value for each report of a batch, in order (a by-column entry's leaf): a
+    NumPy array (a number a report, or a row of numbers) or a list of plain values."""
+
+    values: Any  # np.ndarray | list[Any]
+
+
+def json_columns(cls: type, values: dict[str, Any], *, groups_only: bool = False) -> dict[str, Any]:
+    """The JSON objects of a batch of ``cls`` records by column, as ``json_fields`` writes one
+    record: its fields in order (``groups_only``: those a group's entry repeats), each taken
+    from ``values`` (a ``Shared``, an ``PerReport``, or a section's columns) or, not there, the
+    field's default."""
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    entry: dict[str, Any] = {}
+    for name, spec in declared(cls):
+        if groups_only and not spec.in_groups:
+            continue
+        if name in values:
+            entry[name] = values[name]
+            continue
+        field = fields[name]
+        if field.default is not dataclasses.MISSING:
+            entry[name] = Shared(field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            entry[name] = Shared(field.default_factory())
+        else:
+            raise TypeError(f"no value of {cls.__name__}.{name}")
+    return entry

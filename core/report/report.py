@@ -11,7 +11,15 @@ from typing import Any
 from gaussnll.core.families import CI, QUANTILES
 from gaussnll.core.io.grouping import Interval
 from gaussnll.core.report.catalogue import ScoreMetrics
-from gaussnll.core.report.fields import Shape, declared, info, json_fields, metric, section
+from gaussnll.core.report.fields import (
+    PerReport,
+    Shape,
+    declared,
+    info,
+    json_fields,
+    metric,
+    section,
+)
 
 SCORE_SCHEMA = "gaussnll.score/1"
 _DSS = (
@@ -491,7 +499,7 @@ class Report:
     groups: Sequence[GroupScore] = info("the groups shown", default=())
 
     def __post_init__(self) -> None:
-        nll = {"mean": self.nll_mean, "sum": self.nll_sum}.get(self.reduction)
+        nll = reduced(self.reduction, self.nll_mean, self.nll_sum)
         speed = self.rows / self.seconds if self.seconds > 0 else float("inf")
         object.__setattr__(self, "nll", nll)
         object.__setattr__(self, "rows_per_second", speed)
@@ -576,6 +584,11 @@ class Report:
 _GROUPING = ("by", "groups_total", "groups")
 
 
+def reduced(reduction: str, mean: Any, total: Any) -> Any:
+    """``nll``: the mean or the sum by ``reduction`` (None for ``none``)."""
+    return {"mean": mean, "sum": total}.get(reduction)
+
+
 @dataclass(frozen=True)
 class GroupScore:
     """One group of a ``--by`` breakdown: its key values and its report, built on demand from
@@ -593,6 +606,19 @@ class GroupScore:
         """The group's JSON entry: its key and its report's entry."""
         key = {name: _plain(value) for name, value in zip(by, self.key, strict=True)}
         return {"key": key, **self.report.group_entry()}
+
+    @staticmethod
+    def columns(groups: Sequence[GroupScore], by: tuple[str, ...]) -> dict[str, Any] | None:
+        """The JSON entries (``to_dict``) of ``groups``, all of one ``reports``, by column
+        (``json_columns``); None where those reports cannot give columns (a comparison's)."""
+        entry_columns = getattr(groups[0].reports, "entry_columns", None)
+        if entry_columns is None:
+            return None
+        key = {
+            name: PerReport([_plain(group.key[at]) for group in groups])
+            for at, name in enumerate(by)
+        }
+        return {"key": key, **entry_columns([group.index for group in groups])}
 
     def key_cells(self) -> list[str]:
         """The key values as text, ``null`` for a missing one."""
