@@ -4,6 +4,7 @@ growth that keeps every sum, and the top groups chosen as a full sort would."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -310,3 +311,64 @@ def test_a_wide_group_sum_is_added_in_one_pass_and_a_narrow_one_column_by_column
         assert calls.index_adds == passes
         expected = torch.zeros((50, width), dtype=torch.float64).index_add_(0, group, values)
         torch.testing.assert_close(sink.value(), expected, rtol=0, atol=1e-12)
+
+
+def _sorted_one_by_one(report, sort_by: str) -> list:
+    """The reference order: each group's report built and its metric read, then a stable sort
+    (groups without a value last)."""
+    metric, _, direction = sort_by.partition(":")
+    sign = 1.0 if direction == "asc" else -1.0
+
+    def order(group):
+        value = group.report.metric(metric)
+        return (True, 0.0) if value is None or math.isnan(value) else (False, sign * value)
+
+    return [group.key for group in sorted(tuple(report.groups), key=order)]
+
+
+@pytest.mark.parametrize(
+    "sort_by",
+    [
+        "nll",
+        "nll:asc",
+        "dss",
+        "crps:asc",
+        "mae:asc",
+        "coverage@0.9",
+        "coverage@0.5:asc",
+        "interval_width@0.9",
+        "var_scale",
+        "rows",
+        "weight_sum:asc",
+        "skipped_rows",
+        "mace",
+        "quantile_mace",
+        "check_score",  # not a group family: every group without a value
+    ],
+)
+def test_groups_sorted_by_a_metric_read_at_once_are_in_the_one_by_one_order(sort_by, monkeypatch):
+    """--sort-by reads every group's value from the groups' columns, without a Report each,
+    in the order of reading each group's report: ties in key order, a group whose rows were
+    all skipped (no value) and a metric not computed for groups last."""
+    columns = make_predictions(1_200, seed=12)
+    keys = np.arange(1_200) % 40
+    columns["mean"][keys == 3] = columns["target"][keys == 3]  # ties at mae 0
+    columns["mean"][keys == 9] = columns["target"][keys == 9]
+    columns["var"][keys == 5] = np.nan  # every row skipped
+    weight = 1.0 + (keys % 3)
+    table = pa.table({**columns, "g": keys, "w": weight})
+    by = ColumnSpec(by="g", weight="w")
+    options = {"device": "cpu", "columns": by, "nan_policy": "skip", "chunk_size": 301}
+    report = score(table, group_metrics=(*GROUP_DEFAULT, "calibration"), **options)
+    expected = _sorted_one_by_one(report, sort_by)
+    built = []
+    original = derive.Reports.__getitem__
+    monkeypatch.setattr(
+        derive.Reports, "__getitem__", lambda self, b: built.append(b) or original(self, b)
+    )
+    ranked = report.with_groups(sort_by)
+    if sort_by.partition(":")[0] != "quantile_mace":  # one place: read by column
+        assert built == []
+    assert [group.key for group in ranked.groups] == expected
+    for top in (1, 5, 40):
+        assert [group.key for group in report.with_groups(sort_by, top).groups] == expected[:top]

@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from gaussnll.core.families import ENSEMBLE
-from gaussnll.core.report.fields import FieldSpec, Shape, declared
+from gaussnll.core.report.fields import FieldSpec, PerReport, Shape, Shared, declared
 
 LEVEL_SEPARATOR = "@"
 CALIBRATION_SECTIONS = ("calibration", "accuracy")  # computed only with calibration
@@ -158,6 +160,31 @@ class ScoreMetrics:
                 return value
         return None
 
+    def column(self, columns: dict[str, Any], metric: str, size: int) -> np.ndarray | None:
+        """``value`` for each of a batch of ``size`` reports at once, from their entries by
+        column (``fields.json_columns``): NaN where null; None where the columns cannot say
+        (a name of several places, a place the entries leave out)."""
+        entries = self._entries.get(metric.partition(LEVEL_SEPARATOR)[0], [])
+        if self.find(metric) is None or len(entries) != 1:
+            return None
+        (entry,) = entries
+        value: Any = columns
+        for attribute in entry.path:
+            if isinstance(value, Shared) and value.value is None:  # an absent section
+                return np.full(size, np.nan)
+            if not isinstance(value, dict) or attribute not in value:
+                return None
+            value = value[attribute]
+        numbers = _numbers(value, size)
+        if numbers is None or not entry.per_level:
+            return numbers if numbers is None or numbers.ndim == 1 else None
+        levels = _column_levels(columns, entry)
+        if levels is None or numbers.ndim != 2:
+            return None
+        _, level = split_level(metric)
+        matches = [i for i, known in enumerate(levels) if math.isclose(known, level or math.nan)]
+        return numbers[:, matches[0]] if matches else np.full(size, np.nan)
+
     def numbers(self, report: Any) -> dict[str, float]:
         """Every checkable number of ``report`` by the name a check uses (per level: one entry
         per computed level, ``coverage@0.9``), in catalogue order."""
@@ -245,6 +272,38 @@ def _levels(report: Any, entry: Metric) -> list[float]:
             return []
         holder = getattr(report, "calibration", None)  # a comparison has none of its own
     return [] if holder is None else list(getattr(holder, entry.spec.levels))
+
+
+def _column_levels(columns: dict[str, Any], entry: Metric) -> list[float] | None:
+    """``_levels`` from a batch's entry columns: the levels every report shares (None: they
+    differ, or are not in the columns)."""
+    holder = columns.get(entry.section) if entry.section is not None else None
+    if not isinstance(holder, dict) or entry.spec.levels not in holder:
+        if entry.spec.levels != "levels":
+            return []
+        holder = columns.get("calibration")
+    if isinstance(holder, Shared) and holder.value is None:
+        return []
+    levels = holder.get(entry.spec.levels) if isinstance(holder, dict) else None
+    return list(levels.value) if isinstance(levels, Shared) else None
+
+
+def _numbers(leaf: Any, size: int) -> np.ndarray | None:
+    """A column's numbers as float64 (a row of numbers a report: a matrix), NaN for null;
+    None when they are not numbers."""
+    if isinstance(leaf, Shared):
+        value = leaf.value
+        if value is None or isinstance(value, int | float):
+            return np.full(size, np.nan if value is None else float(value))
+        return None
+    if not isinstance(leaf, PerReport):
+        return None
+    values = leaf.values
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64) if values.dtype.kind in "fiub" else None
+    if not all(value is None or isinstance(value, int | float) for value in values):
+        return None
+    return np.array([np.nan if value is None else value for value in values], dtype=np.float64)
 
 
 def _value_at(report: Any, entry: Metric, metric: str) -> float | None:

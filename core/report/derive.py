@@ -18,6 +18,7 @@ from gaussnll.core.report.ensemble_summary import EnsembleSummaries
 from gaussnll.core.report.fields import PerReport, Shared, json_columns, json_fields
 from gaussnll.core.report.quantiles_summary import QuantilesSummaries
 from gaussnll.core.report.report import (
+    SCORE_METRICS,
     GroupScores,
     IntervalsSummary,
     OutputScore,
@@ -173,6 +174,20 @@ class Reports(Sequence[Report]):
             chunk_size=options.chunk_size,
             **self._common,
         )
+
+    def metric_column(self, metric: str, order: np.ndarray) -> np.ndarray | None:
+        """The value of ``metric`` for each report of ``order`` (NaN: null), from their
+        entries' columns a batch at a time, without a Report each (10^5 groups sorted by a
+        metric built 10^5 Reports); None where the columns cannot say (``column``)."""
+        parts = []
+        for start in range(0, len(order), SUMMARY_BATCH):
+            chosen = order[start : start + SUMMARY_BATCH]
+            columns = self.entry_columns(chosen.tolist())
+            part = SCORE_METRICS.column(columns, metric, len(chosen))
+            if part is None:
+                return None
+            parts.append(part)
+        return np.concatenate(parts) if parts else np.empty(0)
 
     def entry_columns(self, indices: Sequence[int]) -> dict[str, Any]:
         """The group entries (``Report.group_entry``) of reports ``indices`` by column

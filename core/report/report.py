@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from gaussnll.core.families import CI, QUANTILES
 from gaussnll.core.io.grouping import Interval
 from gaussnll.core.report.catalogue import ScoreMetrics
@@ -516,6 +518,9 @@ class Report:
             return replace(self, groups=self.groups[:top])
         metric, _, direction = sort_by.partition(":")
         sign = 1.0 if direction == "asc" else -1.0
+        ranked = self.groups.ranked(metric, sign) if isinstance(self.groups, GroupScores) else None
+        if ranked is not None:  # every group's value read at once: the order below
+            return replace(self, groups=ranked[:top])
 
         def order(group: GroupScore) -> tuple[bool, float]:
             value = group.report.metric(metric)
@@ -632,7 +637,9 @@ class GroupScores(Sequence[GroupScore]):
     """Groups ``order`` (indices into ``keys`` and ``reports``) as a sequence of
     ``GroupScore``, each built when read: a table of the first 10 of 10^6 groups builds 10."""
 
-    def __init__(self, keys: Sequence[tuple[Any, ...]], reports: Sequence[Any], order: Any):
+    def __init__(
+        self, keys: Sequence[tuple[Any, ...]], reports: Sequence[Any], order: np.ndarray
+    ) -> None:
         self._keys, self._reports, self._order = keys, reports, order
 
     def __len__(self) -> int:
@@ -643,6 +650,19 @@ class GroupScores(Sequence[GroupScore]):
             return GroupScores(self._keys, self._reports, self._order[at])
         b = int(self._order[at])
         return GroupScore(self._keys[b], self._reports, b)
+
+    def ranked(self, metric: str, sign: float) -> GroupScores | None:
+        """The groups by ``sign`` × ``metric``, smallest first, those without a value last and
+        ties in this order (as ``Report.with_groups`` sorts), from every group's value read at
+        once; None where the reports cannot give them so (``Reports.metric_column``)."""
+        column = getattr(self._reports, "metric_column", None)
+        values = None if column is None else column(metric, self._order)
+        if values is None:
+            return None
+        keys = sign * values
+        missing = np.isnan(keys)
+        positions = np.lexsort((np.where(missing, 0.0, keys), missing))  # stable
+        return GroupScores(self._keys, self._reports, self._order[positions])
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and tuple(self) == tuple(other)
