@@ -62,11 +62,22 @@ def write_behind(pieces: Iterable[str]) -> None:
             if failures:
                 break
             queue.put(piece)
-    finally:
         queue.put(None)
         writer.join()
+    except BaseException:  # Ctrl-C, SIGTERM, a failure making the pieces
+        _abandoned(queue)
+        raise
     if failures:
         raise failures[0]
+
+
+def _abandoned(queue: Queue[str | None]) -> None:
+    """Stop the writer of ``write_behind`` without waiting for it: it may be blocked on a
+    reader that stopped reading (a pager left open), which must not keep a signal from ending
+    the run. The pieces not yet written are dropped."""
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)
 
 
 def closed_stream_code() -> int | None:

@@ -470,6 +470,31 @@ def test_an_interrupted_report_leaves_no_output(tmp_path, ending):
     assert (tmp_path / "existing.xml").read_text() == "precious\n"
 
 
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_a_signal_ends_a_report_whose_reader_stopped_reading(tmp_path, sig, code, word):
+    """stdout's reader stops reading (a pager left open) while the JSON of every group is
+    written: Ctrl-C or SIGTERM ends the run at once, not when the reader reads again."""
+    source = grouped_predictions(tmp_path / "p.parquet", 4_000)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gaussnll.cli", "score", str(source), "--by", "g", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout.read(1) == b"{"  # the report is far larger than a pipe
+        time.sleep(0.5)  # the pipe fills; nothing reads it from now on
+        process.send_signal(sig)
+        assert process.wait(timeout=30) == code
+    finally:
+        process.stdout.close()  # a run still blocked on the pipe ends with it
+        process.wait(timeout=60)
+    assert process.stderr.read().decode().strip() == f"gaussnll: {word}; no output was written"
+    process.stderr.close()
+
+
 def test_a_failed_gate_writes_every_output(tmp_path):
     source = predictions_file(tmp_path / "p.csv")
     rows, junit = tmp_path / "rows.csv", tmp_path / "j.xml"
