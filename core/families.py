@@ -102,12 +102,11 @@ def select(
     if group_metrics is None:
         groups = default
     else:
-        names = tuple(group_metrics)
-        added = bool(names) and names[0].startswith(ADDED)
-        if added:  # ``+calibration,pit``: the default and these
-            names = (names[0].removeprefix(ADDED), *names[1:])
+        listed = tuple(group_metrics)
+        added = _added_to(listed)  # ``+calibration,pit``: the default and these
+        names = listed if added is None else added
         groups = _named("group_metrics", names, available, given, calibration)
-        groups |= default if added else set()
+        groups |= set() if added is None else default
         if CI in groups:
             raise OptionError(
                 "group_metrics", "names ci: bootstrap intervals are for the whole input only."
@@ -121,6 +120,21 @@ def select(
             )
     always = {NLL, CI} if ci else {NLL}
     return Selection(frozenset(overall | always), frozenset(groups | {NLL}))
+
+
+def _added_to(names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The families ``+F,...`` adds to the groups' default (None: ``names`` has no ``+``);
+    a ``+`` elsewhere than before the first family, or before none, raises OptionError."""
+    if not any(name.startswith(ADDED) for name in names):
+        return None
+    added = (names[0].removeprefix(ADDED).strip(), *names[1:])
+    if names[0].startswith(ADDED) and all(name and not name.startswith(ADDED) for name in added):
+        return added
+    raise OptionError(
+        "group_metrics",
+        f"must be families, or one {ADDED} before the first family to add them to the "
+        f"default (+calibration,pit). Got {','.join(names)!r}.",
+    )
 
 
 def _named(

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from gaussnll.cli.app import app
 from gaussnll.core import ColumnSpec, OptionError, load_state, merge_states, score
-from gaussnll.core.families import FAMILIES, GROUP_DEFAULT, select
+from gaussnll.core.families import FAMILIES, GROUP_DEFAULT, parse_names, select
 from gaussnll.core.state.score_state import ScoreState
 
 EPS = 1e-6
@@ -192,6 +192,28 @@ def test_group_state_is_smaller_with_the_default_families():
 def test_uncomputed_or_unknown_families_are_one_line_and_exit_2(tmp_path, args, expected):
     path = write_table(grouped_table(300), tmp_path / "p.parquet")
     assert_one_line_error(run(str(path), *args), *expected)
+
+
+@pytest.mark.parametrize(
+    ("given", "added"),
+    [
+        ("+calibration", {"calibration"}),
+        ("+ calibration", {"calibration"}),  # spaces around a name are dropped, as elsewhere
+        ("+calibration, pit", {"calibration", "pit"}),
+        ("+nll", set()),
+        ("+all", set(FAMILIES) - {"ensemble", "samples", "quantiles", "ci"}),
+    ],
+)
+def test_a_leading_plus_adds_families_to_the_groups_default(given, added):
+    default = select(None, None).groups
+    assert select(None, parse_names(given)).groups == default | added
+
+
+@pytest.mark.parametrize("given", ["+", "+,pit", "nll,+pit", "++calibration"])
+def test_a_plus_anywhere_but_before_the_first_family_is_refused_saying_so(given):
+    with pytest.raises(OptionError, match=r"one \+ before the first family.*Got '") as raised:
+        select(None, parse_names(given))
+    assert "must be families among" not in str(raised.value)
 
 
 def test_options_refuse_bad_families():
