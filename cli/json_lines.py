@@ -1,12 +1,13 @@
 """One compact line of JSON per group entry, its long lists of floats written from a memo.
 
-10^5 groups' entries are about 5 KB each, most of it the two calibration curves (100 floats
-each), and turning a float into its shortest text (``float.__repr__``, what ``json`` does) is
-most of the cost of writing them. A curve's values are counts over the group's elements, so
-the groups of a run share few distinct values: each one's text is made once and looked up
-after that. The entry is written by ``json.dumps`` as before, each long list of floats in it
-standing for a token that is then replaced by the list's text: the same bytes as
-``json.dumps`` of the whole entry (see bench/README.md for what it saves).
+With both calibration curves (``--group-metrics +calibration,one_sided``), 10^5 groups' entries
+are about 5 KB each, most of it the curves (100 floats each), and turning a float into its
+shortest text (``float.__repr__``, what ``json`` does) is most of the cost of writing them. A
+curve's values are counts over the group's elements, so the groups of a run share few distinct
+values: each one's text is made once and looked up after that. The entry is written by
+``json.dumps`` as before, each long list of floats in it standing for a token that is then
+replaced by the list's text: the same bytes as ``json.dumps`` of the whole entry (see
+bench/README.md for what it saves).
 """
 
 from __future__ import annotations

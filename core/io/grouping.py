@@ -186,7 +186,7 @@ class _DirectIndex:
     stays within ``_SPAN_PER_KEY`` entries per group (counting the chunk's rows as groups it
     may add), or within ``_MIN_SPAN`` entries whatever the counts (ids 0..10^6 are direct from
     the first chunk, which sees a tenth of them); else the hash lookup takes over for good.
-    An entry is 4 bytes: 16 bytes a group at most, or 16 MB, beside the groups' sums (1.4 KB
+    An entry is 4 bytes: 16 bytes a group at most, or 16 MB, beside the groups' sums (368 bytes
     a group by default). Groups are numbered as the hash path numbers them: new values in order of
     first appearance."""
 
