@@ -266,3 +266,23 @@ def test_a_version_3_state_keeps_the_group_families_its_default_chose(tmp_path):
     ]
     result = run("merge", olds[0], new)
     assert_one_line_error(result, "group_metrics")
+
+
+def test_a_version_3_state_of_a_quantile_model_keeps_its_groups_quantiles():
+    """Version 3's default gave a quantile model's groups its quantiles family too
+    (tests/fixtures/state3_quantiles.json: sample_data/quantiles.parquet by region, scored
+    before the groups' default changed): such a state still loads, with its groups' numbers."""
+    old = FIXTURES / "state3_quantiles.json"
+    assert json.loads(old.read_text())["options"]["group_metrics"] is None
+    merged = merge_states([load_state(str(old))]).report()
+    data = Path(__file__).parents[1] / "sample_data" / "quantiles.parquet"
+    levels = (0.05, 0.25, 0.5, 0.75, 0.95)
+    columns = ColumnSpec(target="target", quantiles=("q05", "q25", "q50", "q75", "q95"))
+    expected = score(
+        str(data),
+        device="cpu",
+        quantiles=levels,
+        columns=dataclasses.replace(columns, by=("region",)),
+    )
+    assert_same_report(merged.to_dict(), expected.to_dict())
+    assert merged.groups[0].report.quantiles is not None

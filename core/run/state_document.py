@@ -68,10 +68,11 @@ from gaussnll.core.untrusted import parse_json
 
 STATE_SCHEMA = "gaussnll.state/4"
 # Version 3 is version 4 but for what a null ``group_metrics`` (the default) meant: its groups
-# also kept both calibration curves. Such a state reads as having chosen them.
+# also kept both calibration curves (and a quantile model's, its quantiles). Such a state reads
+# as having chosen them.
 _SCHEMA_3 = "gaussnll.state/3"
 _SCHEMA_3_GROUP_DEFAULT = (
-    *("nll", "accuracy", "var_scale", "crps", "coverage", "calibration", "one_sided"),
+    *("nll", "accuracy", "var_scale", "crps", "coverage", "calibration", "one_sided", "quantiles"),
 )
 # Sums laid out otherwise (2: without the one-sided calibration's): score the shard again.
 _OLDER_SCHEMAS = ("gaussnll.state/1", "gaussnll.state/2")
