@@ -123,16 +123,16 @@ def select(
 
 
 def _added_to(names: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The families ``+F,...`` adds to the groups' default (None: ``names`` has no ``+``);
-    a ``+`` elsewhere than before the first family, or before none, raises OptionError."""
+    """The families ``+F,...`` (or ``+F,+G``) adds to the groups' default (None: ``names`` has
+    no ``+``); a ``+`` before a later family only, or before none, raises OptionError."""
     if not any(name.startswith(ADDED) for name in names):
         return None
-    added = (names[0].removeprefix(ADDED).strip(), *names[1:])
+    added = tuple(name.removeprefix(ADDED).strip() for name in names)
     if names[0].startswith(ADDED) and all(name and not name.startswith(ADDED) for name in added):
         return added
     raise OptionError(
         "group_metrics",
-        f"must be families, or one {ADDED} before the first family to add them to the "
+        f"must be families, or families after one {ADDED} before the first to add them to the "
         f"default (+calibration,pit). Got {','.join(names)!r}.",
     )
 

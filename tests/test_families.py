@@ -200,6 +200,7 @@ def test_uncomputed_or_unknown_families_are_one_line_and_exit_2(tmp_path, args, 
         ("+calibration", {"calibration"}),
         ("+ calibration", {"calibration"}),  # spaces around a name are dropped, as elsewhere
         ("+calibration, pit", {"calibration", "pit"}),
+        ("+calibration,+pit", {"calibration", "pit"}),  # a + before each is the same
         ("+nll", set()),
         ("+all", set(FAMILIES) - {"ensemble", "samples", "quantiles", "ci"}),
     ],
@@ -211,7 +212,7 @@ def test_a_leading_plus_adds_families_to_the_groups_default(given, added):
 
 @pytest.mark.parametrize("given", ["+", "+,pit", "nll,+pit", "++calibration"])
 def test_a_plus_anywhere_but_before_the_first_family_is_refused_saying_so(given):
-    with pytest.raises(OptionError, match=r"one \+ before the first family.*Got '") as raised:
+    with pytest.raises(OptionError, match=r"one \+ before the first to add.*Got '") as raised:
         select(None, parse_names(given))
     assert "must be families among" not in str(raised.value)
 
