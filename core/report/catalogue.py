@@ -181,9 +181,8 @@ class ScoreMetrics:
         levels = _column_levels(columns, entry)
         if levels is None or numbers.ndim != 2:
             return None
-        _, level = split_level(metric)
-        matches = [i for i, known in enumerate(levels) if math.isclose(known, level or math.nan)]
-        return numbers[:, matches[0]] if matches else np.full(size, np.nan)
+        at = _level_index(levels, metric)
+        return np.full(size, np.nan) if at is None else numbers[:, at]
 
     def numbers(self, report: Any) -> dict[str, float]:
         """Every checkable number of ``report`` by the name a check uses (per level: one entry
@@ -315,10 +314,15 @@ def _value_at(report: Any, entry: Metric, metric: str) -> float | None:
             return None
     if not entry.per_level:
         return _number(value)
+    at = _level_index(_levels(report, entry), metric)
+    return None if at is None else _number(value[at])
+
+
+def _level_index(levels: list[float], metric: str) -> int | None:
+    """The position among ``levels`` of ``metric``'s ``@LEVEL`` (None: not among them)."""
     _, level = split_level(metric)
-    levels = _levels(report, entry)
     matches = [i for i, known in enumerate(levels) if math.isclose(known, level or math.nan)]
-    return _number(value[matches[0]]) if matches else None
+    return matches[0] if matches else None
 
 
 def _family_of(entry: Metric) -> str | None:
