@@ -230,9 +230,10 @@ def groups_title(report: Report) -> str:
 
 def groups_grid(report: Report) -> Grid:
     """Each group's key, rows and headline metrics, then the whole input as ``(all)``."""
-    metrics = group_metrics(report)
+    shown = [(group.key_cells(), group.report) for group in report.groups]  # built once
+    metrics = group_metrics(report, [group_report for _, group_report in shown])
     headers = [*report.by, "rows", *metrics]
-    rows = [_row_cells(group.key_cells(), group.report, metrics) for group in report.groups]
+    rows = [_row_cells(key, group_report, metrics) for key, group_report in shown]
     rows.append(_row_cells(["(all)"] + [""] * (len(report.by) - 1), report, metrics))
     total = len(rows) - 1
     return Grid(
@@ -248,7 +249,7 @@ def groups_grid(report: Report) -> Grid:
 QUANTILE_GROUP_METRICS = ("wis", "crps_quantile", "quantile_mace", "crossing_rows")
 
 
-def group_metrics(report: Report) -> list[str]:
+def group_metrics(report: Report, group_reports: Sequence[Report]) -> list[str]:
     """The metrics a table of groups shows: the weight sum when weighted, the headline
     scores, and the coverage at the level closest to 0.9 (a quantile model's own)."""
     metrics = ["weight_sum"] if report.weight_sum is not None else []
@@ -258,15 +259,13 @@ def group_metrics(report: Report) -> list[str]:
     level = _headline_level(report)
     if level is not None:
         metrics.append(f"coverage@{level:g}")
-    return [metric for metric in metrics if _computed_for_groups(report, metric)]
+    return [metric for metric in metrics if _computed_for(group_reports, metric)]
 
 
-def _computed_for_groups(report: Report, metric: str) -> bool:
+def _computed_for(group_reports: Sequence[Report], metric: str) -> bool:
     """Whether the groups shown have ``metric``: ``--group-metrics`` may leave its family out
     (``mace``'s calibration curve is a group's only when asked for)."""
-    return not report.groups or any(
-        group.report.metric(metric) is not None for group in report.groups
-    )
+    return not group_reports or any(report.metric(metric) is not None for report in group_reports)
 
 
 def _row_cells(key_cells: list[str], report: Report, metrics: list[str]) -> list[str]:
