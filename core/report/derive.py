@@ -179,30 +179,35 @@ class Reports(Sequence[Report]):
         """The value of ``metric`` for each report of ``order`` (NaN: null), from their
         entries' columns a batch at a time, without a Report each (10^5 groups sorted by a
         metric built 10^5 Reports); None where the columns cannot say (``column``)."""
+        entry = SCORE_METRICS.find(metric)
+        sections = entry is None or entry.section is not None  # nll, rows: no summaries
         parts = []
         for start in range(0, len(order), SUMMARY_BATCH):
             chosen = order[start : start + SUMMARY_BATCH]
-            columns = self.entry_columns(chosen.tolist())
+            columns = self.entry_columns(chosen.tolist(), sections=sections)
             part = SCORE_METRICS.column(columns, metric, len(chosen))
             if part is None:
                 return None
             parts.append(part)
         return np.concatenate(parts) if parts else np.empty(0)
 
-    def entry_columns(self, indices: Sequence[int]) -> dict[str, Any]:
+    def entry_columns(self, indices: Sequence[int], sections: bool = True) -> dict[str, Any]:
         """The group entries (``Report.group_entry``) of reports ``indices`` by column
-        (``json_columns``), holding the numbers ``self[b]`` holds, without a Report each."""
+        (``json_columns``), holding the numbers ``self[b]`` holds, without a Report each
+        (``sections`` False: their own numbers only, the sections null: none derived)."""
         at = np.asarray(indices, dtype=np.int64)
         own = self._own(at)
-        (calibration, accuracy), each = self._summaries.columns(indices)
+        (calibration, accuracy), each = (
+            self._summaries.columns(indices) if sections else _no_summaries(self._outputs)
+        )
         fields = {
             **own,
             "nll": reduced(self._options.reduction, own["nll_mean"], own["nll_sum"]),
             "calibration": calibration,
             "accuracy": accuracy,
-            "ensemble": _each(self._ensemble, indices),
-            "samples": _each(self._samples, indices),
-            "quantiles": _each(self._quantiles, indices),
+            "ensemble": _each(self._ensemble, indices) if sections else None,
+            "samples": _each(self._samples, indices) if sections else None,
+            "quantiles": _each(self._quantiles, indices) if sections else None,
         }
         entry = json_columns(Report, _as_columns(fields), groups_only=True)
         if self._outputs > 1:
@@ -251,6 +256,11 @@ class Reports(Sequence[Report]):
             }
             for d, name in enumerate(self._names)
         ]
+
+
+def _no_summaries(outputs: int) -> tuple[SummaryColumns, list[SummaryColumns]]:
+    """``BatchedSummaries.columns`` without calibration: null sections, and for each output."""
+    return (None, None), [(None, None)] * outputs
 
 
 def _summed(sums: np.ndarray) -> np.ndarray:
@@ -357,7 +367,7 @@ class BatchedSummaries:
         all their outputs and of each output: the numbers ``rows`` gives."""
         outputs = self._loss.shape[1]
         if not self._parts:
-            return (None, None), [(None, None)] * outputs
+            return _no_summaries(outputs)
         positions = self._position[torch.tensor(indices, dtype=torch.int64)].numpy()
         batches, rows = np.divmod(positions, SUMMARY_BATCH)
         overall, per_output, places = [], [], []
