@@ -72,7 +72,14 @@ STATE_SCHEMA = "gaussnll.state/4"
 # as having chosen them.
 _SCHEMA_3 = "gaussnll.state/3"
 _SCHEMA_3_GROUP_DEFAULT = (
-    *("nll", "accuracy", "var_scale", "crps", "coverage", "calibration", "one_sided", "quantiles"),
+    "nll",
+    "accuracy",
+    "var_scale",
+    "crps",
+    "coverage",
+    "calibration",
+    "one_sided",
+    "quantiles",
 )
 # Sums laid out otherwise (2: without the one-sided calibration's): score the shard again.
 _OLDER_SCHEMAS = ("gaussnll.state/1", "gaussnll.state/2")
