@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from gaussnll.core.errors import InputError
 from gaussnll.core.io.labels import is_bytes
-from gaussnll.core.io.tensors import Location
+from gaussnll.core.io.tensors import Location, float_values, numpy_view
 from gaussnll.core.options import QuantileEdges
 
 Key = tuple[Hashable, ...]
@@ -130,7 +130,7 @@ class GroupKeys:
         for name in self.columns:
             encoded = pc.dictionary_encode(batch.column(name), null_encoding="encode")
             uniques.append(encoded.dictionary.to_pylist())
-            codes.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+            codes.append(numpy_view(encoded.indices).astype(np.int64))
         if len(codes) == 1:
             keys = [(value,) for value in uniques[0]]
             local = codes[0]
@@ -149,12 +149,12 @@ class GroupKeys:
             found = pc.index_in(column, value_set=self._known_values(column.type), skip_nulls=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             return None
-        groups = found.fill_null(-1).to_numpy().astype(np.int64)
+        groups = numpy_view(found.fill_null(-1)).astype(np.int64)
         new = groups < 0
         if new.any():  # the new values in order of first appearance
             encoded = pc.dictionary_encode(column.filter(pa.array(new)), null_encoding="encode")
             added = self.add((value,) for value in encoded.dictionary.to_pylist())
-            groups[new] = added[encoded.indices.to_numpy(zero_copy_only=False)]
+            groups[new] = added[numpy_view(encoded.indices)]
         return groups
 
     def add(self, keys: Iterable[Key]) -> np.ndarray:
@@ -201,7 +201,7 @@ class _DirectIndex:
             return np.empty(0, dtype=np.int64)
         if not _directly_indexable(column.type) or column.null_count:
             return None
-        values = column.to_numpy().astype(np.int64, copy=False)
+        values = numpy_view(column).astype(np.int64, copy=False)
         if not self._cover(int(values.min()), int(values.max()), len(keys.keys) + len(values)):
             return None
         offsets = values - self._base
@@ -296,10 +296,12 @@ def _with_interval_numbers(batch: pa.RecordBatch, name: str, edges: np.ndarray) 
             f"holds {column.type} values; intervals need a numeric column",
             column=name,
         )
-    values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    missing = np.isnan(values)
-    numbers = pa.array(np.searchsorted(edges, values, side="right").astype(np.int32), mask=missing)
-    return batch.set_column(batch.schema.get_field_index(name), name, numbers)
+    values = float_values(column)
+    present = ~np.isnan(values)
+    numbers = np.searchsorted(edges, values, side="right").astype(np.int32)
+    validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+    array = pa.Array.from_buffers(pa.int32(), len(numbers), [validity, pa.py_buffer(numbers)])
+    return batch.set_column(batch.schema.get_field_index(name), name, array)
 
 
 def _interval(edges: np.ndarray, number: Hashable, digits: int | None) -> Interval:

@@ -6,6 +6,7 @@ rows becomes width ``D``; several columns for one role are stacked side by side.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,6 @@ from gaussnll.core.errors import InputError
 DTYPES = {"float64": torch.float64, "float32": torch.float32}  # by ``ScoreOptions.dtype``
 
 _TORCH_DTYPES = {pa.float64(): torch.float64, pa.float32(): torch.float32}
-_NUMPY_DTYPES = {torch.float64: np.float64, torch.float32: np.float32}
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class Conversion:
             array = pc.fill_null(array, pa.scalar(float("nan"), array.type))
         if len(array) == 0:
             return torch.empty(0, dtype=self.dtype)
-        return _zero_copy_view(array, source_dtype).to(self.dtype)
+        return _zero_copy_view(array).to(self.dtype)
 
     def _common_list_length(
         self, array: pa.Array, name: str, what: str, *, per_row: int = 1
@@ -208,19 +208,31 @@ def _is_list(data_type: pa.DataType) -> bool:
     )
 
 
-def _zero_copy_view(array: pa.Array, source_dtype: torch.dtype) -> Tensor:
+def numpy_view(array: pa.Array) -> np.ndarray:
+    """The values of a fixed-width numeric Arrow array (nulls not masked) as a read-only NumPy
+    array over its value buffer. Not ``to_numpy``: pyarrow's conversion imports pandas at
+    its first call (0.2-0.3 s, on the reader thread before the first chunk)."""
+    return np.frombuffer(
+        array.buffers()[1],
+        dtype=np.dtype(array.type.to_pandas_dtype()),
+        count=len(array),
+        offset=array.offset * array.type.byte_width,
+    )
+
+
+def float_values(array: pa.Array) -> np.ndarray:
+    """A numeric Arrow array's values as float64, NaN where missing (read-only; as NumPy
+    rounds integers beyond 2**53), without pandas (see ``numpy_view``)."""
+    floats = pc.cast(array, pa.float64(), safe=False)
+    return numpy_view(pc.fill_null(floats, math.nan) if floats.null_count else floats)
+
+
+def _zero_copy_view(array: pa.Array) -> Tensor:
     """A tensor over the array's value buffer, read-only ones (memory maps) included.
 
     torch has no read-only tensors and warns about them; the engine never writes into its
     inputs, so the warning is silenced.
     """
-    itemsize = array.type.byte_width
-    values = np.frombuffer(
-        array.buffers()[1],
-        dtype=_NUMPY_DTYPES[source_dtype],
-        count=len(array),
-        offset=array.offset * itemsize,
-    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
-        return torch.from_numpy(values)
+        return torch.from_numpy(numpy_view(array))

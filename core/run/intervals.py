@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from gaussnll.core.errors import InputError
+from gaussnll.core.io.tensors import float_values
 from gaussnll.core.options import QuantileEdges, ScoreOptions
 
 SAMPLE = 1 << 20
@@ -106,7 +107,7 @@ def _numbers(batch: pa.RecordBatch, name: str, path: str, expected: str) -> np.n
     column = batch.column(name)
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
         raise InputError(f"holds {column.type} values; {expected}", path=path, column=name)
-    return column.to_numpy(zero_copy_only=False).astype(np.float64)
+    return float_values(column)
 
 
 def needs_quantiles(options: ScoreOptions) -> list[str]:
