@@ -237,7 +237,7 @@ def _report_score(
 ) -> int:
     """Apply the checks to a score report, render both (and the HTML page), write the JUnit
     file and commit the outputs; the exit code."""
-    _warn_of_many_groups(report.groups_total, settings["by"])
+    _warn_of_many_groups(report)
     _require_rows(report, checks)
     results: CheckResults
     if settings["per_group"]:
@@ -402,15 +402,30 @@ def _shown_settings(settings: dict[str, Any]) -> dict[str, Any]:
 MANY_GROUPS = 10_000
 
 
-def _warn_of_many_groups(groups: int, by: list[str]) -> None:
-    """One line on stderr when ``--by`` made more groups than a breakdown usually wants."""
-    if groups > MANY_GROUPS:
+def _warn_of_many_groups(report: Report) -> None:
+    """One line on stderr when ``--by`` over floating-point values made more groups than a
+    breakdown usually wants: such a column is continuous, and intervals are what it needs.
+    Integer and text keys are ids (a forecast's 30,490 series), many groups on purpose."""
+    if report.groups_total <= MANY_GROUPS:
+        return
+    shown = report.groups[:_KEYS_LOOKED_AT]
+    floats = [
+        name
+        for at, name in enumerate(report.by)
+        if any(isinstance(group.key[at], float) for group in shown)
+    ]
+    if floats:
+        name = literal(floats[0])
         print(
-            f"gaussnll: warning: --by {literal(' --by '.join(by))} made {groups:,} groups (more "
-            f"than {MANY_GROUPS:,}); for a numeric column, break it down by intervals instead: "
-            "--by COLUMN:q10 (quantile bins) or --by COLUMN:EDGE,EDGE,...",
+            f"gaussnll: warning: --by {literal(' --by '.join(report.by))} made "
+            f"{report.groups_total:,} groups (more than {MANY_GROUPS:,}) of the floating-point "
+            f"values of {name}; break it down by intervals instead: --by {name}:q10 (quantile "
+            f"bins) or --by {name}:EDGE,EDGE,...",
             file=sys.stderr,
         )
+
+
+_KEYS_LOOKED_AT = 16  # groups whose keys tell a column of floats (a null key is None)
 
 
 def _check_grouping(settings: dict[str, Any], checks: list[Check]) -> None:

@@ -318,10 +318,11 @@ def test_the_many_groups_warning_shows_the_column_literally(tmp_path):
     name = "g\x1b[31m"
     rows = 10_001
     path = tmp_path / "many.parquet"
-    pq.write_table(table_of(rows, seed=9, **{name: np.arange(rows)}), path)
+    pq.write_table(table_of(rows, seed=9, **{name: np.arange(rows) * 0.5}), path)
     result = run("score", str(path), "--by", name, "--no-calibration", "-q", "--top", "1")
     assert result.exit_code == 0, result.output
     assert "warning: --by g\\x1b[31m made 10,001 groups" in result.stderr
+    assert "--by g\\x1b[31m:q10" in result.stderr
     assert not CONTROL.search(result.stderr)
 
 

@@ -385,16 +385,23 @@ def test_composite_key_with_intervals_and_bad_interval_specs(parquet_file, tmp_p
     assert_one_line_error(run(str(path), "--by", "h:0,1"), "intervals need a numeric column")
 
 
-def test_many_groups_warn_on_stderr(tmp_path):
+def test_many_groups_of_floats_warn_on_stderr_and_many_ids_do_not(tmp_path):
+    """A column of floats broken into 10,050 groups is continuous: intervals are its fix.
+    10,050 ids (integers or text, as a forecast's series) are many groups on purpose."""
     frame = frame_with_groups(10_050, groups=3, seed=7)
     frame["u"] = np.arange(len(frame)) * 0.5
+    frame["series"] = np.arange(len(frame))
+    frame["name"] = [f"s{k}" for k in range(len(frame))]
     path = write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "w.parquet")
     many = run(str(path), "--by", "u", "--no-calibration", "--top", "1")
     assert many.exit_code == 0
     assert "warning: --by u made 10,050 groups" in many.stderr
-    assert "--by COLUMN:q10" in many.stderr
-    few = run(str(path), "--by", "u:q10", "--no-calibration")
-    assert few.exit_code == 0 and "warning" not in few.stderr
+    assert "floating-point values of u" in many.stderr and "--by u:q10" in many.stderr
+    composite = run(str(path), "--by", "h,u", "--no-calibration", "--top", "1")
+    assert composite.exit_code == 0 and "--by u:q10" in composite.stderr
+    for quiet in (["--by", "u:q10"], ["--by", "series"], ["--by", "name"], ["--by", "h,series"]):
+        few = run(str(path), *quiet, "--no-calibration", "--top", "1")
+        assert few.exit_code == 0 and "warning" not in few.stderr, quiet
 
 
 def test_a_scorer_refuses_quantile_bins_it_cannot_find():
