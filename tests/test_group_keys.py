@@ -84,18 +84,21 @@ def test_ids_up_to_millions_are_direct_from_a_first_chunk_that_sees_few_of_them(
     assert keys.keys == expected_keys and groups == expected
 
 
-def test_looking_up_integer_keys_imports_no_pandas(tmp_path):
+def test_looking_up_keys_imports_no_pandas(tmp_path):
     """pyarrow's ``to_numpy`` and ``pa.array`` import pandas at their first call: 0.2-0.3 s on
-    the reader thread before the first chunk. Integer keys (looked up directly) and intervals
-    of a numeric column do without."""
+    the reader thread before the first chunk. Integer keys (looked up directly, or by Arrow
+    with a null), text keys and intervals of a numeric column do without."""
     path = tmp_path / "keys.parquet"
     columns = {"mean": [0.0, 1.0, 2.0, 3.0], "var": [1.0, 2.0, 1.0, 2.0]}
-    pq.write_table(pa.table({**columns, "target": [0.5, 1.0, 1.5, 2.0], "id": [7, 3, 7, 9]}), path)
-    for by in ("id", "id:q2", "mean:1.5"):
+    keys = {"id": [7, 3, 7, 9], "sparse": [7, None, 7, 9], "store": ["a", None, "b", "a"]}
+    keys["x"] = [0.5, None, float("nan"), 2.5]
+    pq.write_table(pa.table({**columns, "target": [0.5, 1.0, 1.5, 2.0], **keys}), path)
+    for by in ("id", "sparse", "store", "id:q2", "mean:1.5", "x:1", "x:q2"):
         script = (
             "import sys\n"
             "from gaussnll.cli.app import app\n"
-            f"sys.argv = ['gaussnll', 'score', {str(path)!r}, '--by', {by!r}, '--quiet']\n"
+            f"sys.argv = ['gaussnll', 'score', {str(path)!r}, '--by', {by!r}, '--quiet',"
+            " '--chunk-size', '2']\n"
             "try:\n    app(prog_name='gaussnll')\nexcept SystemExit as end:\n"
             "    assert end.code in (0, None), end.code\n"
             "print('pandas' in sys.modules, file=sys.stderr)\n"

@@ -220,11 +220,26 @@ def numpy_view(array: pa.Array) -> np.ndarray:
     )
 
 
+def present(array: pa.Array) -> np.ndarray:
+    """Whether each value of an Arrow array is present (not null), from its validity bitmap
+    (``pc.fill_null`` and ``pa.scalar`` import pandas, as ``numpy_view`` says)."""
+    if not array.null_count:
+        return np.ones(len(array), dtype=bool)
+    bits = np.frombuffer(array.buffers()[0], dtype=np.uint8)
+    start = array.offset
+    return np.unpackbits(bits, bitorder="little")[start : start + len(array)].astype(bool)
+
+
 def float_values(array: pa.Array) -> np.ndarray:
-    """A numeric Arrow array's values as float64, NaN where missing (read-only; as NumPy
-    rounds integers beyond 2**53), without pandas (see ``numpy_view``)."""
+    """A numeric Arrow array's values as float64, NaN where missing (as NumPy rounds integers
+    beyond 2**53), without pandas (see ``numpy_view``)."""
     floats = pc.cast(array, pa.float64(), safe=False)
-    return numpy_view(pc.fill_null(floats, math.nan) if floats.null_count else floats)
+    values = numpy_view(floats)
+    if not floats.null_count:
+        return values
+    values = values.copy()
+    values[~present(floats)] = math.nan
+    return values
 
 
 def _zero_copy_view(array: pa.Array) -> Tensor:
