@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -218,6 +219,40 @@ def test_compact_counts_widen_to_int64_before_they_could_overflow(monkeypatch):
     restored.merge(small, torch.arange(4))
     assert (restored.bound, restored.ranges()[0].dtype) == (None, torch.int64)
     assert restored.ranges()[0][0, 0, 0].item() == 180
+
+
+def test_counts_widened_mid_run_keep_every_group_s_numbers(monkeypatch):
+    """Compact counts that turn int64 in the middle of a run (the int32 limit lowered), while
+    new groups keep coming (tables growing, laid out column by column) and the σ buckets
+    coarsen: every group's numbers are those of a run that never widened."""
+    columns = make_predictions(3_000, seed=21, outputs=2)
+    table = pa.table(
+        {
+            **{k: pa.FixedSizeListArray.from_arrays(v.ravel(), 2) for k, v in columns.items()},
+            "g": np.arange(3_000) // 4,
+        }
+    )
+    chosen = (*GROUP_DEFAULT, "calibration", "pit", "uncertainty", "scores")
+
+    def scored() -> list[tuple]:
+        report = score(
+            table, device="cpu", chunk_size=97, columns=ColumnSpec(by="g"), group_metrics=chosen
+        )
+        timeless = {"seconds": 0.0}  # rows_per_second follows
+        return [(group.key, repr(replace(group.report, **timeless))) for group in report.groups]
+
+    expected = scored()
+    widened = []
+    grown = sinks._grown
+
+    def recorded(table, capacity, used, dtype=None):
+        widened.append(dtype == torch.int64 and used)
+        return grown(table, capacity, used, dtype)
+
+    monkeypatch.setattr(sinks, "_INT32_MAX", 5_000)
+    monkeypatch.setattr(sinks, "_grown", recorded)
+    assert scored() == expected
+    assert any(widened)  # some tables of groups already counted turned int64
 
 
 def test_group_entries_from_the_memo_are_json_dumps_bytes():
