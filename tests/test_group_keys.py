@@ -134,3 +134,15 @@ def test_arrow_numbers_read_without_to_numpy_are_to_numpy_s(kind):
         np.testing.assert_array_equal(float_values(array), floats)
     beyond = pa.array([2**53 + 1, 2**63 - 1, -(2**63) + 1], pa.int64())  # rounded as NumPy
     np.testing.assert_array_equal(float_values(beyond), beyond.to_numpy().astype(np.float64))
+
+
+def test_a_nan_in_a_composite_key_is_one_value_whatever_the_chunks():
+    """NaN is one key value, as in a single key column (which Arrow looks up): in a composite
+    key each chunk's NaN made a group of its own, so the groups changed with --chunk-size."""
+    keys = GroupKeys(("a", "b"))
+    groups: list[int] = []
+    nan = float("nan")
+    for a, b in (([1, 1, 2], [nan, 0.5, nan]), ([2, 1], [nan, nan]), ([1], [nan])):
+        groups += keys.index(pa.record_batch({"a": a, "b": b})).tolist()
+    assert groups == [0, 1, 2, 2, 0, 0]
+    assert len(keys.keys) == 3
