@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gaussnll.core.io.grouping import GroupKeys
+from gaussnll.core.io.tensors import float_values, numpy_view, present
 
 
 def first_appearance(values: list) -> tuple[list, list[int]]:
@@ -106,3 +107,42 @@ def test_looking_up_keys_imports_no_pandas(tmp_path):
         run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
         assert run.stderr.strip().splitlines()[-1] == "False", (by, run.stderr)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        *(pa.int8(), pa.int16(), pa.int32(), pa.int64()),
+        *(pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64()),
+        *(pa.float16(), pa.float32(), pa.float64()),
+    ],
+)
+def test_arrow_numbers_read_without_to_numpy_are_to_numpy_s(kind):
+    """``numpy_view``, ``present`` and ``float_values`` (keys and intervals read without
+    pandas) against pyarrow's ``to_numpy``: slices (a chunk's offset into its buffers), nulls
+    and empty arrays of every numeric type."""
+    values = [None if k % 5 == 3 else k * 7 % 100 for k in range(40)]
+    whole = pa.array(values, kind)
+    plain = pa.array([value or 0 for value in values], kind)
+    for start, length in ((0, 40), (3, 20), (9, 31), (40, 0), (0, 0)):
+        array, dense = whole.slice(start, length), plain.slice(start, length)
+        expected = dense.to_numpy(zero_copy_only=False)
+        assert numpy_view(dense).dtype == expected.dtype
+        np.testing.assert_array_equal(numpy_view(dense), expected)
+        np.testing.assert_array_equal(present(array), array.is_valid().to_numpy(False))
+        floats = array.to_numpy(zero_copy_only=False).astype(np.float64)
+        np.testing.assert_array_equal(float_values(array), floats)
+    beyond = pa.array([2**53 + 1, 2**63 - 1, -(2**63) + 1], pa.int64())  # rounded as NumPy
+    np.testing.assert_array_equal(float_values(beyond), beyond.to_numpy().astype(np.float64))
+
+
+def test_a_nan_in_a_composite_key_is_one_value_whatever_the_chunks():
+    """NaN is one key value, as in a single key column (which Arrow looks up): in a composite
+    key each chunk's NaN made a group of its own, so the groups changed with --chunk-size."""
+    keys = GroupKeys(("a", "b"))
+    groups: list[int] = []
+    nan = float("nan")
+    for a, b in (([1, 1, 2], [nan, 0.5, nan]), ([2, 1], [nan, nan]), ([1], [nan])):
+        groups += keys.index(pa.record_batch({"a": a, "b": b})).tolist()
+    assert groups == [0, 1, 2, 2, 0, 0]
+    assert len(keys.keys) == 3

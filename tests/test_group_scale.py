@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +23,7 @@ from gaussnll.core.report import derive
 from gaussnll.core.report import report as report_module
 from gaussnll.core.state import sinks
 from gaussnll.core.state.score_state import ScoreState
-from gaussnll.core.state.sinks import Binned, GroupSink
+from gaussnll.core.state.sinks import Binned, GroupSink, Placement, Sums
 
 CPU = torch.device("cpu")
 # The default group families' numbers (calibration counted per |e| cell in a group's state).
@@ -220,6 +221,40 @@ def test_compact_counts_widen_to_int64_before_they_could_overflow(monkeypatch):
     assert restored.ranges()[0][0, 0, 0].item() == 180
 
 
+def test_counts_widened_mid_run_keep_every_group_s_numbers(monkeypatch):
+    """Compact counts that turn int64 in the middle of a run (the int32 limit lowered), while
+    new groups keep coming (tables growing, laid out column by column) and the σ buckets
+    coarsen: every group's numbers are those of a run that never widened."""
+    columns = make_predictions(3_000, seed=21, outputs=2)
+    table = pa.table(
+        {
+            **{k: pa.FixedSizeListArray.from_arrays(v.ravel(), 2) for k, v in columns.items()},
+            "g": np.arange(3_000) // 4,
+        }
+    )
+    chosen = (*GROUP_DEFAULT, "calibration", "pit", "uncertainty", "scores")
+
+    def scored() -> list[tuple]:
+        report = score(
+            table, device="cpu", chunk_size=97, columns=ColumnSpec(by="g"), group_metrics=chosen
+        )
+        timeless = {"seconds": 0.0}  # rows_per_second follows
+        return [(group.key, repr(replace(group.report, **timeless))) for group in report.groups]
+
+    expected = scored()
+    widened = []
+    grown = sinks._grown
+
+    def recorded(table, capacity, used, dtype=None):
+        widened.append(dtype == torch.int64 and used)
+        return grown(table, capacity, used, dtype)
+
+    monkeypatch.setattr(sinks, "_INT32_MAX", 5_000)
+    monkeypatch.setattr(sinks, "_grown", recorded)
+    assert scored() == expected
+    assert any(widened)  # some tables of groups already counted turned int64
+
+
 def test_group_entries_from_the_memo_are_json_dumps_bytes():
     """Long lists of floats written from the memo: the bytes of ``json.dumps`` (non-finite
     floats as null), signed zeros, lists that are not all floats and a key that holds the
@@ -315,6 +350,32 @@ def test_a_wide_group_sum_is_added_in_one_pass_and_a_narrow_one_column_by_column
         assert table.stride() == ((1, 50) if passes > 1 else (width, 1))
         expected = torch.zeros((50, width), dtype=torch.float64).index_add_(0, group, values)
         assert torch.equal(sink.value(), expected)
+
+
+def test_groups_sums_are_read_a_group_to_a_row_whatever_their_layout():
+    """What the report derives from a group's sums (a matmul, a mean along the row: the
+    quantiles' WIS and mean score) gives the bits a group-major table gives: torch reduces a
+    column-by-column table's rows in another order (last-bit differences in WIS)."""
+    rng = np.random.default_rng(11)
+    rows, groups = 2_000, 300
+    group = torch.from_numpy(rng.integers(0, groups, size=rows))
+    sums = Sums((5,), CPU, grouped=True, total=False)
+    sums.reserve(groups)
+    sums.add(torch.from_numpy(rng.normal(size=(rows, 5))), Placement(group))
+    weights = torch.from_numpy(rng.uniform(size=5))
+    value = sums.value(by_group=True)
+    row_major = torch.tensor(value.tolist(), dtype=torch.float64)
+    assert torch.equal(value @ weights, row_major @ weights)
+    assert torch.equal(value.mean(dim=1), row_major.mean(dim=1))
+    parts = Sums((1, 11), CPU, grouped=True, total=False, ranges=[6, 5])
+    parts.reserve(groups)
+    columns = [torch.from_numpy(rng.normal(size=(rows, 1))) for _ in range(6)]
+    bins = torch.from_numpy(rng.integers(0, 5, size=(rows, 1)))
+    values = torch.from_numpy(rng.normal(size=(rows, 1)))
+    parts.add_parts(columns, [Binned(6, bins, values)], Placement(group))
+    for table in parts.ranges(by_group=True):
+        row_major = torch.tensor(table.tolist(), dtype=torch.float64)
+        assert torch.equal(table.mean(dim=-1), row_major.mean(dim=-1))
 
 
 def _sorted_one_by_one(report, sort_by: str) -> list:

@@ -73,6 +73,7 @@ def shown_digits(edges: Sequence[float]) -> int:
 
 
 _EXACT_DIGITS = 17  # as many as a float64 needs
+_NAN = math.nan  # the one NaN of every key (see ``GroupKeys.add``)
 
 
 class GroupKeys:
@@ -161,10 +162,14 @@ class GroupKeys:
         return groups
 
     def add(self, keys: Iterable[Key]) -> np.ndarray:
-        """The group index of each key, adding those not seen before."""
+        """The group index of each key, adding those not seen before. A NaN in a key is one
+        value, ``_NAN`` (Python's NaN equals only itself: each chunk's would be a new key)."""
         indices = []
         for key in keys:
             index = self._index.get(key)
+            if index is None:
+                key = tuple(_NAN if _is_nan(value) else value for value in key)
+                index = self._index.get(key)
             if index is None:
                 index = self._index[key] = len(self.keys)
                 self.keys.append(key)
@@ -235,6 +240,10 @@ class _DirectIndex:
 
 _SPAN_PER_KEY = 4  # the direct table's entries per group, at most
 _MIN_SPAN = 1 << 22  # entries allowed whatever the counts (16 MB)
+
+
+def _is_nan(value: Hashable) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _directly_indexable(kind: pa.DataType) -> bool:

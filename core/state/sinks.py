@@ -563,13 +563,17 @@ class Sums:
             self.by_group.merge(other.by_group, _given(mapping, "mapping"))
 
     def value(self, by_group: bool = False) -> Tensor:
-        """``(1, *shape)`` for the whole input, or ``(groups, *shape)``."""
-        return (self._grouped() if by_group else self._total()).value()
+        """``(1, *shape)`` for the whole input, or ``(groups, *shape)`` a group to a row (a
+        copy of a column-by-column table: torch reduces a row of a matrix laid out otherwise
+        in another order, and a report's WIS or mean along a row would change in its last
+        bits with the layout)."""
+        return self._grouped().value().contiguous() if by_group else self._total().value()
 
     def ranges(self, by_group: bool = False) -> list[Tensor]:
-        """The sums of each range of the last axis, as ``value`` gives them (no copy)."""
+        """The sums of each range of the last axis, as ``value`` gives them (the whole input's:
+        no copy)."""
         if by_group:
-            return self._grouped().ranges()
+            return [table.contiguous() for table in self._grouped().ranges()]
         total = self._total().value()
         if self._ranges is None:  # one range, as for GroupSink
             return [total]
