@@ -309,9 +309,8 @@ def _with_interval_numbers(batch: pa.RecordBatch, name: str, edges: np.ndarray) 
             column=name,
         )
     values = float_values(column)
-    present = ~np.isnan(values)
     numbers = np.searchsorted(edges, values, side="right").astype(np.int32)
-    validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+    validity = pa.py_buffer(np.packbits(~np.isnan(values), bitorder="little"))
     array = pa.Array.from_buffers(pa.int32(), len(numbers), [validity, pa.py_buffer(numbers)])
     return batch.set_column(batch.schema.get_field_index(name), name, array)
 

@@ -163,10 +163,11 @@ class UncertaintyState:
         read from the device; folding by an unchanged layout adds each sum to zero, the same
         bits); groups only those whose layout changed (one read)."""
         groups = None
-        if not self.grouped and before[0].device.type == "cpu":
-            if torch.equal(before[0], after[0]) and torch.equal(before[1], after[1]):
+        if not self.grouped:
+            on_cpu = before[0].device.type == "cpu"  # a GPU's layout is not read back
+            if on_cpu and torch.equal(before[0], after[0]) and torch.equal(before[1], after[1]):
                 return after
-        elif self.grouped:
+        else:
             changed = (before[0] != after[0]) | (before[1] != after[1])
             groups = changed.nonzero().squeeze(1)
             if not len(groups):
